@@ -1,0 +1,181 @@
+"""The `releasebot` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from bot.ops import CommandError
+from bot.policy import PolicyError, load_policy
+from bot.settings import Settings, SettingsError, load_settings, require
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Bring the database schema up to date."""
+    from storage.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print(f"database is up to date ({_safe_url(settings.database_url)})")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for people to read."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _check_policy(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate the policy file."""
+    policy = load_policy(settings.releasebot_config)
+    print(f"{settings.releasebot_config}: ok ({len(policy.projects)} projects, "
+          f"{len(policy.roles)} roles)")
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the bot: Slack over HTTP (or Socket Mode), GitLab webhooks, health, metrics, jobs."""
+    from aiohttp import web
+
+    from bot.app import create_app, socket_mode
+    from bot.logs import setup_logging
+
+    if args.socket_mode:
+        require(settings, "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+    else:  # every HTTP request from Slack must be verified: no secret, no start
+        require(settings, "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    policy = load_policy(settings.releasebot_config)
+    setup_logging()
+    app = create_app(settings, policy)
+    if args.socket_mode:
+        app.cleanup_ctx.append(socket_mode)
+    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate the policy and try every connection: one line each."""
+    from bot.ops import run_check
+
+    return asyncio.run(run_check(settings, sys.stdout))
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the audit trail as CSV or JSON."""
+    from bot.ops import run_export
+
+    return asyncio.run(run_export(settings, fmt=args.format, since=args.since,
+                                  output=args.output, out=sys.stdout, err=sys.stderr))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Two releases end to end, offline, against the built-in emulators."""
+    from bot.demo import run_demo
+
+    try:
+        return asyncio.run(run_demo(sys.stdout, slow=args.slow, keep=args.keep, port=args.port))
+    except BrokenPipeError:  # whoever read the output left (`| head`): stop without a word
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # the port is taken, or no temporary folder can be made
+        raise CommandError(f"the demo could not start: {exc}") from None
+
+
+def _say(args: argparse.Namespace) -> int:
+    """One signed /release command to a running demo; prints the private answer."""
+    from bot.demo import run_say
+
+    return run_say(args.text, user=args.user, url=args.url, secret=args.secret,
+                   slack=args.slack)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, Settings], int]]] = {
+    "serve": ("run the bot (HTTP mode; --socket-mode for Slack over a WebSocket)", _serve),
+    "migrate": ("bring the database schema up to date (Alembic)", _migrate),
+    "policy": ("validate the policy file (RELEASEBOT_CONFIG)", _check_policy),
+    "check": ("validate the policy file and test the Slack and GitLab connections", _check),
+    "export": ("write the audit trail as CSV or JSON", _export),
+}
+# Commands that need no settings at all: they run on a fresh machine whatever the environment.
+STANDALONE: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "demo": ("run two releases end to end offline against built-in Slack and GitLab", _demo),
+    "say": ("send one /release command to a running `demo --keep` and print the answer", _say),
+}
+
+HELP_ORDER = ("demo", "say", "serve", "migrate", "policy", "check", "export")
+
+
+def _since(text: str) -> datetime:
+    """argparse type for --since."""
+    from bot.ops import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
+    """The options of one subcommand."""
+    if name in ("serve", "migrate", "policy"):
+        sub.add_argument("--host", help="override HOST")
+        sub.add_argument("--port", type=int, help="override PORT")
+    if name == "serve":
+        sub.add_argument("--socket-mode", action="store_true",
+                         help="take Slack traffic over Socket Mode (needs SLACK_APP_TOKEN)")
+    elif name == "export":
+        sub.add_argument("--format", choices=("csv", "json"), required=True)
+        sub.add_argument("--since", type=_since, metavar="YYYY-MM-DD",
+                         help="only rows from this day on (UTC)")
+        sub.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
+    elif name == "demo":
+        sub.add_argument("--slow", action="store_true", help="pause between steps to watch")
+        sub.add_argument("--keep", action="store_true",
+                         help="keep serving afterwards for `releasebot say`, until Ctrl-C")
+        sub.add_argument("--port", type=int, default=0,
+                         help="the bot's port (default: any free one)")
+    elif name == "say":
+        sub.add_argument("text", help='what you would type, e.g. "/release list"')
+        sub.add_argument("--as", dest="user", required=True, metavar="USER",
+                         help="the Slack user ID sending it, e.g. U0DEV")
+        sub.add_argument("--url", help="the bot (default: the running demo's)")
+        sub.add_argument("--secret", help="its signing secret (default: the running demo's)")
+        sub.add_argument("--slack", metavar="URL",
+                         help="the Slack emulator it answers through (default: the demo's)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    root = argparse.ArgumentParser(prog="releasebot", description="Releases run in Slack.")
+    subs = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    every = COMMANDS | STANDALONE
+    for name in HELP_ORDER:
+        help_text = every[name][0]
+        sub = subs.add_parser(name, help=help_text, description=help_text)
+        _add_options(name, sub)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; configuration problems end in one clear line, never a traceback."""
+    args = parser().parse_args(argv)
+    try:
+        if args.command in STANDALONE:
+            return STANDALONE[args.command][1](args)
+        overrides = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+        settings = load_settings(**overrides)
+        return COMMANDS[args.command][1](args, settings)
+    except (SettingsError, PolicyError) as exc:
+        print(f"releasebot: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"releasebot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

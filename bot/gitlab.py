@@ -1,0 +1,492 @@
+"""The GitLab client: python-gitlab behind asyncio.to_thread, answering plain dataclasses."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import gitlab
+import requests
+from gitlab.v4.objects import Project
+
+T = TypeVar("T")
+ProjectRef = str | int
+
+# One quick retry (python-gitlab sleeps 0.1 s first) absorbs a blip; more would stall a poll cycle.
+_RETRIES = 1
+# Past this many pages of merged MRs, look the remaining commits up one by one instead.
+_MR_PAGES = 3
+# At most this many per-commit merge request look-ups per call.
+_MR_LOOKUPS = 5
+# Commit dates are set by clients; allow for their clocks being a little off.
+_CLOCK_SKEW = timedelta(hours=1)
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+class GitLabError(Exception):
+    """A GitLab call failed; the message is one plain sentence fit to show a person."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None,
+    ) -> None:
+        """Keep the HTTP status (None without an answer) and any Retry-After seconds."""
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A CI pipeline; project is the reference it was asked for by."""
+
+    id: int
+    project: str
+    ref: str
+    sha: str
+    status: str
+    web_url: str
+    updated_at: datetime | None
+    finished_at: datetime | None
+    duration: int | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A CI job of a pipeline."""
+
+    id: int
+    name: str
+    stage: str
+    status: str
+    web_url: str
+    failure_reason: str | None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A commit; committed_at and parent_ids let notes bound MR look-ups and find the mainline."""
+
+    sha: str
+    short_id: str
+    title: str
+    author_name: str
+    web_url: str
+    committed_at: datetime | None = None
+    parent_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """A merged merge request; commit_shas are the given commits it accounts for."""
+
+    iid: int
+    title: str
+    web_url: str
+    author: str
+    merged_at: datetime | None
+    labels: tuple[str, ...]
+    commit_shas: tuple[str, ...] = ()
+
+
+class _ShortRetryGitlab(gitlab.Gitlab):
+    """python-gitlab that never sleeps on 429 and retries 5xx and timeouts only briefly."""
+
+    def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        """Force our retry policy on every request, whatever the caller passed."""
+        # By default a 429 sleeps for Retry-After up to 10 times: a poller must back off instead.
+        kwargs["obey_rate_limit"] = False
+        kwargs["max_retries"] = _RETRIES
+        return super().http_request(verb, path, *args, **kwargs)
+
+
+class GitLabClient:
+    """Async access to one GitLab instance; the only place that uses python-gitlab."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 10.0,
+                 on_call: Callable[[str, int], None] | None = None) -> None:
+        """Build the python-gitlab client; no request is made yet; on_call sees every answer."""
+        self._on_call = on_call
+        # python-gitlab drops the 429 response before raising, so a hook keeps its Retry-After.
+        self._local = threading.local()
+        session = requests.Session()
+        session.hooks["response"].append(self._remember_retry_after)
+        self._gl = _ShortRetryGitlab(url, private_token=token, retry_transient_errors=True,
+                                     timeout=timeout, session=session)
+        self._projects: dict[str, Project] = {}
+
+    # ------------------------------------------------------------ pipelines
+
+    async def create_pipeline(
+        self, project: ProjectRef, ref: str, variables: Mapping[str, str],
+    ) -> Pipeline:
+        """Start a pipeline on ref with these CI variables."""
+        p = self._project(project)
+        data = {"ref": ref, "variables": [{"key": k, "value": v} for k, v in variables.items()]}
+        created = await self._run(project, lambda: p.pipelines.create(data), f"ref {ref}")
+        return _pipeline(project, created.attributes)
+
+    async def get_pipeline(self, project: ProjectRef, pipeline_id: int) -> Pipeline:
+        """One pipeline, with its finish time and duration."""
+        p = self._project(project)
+        found = await self._run(project, lambda: p.pipelines.get(pipeline_id),
+                                f"pipeline {pipeline_id}")
+        return _pipeline(project, found.attributes)
+
+    async def pipelines_updated_since(
+        self, project: ProjectRef, since: datetime | None, *, per_page: int = 100,
+    ) -> list[Pipeline]:
+        """Pipelines updated at or after since, newest first: one request in the normal case.
+
+        Without since only the newest page is read (a first poll wants the present, not
+        history); with it, further pages are read only while pages come back full, so no
+        change since the cursor is skipped.
+        """
+        p = self._project(project)
+        query: dict[str, Any] = {"order_by": "updated_at", "sort": "desc", "per_page": per_page}
+        if since is not None:
+            query["updated_after"] = _iso(since)
+
+        def fetch() -> list[dict[str, Any]]:
+            """Read pages until one is not full (or just one page without a cursor)."""
+            rows: list[dict[str, Any]] = []
+            page = 1
+            while True:
+                chunk = p.pipelines.list(page=page, get_all=False, **query)
+                rows += [item.attributes for item in chunk]
+                if since is None or len(chunk) < per_page:
+                    return rows
+                page += 1
+
+        return [_pipeline(project, row) for row in await self._run(project, fetch)]
+
+    async def failed_job(self, project: ProjectRef, pipeline_id: int) -> Job | None:
+        """The first (lowest id) failed job of a pipeline, or None."""
+        pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
+        jobs = await self._run(
+            project, lambda: pipeline.jobs.list(scope="failed", per_page=100, get_all=False),
+            f"pipeline {pipeline_id}",
+        )
+        if not jobs:
+            return None
+        return _job(min((job.attributes for job in jobs), key=lambda job: job["id"]))
+
+    async def last_deployed_ref(self, project: ProjectRef, environment: str) -> str | None:
+        """The ref of the newest successful deployment to environment, or None."""
+        p = self._project(project)
+        found = await self._run(project, lambda: p.deployments.list(
+            environment=environment, status="success", order_by="id", sort="desc",
+            per_page=1, get_all=False))
+        return str(found[0].ref) if found else None
+
+    # ------------------------------------------------------------ repository
+
+    async def compare(self, project: ProjectRef, from_ref: str, to_ref: str) -> list[Commit]:
+        """Commits in to_ref but not in from_ref, oldest first."""
+        p = self._project(project)
+        result = await self._run(project, lambda: p.repository_compare(from_ref, to_ref),
+                                 f"ref {from_ref} or {to_ref}")
+        return [_commit(row) for row in _as_dict(result).get("commits") or []]
+
+    async def recent_commits(
+        self, project: ProjectRef, ref: str, *, limit: int = 20,
+    ) -> list[Commit]:
+        """The newest `limit` commits reachable from ref, oldest first (one request)."""
+        p = self._project(project)
+        rows = await self._run(project, lambda: p.commits.list(
+            ref_name=ref, per_page=limit, get_all=False), f"ref {ref}")
+        return [_commit(row.attributes) for row in reversed(rows)]
+
+    async def is_ancestor(self, project: ProjectRef, ref: str, branch: str) -> bool:
+        """Whether ref's commit is contained in branch (their merge base is ref itself)."""
+        p = self._project(project)
+
+        def check() -> bool:
+            """Resolve ref to a sha unless it is one, then ask for the merge base."""
+            sha = ref if _FULL_SHA.fullmatch(ref) else str(p.commits.get(ref).id)
+            base = _as_dict(p.repository_merge_base([sha, branch]))
+            return base.get("id") == sha
+
+        return await self._run(project, check, f"ref {ref} or {branch}")
+
+    async def default_branch(self, project: ProjectRef) -> str:
+        """The project's default branch."""
+        found = await self._run(project, lambda: self._gl.projects.get(project))
+        return str(found.default_branch)
+
+    async def tag_exists(self, project: ProjectRef, name: str) -> bool:
+        """Whether the tag exists (an unknown project is still an error)."""
+        p = self._project(project)
+
+        def check() -> bool:
+            """A 404 for the tag is an answer; one for the project is not."""
+            try:
+                p.tags.get(name)
+            except gitlab.GitlabGetError as exc:
+                if exc.response_code == 404 and "project" not in _text(exc.error_message).lower():
+                    return False
+                raise
+            return True
+
+        return await self._run(project, check)
+
+    # ------------------------------------------------------------ merge requests
+
+    async def merge_requests_for(
+        self, project: ProjectRef, commits: list[Commit],
+    ) -> list[MergeRequest]:
+        """Merged MRs that brought these commits, oldest merge first, in few requests.
+
+        One listing of MRs merged-and-updated since the oldest commit (a few pages at most),
+        matched on merge, squash and head shas. Only when that listing may be incomplete
+        (no commit dates, or too many pages) are unmatched commits looked up one by one,
+        up to a small cap.
+        """
+        if not commits:
+            return []
+        p = self._project(project)
+        wanted = [c.sha for c in commits]
+        since = _window_start(commits)
+        return await self._run(project, lambda: _find_merge_requests(p, wanted, since))
+
+    # ------------------------------------------------------------ releases and identity
+
+    async def create_release(
+        self, project: ProjectRef, tag: str, name: str, description: str, *,
+        ref: str | None = None,
+    ) -> str:
+        """Create a release on tag (tagging ref first if the tag is new); its web URL."""
+        p = self._project(project)
+        data = {"tag_name": tag, "name": name, "description": description}
+        if ref is not None:
+            data["ref"] = ref
+        try:
+            release = await self._run(project, lambda: p.releases.create(data))
+        except GitLabError as exc:
+            if exc.status == 409:
+                raise GitLabError(f"GitLab release {tag} already exists in {project}",
+                                  status=409) from exc
+            raise
+        links = release.attributes.get("_links") or {}
+        return str(links.get("self") or f"{self._gl.url}/{project}/-/releases/{tag}")
+
+    async def check(self) -> str:
+        """The username the token belongs to (GET /user)."""
+
+        def whoami() -> str:
+            """Authenticate and read the current user."""
+            self._gl.auth()
+            return str(getattr(self._gl.user, "username", ""))
+
+        return await self._run(None, whoami)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _project(self, project: ProjectRef) -> Project:
+        """A lazy project object, cached so no call spends a GET on the project itself."""
+        key = str(project)
+        if key not in self._projects:
+            self._projects[key] = self._gl.projects.get(project, lazy=True)
+        return self._projects[key]
+
+    async def _run(
+        self, project: ProjectRef | None, fn: Callable[[], T], what: str | None = None,
+    ) -> T:
+        """Run blocking python-gitlab code in a thread, translating its errors."""
+
+        def guarded() -> T:
+            """Translate inside the thread: the Retry-After seen is per thread."""
+            self._local.retry_after = None
+            try:
+                return fn()
+            except (gitlab.GitlabError, requests.RequestException) as exc:
+                raise _translate(exc, project, what, self._local.retry_after) from exc
+
+        return await asyncio.to_thread(guarded)
+
+    def _remember_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        """requests response hook: count the call; note a 429's Retry-After for its thread."""
+        if self._on_call is not None:
+            self._on_call(_call_name(response.request), response.status_code)
+        if response.status_code == 429:
+            self._local.retry_after = _seconds(response.headers.get("Retry-After"))
+
+
+def _call_name(request: Any) -> str:
+    """`GET pipelines`: the method and the last named part of the path, for metrics labels."""
+    path = requests.utils.urlparse(request.url or "").path
+    named = [part for part in path.split("/") if part and not part.isdigit() and "%" not in part]
+    return f"{request.method} {named[-1] if named else '/'}"
+
+
+# ---------------------------------------------------------------- merge request matching
+
+
+def _find_merge_requests(
+    p: Project, wanted: list[str], since: datetime | None,
+) -> list[MergeRequest]:
+    """Match merged MRs to the wanted shas (runs in the worker thread)."""
+    rows, complete = _merged_since(p, since)
+    shas = set(wanted)
+    found: dict[int, tuple[dict[str, Any], set[str]]] = {}
+    for row in rows:
+        hits = shas & {row.get("merge_commit_sha"), row.get("squash_commit_sha"), row.get("sha")}
+        if hits:
+            found.setdefault(row["iid"], (row, set()))[1].update(hits)
+    if not complete:
+        covered = set().union(*(hits for _, hits in found.values()))
+        for sha in [s for s in wanted if s not in covered][:_MR_LOOKUPS]:
+            for row in _as_rows(p.commits.get(sha, lazy=True).merge_requests(get_all=False)):
+                if row.get("state") == "merged":
+                    found.setdefault(row["iid"], (row, set()))[1].add(sha)
+    order = {sha: i for i, sha in enumerate(wanted)}
+    mrs = [_merge_request(row, sorted(hits, key=order.__getitem__))
+           for row, hits in found.values()]
+    never = datetime.min.replace(tzinfo=UTC)
+    return sorted(mrs, key=lambda mr: (mr.merged_at or never, mr.iid))
+
+
+def _merged_since(p: Project, since: datetime | None) -> tuple[list[dict[str, Any]], bool]:
+    """Merged MRs updated since, newest first, and whether that is all of them."""
+    query: dict[str, Any] = {"state": "merged", "order_by": "updated_at", "sort": "desc",
+                             "per_page": 100}
+    if since is not None:
+        query["updated_after"] = _iso(since)
+    rows: list[dict[str, Any]] = []
+    for page in range(1, _MR_PAGES + 1):
+        chunk = p.mergerequests.list(page=page, get_all=False, **query)
+        rows += [item.attributes for item in chunk]
+        if len(chunk) < query["per_page"]:
+            return rows, since is not None
+    return rows, False
+
+
+def _window_start(commits: Iterable[Commit]) -> datetime | None:
+    """When the oldest commit was made, less some skew; None if any date is unknown."""
+    dates = [c.committed_at for c in commits]
+    if any(d is None for d in dates):
+        return None
+    return min(d for d in dates if d is not None) - _CLOCK_SKEW
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def _pipeline(project: ProjectRef, row: Mapping[str, Any]) -> Pipeline:
+    """A Pipeline from the API's pipeline (or basic pipeline) entity."""
+    return Pipeline(
+        id=int(row["id"]), project=str(project), ref=str(row.get("ref") or ""),
+        sha=str(row.get("sha") or ""), status=str(row.get("status") or ""),
+        web_url=str(row.get("web_url") or ""), updated_at=_time(row.get("updated_at")),
+        finished_at=_time(row.get("finished_at")),
+        duration=None if row.get("duration") is None else int(row["duration"]),
+    )
+
+
+def _job(row: Mapping[str, Any]) -> Job:
+    """A Job from the API's job entity."""
+    return Job(id=int(row["id"]), name=str(row.get("name") or ""),
+               stage=str(row.get("stage") or ""), status=str(row.get("status") or ""),
+               web_url=str(row.get("web_url") or ""), failure_reason=row.get("failure_reason"))
+
+
+def _commit(row: Mapping[str, Any]) -> Commit:
+    """A Commit from the API's commit entity."""
+    sha = str(row["id"])
+    return Commit(sha=sha, short_id=str(row.get("short_id") or sha[:8]),
+                  title=str(row.get("title") or ""), author_name=str(row.get("author_name") or ""),
+                  web_url=str(row.get("web_url") or ""),
+                  committed_at=_time(row.get("committed_date") or row.get("created_at")),
+                  parent_ids=tuple(row.get("parent_ids") or ()))
+
+
+def _merge_request(row: Mapping[str, Any], shas: Iterable[str]) -> MergeRequest:
+    """A MergeRequest from the API's merge request entity."""
+    author = row.get("author") or {}
+    return MergeRequest(iid=int(row["iid"]), title=str(row.get("title") or ""),
+                        web_url=str(row.get("web_url") or ""),
+                        author=str(author.get("username") or author.get("name") or ""),
+                        merged_at=_time(row.get("merged_at")),
+                        labels=tuple(str(label) for label in row.get("labels") or ()),
+                        commit_shas=tuple(shas))
+
+
+def _as_dict(result: Any) -> dict[str, Any]:
+    """A JSON object answer (python-gitlab types these as dict or raw response)."""
+    return result if isinstance(result, dict) else {}
+
+
+def _as_rows(result: Any) -> list[dict[str, Any]]:
+    """A JSON list answer as plain dicts."""
+    return [row for row in result if isinstance(row, dict)]
+
+
+def _time(value: Any) -> datetime | None:
+    """An API timestamp as an aware UTC datetime."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _iso(when: datetime) -> str:
+    """A query timestamp; a naive datetime is taken as UTC."""
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After as seconds; the rarely used HTTP-date form counts as unknown."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _translate(
+    exc: Exception, project: ProjectRef | None, what: str | None, retry_after: float | None,
+) -> GitLabError:
+    """One plain sentence for a python-gitlab or requests failure."""
+    if not isinstance(exc, gitlab.GitlabError):
+        return GitLabError(f"GitLab unavailable: {type(exc).__name__}")
+    code, text = exc.response_code, _text(exc.error_message)
+    if code == 429:
+        wait = f", retry in {retry_after:g} s" if retry_after is not None else ""
+        return GitLabError(f"GitLab is rate limiting us (429){wait}", status=429,
+                           retry_after=retry_after)
+    return GitLabError(_sentence(code, text, project, what), status=code)
+
+
+def _sentence(code: int | None, text: str, project: ProjectRef | None, what: str | None) -> str:
+    """The message for an error status other than 429."""
+    place = f" in {project}" if project is not None else ""
+    if code == 401:
+        return "GitLab refused the token (401)"
+    if code == 403:
+        return f"GitLab denied access{place} (403)"
+    if code == 404 and project is not None and "project" in text.lower():
+        return f"GitLab project {project} not found"
+    if code == 404:
+        return f"GitLab {what or 'resource'} not found{place}"
+    if code is not None and code >= 500:
+        return f"GitLab unavailable ({code})"
+    if code is None:
+        return f"GitLab sent an unexpected answer: {text}"
+    return f"GitLab rejected the request{place} ({code}): {text}"
+
+
+def _text(message: Any) -> str:
+    """A GitLab error body ('x', {'base': ['y']}, HTML) as one short line."""
+    if isinstance(message, dict):
+        message = "; ".join(f"{key}: {_text(value)}" for key, value in message.items())
+    elif isinstance(message, list):
+        message = ", ".join(_text(item) for item in message)
+    line = " ".join(str(message).split())
+    return line if len(line) <= 200 else line[:199] + "…"

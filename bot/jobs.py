@@ -1,0 +1,170 @@
+"""The scheduled half of the process: due deploys, reminders, observation close, merge-back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot import deploys
+from bot import service as svc
+from bot.deployer import Deployer
+from bot.gitlab import GitLabError
+from bot.notes import release_notes_text
+from bot.policy import ReleaseType
+from bot.readmodel import load_view
+from bot.service import Deps
+from bot.workflow import SYSTEM, Refused, State
+from storage import queries as q
+from storage.db import transaction
+from storage.models import Release
+
+log = logging.getLogger(__name__)
+PRE_DEPLOY = [s.value for s in (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF,
+                                State.APPROVED, State.SCHEDULED)]
+MERGE_BACK_STATES = [s.value for s in (State.VERIFIED, State.OBSERVING, State.CLOSED)]
+
+
+@dataclass
+class Jobs:
+    """Everything the scheduler runs; each method is one idempotent pass over the database."""
+
+    deps: Deps
+    deployer: Deployer
+
+    @property
+    def now(self) -> datetime:
+        """The injected clock's now."""
+        return self.deps.clock()
+
+    async def run_all(self) -> None:
+        """One tick of every job (tests and the scheduler call this)."""
+        await self.deploy_due()
+        await self.remind()
+        await self.close_observed()
+        await self.merge_back()
+
+    # --- scheduled deploys ------------------------------------------------------------------
+
+    async def deploy_due(self) -> int:
+        """Deploy releases whose time has come; hold, and say why, those that can't go."""
+        async with self.deps.sessions() as session:
+            due = await q.due_scheduled(session, self.now, [*PRE_DEPLOY, State.DEPLOYED.value])
+            views = [await load_view(session, self.deps.policy, r) for r in due]
+        started = 0
+        for view in views:
+            if view.state is State.DEPLOYED and view.next_env is None:
+                continue  # production is done: nothing left to do on schedule
+            try:
+                await self.deployer.deploy(release_id=view.release.id, actor=SYSTEM)
+                started += 1
+            except Refused as exc:
+                if view.state in (State.DEPLOYED,):
+                    continue
+                await svc.hold(self.deps, release_id=view.release.id, reason=exc.sentence)
+        return started
+
+    # --- reminders --------------------------------------------------------------------------
+
+    async def remind(self) -> int:
+        """Nudge whoever a release waits on; each kind at most once per interval."""
+        r = self.deps.policy.reminders
+        sent = 0
+        async with self.deps.sessions() as session:
+            waiting = await q.releases_in(session, [*PRE_DEPLOY, State.DEPLOYED.value])
+            views = [await load_view(session, self.deps.policy, rel) for rel in waiting]
+        for view in views:
+            rel, age = view.release, self.now - view.release.state_since
+            if view.state is State.READY_FOR_SIGNOFF and view.missing_roles:
+                if age >= timedelta(hours=r.escalation_hours):
+                    sent += await self._nudge(rel, "escalation", roles=["release_manager"],
+                                              waiting_on=view.missing_roles)
+                elif age >= timedelta(hours=r.approval_hours):
+                    sent += await self._nudge(rel, "approval", roles=view.missing_roles,
+                                              kind="ask")
+            elif view.state in (State.REQUESTED, State.TESTING) and view.report is None:
+                if age >= timedelta(hours=r.report_hours):
+                    sent += await self._nudge(rel, "report", roles=["tester"])
+            elif view.state is State.DEPLOYED and view.next_env is None:
+                if age >= timedelta(minutes=r.verify_deadline_minutes):
+                    sent += await self._nudge(rel, "verify_deadline", roles=["release_manager"])
+                elif age >= timedelta(minutes=r.verify_minutes):
+                    sent += await self._nudge(rel, "verify", roles=["tester"])
+        return sent
+
+    async def _nudge(self, release: Release, notice: str, *, roles: Sequence[str],
+                     kind: str = "notify", **detail: object) -> int:
+        """Queue one reminder unless the same one went out within the interval."""
+        every = timedelta(hours=self.deps.policy.reminders.interval_hours)
+        async with transaction(self.deps.sessions) as session:
+            if not await q.due_reminder(session, release.id, notice, now=self.now, every=every):
+                return 0
+            if kind == "ask":  # approvers get the Approve/Reject buttons again
+                q.add_outbox(session, release_id=release.id, kind="ask", at=self.now, payload={
+                    "roles": list(roles), "revision": release.revision, "reminder": True})
+            else:
+                svc.notify(session, self.deps, release, notice, roles=list(roles),
+                           users=[], **detail)
+        return 1
+
+    # --- observation and close --------------------------------------------------------------
+
+    async def close_observed(self) -> int:
+        """Close releases whose observation period is over, with notes in the summary."""
+        async with self.deps.sessions() as session:
+            observing = await q.releases_in(session, [State.OBSERVING.value])
+        closed = 0
+        for rel in observing:
+            if rel.observe_until and rel.observe_until <= self.now:
+                notes = await release_notes_text(self.deps, self.deployer.gitlab, rel.id)
+                try:
+                    await deploys.close(self.deps, release_id=rel.id, actor=SYSTEM, notes=notes)
+                    closed += 1
+                except Refused:
+                    continue  # someone closed it meanwhile
+        return closed
+
+    # --- hotfix merge-back ------------------------------------------------------------------
+
+    async def merge_back(self) -> int:
+        """Until a shipped hotfix's ref is in the default branch, remind every so often."""
+        async with self.deps.sessions() as session:
+            shipped = await q.releases_in(session, MERGE_BACK_STATES)
+        every = timedelta(hours=self.deps.policy.reminders.merge_back_hours)
+        sent = 0
+        for rel in (r for r in shipped if r.type == ReleaseType.HOTFIX.value):
+            async with self.deps.sessions() as session:
+                done = await q.reminder_of(session, rel.id, "merged")
+                last = await q.reminder_of(session, rel.id, "merge_back")
+            if done or (last and self.now - last.last_sent < every):
+                continue  # GitLab is asked only when a reminder would be due
+            if await self._merged(rel):
+                async with transaction(self.deps.sessions) as session:
+                    await q.due_reminder(session, rel.id, "merged", now=self.now, every=every)
+                continue
+            sent += await self._merge_back_nudge(rel, every)
+        return sent
+
+    async def _merge_back_nudge(self, rel: Release, every: timedelta) -> int:
+        """One merge-back reminder to the requester and the release manager."""
+        days = self.deps.policy.merge_back_days(ReleaseType.HOTFIX) or 7
+        due = rel.created_at + timedelta(days=days)
+        async with transaction(self.deps.sessions) as session:
+            if not await q.due_reminder(session, rel.id, "merge_back", now=self.now, every=every):
+                return 0
+            svc.notify(session, self.deps, rel, "merge_back", users=[rel.requester],
+                       roles=["release_manager"], ref=rel.ref, due=due.isoformat(),
+                       overdue=self.now > due)
+        return 1
+
+    async def _merged(self, rel: Release) -> bool:
+        """Whether the hotfix is in the default branch (unknown counts as merged: no false nags)."""
+        project = self.deps.policy.project(rel.project)
+        try:
+            branch = project.default_branch or await self.deployer.gitlab.default_branch(
+                project.gitlab)
+            return await self.deployer.gitlab.is_ancestor(project.gitlab, rel.ref, branch)
+        except GitLabError as exc:
+            log.info("REL-%s merge-back not checked: %s", rel.id, exc)
+            return True

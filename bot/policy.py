@@ -1,0 +1,657 @@
+"""The policy file (`releasebot.yml`): roles, projects, per-type rules, windows and freezes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
+MEMBER_ID = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})$")
+PROJECT_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+GITLAB_PATH = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+$")
+CLOCK_TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+RESERVED_VARIABLES = ("RELEASE_ID", "DEPLOY_ENV", "ROLLBACK")
+HOTFIX_MERGE_BACK_DAYS = 7
+
+
+class PolicyError(Exception):
+    """An unusable policy file, or a question the policy cannot answer, as one plain line."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
+
+
+class ReleaseType(StrEnum):
+    """The kinds of release the process knows."""
+
+    STANDARD = "standard"
+    EMERGENCY = "emergency"
+    HOTFIX = "hotfix"
+    CAMPAIGN = "campaign"
+
+
+class Weekday(StrEnum):
+    """A day of the week as written in `windows`."""
+
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @property
+    def number(self) -> int:
+        """Monday is 0, as in datetime.weekday()."""
+        return list(Weekday).index(self)
+
+
+def _invalid(reason: str, at: tuple[str | int, ...] = ()) -> PydanticCustomError:
+    """A validation error with our wording; `at` points below the validated value."""
+    return PydanticCustomError("policy", "{reason}", {"reason": reason, "at": at})
+
+
+def _shown(value: Any) -> str:
+    """A short rendering of a bad value for an error line."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- value checks used as validators ------------------------------------------------------------
+
+def _release_type(value: Any) -> ReleaseType:
+    """A release type key, with the allowed ones named when it is not."""
+    if isinstance(value, str) and value in {t.value for t in ReleaseType}:
+        return ReleaseType(value)
+    allowed = ", ".join(ReleaseType)
+    raise _invalid(f"unknown release type {_shown(value)}; release types: {allowed}")
+
+
+def _weekday(value: Any) -> Weekday:
+    """`tue`, `Tue` or `Tuesday`."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    for day in Weekday:
+        if text and (text == day.value or text == _DAY_NAMES[day]):
+            return day
+    raise _invalid(f"{_shown(value)} is not a weekday; use {', '.join(Weekday)}")
+
+
+_DAY_NAMES = dict(zip(Weekday, ("monday", "tuesday", "wednesday", "thursday", "friday",
+                                "saturday", "sunday"), strict=True))
+
+
+def _clock_time(value: Any) -> time:
+    """A 24-hour "HH:MM" (our YAML loader keeps 20:00 a string, not the base-60 number 1200)."""
+    if isinstance(value, time):
+        return value
+    match = CLOCK_TIME.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise _invalid(f'must be a time like "20:00" (24-hour HH:MM) (got {_shown(value)})')
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def _calendar_date(value: Any) -> date:
+    """A date like 2026-12-24; a number or a date with a time is a mistake, not a timestamp."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and ISO_DATE.match(value.strip()):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise _invalid(f"{value.strip()} is not a real date") from None
+    raise _invalid(f"must be a date like 2026-12-24 (got {_shown(value)})")
+
+
+def _member_id(value: Any) -> str:
+    """A Slack user (U…/W…) or user group (S…) ID."""
+    if isinstance(value, str) and MEMBER_ID.match(value):
+        return value
+    raise _invalid(f"{_shown(value)} is not a Slack user ID (U…, W…) or user group ID (S…)")
+
+
+def _role_name(value: Any) -> str:
+    """A role's name, as approvers refer to it."""
+    if isinstance(value, str) and value.strip():
+        return value
+    raise _invalid(f"{_shown(value)} is not a role name")
+
+
+def _project_key(value: Any) -> str:
+    """What people type in `/release request <project>`."""
+    if isinstance(value, str) and PROJECT_KEY.match(value):
+        return value
+    raise _invalid(
+        f"project key {_shown(value)} must be lower-case letters and digits, "
+        f"optionally with '.', '_' or '-'"
+    )
+
+
+def _variable_name(value: Any) -> str:
+    """A GitLab CI variable name that the bot does not set itself."""
+    if not isinstance(value, str) or not VARIABLE_NAME.match(value):
+        raise _invalid(f"{_shown(value)} is not a CI variable name (letters, digits and _)")
+    if value in RESERVED_VARIABLES:
+        raise _invalid(f"{value} is set by the bot on every deploy; choose another name")
+    return value
+
+
+def _variable_value(value: Any) -> str:
+    """CI variables are strings: true stays `true`, 3 becomes `3`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise _invalid(f"must be a single value (text, number or true/false) (got {_shown(value)})")
+
+
+# --- the models ---------------------------------------------------------------------------------
+
+class _Model(BaseModel):
+    """Frozen, and strict about keys: a typo must never silently change the process."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """Name an unknown key and the allowed ones; an empty value means the default."""
+        if not isinstance(data, dict):
+            return data
+        shown = {(info.alias or name): info for name, info in cls.model_fields.items()}
+        accepted = shown | dict(cls.model_fields)
+        for key in data:
+            if key not in accepted:
+                allowed = ", ".join(sorted(shown))
+                raise _invalid(f"unknown key {_shown(key)}; allowed keys: {allowed}", at=(key,))
+        # `windows:` with nothing after it reads as null; treat it like leaving the key out.
+        return {k: v for k, v in data.items() if v is not None or accepted[k].is_required()}
+
+
+class BugLimits(_Model):
+    """The go-live standard: the most open bugs of each severity a release may ship with."""
+
+    A: int = Field(0, ge=0)
+    B: int = Field(0, ge=0)
+    C: int = Field(5, ge=0)
+
+
+class TypePolicy(_Model):
+    """The rules for one release type."""
+
+    approvers: list[str] = []
+    max_open_bugs: BugLimits = BugLimits()
+    allow_known_issues: bool = False
+    bypass_freeze: bool = False
+    requester_can_deploy: bool = False
+    require_test_report: bool = True
+    merge_back_days: int | None = Field(None, ge=1)
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers_unique(cls, roles: list[str]) -> list[str]:
+        """One role signs once."""
+        for i, role in enumerate(roles):
+            if role in roles[:i]:
+                raise _invalid(f"lists the role {role!r} twice", at=(i,))
+        return roles
+
+
+class Project(_Model):
+    """A GitLab project people can release."""
+
+    gitlab: str | int
+    environments: list[str] = ["production"]
+    deploy_variables: dict[
+        Annotated[str, BeforeValidator(_variable_name)],
+        Annotated[str, BeforeValidator(_variable_value)],
+    ] = {}
+    checklist: list[str] = []
+    default_branch: str | None = None
+
+    @property
+    def production(self) -> str:
+        """The last environment is the live one."""
+        return self.environments[-1]
+
+    @field_validator("gitlab", mode="before")
+    @classmethod
+    def _gitlab_project(cls, value: Any) -> str | int:
+        """A project path (`acme/payments`) or a numeric ID."""
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        if isinstance(value, str) and GITLAB_PATH.match(value.strip()):
+            return value.strip()
+        raise _invalid(
+            f"must be a GitLab project path like acme/payments or a numeric project ID "
+            f"(got {_shown(value)})"
+        )
+
+    @field_validator("environments")
+    @classmethod
+    def _environments(cls, names: list[str]) -> list[str]:
+        """Non-empty, unique, and typeable as one word in `/release deploy`."""
+        if not names:
+            raise _invalid("must list at least one environment (the last one is production)")
+        for i, name in enumerate(names):
+            if not name or any(c.isspace() for c in name):
+                raise _invalid(f"{name!r} is not an environment name (one word)", at=(i,))
+            if name in names[:i]:
+                raise _invalid(f"lists {name!r} twice", at=(i,))
+        return names
+
+    @field_validator("checklist")
+    @classmethod
+    def _checklist(cls, items: list[str]) -> list[str]:
+        """Every item must say something."""
+        for i, item in enumerate(items):
+            if not item.strip():
+                raise _invalid("is an empty checklist item", at=(i,))
+        return items
+
+
+class Window(_Model):
+    """When deploys may start; `end` before `start` crosses midnight."""
+
+    days: list[Annotated[Weekday, BeforeValidator(_weekday)]]
+    start: Annotated[time, BeforeValidator(_clock_time)]
+    end: Annotated[time, BeforeValidator(_clock_time)]
+
+    @property
+    def crosses_midnight(self) -> bool:
+        """The window ends on the day after the one it starts."""
+        return self.end < self.start
+
+    @field_validator("days")
+    @classmethod
+    def _some_days(cls, days: list[Weekday]) -> list[Weekday]:
+        """A window without days would never open."""
+        if not days:
+            raise _invalid(f"must list at least one day ({', '.join(Weekday)})")
+        return days
+
+    @field_validator("end")
+    @classmethod
+    def _has_length(cls, end: time, info: ValidationInfo) -> time:
+        """start == end is ambiguous (empty or all day), so refuse it."""
+        if info.data.get("start") == end:
+            raise _invalid(f"must differ from start ({end:%H:%M}); a window needs a length")
+        return end
+
+
+class Freeze(_Model):
+    """Days (inclusive, policy time zone) when standard releases may not deploy."""
+
+    start: Annotated[date, BeforeValidator(_calendar_date)] = Field(alias="from")
+    to: Annotated[date, BeforeValidator(_calendar_date)]
+    reason: str
+
+    @field_validator("to")
+    @classmethod
+    def _not_before_start(cls, to: date, info: ValidationInfo) -> date:
+        """A freeze must not end before it begins."""
+        start = info.data.get("start")
+        if start is not None and to < start:
+            raise _invalid(f"{to} is before from ({start})")
+        return to
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, value: Any) -> Any:
+        """The reason is what a refused deploy shows, so it must say something."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise _invalid("must say why deploys are frozen (it is shown when a deploy is refused)")
+        return value.strip() if isinstance(value, str) else value
+
+
+class Reminders(_Model):
+    """How long things may wait before the bot nudges, and how often it repeats itself."""
+
+    approval_hours: float = Field(4.0, gt=0)
+    escalation_hours: float = Field(24.0, gt=0)
+    report_hours: float = Field(24.0, gt=0)
+    verify_minutes: float = Field(60.0, gt=0)
+    verify_deadline_minutes: float = Field(240.0, gt=0)
+    merge_back_hours: float = Field(24.0, gt=0)
+    interval_hours: float = Field(4.0, gt=0)
+
+
+class Policy(_Model):
+    """The whole policy file."""
+
+    release_channel: str
+    timezone: str
+    roles: dict[
+        Annotated[str, BeforeValidator(_role_name)],
+        list[Annotated[str, BeforeValidator(_member_id)]],
+    ]
+    projects: dict[Annotated[str, BeforeValidator(_project_key)], Project]
+    policies: dict[Annotated[ReleaseType, BeforeValidator(_release_type)], TypePolicy]
+    observation_hours: float = Field(24.0, ge=0)
+    windows: list[Window] = []
+    freezes: list[Freeze] = []
+    one_person_many_roles: bool = False
+    reminders: Reminders = Reminders()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The zone for windows, freezes and every time shown to people."""
+        return ZoneInfo(self.timezone)
+
+    @field_validator("release_channel")
+    @classmethod
+    def _channel_id(cls, value: str) -> str:
+        """Slack's API wants the ID; names change and are ambiguous."""
+        if not CHANNEL_ID.match(value):
+            raise _invalid(f"must be a Slack channel ID like C0123ABCD, not a name (got {value!r})")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """An IANA zone name that this machine's tz database knows."""
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError, OSError):
+            raise _invalid(
+                f"unknown time zone {value!r}; use an IANA name like Asia/Shanghai or Europe/Berlin"
+            ) from None
+        return value
+
+    @field_validator("projects")
+    @classmethod
+    def _some_projects(cls, projects: dict[str, Project]) -> dict[str, Project]:
+        """Nothing can be released without a project."""
+        if not projects:
+            raise _invalid("must list at least one project")
+        return projects
+
+    @field_validator("policies")
+    @classmethod
+    def _standard_defined(
+        cls, policies: dict[ReleaseType, TypePolicy]
+    ) -> dict[ReleaseType, TypePolicy]:
+        """Every request falls back to standard, so it must exist."""
+        if ReleaseType.STANDARD not in policies:
+            raise _invalid("must include standard (the rules for a planned release)")
+        return policies
+
+    @model_validator(mode="after")
+    def _roles_defined(self) -> Policy:
+        """Every role the rules rely on must be in `roles`."""
+        for at, reason in _role_problems(self):
+            raise _invalid(reason, at=at)
+        return self
+
+    def type_policy(self, release_type: ReleaseType | str) -> TypePolicy:
+        """The rules for a release type; PolicyError when the file has none."""
+        try:
+            key = ReleaseType(release_type)
+        except ValueError:
+            allowed = ", ".join(ReleaseType)
+            raise PolicyError(
+                f"{release_type!r} is not a release type; use one of {allowed}."
+            ) from None
+        if key not in self.policies:
+            raise PolicyError(
+                f"{key} releases are not enabled: the policy file has no policies.{key}."
+            )
+        return self.policies[key]
+
+    def project(self, key: str) -> Project:
+        """A project by the key people type; PolicyError naming the known ones."""
+        if key in self.projects:
+            return self.projects[key]
+        known = ", ".join(sorted(self.projects))
+        raise PolicyError(f"There is no project {key[:40]!r}; known projects: {known}.")
+
+    def users_in_role(self, role: str) -> list[str]:
+        """The raw IDs in a role (users and S… user groups); [] for an unknown role."""
+        return list(self.roles.get(role, []))
+
+    def roles_of(self, member_id: str) -> list[str]:
+        """The roles that list this ID directly (group membership needs Slack)."""
+        return [role for role, members in self.roles.items() if member_id in members]
+
+    def merge_back_days(self, release_type: ReleaseType | str) -> int | None:
+        """Days within which the ref must reach the default branch; hotfix defaults to 7."""
+        days = self.type_policy(release_type).merge_back_days
+        if days is None and ReleaseType(release_type) is ReleaseType.HOTFIX:
+            return HOTFIX_MERGE_BACK_DAYS
+        return days
+
+
+def _role_problems(policy: Policy) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Where a rule names a role that `roles` does not define."""
+    defined = ", ".join(sorted(policy.roles)) or "none"
+    if "release_manager" not in policy.roles:
+        yield ("roles",), "must define release_manager (who deploys, rolls back and closes)"
+    for release_type, rules in policy.policies.items():
+        for i, role in enumerate(rules.approvers):
+            if role not in policy.roles:
+                at = ("policies", release_type.value, "approvers", i)
+                yield at, f"unknown role {role!r}; roles defined: {defined}"
+        for flag in ("allow_known_issues", "bypass_freeze"):
+            if getattr(rules, flag) and "executive" not in policy.roles:
+                at = ("policies", release_type.value, flag)
+                yield at, "needs an executive role to decide, but roles defines no executive"
+
+
+# --- reading the file ---------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 scalars: `on`/`no` stay words and 20:00 stays a string."""
+
+
+# Dates stay strings too, so that 2027-02-30 gets our error rather than a ValueError.
+_BOOL, _INT, _FLOAT, _TIMESTAMP = (
+    f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp")
+)
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+# No leading zeros: PyYAML would read 010 as octal 8.
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?$"
+               r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+.0123456789"),
+)
+
+_REASONS = {
+    "missing": "is required",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list, like [a, b]",
+    "dict_type": "must be a mapping of keys to values",
+    "model_type": "must be a mapping of keys to values",
+    "model_attributes_type": "must be a mapping of keys to values",
+    "greater_than_equal": "must be at least {ge:g}",
+    "greater_than": "must be more than {gt:g}",
+    "extra_forbidden": "is not an allowed key",
+}
+
+
+def _reason(error: Any) -> str:
+    """Plain wording for one pydantic error."""
+    ctx = error.get("ctx") or {}
+    if error["type"] == "policy":
+        return ctx["reason"]
+    template = _REASONS.get(error["type"])
+    if template is None:
+        return error["msg"][:1].lower() + error["msg"][1:]
+    if error["type"] in ("missing", "extra_forbidden"):
+        return template
+    return f"{template.format(**ctx)} (got {_shown(error['input'])})"
+
+
+def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+    """(key node or item, value node) for one step of an error location."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return key, value
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part], node.value[part]
+    return None
+
+
+def _line_of(root: yaml.Node, loc: Sequence[str | int]) -> int:
+    """1-based line of the deepest node on `loc` that exists (a missing key: its parent's)."""
+    node, line = root, root.start_mark.line + 1
+    for part in loc:
+        step = None if part == "[key]" else _child(node, part)
+        if step is None:
+            break
+        line, node = step[0].start_mark.line + 1, step[1]
+    return line
+
+
+def _problems(exc: ValidationError, root: yaml.Node, filename: str) -> list[tuple[int, str]]:
+    """Each validation error as (line, `file:line: path: reason`)."""
+    problems = []
+    for error in exc.errors():
+        loc = (*error["loc"], *(error.get("ctx") or {}).get("at", ()))
+        path = ".".join(str(p) for p in loc if p != "[key]")
+        line = _line_of(root, loc)
+        where = f"{filename}:{line}: {path}: " if path else f"{filename}:{line}: "
+        problems.append((line, where + _reason(error)))
+    return problems
+
+
+def _find_duplicate(node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> str | None:
+    """`line: path: duplicate key (…)` for the first repeated key; YAML would keep the last."""
+    if id(node) in seen:  # anchors can make the tree a graph
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        pairs = [(str(i), None, item) for i, item in enumerate(node.value)]
+    elif isinstance(node, yaml.MappingNode):
+        pairs = [(str(key.value), key, value) for key, value in node.value]
+    else:
+        return None
+    first: dict[str, int] = {}
+    for name, key, value in pairs:
+        if key is not None and isinstance(key, yaml.ScalarNode) and name != "<<":
+            line = key.start_mark.line + 1
+            if name in first:
+                where = ".".join((*path, name))
+                return f"{line}: {where}: duplicate key (first at line {first[name]})"
+            first[name] = line
+        found = _find_duplicate(value, (*path, name), seen)
+        if found:
+            return found
+    return None
+
+
+def _pairs(node: yaml.Node | None) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The (key, value) nodes of a mapping; [] for anything else."""
+    return list(node.value) if isinstance(node, yaml.MappingNode) else []
+
+
+def _keep_variables_verbatim(root: yaml.Node, data: dict[Any, Any]) -> None:
+    """CI variables are strings: keep `VERSION: 1.10` as typed rather than the float 1.1."""
+    projects = data.get("projects")
+    for key, project in _pairs((_child(root, "projects") or (None, None))[1]):
+        target = projects.get(key.value) if isinstance(projects, dict) else None
+        values = target.get("deploy_variables") if isinstance(target, dict) else None
+        if not isinstance(values, dict):
+            continue
+        for name, value in _pairs((_child(project, "deploy_variables") or (None, None))[1]):
+            scalars = isinstance(name, yaml.ScalarNode) and isinstance(value, yaml.ScalarNode)
+            if scalars and name.value in values:
+                values[name.value] = value.value
+
+
+def _read_yaml(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the data, or PolicyError for bad YAML."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        duplicate = _find_duplicate(root, (), set())
+        if duplicate:
+            raise PolicyError(f"{filename}:{duplicate}")
+        return root, loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context
+        if exc.context and problem.startswith("but "):  # "expected X", "but found Y"
+            problem = f"{exc.context}, {problem}"
+        raise PolicyError(f"{filename}:{line}: invalid YAML: {problem}") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        # Explicit tags such as `!!int abc` fail in the constructor without a mark.
+        raise PolicyError(f"{filename}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
+
+
+def parse_policy(text: str, filename: str = "releasebot.yml") -> Policy:
+    """Validate policy text; PolicyError(`file:line: path: reason`) for the first problem."""
+    root, data = _read_yaml(text, filename)
+    if root is None or data is None:
+        raise PolicyError(f"{filename}:1: the file is empty; start from releasebot.example.yml")
+    if isinstance(data, dict):
+        _keep_variables_verbatim(root, data)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = sorted(_problems(exc, root, filename), key=lambda p: p[0])
+        raise PolicyError(problems[0][1], [p[1] for p in problems]) from None
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read and validate the policy file; PolicyError with the file (and line) if it is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise PolicyError(
+            f"{path}: no such file (set RELEASEBOT_CONFIG or create it from releasebot.example.yml)"
+        ) from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read it ({exc.strerror})") from None
+    return parse_policy(text, str(path))

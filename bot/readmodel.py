@@ -1,0 +1,98 @@
+"""What people see of a release: one read of everything a card, `status` or App Home shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.policy import Policy, ReleaseType
+from bot.workflow import State
+from storage import queries as q
+from storage.models import (
+    Approval,
+    AuditEntry,
+    ChecklistTick,
+    Deployment,
+    Release,
+    TestReport,
+    WorkItem,
+)
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    """A release with its approvals, report, ticks, deploys and (optionally) its trail."""
+
+    release: Release
+    required_roles: tuple[str, ...]
+    approvals: Sequence[Approval]
+    report: TestReport | None
+    ticks: Sequence[ChecklistTick]
+    deployments: Sequence[Deployment]
+    environments: tuple[str, ...]
+    work_items: Sequence[WorkItem] = ()
+    audit: Sequence[AuditEntry] = ()
+
+    @property
+    def state(self) -> State:
+        """The release's state."""
+        return State(self.release.state)
+
+    @property
+    def approved_by(self) -> dict[str, str]:
+        """Role → approver for the current revision."""
+        return {a.role: a.approver for a in self.approvals}
+
+    @property
+    def missing_roles(self) -> list[str]:
+        """Roles still to sign."""
+        return [r for r in self.required_roles if r not in self.approved_by]
+
+    @property
+    def done_envs(self) -> list[str]:
+        """Environments this revision reached, in order."""
+        ok = {d.environment for d in self.deployments
+              if d.status == "success" and not d.rollback and d.revision == self.release.revision}
+        return [e for e in self.environments if e in ok]
+
+    @property
+    def next_env(self) -> str | None:
+        """The environment a Deploy button would go to."""
+        return next((e for e in self.environments if e not in self.done_envs), None)
+
+    @property
+    def active_deployment(self) -> Deployment | None:
+        """The pipeline running now, if any."""
+        return next((d for d in reversed(self.deployments)
+                     if d.status in ("pending", "running")), None)
+
+    @property
+    def ticked(self) -> set[int]:
+        """Ticked checklist item numbers."""
+        return {t.item for t in self.ticks}
+
+
+TIMELINE_ROWS = 50  # what a status or a closing summary shows of the trail
+
+
+async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
+                    full: bool = False) -> ReleaseView:
+    """Read everything shown about a release (`full` adds work items and the recent trail)."""
+    try:
+        roles = tuple(policy.type_policy(ReleaseType(release.type)).approvers)
+    except Exception:  # a type dropped from the policy since: show the release anyway
+        roles = ()
+    project = policy.projects.get(release.project)
+    envs = tuple(project.environments) if project else ("production",)
+    return ReleaseView(
+        release=release, required_roles=roles,
+        approvals=await q.approvals_of(session, release),
+        report=await q.latest_report(session, release),
+        ticks=await q.ticks_of(session, release.id),
+        deployments=await q.deployments_of(session, release.id),
+        environments=envs,
+        work_items=await q.work_items_of(session, release.id) if full else (),
+        audit=await q.audit_of(session, release.id, last=TIMELINE_ROWS) if full else (),
+    )

@@ -1,0 +1,171 @@
+"""Start-up settings from the environment and `.env`: the only reader of os.environ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_ASYNC_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# Sync spellings people paste from other tools, and the async driver they mean.
+_SCHEME_REWRITES = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+_PURPOSES = {
+    "slack_bot_token": "the bot token (xoxb-…) from the Slack app's OAuth & Permissions page",
+    "slack_signing_secret": "it verifies every request from Slack (app's Basic Information page)",
+    "slack_app_token": "Socket Mode needs an app-level token (xapp-…) with connections:write",
+    "gitlab_token": "a GitLab token with api scope runs the deploy pipelines",
+    "gitlab_webhook_secret": "it must equal the X-Gitlab-Token header of GitLab's webhooks",
+}
+
+
+class SettingsError(Exception):
+    """A missing or wrong setting, as one line naming the variable."""
+
+
+def _invalid(reason: str) -> PydanticCustomError:
+    """A validation error whose message is exactly `reason`."""
+    return PydanticCustomError("invalid_setting", "{reason}", {"reason": reason})
+
+
+def _int_between(value: Any, low: int, high: int | None, reason: str) -> int:
+    """An int (or a string of digits) within [low, high]; otherwise `reason (got …)`."""
+    text = str(value).strip()
+    valid = not isinstance(value, bool) and text.lstrip("+-").isdigit()
+    if not valid or int(text) < low or (high is not None and int(text) > high):
+        raise _invalid(f"{reason} (got {str(value)!r})")
+    return int(text)
+
+
+def _http_url(value: str, example: str) -> str:
+    """The URL, unless it is not http(s) with a host."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _invalid(f"must be an http(s) URL like {example} (got {value!r})")
+    return value.strip()
+
+
+class Settings(BaseSettings):
+    """Everything the process needs to start, validated once."""
+
+    # Unrelated keys in a shared .env are not ours to reject; an empty value means unset.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: str = "sqlite+aiosqlite:///releasebot.db"
+    gitlab_url: str = "https://gitlab.com"
+    gitlab_token: SecretStr | None = None
+    gitlab_webhook_secret: SecretStr | None = None
+    gitlab_poll_seconds: int = 30
+    scheduler_seconds: int = 60  # how often reminders, scheduled deploys and closes are checked
+    releasebot_config: Path = Path("releasebot.yml")
+    host: str = "0.0.0.0"
+    port: int = 3000
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_prefix(cls, value: SecretStr | None) -> SecretStr | None:
+        """Catch a user or app token pasted in the bot token's place."""
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise _invalid("must start with xoxb-")
+        return value
+
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _signing_secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        """A blank secret verifies nothing (Bolt would answer every request with a 500)."""
+        if value is not None and not value.get_secret_value().strip():
+            raise _invalid("must not be blank")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_prefix(cls, value: SecretStr | None) -> SecretStr | None:
+        """Socket Mode only works with an app-level token."""
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise _invalid("must start with xapp-")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slack_api_url(cls, value: str) -> str:
+        """slack_sdk joins method names onto the base URL, so it must end with a slash."""
+        url = _http_url(value, "https://slack.com/api/")
+        return url if url.endswith("/") else url + "/"
+
+    @field_validator("gitlab_url")
+    @classmethod
+    def _gitlab_url(cls, value: str) -> str:
+        """python-gitlab appends /api/v4 itself; a trailing slash would double it."""
+        return _http_url(value, "https://gitlab.example.com").rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """Rewrite sync URLs to their async driver; refuse other databases."""
+        url = value.strip()
+        scheme, sep, rest = url.partition("://")
+        scheme = _SCHEME_REWRITES.get(scheme.lower(), scheme)
+        if not sep or scheme not in _ASYNC_SCHEMES:
+            # Show only the scheme: the rest may hold a password.
+            got = f"{scheme}://…" if sep else "a value without a scheme"
+            raise _invalid(
+                f"must be an async SQLAlchemy URL starting with sqlite+aiosqlite:// "
+                f"or postgresql+asyncpg:// (got {got})"
+            )
+        return f"{scheme}://{rest}"
+
+    @field_validator("gitlab_poll_seconds", "scheduler_seconds", mode="before")
+    @classmethod
+    def _poll_seconds(cls, value: Any) -> int:
+        """A whole number of seconds; zero would poll in a busy loop."""
+        return _int_between(value, 1, None, "must be a whole number of seconds, at least 1")
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> int:
+        """A TCP port."""
+        return _int_between(value, 1, 65535, "must be an integer between 1 and 65535")
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as `NAME: reason`."""
+    name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+    if error["type"] == "invalid_setting":
+        return f"{name}: {error['ctx']['reason']}"
+    return f"{name}: {error['msg'][0].lower()}{error['msg'][1:]}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings (overrides win over the environment); raise SettingsError if wrong."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Raise SettingsError naming every setting in `names` that is not set."""
+    missing = []
+    for name in names:
+        field = name.lower()
+        if field not in Settings.model_fields:
+            raise ValueError(f"{name} is not a setting")
+        if getattr(settings, field) is None:
+            purpose = _PURPOSES.get(field, "it is needed here")
+            missing.append(f"{field.upper()} is not set: {purpose}")
+    if missing:
+        where = "set it" if len(missing) == 1 else "set them"
+        raise SettingsError("; ".join(missing) + f"; {where} in the environment or in .env")

@@ -1,0 +1,456 @@
+"""The release workflow as data: states, events, and a transition table with guards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Where a release is in its life; the value is stored, the label is shown."""
+
+    REQUESTED = "requested"
+    TESTING = "testing"
+    READY_FOR_SIGNOFF = "ready_for_signoff"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    DEPLOYING = "deploying"
+    DEPLOYED = "deployed"
+    VERIFICATION_FAILED = "verification_failed"
+    VERIFIED = "verified"
+    OBSERVING = "observing"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    DEPLOY_FAILED = "deploy_failed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def label(self) -> str:
+        """The words people see."""
+        return _LABELS.get(self, self.value.replace("_", " "))
+
+
+_LABELS = {State.READY_FOR_SIGNOFF: "ready for sign-off"}
+
+TERMINAL = frozenset({State.CLOSED, State.REJECTED, State.CANCELLED, State.ROLLED_BACK})
+BEFORE_DEPLOY = (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF, State.APPROVED,
+                 State.SCHEDULED)
+SIGNED_OFF = (State.APPROVED, State.SCHEDULED)
+LIVE = (State.DEPLOYED, State.VERIFICATION_FAILED, State.VERIFIED, State.OBSERVING)
+
+
+class Event(StrEnum):
+    """Something that happens to a release; the value names it in errors and the audit trail."""
+
+    START_TESTING = "start testing"
+    REPORT = "report"
+    ACCEPT_RISK = "accept risk"
+    APPROVE = "approve"
+    REJECT = "reject"
+    CHANGE_REF = "change ref"
+    TICK = "tick"
+    OVERRIDE_GATE = "override gate"
+    HOLD = "hold"
+    DEPLOY = "deploy"
+    DEPLOY_SUCCEEDED = "deploy succeeded"
+    DEPLOY_FAILED = "deploy failed"
+    VERIFY_PASS = "verify pass"
+    VERIFY_FAIL = "verify fail"
+    OBSERVE = "observe"
+    CLOSE = "close"
+    ROLLBACK = "rollback"
+    ROLLBACK_SUCCEEDED = "rollback succeeded"
+    ROLLBACK_FAILED = "rollback failed"
+    CANCEL = "cancel"
+
+
+class Who(StrEnum):
+    """Who may raise an event; checked before any other guard."""
+
+    TESTER = "tester"
+    APPROVER = "approver"
+    EXECUTIVE = "executive"
+    RELEASE_MANAGER = "release_manager"
+    REQUESTER = "requester"
+    DEPLOYER = "deployer"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Report:
+    """The current test report as the workflow sees it."""
+
+    bugs: Mapping[str, int]
+    limits: Mapping[str, int]
+    accepted: bool = False
+
+    @property
+    def failures(self) -> list[str]:
+        """The go-live standard's failures, e.g. ['2 open A bugs (limit 0)']."""
+        return [f"{self.bugs.get(sev, 0)} open {sev} bugs (limit {limit})"
+                for sev, limit in sorted(self.limits.items()) if self.bugs.get(sev, 0) > limit]
+
+    @property
+    def passes(self) -> bool:
+        """Whether the report meets the go-live standard."""
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the guards need to know about one release, read in its transaction."""
+
+    state: State
+    requester: str
+    required_roles: tuple[str, ...] = ()
+    approvals: Mapping[str, str] = field(default_factory=dict)  # role -> user, this revision
+    report: Report | None = None
+    report_required: bool = True
+    allow_known_issues: bool = False
+    bypass_allowed: bool = False
+    gate_open: bool = True
+    gate_reason: str | None = None
+    gate_next: str | None = None  # the next allowed deploy time, as people read it
+    gate_overridden: bool = False
+    checklist_total: int = 0
+    checklist_done: frozenset[int] = frozenset()
+    environments: tuple[str, ...] = ("production",)
+    deployed_envs: frozenset[str] = frozenset()
+    has_schedule: bool = False
+    rollback_ref: str | None = None
+    requester_can_deploy: bool = False
+    one_person_many_roles: bool = False
+    observation: bool = True
+
+    @property
+    def missing_roles(self) -> list[str]:
+        """Required roles that nobody has signed for yet."""
+        return [r for r in self.required_roles if r not in self.approvals]
+
+    @property
+    def production(self) -> str:
+        """The last environment is the one people use."""
+        return self.environments[-1]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who raises an event, with the roles the policy gives them."""
+
+    user: str
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def is_system(self) -> bool:
+        """The bot itself, acting for the scheduler or GitLab."""
+        return self.user == SYSTEM.user
+
+
+SYSTEM = Actor("releasebot")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """The event's own arguments."""
+
+    actor: Actor
+    reason: str = ""
+    environment: str | None = None
+    items: tuple[int, ...] = ()
+    report: Report | None = None
+    revision: int | None = None  # the revision a button was drawn for; None from commands
+
+
+class Refused(Exception):
+    """Something a person asked that can't be done; `sentence` is what they are told."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+
+class TransitionError(Refused):
+    """An event the release's state or rules do not allow, naming the event and the state."""
+
+    def __init__(self, event: Event, state: State, sentence: str) -> None:
+        super().__init__(sentence)
+        self.args = (f"{event.value!r} refused in state {state.value!r}: {sentence}",)
+        self.event, self.state = event, state
+
+
+Check = Callable[[Facts, Ctx], str | None]  # a guard: None when satisfied, else a sentence
+Cond = Callable[[Facts, Ctx], bool]  # a selector choosing between rows of one event
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row: from any of `sources`, `event` leads to `dest` (None: stays) when `when` holds."""
+
+    sources: tuple[State, ...]
+    event: Event
+    dest: State | None
+    who: tuple[Who, ...]
+    guards: tuple[Check, ...] = ()
+    when: tuple[Cond, ...] = ()
+
+
+# --- who ------------------------------------------------------------------------------------------
+
+def approver_roles(facts: Facts, actor: Actor) -> list[str]:
+    """The release's required roles this actor holds."""
+    return [r for r in facts.required_roles if r in actor.roles]
+
+
+def role_to_sign(facts: Facts, actor: Actor) -> str | None:
+    """The role this actor's approval would count for, if any."""
+    if actor.user in facts.approvals.values() and not facts.one_person_many_roles:
+        return None
+    return next((r for r in facts.missing_roles if r in actor.roles), None)
+
+
+def may(who: Who, facts: Facts, actor: Actor) -> bool:
+    """Whether the actor fits one `who` entry."""
+    if who is Who.SYSTEM:
+        return actor.is_system
+    if who is Who.REQUESTER:
+        return actor.user == facts.requester
+    if who is Who.APPROVER:
+        return bool(approver_roles(facts, actor))
+    if who is Who.DEPLOYER:
+        return "release_manager" in actor.roles or (
+            facts.requester_can_deploy and actor.user == facts.requester)
+    return who.value in actor.roles
+
+
+_WHO_WORDS = {
+    Who.TESTER: "a tester", Who.APPROVER: "an approver of this release",
+    Who.EXECUTIVE: "an executive", Who.RELEASE_MANAGER: "the release manager",
+    Who.REQUESTER: "the requester", Who.DEPLOYER: "the release manager",
+    Who.SYSTEM: "the bot",
+}
+
+
+def who_sentence(who: tuple[Who, ...]) -> str:
+    """'Only a tester or the release manager can do that.'"""
+    words = [_WHO_WORDS[w] for w in who if w is not Who.SYSTEM] or ["the bot"]
+    return f"Only {' or '.join(dict.fromkeys(words))} can do that."
+
+
+# --- guards ---------------------------------------------------------------------------------------
+
+def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
+    """A rejection, risk acceptance, override or failed verification needs words."""
+    return None if ctx.reason.strip() else "Please give a reason."
+
+
+def not_requester(facts: Facts, ctx: Ctx) -> str | None:
+    """Four eyes: nobody signs off their own release."""
+    if ctx.actor.user == facts.requester:
+        return "You requested this release, so you can't approve it (four eyes)."
+    return None
+
+
+def has_role_to_sign(facts: Facts, ctx: Ctx) -> str | None:
+    """The approval must cover a required role nobody has signed for."""
+    if role_to_sign(facts, ctx.actor):
+        return None
+    if ctx.actor.user in facts.approvals.values():
+        return "You have already approved this release."
+    return "Every role you hold has already signed off this release."
+
+
+def report_fails(facts: Facts, ctx: Ctx) -> str | None:
+    """Risk acceptance only makes sense for a report that fails the go-live standard."""
+    if facts.report is None:
+        return "There is no test report to accept yet."
+    if facts.report.passes or facts.report.accepted:
+        return "The test report already meets the go-live standard."
+    return None
+
+
+def known_issues_allowed(facts: Facts, ctx: Ctx) -> str | None:
+    """Only types whose policy says so may ship with known issues."""
+    return None if facts.allow_known_issues else "This release type can't ship with open bugs."
+
+
+def bypass_allowed(facts: Facts, ctx: Ctx) -> str | None:
+    """Only types whose policy says so may deploy in a freeze or outside windows."""
+    return None if facts.bypass_allowed else "This release type can't bypass a freeze or window."
+
+
+def signed_off(facts: Facts, ctx: Ctx) -> str | None:
+    """Every required role has approved the current revision."""
+    missing = facts.missing_roles
+    return f"Still waiting for sign-off by {', '.join(missing)}." if missing else None
+
+
+def checklist_done(facts: Facts, ctx: Ctx) -> str | None:
+    """The pre-release checklist is complete."""
+    left = [str(i) for i in range(1, facts.checklist_total + 1) if i not in facts.checklist_done]
+    return f"Checklist items still open: {', '.join(left)}." if left else None
+
+
+def gate_open(facts: Facts, ctx: Ctx) -> str | None:
+    """Inside a window and outside every freeze, unless an executive overrode the gate."""
+    if facts.gate_open or facts.gate_overridden:
+        return None
+    when = f" The next allowed time is {facts.gate_next}." if facts.gate_next else ""
+    return f"Deploys are closed now: {facts.gate_reason or 'outside the release windows'}.{when}"
+
+
+def valid_items(facts: Facts, ctx: Ctx) -> str | None:
+    """Checklist item numbers exist."""
+    if not ctx.items:
+        return "Name the checklist items to tick, e.g. `1 2`."
+    bad = [str(i) for i in ctx.items if not 1 <= i <= facts.checklist_total]
+    if bad:
+        return f"No checklist item {', '.join(bad)}; this release has {facts.checklist_total}."
+    return None
+
+
+def environment_in_order(facts: Facts, ctx: Ctx) -> str | None:
+    """A known environment, not yet done, with every earlier one deployed (staging first)."""
+    env = ctx.environment
+    if env not in facts.environments:
+        return f"Unknown environment {env!r}; this project has {', '.join(facts.environments)}."
+    if env in facts.deployed_envs:
+        return f"This release is already deployed to {env}."
+    earlier = facts.environments[: facts.environments.index(env)]
+    missing = [e for e in earlier if e not in facts.deployed_envs]
+    return f"Deploy to {', '.join(missing)} first." if missing else None
+
+
+def production_deployed(facts: Facts, ctx: Ctx) -> str | None:
+    """Verification is of production."""
+    if facts.production in facts.deployed_envs:
+        return None
+    return f"This release is not yet deployed to {facts.production}."
+
+
+def can_roll_back(facts: Facts, ctx: Ctx) -> str | None:
+    """Rollback needs the version that was live before."""
+    return None if facts.rollback_ref else "There is no recorded previous version to roll back to."
+
+
+# --- selectors ------------------------------------------------------------------------------------
+
+def report_ok(facts: Facts, ctx: Ctx) -> bool:
+    """The new report meets the go-live standard."""
+    return ctx.report is not None and ctx.report.passes
+
+
+def completes_signoff(facts: Facts, ctx: Ctx) -> bool:
+    """This approval is the last one needed."""
+    role = role_to_sign(facts, ctx.actor)
+    return role is not None and facts.missing_roles == [role]
+
+
+def scheduled(facts: Facts, ctx: Ctx) -> bool:
+    """The release has a planned deploy time."""
+    return facts.has_schedule
+
+
+def no_report_needed(facts: Facts, ctx: Ctx) -> bool:
+    """The type's policy skips the test report."""
+    return not facts.report_required
+
+
+def was_requested(facts: Facts, ctx: Ctx) -> bool:
+    """Nothing tested yet, so a new ref changes nothing else."""
+    return facts.state is State.REQUESTED
+
+
+def last_environment(facts: Facts, ctx: Ctx) -> bool:
+    """The deploy that just ended was production's."""
+    return ctx.environment == facts.production
+
+
+def not_(cond: Cond) -> Cond:
+    """The opposite selector."""
+    return lambda facts, ctx: not cond(facts, ctx)
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+_S, _W = State, Who
+_SIGN = (has_role_to_sign, not_requester)
+_DEPLOY_GUARDS = (signed_off, checklist_done, environment_in_order, gate_open)
+
+TABLE: tuple[Transition, ...] = (
+    Transition((_S.REQUESTED,), Event.START_TESTING, _S.TESTING, (_W.TESTER,)),
+    Transition(BEFORE_DEPLOY, Event.REPORT, _S.READY_FOR_SIGNOFF, (_W.TESTER,), when=(report_ok,)),
+    Transition(BEFORE_DEPLOY, Event.REPORT, _S.TESTING, (_W.TESTER,)),
+    Transition((_S.TESTING,), Event.ACCEPT_RISK, _S.READY_FOR_SIGNOFF, (_W.EXECUTIVE,),
+               (known_issues_allowed, report_fails, needs_reason)),
+    Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.SCHEDULED, (_W.APPROVER,), _SIGN,
+               when=(completes_signoff, scheduled)),
+    Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.APPROVED, (_W.APPROVER,), _SIGN,
+               when=(completes_signoff,)),
+    Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, None, (_W.APPROVER,), _SIGN),
+    Transition(BEFORE_DEPLOY, Event.REJECT, _S.REJECTED, (_W.APPROVER, _W.EXECUTIVE),
+               (needs_reason,)),
+    Transition(BEFORE_DEPLOY, Event.CHANGE_REF, None, (_W.REQUESTER, _W.RELEASE_MANAGER),
+               when=(was_requested,)),
+    Transition(BEFORE_DEPLOY, Event.CHANGE_REF, _S.READY_FOR_SIGNOFF,
+               (_W.REQUESTER, _W.RELEASE_MANAGER), when=(no_report_needed,)),
+    Transition(BEFORE_DEPLOY, Event.CHANGE_REF, _S.TESTING, (_W.REQUESTER, _W.RELEASE_MANAGER)),
+    Transition((*BEFORE_DEPLOY, _S.DEPLOY_FAILED), Event.TICK, None, (_W.RELEASE_MANAGER,),
+               (valid_items,)),
+    Transition((*BEFORE_DEPLOY, _S.DEPLOY_FAILED), Event.OVERRIDE_GATE, None, (_W.EXECUTIVE,),
+               (bypass_allowed, needs_reason)),
+    Transition(BEFORE_DEPLOY, Event.HOLD, None, (_W.SYSTEM,)),
+    Transition((*SIGNED_OFF, _S.DEPLOYED, _S.DEPLOY_FAILED), Event.DEPLOY, _S.DEPLOYING,
+               (_W.DEPLOYER, _W.SYSTEM), _DEPLOY_GUARDS),
+    Transition((_S.DEPLOYING,), Event.DEPLOY_SUCCEEDED, _S.DEPLOYED, (_W.SYSTEM,)),
+    Transition((_S.DEPLOYING,), Event.DEPLOY_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
+    Transition((_S.DEPLOYED, _S.VERIFICATION_FAILED), Event.VERIFY_PASS, _S.VERIFIED,
+               (_W.TESTER,), (production_deployed,)),
+    Transition((_S.DEPLOYED,), Event.VERIFY_FAIL, _S.VERIFICATION_FAILED, (_W.TESTER,),
+               (production_deployed, needs_reason)),
+    Transition((_S.VERIFIED,), Event.OBSERVE, _S.OBSERVING, (_W.SYSTEM,)),
+    Transition((_S.VERIFIED, _S.OBSERVING), Event.CLOSE, _S.CLOSED,
+               (_W.RELEASE_MANAGER, _W.SYSTEM)),
+    Transition((*LIVE, _S.DEPLOY_FAILED), Event.ROLLBACK, _S.ROLLING_BACK,
+               (_W.RELEASE_MANAGER,), (can_roll_back,)),
+    Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
+    Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
+    Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
+)
+
+
+def rows_for(state: State, event: Event) -> list[Transition]:
+    """The table's rows for one (state, event) pair, in order."""
+    return [t for t in TABLE if t.event is event and state in t.sources]
+
+
+def allowed_events(state: State) -> set[Event]:
+    """Events the table has any row for in this state."""
+    return {t.event for t in TABLE if state in t.sources}
+
+
+def decide(facts: Facts, event: Event, ctx: Ctx) -> State:
+    """The state after `event`, or TransitionError naming the event, the state and the reason."""
+    rows = rows_for(facts.state, event)
+    if not rows:
+        raise TransitionError(event, facts.state, refusal(event, facts.state))
+    row = next((r for r in rows if all(c(facts, ctx) for c in r.when)), None)
+    if row is None:  # the table ends each event with an unconditional row; this is a table bug
+        raise TransitionError(event, facts.state, "That isn't possible right now.")
+    if not any(may(w, facts, ctx.actor) for w in row.who):
+        raise TransitionError(event, facts.state, who_sentence(row.who))
+    for guard in row.guards:
+        if sentence := guard(facts, ctx):
+            raise TransitionError(event, facts.state, sentence)
+    return row.dest or facts.state
+
+
+def refusal(event: Event, state: State) -> str:
+    """A plain sentence for an event the state never allows."""
+    if event is Event.CANCEL and state not in TERMINAL:
+        return "A release can only be cancelled before it is deployed."
+    if state in TERMINAL:
+        return f"This release is {state.label}; nothing more can happen to it."
+    return f"You can't {event.value} a release that is {state.label}."

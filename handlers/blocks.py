@@ -1,0 +1,138 @@
+"""Block Kit, built by pure functions; action and callback ids are defined here once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.readmodel import ReleaseView
+from bot.workflow import State
+
+Block = dict[str, Any]
+
+MAX_TEXT = 3000  # Slack's limit for one text object
+MAX_BLOCKS = 50
+MAX_VALUE = 255  # button values stay short: they carry ids, never user text
+MAX_BUTTON = 75
+MAX_HEADER = 150
+
+
+class A:
+    """Action ids: used to render the buttons and to register their listeners."""
+
+    APPROVE = "release_approve"
+    REJECT = "release_reject"
+    REPORT = "release_report"
+    START_TESTING = "release_start_testing"
+    DEPLOY = "release_deploy"
+    VERIFY_PASS = "release_verify_pass"
+    VERIFY_FAIL = "release_verify_fail"
+    ROLLBACK = "release_rollback"
+    CLOSE = "release_close"
+    CHECKLIST = "release_checklist"
+    STATUS = "release_status"
+
+
+class V:
+    """Modal callback ids."""
+
+    REQUEST = "release_request_form"
+    REPORT = "release_report_form"
+    REJECT = "release_reject_form"
+    VERIFY_FAIL = "release_verify_fail_form"
+
+
+STATE_ICON = {
+    State.REQUESTED: "📝", State.TESTING: "🧪", State.READY_FOR_SIGNOFF: "✍️",
+    State.APPROVED: "✅", State.SCHEDULED: "🗓️", State.DEPLOYING: "🚀", State.DEPLOYED: "📦",
+    State.VERIFICATION_FAILED: "⚠️", State.VERIFIED: "✔️", State.OBSERVING: "👀",
+    State.CLOSED: "🏁", State.REJECTED: "⛔", State.CANCELLED: "🚫",
+    State.DEPLOY_FAILED: "❌", State.ROLLING_BACK: "⏪", State.ROLLED_BACK: "↩️",
+}
+
+
+def escape(text: str) -> str:
+    """User text as inert mrkdwn: no mentions, links or @channel can come from it."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """At most `limit` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mention(user: str) -> str:
+    """A Slack mention of a user id that came from Slack itself; the bot names itself."""
+    if user == "releasebot":
+        return "ReleaseBot"
+    return f"<@{user}>" if user and user[0] in "UW" and user.isalnum() else escape(user)
+
+
+def section(text: str, accessory: Block | None = None) -> Block:
+    """A mrkdwn section, clipped to Slack's limit."""
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
+    if accessory:
+        block["accessory"] = accessory
+    return block
+
+
+def context(*texts: str) -> Block:
+    """A small grey line."""
+    return {"type": "context",
+            "elements": [{"type": "mrkdwn", "text": clip(t)} for t in texts[:10]]}
+
+
+def button(label: str, action_id: str, value: str, style: str | None = None,
+           confirm: Block | None = None) -> Block:
+    """A button whose value is an id, never user text."""
+    btn: Block = {"type": "button", "action_id": action_id, "value": value[:MAX_VALUE],
+                  "text": {"type": "plain_text", "text": clip(label, MAX_BUTTON), "emoji": True}}
+    if style:
+        btn["style"] = style
+    if confirm:
+        btn["confirm"] = confirm
+    return btn
+
+
+def confirm(title: str, text: str, yes: str, danger: bool = False) -> Block:
+    """A native confirmation dialog."""
+    dialog: Block = {"title": {"type": "plain_text", "text": clip(title, 100)},
+                     "text": {"type": "mrkdwn", "text": clip(text, 300)},
+                     "confirm": {"type": "plain_text", "text": clip(yes, 30)},
+                     "deny": {"type": "plain_text", "text": "Cancel"}}
+    if danger:
+        dialog["style"] = "danger"
+    return dialog
+
+
+def button_value(view: ReleaseView) -> str:
+    """`id:revision:state`: lets a click tell whether the card it came from is stale."""
+    rel = view.release
+    return f"{rel.id}:{rel.revision}:{rel.state}"
+
+
+def parse_value(value: str) -> tuple[int, int | None, str | None]:
+    """A button value back into (release id, revision, state)."""
+    parts = value.split(":")
+    if not is_id(parts[0]):
+        raise ValueError(f"bad button value {value[:40]!r}")
+    revision = int(parts[1]) if len(parts) > 1 and is_id(parts[1]) else None
+    return int(parts[0]), revision, parts[2] if len(parts) > 2 else None
+
+
+def is_id(text: str) -> bool:
+    """ASCII digits that fit an id (int() would take "²" apart or refuse 5000 digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
+def local_time(dt: datetime | None, tz: ZoneInfo) -> str:
+    """A stored UTC time as people in the policy's timezone read it."""
+    return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if dt else "—"
+
+
+def title_line(view: ReleaseView) -> str:
+    """`REL-42 · payments v1.1.0 — Faster checkout` (plain text for the header)."""
+    rel = view.release
+    label = f" {rel.version_label}" if rel.version_label else ""
+    return clip(f"{rel.rel_id} · {rel.project}{label} — {rel.title}", MAX_HEADER)

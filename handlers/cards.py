@@ -1,0 +1,181 @@
+"""The release card: one message per release, redrawn in place as it changes."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from bot.readmodel import ReleaseView
+from bot.workflow import State
+from handlers.blocks import (
+    STATE_ICON,
+    A,
+    Block,
+    button,
+    button_value,
+    clip,
+    confirm,
+    context,
+    escape,
+    local_time,
+    mention,
+    section,
+    title_line,
+)
+
+
+def build_release_card(view: ReleaseView, tz: ZoneInfo) -> tuple[str, list[Block]]:
+    """The card's fallback text and blocks, with only the buttons the state allows."""
+    rel = view.release
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title_line(view)}},
+        section(summary_text(view, tz)),
+        section(progress_text(view)),
+    ]
+    if notes := notes_text(view):
+        blocks.append(context(notes))
+    if actions := card_buttons(view):
+        blocks.append({"type": "actions", "block_id": f"card:{rel.id}", "elements": actions})
+    if view.release.checklist and view.state in _CHECKLIST_STATES:
+        blocks.append(checklist_block(view))
+    text = f"{rel.rel_id} {escape(clip(rel.title, 200))}: {view.state.label}"
+    return text, blocks
+
+
+def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
+    """State, people, type, ref and timing."""
+    rel = view.release
+    lines = [
+        f"{STATE_ICON[view.state]} *{view.state.label.capitalize()}*"
+        f"   ·   {escape(rel.type)} release   ·   requested by {mention(rel.requester)}",
+        f"*Project* {escape(rel.project)}   *Ref* `{escape(rel.ref)}`",
+    ]
+    if rel.scheduled_at:
+        lines.append(f"*Deploys at* {local_time(rel.scheduled_at, tz)}")
+    elif rel.planned_window:
+        lines.append(f"*Planned* {escape(rel.planned_window)}")
+    if dep := view.active_deployment:
+        link = f"<{dep.pipeline_url}|pipeline>" if dep.pipeline_url else "pipeline starting"
+        kind = "Rolling back" if dep.rollback else "Deploying"
+        lines.append(f"{kind} `{escape(dep.ref)}` to {escape(dep.environment)}: {link}")
+    return "\n".join(lines)
+
+
+def progress_text(view: ReleaseView) -> str:
+    """Test report, sign-offs, checklist and deploys, one line each."""
+    return "\n".join([report_line(view), signoff_line(view), checklist_line(view),
+                      deploys_line(view)])
+
+
+def report_line(view: ReleaseView) -> str:
+    """The current test report with its open bugs."""
+    rep = view.report
+    if rep is None:
+        return "*Test report* — none yet"
+    verdict = "meets the go-live standard" if rep.passes else "does not meet the standard"
+    if not rep.passes and view.release.risk_accepted_by:
+        verdict += f"; risk accepted by {mention(view.release.risk_accepted_by)}"
+    return (f"*Test report* <{escape(rep.url)}|link> by {mention(rep.reporter)}: "
+            f"A {rep.bugs_a} · B {rep.bugs_b} · C {rep.bugs_c} — {verdict}")
+
+
+def signoff_line(view: ReleaseView) -> str:
+    """Each required role's approval status."""
+    by = view.approved_by
+    parts = [f"✅ {escape(role)} {mention(by[role])}" if role in by else f"⏳ {escape(role)}"
+             for role in view.required_roles]
+    return "*Sign-off* " + ("   ".join(parts) if parts else "none required")
+
+
+def checklist_line(view: ReleaseView) -> str:
+    """Checklist progress."""
+    total = len(view.release.checklist)
+    if not total:
+        return "*Checklist* none for this project"
+    return f"*Checklist* {len(view.ticked & set(range(1, total + 1)))}/{total} ticked"
+
+
+def deploys_line(view: ReleaseView) -> str:
+    """Where this release has been deployed, in order."""
+    marks = []
+    for env in view.environments:
+        mark = "✅" if env in view.done_envs else "▫️"
+        marks.append(f"{mark} {escape(env)}")
+    return "*Deploys* " + "  →  ".join(marks)
+
+
+def notes_text(view: ReleaseView) -> str:
+    """Holds, overrides and verification notes worth a grey line."""
+    rel = view.release
+    notes = []
+    if rel.hold_reason and view.state is State.SCHEDULED:
+        notes.append(f"⏸ Held: {escape(rel.hold_reason)}")
+    if rel.gate_override_by:
+        notes.append(f"🔓 Freeze/window override by {mention(rel.gate_override_by)}: "
+                     f"{escape(rel.gate_override_reason or '')}")
+    if rel.verification_note and view.state is State.VERIFICATION_FAILED:
+        notes.append(f"⚠️ Verification failed: {escape(rel.verification_note)}")
+    return clip("\n".join(notes))
+
+
+_CHECKLIST_STATES = {State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF, State.APPROVED,
+                     State.SCHEDULED, State.DEPLOY_FAILED}
+
+
+def checklist_block(view: ReleaseView) -> Block:
+    """The pre-release checklist as checkboxes the release manager ticks."""
+    options = [{"text": {"type": "mrkdwn", "text": clip(f"{i}. {escape(item)}", 75)},
+                "value": f"{view.release.id}:{i}"}
+               for i, item in enumerate(view.release.checklist[:10], start=1)]
+    element: Block = {"type": "checkboxes", "action_id": A.CHECKLIST, "options": options}
+    initial = [o for i, o in enumerate(options, start=1) if i in view.ticked]
+    if initial:
+        element["initial_options"] = initial
+    return {"type": "actions", "block_id": f"checklist:{view.release.id}",
+            "elements": [element]}
+
+
+def card_buttons(view: ReleaseView) -> list[Block]:
+    """The buttons the current state allows."""
+    value = button_value(view)
+    rid = view.release.rel_id
+    state = view.state
+    out: list[Block] = []
+    if state in (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF, State.APPROVED,
+                 State.SCHEDULED):
+        out.append(button("Attach test report", A.REPORT, value))
+    if state is State.REQUESTED:
+        out.append(button("Start testing", A.START_TESTING, value))
+    if state is State.READY_FOR_SIGNOFF:
+        out += approval_buttons(view)
+    if state in (State.APPROVED, State.SCHEDULED, State.DEPLOY_FAILED) or (
+            state is State.DEPLOYED and view.next_env):
+        env = view.next_env or view.environments[-1]
+        out.append(button(f"Deploy to {env}", A.DEPLOY, value, "primary", confirm(
+            "Deploy?", f"Start the {env} deploy pipeline for {rid}?", "Deploy")))
+    if state is State.DEPLOYED and not view.next_env:
+        out.append(button("Verification passed", A.VERIFY_PASS, value, "primary"))
+        out.append(button("Verification failed", A.VERIFY_FAIL, value, "danger"))
+    if state in (State.DEPLOYED, State.DEPLOY_FAILED, State.VERIFICATION_FAILED,
+                 State.VERIFIED, State.OBSERVING):
+        out.append(rollback_button(view))
+    if state in (State.VERIFIED, State.OBSERVING):
+        out.append(button("Close", A.CLOSE, value))
+    return out[:25]
+
+
+def rollback_button(view: ReleaseView) -> Block:
+    """Roll back, behind a confirmation."""
+    return button("Roll back", A.ROLLBACK, button_value(view), "danger", confirm(
+        "Roll back?", f"Redeploy the version that was live before {view.release.rel_id}?",
+        "Roll back", danger=True))
+
+
+def approval_buttons(view: ReleaseView) -> list[Block]:
+    """Approve (with a confirmation) and Reject (asks for a reason)."""
+    value = button_value(view)
+    rid = view.release.rel_id
+    return [
+        button("Approve", A.APPROVE, value, "primary", confirm(
+            "Approve?", f"Sign off {rid} for your role?", "Approve")),
+        button("Reject", A.REJECT, value, "danger"),
+    ]

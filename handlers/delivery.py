@@ -1,0 +1,292 @@
+"""Delivers the outbox to Slack: the card, its thread, broadcasts and direct asks, once each."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.readmodel import ReleaseView, load_view
+from bot.service import Deps
+from bot.workflow import State
+from handlers.blocks import escape, section
+from handlers.cards import approval_buttons, build_release_card, rollback_button
+from handlers.directory import Directory
+from handlers.render import event_text, notice_text
+from handlers.status import close_summary
+from storage import queries as q
+from storage.db import transaction
+from storage.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=20)  # renewed before every post, so a dead replica's hold ends soon
+AMBIGUOUS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+META_EVENT = "releasebot_post"
+FIND_PAGES = 10  # how far back (pages of 200) a retry looks for a post that landed
+
+
+class LeaseLost(Exception):
+    """Another replica took over a release's announcements (ours expired)."""
+
+
+def card_hash(text: str, blocks: list[dict[str, Any]]) -> str:
+    """A fingerprint of what the card shows, to skip updates that change nothing."""
+    raw = json.dumps([text, blocks], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _metadata(release_id: int, key: str) -> dict[str, Any]:
+    """Message metadata that lets a retry find a post that landed despite an error."""
+    return {"event_type": META_EVENT, "event_payload": {"release": release_id, "key": key}}
+
+
+class Deliverer:
+    """Posts pending announcements; any replica may run one, leases keep each post single."""
+
+    def __init__(self, deps: Deps, client: AsyncWebClient, directory: Directory) -> None:
+        self.deps, self.client, self.directory = deps, client, directory
+        self.owner = uuid.uuid4().hex
+        self._wake = asyncio.Event()
+        self._pass = asyncio.Lock()  # one pass at a time here; leases keep replicas apart
+
+    def kick(self) -> None:
+        """Deliver soon: something was just committed."""
+        self._wake.set()
+
+    async def run(self, interval: float = 2.0) -> None:
+        """Deliver whenever kicked, and every `interval` seconds for what others left."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.deliver_pending()
+            except Exception:  # the loop must outlive any one failure; the rows stay pending
+                log.exception("outbox delivery failed")
+
+    async def deliver_pending(self) -> int:
+        """One pass over releases with pending announcements; how many posts were made."""
+        async with self._pass:
+            async with self.deps.sessions() as session:
+                release_ids = await q.releases_with_outbox(session, now=self.deps.clock())
+            done = 0
+            for rid in release_ids:
+                done += await self.deliver_release(rid)
+            return done
+
+    async def deliver_release(self, release_id: int) -> int:
+        """Lease one release's announcements and post them in order."""
+        now = self.deps.clock()
+        token = f"{self.owner}:{uuid.uuid4().hex[:8]}"  # one lease per pass, even in-process
+        async with transaction(self.deps.sessions) as session:
+            rows = await q.lease_release_outbox(session, release_id, owner=token, now=now,
+                                                until=now + LEASE)
+        if not rows:
+            return 0
+        try:
+            return await self._post_all(release_id, list(rows), token)
+        except (SlackApiError, LeaseLost) as exc:
+            error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else "lost"
+            log.warning("REL-%s: delivery stopped (%s); will retry", release_id, error)
+            await self._give_back(release_id, token, error)
+            return 0
+
+    async def _give_back(self, release_id: int, token: str, error: str) -> None:
+        """Return the lease so the rows are retried shortly."""
+        async with transaction(self.deps.sessions) as session:
+            await q.release_outbox_lease(session, release_id, owner=token, error=error,
+                                         retry_at=self.deps.clock() + timedelta(seconds=5))
+
+    async def _renew(self, release_id: int, token: str) -> None:
+        """Extend our lease before a post; if another replica has taken over, stop."""
+        now = self.deps.clock()
+        async with transaction(self.deps.sessions) as session:
+            if not await q.renew_outbox_lease(session, release_id, owner=token, now=now,
+                                              until=now + LEASE):
+                raise LeaseLost(release_id)
+
+    async def _post_all(self, release_id: int, rows: list[OutboxMessage], token: str) -> int:
+        """Ensure the card, post each row, then redraw the card once."""
+        view = await self._view(release_id)
+        await self._ensure_card(view, retrying=rows[0].attempts > 1)
+        for row in rows:
+            await self._renew(release_id, token)
+            if row.kind == "event":
+                await self._post_event(view, row)
+            elif row.kind == "ask":
+                await self._ask(view, row)
+            elif row.kind == "notify":
+                await self._notify(view, row)
+            async with transaction(self.deps.sessions) as session:
+                await q.mark_sent(session, row.id, self.deps.clock())
+        await self.refresh_card(release_id)
+        return len(rows)
+
+    async def _summary(self, release_id: int, payload: dict[str, Any]) -> str:
+        """The closing report: timeline, sign-offs, report, deploys, release notes."""
+        async with self.deps.sessions() as session:
+            release = await q.get_release(session, release_id)
+            view = await load_view(session, self.deps.policy, release, full=True)
+        return close_summary(view, self.deps.policy.tz, (payload.get("detail") or {}).get("notes"))
+
+    async def _view(self, release_id: int) -> ReleaseView:
+        """The release as it is now."""
+        async with self.deps.sessions() as session:
+            release = await q.get_release(session, release_id)
+            return await load_view(session, self.deps.policy, release)
+
+    async def _ensure_card(self, view: ReleaseView, retrying: bool) -> None:
+        """Post the card once; an earlier post that landed despite an error is reused."""
+        rel = view.release
+        if rel.card_ts:
+            return
+        channel = self.deps.policy.release_channel
+        ts = await self._find_post(channel, rel.id, "card") if retrying else None
+        text, blocks = build_release_card(view, self.deps.policy.tz)
+        if ts is None:
+            ts = await self._post(channel, rel.id, "card", text=text, blocks=blocks)
+        async with transaction(self.deps.sessions) as session:
+            await q.save_card(session, rel.id, channel=channel, ts=ts,
+                              card_hash=card_hash(text, blocks))
+        rel.card_channel, rel.card_ts = channel, ts
+
+    async def refresh_card(self, release_id: int, force: bool = False) -> bool:
+        """Redraw the card in place if what it shows changed; whether an update was sent."""
+        async with self.deps.sessions() as session:
+            rel = await q.get_release(session, release_id)
+            if rel is None or not rel.card_ts:  # no card yet, or no such release (a forged button)
+                return False
+            view = await load_view(session, self.deps.policy, rel)
+        text, blocks = build_release_card(view, self.deps.policy.tz)
+        digest = card_hash(text, blocks)
+        if digest == rel.card_hash and not force:
+            return False
+        await self.client.chat_update(channel=rel.card_channel, ts=rel.card_ts, text=text,
+                                      blocks=blocks)
+        async with transaction(self.deps.sessions) as session:
+            await q.save_card(session, rel.id, card_hash=digest)
+        return True
+
+    async def _post_event(self, view: ReleaseView, row: OutboxMessage) -> None:
+        """One thread reply; results are broadcast to the channel too."""
+        rel = view.release
+        key = f"event:{row.id}"
+        if row.attempts > 1 and await self._find_post(rel.card_channel, rel.id, key,
+                                                       thread_ts=rel.card_ts):
+            return
+        text = event_text(row.payload)
+        if row.payload.get("event") == "close":
+            text = await self._summary(rel.id, row.payload)
+        await self._post(rel.card_channel, rel.id, key, text=text,
+                         thread_ts=rel.card_ts, reply_broadcast=bool(row.payload.get("broadcast")))
+
+    async def _ask(self, view: ReleaseView, row: OutboxMessage) -> None:
+        """Ask each approver still needed, directly, with the card's buttons."""
+        rel = view.release
+        if view.state is not State.READY_FOR_SIGNOFF or row.payload.get("revision") != rel.revision:
+            return  # the moment passed before delivery: asking now would be noise
+        signed = set(view.approved_by.values()) | {rel.requester}
+        text = f"{rel.rel_id} ({rel.project}) needs your sign-off: {escape(rel.title[:200])}"
+        if row.payload.get("reminder"):
+            text = "Reminder: " + text
+        link = await self._permalink(rel.card_channel, rel.card_ts)
+        users = await self.directory.users_in_roles(view.missing_roles)
+        for user in [u for u in users if u not in signed]:
+            blocks = ask_blocks(view, link)
+            await self._direct(user, rel.id, f"ask:{row.id}:{user}", text=text, blocks=blocks)
+
+    async def _notify(self, view: ReleaseView, row: OutboxMessage) -> None:
+        """A direct message to people and roles, with a Roll back button when it is a prompt."""
+        rel = view.release
+        payload = row.payload
+        in_roles = await self.directory.users_in_roles(payload.get("roles", []))
+        users = list(dict.fromkeys([*payload.get("users", []), *in_roles]))
+        text = notice_text(payload.get("notice", ""), rel.rel_id, payload.get("detail") or {})
+        blocks = [section(text)]
+        if payload.get("notice") == "verify_deadline" and view.state is State.DEPLOYED:
+            blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
+                           "elements": [rollback_button(view)]})
+        for user in users:
+            await self._direct(user, rel.id, f"notify:{row.id}:{user}", text=text, blocks=blocks)
+
+    async def _direct(self, user: str, release_id: int, key: str, **kw: Any) -> None:
+        """A direct message, at most once: a refusal or an error skips this one person.
+
+        Retrying the row would repeat the messages already sent to the others, forever if
+        this person can't be reached, and hold back the release's later announcements.
+        """
+        try:
+            await self._post(user, release_id, key, **kw)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            maybe = " (it may have arrived)" if error in AMBIGUOUS else ""
+            log.warning("REL-%s: direct message %s to %s failed: %s%s", release_id, key, user,
+                        error, maybe)
+
+    async def _permalink(self, channel: str | None, ts: str | None) -> str | None:
+        """A link to the card, when Slack gives one."""
+        if not channel or not ts:
+            return None
+        try:
+            resp = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+            return resp.get("permalink")
+        except SlackApiError:
+            return None
+
+    async def _post(self, channel: str | None, release_id: int, key: str, **kw: Any) -> str:
+        """chat.postMessage with metadata; mentions in user text stay inert (no link_names)."""
+        resp = await self.client.chat_postMessage(
+            channel=channel, metadata=_metadata(release_id, key), unfurl_links=False,
+            unfurl_media=False, **kw)
+        return str(resp["ts"])
+
+    async def _find_post(self, channel: str | None, release_id: int, key: str,
+                         thread_ts: str | None = None) -> str | None:
+        """The ts of an earlier post with this key, if one landed (Slack may err after posting).
+
+        Pages back through the channel (or thread): a busy channel may have moved far past it.
+        """
+        if not channel:
+            return None
+        cursor = None
+        for _ in range(FIND_PAGES):
+            try:
+                if thread_ts:
+                    resp = await self.client.conversations_replies(
+                        channel=channel, ts=thread_ts, include_all_metadata=True, limit=200,
+                        cursor=cursor)
+                else:
+                    resp = await self.client.conversations_history(
+                        channel=channel, include_all_metadata=True, limit=200, cursor=cursor)
+            except SlackApiError:
+                return None
+            for msg in resp.get("messages") or []:
+                payload = (msg.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("release") == release_id and payload.get("key") == key:
+                    return str(msg["ts"])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
+
+
+def ask_blocks(view: ReleaseView, link: str | None) -> list[dict[str, Any]]:
+    """The direct ask: what, where, and the same Approve/Reject buttons as the card."""
+    from handlers.blocks import escape, mention
+
+    rel = view.release
+    where = f" (<{link}|see the card>)" if link else ""
+    text = (f"*{rel.rel_id}* · {escape(rel.project)} `{escape(rel.ref)}` — "
+            f"{escape(rel.title[:500])}\nRequested by {mention(rel.requester)}; "
+            f"needs sign-off by {escape(', '.join(view.missing_roles))}{where}.")
+    return [section(text), {"type": "actions", "block_id": f"ask:{rel.id}",
+                            "elements": approval_buttons(view)}]

@@ -1,0 +1,89 @@
+"""`POST /gitlab/webhook`: Pipeline Hook events, checked, deduplicated, answered fast."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from bot.deployer import Deployer, PipelineResult
+from bot.policy import Policy
+from bot.service import Deps
+from storage import queries as q
+from storage.db import transaction
+
+log = logging.getLogger(__name__)
+MAX_BODY = 2 * 1024 * 1024
+
+
+def project_key(policy: Policy, project: dict[str, Any]) -> str | None:
+    """The policy's key for a GitLab project named by path or numeric id."""
+    path, pid = str(project.get("path_with_namespace") or ""), project.get("id")
+    for key, proj in policy.projects.items():
+        if str(proj.gitlab) in (path, str(pid)):
+            return key
+    return None
+
+
+def pipeline_result(policy: Policy, body: dict[str, Any]) -> PipelineResult | None:
+    """The result a Pipeline Hook reports, if it is about one of our projects."""
+    attrs, project, builds = (_part(body, "object_attributes", dict),
+                              _part(body, "project", dict), _part(body, "builds", list))
+    key = project_key(policy, project)
+    if body.get("object_kind") != "pipeline" or key is None or type(attrs.get("id")) is not int:
+        return None
+    failed = next((b for b in builds if isinstance(b, dict) and b.get("status") == "failed"),
+                  None)
+    job = str(failed.get("name"))[:500] if failed else None
+    return PipelineResult(key, attrs["id"], str(attrs.get("status") or ""), job, None)
+
+
+def _part(body: dict[str, Any], key: str, kind: type) -> Any:
+    """One part of a hook body, or an empty one when it is missing or of another type."""
+    value = body.get(key)
+    return value if isinstance(value, kind) else kind()
+
+
+class GitLabWebhook:
+    """Checks the token in constant time, answers at once, and processes in the background."""
+
+    def __init__(self, deps: Deps, deployer: Deployer, secret: str | None) -> None:
+        self.deps, self.deployer, self.secret = deps, deployer, secret
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """401 for a wrong token (nothing written); 200 otherwise, duplicates included."""
+        token = request.headers.get("X-Gitlab-Token", "")
+        if not self.secret or not hmac.compare_digest(token.encode(), self.secret.encode()):
+            return web.json_response({"error": "invalid token"}, status=401)
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            return web.json_response({"error": "body too large"}, status=413)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        result = pipeline_result(self.deps.policy, body) if isinstance(body, dict) else None
+        if result is None:
+            return web.json_response({"ok": True, "ignored": True})
+        key = request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID")
+        task = asyncio.create_task(self._process(result, key))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return web.json_response({"ok": True})
+
+    async def _process(self, result: PipelineResult, key: str | None) -> None:
+        """Take the result once; a failure leaves it to the poller."""
+        try:
+            if key:
+                async with transaction(self.deps.sessions) as session:
+                    if not await q.mark_seen(session, f"gitlab:{key[:150]}", self.deps.clock()):
+                        return
+            await self.deployer.take_result(result)
+        except Exception:
+            log.exception("webhook for pipeline %s failed; polling will catch up",
+                          result.pipeline_id)

@@ -1,0 +1,70 @@
+"""App Home: my pending approvals, my releases, releases in flight, each with its buttons."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.context.ack.async_ack import AsyncAck
+
+from bot.readmodel import ReleaseView, load_view
+from bot.workflow import Actor, State
+from handlers.blocks import Block, context, section
+from handlers.cards import build_release_card
+from handlers.runtime import Runtime
+from handlers.status import ACTIVE
+from storage import queries as q
+from storage.db import transaction
+
+log = logging.getLogger(__name__)
+PER_SECTION = 5  # three sections of cards stay under Slack's 100-block limit for Home
+
+
+def awaiting(view: ReleaseView, actor: Actor) -> bool:
+    """Whether this person's sign-off is what the release waits for."""
+    rel = view.release
+    return (view.state is State.READY_FOR_SIGNOFF and rel.requester != actor.user
+            and actor.user not in view.approved_by.values()
+            and any(r in actor.roles for r in view.missing_roles))
+
+
+def build_home(pending: list[ReleaseView], mine: list[ReleaseView], flight: list[ReleaseView],
+               tz: Any) -> dict[str, Any]:
+    """The Home tab view."""
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text",
+                                                       "text": "ReleaseBot"}}]
+    for title, views, empty in (
+            ("Waiting for your sign-off", pending, "Nothing waits for you."),
+            ("Your releases", mine, "You have no releases in flight."),
+            ("Releases in flight", flight, "No releases in flight.")):
+        blocks += [{"type": "divider"}, section(f"*{title}*")]
+        for view in views[:PER_SECTION]:
+            blocks += build_release_card(view, tz)[1][1:]  # the header block is for the channel
+        if not views:
+            blocks.append(context(empty))
+    blocks.append(context("Type `/release help` anywhere for every command."))
+    return {"type": "home", "blocks": blocks[:100]}
+
+
+async def publish_home(rt: Runtime, user: str) -> None:
+    """Draw one person's Home tab."""
+    actor = await rt.directory.actor(user)
+    async with rt.deps.sessions() as session:
+        rows = await q.list_releases(session, states=ACTIVE, limit=50)
+        views = [await load_view(session, rt.deps.policy, r) for r in rows]
+    pending = [v for v in views if awaiting(v, actor)]
+    mine = [v for v in views if v.release.requester == user]
+    home = build_home(pending, mine, views, rt.deps.policy.tz)
+    await rt.client.views_publish(user_id=user, view=home)
+
+
+async def on_home_opened(ack: AsyncAck, body: dict[str, Any], runtime: Runtime) -> None:
+    """Publish Home once per event, however often Slack retries its delivery."""
+    await ack()
+    event = body.get("event") or {}
+    if event.get("tab", "home") != "home":
+        return
+    async with transaction(runtime.deps.sessions) as session:
+        first = await q.mark_seen(session, f"slack:{body.get('event_id')}", runtime.deps.clock())
+    if first:
+        await publish_home(runtime, event.get("user", ""))

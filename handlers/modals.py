@@ -1,0 +1,170 @@
+"""Modals: the request form, the test report form, and reason prompts (pure builders)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot import calendar
+from bot.policy import Policy, ReleaseType
+from bot.service import NewRelease
+from handlers.blocks import Block, V, clip, is_id
+
+WORK_ITEM_KINDS = (("!", "mr"), ("#", "issue"), ("INC", "incident"))
+
+
+def _text_input(block_id: str, label: str, *, multiline: bool = False, optional: bool = False,
+                placeholder: str = "", max_length: int = 3000, initial: str = "") -> Block:
+    """One text field."""
+    element: Block = {"type": "plain_text_input", "action_id": "value", "multiline": multiline,
+                      "max_length": max_length}
+    if placeholder:
+        element["placeholder"] = {"type": "plain_text", "text": clip(placeholder, 150)}
+    if initial:
+        element["initial_value"] = clip(initial, max_length)
+    return {"type": "input", "block_id": block_id, "optional": optional, "element": element,
+            "label": {"type": "plain_text", "text": label}}
+
+
+def _select(block_id: str, label: str, options: list[tuple[str, str]], initial: str | None = None
+            ) -> Block:
+    """A static select of (value, label) pairs."""
+    opts = [{"text": {"type": "plain_text", "text": clip(text, 75)}, "value": value}
+            for value, text in options[:100]]
+    element: Block = {"type": "static_select", "action_id": "value", "options": opts}
+    chosen = next((o for o in opts if o["value"] == initial), None)
+    if chosen:
+        element["initial_option"] = chosen
+    return {"type": "input", "block_id": block_id, "element": element,
+            "label": {"type": "plain_text", "text": label}}
+
+
+def _modal(callback_id: str, title: str, submit: str, blocks: list[Block],
+           metadata: str = "") -> Block:
+    """A modal view."""
+    return {"type": "modal", "callback_id": callback_id, "private_metadata": metadata,
+            "title": {"type": "plain_text", "text": clip(title, 24)},
+            "submit": {"type": "plain_text", "text": clip(submit, 24)},
+            "close": {"type": "plain_text", "text": "Cancel"}, "blocks": blocks}
+
+
+def build_request_modal(policy: Policy, channel: str = "") -> Block:
+    """Every field of a release request (PROCESS.md step 1)."""
+    projects = [(key, key) for key in policy.projects]
+    types = [(t.value, t.value) for t in ReleaseType if t in policy.policies]
+    return _modal(V.REQUEST, "Request a release", "Request", [
+        _select("project", "Project", projects, projects[0][0] if len(projects) == 1 else None),
+        _text_input("ref", "Ref (branch, tag or commit)", placeholder="v1.4.0", max_length=255),
+        _text_input("version", "Version", optional=True, placeholder="1.4.0", max_length=100),
+        _text_input("title", "Title", placeholder="Faster checkout", max_length=3000),
+        _select("type", "Release type", types, ReleaseType.STANDARD.value),
+        _text_input("at", f"Deploy at ({policy.timezone}, YYYY-MM-DD HH:MM)", optional=True,
+                    placeholder="2026-12-24 20:00", max_length=16),
+        _text_input("window", "Planned window", optional=True, max_length=200,
+                    placeholder="Thursday evening window"),
+        _text_input("items", "Work items (one per line: !12, #34, INC-5 or a link)",
+                    multiline=True, optional=True),
+        _text_input("rollback", "Rollback plan", multiline=True),
+        _select("db", "Database scripts?", [("no", "No"), ("yes", "Yes")], "no"),
+        _text_input("impact", "Impact scope", multiline=True, optional=True),
+        _text_input("order", "Deploy order / dependencies", multiline=True, optional=True),
+    ], metadata=channel)
+
+
+def build_reason_modal(callback_id: str, title: str, label: str, release_id: int,
+                       revision: int | None, optional: bool = False) -> Block:
+    """Asks for a reason (reject, failed verification)."""
+    meta = f"{release_id}:{revision if revision is not None else ''}"
+    return _modal(callback_id, title, "Submit",
+                  [_text_input("reason", label, multiline=True, optional=optional)], meta)
+
+
+def build_report_modal(release_id: int, revision: int | None) -> Block:
+    """The test report link and open-bug counts."""
+    meta = f"{release_id}:{revision if revision is not None else ''}"
+    counts = [_text_input(sev, f"Open {sev} bugs", initial="0", max_length=5)
+              for sev in ("A", "B", "C")]
+    return _modal(V.REPORT, "Test report", "Attach",
+                  [_text_input("url", "Report link", placeholder="https://…", max_length=2000),
+                   *counts], meta)
+
+
+def field_value(values: dict[str, Any], block_id: str) -> str:
+    """The text or selected option of one field of a submitted view."""
+    state = (values.get(block_id) or {}).get("value") or {}
+    if state.get("selected_option"):
+        return str(state["selected_option"].get("value") or "")
+    return str(state.get("value") or "").strip()
+
+
+def work_items(text: str) -> tuple[tuple[str, str], ...]:
+    """One item per line, its kind guessed from how it is written."""
+    items = []
+    for line in text.splitlines():
+        ref = line.strip()[:500]
+        if not ref:
+            continue
+        kind = next((k for prefix, k in WORK_ITEM_KINDS if ref.upper().startswith(prefix)), "link")
+        items.append((kind, ref))
+    return tuple(items[:100])
+
+
+def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
+                       ) -> tuple[NewRelease | None, dict[str, str]]:
+    """A submitted request form → a request, or errors by block id to show in the modal."""
+    errors: dict[str, str] = {}
+    at_text = field_value(values, "at")
+    scheduled = None
+    if at_text:
+        try:
+            scheduled = calendar.parse_local(at_text, policy)
+            if scheduled <= now:
+                errors["at"] = "That time is in the past."
+        except ValueError as exc:  # OverflowError: before year 1 in UTC
+            errors["at"] = clip(str(exc), 150)
+    ref = field_value(values, "ref")
+    if not ref or any(c.isspace() for c in ref):
+        errors["ref"] = "One branch, tag or commit, without spaces."
+    if not field_value(values, "title"):
+        errors["title"] = "Please give the release a title."
+    if not field_value(values, "rollback"):
+        errors["rollback"] = "How would you roll this back?"
+    if field_value(values, "project") not in policy.projects:
+        errors["project"] = "Choose a project."
+    if errors:
+        return None, errors
+    return NewRelease(
+        project=field_value(values, "project"), ref=ref, title=field_value(values, "title"),
+        type=field_value(values, "type") or ReleaseType.STANDARD.value,
+        version_label=field_value(values, "version"), scheduled_at=scheduled,
+        planned_window=field_value(values, "window"),
+        work_items=work_items(field_value(values, "items")),
+        rollback_plan=field_value(values, "rollback"),
+        db_scripts=field_value(values, "db") == "yes",
+        impact=field_value(values, "impact"), deploy_order=field_value(values, "order"),
+    ), {}
+
+
+def parse_report_view(values: dict[str, Any]) -> tuple[tuple[str, dict[str, int]] | None,
+                                                      dict[str, str]]:
+    """A submitted report form → (url, bug counts), or errors by block id."""
+    errors: dict[str, str] = {}
+    url = field_value(values, "url")
+    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+        errors["url"] = "A link starting with https://"
+    counts: dict[str, int] = {}
+    for sev in ("A", "B", "C"):
+        raw = field_value(values, sev) or "0"
+        if not raw.isdecimal():
+            errors[sev] = "A whole number, 0 or more."
+        else:
+            counts[sev] = int(raw)
+    return (None, errors) if errors else ((url, counts), {})
+
+
+def parse_metadata(meta: str) -> tuple[int, int | None]:
+    """`release_id:revision` from a modal's private_metadata."""
+    rid, _, rev = meta.partition(":")
+    if not is_id(rid):
+        raise ValueError("bad modal metadata")
+    return int(rid), int(rev) if is_id(rev) else None

@@ -1,0 +1,171 @@
+"""The `/release` text, parsed into a subcommand with its arguments (pure)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from bot.service import parse_release_id
+from bot.workflow import Refused
+
+
+@dataclass(frozen=True)
+class Sub:
+    """One subcommand: its usage line and how many words it needs after the release ID."""
+
+    name: str
+    usage: str
+    about: str
+    takes_id: bool = True
+    min_args: int = 0
+
+
+SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
+    Sub("request", '/release request [<project> <ref> [title…] [--type standard|emergency|hotfix|'
+        'campaign] [--at "YYYY-MM-DD HH:MM"] [--version V]]',
+        "open a release (no arguments: a form)", takes_id=False),
+    Sub("list", "/release list [active|mine|all]", "releases, newest first", takes_id=False),
+    Sub("status", "/release status <ID>", "one release in full"),
+    Sub("test", "/release test <ID>", "pick a release up for testing"),
+    Sub("report", "/release report <ID> <url> [A=n B=n C=n]",
+        "attach a test report and open-bug counts", min_args=1),
+    Sub("accept", "/release accept <ID> <reason…>",
+        "executive: ship with known issues", min_args=1),
+    Sub("approve", "/release approve <ID> [comment…]", "sign off for your role"),
+    Sub("reject", "/release reject <ID> <reason…>", "stop the release", min_args=1),
+    Sub("ref", "/release ref <ID> <new ref>", "point the release at another ref", min_args=1),
+    Sub("check", "/release check <ID> <item number…>", "tick checklist items", min_args=1),
+    Sub("override", "/release override <ID> <reason…>",
+        "executive: deploy in a freeze or outside windows", min_args=1),
+    Sub("deploy", "/release deploy <ID> [environment]", "start the deploy pipeline"),
+    Sub("verify", "/release verify <ID> pass|fail [note…]", "online verification result",
+        min_args=1),
+    Sub("rollback", "/release rollback <ID> [reason…]", "redeploy the previous version"),
+    Sub("cancel", "/release cancel <ID> [reason…]", "withdraw a release before deploy"),
+    Sub("close", "/release close <ID>", "end the observation period now"),
+    Sub("notes", "/release notes <ID>", "release notes since the previous release"),
+    Sub("calendar", "/release calendar", "scheduled releases, windows and freezes",
+        takes_id=False),
+    Sub("help", "/release help", "this list", takes_id=False),
+)}
+
+_QUOTES = str.maketrans({"“": '"', "”": '"', "\u00a0": " "})
+MAX_COMMAND = 4000  # Slack's own limit for slash command text is about this
+_OPTIONS = {"--type": "type", "--at": "at", "--version": "version"}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A subcommand, its release number (if it takes one), its words and its --options."""
+
+    sub: Sub
+    release_id: int | None = None
+    words: tuple[str, ...] = ()
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rest(self) -> str:
+        """The words after the ID as one string (reasons, comments, titles)."""
+        return " ".join(self.words)
+
+
+class UsageError(Refused):
+    """Input that doesn't fit the subcommand; the sentence ends with its usage line."""
+
+    def __init__(self, sub: Sub | None, problem: str) -> None:
+        usage = f"Usage: `{sub.usage}`" if sub else "Try `/release help`."
+        super().__init__(f"{problem} {usage}".strip())
+        self.sub = sub
+
+
+def split_words(text: str) -> list[str]:
+    """Split on spaces; double quotes (straight or curly) group words, apostrophes are text."""
+    lexer = shlex.shlex(text.translate(_QUOTES), posix=True)
+    lexer.whitespace_split, lexer.quotes, lexer.escape = True, '"', ""
+    lexer.commenters = ""
+    try:
+        return list(lexer)
+    except ValueError:
+        raise UsageError(None, "A double quote is not closed.") from None
+
+
+def parse_command(text: str) -> Parsed:
+    """`/release` text → Parsed, or UsageError with the subcommand's usage line."""
+    if len(text) > MAX_COMMAND:
+        raise UsageError(None, f"That is too long ({len(text)} characters; at most {MAX_COMMAND}).")
+    words = split_words(text)
+    if not words:
+        return Parsed(SUBCOMMANDS["help"])
+    name = words[0].lower()
+    sub = SUBCOMMANDS.get(name)
+    if sub is None:
+        raise UsageError(None, f"Unknown subcommand {name[:30]!r}.")
+    words, options = _options(sub, words[1:])
+    if not sub.takes_id:
+        return Parsed(sub, None, tuple(words), options)
+    if not words:
+        raise UsageError(sub, "Which release?")
+    try:
+        release_id = parse_release_id(words[0])
+    except Refused as exc:
+        raise UsageError(sub, exc.sentence) from None
+    if len(words) - 1 < sub.min_args:
+        raise UsageError(sub, "Something is missing.")
+    return Parsed(sub, release_id, tuple(words[1:]), options)
+
+
+def _options(sub: Sub, words: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Take `--name value` pairs out (only `request` has options)."""
+    rest: list[str] = []
+    options: dict[str, str] = {}
+    it = iter(words)
+    for word in it:
+        if not word.startswith("--") or sub.name != "request":
+            rest.append(word)
+            continue
+        key = _OPTIONS.get(word.lower().split("=", 1)[0])
+        if key is None:
+            raise UsageError(sub, f"Unknown option {word[:30]!r}.")
+        value = word.split("=", 1)[1] if "=" in word else next(it, None)
+        if value is None:
+            raise UsageError(sub, f"{word} needs a value.")
+        options[key] = value
+    return rest, options
+
+
+_BUG = re.compile(r"^([ABCabc])\s*[=:]\s*(\d{1,5})$")
+
+
+def parse_bug_counts(words: tuple[str, ...]) -> dict[str, int]:
+    """`A=0 B=1 C=3` → {'A': 0, 'B': 1, 'C': 3}; missing severities count 0."""
+    counts: dict[str, int] = {}
+    for word in words:
+        match = _BUG.match(word)
+        if not match:
+            raise UsageError(SUBCOMMANDS["report"], f"{word[:30]!r} is not a bug count.")
+        counts[match.group(1).upper()] = int(match.group(2))
+    return counts
+
+
+def parse_items(words: tuple[str, ...]) -> tuple[int, ...]:
+    """`1 2 3` or `1,2` → (1, 2, 3)."""
+    items = [w for word in words for w in re.split(r"[,\s]+", word) if w]
+    if not items or not all(w.isdecimal() and len(w) < 4 for w in items):
+        raise UsageError(SUBCOMMANDS["check"], "Give checklist item numbers.")
+    return tuple(int(w) for w in items)
+
+
+def parse_verdict(words: tuple[str, ...]) -> tuple[bool, str]:
+    """`pass [note…]` / `fail note…` → (passed, note)."""
+    verdict = words[0].lower()
+    if verdict not in ("pass", "fail"):
+        raise UsageError(SUBCOMMANDS["verify"], "Say pass or fail.")
+    return verdict == "pass", " ".join(words[1:])
+
+
+def help_text() -> str:
+    """Every subcommand with its usage, for `/release help`."""
+    lines = [f"• `{s.usage}` — {s.about}" for s in SUBCOMMANDS.values()]
+    return "*ReleaseBot* — release IDs look like REL-42 (the number alone works too).\n" + (
+        "\n".join(lines))

@@ -1,0 +1,177 @@
+"""Announcements: an outbox event → the line posted in the card's thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from handlers.blocks import clip, escape, mention
+
+Payload = dict[str, Any]
+
+
+def _link(url: Any, label: str) -> str:
+    """A link only to http(s) URLs, which the bot itself recorded."""
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return f"<{escape(url)}|{label}>"
+    return label
+
+
+def _reason(d: Payload, key: str = "reason") -> str:
+    """`: reason` when there is one."""
+    text = str(d.get(key) or "").strip()
+    return f": {escape(clip(text, 1500))}" if text else ""
+
+
+def _request(p: Payload, d: Payload) -> str:
+    kind = escape(str(d.get("type")))
+    article = "an" if kind[:1] in "aeiou" else "a"
+    return (f"📝 {mention(p['actor'])} requested {article} {kind} release of "
+            f"{escape(str(d.get('project')))} at `{escape(str(d.get('ref')))}`.")
+
+
+def _report(p: Payload, d: Payload) -> str:
+    bugs = d.get("bugs", {})
+    counts = f"A {bugs.get('A', 0)} · B {bugs.get('B', 0)} · C {bugs.get('C', 0)}"
+    verdict = ("meets the go-live standard" if d.get("passes")
+               else "does *not* meet the go-live standard (" +
+               "; ".join(d.get("failures", [])) + ")")
+    voided = " Earlier approvals no longer count." if d.get("voided_approvals") else ""
+    return (f"🧪 {mention(p['actor'])} attached a {_link(d.get('url'), 'test report')}: "
+            f"{counts} — {verdict}.{voided}")
+
+
+def _approve(p: Payload, d: Payload) -> str:
+    role = escape(str(d.get("role")))
+    line = f"✅ {mention(p['actor'])} approved as {role}{_reason(d, 'comment')}."
+    if p["to"] == "approved":
+        return line + " All sign-offs are in: *approved*."
+    if p["to"] == "scheduled":
+        return line + " All sign-offs are in: *scheduled*."
+    missing = d.get("missing") or []
+    return line + (f" Still waiting for {escape(', '.join(missing))}." if missing else "")
+
+
+def _deploy(p: Payload, d: Payload) -> str:
+    return (f"🚀 {mention(p['actor'])} started the deploy of `{escape(str(d.get('ref')))}` to "
+            f"{escape(str(d.get('environment')))}.")
+
+
+def _pipeline(p: Payload, d: Payload) -> str:
+    what = "Rollback" if d.get("rollback") else "Deploy"
+    return (f"⏳ {what} pipeline {_link(d.get('url'), '#' + str(d.get('pipeline')))} is running "
+            f"for {escape(str(d.get('environment')))}.")
+
+
+def _deployed(p: Payload, d: Payload) -> str:
+    secs = d.get("seconds")
+    took = f" in {secs // 60} min {secs % 60} s" if isinstance(secs, int) else ""
+    return (f"📦 Deployed `{escape(str(d.get('ref')))}` to {escape(str(d.get('environment')))}"
+            f"{took} ({_link(d.get('url'), 'pipeline')}).")
+
+
+def _deploy_failed(p: Payload, d: Payload) -> str:
+    job = d.get("failed_job")
+    where = f" at job {_link(d.get('failed_job_url'), escape(str(job)))}" if job else ""
+    error = _reason(d, "error")
+    return (f"❌ Deploy to {escape(str(d.get('environment')))} failed{where}{error} "
+            f"({_link(d.get('url'), 'pipeline')}). Roll back from the card.")
+
+
+def _rollback(p: Payload, d: Payload) -> str:
+    return (f"⏪ {mention(p['actor'])} is rolling back {escape(str(d.get('environment')))} to "
+            f"`{escape(str(d.get('ref')))}`{_reason(d)}.")
+
+
+def _rolled_back(p: Payload, d: Payload) -> str:
+    return (f"↩️ Rolled back {escape(str(d.get('environment')))} to "
+            f"`{escape(str(d.get('ref')))}` ({_link(d.get('url'), 'pipeline')}).")
+
+
+def _rollback_failed(p: Payload, d: Payload) -> str:
+    return (f"🔥 Rollback of {escape(str(d.get('environment')))} failed "
+            f"({_link(d.get('url'), 'pipeline')}). Someone needs to look now.")
+
+
+def _simple(icon: str, verb: str, key: str = "reason") -> Callable[[Payload, Payload], str]:
+    """`icon <@actor> verb: reason.`"""
+    return lambda p, d: f"{icon} {mention(p['actor'])} {verb}{_reason(d, key)}."
+
+
+def _tick(p: Payload, d: Payload) -> str:
+    items = ", ".join(str(i) for i in d.get("items", []))
+    return (f"☑️ {mention(p['actor'])} ticked checklist item {items or '(none new)'} "
+            f"({d.get('done')}/{d.get('total')}).")
+
+
+def _ref(p: Payload, d: Payload) -> str:
+    voided = " Earlier approvals and the test report no longer count." if d.get(
+        "voided_approvals") or p["to"] == "testing" else ""
+    return (f"🔀 {mention(p['actor'])} changed the ref from `{escape(str(d.get('old_ref')))}` to "
+            f"`{escape(str(d.get('ref')))}`.{voided}")
+
+
+RENDERERS: dict[str, Callable[[Payload, Payload], str]] = {
+    "request": _request,
+    "start testing": _simple("🧪", "started testing"),
+    "report": _report,
+    "accept risk": _simple("⚠️", "accepted the open bugs as a known risk"),
+    "approve": _approve,
+    "reject": _simple("⛔", "rejected the release"),
+    "change ref": _ref,
+    "tick": _tick,
+    "override gate": _simple("🔓", "allowed this release to deploy outside the windows/freeze"),
+    "hold": lambda p, d: f"⏸ The scheduled deploy is held{_reason(d)}.",
+    "deploy": _deploy,
+    "pipeline started": _pipeline,
+    "deploy succeeded": _deployed,
+    "deploy failed": _deploy_failed,
+    "verify pass": _simple("✔️", "verified the release in production", "note"),
+    "verify fail": _simple("⚠️", "found a problem in production", "note"),
+    "observe": lambda p, d: "👀 Observation period started.",
+    "close": lambda p, d: "🏁 The release is closed." + (
+        f"\n*Release notes*\n{d['notes']}" if d.get("notes") else ""),
+    "rollback": _rollback,
+    "rollback succeeded": _rolled_back,
+    "rollback failed": _rollback_failed,
+    "cancel": _simple("🚫", "cancelled the release"),
+}
+
+
+def event_text(payload: Payload) -> str:
+    """The thread line for one outbox event."""
+    render = RENDERERS.get(payload.get("event", ""))
+    if render is None:
+        return f"{escape(str(payload.get('event')))} by {mention(str(payload.get('actor')))}"
+    return clip(render(payload, payload.get("detail") or {}))
+
+
+def _hours(since: Any) -> str:
+    """'5 h' for a waiting time given in hours."""
+    return f"{since:.0f} h" if isinstance(since, int | float) else "a while"
+
+
+NOTICES: dict[str, Callable[[str, Payload], str]] = {
+    "held": lambda rid, d: (f"⏸ {rid} was due to deploy but is held{_reason(d)} "
+                            "It goes as soon as that is resolved."),
+    "escalation": lambda rid, d: (
+        f"⏰ {rid} is still waiting for sign-off by "
+        f"{escape(', '.join(d.get('waiting_on') or []))}. Please chase it or decide."),
+    "report": lambda rid, d: (
+        f"🧪 {rid} is in test without a test report. Attach it with "
+        f"`/release report {rid} <url> A=0 B=0 C=0`."),
+    "verify": lambda rid, d: (
+        f"✔️ {rid} is live in production but not verified yet. Verify it from the card or "
+        f"with `/release verify {rid} pass|fail`."),
+    "verify_deadline": lambda rid, d: (
+        f"⚠️ {rid} is still not verified in production. If in doubt, roll it back."),
+    "merge_back": lambda rid, d: (
+        f"🔀 Hotfix {rid} (`{escape(str(d.get('ref')))}`) is not merged into the default "
+        f"branch yet{' and is overdue' if d.get('overdue') else ''}: please merge it back."),
+}
+
+
+def notice_text(notice: str, rel_id: str, detail: Payload) -> str:
+    """A direct message about a release that waits on someone."""
+    render = NOTICES.get(notice)
+    return clip(render(rel_id, detail) if render else f"{rel_id}: {escape(notice)}")

@@ -1,0 +1,47 @@
+"""What every listener needs, built once per app."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.deployer import Deployer
+from bot.service import Deps
+from handlers.delivery import Deliverer
+from handlers.directory import Directory
+from storage import queries as q
+
+
+@dataclass
+class Runtime:
+    """The service's dependencies, the Slack client, directory, deliverer and GitLab deployer."""
+
+    deps: Deps
+    client: AsyncWebClient
+    directory: Directory
+    deliverer: Deliverer
+    deployer: Deployer
+    inflight: int = 0  # listeners still working after their ack; shutdown and tests wait on it
+    idle: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))  # inflight == 0
+
+    async def settle(self, within: float = 10.0) -> bool:
+        """Wait until listeners are done and every announcement is posted; False on timeout."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            if self.inflight:
+                continue
+            await self.deliverer.deliver_pending()  # now, not at the loop's next tick
+            async with self.deps.sessions() as session:
+                if await q.outbox_backlog(session) == 0 and not self.inflight:
+                    return True
+        return False
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    """The event, set."""
+    event.set()
+    return event

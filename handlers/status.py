@@ -1,0 +1,132 @@
+"""`/release status` and `/release list`: what a person reads about releases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot import calendar
+from bot.readmodel import ReleaseView, load_view
+from bot.service import Deps
+from bot.workflow import TERMINAL, Refused, State
+from handlers.blocks import STATE_ICON, clip, context, escape, local_time, mention, section
+from handlers.cards import build_release_card
+from storage import queries as q
+
+ACTIVE = [s.value for s in State if s not in TERMINAL]
+SCHEDULABLE = {s.value for s in (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF,
+                                 State.APPROVED, State.SCHEDULED)}
+TIMELINE_ROWS = 25
+
+
+async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str, Any]]]:
+    """The card plus checklist, deploys and timeline (no buttons: it is private)."""
+    async with deps.sessions() as session:
+        release = await q.get_release(session, release_id)
+        if release is None:
+            raise Refused(f"There is no release REL-{release_id}.")
+        view = await load_view(session, deps.policy, release, full=True)
+    tz = deps.policy.tz
+    text, card = build_release_card(view, tz)
+    blocks = [b for b in card if b["type"] != "actions"]
+    blocks += [section(details_text(view)), section(deploys_text(view, tz)),
+               section(timeline_text(view, tz))]
+    return text, blocks[:50]
+
+
+def details_text(view: ReleaseView) -> str:
+    """Request fields and the checklist item by item."""
+    rel = view.release
+    lines = [f"*Rollback plan* {escape(clip(rel.rollback_plan, 500)) or '—'}",
+             f"*Database scripts* {'yes' if rel.db_scripts else 'no'}"
+             f"   *Impact* {escape(clip(rel.impact, 300)) or '—'}"]
+    if view.work_items:
+        items = ", ".join(escape(w.reference) for w in view.work_items[:20])
+        lines.append(f"*Work items* {clip(items, 800)}")
+    for i, item in enumerate(rel.checklist, start=1):
+        mark = "☑️" if i in view.ticked else "⬜"
+        lines.append(f"{mark} {i}. {escape(clip(item, 150))}")
+    return clip("\n".join(lines))
+
+
+def deploys_text(view: ReleaseView, tz: Any) -> str:
+    """Each deploy and rollback with its pipeline."""
+    if not view.deployments:
+        return "*Deploys* none yet"
+    lines = ["*Deploys*"]
+    for d in view.deployments[-10:]:
+        kind = "rollback" if d.rollback else "deploy"
+        link = f" <{d.pipeline_url}|#{d.pipeline_id}>" if d.pipeline_url else ""
+        lines.append(f"• {local_time(d.started_at, tz)} {kind} `{escape(d.ref)}` to "
+                     f"{escape(d.environment)}: {d.status}{link}")
+    return clip("\n".join(lines))
+
+
+def timeline_text(view: ReleaseView, tz: Any) -> str:
+    """The audit trail, newest last."""
+    lines = ["*Timeline*"]
+    for a in view.audit[-TIMELINE_ROWS:]:
+        who = mention(a.actor) if a.actor != "releasebot" else "ReleaseBot"
+        to = State(a.to_state).label
+        change = f"{State(a.from_state).label} → {to}" if a.from_state not in (None,
+                                                                               a.to_state) else to
+        lines.append(f"• {local_time(a.at, tz)} {who} {escape(a.action)} ({change})")
+    return clip("\n".join(lines))
+
+
+async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[str, Any]]]:
+    """Releases newest first, one line each."""
+    async with deps.sessions() as session:
+        rows = await q.list_releases(
+            session, states=ACTIVE if which == "active" else None,
+            user=user if which == "mine" else None, limit=30)
+    if not rows:
+        text = {"active": "No releases in flight.", "mine": "You have no releases yet.",
+                "all": "No releases yet."}[which]
+        return text, [section(text)]
+    lines = [f"{STATE_ICON[State(r.state)]} *{r.rel_id}* {escape(r.project)} `{escape(r.ref)}` "
+             f"— {escape(clip(r.title, 80))} · _{State(r.state).label}_ · {mention(r.requester)}"
+             for r in rows]
+    title = {"active": "Releases in flight", "mine": "Your releases", "all": "All releases"}[which]
+    return title, [section(f"*{title}*"), section(clip("\n".join(lines))),
+                   context("`/release status REL-n` shows one in full.")]
+
+
+def close_summary(view: ReleaseView, tz: Any, notes: str | None) -> str:
+    """The report posted when a release closes."""
+    rel = view.release
+    signoffs = ", ".join(f"{escape(a.role)} {mention(a.approver)}" for a in view.approvals)
+    rep = view.report
+    report = (f"<{escape(rep.url)}|test report> (A {rep.bugs_a} · B {rep.bugs_b} · "
+              f"C {rep.bugs_c})" if rep else "no test report")
+    parts = [f"🏁 *{rel.rel_id} is closed.* {escape(rel.project)} `{escape(rel.ref)}` — "
+             f"{escape(clip(rel.title, 200))}",
+             f"*Signed off by* {signoffs or 'nobody'}   *Report* {report}",
+             deploys_text(view, tz), timeline_text(view, tz)]
+    if notes:
+        parts.append(f"*Release notes*\n{notes}")
+    return clip("\n\n".join(parts), 3900)
+
+
+async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:
+    """Coming scheduled releases, the windows, the freezes, and whether deploys are open now."""
+    policy, now = deps.policy, deps.clock()
+    async with deps.sessions() as session:
+        coming = [r for r in await q.list_releases(session, states=ACTIVE, limit=200)
+                  if r.scheduled_at is not None and r.state in SCHEDULABLE]
+    coming.sort(key=lambda r: r.scheduled_at or now)
+    gate = calendar.deploy_gate(now, policy)
+    today = now.astimezone(policy.tz).date()
+    freezes = [f for f in policy.freezes if f.to >= today]
+    lines = ["*Scheduled releases*"] + [
+        f"• {calendar.format_local(r.scheduled_at, policy)} *{r.rel_id}* {escape(r.project)} "
+        f"`{escape(r.ref)}` — {escape(clip(r.title, 80))} · _{State(r.state).label}_"
+        for r in coming[:20] if r.scheduled_at] or ["*Scheduled releases*", "• none"]
+    lines += ["", f"*Release windows* {escape(calendar.describe_windows(policy))} "
+              f"({escape(policy.timezone)})", "*Freezes*"]
+    lines += [f"• {f.start} to {f.to}: {escape(f.reason)}" for f in freezes] or ["• none"]
+    if gate.open:
+        lines.append("\n🟢 Deploys are open now.")
+    else:
+        nxt = calendar.format_local(gate.next_allowed, policy) if gate.next_allowed else "—"
+        lines.append(f"\n🔴 Deploys are closed now: {escape(gate.reason or '')}. Next: {nxt}.")
+    return "Release calendar", [section(clip("\n".join(lines)))]

@@ -1,0 +1,72 @@
+"""The database engine, sessions, and the one way to run a transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+SessionMaker = async_sessionmaker[AsyncSession]
+WRITE_OPTION = "releasebot_write"
+
+
+def make_engine(url: str, **kw: Any) -> AsyncEngine:
+    """An async engine; on SQLite every transaction takes the write lock up front."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kw.setdefault("pool_size", 10)
+        kw.setdefault("max_overflow", 20)
+        kw.setdefault("pool_recycle", 1800)  # instead of a pre-ping round trip per checkout
+        # A generic plan for `state IN (…)` can scan every release; plan each query for its values.
+        kw.setdefault("connect_args", {"server_settings": {"plan_cache_mode": "force_custom_plan"}})
+        return create_async_engine(url, **kw)
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **kw)
+    _serialize_sqlite_writers(engine)
+    return engine
+
+
+def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
+    """BEGIN IMMEDIATE for writers: they queue instead of deadlocking on a lock upgrade."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let the "begin" hook below issue BEGIN itself
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        # Writers take the lock up front so they queue; readers stay deferred and never block.
+        write = conn.get_execution_options().get(WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    """Sessions whose objects stay readable after commit."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessions: SessionMaker) -> AsyncIterator[AsyncSession]:
+    """One unit of work that writes: commits on success, rolls back on any error."""
+    async with sessions() as session:
+        await session.connection(execution_options={WRITE_OPTION: True})
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+def is_postgres(engine: AsyncEngine) -> bool:
+    """Whether row locks and SKIP LOCKED really work."""
+    return engine.dialect.name == "postgresql"

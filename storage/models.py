@@ -1,0 +1,249 @@
+"""The tables: releases and everything that happens to them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Integer, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC now; every stored time is UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Store UTC; refuse naive values, which would be ambiguous."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Read back as aware UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    """A timestamp field stored as aware UTC."""
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+_release_version = Column("version", Integer, nullable=False, default=1)
+
+
+class Release(SQLModel, table=True):
+    """One release request (`REL-<id>`) and its current state."""
+
+    __tablename__ = "releases"
+    __mapper_args__ = {"version_id_col": _release_version}
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(index=True, max_length=100)
+    ref: str = Field(max_length=255)
+    version_label: str = Field(default="", max_length=100)
+    title: str = Field(max_length=4000)
+    type: str = Field(max_length=20)
+    requester: str = Field(index=True, max_length=32)
+    state: str = Field(index=True, max_length=32)
+    revision: int = 1  # bumped by a new ref or report; approvals of older revisions don't count
+    scheduled_at: datetime | None = _ts(default=None, index=True)
+    planned_window: str = Field(default="", max_length=200)
+    rollback_plan: str = Field(default="", max_length=4000)
+    db_scripts: bool = False
+    impact: str = Field(default="", max_length=4000)
+    deploy_order: str = Field(default="", max_length=4000)
+    checklist: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    risk_accepted_by: str | None = Field(default=None, max_length=32)
+    risk_reason: str | None = Field(default=None, max_length=4000)
+    gate_override_by: str | None = Field(default=None, max_length=32)
+    gate_override_reason: str | None = Field(default=None, max_length=4000)
+    hold_reason: str | None = Field(default=None, max_length=4000)
+    verification_note: str | None = Field(default=None, max_length=4000)
+    card_channel: str | None = Field(default=None, max_length=32)
+    card_ts: str | None = Field(default=None, max_length=32)
+    card_hash: str | None = Field(default=None, max_length=64)  # skip chat.update of no change
+    created_at: datetime = _ts(default_factory=utcnow, index=True)
+    updated_at: datetime = _ts(default_factory=utcnow)
+    state_since: datetime = _ts(default_factory=utcnow)
+    observe_until: datetime | None = _ts(default=None)
+    closed_at: datetime | None = _ts(default=None)
+    version: int = Field(default=1, sa_column=_release_version)
+
+    @property
+    def rel_id(self) -> str:
+        """The ID people type and see."""
+        return f"REL-{self.id}"
+
+
+class WorkItem(SQLModel, table=True):
+    """A merge request, issue or incident grouped under a release."""
+
+    __tablename__ = "work_items"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    kind: str = Field(max_length=20)  # mr, issue, incident, link
+    reference: str = Field(max_length=500)
+    title: str = Field(default="", max_length=500)
+
+
+class TestReport(SQLModel, table=True):
+    """A test report link with open-bug counts; the newest one counts."""
+
+    __tablename__ = "test_reports"
+    __test__ = False  # not a pytest class
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    revision: int
+    url: str = Field(max_length=2000)
+    bugs_a: int = 0
+    bugs_b: int = 0
+    bugs_c: int = 0
+    passes: bool
+    reporter: str = Field(max_length=32)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Approval(SQLModel, table=True):
+    """One person's sign-off for one role of one revision; the database keeps it unique."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("release_id", "revision", "approver", "seat", name="uq_approval_person"),
+        UniqueConstraint("release_id", "revision", "role", name="uq_approval_role"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    revision: int
+    role: str = Field(max_length=64)
+    approver: str = Field(max_length=32)
+    # "": the person's one sign-off. The role, when the policy lets one person sign for several.
+    seat: str = Field(default="", max_length=64)
+    comment: str = Field(default="", max_length=3000)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ChecklistTick(SQLModel, table=True):
+    """A ticked pre-release checklist item (1-based)."""
+
+    __tablename__ = "checklist_ticks"
+    __table_args__ = (UniqueConstraint("release_id", "item", name="uq_tick"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    item: int
+    ticked_by: str = Field(max_length=32)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Deployment(SQLModel, table=True):
+    """One deploy or rollback pipeline of a release to one environment."""
+
+    __tablename__ = "deployments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    revision: int
+    project: str = Field(index=True, max_length=100)
+    environment: str = Field(max_length=64)
+    ref: str = Field(max_length=255)
+    previous_ref: str | None = Field(default=None, max_length=255)
+    rollback: bool = False
+    status: str = Field(default="pending", index=True, max_length=20)  # pending/running/success/...
+    pipeline_id: int | None = Field(default=None, index=True)
+    pipeline_url: str | None = Field(default=None, max_length=2000)
+    failed_job: str | None = Field(default=None, max_length=500)
+    failed_job_url: str | None = Field(default=None, max_length=2000)
+    started_by: str = Field(max_length=32)
+    started_at: datetime = _ts(default_factory=utcnow)
+    finished_at: datetime | None = _ts(default=None)
+
+
+class DeployLock(SQLModel, table=True):
+    """One deploy per project and environment at a time; the row says who holds it."""
+
+    __tablename__ = "deploy_locks"
+
+    project: str = Field(primary_key=True, max_length=100)
+    environment: str = Field(primary_key=True, max_length=64)
+    release_id: int = Field(foreign_key="releases.id")
+    holder: str = Field(max_length=32)
+    acquired_at: datetime = _ts(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only trail: who did what, when, and the state before and after."""
+
+    __tablename__ = "audit_trail"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    at: datetime = _ts(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=32)
+    action: str = Field(max_length=32)
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str = Field(max_length=32)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An announcement to deliver to Slack, written in the same transaction as the change."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int | None = Field(default=None, foreign_key="releases.id", index=True)
+    kind: str = Field(max_length=20)  # card, thread, dm
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(default_factory=utcnow)
+    sent_at: datetime | None = _ts(default=None, index=True)
+    attempts: int = 0
+    lease_until: datetime | None = _ts(default=None)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class Reminder(SQLModel, table=True):
+    """The last time the bot nudged about one thing of one release, so it never nags."""
+
+    __tablename__ = "reminders"
+
+    release_id: int = Field(foreign_key="releases.id", primary_key=True)
+    kind: str = Field(primary_key=True, max_length=40)  # approval, escalation, report, …
+    last_sent: datetime = _ts()
+    count: int = 1
+
+
+class Lease(SQLModel, table=True):
+    """Who runs a periodic job until when: one replica per tick, taken over if it dies."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=100)
+    owner: str = Field(max_length=64)
+    until: datetime = _ts()
+
+
+class SeenDelivery(SQLModel, table=True):
+    """A delivery already handled (Slack event_id, GitLab Idempotency-Key): retries do nothing."""
+
+    __tablename__ = "seen_deliveries"
+
+    key: str = Field(primary_key=True, max_length=200)
+    seen_at: datetime = _ts(default_factory=utcnow)

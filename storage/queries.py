@@ -1,0 +1,342 @@
+"""Flat data functions over the tables; the only place that writes SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import (
+    Approval,
+    AuditEntry,
+    ChecklistTick,
+    DeployLock,
+    Deployment,
+    Lease,
+    OutboxMessage,
+    Release,
+    Reminder,
+    SeenDelivery,
+    TestReport,
+    WorkItem,
+)
+
+
+async def lock_release(session: AsyncSession, release_id: int) -> Release | None:
+    """Read a release for change; on PostgreSQL the row stays locked until commit."""
+    stmt = select(Release).where(Release.id == release_id).with_for_update()
+    return (await session.exec(stmt)).first()
+
+
+async def get_release(session: AsyncSession, release_id: int) -> Release | None:
+    """Read a release without locking it."""
+    return await session.get(Release, release_id)
+
+
+async def approvals_of(session: AsyncSession, release: Release,
+                       current_only: bool = True) -> Sequence[Approval]:
+    """Approvals of the release's current revision (or all, oldest first)."""
+    stmt = select(Approval).where(Approval.release_id == release.id)
+    if current_only:
+        stmt = stmt.where(Approval.revision == release.revision)
+    return (await session.exec(stmt.order_by(col(Approval.id)))).all()
+
+
+async def latest_report(session: AsyncSession, release: Release) -> TestReport | None:
+    """The newest test report filed for the release's current revision."""
+    stmt = (select(TestReport)
+            .where(TestReport.release_id == release.id, TestReport.revision == release.revision)
+            .order_by(col(TestReport.id).desc()).limit(1))
+    return (await session.exec(stmt)).first()
+
+
+async def ticks_of(session: AsyncSession, release_id: int) -> Sequence[ChecklistTick]:
+    """Ticked checklist items."""
+    stmt = select(ChecklistTick).where(ChecklistTick.release_id == release_id)
+    return (await session.exec(stmt.order_by(col(ChecklistTick.item)))).all()
+
+
+async def deployments_of(session: AsyncSession, release_id: int) -> Sequence[Deployment]:
+    """Every deploy and rollback of a release, oldest first."""
+    stmt = select(Deployment).where(Deployment.release_id == release_id)
+    return (await session.exec(stmt.order_by(col(Deployment.id)))).all()
+
+
+async def work_items_of(session: AsyncSession, release_id: int) -> Sequence[WorkItem]:
+    """The work items a release groups."""
+    stmt = select(WorkItem).where(WorkItem.release_id == release_id)
+    return (await session.exec(stmt.order_by(col(WorkItem.id)))).all()
+
+
+async def audit_of(session: AsyncSession, release_id: int,
+                   last: int | None = None) -> Sequence[AuditEntry]:
+    """A release's audit trail in order (only the `last` rows when given)."""
+    stmt = select(AuditEntry).where(AuditEntry.release_id == release_id)
+    if last is None:
+        return (await session.exec(stmt.order_by(col(AuditEntry.id)))).all()
+    newest = (await session.exec(stmt.order_by(col(AuditEntry.id).desc()).limit(last))).all()
+    return list(reversed(newest))
+
+
+async def audit_page(session: AsyncSession, *, after_id: int, since: datetime | None,
+                     limit: int) -> Sequence[AuditEntry]:
+    """The next page of the whole audit trail in id order (keyset paging: no OFFSET rescans)."""
+    stmt = select(AuditEntry).where(col(AuditEntry.id) > after_id)
+    if since is not None:
+        stmt = stmt.where(col(AuditEntry.at) >= since)
+    return (await session.exec(stmt.order_by(col(AuditEntry.id)).limit(limit))).all()
+
+
+async def live_ref(session: AsyncSession, project: str, environment: str) -> str | None:
+    """The ref of the last successful deploy or rollback the bot made to this environment."""
+    stmt = (select(Deployment.ref)
+            .where(Deployment.project == project, Deployment.environment == environment,
+                   Deployment.status == "success")
+            .order_by(col(Deployment.finished_at).desc(), col(Deployment.id).desc()).limit(1))
+    return (await session.exec(stmt)).first()
+
+
+async def deployment_by_pipeline(session: AsyncSession, project: str,
+                                 pipeline_id: int) -> Deployment | None:
+    """The deployment a GitLab pipeline belongs to."""
+    stmt = select(Deployment).where(Deployment.project == project,
+                                    Deployment.pipeline_id == pipeline_id)
+    return (await session.exec(stmt)).first()
+
+
+async def active_deployments(session: AsyncSession) -> Sequence[Deployment]:
+    """Deploys and rollbacks whose pipeline has not finished."""
+    stmt = select(Deployment).where(col(Deployment.status).in_(("pending", "running")))
+    return (await session.exec(stmt.order_by(col(Deployment.id)))).all()
+
+
+async def take_deploy_lock(session: AsyncSession, *, project: str, environment: str,
+                           release_id: int, holder: str) -> DeployLock:
+    """Hold the project's environment, or return whoever already holds it."""
+    held = await session.get(DeployLock, (project, environment))
+    if held is not None:
+        return held
+    lock = DeployLock(project=project, environment=environment, release_id=release_id,
+                      holder=holder)
+    session.add(lock)
+    await session.flush()  # a concurrent taker fails here on the primary key
+    return lock
+
+
+async def release_deploy_lock(session: AsyncSession, *, project: str, environment: str,
+                              release_id: int) -> None:
+    """Let the next deploy of this project's environment go."""
+    await session.exec(delete(DeployLock).where(  # type: ignore[call-overload]
+        col(DeployLock.project) == project, col(DeployLock.environment) == environment,
+        col(DeployLock.release_id) == release_id))
+
+
+def add_audit(session: AsyncSession, *, release_id: int, actor: str, action: str,
+              from_state: str | None, to_state: str, detail: dict[str, Any], at: datetime
+              ) -> AuditEntry:
+    """Append one audit row."""
+    entry = AuditEntry(release_id=release_id, actor=actor, action=action, from_state=from_state,
+                       to_state=to_state, detail=detail, at=at)
+    session.add(entry)
+    return entry
+
+
+def add_outbox(session: AsyncSession, *, release_id: int | None, kind: str,
+               payload: dict[str, Any], at: datetime) -> OutboxMessage:
+    """Queue one announcement, delivered after commit."""
+    msg = OutboxMessage(release_id=release_id, kind=kind, payload=payload, created_at=at)
+    session.add(msg)
+    return msg
+
+
+async def list_releases(session: AsyncSession, *, states: Sequence[str] | None = None,
+                        user: str | None = None, limit: int = 20) -> Sequence[Release]:
+    """Releases newest first, optionally only some states or one person's."""
+    stmt = select(Release)
+    if states is not None:
+        stmt = stmt.where(col(Release.state).in_(states))
+    if user is not None:
+        stmt = stmt.where(Release.requester == user)
+    return (await session.exec(stmt.order_by(col(Release.id).desc()).limit(limit))).all()
+
+
+async def previous_release_ref(session: AsyncSession, release: Release) -> str | None:
+    """The ref of the project's last release that reached production before this one."""
+    stmt = (select(Release.ref)
+            .where(Release.project == release.project, col(Release.id) < release.id,
+                   col(Release.state).in_(("deployed", "verified", "observing", "closed")))
+            .order_by(col(Release.id).desc()).limit(1))
+    return (await session.exec(stmt)).first()
+
+
+async def claim_slot(session: AsyncSession, name: str, *, owner: str, until: datetime,
+                     forget_before: datetime) -> bool:
+    """Claim a named time slot once; the primary key refuses a second claimer."""
+    if await session.get(Lease, name) is not None:
+        return False
+    await session.exec(delete(Lease).where(  # type: ignore[call-overload]
+        col(Lease.until) < forget_before))
+    session.add(Lease(name=name, owner=owner, until=until))
+    await session.flush()  # two claimers at once: one IntegrityError, raised to the caller
+    return True
+
+
+async def due_reminder(session: AsyncSession, release_id: int, kind: str, *, now: datetime,
+                       every: timedelta) -> bool:
+    """Record a reminder unless one of this kind went out less than `every` ago."""
+    stmt = (update(Reminder)
+            .where(col(Reminder.release_id) == release_id, col(Reminder.kind) == kind,
+                   col(Reminder.last_sent) <= now - every)
+            .values(last_sent=now, count=Reminder.count + 1))
+    if (await session.exec(stmt)).rowcount:  # type: ignore[call-overload]
+        return True
+    if await session.get(Reminder, (release_id, kind)) is not None:
+        return False
+    session.add(Reminder(release_id=release_id, kind=kind, last_sent=now))
+    await session.flush()
+    return True
+
+
+async def reminder_of(session: AsyncSession, release_id: int, kind: str) -> Reminder | None:
+    """The last reminder of one kind about a release."""
+    return await session.get(Reminder, (release_id, kind))
+
+
+async def releases_in(session: AsyncSession, states: Sequence[str]) -> Sequence[Release]:
+    """Every release in these states, oldest first."""
+    stmt = select(Release).where(col(Release.state).in_(states))
+    return (await session.exec(stmt.order_by(col(Release.id)))).all()
+
+
+async def due_scheduled(session: AsyncSession, now: datetime,
+                        states: Sequence[str]) -> Sequence[Release]:
+    """Releases whose planned deploy time has come, in these states."""
+    stmt = select(Release).where(col(Release.scheduled_at) <= now,
+                                 col(Release.state).in_(states))
+    return (await session.exec(stmt.order_by(col(Release.scheduled_at)))).all()
+
+
+async def mark_seen(session: AsyncSession, key: str, at: datetime) -> bool:
+    """Record a delivery key; False when it was seen before (the caller then does nothing)."""
+    if await session.get(SeenDelivery, key) is not None:
+        return False
+    try:
+        async with session.begin_nested():  # a concurrent duplicate fails on the primary key
+            session.add(SeenDelivery(key=key, seen_at=at))
+    except IntegrityError:  # it committed first: this delivery is the duplicate
+        return False
+    return True
+
+
+async def pending_outbox(session: AsyncSession, *, now: datetime, limit: int = 50
+                         ) -> Sequence[OutboxMessage]:
+    """Undelivered announcements whose lease is free, oldest first."""
+    stmt = (select(OutboxMessage)
+            .where(col(OutboxMessage.sent_at).is_(None),
+                   or_(col(OutboxMessage.lease_until).is_(None),
+                       col(OutboxMessage.lease_until) < now))
+            .order_by(col(OutboxMessage.id)).limit(limit))
+    return (await session.exec(stmt)).all()
+
+
+async def releases_with_outbox(session: AsyncSession, *, now: datetime, limit: int = 20
+                               ) -> Sequence[int]:
+    """Releases with undelivered announcements that nobody is delivering, oldest first."""
+    stmt = (select(OutboxMessage.release_id)
+            .where(col(OutboxMessage.sent_at).is_(None),
+                   col(OutboxMessage.release_id).is_not(None),
+                   or_(col(OutboxMessage.lease_until).is_(None),
+                       col(OutboxMessage.lease_until) < now))
+            .group_by(OutboxMessage.release_id)
+            .order_by(func.min(OutboxMessage.id)).limit(limit))
+    return [r for r in (await session.exec(stmt)).all() if r is not None]
+
+
+OUTBOX_LOCK = 7301  # advisory-lock namespace for a release's announcements
+
+
+async def _serialize_outbox(session: AsyncSession, release_id: int) -> None:
+    """On PostgreSQL, one lease attempt per release at a time until commit.
+
+    Under READ COMMITTED the busy check and the claim below are two statements; without
+    this, two replicas could both pass the check and claim different rows of one release,
+    and both post its card. SQLite writers are already serialised by BEGIN IMMEDIATE.
+    """
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        lock = text("SELECT pg_advisory_xact_lock(:ns, :rid)").bindparams(
+            ns=OUTBOX_LOCK, rid=release_id)
+        await session.exec(lock)  # type: ignore[call-overload]
+
+
+async def lease_release_outbox(session: AsyncSession, release_id: int, *, owner: str,
+                               now: datetime, until: datetime) -> Sequence[OutboxMessage]:
+    """Claim a release's pending announcements for one worker; empty when another has them."""
+    await _serialize_outbox(session, release_id)
+    busy = (select(OutboxMessage.id)
+            .where(OutboxMessage.release_id == release_id, col(OutboxMessage.sent_at).is_(None),
+                   col(OutboxMessage.lease_until) >= now, OutboxMessage.lease_owner != owner)
+            .limit(1))
+    if (await session.exec(busy)).first() is not None:
+        return []  # another worker is mid-delivery: keep the thread in order
+    stmt = (update(OutboxMessage)
+            .where(col(OutboxMessage.release_id) == release_id,
+                   col(OutboxMessage.sent_at).is_(None),
+                   or_(col(OutboxMessage.lease_until).is_(None),
+                       col(OutboxMessage.lease_until) < now))
+            .values(lease_until=until, lease_owner=owner, attempts=OutboxMessage.attempts + 1))
+    await session.exec(stmt)  # type: ignore[call-overload]
+    mine = (select(OutboxMessage)
+            .where(OutboxMessage.release_id == release_id, col(OutboxMessage.sent_at).is_(None),
+                   OutboxMessage.lease_owner == owner)
+            .order_by(col(OutboxMessage.id)))
+    return (await session.exec(mine)).all()
+
+
+async def renew_outbox_lease(session: AsyncSession, release_id: int, *, owner: str,
+                             now: datetime, until: datetime) -> bool:
+    """Extend our lease on a release's announcements; False if it is no longer ours."""
+    stmt = (update(OutboxMessage)
+            .where(col(OutboxMessage.release_id) == release_id,
+                   col(OutboxMessage.sent_at).is_(None), OutboxMessage.lease_owner == owner,
+                   col(OutboxMessage.lease_until) >= now)
+            .values(lease_until=until))
+    return bool((await session.exec(stmt)).rowcount)  # type: ignore[call-overload]
+
+
+async def mark_sent(session: AsyncSession, msg_id: int, at: datetime) -> None:
+    """An announcement is delivered."""
+    stmt = update(OutboxMessage).where(col(OutboxMessage.id) == msg_id).values(
+        sent_at=at, lease_until=None, last_error=None)
+    await session.exec(stmt)  # type: ignore[call-overload]
+
+
+async def release_outbox_lease(session: AsyncSession, release_id: int, *, owner: str,
+                               retry_at: datetime, error: str) -> None:
+    """Give undelivered announcements back, to be retried at `retry_at`."""
+    stmt = (update(OutboxMessage)
+            .where(col(OutboxMessage.release_id) == release_id,
+                   col(OutboxMessage.sent_at).is_(None), OutboxMessage.lease_owner == owner)
+            .values(lease_until=retry_at, last_error=error[:500]))
+    await session.exec(stmt)  # type: ignore[call-overload]
+
+
+async def save_card(session: AsyncSession, release_id: int, *, channel: str | None = None,
+                    ts: str | None = None, card_hash: str | None = None) -> None:
+    """Remember where the card is and what it shows, without touching the release's version."""
+    values: dict[str, Any] = {"card_hash": card_hash}
+    if ts is not None:
+        values |= {"card_channel": channel, "card_ts": ts}
+    stmt = update(Release).where(col(Release.id) == release_id).values(**values)
+    await session.exec(stmt.execution_options(synchronize_session=False))  # type: ignore[call-overload]
+
+
+async def outbox_backlog(session: AsyncSession) -> int:
+    """How many announcements wait to be delivered."""
+    stmt = select(func.count()).select_from(OutboxMessage).where(
+        col(OutboxMessage.sent_at).is_(None))
+    return (await session.exec(stmt)).one()

@@ -1,0 +1,136 @@
+"""Random event sequences against the real service and database: the invariants always hold."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot import deploys
+from bot import service as svc
+from bot.people import actor_for
+from bot.policy import parse_policy
+from bot.service import Deps, NewRelease, ReportInput
+from bot.workflow import Refused, State
+from storage import queries as q
+from storage.db import make_engine, make_sessionmaker
+from tests.conftest import POLICY_YAML, FakeClock
+
+PEOPLE = ["U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS", "U0CTO"]
+STEPS = ["test", "report_ok", "report_bad", "accept", "approve", "reject", "ref", "tick",
+         "override", "deploy", "deploy_prod", "succeed", "fail", "verify_ok", "verify_bad",
+         "rollback", "cancel", "close"]
+step_strategy = st.tuples(st.sampled_from(STEPS), st.sampled_from(PEOPLE))
+
+
+async def _latest_active(deps: Deps, rid: int) -> int | None:
+    """The deployment still running, if any."""
+    async with deps.sessions() as session:
+        active = [d for d in await q.deployments_of(session, rid) if d.status == "pending"]
+    return active[-1].id if active else None
+
+
+async def apply_step(deps: Deps, rid: int, name: str, user: str) -> None:
+    """One random thing a person (or GitLab) does; refusals are fine."""
+    who = actor_for(deps.policy, user)
+    calls: dict[str, Any] = {
+        "test": lambda: svc.start_testing(deps, release_id=rid, actor=who),
+        "report_ok": lambda: svc.attach_report(deps, release_id=rid, actor=who,
+                                               report=ReportInput("https://r/1", {"C": 1})),
+        "report_bad": lambda: svc.attach_report(deps, release_id=rid, actor=who,
+                                                report=ReportInput("https://r/2", {"A": 2})),
+        "accept": lambda: svc.accept_risk(deps, release_id=rid, actor=who, reason="outage"),
+        "approve": lambda: svc.approve(deps, release_id=rid, actor=who),
+        "reject": lambda: svc.reject(deps, release_id=rid, actor=who, reason="no"),
+        "ref": lambda: svc.change_ref(deps, release_id=rid, actor=who, ref="v9"),
+        "tick": lambda: svc.tick(deps, release_id=rid, actor=who, items=(1, 2)),
+        "override": lambda: svc.override_gate(deps, release_id=rid, actor=who, reason="x"),
+        "deploy": lambda: deploys.start_deploy(deps, release_id=rid, actor=who),
+        "deploy_prod": lambda: deploys.start_deploy(deps, release_id=rid, actor=who,
+                                                    environment="production"),
+        "verify_ok": lambda: deploys.verify(deps, release_id=rid, actor=who, passed=True),
+        "verify_bad": lambda: deploys.verify(deps, release_id=rid, actor=who, passed=False,
+                                             note="broken"),
+        "rollback": lambda: deploys.start_rollback(deps, release_id=rid, actor=who),
+        "cancel": lambda: svc.cancel(deps, release_id=rid, actor=who),
+        "close": lambda: deploys.close(deps, release_id=rid, actor=who),
+    }
+    try:
+        if name in ("succeed", "fail"):
+            dep = await _latest_active(deps, rid)
+            if dep is not None:
+                await deploys.finish_deploy(deps, deployment_id=dep,
+                                            status="success" if name == "succeed" else "failed")
+            return
+        await calls[name]()
+    except Refused:
+        pass
+
+
+async def check_invariants(deps: Deps, rid: int) -> None:
+    """State known; audit chained one row per transition; no deploy without its gates."""
+    async with deps.sessions() as session:
+        release = await q.get_release(session, rid)
+        audit = await q.audit_of(session, rid)
+        deployments = await q.deployments_of(session, rid)
+        approvals = await q.approvals_of(session, release, current_only=False)
+        ticks = {t.item for t in await q.ticks_of(session, rid)}
+        events = [m for m in await q.pending_outbox(session, now=deps.clock(), limit=10_000)
+                  if m.release_id == rid and m.kind == "event"]
+    assert State(release.state) in set(State)
+    assert audit[0].from_state is None
+    for before, after in itertools.pairwise(audit):
+        assert after.from_state == before.to_state
+    assert audit[-1].to_state == release.state
+    assert len(events) == len(audit)
+    for dep in (d for d in deployments if not d.rollback):
+        signed = {a.role: a.approver for a in approvals if a.revision == dep.revision}
+        assert set(signed) == {"tech_director", "test_lead"}
+        assert release.requester not in signed.values()
+        assert ticks == {1, 2}
+
+
+async def run_sequence(url: str, steps: list[tuple[str, str]]) -> str:
+    """File a release, run the steps, check after each; the final state."""
+    engine = make_engine(url)
+    deps = Deps(make_sessionmaker(engine), parse_policy(POLICY_YAML), FakeClock())
+    try:
+        out = await svc.request_release(deps, actor=actor_for(deps.policy, "U0DEV"), new=NewRelease(
+            project="payments", ref="v1", title="Random"))
+        for name, user in steps:
+            await apply_step(deps, out.release.id, name, user)
+            await check_invariants(deps, out.release.id)
+        async with deps.sessions() as session:
+            return (await q.get_release(session, out.release.id)).state
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sqlite_db(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One database for all examples (each example files its own release)."""
+    path = tmp_path_factory.mktemp("prop") / "prop.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step_strategy, min_size=1, max_size=30))
+def test_random_sequences_keep_the_invariants(sqlite_db: str, steps: list[tuple[str, str]]
+                                              ) -> None:
+    """Whatever people click, in whatever order, the rules hold."""
+    assert asyncio.run(run_sequence(sqlite_db, steps)) in {s.value for s in State}
+
+
+def test_a_known_good_sequence_reaches_closed(sqlite_db: str) -> None:
+    """The strategy can reach the end: the property test is not vacuous."""
+    steps = [("report_ok", "U0TESTER"), ("approve", "U0DIRECTOR"), ("approve", "U0TESTLEAD"),
+             ("tick", "U0OPS"), ("deploy", "U0OPS"), ("succeed", "U0OPS"), ("deploy", "U0OPS"),
+             ("succeed", "U0OPS"), ("verify_ok", "U0TESTER"), ("close", "U0OPS")]
+    assert asyncio.run(run_sequence(sqlite_db, steps)) == "closed"

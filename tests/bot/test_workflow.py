@@ -1,0 +1,282 @@
+"""The transition table, exhaustively, and each gate of the process on its own."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bot.workflow import (
+    SYSTEM,
+    TABLE,
+    Actor,
+    Ctx,
+    Event,
+    Facts,
+    Report,
+    State,
+    TransitionError,
+    allowed_events,
+    decide,
+)
+
+S, E = State, Event
+LIMITS = {"A": 0, "B": 0, "C": 5}
+GOOD = Report(bugs={"A": 0, "B": 0, "C": 1}, limits=LIMITS)
+BAD = Report(bugs={"A": 1, "B": 0, "C": 9}, limits=LIMITS)
+DIRECTOR = Actor("U0DIRECTOR", frozenset({"tech_director"}))
+LEAD = Actor("U0TESTLEAD", frozenset({"test_lead", "tester"}))
+TESTER = Actor("U0TESTER", frozenset({"tester"}))
+OPS = Actor("U0OPS", frozenset({"release_manager"}))
+CTO = Actor("U0CTO", frozenset({"executive"}))
+DEV = Actor("U0DEV")
+BASE = Facts(state=S.REQUESTED, requester=DEV.user, required_roles=("tech_director", "test_lead"),
+             report=GOOD, checklist_total=2, checklist_done=frozenset({1, 2}),
+             environments=("staging", "production"), rollback_ref="v1.0.0",
+             allow_known_issues=True, bypass_allowed=True)
+
+# The specification, written out independently of the table: (state, event) -> destination
+# with facts where every guard holds. Pairs missing here must be refused.
+EXPECTED: dict[tuple[State, Event], State] = {
+    (S.REQUESTED, E.START_TESTING): S.TESTING,
+    **{(s, E.REPORT): S.READY_FOR_SIGNOFF for s in
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+    (S.TESTING, E.ACCEPT_RISK): S.READY_FOR_SIGNOFF,
+    (S.READY_FOR_SIGNOFF, E.APPROVE): S.APPROVED,
+    **{(s, E.REJECT): S.REJECTED for s in
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+    (S.REQUESTED, E.CHANGE_REF): S.REQUESTED,
+    **{(s, E.CHANGE_REF): S.TESTING for s in
+       (S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+    **{(s, E.TICK): s for s in
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOY_FAILED)},
+    **{(s, E.OVERRIDE_GATE): s for s in
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOY_FAILED)},
+    **{(s, E.HOLD): s for s in
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+    **{(s, E.DEPLOY): S.DEPLOYING for s in
+       (S.APPROVED, S.SCHEDULED, S.DEPLOYED, S.DEPLOY_FAILED)},
+    (S.DEPLOYING, E.DEPLOY_SUCCEEDED): S.DEPLOYED,
+    (S.DEPLOYING, E.DEPLOY_FAILED): S.DEPLOY_FAILED,
+    (S.DEPLOYED, E.VERIFY_PASS): S.VERIFIED,
+    (S.VERIFICATION_FAILED, E.VERIFY_PASS): S.VERIFIED,
+    (S.DEPLOYED, E.VERIFY_FAIL): S.VERIFICATION_FAILED,
+    (S.VERIFIED, E.OBSERVE): S.OBSERVING,
+    (S.VERIFIED, E.CLOSE): S.CLOSED,
+    (S.OBSERVING, E.CLOSE): S.CLOSED,
+    **{(s, E.ROLLBACK): S.ROLLING_BACK for s in
+       (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING, S.DEPLOY_FAILED)},
+    (S.ROLLING_BACK, E.ROLLBACK_SUCCEEDED): S.ROLLED_BACK,
+    (S.ROLLING_BACK, E.ROLLBACK_FAILED): S.DEPLOY_FAILED,
+    **{(s, E.CANCEL): S.CANCELLED for s in
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+}
+
+ACTOR = {
+    E.START_TESTING: TESTER, E.REPORT: TESTER, E.ACCEPT_RISK: CTO, E.APPROVE: LEAD,
+    E.REJECT: DIRECTOR, E.CHANGE_REF: DEV, E.TICK: OPS, E.OVERRIDE_GATE: CTO, E.DEPLOY: OPS,
+    E.VERIFY_PASS: TESTER, E.VERIFY_FAIL: TESTER, E.CLOSE: OPS, E.ROLLBACK: OPS, E.CANCEL: DEV,
+}
+
+
+def happy(state: State, event: Event) -> tuple[Facts, Ctx]:
+    """Facts and arguments under which every guard of (state, event) holds."""
+    facts = replace(BASE, state=state, approvals={"tech_director": DIRECTOR.user,
+                                                  "test_lead": LEAD.user})
+    ctx = Ctx(ACTOR.get(event, SYSTEM), reason="because", items=(1,), report=GOOD,
+              environment="production")
+    if event is E.APPROVE:
+        facts = replace(facts, approvals={"tech_director": DIRECTOR.user})
+    if event is E.ACCEPT_RISK:
+        facts = replace(facts, report=BAD)
+    if event is E.DEPLOY:
+        ctx = replace(ctx, environment="staging")
+    if event in (E.VERIFY_PASS, E.VERIFY_FAIL):
+        facts = replace(facts, deployed_envs=frozenset({"staging", "production"}))
+    return facts, ctx
+
+
+@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("event", list(Event))
+def test_every_state_event_pair(state: State, event: Event) -> None:
+    """Each pair is either allowed (to the specified state) or refused naming event and state."""
+    facts, ctx = happy(state, event)
+    if (state, event) in EXPECTED:
+        assert decide(facts, event, ctx) is EXPECTED[(state, event)]
+        return
+    with pytest.raises(TransitionError) as err:
+        decide(facts, event, ctx)
+    assert event.value in str(err.value) and state.value in str(err.value)
+    assert err.value.sentence and "_" not in err.value.sentence  # labels, not stored values
+
+
+def test_table_and_specification_agree() -> None:
+    """No row of the table is missing from the specification above, and the reverse."""
+    table_pairs = {(s, t.event) for t in TABLE for s in t.sources}
+    assert table_pairs == set(EXPECTED)
+    assert allowed_events(S.CLOSED) == set()
+
+
+def refused(facts: Facts, event: Event, ctx: Ctx) -> str:
+    """The sentence of a refusal."""
+    with pytest.raises(TransitionError) as err:
+        decide(facts, event, ctx)
+    return err.value.sentence
+
+
+def test_four_eyes_requester_never_approves() -> None:
+    """The requester holding an approver role still can't sign their own release."""
+    facts = replace(BASE, state=S.READY_FOR_SIGNOFF, requester=LEAD.user)
+    assert "four eyes" in refused(facts, E.APPROVE, Ctx(LEAD))
+
+
+def test_requester_may_reject_when_an_approver() -> None:
+    """Rejecting one's own release is allowed (it only stops it)."""
+    facts = replace(BASE, state=S.READY_FOR_SIGNOFF, requester=LEAD.user)
+    assert decide(facts, E.REJECT, Ctx(LEAD, reason="found a bug")) is S.REJECTED
+
+
+def test_rejection_needs_a_reason() -> None:
+    """A bare reject is refused."""
+    facts = replace(BASE, state=S.READY_FOR_SIGNOFF)
+    assert refused(facts, E.REJECT, Ctx(DIRECTOR, reason="  ")) == "Please give a reason."
+
+
+def test_a_person_counts_once() -> None:
+    """One person holding both approver roles signs for one of them only."""
+    both = Actor("U0BOTH", frozenset({"tech_director", "test_lead"}))
+    facts = replace(BASE, state=S.READY_FOR_SIGNOFF)
+    assert decide(facts, E.APPROVE, Ctx(both)) is S.READY_FOR_SIGNOFF
+    after = replace(facts, approvals={"tech_director": both.user})
+    assert refused(after, E.APPROVE, Ctx(both)) == "You have already approved this release."
+    allowed = replace(after, one_person_many_roles=True)
+    assert decide(allowed, E.APPROVE, Ctx(both)) is S.APPROVED
+
+
+def test_only_required_roles_approve() -> None:
+    """A tester is not an approver of a standard release."""
+    facts = replace(BASE, state=S.READY_FOR_SIGNOFF)
+    assert "approver" in refused(facts, E.APPROVE, Ctx(TESTER))
+
+
+def test_last_approval_with_a_schedule_goes_to_scheduled() -> None:
+    """A release with a planned time waits for it once signed off."""
+    facts = replace(BASE, state=S.READY_FOR_SIGNOFF, has_schedule=True,
+                    approvals={"tech_director": DIRECTOR.user})
+    assert decide(facts, E.APPROVE, Ctx(LEAD)) is S.SCHEDULED
+
+
+def test_go_live_standard() -> None:
+    """A report with open A/B bugs or too many C bugs keeps the release in testing."""
+    facts = replace(BASE, state=S.TESTING)
+    assert decide(facts, E.REPORT, Ctx(TESTER, report=BAD)) is S.TESTING
+    assert BAD.failures == ["1 open A bugs (limit 0)", "9 open C bugs (limit 5)"]
+    at_limit = Report(bugs={"A": 0, "B": 0, "C": 5}, limits=LIMITS)
+    assert decide(facts, E.REPORT, Ctx(TESTER, report=at_limit)) is S.READY_FOR_SIGNOFF
+    assert "tester" in refused(facts, E.REPORT, Ctx(DEV, report=GOOD))
+
+
+def test_emergency_acceptance_needs_executive_policy_and_reason() -> None:
+    """Known issues ship only by an executive, with a reason, where the type allows it."""
+    facts = replace(BASE, state=S.TESTING, report=BAD)
+    assert decide(facts, E.ACCEPT_RISK, Ctx(CTO, reason="outage")) is S.READY_FOR_SIGNOFF
+    assert refused(facts, E.ACCEPT_RISK, Ctx(CTO)) == "Please give a reason."
+    assert "executive" in refused(facts, E.ACCEPT_RISK, Ctx(DIRECTOR, reason="x"))
+    strict = replace(facts, allow_known_issues=False)
+    assert "can't ship with open bugs" in refused(strict, E.ACCEPT_RISK, Ctx(CTO, reason="x"))
+    passing = replace(facts, report=GOOD)
+    assert "already meets" in refused(passing, E.ACCEPT_RISK, Ctx(CTO, reason="x"))
+
+
+def test_deploy_needs_all_signoffs() -> None:
+    """Missing approvals of the current revision block deploy."""
+    facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": DIRECTOR.user})
+    ctx = Ctx(OPS, environment="staging")
+    assert refused(facts, E.DEPLOY, ctx) == "Still waiting for sign-off by test_lead."
+
+
+def test_checklist_must_be_complete() -> None:
+    """Unticked items block deploy and are named."""
+    facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"},
+                    checklist_total=3, checklist_done=frozenset({2}))
+    assert refused(facts, E.DEPLOY, Ctx(OPS, environment="staging")) == (
+        "Checklist items still open: 1, 3.")
+
+
+def test_checklist_item_numbers_are_checked() -> None:
+    """Ticking item 9 of 2 is refused plainly."""
+    facts = replace(BASE, state=S.APPROVED)
+    assert refused(facts, E.TICK, Ctx(OPS, items=(9,))) == (
+        "No checklist item 9; this release has 2.")
+
+
+def test_freeze_blocks_unless_overridden() -> None:
+    """A closed gate refuses with its reason; an executive override opens it."""
+    facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"},
+                    gate_open=False, gate_reason="Year-end freeze until 2027-01-02")
+    ctx = Ctx(OPS, environment="staging")
+    assert "Year-end freeze" in refused(facts, E.DEPLOY, ctx)
+    assert decide(replace(facts, gate_overridden=True), E.DEPLOY, ctx) is S.DEPLOYING
+    assert "executive" in refused(facts, E.OVERRIDE_GATE, Ctx(OPS, reason="x"))
+    no_bypass = replace(facts, bypass_allowed=False)
+    assert "can't bypass" in refused(no_bypass, E.OVERRIDE_GATE, Ctx(CTO, reason="x"))
+
+
+def test_staging_before_production() -> None:
+    """Production waits for staging; a finished environment is not deployed again."""
+    facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"})
+    assert refused(facts, E.DEPLOY, Ctx(OPS, environment="production")) == (
+        "Deploy to staging first.")
+    after = replace(facts, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}))
+    assert decide(after, E.DEPLOY, Ctx(OPS, environment="production")) is S.DEPLOYING
+    assert "already deployed to staging" in refused(after, E.DEPLOY,
+                                                    Ctx(OPS, environment="staging"))
+    assert "Unknown environment" in refused(after, E.DEPLOY, Ctx(OPS, environment="qa"))
+
+
+def test_verification_is_of_production() -> None:
+    """After staging only, verification is refused."""
+    facts = replace(BASE, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}))
+    assert refused(facts, E.VERIFY_PASS, Ctx(TESTER)) == (
+        "This release is not yet deployed to production.")
+
+
+def test_who_deploys() -> None:
+    """The release manager deploys; the requester only where the policy allows it."""
+    facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"})
+    ctx = Ctx(DEV, environment="staging")
+    assert "release manager" in refused(facts, E.DEPLOY, ctx)
+    assert decide(replace(facts, requester_can_deploy=True), E.DEPLOY, ctx) is S.DEPLOYING
+
+
+def test_cancel_after_deploy_refused() -> None:
+    """Cancel is only possible before deploy."""
+    for state in (S.DEPLOYING, S.DEPLOYED, S.DEPLOY_FAILED, S.VERIFIED):
+        facts = replace(BASE, state=state)
+        assert refused(facts, E.CANCEL, Ctx(DEV)) == (
+            "A release can only be cancelled before it is deployed.")
+
+
+def test_rollback_needs_a_previous_version() -> None:
+    """Without a recorded live version there is nowhere to go back to."""
+    facts = replace(BASE, state=S.DEPLOY_FAILED, rollback_ref=None)
+    assert "no recorded previous version" in refused(facts, E.ROLLBACK, Ctx(OPS))
+
+
+def test_terminal_states_refuse_everything() -> None:
+    """A closed, rejected, cancelled or rolled back release stays so."""
+    for state in (S.CLOSED, S.REJECTED, S.CANCELLED, S.ROLLED_BACK):
+        assert allowed_events(state) == set()
+        assert f"is {state.label}" in refused(replace(BASE, state=state), E.APPROVE, Ctx(LEAD))
+
+
+def test_system_events_are_the_bots_only() -> None:
+    """People can't report a pipeline result."""
+    facts = replace(BASE, state=S.DEPLOYING)
+    assert refused(facts, E.DEPLOY_SUCCEEDED, Ctx(OPS)) == "Only the bot can do that."
+
+
+def test_labels() -> None:
+    """The words people see."""
+    assert S.READY_FOR_SIGNOFF.label == "ready for sign-off"
+    assert S.DEPLOY_FAILED.label == "deploy failed"

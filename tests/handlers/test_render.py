@@ -1,0 +1,222 @@
+"""Thread lines for outbox events: one readable, escaped sentence per event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from handlers.blocks import MAX_TEXT, escape
+from handlers.render import RENDERERS, event_text
+
+RAW_MARKUP = ("<!channel>", "<!here>", "<!everyone>", "<@U123>", "<https://evil")
+HOSTILE = "<!here> <!channel> <@U123> <https://evil.example|click> & co"
+
+# (event, from, to, detail) as the service records them, and a piece of the line people read.
+EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
+    "request": (None, "requested",
+                {"project": "payments", "ref": "v1.1.0", "type": "standard"},
+                "📝 <@U0ACTOR> requested a standard release of payments at `v1.1.0`."),
+    "start testing": ("requested", "testing", {}, "🧪 <@U0ACTOR> started testing."),
+    "report": ("testing", "ready_for_signoff",
+               {"url": "https://ci.example/r/1", "bugs": {"A": 0, "B": 1, "C": 3},
+                "passes": False, "failures": ["1 open B bugs (limit 0)"],
+                "voided_approvals": True},
+               "🧪 <@U0ACTOR> attached a <https://ci.example/r/1|test report>: A 0 · B 1 · C 3 — "
+               "does *not* meet the go-live standard (1 open B bugs (limit 0)). "
+               "Earlier approvals no longer count."),
+    "accept risk": ("ready_for_signoff", "ready_for_signoff",
+                    {"reason": "cosmetic only", "failures": ["1 open B bugs (limit 0)"]},
+                    "⚠️ <@U0ACTOR> accepted the open bugs as a known risk: cosmetic only."),
+    "approve": ("ready_for_signoff", "ready_for_signoff",
+                {"role": "tech_director", "comment": "lgtm", "missing": ["test_lead"]},
+                "✅ <@U0ACTOR> approved as tech_director: lgtm. Still waiting for test_lead."),
+    "reject": ("ready_for_signoff", "rejected", {"reason": "build is red"},
+               "⛔ <@U0ACTOR> rejected the release: build is red."),
+    "change ref": ("ready_for_signoff", "testing",
+                   {"old_ref": "v1.1.0", "ref": "v1.1.1", "voided_approvals": True},
+                   "🔀 <@U0ACTOR> changed the ref from `v1.1.0` to `v1.1.1`. "
+                   "Earlier approvals and the test report no longer count."),
+    "tick": ("approved", "approved", {"items": [1, 2], "done": 2, "total": 3},
+             "☑️ <@U0ACTOR> ticked checklist item 1, 2 (2/3)."),
+    "override gate": ("approved", "approved",
+                      {"reason": "CEO signed off", "gate": "Year-end freeze"},
+                      "🔓 <@U0ACTOR> allowed this release to deploy outside the windows/freeze: "
+                      "CEO signed off."),
+    "hold": ("scheduled", "scheduled", {"reason": "outside the release windows"},
+             "⏸ The scheduled deploy is held: outside the release windows."),
+    "deploy": ("approved", "deploying",
+               {"environment": "staging", "ref": "v1.1.0", "reason": "", "deployment": 7},
+               "🚀 <@U0ACTOR> started the deploy of `v1.1.0` to staging."),
+    "pipeline started": ("deploying", "deploying",
+                         {"environment": "staging", "pipeline": 991,
+                          "url": "https://gitlab.example/p/991", "ref": "v1.1.0",
+                          "rollback": False, "deployment": 7},
+                         "⏳ Deploy pipeline <https://gitlab.example/p/991|#991> is running for "
+                         "staging."),
+    "deploy succeeded": ("deploying", "deployed",
+                         {"environment": "staging", "ref": "v1.1.0", "pipeline": 991,
+                          "url": "https://gitlab.example/p/991", "status": "success",
+                          "failed_job": None, "failed_job_url": None, "error": None,
+                          "deployment": 7, "seconds": 754},
+                         "📦 Deployed `v1.1.0` to staging in 12 min 34 s "
+                         "(<https://gitlab.example/p/991|pipeline>)."),
+    "deploy failed": ("deploying", "deploy_failed",
+                      {"environment": "production", "ref": "v1.1.0", "pipeline": 992,
+                       "url": "https://gitlab.example/p/992", "status": "failed",
+                       "failed_job": "migrate", "failed_job_url": "https://gitlab.example/j/5",
+                       "error": "exit code 1", "deployment": 8, "seconds": 61},
+                      "❌ Deploy to production failed at job "
+                      "<https://gitlab.example/j/5|migrate>: exit code 1 "
+                      "(<https://gitlab.example/p/992|pipeline>). Roll back from the card."),
+    "verify pass": ("deployed", "verified", {"note": "checkout works"},
+                    "✔️ <@U0ACTOR> verified the release in production: checkout works."),
+    "verify fail": ("deployed", "verification_failed", {"note": "500s on /pay"},
+                    "⚠️ <@U0ACTOR> found a problem in production: 500s on /pay."),
+    "observe": ("verified", "observing", {"until": "2026-11-24T04:00:00+00:00"},
+                "👀 Observation period started."),
+    "close": ("observing", "closed", {"notes": "*Release notes: payments v1.1.0*\n• fix"},
+              "🏁 The release is closed.\n*Release notes*\n"
+              "*Release notes: payments v1.1.0*\n• fix"),
+    "rollback": ("deployed", "rolling_back",
+                 {"environment": "production", "ref": "v1.0.9", "reason": "error rate doubled",
+                  "deployment": 9},
+                 "⏪ <@U0ACTOR> is rolling back production to `v1.0.9`: error rate doubled."),
+    "rollback succeeded": ("rolling_back", "rolled_back",
+                           {"environment": "production", "ref": "v1.0.9",
+                            "url": "https://gitlab.example/p/993", "seconds": 30},
+                           "↩️ Rolled back production to `v1.0.9` "
+                           "(<https://gitlab.example/p/993|pipeline>)."),
+    "rollback failed": ("rolling_back", "deploy_failed",
+                        {"environment": "production", "ref": "v1.0.9",
+                         "url": "https://gitlab.example/p/994"},
+                        "🔥 Rollback of production failed "
+                        "(<https://gitlab.example/p/994|pipeline>). Someone needs to look now."),
+    "cancel": ("testing", "cancelled", {"reason": ""}, "🚫 <@U0ACTOR> cancelled the release."),
+}
+
+
+def payload(event: str, detail: dict[str, Any] | None = None, *, broadcast: bool = False,
+            to: str | None = None, actor: str = "U0ACTOR") -> dict[str, Any]:
+    """An outbox payload as the service writes it."""
+    before, after, default, _ = EVENTS[event]
+    return {"event": event, "actor": actor, "from": before, "to": to or after,
+            "detail": default if detail is None else detail, "broadcast": broadcast}
+
+
+def test_the_table_covers_every_renderer() -> None:
+    """A new event must get a realistic payload here."""
+    assert set(EVENTS) == set(RENDERERS)
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
+def test_every_event_reads_as_one_sentence(event: str) -> None:
+    """Each event renders the line people read in the thread."""
+    assert event_text(payload(event)) == EVENTS[event][3]
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
+def test_broadcast_does_not_change_the_text(event: str) -> None:
+    """Whether it is also sent to the channel is delivery's business, not the text's."""
+    assert event_text(payload(event, broadcast=True)) == event_text(payload(event))
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
+def test_an_empty_detail_still_renders(event: str) -> None:
+    """Older rows with less detail still make a line."""
+    assert event_text(payload(event, {})).strip()
+
+
+@pytest.mark.parametrize(("event", "key"), [
+    ("reject", "reason"), ("cancel", "reason"), ("accept risk", "reason"), ("hold", "reason"),
+    ("override gate", "reason"), ("rollback", "reason"), ("approve", "comment"),
+    ("verify pass", "note"), ("verify fail", "note"), ("deploy failed", "error"),
+])
+def test_reasons_are_escaped(event: str, key: str) -> None:
+    """A reason saying `<!here>` is shown, not obeyed."""
+    text = event_text(payload(event, EVENTS[event][2] | {key: HOSTILE}))
+    assert escape(HOSTILE) in text
+    assert all(markup not in text for markup in RAW_MARKUP)
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
+def test_names_refs_and_places_are_escaped(event: str) -> None:
+    """Refs, environments, roles, projects and job names are escaped too."""
+    detail = dict(EVENTS[event][2])
+    for key in ("project", "ref", "type", "role", "old_ref", "environment", "failed_job",
+                "reason", "note", "comment", "error", "gate"):
+        if key in detail:
+            detail[key] = HOSTILE
+    if "missing" in detail:
+        detail["missing"] = [HOSTILE]
+    text = event_text(payload(event, detail))
+    assert all(markup not in text for markup in RAW_MARKUP), text
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "<!channel>", "ftp://x", None, 7])
+def test_only_http_links_become_links(url: Any) -> None:
+    """A report URL that isn't http(s) is shown as a plain label."""
+    text = event_text(payload("report", EVENTS["report"][2] | {"url": url}))
+    assert "attached a test report:" in text
+    assert "<" not in text.split("attached a ")[1].split(":")[0]
+
+
+def test_approve_says_who_is_still_missing() -> None:
+    """Until the last sign-off, the line names the roles still missing."""
+    detail = {"role": "tech_director", "comment": "", "missing": ["test_lead", "executive"]}
+    assert event_text(payload("approve", detail)) == (
+        "✅ <@U0ACTOR> approved as tech_director. Still waiting for test_lead, executive.")
+
+
+@pytest.mark.parametrize("to", ["approved", "scheduled"])
+def test_approve_says_when_all_sign_offs_are_in(to: str) -> None:
+    """The last sign-off says so, and where the release went."""
+    detail = {"role": "test_lead", "comment": "", "missing": []}
+    assert event_text(payload("approve", detail, to=to)) == (
+        f"✅ <@U0ACTOR> approved as test_lead. All sign-offs are in: *{to}*.")
+
+
+def test_approve_without_missing_roles_adds_nothing() -> None:
+    """A repeat approval in the same state says only who approved."""
+    detail = {"role": "test_lead", "comment": "", "missing": []}
+    assert event_text(payload("approve", detail)) == "✅ <@U0ACTOR> approved as test_lead."
+
+
+def test_a_passing_report_says_it_meets_the_standard() -> None:
+    """No failures: the line says the report is good enough."""
+    detail = {"url": "https://ci.example/r/2", "bugs": {"A": 0, "B": 0, "C": 1}, "passes": True,
+              "failures": [], "voided_approvals": False}
+    assert event_text(payload("report", detail)).endswith(
+        "A 0 · B 0 · C 1 — meets the go-live standard.")
+
+
+def test_a_rollback_pipeline_says_so() -> None:
+    """The pipeline line tells a deploy from a rollback."""
+    detail = EVENTS["pipeline started"][2] | {"rollback": True}
+    assert event_text(payload("pipeline started", detail)).startswith("⏳ Rollback pipeline")
+
+
+def test_a_change_of_ref_that_voids_nothing_says_nothing_about_it() -> None:
+    """Before a report, changing the ref voids nothing."""
+    detail = {"old_ref": "v1", "ref": "v2", "voided_approvals": False}
+    assert event_text(payload("change ref", detail, to="requested")) == (
+        "🔀 <@U0ACTOR> changed the ref from `v1` to `v2`.")
+
+
+def test_the_bot_itself_is_named_not_mentioned() -> None:
+    """Events the scheduler raises are not pings."""
+    text = event_text(payload("hold", actor="releasebot"))
+    assert "<@" not in text
+
+
+def test_an_unknown_event_still_renders_escaped() -> None:
+    """An event from a newer version shows its name and actor, escaped."""
+    text = event_text({"event": "<!channel> teleport", "actor": "U0OPS", "detail": {}})
+    assert text == "&lt;!channel&gt; teleport by <@U0OPS>"
+
+
+def test_a_huge_reason_is_clipped() -> None:
+    """Every line fits one Slack text object."""
+    text = event_text(payload("reject", {"reason": "<&>" * 4000}))
+    assert len(text) <= MAX_TEXT
+    assert text.startswith("⛔ <@U0ACTOR> rejected the release: &lt;&amp;&gt;")

@@ -1,0 +1,241 @@
+"""Scenarios through Slack's real wire format: signed commands, clicks and forms."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot.app import DEPS
+from bot.policy import Policy
+from handlers.blocks import A, V
+from storage import queries as q
+from tests.scenario.harness import CHANNEL, Harness, running_app
+
+DEV, TESTER, LEAD, DIRECTOR, OPS, CTO = (
+    "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS", "U0CTO")
+
+
+def text_values(**fields: str) -> dict[str, Any]:
+    """A form's state.values for text fields."""
+    return {k: {"value": {"type": "plain_text_input", "value": v}} for k, v in fields.items()}
+
+
+def select(value: str) -> dict[str, Any]:
+    """A static select's state value."""
+    return {"value": {"type": "static_select", "selected_option": {"value": value}}}
+
+
+async def submit_modal(h: Harness, user: str, values: dict[str, Any]) -> Any:
+    """Submit the newest modal opened for a user with these values."""
+    modal = h.slack.modals(user)[-1]
+    reply = await h.driver.submit_view(user, modal["callback_id"], values,
+                                       private_metadata=modal.get("private_metadata", ""))
+    await h.settle()
+    return reply
+
+
+async def to_signoff(h: Harness, project: str = "payments") -> int:
+    """Request by command and attach a passing report through the form."""
+    answer = await h.says(DEV, f"request {project} v1.1.0 Faster checkout")
+    rid = int(answer.split("REL-")[1].split(".")[0])
+    await h.settle()
+    await h.click(TESTER, A.REPORT)
+    await submit_modal(h, TESTER, text_values(url="https://ci.example/report/7", A="0", B="0",
+                                              C="2"))
+    return rid
+
+
+async def release_state(h: Harness, rid: int) -> str:
+    """The stored state of a release."""
+    async with h.app[DEPS].sessions() as session:
+        return (await q.get_release(session, rid)).state
+
+
+async def test_happy_path_to_ready_to_deploy(db_url: str, policy: Policy) -> None:
+    """Request, report form, two approvals by button, checklist ticks: the card offers Deploy."""
+    async with running_app(db_url, policy) as h:
+        rid = await to_signoff(h)
+        assert A.APPROVE in h.buttons(rid) and A.REJECT in h.buttons(rid)
+        assert [m.text for m in h.slack.dms(DIRECTOR)][-1].startswith(f"REL-{rid}")
+        assert h.slack.dms(LEAD) and not h.slack.dms(DEV)
+        assert "approved" in await h.click(DIRECTOR, A.APPROVE)
+        assert "approved" in await h.click(LEAD, A.APPROVE)
+        assert await release_state(h, rid) == "approved"
+        card = h.card(rid)
+        checklist = next(b for b in card.blocks if b.get("block_id") == f"checklist:{rid}")
+        options = checklist["elements"][0]["options"]
+        answer = await h.driver.click(OPS, A.CHECKLIST, "", block_id=f"checklist:{rid}")
+        assert answer.status == 200
+        await h.command(OPS, f"check REL-{rid} 1 2")
+        await h.settle()
+        assert len(options) == 2
+        assert A.DEPLOY in h.buttons(rid)
+        thread = "\n".join(h.thread(rid))
+        for words in ("requested", "test report", "approved as tech_director",
+                      "approved as test_lead", "All sign-offs are in", "ticked checklist"):
+            assert words in thread
+        assert len(h.slack.messages(CHANNEL)) == 1
+
+
+async def test_every_subcommand_answers(db_url: str, policy: Policy) -> None:
+    """Each subcommand answers the person privately; bad input gets its usage line."""
+    async with running_app(db_url, policy) as h:
+        assert "/release request" in await h.says(DEV, "help")
+        assert "/release request" in await h.says(DEV, "")
+        assert "Unknown subcommand 'frobnicate'" in await h.says(DEV, "frobnicate")
+        assert "Usage: `/release report" in await h.says(TESTER, "report REL-1")
+        assert "Filed REL-1" in await h.says(DEV, 'request web v1.1.0 Copy fix --type hotfix')
+        assert "REL-1" in await h.says(DEV, "list")
+        assert "REL-1" in await h.says(DEV, "list mine")
+        assert "No releases in flight" not in await h.says(DEV, "list all")
+        assert "not active, mine or all" in await h.says(DEV, "list soon")
+        assert "You're testing REL-1" in await h.says(TESTER, "test 1")
+        assert "does not meet" in await h.says(TESTER, "report REL-1 https://r/1 A=1")
+        assert "can't ship with open bugs" in await h.says(CTO, "accept REL-1 outage")
+        assert "meets the go-live" in await h.says(TESTER, "report REL-1 https://r/2 A=0 C=1")
+        assert "approved REL-1 as test_lead" in await h.says(LEAD, "approve REL-1 lgtm")
+        assert "*Approved*" in await h.says(DEV, "status REL-1")
+        assert "now points at `v1.1.1`" in await h.says(DEV, "ref REL-1 v1.1.1")
+        assert "No checklist item 9" in await h.says(OPS, "check REL-1 9")
+        assert "can't bypass" in await h.says(CTO, "override REL-1 please")
+        assert "can't deploy a release that is testing" in await h.says(OPS, "deploy REL-1")
+        assert "can't verify pass a release that is testing" in await h.says(
+            TESTER, "verify REL-1 pass")
+        assert "Say pass or fail" in await h.says(TESTER, "verify REL-1 maybe")
+        assert "can't rollback a release that is testing" in await h.says(OPS, "rollback REL-1")
+        assert "can't close a release that is testing" in await h.says(OPS, "close REL-1")
+        assert "REL-1 is cancelled" in await h.says(DEV, "cancel REL-1 not needed")
+        assert "is cancelled; nothing more" in await h.says(LEAD, "reject REL-1 nope")
+        assert "Release notes of REL-1" in await h.says(DEV, "notes REL-1")
+        assert "There is no release REL-99" in await h.says(DEV, "status REL-99")
+
+
+async def test_request_form_shows_errors_in_the_form(db_url: str, policy: Policy) -> None:
+    """A form with a bad time and no title stays open with the errors; a good one files."""
+    async with running_app(db_url, policy) as h:
+        await h.command(DEV, "request")
+        await h.settle()
+        assert h.slack.modals(DEV)[-1]["callback_id"] == V.REQUEST
+        values = {"project": select("payments"), "type": select("standard"),
+                  "db": select("no"), **text_values(ref="v1.1.0", title="", at="tomorrow",
+                                                     rollback="redeploy v1.0.0")}
+        reply = await submit_modal(h, DEV, values)
+        assert reply.json["response_action"] == "errors"
+        assert set(reply.json["errors"]) == {"title", "at"}
+        values.update(text_values(title="Checkout", at="2027-01-05 20:00",
+                                  items="!12\n#34\nINC-5"))
+        reply = await submit_modal(h, DEV, values)
+        assert reply.status == 200 and not reply.body
+        async with h.app[DEPS].sessions() as session:
+            release = await q.get_release(session, 1)
+            items = await q.work_items_of(session, 1)
+        assert release.scheduled_at is not None and release.rollback_plan == "redeploy v1.0.0"
+        assert [(w.kind, w.reference) for w in items] == [
+            ("mr", "!12"), ("issue", "#34"), ("incident", "INC-5")]
+
+
+async def test_four_eyes_and_unauthorised_clicks(db_url: str, policy: Policy) -> None:
+    """The requester can't approve; a tester isn't an approver; nothing changes."""
+    async with running_app(db_url, policy) as h:
+        answer = await h.says(LEAD, "request payments v1.1.0 Lead's own release")
+        assert "Filed" in answer, answer
+        rid = int(answer.split("REL-")[1].split(".")[0])
+        await h.says(TESTER, f"report REL-{rid} https://r/1")
+        await h.settle()
+        assert "four eyes" in await h.click(LEAD, A.APPROVE)
+        assert "Only an approver" in await h.click(TESTER, A.APPROVE)
+        async with h.app[DEPS].sessions() as session:
+            release = await q.get_release(session, rid)
+            assert await q.approvals_of(session, release) == []
+
+
+async def test_stale_button_changes_nothing_and_redraws(db_url: str, policy: Policy) -> None:
+    """A button drawn before a new report can't approve what replaced it."""
+    async with running_app(db_url, policy) as h:
+        rid = await to_signoff(h)
+        old_value = next(e["value"] for b in h.card(rid).blocks if b["type"] == "actions"
+                         for e in b["elements"] if e.get("action_id") == A.APPROVE)
+        await h.says(TESTER, f"report REL-{rid} https://r/new C=1")
+        await h.settle()
+        updates = len(h.slack.calls_to("chat.update"))
+        answer = await h.click(DIRECTOR, A.APPROVE, old_value)
+        assert "changed since that button was drawn" in answer
+        assert len(h.slack.calls_to("chat.update")) > updates
+        async with h.app[DEPS].sessions() as session:
+            assert await q.approvals_of(session, await q.get_release(session, rid)) == []
+        await h.says(DEV, f"cancel REL-{rid}")
+        await h.settle()
+        assert "cancelled" in await h.click(LEAD, A.APPROVE, old_value.replace(":2:", ":3:"))
+
+
+async def test_double_click_is_one_approval(db_url: str, policy: Policy) -> None:
+    """Two clicks at once by one approver: one row, one thread line."""
+    async with running_app(db_url, policy) as h:
+        rid = await to_signoff(h)
+        value = next(e["value"] for b in h.card(rid).blocks if b["type"] == "actions"
+                     for e in b["elements"] if e.get("action_id") == A.APPROVE)
+        replies = await asyncio.gather(h.driver.click(LEAD, A.APPROVE, value),
+                                       h.driver.click(LEAD, A.APPROVE, value))
+        assert all(r.status == 200 for r in replies)
+        await h.settle()
+        assert sum("approved as test_lead" in t for t in h.thread(rid)) == 1
+        async with h.app[DEPS].sessions() as session:
+            assert len(await q.approvals_of(session, await q.get_release(session, rid))) == 1
+
+
+async def test_event_retries_have_one_effect(db_url: str, policy: Policy) -> None:
+    """app_home_opened delivered four times (retries 0-3) publishes Home once."""
+    async with running_app(db_url, policy) as h:
+        event = {"type": "app_home_opened", "user": LEAD, "channel": "D0LEAD", "tab": "home"}
+        replies = await asyncio.gather(*[
+            h.driver.event(event, event_id="Ev0001", retry_num=n or None) for n in range(4)])
+        assert all(r.status == 200 for r in replies)
+        await h.settle()
+        assert len(h.slack.calls_to("views.publish")) == 1
+        await h.driver.event(event, event_id="Ev0002", retry_num=2)
+        await h.settle()
+        assert len(h.slack.calls_to("views.publish")) == 2
+
+
+async def test_rate_limit_then_success_posts_once(db_url: str, policy: Policy) -> None:
+    """A 429 with Retry-After is waited out and the card is posted exactly once."""
+    async with running_app(db_url, policy) as h:
+        h.slack.fail("chat.postMessage", status=429, retry_after=1)
+        await h.says(DEV, "request web v1.1.0 Copy fix")
+        await h.settle()
+        assert len(h.slack.messages(CHANNEL)) == 1
+        assert len(h.thread(1)) == 1
+
+
+async def test_unsigned_tampered_and_old_requests_are_refused(db_url: str,
+                                                              policy: Policy) -> None:
+    """401 and nothing written, nothing sent to Slack."""
+    async with running_app(db_url, policy) as h:
+        import time
+
+        for kw in ({"sign": False}, {"tamper": True}, {"timestamp": int(time.time()) - 360}):
+            reply = await h.driver.command(DEV, "request web v1.1.0 Sneaky", **kw)
+            assert reply.status == 401
+        await asyncio.sleep(0.2)
+        await h.settle()
+        async with h.app[DEPS].sessions() as session:
+            assert await q.list_releases(session) == []
+        assert [c.method for c in h.slack.calls if c.method != "auth.test"] == []
+
+
+async def test_app_home_lists_what_waits_for_me(db_url: str, policy: Policy) -> None:
+    """An approver's Home shows the release waiting for them, with its buttons."""
+    async with running_app(db_url, policy) as h:
+        rid = await to_signoff(h)
+        await h.driver.event({"type": "app_home_opened", "user": DIRECTOR, "tab": "home"},
+                             event_id="EvHome1")
+        await h.settle()
+        home = h.slack.home(DIRECTOR)
+        texts = str(home["blocks"])
+        assert "Waiting for your sign-off" in texts and f"REL-{rid}" in texts
+        assert A.APPROVE in texts
+        await h.driver.event({"type": "app_home_opened", "user": DEV, "tab": "home"},
+                             event_id="EvHome2")
+        await h.settle()
+        dev_home = str(h.slack.home(DEV)["blocks"])
+        assert "Nothing waits for you." in dev_home and f"REL-{rid}" in dev_home

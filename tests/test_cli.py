@@ -1,0 +1,123 @@
+"""The `releasebot` command as operators run it: one-line errors, migrate, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from emulators.gitlab import GitLabEmulator
+from emulators.slack import SlackEmulator
+from emulators.slack_driver import SlackDriver
+from tests.conftest import POLICY_YAML
+from tests.scenario.harness import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def releasebot(*args: str, env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command line with only the given settings."""
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True,
+                          env={**base, **(env or {})}, cwd=cwd or ROOT, timeout=120)
+
+
+def free_port() -> int:
+    """A port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("env", "args", "message"), [
+    ({}, ["serve"], "SLACK_BOT_TOKEN is not set"),
+    ({"SLACK_BOT_TOKEN": "xoxb-1"}, ["serve"], "SLACK_SIGNING_SECRET is not set"),
+    ({"SLACK_BOT_TOKEN": "xoxb-1"}, ["serve", "--socket-mode"], "SLACK_APP_TOKEN is not set"),
+    ({"PORT": "abc"}, ["migrate"], "PORT: must be an integer between 1 and 65535 (got 'abc')"),
+    ({"SLACK_BOT_TOKEN": "xoxp-1"}, ["migrate"], "SLACK_BOT_TOKEN: must start with xoxb-"),
+    ({"DATABASE_URL": "mysql://x"}, ["migrate"], "DATABASE_URL"),
+])
+def test_configuration_errors_are_one_line(tmp_path: Path, env: dict[str, str],
+                                           args: list[str], message: str) -> None:
+    """A missing or wrong setting: exit 2 and one line naming it, never a traceback."""
+    result = releasebot(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_policy_file_names_file_line_and_reason(tmp_path: Path) -> None:
+    """An invalid policy stops start-up with the file, the line and the reason."""
+    bad = tmp_path / "policy.yml"
+    bad.write_text(POLICY_YAML.replace("test_lead: [U0TESTLEAD]", "test_lead: [banana]"))
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
+           "RELEASEBOT_CONFIG": str(bad)}
+    result = releasebot("serve", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"releasebot: {bad}:6: roles.test_lead.0: 'banana'")
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    """`releasebot migrate` on an empty SQLite file."""
+    db = tmp_path / "rb.db"
+    result = releasebot("migrate", env={"DATABASE_URL": f"sqlite:///{db}"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout and db.exists()
+    again = releasebot("migrate", env={"DATABASE_URL": f"sqlite:///{db}"}, cwd=tmp_path)
+    assert again.returncode == 0
+
+
+async def test_serve_answers_slack_and_stops_cleanly(tmp_path: Path) -> None:
+    """The real process: healthy, takes a signed command, posts the card, exits on SIGTERM."""
+    policy = tmp_path / "releasebot.yml"
+    policy.write_text(POLICY_YAML)
+    port = free_port()
+    async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
+        env = {"PATH": os.environ["PATH"], "SLACK_BOT_TOKEN": "xoxb-test",
+               "SLACK_SIGNING_SECRET": "secret", "SLACK_API_URL": slack.base_url,
+               "GITLAB_URL": gitlab.url, "GITLAB_TOKEN": "glpat-test",
+               "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/rb.db",
+               "RELEASEBOT_CONFIG": str(policy)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port),
+            env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            await _healthy(url)
+            async with SlackDriver(url, "secret", slack) as driver:
+                reply = await driver.command("U0DEV", "request web v1.1.0 From a real process")
+                assert reply.status == 200
+                await wait_for(lambda: len(slack.messages("C0RELEASES")) == 1, 15)
+                assert (await driver.command("U0DEV", "help", sign=False)).status == 401
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+                assert 'releasebot_requests_total{kind="command",status="200"}' in (
+                    await resp.text())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+        err = (await proc.stderr.read()).decode() if proc.stderr else ""
+        assert "Traceback" not in err
+
+
+async def _healthy(url: str, within: float = 30.0) -> None:
+    """Wait for /healthz to say 200."""
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError("the bot never became healthy")

@@ -1,0 +1,118 @@
+"""`releasebot demo` and `releasebot say` as a person runs them on a fresh machine."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bot.demo import plain, staged, standard_release, verify
+
+TRANSCRIPT = "═══ #releases, as people read it ═══"
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """No settings at all: only PATH and HOME."""
+    return {"PATH": os.environ["PATH"], "HOME": str(home)}
+
+
+def in_order(text: str, *parts: str) -> bool:
+    """Whether every part occurs in text, each after the one before."""
+    at = 0
+    for part in parts:
+        found = text.find(part, at)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
+
+
+def test_demo_runs_both_releases_and_prints_the_channel(tmp_path: Path) -> None:
+    """Exit 0; two cards in their final states; each thread in order; names, never IDs."""
+    result = subprocess.run([sys.executable, "-m", "bot", "demo"], capture_output=True,
+                            text=True, env=clean_env(tmp_path), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and not result.stderr.strip()
+    out = result.stdout
+    channel = out[out.index(TRANSCRIPT):]
+    first = channel[:channel.index("┌ REL-2")]
+    second = channel[channel.index("┌ REL-2"):channel.index("═══ Direct messages")]
+    assert "┌ REL-1 · payments — Refunds API and currency rounding fix" in first
+    assert "🏁 Closed" in first and "requested by Dana (developer)" in first
+    assert in_order(first, "requested a standard release of payments at `v1.1.0`",
+                    "Tariq (tester) started testing", "attached a test report",
+                    "Diego (tech director) approved as tech_director",
+                    "Lena (test lead) approved as test_lead", "ticked checklist item 1, 2",
+                    "started the deploy of `v1.1.0` to staging",
+                    "Deployed `v1.1.0` to staging", "Deployed `v1.1.0` to production",
+                    "verified the release in production", "REL-1 is closed")
+    assert "↩️ Rolled back" in second and "emergency release" in second
+    assert in_order(second, "`hotfix/payout-timeout`", "does not meet the go-live standard",
+                    "Chen (CTO) accepted the open bugs", "Chen (CTO) approved as executive",
+                    "Deployed `hotfix/payout-timeout` to staging",
+                    "Deploy to production failed", "Olga (release manager) is rolling back "
+                    "production to `v1.1.0`", "Rolled back production to `v1.1.0`")
+    assert "[also sent to #releases]" in second
+    assert "<@" not in out and "U0" not in out and "&lt;" not in out
+    assert in_order(out, "═══ Who did what", "REL-1", "Olga (release manager)", "close",
+                    "REL-2", "rollback succeeded", "rolling back → rolled back")
+    assert "Demo complete: REL-1 closed, REL-2 rolled back" in out
+
+
+async def test_an_unfinished_flow_is_reported_not_passed() -> None:
+    """Verification reads the database and the channel: a missing release is named."""
+    async with staged(io.StringIO()) as demo:
+        rid = await standard_release(demo)
+        problems = await verify(demo, rid, rid)
+    assert f"REL-{rid} is closed, not rolled back" in problems
+    assert "#releases has 1 top-level messages, not one per release" in problems
+    assert any("was not rolled back" in p for p in problems)
+
+
+def test_keep_serves_until_ctrl_c_and_say_talks_to_it(tmp_path: Path) -> None:
+    """`demo --keep` + `say "/release list all" --as U0DEV` prints Dana's private answer."""
+    state = tmp_path / ".releasebot-demo.json"
+    log = (tmp_path / "demo.log").open("w")
+    demo = subprocess.Popen([sys.executable, "-m", "bot", "demo", "--keep"], stdout=log,
+                            stderr=subprocess.STDOUT, env=clean_env(tmp_path), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not state.exists():
+            assert demo.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "demo.log").read_text()
+            time.sleep(0.2)
+        said = subprocess.run([sys.executable, "-m", "bot", "say", "/release list all", "--as",
+                               "U0DEV"], capture_output=True, text=True,
+                              env=clean_env(tmp_path), cwd=tmp_path, timeout=60)
+        assert said.returncode == 0, said.stderr
+        assert "All releases" in said.stdout and "REL-2" in said.stdout
+        assert "Dana (developer)" in said.stdout and "<@" not in said.stdout
+        assert json.loads(state.read_text())["pid"] == demo.pid
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(30)
+        log.close()
+    assert code == 0 and not state.exists()
+    assert "Still serving" in (tmp_path / "demo.log").read_text()
+
+
+def test_say_without_a_running_demo_is_one_line(tmp_path: Path) -> None:
+    """No state file and no flags: one line saying how to start one, exit 1."""
+    result = subprocess.run([sys.executable, "-m", "bot", "say", "/release help", "--as",
+                             "U0DEV"], capture_output=True, text=True,
+                            env=clean_env(tmp_path), cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("releasebot: no running demo found")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_plain_reads_like_slack() -> None:
+    """Mentions become names, links their labels, markup disappears; identifiers stay."""
+    text = ("*Sign-off* ✅ tech_director <@U0DIRECTOR> · _approved_ <https://ci/r/1|report> "
+            "&lt;x&gt;")
+    assert plain(text) == "Sign-off ✅ tech_director Diego (tech director) · approved report <x>"

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
@@ -108,10 +109,12 @@ class CountingWebClient(AsyncWebClient):
             self.metrics.slack_calls.labels(method, outcome).inc()
 
 
-def slack_client(settings: Settings, metrics: Metrics | None = None) -> AsyncWebClient:
+def slack_client(settings: Settings, metrics: Metrics | None = None,
+                 session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     """The Web API client: our base URL, and 429s waited out as Slack asks."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    client = CountingWebClient(token=token, base_url=settings.slack_api_url, timeout=15)
+    client = CountingWebClient(token=token, base_url=settings.slack_api_url, timeout=15,
+                               session=session)
     client.metrics = metrics
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
     return client
@@ -185,7 +188,9 @@ def _authorizer(client: AsyncWebClient) -> Any:
 async def _slack(app: web.Application) -> AsyncIterator[None]:
     """Bolt, the directory and the outbox deliverer (whose loop runs while the app does)."""
     settings = app[SETTINGS]
-    client = slack_client(settings, app[METRICS])
+    # One connection pool for every Web API call and response_url answer, not one per call.
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+    client = slack_client(settings, app[METRICS], http)
     secret = settings.slack_signing_secret.get_secret_value() if (
         settings.slack_signing_secret) else ""
     # Bolt gets a token-less client: our authorize function hands it the token per request.
@@ -204,6 +209,7 @@ async def _slack(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await http.close()
 
 
 async def socket_mode(app: web.Application) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from handlers.actions import BUTTONS, on_button
+from handlers.answer import tell
 from handlers.blocks import V
 from handlers.commands import on_release_command
 from handlers.home import on_home_opened
@@ -22,16 +23,29 @@ from handlers.views import (
 )
 
 Listener = Callable[..., Awaitable[None]]
+BUSY = "I'm swamped right now; nothing was done. Please try again in a minute."
 
 
-def _bind(fn: Listener, runtime: Runtime) -> Listener:
-    """A listener that asks Bolt only for ack and body, with our runtime bound in."""
+def _bind(fn: Listener, runtime: Runtime, queued: bool = True) -> Listener:
+    """A listener that asks Bolt only for ack and body, with our runtime bound in.
+
+    `queued` listeners ack first and then wait for a worker slot; forms are not queued,
+    since their ack may carry errors and must come after the checks.
+    """
 
     async def listener(ack: Any, body: dict[str, Any]) -> None:
+        if queued and runtime.inflight >= runtime.backlog:
+            await busy(ack, body, runtime)
+            return
         runtime.inflight += 1
         runtime.idle.clear()
         try:
-            await fn(ack, body, runtime)
+            if queued:
+                await ack()
+                async with runtime.workers:
+                    await fn(_acked, body, runtime)
+            else:
+                await fn(ack, body, runtime)
         finally:
             runtime.inflight -= 1
             if not runtime.inflight:
@@ -41,13 +55,31 @@ def _bind(fn: Listener, runtime: Runtime) -> Listener:
     return listener
 
 
+async def _acked(*_: Any, **__: Any) -> None:
+    """The ack a queued listener calls: it was already sent."""
+
+
+async def busy(ack: Any, body: dict[str, Any], runtime: Runtime) -> None:
+    """Too much waiting already: say so at once instead of queueing more."""
+    if body.get("command"):  # a slash command's ack can carry the answer itself
+        await ack(text=BUSY)
+        return
+    await ack()
+    user = (body.get("user") or {}).get("id", "")
+    if body.get("type") == "block_actions":
+        channel = (body.get("channel") or {}).get("id")
+        await tell(runtime.client, user=user, text=BUSY, channel=channel,
+                   response_url=body.get("response_url"))
+
+
 def register_listeners(app: AsyncApp, runtime: Runtime) -> None:
     """The route table: every Slack entry point of the bot."""
     bind = partial(_bind, runtime=runtime)
+    form = partial(_bind, runtime=runtime, queued=False)
     app.command(re.compile(r"^/release"))(bind(on_release_command))
     app.action(re.compile("^(" + "|".join(map(re.escape, BUTTONS)) + ")$"))(bind(on_button))
-    app.view(V.REQUEST)(bind(on_request_submit))
-    app.view(V.REPORT)(bind(on_report_submit))
-    app.view(V.REJECT)(bind(on_reject_submit))
-    app.view(V.VERIFY_FAIL)(bind(on_verify_fail_submit))
+    app.view(V.REQUEST)(form(on_request_submit))
+    app.view(V.REPORT)(form(on_report_submit))
+    app.view(V.REJECT)(form(on_reject_submit))
+    app.view(V.VERIFY_FAIL)(form(on_verify_fail_submit))
     app.event("app_home_opened")(bind(on_home_opened))

@@ -77,10 +77,14 @@ async def _answer(rt: Runtime, body: Body, user: str, text: str) -> None:
                response_url=body.get("response_url"))
 
 
-async def _redraw(rt: Runtime, release_id: int) -> None:
-    """Redraw a card after a refused click, whatever its stored fingerprint says."""
+async def _redraw(rt: Runtime, release_id: int, force: bool = False) -> None:
+    """Bring the card up to date after a refused click (a no-op when it already is).
+
+    `force` resends it even so: Slack keeps a person's own unsaved checkbox ticks until the
+    message is replaced.
+    """
     try:
-        await rt.deliverer.refresh_card(release_id, force=True)
+        await rt.deliverer.refresh_card(release_id, force=force)
     except Exception:  # a failed redraw must not hide the explanation from the clicker
         log.exception("REL-%s: redraw failed", release_id)
 
@@ -122,11 +126,11 @@ async def _checklist(rt: Runtime, user: str, rid: int, rev: int | None, body: Bo
     action = body["actions"][0]
     items = tuple(parse_value(o["value"])[1] or 0 for o in action.get("selected_options") or [])
     if not items:
-        await _redraw(rt, rid)
+        await _redraw(rt, rid, force=True)
         return "Checklist ticks can't be undone."
     out = await svc.tick(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
                          items=items)
-    await _redraw(rt, rid)
+    await _redraw(rt, rid, force=True)
     return f"Checklist of {out.release.rel_id}: {out.detail['done']}/{out.detail['total']} ticked."
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiohttp import ClientError
+from aiohttp import ClientError, ClientSession
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -20,7 +20,7 @@ async def tell(client: AsyncWebClient, *, user: str, text: str, channel: str | N
                ) -> str:
     """Ephemeral via response_url, else chat.postEphemeral, else a DM; returns the way used."""
     text = clip(text, 3000)
-    if response_url and await _respond(response_url, text, blocks):
+    if response_url and await _respond(response_url, text, blocks, client.session):
         return "response_url"
     if not _slack_id(user, "UW"):  # Slack always names the person; nobody to answer otherwise
         log.warning("no way to answer %r: %s", user, text[:100])
@@ -45,12 +45,13 @@ def _slack_id(value: object, kinds: str) -> bool:
             and value.isalnum())
 
 
-async def _respond(url: str, text: str, blocks: list[dict[str, Any]] | None) -> bool:
+async def _respond(url: str, text: str, blocks: list[dict[str, Any]] | None,
+                   session: ClientSession | None) -> bool:
     """One response_url use; False when Slack refuses it (used five times, or expired)."""
     if not url.startswith(("https://", "http://")):
         return False
     try:
-        resp = await AsyncWebhookClient(url, timeout=5).send(
+        resp = await AsyncWebhookClient(url, timeout=15, session=session).send(
             text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
     except (ClientError, TimeoutError, OSError) as exc:
         log.info("response_url failed: %s", exc)

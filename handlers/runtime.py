@@ -26,6 +26,11 @@ class Runtime:
     deployer: Deployer
     inflight: int = 0  # listeners still working after their ack; shutdown and tests wait on it
     idle: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))  # inflight == 0
+    # At most `workers` listeners touch the database at once (fewer than the pool holds), and at
+    # most `backlog` wait for a turn: beyond that people are told to retry, so memory and the
+    # pool stay bounded however fast Slack sends, and acks stay fast.
+    workers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    backlog: int = 200
 
     async def settle(self, within: float = 10.0) -> bool:
         """Wait until listeners are done and every announcement is posted; False on timeout."""

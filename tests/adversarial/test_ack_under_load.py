@@ -15,7 +15,16 @@ from bot.policy import Policy
 from emulators.slack_driver import Reply
 from handlers.blocks import A
 from storage.db import SessionMaker
-from tests.adversarial.common import DEV, DIRECTOR, LEAD, OPS, button_value, ready, signed
+from tests.adversarial.common import (
+    DEV,
+    DIRECTOR,
+    LEAD,
+    OPS,
+    button_value,
+    ready,
+    row_counts,
+    signed,
+)
 from tests.scenario.harness import Harness, running_app, wait_for
 
 REQUESTS, AT_ONCE, SLOW = 500, 50, 5.0
@@ -79,3 +88,55 @@ async def test_acks_stay_fast_with_a_slow_database_and_gitlab(db_url: str,
         assert len(elapsed) == REQUESTS
         assert max(elapsed) < 3.0, max(elapsed)
         assert p99 < 1.5, p99
+
+
+async def test_past_the_backlog_people_are_told_to_retry_and_nothing_happens(
+        db_url: str, policy: Policy) -> None:
+    """A full backlog: the command's ack says so, a click gets the same privately, no row."""
+    async with running_app(db_url, policy) as h:
+        rid = await ready(h)
+        approve = button_value(h, rid)
+        runtime = h.app[RUNTIME]
+        before = await row_counts(h)
+        runtime.backlog = 0
+        try:
+            reply = await h.driver.command(DEV, "request web v1.2.0 Not now")
+            asked = len(h.slack.ephemerals(DIRECTOR))
+            clicked = await h.driver.click(DIRECTOR, A.APPROVE, approve)
+            await wait_for(lambda: len(h.slack.ephemerals(DIRECTOR)) > asked)
+        finally:
+            runtime.backlog = 200
+        assert reply.status == 200 and "swamped" in reply.body, reply.body
+        assert clicked.status == 200 and "swamped" in h.slack.ephemerals(DIRECTOR)[-1].text
+        assert await row_counts(h) == before
+        assert "You approved" in await h.says(DIRECTOR, f"approve REL-{rid}")
+
+
+async def test_work_after_the_ack_runs_a_few_at_a_time(db_url: str, policy: Policy) -> None:
+    """However many requests arrive, no more than the worker slots run their work at once."""
+    async with running_app(db_url, policy) as h:
+        await ready(h)
+        runtime, deps = h.app[RUNTIME], h.app[DEPS]
+        real, busiest, now = deps.sessions, 0, 0
+
+        @asynccontextmanager
+        async def counted() -> AsyncIterator[AsyncSession]:
+            nonlocal busiest, now
+            now += 1
+            busiest = max(busiest, now)
+            try:
+                await asyncio.sleep(0.05)
+                async with real() as session:
+                    yield session
+            finally:
+                now -= 1
+
+        deps.sessions = counted  # type: ignore[assignment]
+        try:
+            replies = await asyncio.gather(*[h.driver.command(DEV, "status REL-1")
+                                             for _ in range(60)])
+            await wait_for(lambda: runtime.inflight == 0, 60)
+        finally:
+            deps.sessions = real
+        assert {r.status for r in replies} == {200}
+        assert 1 < busiest <= 8 + 2, busiest  # the slots, plus the deliverer and a scheduler tick

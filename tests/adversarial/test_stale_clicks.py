@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from bot.app import DEPS, RUNTIME
 from bot.policy import Policy
+from bot.readmodel import load_view
 from handlers.blocks import A
+from handlers.cards import build_release_card
 from tests.adversarial.common import (
     DEV,
     DIRECTOR,
@@ -18,7 +22,7 @@ from tests.adversarial.common import (
     row_counts,
     signed,
 )
-from tests.scenario.harness import Harness, emulators, running_app
+from tests.scenario.harness import Harness, emulators, running_app, wait_for
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,14 @@ async def stale_buttons(h: Harness) -> list[Stale]:
     return out
 
 
+async def drawn_now(h: Harness, rid: int) -> list[dict[str, Any]]:
+    """The card's blocks as the release would be drawn now."""
+    deps = h.app[DEPS]
+    async with deps.sessions() as session:
+        view = await load_view(session, deps.policy, await release(h, rid))
+    return build_release_card(view, deps.policy.tz)[1]
+
+
 async def click_each(h: Harness, stale: list[Stale]) -> None:
     """Each old button: the reason told, the card redrawn, not one row or pipeline more."""
     for s in stale:
@@ -94,7 +106,8 @@ async def click_each(h: Harness, stale: list[Stale]) -> None:
         assert await row_counts(h) == before, s
         assert len(h.gitlab.pipelines) == pipelines and h.slack.modals(s.user) == [], s
         after = [c for c in h.slack.calls_to("chat.update") if c.args["ts"] == card.ts]
-        assert len(after) > updates, s
+        assert len(after) == updates, s  # the card already shows what is true: nothing to send
+        assert h.card(s.rid).blocks == await drawn_now(h, s.rid), s
 
 
 async def test_stale_buttons_change_nothing_before_and_after_a_restart(
@@ -106,3 +119,22 @@ async def test_stale_buttons_change_nothing_before_and_after_a_restart(
             await click_each(h, stale)
         async with running_app(db_url, policy, emus=emus) as h2:
             await click_each(h2, stale)
+
+
+async def test_a_click_before_the_card_caught_up_redraws_it_at_once(
+        db_url: str, policy: Policy) -> None:
+    """Cancelled while delivery lags: an old Approve is refused and the card redrawn then."""
+    async with running_app(db_url, policy) as h:
+        rid = await ready(h)
+        approve, card = button_value(h, rid), h.card(rid)
+        async with h.app[RUNTIME].deliverer._pass:  # delivery held back: the card lags
+            await h.says(DEV, f"cancel REL-{rid}")
+            assert button_value(h, rid) == approve  # still drawn for sign-off
+            updates = len(h.slack.calls_to("chat.update"))
+            before = len(h.slack.ephemerals(LEAD))
+            await h.driver.click(LEAD, A.APPROVE, approve, message_ts=card.ts)
+            await wait_for(lambda: len(h.slack.ephemerals(LEAD)) > before)
+            assert "cancelled" in h.slack.ephemerals(LEAD)[-1].text
+            assert len(h.slack.calls_to("chat.update")) == updates + 1
+            assert h.card(rid).blocks == await drawn_now(h, rid)
+        assert (await release(h, rid)).state == "cancelled"

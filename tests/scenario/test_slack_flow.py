@@ -149,7 +149,7 @@ async def test_four_eyes_and_unauthorised_clicks(db_url: str, policy: Policy) ->
             assert await q.approvals_of(session, release) == []
 
 
-async def test_stale_button_changes_nothing_and_redraws(db_url: str, policy: Policy) -> None:
+async def test_stale_button_changes_nothing(db_url: str, policy: Policy) -> None:
     """A button drawn before a new report can't approve what replaced it."""
     async with running_app(db_url, policy) as h:
         rid = await to_signoff(h)
@@ -160,7 +160,7 @@ async def test_stale_button_changes_nothing_and_redraws(db_url: str, policy: Pol
         updates = len(h.slack.calls_to("chat.update"))
         answer = await h.click(DIRECTOR, A.APPROVE, old_value)
         assert "changed since that button was drawn" in answer
-        assert len(h.slack.calls_to("chat.update")) > updates
+        assert len(h.slack.calls_to("chat.update")) == updates  # the card is already current
         async with h.app[DEPS].sessions() as session:
             assert await q.approvals_of(session, await q.get_release(session, rid)) == []
         await h.says(DEV, f"cancel REL-{rid}")

@@ -169,7 +169,7 @@ def answer_latencies(sent: list[list[Any]], responses: list[list[Any]], end: flo
     An answer that had not arrived when we stopped waiting (`gave_up`) counts as arriving
     then, so percentiles are lower bounds when `missing` is not zero.
     """
-    arrived = {rid: at for rid, at in responses}
+    arrived = {x[0]: x[1] for x in responses}
     by_kind: dict[str, list[float]] = defaultdict(list)
     missing: dict[str, int] = defaultdict(int)
     for rid, kind, sent_at in sent:
@@ -180,7 +180,8 @@ def answer_latencies(sent: list[list[Any]], responses: list[list[Any]], end: flo
     return {"all": percentiles(everything), "missing": sum(missing.values()),
             "by_kind": {k: {**percentiles(v), "missing": missing[k]}
                         for k, v in by_kind.items()},
-            "answered_during_load": sum(1 for x in responses if x[1] <= end)}
+            "answered_during_load": sum(1 for x in responses if x[1] <= end),
+            "told_busy": sum(1 for x in responses if x[2])}
 
 
 def base_cfg(emus: Json, url: str, pool: list[tuple[int, str]], status_ids: list[int],
@@ -269,13 +270,13 @@ async def _measured_load(wd: Path, db_url: str, emus: Json, procs: dict[str, Pro
     busy1 = machine_busy()
     out: Json = {"rss_after_load": rss_mb(procs["server"].pid),
                  "outbox_backlog_at_end": await backlog(db_url)}
-    out["after_load"] = await settle(db_url, emus, responses_from, len(res["sent"]),
-                                     settle_within)
+    expected = len(res["sent"]) - len(res["inline"])  # the rest were answered in the ack
+    out["after_load"] = await settle(db_url, emus, responses_from, expected, settle_within)
     out["rss_after_settle"] = rss_mb(procs["server"].pid)
     gave_up = time.time()
     updates = (await emulator_json(emus, f"/_bench/updates?after={updates_from}"))["updates"]
     responses = (await emulator_json(
-        emus, f"/_bench/responses?after={responses_from}"))["responses"]
+        emus, f"/_bench/responses?after={responses_from}"))["responses"] + res["inline"]
     return {**summarize(res), **out, "clicks": len(res["approvals"]),
             **{f"{name}_cpu_pct": 100 * c / res["wall"] for name, c in cpu.items()},
             "machine_cpu_pct": 100 * (busy1[0] - busy0[0]) / res["wall"],
@@ -294,7 +295,8 @@ async def cost_per_kind(wd: Path, db_url: str, emus: Json, server: Proc, job: Js
         cpu0 = cpu_seconds(server.pid)
         res = await run_load(wd, {**job, "mix": {kind: 1.0}, "approve_pool": pool[used:],
                                   "duration": seconds, "think": 2.5, "dup_ratio": 0.0})
-        done = await settle(db_url, emus, answers_from, len(res["sent"]), 30)
+        done = await settle(db_url, emus, answers_from,
+                            len(res["sent"]) - len(res["inline"]), 30)
         n = len(res["sent"])
         out[kind] = {"requests": n, "cpu_ms": 1000 * (cpu_seconds(server.pid) - cpu0) / n,
                      "settled": done["all_answered_after_s"] is not None}

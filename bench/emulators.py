@@ -32,7 +32,7 @@ class BenchSlackEmulator(SlackEmulator):
         super().reset()
         self.by_ts: dict[tuple[str, str], Message] = {}
         self.updates: list[tuple[str, float, bool]] = []  # (ts, arrival, identical)
-        self.responses: list[tuple[str, float]] = []  # (response_url id, arrival)
+        self.responses: list[tuple[str, float, bool]] = []  # (response_url id, arrival, busy)
         self.update_seen = asyncio.Event() if _has_loop() else None
 
     def build_app(self) -> web.Application:
@@ -73,7 +73,8 @@ class BenchSlackEmulator(SlackEmulator):
     async def _handle_response_url(self, request: web.Request) -> web.Response:
         """Accept `b~user~channel~message_ts~n` ids the load generator makes up."""
         rid = request.match_info["rid"]
-        self.responses.append((rid, time.time()))
+        busy = "swamped" in (await request.text())  # the bot shed this request
+        self.responses.append((rid, time.time(), busy))
         if rid.startswith("b~") and rid not in self.response_urls:
             _, user, channel, ts, _n = rid.split("~")
             url = f"{self.url}/response/{rid}"

@@ -108,6 +108,7 @@ class AckLoad:
         self.errors: dict[str, int] = {}
         self.approvals: list[tuple[int, str, float, bool]] = []  # rid, user, sent at, dup
         self.sent: list[tuple[str, str, float]] = []  # response_url id, kind, sent at
+        self.inline: list[tuple[str, float, bool]] = []  # answered in the ack: id, at, busy
         self.rng = random.Random(cfg.get("seed", 1))
 
     def _pick(self) -> tuple[str, bytes, tuple[int, str, bool] | None]:
@@ -141,7 +142,7 @@ class AckLoad:
             sent_wall, started = time.time(), time.perf_counter()
             try:
                 async with session.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
+                    text = (await resp.read()).decode(errors="replace")
                     status = resp.status
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 name = type(exc).__name__
@@ -149,6 +150,8 @@ class AckLoad:
                 continue
             self.latency[kind].append(time.perf_counter() - started)
             self.sent.append((response_id, kind, sent_wall))
+            if text.strip():  # answered in the ack itself (the bot's "busy, retry" answer)
+                self.inline.append((response_id, time.time(), BUSY_WORD in text))
             self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
             if click is not None:
                 self.approvals.append((click[0], click[1], sent_wall, click[2]))
@@ -165,7 +168,8 @@ class AckLoad:
                                    for _ in range(cfg["clients"])))
         wall = time.perf_counter() - wall0
         return {"latency": self.latency, "statuses": self.statuses, "errors": self.errors,
-                "approvals": self.approvals, "sent": self.sent, "wall": wall,
+                "approvals": self.approvals, "sent": self.sent, "inline": self.inline,
+                "wall": wall,
                 "client_cpu": time.process_time() - cpu0}
 
 
@@ -196,6 +200,7 @@ async def click_to_channel(cfg: Json) -> Json:
 
 
 DEV, LEAD, DIRECTOR = "U0DEV", "U0TESTLEAD", "U0DIRECTOR"
+BUSY_WORD = "swamped"  # in the bot's answer when it sheds a request (handlers/__init__.py)
 
 
 def main() -> None:

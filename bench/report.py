@@ -177,7 +177,8 @@ def ack_details(ack: Json) -> list[str]:
             "the card redraw): " + "; ".join(costs) + ".", ""]
     out += ["What the person waits for after the ack: the private answer (response_url) and, "
             "for a click, the card redrawn in the channel. Requests still unanswered when the "
-            "bench stopped waiting count as answered then (`≥`).", ""]
+            "bench stopped waiting count as answered then (`≥`). Past its backlog the bot "
+            "answers at once that it is busy and does nothing (counted as answered).", ""]
     rows = []
     for db, bot in _bots(ack):
         for mode in ("paced", "closed"):
@@ -188,12 +189,14 @@ def ack_details(ack: Json) -> list[str]:
             lower = "≥ " if ans["missing"] else ""
             rows.append([db, mode, f"{lower}{pct3(ans['all'])}", f"{ans['missing']}",
                          f"{ans['answered_during_load']} of {ans['all']['n']}",
+                         f"{ans.get('told_busy', 0)}",
                          f"{'≥ ' if c2c['missing'] else ''}{ms(c2c.get('p50'))} / "
                          f"{ms(c2c.get('p99'))}",
                          f"{p['outbox_backlog_at_end']}",
                          _after(after)])
     out += table(["bot", "load", "answer p50 / p95 / p99", "unanswered at stop",
-                  "answered during the load", "click → card update p50 / p99",
+                  "answered during the load", "told to retry (busy)",
+                  "click → card update p50 / p99",
                   "outbox rows pending at end", "all answered after the load"], rows)
     rows = []
     for db, bot in _bots(ack):

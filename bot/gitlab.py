@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -143,8 +144,8 @@ class GitLabClient:
         """Pipelines updated at or after since, newest first: one request in the normal case.
 
         Without since only the newest page is read (a first poll wants the present, not
-        history); with it, further pages are read only while pages come back full, so no
-        change since the cursor is skipped.
+        history); with it, every page GitLab links to is read, so no change since the
+        cursor is skipped, and no request is made past the last page.
         """
         p = self._project(project)
         query: dict[str, Any] = {"order_by": "updated_at", "sort": "desc", "per_page": per_page}
@@ -152,15 +153,10 @@ class GitLabClient:
             query["updated_after"] = _iso(since)
 
         def fetch() -> list[dict[str, Any]]:
-            """Read pages until one is not full (or just one page without a cursor)."""
-            rows: list[dict[str, Any]] = []
-            page = 1
-            while True:
-                chunk = p.pipelines.list(page=page, get_all=False, **query)
-                rows += [item.attributes for item in chunk]
-                if since is None or len(chunk) < per_page:
-                    return rows
-                page += 1
+            """Follow GitLab's next-page links (only the first page without a cursor)."""
+            pages = p.pipelines.list(iterator=True, **query)
+            wanted = pages if since is not None else itertools.islice(pages, per_page)
+            return [item.attributes for item in wanted]
 
         return [_pipeline(project, row) for row in await self._run(project, fetch)]
 

@@ -76,6 +76,17 @@ async def test_pipelines_updated_since_follows_full_pages(
     assert emu.count("/projects/1/pipelines", method="GET") == 2
 
 
+async def test_exactly_full_pages_cost_no_extra_request(
+    emu: GitLabEmulator, client: GitLabClient,
+) -> None:
+    ids = [emu.create_pipeline(1, "main", []).id for _ in range(4)]
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    emu.reset_calls()
+    changed = await client.pipelines_updated_since(1, since, per_page=2)
+    assert sorted(p.id for p in changed) == ids
+    assert emu.count("/projects/1/pipelines", method="GET") == 2  # no empty third page
+
+
 async def test_failed_job(emu: GitLabEmulator, client: GitLabClient) -> None:
     pipeline = emu.create_pipeline(1, "main", [{"key": "DEPLOY_ENV", "value": "staging"}])
     assert await client.failed_job(1, pipeline.id) is None

@@ -200,6 +200,7 @@ async def _slack(app: web.Application) -> AsyncIterator[None]:
     directory = Directory(app[POLICY], client)
     runtime = Runtime(app[DEPS], client, directory, Deliverer(app[DEPS], client, directory),
                       app[DEPLOYER])
+    runtime.on_shed = app[METRICS].shed.inc
     register_listeners(bolt, runtime)
     app[BOLT], app[RUNTIME] = bolt, runtime
     task = asyncio.create_task(runtime.deliverer.run(), name="outbox")

@@ -28,6 +28,8 @@ class Metrics:
                                    ["method", "outcome"], registry=r)
         self.gitlab_calls = Counter("releasebot_gitlab_calls", "GitLab API calls",
                                     ["method", "outcome"], registry=r)
+        self.shed = Counter("releasebot_requests_shed", "Slack requests answered 'busy', not done",
+                            registry=r)
         self.outbox_backlog = Gauge("releasebot_outbox_backlog",
                                     "Announcements waiting to be posted", registry=r)
         self.poll_lag = Gauge("releasebot_poll_lag_seconds",

@@ -61,6 +61,7 @@ async def _acked(*_: Any, **__: Any) -> None:
 
 async def busy(ack: Any, body: dict[str, Any], runtime: Runtime) -> None:
     """Too much waiting already: say so at once instead of queueing more."""
+    runtime.on_shed()
     if body.get("command"):  # a slash command's ack can carry the answer itself
         await ack(text=BUSY)
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -31,6 +32,7 @@ class Runtime:
     # pool stay bounded however fast Slack sends, and acks stay fast.
     workers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
     backlog: int = 200
+    on_shed: Callable[[], None] = lambda: None  # counts requests answered "busy"
 
     async def settle(self, within: float = 10.0) -> bool:
         """Wait until listeners are done and every announcement is posted; False on timeout."""

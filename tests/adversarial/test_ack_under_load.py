@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.app import DEPS, RUNTIME
+from bot.app import DEPS, METRICS, RUNTIME
 from bot.policy import Policy
 from emulators.slack_driver import Reply
 from handlers.blocks import A
@@ -109,6 +109,7 @@ async def test_past_the_backlog_people_are_told_to_retry_and_nothing_happens(
         assert reply.status == 200 and "swamped" in reply.body, reply.body
         assert clicked.status == 200 and "swamped" in h.slack.ephemerals(DIRECTOR)[-1].text
         assert await row_counts(h) == before
+        assert "releasebot_requests_shed_total 2.0" in h.app[METRICS].render().decode()
         assert "You approved" in await h.says(DIRECTOR, f"approve REL-{rid}")
 
 

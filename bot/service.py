@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
@@ -99,36 +99,88 @@ def _is_race(exc: Exception) -> bool:
     return any(s in text for s in ("deadlock", "could not serialize", "database is locked"))
 
 
-async def load_facts(session: AsyncSession, deps: Deps, release: Release) -> Facts:
-    """Everything the workflow's guards look at, read inside the transaction."""
+# The facts kept beyond the release row (and the deploy gate), each computed only for the
+# events whose guards, selectors or effects read it (the others keep Facts' empty defaults,
+# which tests/bot/test_fact_reads.py checks never change a decision); unlisted: read all.
+Stored = Literal["report", "approvals", "ticks", "deployments", "gate"]
+EVERYTHING: frozenset[Stored] = frozenset(("report", "approvals", "ticks", "deployments", "gate"))
+_NOTHING: frozenset[Stored] = frozenset()
+READS: dict[Event, frozenset[Stored]] = {
+    Event.START_TESTING: _NOTHING,
+    Event.REPORT: frozenset(("approvals",)),  # how many approvals the new report voids
+    Event.ACCEPT_RISK: frozenset(("report",)),
+    Event.APPROVE: frozenset(("approvals",)),
+    Event.REJECT: _NOTHING,
+    Event.CHANGE_REF: frozenset(("approvals",)),  # how many approvals the new ref voids
+    Event.TICK: frozenset(("ticks",)),  # ticking an item twice adds no second row
+    Event.OVERRIDE_GATE: frozenset(("gate",)),  # the closed gate it lifts, for the audit
+    Event.HOLD: _NOTHING,
+    Event.DEPLOY: frozenset(("approvals", "ticks", "deployments", "gate")),
+    Event.DEPLOY_SUCCEEDED: _NOTHING,
+    Event.DEPLOY_FAILED: _NOTHING,
+    Event.VERIFY_PASS: frozenset(("deployments",)),
+    Event.VERIFY_FAIL: frozenset(("deployments",)),
+    Event.OBSERVE: _NOTHING,
+    Event.CLOSE: _NOTHING,
+    Event.ROLLBACK: frozenset(("deployments",)),
+    Event.ROLLBACK_SUCCEEDED: _NOTHING,
+    Event.ROLLBACK_FAILED: _NOTHING,
+    Event.CANCEL: _NOTHING,
+}
+
+
+async def load_facts(session: AsyncSession, deps: Deps, release: Release,
+                     reads: frozenset[Stored] = EVERYTHING) -> Facts:
+    """What the workflow's guards look at, read inside the transaction (`reads` of the rest)."""
     policy = deps.policy
     type_policy = policy.type_policy(ReleaseType(release.type))
-    project = policy.project(release.project)
-    report = await q.latest_report(session, release)
-    deployments = await q.deployments_of(session, release.id)
-    done = {d.environment for d in deployments
-            if d.status == "success" and not d.rollback and d.revision == release.revision}
-    gate = calendar.deploy_gate(deps.clock(), policy)
+    stored = await _stored_facts(session, release, type_policy.max_open_bugs, reads)
+    gate = _gate_facts(deps) if "gate" in reads else {}
     return Facts(
         state=State(release.state), requester=release.requester,
         required_roles=tuple(type_policy.approvers),
-        approvals={a.role: a.approver for a in await q.approvals_of(session, release)},
-        report=_report_facts(report, type_policy.max_open_bugs, release),
         report_required=type_policy.require_test_report,
         allow_known_issues=type_policy.allow_known_issues,
         bypass_allowed=type_policy.bypass_freeze,
-        gate_open=gate.open, gate_reason=gate.reason,
-        gate_next=calendar.format_local(gate.next_allowed, policy) if gate.next_allowed else None,
         gate_overridden=release.gate_override_by is not None,
         checklist_total=len(release.checklist),
-        checklist_done=frozenset(t.item for t in await q.ticks_of(session, release.id)),
-        environments=tuple(project.environments), deployed_envs=frozenset(done),
+        environments=tuple(policy.project(release.project).environments),
         has_schedule=release.scheduled_at is not None,
-        rollback_ref=rollback_target(deployments)[1],
         requester_can_deploy=type_policy.requester_can_deploy,
         one_person_many_roles=policy.one_person_many_roles,
         observation=policy.observation_hours > 0,
+        **stored, **gate,
     )
+
+
+async def _stored_facts(session: AsyncSession, release: Release, limits: Any,
+                        reads: frozenset[Stored]) -> dict[str, Any]:
+    """The facts kept in other tables: one query for each kind the event reads."""
+    facts: dict[str, Any] = {}
+    if "report" in reads:
+        report = await q.latest_report(session, release)
+        facts["report"] = _report_facts(report, limits, release)
+    if "approvals" in reads:
+        approvals = await q.approvals_of(session, release)
+        facts["approvals"] = {a.role: a.approver for a in approvals}
+    if "ticks" in reads:
+        ticks = await q.ticks_of(session, release.id)
+        facts["checklist_done"] = frozenset(t.item for t in ticks)
+    if "deployments" in reads:
+        deployments = await q.deployments_of(session, release.id)
+        facts["deployed_envs"] = frozenset(
+            d.environment for d in deployments
+            if d.status == "success" and not d.rollback and d.revision == release.revision)
+        facts["rollback_ref"] = rollback_target(deployments)[1]
+    return facts
+
+
+def _gate_facts(deps: Deps) -> dict[str, Any]:
+    """Whether windows and freezes let a deploy start now, as the workflow's facts."""
+    gate = calendar.deploy_gate(deps.clock(), deps.policy)
+    when = gate.next_allowed
+    return {"gate_open": gate.open, "gate_reason": gate.reason,
+            "gate_next": calendar.format_local(when, deps.policy) if when else None}
 
 
 def _report_facts(report: TestReport | None, limits: Any, release: Release) -> Report | None:
@@ -174,7 +226,7 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
                apply: Apply = _no_effect) -> Outcome:
     """Inside a transaction: check the event against the table, apply it and record it."""
     check_revision(release, ctx.revision)
-    facts = await load_facts(session, deps, release)
+    facts = await load_facts(session, deps, release, READS.get(event, EVERYTHING))
     dest = decide(facts, event, ctx)
     detail = await apply(session, release, facts)
     return record(session, deps, release, event, ctx.actor, dest, detail)
@@ -199,13 +251,11 @@ def record(session: AsyncSession, deps: Deps, release: Release, event: Event | s
            actor: Actor, dest: State, detail: dict[str, Any], *, created: bool = False
            ) -> Outcome:
     """Move the state, append the audit row and queue the announcement."""
-    now = deps.clock()
     before = None if created else State(release.state)
-    if dest is not before:
-        release.state_since = now
-    release.state = dest.value
-    release.updated_at = now  # always written, so the version check sees every change
-    session.add(release)
+    if created:  # its row went in a moment ago with this state and time: no second write
+        now = release.state_since
+    else:
+        now = _move(session, deps, release, dest)
     action = event.value if isinstance(event, Event) else event
     q.add_audit(session, release_id=release.id, actor=actor.user, action=action,
                 from_state=before and before.value, to_state=dest.value, detail=detail, at=now)
@@ -217,6 +267,17 @@ def record(session: AsyncSession, deps: Deps, release: Release, event: Event | s
     if deps.on_transition is not None:
         deps.on_transition(action, dest.value)
     return Outcome(release, action, before, dest, detail)
+
+
+def _move(session: AsyncSession, deps: Deps, release: Release, dest: State) -> datetime:
+    """Set the release's new state; the time it happened."""
+    now = deps.clock()
+    if dest.value != release.state:
+        release.state_since = now
+    release.state = dest.value
+    release.updated_at = now  # always written, so the version check sees every change
+    session.add(release)
+    return now
 
 
 def _ask_approvers(session: AsyncSession, deps: Deps, release: Release, now: datetime) -> None:
@@ -328,26 +389,25 @@ async def attach_report(deps: Deps, *, release_id: int, actor: Actor, report: Re
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         voided = _void_approvals(release, facts)
-        limits = _limits(deps.policy.type_policy(ReleaseType(release.type)).max_open_bugs)
-        rep = Report(bugs=bugs, limits=limits)
+        rep = Report(bugs=bugs, limits=_type_limits(deps, release))
         session.add(TestReport(release_id=release.id, revision=release.revision, url=report.url,
                                bugs_a=bugs["A"], bugs_b=bugs["B"], bugs_c=bugs["C"],
                                passes=rep.passes, reporter=actor.user, created_at=deps.clock()))
         return {"url": report.url, "bugs": bugs, "passes": rep.passes,
                 "failures": rep.failures, "voided_approvals": voided}
 
-    limits = _limits(await _type_limits(deps, release_id))
-    ctx = Ctx(actor, report=Report(bugs=bugs, limits=limits), revision=revision)
-    return await transition(deps, release_id, Event.REPORT, ctx, apply)
+    async def work(session: AsyncSession) -> Outcome:
+        release = await locked(session, release_id)
+        ctx = Ctx(actor, report=Report(bugs=bugs, limits=_type_limits(deps, release)),
+                  revision=revision)
+        return await step(session, deps, release, Event.REPORT, ctx, apply)
+
+    return await run_in_transaction(deps, work)
 
 
-async def _type_limits(deps: Deps, release_id: int) -> Any:
-    """The go-live standard for a release's type (read before its transaction)."""
-    async with deps.sessions() as session:
-        release = await q.get_release(session, release_id)
-    if release is None:
-        raise Refused(f"There is no release REL-{release_id}.")
-    return deps.policy.type_policy(ReleaseType(release.type)).max_open_bugs
+def _type_limits(deps: Deps, release: Release) -> dict[str, int]:
+    """The go-live standard for the release's type."""
+    return _limits(deps.policy.type_policy(ReleaseType(release.type)).max_open_bugs)
 
 
 def _void_approvals(release: Release, facts: Facts) -> int:
@@ -374,10 +434,10 @@ async def approve(deps: Deps, *, release_id: int, actor: Actor, comment: str = "
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         role = role_to_sign(facts, actor)
         seat = (role or "") if facts.one_person_many_roles else ""  # else one row per person
+        # The unique keys refuse a concurrent duplicate at commit; the retry then decides anew.
         session.add(Approval(release_id=release.id, revision=release.revision, role=role,
                              approver=actor.user, seat=seat, comment=comment[:3000],
                              created_at=deps.clock()))
-        await session.flush()  # the unique keys refuse a concurrent duplicate here
         missing = [r for r in facts.missing_roles if r != role]
         return {"role": role, "comment": comment[:3000], "missing": missing}
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.readmodel import ReleaseView, load_view
 from bot.service import Deps
@@ -30,6 +31,7 @@ LEASE = timedelta(seconds=20)  # renewed before every post, so a dead replica's 
 AMBIGUOUS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 META_EVENT = "releasebot_post"
 FIND_PAGES = 10  # how far back (pages of 200) a retry looks for a post that landed
+PARALLEL = 4  # releases delivered at once; each one's lease keeps its own posts in order
 
 
 class LeaseLost(Exception):
@@ -78,10 +80,20 @@ class Deliverer:
         async with self._pass:
             async with self.deps.sessions() as session:
                 release_ids = await q.releases_with_outbox(session, now=self.deps.clock())
-            done = 0
-            for rid in release_ids:
-                done += await self.deliver_release(rid)
-            return done
+            slots = asyncio.Semaphore(PARALLEL)
+
+            async def deliver(rid: int) -> int:
+                async with slots:
+                    return await self.deliver_release(rid)
+
+            # One release failing must not cancel the others mid-post: let all finish first.
+            done = await asyncio.gather(*map(deliver, release_ids), return_exceptions=True)
+        failed = [r for r in done if isinstance(r, BaseException)]
+        for exc in failed[1:]:
+            log.error("outbox delivery failed", exc_info=exc)
+        if failed:
+            raise failed[0]
+        return sum(r for r in done if isinstance(r, int))
 
     async def deliver_release(self, release_id: int) -> int:
         """Lease one release's announcements and post them in order."""
@@ -90,10 +102,12 @@ class Deliverer:
         async with transaction(self.deps.sessions) as session:
             rows = await q.lease_release_outbox(session, release_id, owner=token, now=now,
                                                 until=now + LEASE)
-        if not rows:
+            # What to post, read in the lease's transaction: one database session fewer.
+            view = await self._load(session, release_id) if rows else None
+        if view is None:
             return 0
         try:
-            return await self._post_all(release_id, list(rows), token)
+            return await self._post_all(view, list(rows), token)
         except (SlackApiError, LeaseLost) as exc:
             error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else "lost"
             log.warning("REL-%s: delivery stopped (%s); will retry", release_id, error)
@@ -106,30 +120,48 @@ class Deliverer:
             await q.release_outbox_lease(session, release_id, owner=token, error=error,
                                          retry_at=self.deps.clock() + timedelta(seconds=5))
 
-    async def _renew(self, release_id: int, token: str) -> None:
-        """Extend our lease before a post; if another replica has taken over, stop."""
+    async def _renew(self, release_id: int, token: str, posted: int | None) -> None:
+        """Mark the row just posted sent and extend our lease before the next post.
+
+        One transaction for both; the mark commits even when the lease turns out lost, so
+        whoever took over does not post that row again. Then, if it is lost, stop.
+        """
         now = self.deps.clock()
         async with transaction(self.deps.sessions) as session:
-            if not await q.renew_outbox_lease(session, release_id, owner=token, now=now,
-                                              until=now + LEASE):
-                raise LeaseLost(release_id)
+            if posted is not None:
+                await q.mark_sent(session, posted, now)
+            ours = await q.renew_outbox_lease(session, release_id, owner=token, now=now,
+                                              until=now + LEASE)
+        if not ours:
+            raise LeaseLost(release_id)
 
-    async def _post_all(self, release_id: int, rows: list[OutboxMessage], token: str) -> int:
+    async def _post_all(self, view: ReleaseView, rows: list[OutboxMessage], token: str) -> int:
         """Ensure the card, post each row, then redraw the card once."""
-        view = await self._view(release_id)
+        release_id = view.release.id
         await self._ensure_card(view, retrying=rows[0].attempts > 1)
+        posted = None  # the row posted last: marked sent with the next renewal, or at the end
         for row in rows:
-            await self._renew(release_id, token)
-            if row.kind == "event":
-                await self._post_event(view, row)
-            elif row.kind == "ask":
-                await self._ask(view, row)
-            elif row.kind == "notify":
-                await self._notify(view, row)
-            async with transaction(self.deps.sessions) as session:
-                await q.mark_sent(session, row.id, self.deps.clock())
-        await self.refresh_card(release_id)
+            await self._renew(release_id, token, posted)
+            await self._post_row(view, row)
+            posted = row.id
+        await self._redraw(await self._finish(release_id, posted))
         return len(rows)
+
+    async def _post_row(self, view: ReleaseView, row: OutboxMessage) -> None:
+        """Post one announcement the way its kind is delivered."""
+        if row.kind == "event":
+            await self._post_event(view, row)
+        elif row.kind == "ask":
+            await self._ask(view, row)
+        elif row.kind == "notify":
+            await self._notify(view, row)
+
+    async def _finish(self, release_id: int, posted: int | None) -> ReleaseView:
+        """Mark the last row sent and read the release afresh for the card's redraw."""
+        async with transaction(self.deps.sessions) as session:
+            if posted is not None:
+                await q.mark_sent(session, posted, self.deps.clock())
+            return await self._load(session, release_id)
 
     async def _summary(self, release_id: int, payload: dict[str, Any]) -> str:
         """The closing report: timeline, sign-offs, report, deploys, release notes."""
@@ -138,11 +170,10 @@ class Deliverer:
             view = await load_view(session, self.deps.policy, release, full=True)
         return close_summary(view, self.deps.policy.tz, (payload.get("detail") or {}).get("notes"))
 
-    async def _view(self, release_id: int) -> ReleaseView:
-        """The release as it is now."""
-        async with self.deps.sessions() as session:
-            release = await q.get_release(session, release_id)
-            return await load_view(session, self.deps.policy, release)
+    async def _load(self, session: AsyncSession, release_id: int) -> ReleaseView:
+        """The release as this session sees it."""
+        release = await q.get_release(session, release_id)
+        return await load_view(session, self.deps.policy, release)
 
     async def _ensure_card(self, view: ReleaseView, retrying: bool) -> None:
         """Post the card once; an earlier post that landed despite an error is reused."""
@@ -166,6 +197,11 @@ class Deliverer:
             if rel is None or not rel.card_ts:  # no card yet, or no such release (a forged button)
                 return False
             view = await load_view(session, self.deps.policy, rel)
+        return await self._redraw(view, force)
+
+    async def _redraw(self, view: ReleaseView, force: bool = False) -> bool:
+        """Update the posted card to this view unless it already shows it (or `force`)."""
+        rel = view.release
         text, blocks = build_release_card(view, self.deps.policy.tz)
         digest = card_hash(text, blocks)
         if digest == rel.card_hash and not force:

@@ -275,7 +275,10 @@ async def _serialize_outbox(session: AsyncSession, release_id: int) -> None:
 
 async def lease_release_outbox(session: AsyncSession, release_id: int, *, owner: str,
                                now: datetime, until: datetime) -> Sequence[OutboxMessage]:
-    """Claim a release's pending announcements for one worker; empty when another has them."""
+    """Claim a release's pending announcements for one pass; empty when another has them.
+
+    `owner` must be new for each claim: the rows returned are those this call claimed.
+    """
     await _serialize_outbox(session, release_id)
     busy = (select(OutboxMessage.id)
             .where(OutboxMessage.release_id == release_id, col(OutboxMessage.sent_at).is_(None),
@@ -288,13 +291,10 @@ async def lease_release_outbox(session: AsyncSession, release_id: int, *, owner:
                    col(OutboxMessage.sent_at).is_(None),
                    or_(col(OutboxMessage.lease_until).is_(None),
                        col(OutboxMessage.lease_until) < now))
-            .values(lease_until=until, lease_owner=owner, attempts=OutboxMessage.attempts + 1))
-    await session.exec(stmt)  # type: ignore[call-overload]
-    mine = (select(OutboxMessage)
-            .where(OutboxMessage.release_id == release_id, col(OutboxMessage.sent_at).is_(None),
-                   OutboxMessage.lease_owner == owner)
-            .order_by(col(OutboxMessage.id)))
-    return (await session.exec(mine)).all()
+            .values(lease_until=until, lease_owner=owner, attempts=OutboxMessage.attempts + 1)
+            .returning(OutboxMessage))
+    claimed = (await session.exec(stmt)).scalars().all()
+    return sorted(claimed, key=lambda m: m.id or 0)  # RETURNING promises no order
 
 
 async def renew_outbox_lease(session: AsyncSession, release_id: int, *, owner: str,

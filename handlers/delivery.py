@@ -138,6 +138,8 @@ class Deliverer:
     async def _post_all(self, view: ReleaseView, rows: list[OutboxMessage], token: str) -> int:
         """Ensure the card, post each row, then redraw the card once."""
         release_id = view.release.id
+        if not view.release.card_ts:  # a stall since the lease must not let two cards out
+            await self._renew(release_id, token, None)
         await self._ensure_card(view, retrying=rows[0].attempts > 1)
         posted = None  # the row posted last: marked sent with the next renewal, or at the end
         for row in rows:

@@ -121,6 +121,27 @@ async def test_a_lost_lease_keeps_the_row_already_posted(deps: Deps, slack: Slac
     assert len(keys) == len(set(keys)), keys  # no announcement posted twice
 
 
+async def test_a_stall_before_the_first_card_posts_no_card(deps: Deps, slack: SlackEmulator,
+                                                            clock: FakeClock) -> None:
+    """Stalled past the lease before the card went out: this pass posts nothing at all."""
+    d = deliverer(deps, slack)
+    rid = await filed(deps)
+    load = d._load
+
+    async def slow_load(session: Any, release_id: int) -> Any:
+        view = await load(session, release_id)
+        clock.advance(seconds=LEASE.total_seconds() + 1)  # another replica may hold it now
+        return view
+
+    d._load = slow_load  # type: ignore[method-assign]
+    assert await d.deliver_pending() == 0
+    assert slack.calls_to("chat.postMessage") == []
+    d._load = load  # type: ignore[method-assign]
+    clock.advance(seconds=10)
+    assert await d.deliver_pending() == len(await outbox(deps, rid))
+    assert post_keys(slack).count("card") == 1
+
+
 async def test_releases_are_delivered_side_by_side_each_in_order(deps: Deps,
                                                                  slack: SlackEmulator) -> None:
     """Several releases at once (never more than PARALLEL); each thread keeps its order."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bench.load import BUSY_WORD
 from emulators.gitlab import GitLabEmulator
 from emulators.slack import Message, ResponseUrl, SlackEmulator
 
@@ -73,7 +74,7 @@ class BenchSlackEmulator(SlackEmulator):
     async def _handle_response_url(self, request: web.Request) -> web.Response:
         """Accept `b~user~channel~message_ts~n` ids the load generator makes up."""
         rid = request.match_info["rid"]
-        busy = "swamped" in (await request.text())  # the bot shed this request
+        busy = BUSY_WORD in (await request.text())  # the bot shed this request
         self.responses.append((rid, time.time(), busy))
         if rid.startswith("b~") and rid not in self.response_urls:
             _, user, channel, ts, _n = rid.split("~")

@@ -9,8 +9,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers.actions import BUTTONS, on_button
-from handlers.answer import tell
+from handlers.actions import BUTTONS, answer_click, on_button
 from handlers.blocks import V
 from handlers.commands import on_release_command
 from handlers.home import on_home_opened
@@ -66,11 +65,8 @@ async def busy(ack: Any, body: dict[str, Any], runtime: Runtime) -> None:
         await ack(text=BUSY)
         return
     await ack()
-    user = (body.get("user") or {}).get("id", "")
     if body.get("type") == "block_actions":
-        channel = (body.get("channel") or {}).get("id")
-        await tell(runtime.client, user=user, text=BUSY, channel=channel,
-                   response_url=body.get("response_url"))
+        await answer_click(runtime, body, (body.get("user") or {}).get("id", ""), BUSY)
 
 
 def register_listeners(app: AsyncApp, runtime: Runtime) -> None:

@@ -45,7 +45,7 @@ async def on_button(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
         reply = SORRY
     runtime.deliverer.kick()
     if reply:
-        await _answer(runtime, body, user, reply)
+        await answer_click(runtime, body, user, reply)
 
 
 def _target(action: dict[str, Any]) -> tuple[int, int | None, str | None]:
@@ -69,7 +69,7 @@ async def _still_as_drawn(rt: Runtime, release_id: int, drawn: str | None) -> No
                       "drawn before it changed. Look at the updated card.")
 
 
-async def _answer(rt: Runtime, body: Body, user: str, text: str) -> None:
+async def answer_click(rt: Runtime, body: Body, user: str, text: str) -> None:
     """Privately, in the channel or DM the click came from."""
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id")

@@ -17,10 +17,10 @@ import time
 from typing import Any
 
 from bench.common import DEV, OPS, FakeClock, database, policy
-from bot.deployer import Deployer
+from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
 from bot.poller import Poller
-from bot.service import Deps
+from bot.transition import Deps
 from emulators.gitlab import GitLabEmulator
 from storage.db import make_engine, make_sessionmaker, transaction
 from storage.models import Deployment, Release

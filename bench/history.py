@@ -29,7 +29,7 @@ from sqlmodel import col, select
 
 from bench.common import database, percentiles, policy
 from bot.readmodel import load_view
-from bot.service import Deps
+from bot.transition import Deps
 from handlers.status import ACTIVE, list_text, status_blocks
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker

@@ -19,14 +19,14 @@ from typing import Any
 from sqlalchemy import event, text
 
 from bench.common import DEV, DIRECTOR, LEAD, OPS, TESTER, percentiles, policy
-from bot import service as svc
+from bot import releases, transition
 from bot.people import actor_for
 from storage.db import make_engine, make_sessionmaker
 
 Json = dict[str, Any]
 
 
-async def _count(deps: svc.Deps, table: str) -> int:
+async def _count(deps: transition.Deps, table: str) -> int:
     """Rows in a table."""
     async with deps.sessions() as session:
         return int((await session.exec(text(f"SELECT count(*) FROM {table}"))).one()[0])  # type: ignore[call-overload]
@@ -36,7 +36,7 @@ async def measure(db_url: str, *, seconds: float, workers: int) -> Json:
     """Run `workers` concurrent release walkers for `seconds`; the committed rate."""
     pol = policy()
     engine = make_engine(db_url)
-    deps = svc.Deps(sessions=make_sessionmaker(engine), policy=pol)
+    deps = transition.Deps(sessions=make_sessionmaker(engine), policy=pol)
     who = {u: actor_for(pol, u) for u in (DEV, TESTER, DIRECTOR, LEAD, OPS)}
     done: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -50,13 +50,13 @@ async def measure(db_url: str, *, seconds: float, workers: int) -> Json:
 
     def steps(rid: int) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
         """The four transitions after the request, for one release."""
-        report = svc.ReportInput(url=f"https://ci.example/r/{rid}", bugs={"A": 0, "C": 1})
+        report = releases.ReportInput(url=f"https://ci.example/r/{rid}", bugs={"A": 0, "C": 1})
         return [
-            ("attach_report", lambda: svc.attach_report(deps, release_id=rid, actor=who[TESTER],
-                                                        report=report)),
-            ("approve", lambda: svc.approve(deps, release_id=rid, actor=who[DIRECTOR])),
-            ("approve", lambda: svc.approve(deps, release_id=rid, actor=who[LEAD])),
-            ("tick", lambda: svc.tick(deps, release_id=rid, actor=who[OPS], items=(1, 2))),
+            ("attach_report", lambda: releases.attach_report(
+                deps, release_id=rid, actor=who[TESTER], report=report)),
+            ("approve", lambda: releases.approve(deps, release_id=rid, actor=who[DIRECTOR])),
+            ("approve", lambda: releases.approve(deps, release_id=rid, actor=who[LEAD])),
+            ("tick", lambda: releases.tick(deps, release_id=rid, actor=who[OPS], items=(1, 2))),
         ]
 
     async def timed(name: str, call: Callable[[], Awaitable[Any]]) -> Any:
@@ -73,9 +73,9 @@ async def measure(db_url: str, *, seconds: float, workers: int) -> Json:
 
     async def walker(end: float) -> None:
         """Walk one release after another until time is up."""
-        new = svc.NewRelease(project="payments", ref="v1.1.0", title="Transition bench")
+        new = releases.NewRelease(project="payments", ref="v1.1.0", title="Transition bench")
         while time.perf_counter() < end:
-            out = await timed("request", lambda: svc.request_release(deps, actor=who[DEV],
+            out = await timed("request", lambda: releases.request_release(deps, actor=who[DEV],
                                                                        new=new))
             if out is None:
                 continue

@@ -20,15 +20,15 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
-from bot.deployer import Deployer
+from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
 from bot.jobs import Jobs
 from bot.metrics import Metrics
 from bot.policy import Policy
 from bot.poller import Poller
 from bot.scheduler import Scheduler
-from bot.service import Clock, Deps, system_clock
 from bot.settings import Settings
+from bot.transition import Clock, Deps, system_clock
 from handlers import register_listeners
 from handlers.delivery import Deliverer
 from handlers.directory import Directory

@@ -31,8 +31,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from bot.app import DEPS, POLICY, RUNTIME, create_app
 from bot.ops import CommandError
 from bot.policy import Policy, parse_policy
-from bot.service import BROADCAST
 from bot.settings import Settings
+from bot.workflow import EVENTS, Event
 from emulators.gitlab import GitLabEmulator
 from emulators.slack import Message, SlackEmulator, render_message
 from emulators.slack_driver import SlackDriver
@@ -362,8 +362,8 @@ async def announced_once(d: Demo, rid: int) -> list[str]:
     for text in dict.fromkeys(t for t in texts if texts.count(t) > 1):
         problems.append(f"REL-{rid}: “{plain(text)}” appears {texts.count(text)} times")
     for reply, entry in zip(replies, entries, strict=False):  # delivery keeps the audit's order
-        if reply.reply_broadcast != (entry.action in BROADCAST):
-            should = "should" if entry.action in BROADCAST else "should not"
+        if reply.reply_broadcast != EVENTS[Event(entry.action)].broadcast:
+            should = "should" if EVENTS[Event(entry.action)].broadcast else "should not"
             problems.append(f"REL-{rid}: “{entry.action}” {should} reach the channel")
     return problems
 

@@ -1,18 +1,20 @@
-"""Service functions for the second half of a release: deploy, verify, roll back, close."""
+"""Deploys and rollbacks through GitLab: commit, start the pipeline, take results; verify, close."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.service import (
-    Apply,
+from bot.gitlab import FINAL, GitLabClient, GitLabError
+from bot.transition import (
     Deps,
     Outcome,
     check_revision,
+    close_step,
+    detail_of,
     load_facts,
     locked,
     record,
@@ -21,11 +23,22 @@ from bot.service import (
     step,
     transition,
 )
-from bot.workflow import SYSTEM, Actor, Ctx, Event, Facts, Refused, State, decide
+from bot.workflow import EVENTS, SYSTEM, Actor, Ctx, Event, Facts, Refused, State, decide
 from storage import queries as q
 from storage.models import Deployment, Release
 
-FINAL = frozenset({"success", "failed", "canceled", "skipped"})
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """A pipeline's end as GitLab reported it (webhook or poll)."""
+
+    project: str  # the policy's project key
+    pipeline_id: int
+    status: str
+    failed_job: str | None = None
+    failed_job_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,8 @@ def next_environment(facts: Facts) -> str:
     return next((e for e in facts.environments if e not in facts.deployed_envs), facts.production)
 
 
+# --- committing to a deploy, in one transaction each ---------------------------------------------
+
 async def _hold(session: AsyncSession, deps: Deps, release: Release, env: str, actor: Actor,
                 *, rollback: bool, ref: str, previous_ref: str | None) -> Deployment:
     """Take the environment's deploy lock and write the deployment row."""
@@ -48,36 +63,31 @@ async def _hold(session: AsyncSession, deps: Deps, release: Release, env: str, a
                                     release_id=release.id, holder=actor.user)
     if lock.release_id != release.id:
         raise Refused(f"{release.project} {env} is busy: REL-{lock.release_id} is deploying.")
-    dep = Deployment(release_id=release.id, revision=release.revision, project=release.project,
-                     environment=env, ref=ref, previous_ref=previous_ref, rollback=rollback,
-                     started_by=actor.user, started_at=deps.clock())
-    session.add(dep)
-    await session.flush()
-    return dep
+    return await q.add_deployment(session, release=release, environment=env, ref=ref,
+                                  previous_ref=previous_ref, rollback=rollback,
+                                  started_by=actor.user, at=deps.clock())
 
 
 async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
                        environment: str | None = None, revision: int | None = None
                        ) -> DeployStart:
     """Commit to deploying the release's current ref to one environment."""
-    holder: list[Deployment] = []
 
-    async def work(session: AsyncSession) -> Outcome:
+    async def work(session: AsyncSession) -> DeployStart:
         release = await locked(session, release_id)
         check_revision(release, revision)
-        facts = await load_facts(session, deps, release)
+        facts = await load_facts(session, deps, release, EVENTS[Event.DEPLOY].reads)
         env = environment or next_environment(facts)
         dest = decide(facts, Event.DEPLOY, Ctx(actor, environment=env))
         previous = await q.live_ref(session, release.project, env)
         dep = await _hold(session, deps, release, env, actor, rollback=False, ref=release.ref,
                           previous_ref=previous)
-        holder[:] = [dep]
-        return record(session, deps, release, Event.DEPLOY, actor, dest, {
+        outcome = await record(session, deps, release, Event.DEPLOY, actor, dest, {
             "environment": env, "ref": release.ref, "previous_ref": previous,
             "deployment": dep.id})
+        return DeployStart(outcome, dep)
 
-    outcome = await run_in_transaction(deps, work)
-    return DeployStart(outcome, holder[0])
+    return await run_in_transaction(deps, work)
 
 
 async def start_rollback(deps: Deps, *, release_id: int, actor: Actor, reason: str = "",
@@ -104,20 +114,26 @@ async def record_pipeline(deps: Deps, *, deployment_id: int, pipeline_id: int, u
     """The pipeline for a committed deploy exists: say so, with its link."""
 
     async def work(session: AsyncSession) -> Outcome:
-        dep = await session.get(Deployment, deployment_id)
+        dep = await q.get_deployment(session, deployment_id=deployment_id)
         if dep is None:
             raise Refused(f"No deployment {deployment_id}.")
         release = await locked(session, dep.release_id)
         dep.pipeline_id, dep.pipeline_url, dep.status = pipeline_id, url, "running"
         if dep.previous_ref is None and previous_ref:
             dep.previous_ref = previous_ref
-        session.add(dep)
         detail = {"environment": dep.environment, "pipeline": pipeline_id, "url": url,
                   "ref": dep.ref, "rollback": dep.rollback, "deployment": dep.id}
-        return record(session, deps, release, "pipeline started", SYSTEM,
-                      State(release.state), detail)
+        return await record(session, deps, release, Event.PIPELINE_STARTED, SYSTEM,
+                            State(release.state), detail)
 
     return await run_in_transaction(deps, work)
+
+
+def _result_event(dep: Deployment, status: str) -> Event:
+    """The event a finished pipeline raises: deploy or rollback, succeeded or failed."""
+    if dep.rollback:
+        return Event.ROLLBACK_SUCCEEDED if status == "success" else Event.ROLLBACK_FAILED
+    return Event.DEPLOY_SUCCEEDED if status == "success" else Event.DEPLOY_FAILED
 
 
 async def finish_deploy(deps: Deps, *, deployment_id: int, status: str,
@@ -126,13 +142,16 @@ async def finish_deploy(deps: Deps, *, deployment_id: int, status: str,
     """A pipeline ended; announced once however many times GitLab or the poller report it."""
 
     async def work(session: AsyncSession) -> Outcome:
-        dep = await session.get(Deployment, deployment_id, with_for_update=True)
+        dep = await q.get_deployment(session, deployment_id=deployment_id, lock=True)
         if dep is None:
             raise Refused(f"No deployment {deployment_id}.")
         release = await locked(session, dep.release_id)
-        await session.refresh(dep)  # read after the release lock: a racing finisher committed
+        # Read again after the release lock: a racing finisher may have committed meanwhile.
+        dep = await q.get_deployment(session, deployment_id=deployment_id, fresh=True)
+        assert dep is not None  # deployments are never deleted
         if dep.status in FINAL:
-            return Outcome(release, "duplicate", State(release.state), State(release.state),
+            state = State(release.state)
+            return Outcome(release, _result_event(dep, dep.status), state, state,
                            {"deployment": dep.id}, changed=False)
         return await _finish(session, deps, release, dep, status, failed_job, failed_job_url,
                              error)
@@ -144,29 +163,21 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
                   status: str, failed_job: str | None, failed_job_url: str | None,
                   error: str | None) -> Outcome:
     """Write the result, free the environment and move the release."""
-    ok = status == "success"
     now = deps.clock()
     dep.status = status if status in FINAL else "failed"
     dep.finished_at, dep.failed_job, dep.failed_job_url = now, failed_job, failed_job_url
-    session.add(dep)
     await q.release_deploy_lock(session, project=dep.project, environment=dep.environment,
                                 release_id=release.id)
-    if dep.rollback:
-        event = Event.ROLLBACK_SUCCEEDED if ok else Event.ROLLBACK_FAILED
-    else:
-        event = Event.DEPLOY_SUCCEEDED if ok else Event.DEPLOY_FAILED
     started = dep.started_at
     detail = {"environment": dep.environment, "ref": dep.ref, "pipeline": dep.pipeline_id,
               "url": dep.pipeline_url, "status": dep.status, "failed_job": failed_job,
               "failed_job_url": failed_job_url, "error": error, "deployment": dep.id,
               "seconds": round((now - started).total_seconds()) if started else None}
+    return await step(session, deps, release, _result_event(dep, status),
+                      Ctx(SYSTEM, environment=dep.environment), detail_of(detail))
 
-    async def apply(_s: AsyncSession, _r: Release, _f: Facts) -> dict[str, Any]:
-        return detail
 
-    return await step(session, deps, release, event, Ctx(SYSTEM, environment=dep.environment),
-                      apply)
-
+# --- after the deploy -----------------------------------------------------------------------------
 
 async def verify(deps: Deps, *, release_id: int, actor: Actor, passed: bool,
                  note: str = "", revision: int | None = None) -> Outcome:
@@ -177,46 +188,8 @@ async def verify(deps: Deps, *, release_id: int, actor: Actor, passed: bool,
         rel.verification_note = note.strip() or None
         return {"note": note.strip()}
 
-    async def work(session: AsyncSession) -> Outcome:
-        release = await locked(session, release_id)
-        ctx = Ctx(actor, reason=note, revision=revision)
-        out = await step(session, deps, release, event, ctx, apply)
-        if passed:
-            await _after_verified(session, deps, release)
-        return out
-
-    return await run_in_transaction(deps, work)
-
-
-async def _after_verified(session: AsyncSession, deps: Deps, release: Release) -> None:
-    """Observation begins, or the release closes at once when the policy has none."""
-    hours = deps.policy.observation_hours
-    if hours <= 0:
-        await _close_step(session, deps, release, SYSTEM)
-        return
-    release.observe_until = deps.clock() + timedelta(hours=hours)
-    apply: Apply = _observe_detail(release)
-    await step(session, deps, release, Event.OBSERVE, Ctx(SYSTEM), apply)
-
-
-def _observe_detail(release: Release) -> Apply:
-    """The audit detail of an observation start."""
-
-    async def apply(_s: AsyncSession, _r: Release, _f: Facts) -> dict[str, Any]:
-        return {"until": release.observe_until.isoformat() if release.observe_until else None}
-
-    return apply
-
-
-async def _close_step(session: AsyncSession, deps: Deps, release: Release,
-                      actor: Actor, notes: str = "") -> Outcome:
-    """Close inside a transaction; the notes go into the announcement."""
-
-    async def apply(_s: AsyncSession, rel: Release, _f: Facts) -> dict[str, Any]:
-        rel.closed_at = deps.clock()
-        return {"notes": notes} if notes else {}
-
-    return await step(session, deps, release, Event.CLOSE, Ctx(actor), apply)
+    ctx = Ctx(actor, reason=note, revision=revision)
+    return await transition(deps, release_id, event, ctx, apply)
 
 
 async def close(deps: Deps, *, release_id: int, actor: Actor, revision: int | None = None,
@@ -226,6 +199,78 @@ async def close(deps: Deps, *, release_id: int, actor: Actor, revision: int | No
     async def work(session: AsyncSession) -> Outcome:
         release = await locked(session, release_id)
         check_revision(release, revision)
-        return await _close_step(session, deps, release, actor, notes)
+        return await close_step(session, deps, release, actor, notes)
 
     return await run_in_transaction(deps, work)
+
+
+# --- GitLab ---------------------------------------------------------------------------------------
+
+class Deployer:
+    """The one path from a decision to deploy to a GitLab pipeline, and back."""
+
+    def __init__(self, deps: Deps, gitlab: GitLabClient) -> None:
+        self.deps, self.gitlab = deps, gitlab
+
+    async def deploy(self, *, release_id: int, actor: Actor, environment: str | None = None,
+                     revision: int | None = None) -> Outcome:
+        """Deploy the release's ref to its next (or the named) environment."""
+        start = await start_deploy(self.deps, release_id=release_id, actor=actor,
+                                   environment=environment, revision=revision)
+        return await self.launch(start.deployment)
+
+    async def rollback(self, *, release_id: int, actor: Actor, reason: str = "",
+                       revision: int | None = None) -> Outcome:
+        """Redeploy the version that was live before."""
+        start = await start_rollback(self.deps, release_id=release_id, actor=actor,
+                                     reason=reason, revision=revision)
+        return await self.launch(start.deployment)
+
+    async def launch(self, dep: Deployment) -> Outcome:
+        """Start the committed deployment's pipeline; a GitLab refusal ends it as failed."""
+        project = self.deps.policy.project(dep.project)
+        previous = dep.previous_ref
+        if previous is None and not dep.rollback:
+            previous = await self._live_in_gitlab(project.gitlab, dep.environment)
+        variables = {**project.deploy_variables, "RELEASE_ID": f"REL-{dep.release_id}",
+                     "DEPLOY_ENV": dep.environment, "ROLLBACK": "true" if dep.rollback else "false"}
+        try:
+            pipeline = await self.gitlab.create_pipeline(project.gitlab, dep.ref, variables)
+        except GitLabError as exc:
+            log.warning("REL-%s: pipeline not started: %s", dep.release_id, exc)
+            return await finish_deploy(self.deps, deployment_id=dep.id, status="failed",
+                                       error=str(exc))
+        return await record_pipeline(self.deps, deployment_id=dep.id, pipeline_id=pipeline.id,
+                                     url=pipeline.web_url, previous_ref=previous)
+
+    async def _live_in_gitlab(self, project: str | int, environment: str) -> str | None:
+        """What GitLab last deployed there, when the bot has no record of its own."""
+        try:
+            return await self.gitlab.last_deployed_ref(project, environment)
+        except GitLabError as exc:
+            log.info("live ref of %s %s unknown: %s", project, environment, exc)
+            return None
+
+    async def take_result(self, result: PipelineResult) -> Outcome | None:
+        """A pipeline ended: move its release once, however often this is called."""
+        if result.status not in FINAL:
+            return None
+        async with self.deps.sessions() as session:
+            dep = await q.deployment_by_pipeline(session, result.project, result.pipeline_id)
+        if dep is None or dep.status in FINAL:
+            return None
+        job, url = result.failed_job, result.failed_job_url
+        if result.status == "failed" and url is None:  # hooks name the job but give no link
+            job, url = await self._failed_job(dep, job)
+        return await finish_deploy(self.deps, deployment_id=dep.id, status=result.status,
+                                   failed_job=job, failed_job_url=url)
+
+    async def _failed_job(self, dep: Deployment,
+                          known: str | None) -> tuple[str | None, str | None]:
+        """The job that failed and its link, for the announcement (best effort)."""
+        project = self.deps.policy.project(dep.project)
+        try:
+            job = await self.gitlab.failed_job(project.gitlab, dep.pipeline_id or 0)
+        except GitLabError:
+            return known, None
+        return (job.name, job.web_url) if job else (known, None)

@@ -27,6 +27,7 @@ _MR_LOOKUPS = 5
 # Commit dates are set by clients; allow for their clocks being a little off.
 _CLOCK_SKEW = timedelta(hours=1)
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
+FINAL = frozenset({"success", "failed", "canceled", "skipped"})  # pipeline statuses that stay
 
 
 class GitLabError(Exception):

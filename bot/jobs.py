@@ -7,23 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot import deploys
-from bot import service as svc
-from bot.deployer import Deployer
+from bot import deploys, releases, transition
+from bot.deploys import Deployer
 from bot.gitlab import GitLabError
 from bot.notes import release_notes_text
 from bot.policy import ReleaseType
 from bot.readmodel import load_view
-from bot.service import Deps
-from bot.workflow import SYSTEM, Refused, State
+from bot.transition import Deps
+from bot.workflow import BEFORE_DEPLOY, SYSTEM, UNTESTED, WENT_LIVE, Refused, State
 from storage import queries as q
 from storage.db import transaction
 from storage.models import Release
 
 log = logging.getLogger(__name__)
-PRE_DEPLOY = [s.value for s in (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF,
-                                State.APPROVED, State.SCHEDULED)]
-MERGE_BACK_STATES = [s.value for s in (State.VERIFIED, State.OBSERVING, State.CLOSED)]
 
 
 @dataclass
@@ -50,7 +46,7 @@ class Jobs:
     async def deploy_due(self) -> int:
         """Deploy releases whose time has come; hold, and say why, those that can't go."""
         async with self.deps.sessions() as session:
-            due = await q.due_scheduled(session, self.now, [*PRE_DEPLOY, State.DEPLOYED.value])
+            due = await q.due_scheduled(session, self.now, [*BEFORE_DEPLOY, State.DEPLOYED])
             views = [await load_view(session, self.deps.policy, r) for r in due]
         started = 0
         for view in views:
@@ -60,9 +56,9 @@ class Jobs:
                 await self.deployer.deploy(release_id=view.release.id, actor=SYSTEM)
                 started += 1
             except Refused as exc:
-                if view.state in (State.DEPLOYED,):
+                if view.state is State.DEPLOYED:
                     continue
-                await svc.hold(self.deps, release_id=view.release.id, reason=exc.sentence)
+                await releases.hold(self.deps, release_id=view.release.id, reason=exc.sentence)
         return started
 
     # --- reminders --------------------------------------------------------------------------
@@ -72,7 +68,7 @@ class Jobs:
         r = self.deps.policy.reminders
         sent = 0
         async with self.deps.sessions() as session:
-            waiting = await q.releases_in(session, [*PRE_DEPLOY, State.DEPLOYED.value])
+            waiting = await q.releases_in(session, [*BEFORE_DEPLOY, State.DEPLOYED])
             views = [await load_view(session, self.deps.policy, rel) for rel in waiting]
         for view in views:
             rel, age = view.release, self.now - view.release.state_since
@@ -83,7 +79,7 @@ class Jobs:
                 elif age >= timedelta(hours=r.approval_hours):
                     sent += await self._nudge(rel, "approval", roles=view.missing_roles,
                                               kind="ask")
-            elif view.state in (State.REQUESTED, State.TESTING) and view.report is None:
+            elif view.state in UNTESTED and view.report is None:
                 if age >= timedelta(hours=r.report_hours):
                     sent += await self._nudge(rel, "report", roles=["tester"])
             elif view.state is State.DEPLOYED and view.next_env is None:
@@ -104,7 +100,7 @@ class Jobs:
                 q.add_outbox(session, release_id=release.id, kind="ask", at=self.now, payload={
                     "roles": list(roles), "revision": release.revision, "reminder": True})
             else:
-                svc.notify(session, self.deps, release, notice, roles=list(roles),
+                transition.notify(session, self.deps, release, notice, roles=list(roles),
                            users=[], **detail)
         return 1
 
@@ -113,7 +109,7 @@ class Jobs:
     async def close_observed(self) -> int:
         """Close releases whose observation period is over, with notes in the summary."""
         async with self.deps.sessions() as session:
-            observing = await q.releases_in(session, [State.OBSERVING.value])
+            observing = await q.releases_in(session, [State.OBSERVING])
         closed = 0
         for rel in observing:
             if rel.observe_until and rel.observe_until <= self.now:
@@ -130,7 +126,7 @@ class Jobs:
     async def merge_back(self) -> int:
         """Until a shipped hotfix's ref is in the default branch, remind every so often."""
         async with self.deps.sessions() as session:
-            shipped = await q.releases_in(session, MERGE_BACK_STATES)
+            shipped = await q.releases_in(session, WENT_LIVE)
         every = timedelta(hours=self.deps.policy.reminders.merge_back_hours)
         sent = 0
         for rel in (r for r in shipped if r.type == ReleaseType.HOTFIX.value):
@@ -153,7 +149,7 @@ class Jobs:
         async with transaction(self.deps.sessions) as session:
             if not await q.due_reminder(session, rel.id, "merge_back", now=self.now, every=every):
                 return 0
-            svc.notify(session, self.deps, rel, "merge_back", users=[rel.requester],
+            transition.notify(session, self.deps, rel, "merge_back", users=[rel.requester],
                        roles=["release_manager"], ref=rel.ref, due=due.isoformat(),
                        overdue=self.now > due)
         return 1

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from bot.gitlab import Commit, GitLabClient, GitLabError, MergeRequest
-from bot.service import Deps
+from bot.transition import Deps
 from bot.workflow import Refused
 from storage import queries as q
 

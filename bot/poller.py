@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot import deploys
-from bot.deployer import FINAL, Deployer, PipelineResult
-from bot.gitlab import GitLabError
-from bot.service import Deps
+from bot.deploys import Deployer, PipelineResult
+from bot.gitlab import FINAL, GitLabError
+from bot.transition import Deps
 from storage import queries as q
 from storage.models import Deployment
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.policy import Policy, ReleaseType
-from bot.workflow import State
+from bot.workflow import Actor, Facts, State, can_sign
 from storage import queries as q
 from storage.models import (
     Approval,
@@ -34,6 +34,7 @@ class ReleaseView:
     environments: tuple[str, ...]
     work_items: Sequence[WorkItem] = ()
     audit: Sequence[AuditEntry] = ()
+    one_person_many_roles: bool = False
 
     @property
     def state(self) -> State:
@@ -49,6 +50,15 @@ class ReleaseView:
     def missing_roles(self) -> list[str]:
         """Roles still to sign."""
         return [r for r in self.required_roles if r not in self.approved_by]
+
+    def may_sign(self, actor: Actor) -> str | None:
+        """The role this person's approval would count for now (four eyes: `can_sign`)."""
+        if self.state is not State.READY_FOR_SIGNOFF:
+            return None
+        facts = Facts(state=self.state, requester=self.release.requester,
+                      required_roles=self.required_roles, approvals=self.approved_by,
+                      one_person_many_roles=self.one_person_many_roles)
+        return can_sign(facts, actor)
 
     @property
     def done_envs(self) -> list[str]:
@@ -74,7 +84,7 @@ class ReleaseView:
         return {t.item for t in self.ticks}
 
 
-TIMELINE_ROWS = 50  # what a status or a closing summary shows of the trail
+TIMELINE_ROWS = 25  # what a status or a closing summary shows of the trail
 
 
 async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
@@ -96,4 +106,5 @@ async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
         environments=envs,
         work_items=await q.work_items_of(session, release.id) if full else (),
         audit=await q.audit_of(session, release.id, last=TIMELINE_ROWS) if full else (),
+        one_person_many_roles=policy.one_person_many_roles,
     )

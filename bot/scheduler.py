@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import IntegrityError
 
-from bot.service import Deps
+from bot.transition import Deps
 from storage import queries as q
 from storage.db import transaction
 

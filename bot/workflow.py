@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 
 class State(StrEnum):
@@ -35,16 +36,23 @@ class State(StrEnum):
 
 _LABELS = {State.READY_FOR_SIGNOFF: "ready for sign-off"}
 
-TERMINAL = frozenset({State.CLOSED, State.REJECTED, State.CANCELLED, State.ROLLED_BACK})
+# Named sets of states: every other module uses these rather than writing states out.
+TERMINAL = (State.CLOSED, State.REJECTED, State.CANCELLED, State.ROLLED_BACK)
+ACTIVE = tuple(s for s in State if s not in TERMINAL)
 BEFORE_DEPLOY = (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF, State.APPROVED,
                  State.SCHEDULED)
 SIGNED_OFF = (State.APPROVED, State.SCHEDULED)
 LIVE = (State.DEPLOYED, State.VERIFICATION_FAILED, State.VERIFIED, State.OBSERVING)
+PREPARING = (*BEFORE_DEPLOY, State.DEPLOY_FAILED)  # the checklist and gate can still change
+UNTESTED = (State.REQUESTED, State.TESTING)  # waiting for a test report
+WENT_LIVE = (State.VERIFIED, State.OBSERVING, State.CLOSED)  # verified in production
+REACHED_PRODUCTION = (State.DEPLOYED, *WENT_LIVE)  # what later release notes start from
 
 
 class Event(StrEnum):
     """Something that happens to a release; the value names it in errors and the audit trail."""
 
+    REQUEST = "request"
     START_TESTING = "start testing"
     REPORT = "report"
     ACCEPT_RISK = "accept risk"
@@ -55,6 +63,7 @@ class Event(StrEnum):
     OVERRIDE_GATE = "override gate"
     HOLD = "hold"
     DEPLOY = "deploy"
+    PIPELINE_STARTED = "pipeline started"
     DEPLOY_SUCCEEDED = "deploy succeeded"
     DEPLOY_FAILED = "deploy failed"
     VERIFY_PASS = "verify pass"
@@ -123,7 +132,6 @@ class Facts:
     rollback_ref: str | None = None
     requester_can_deploy: bool = False
     one_person_many_roles: bool = False
-    observation: bool = True
 
     @property
     def missing_roles(self) -> list[str]:
@@ -204,8 +212,17 @@ def approver_roles(facts: Facts, actor: Actor) -> list[str]:
     return [r for r in facts.required_roles if r in actor.roles]
 
 
-def role_to_sign(facts: Facts, actor: Actor) -> str | None:
-    """The role this actor's approval would count for, if any."""
+def can_sign(facts: Facts, actor: Actor) -> str | None:
+    """Four eyes, in one place: the role this actor's approval would count for now, if any.
+
+    Never the requester's; a person signs once unless `one_person_many_roles`, and then once
+    for each required role they hold that nobody has signed yet.
+    """
+    return None if actor.user == facts.requester else _role_left(facts, actor)
+
+
+def _role_left(facts: Facts, actor: Actor) -> str | None:
+    """The first unsigned required role the actor holds, if they have not signed already."""
     if actor.user in facts.approvals.values() and not facts.one_person_many_roles:
         return None
     return next((r for r in facts.missing_roles if r in actor.roles), None)
@@ -246,17 +263,12 @@ def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
     return None if ctx.reason.strip() else "Please give a reason."
 
 
-def not_requester(facts: Facts, ctx: Ctx) -> str | None:
-    """Four eyes: nobody signs off their own release."""
-    if ctx.actor.user == facts.requester:
-        return "You requested this release, so you can't approve it (four eyes)."
-    return None
-
-
-def has_role_to_sign(facts: Facts, ctx: Ctx) -> str | None:
-    """The approval must cover a required role nobody has signed for."""
-    if role_to_sign(facts, ctx.actor):
+def may_sign(facts: Facts, ctx: Ctx) -> str | None:
+    """The approval counts for a required role nobody has signed (see `can_sign`)."""
+    if can_sign(facts, ctx.actor):
         return None
+    if _role_left(facts, ctx.actor):
+        return "You requested this release, so you can't approve it (four eyes)."
     if ctx.actor.user in facts.approvals.values():
         return "You have already approved this release."
     return "Every role you hold has already signed off this release."
@@ -344,7 +356,7 @@ def report_ok(facts: Facts, ctx: Ctx) -> bool:
 
 def completes_signoff(facts: Facts, ctx: Ctx) -> bool:
     """This approval is the last one needed."""
-    role = role_to_sign(facts, ctx.actor)
+    role = can_sign(facts, ctx.actor)
     return role is not None and facts.missing_roles == [role]
 
 
@@ -376,7 +388,7 @@ def not_(cond: Cond) -> Cond:
 # --- the table ------------------------------------------------------------------------------------
 
 _S, _W = State, Who
-_SIGN = (has_role_to_sign, not_requester)
+_SIGN = (may_sign,)
 _DEPLOY_GUARDS = (signed_off, checklist_done, environment_in_order, gate_open)
 
 TABLE: tuple[Transition, ...] = (
@@ -419,6 +431,68 @@ TABLE: tuple[Transition, ...] = (
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
     Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
 )
+
+
+# --- beside the table: what each event reads and says, what entering a state sets off ----------
+
+# The facts kept beyond the release row (and the deploy gate). Each event reads only those its
+# guards, selectors or effects need; tests/bot/test_fact_reads.py checks the rest never matter.
+Stored = Literal["report", "approvals", "ticks", "deployments", "gate"]
+EVERYTHING: frozenset[Stored] = frozenset(("report", "approvals", "ticks", "deployments", "gate"))
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One event's metadata: the stored facts it reads; whether the channel hears of it."""
+
+    reads: frozenset[Stored] = frozenset()
+    broadcast: bool = False  # deploys and their results reach the channel, not just the thread
+
+
+def _reads(*kinds: Stored, broadcast: bool = False) -> EventSpec:
+    """An EventSpec reading `kinds`."""
+    return EventSpec(frozenset(kinds), broadcast)
+
+
+EVENTS: dict[Event, EventSpec] = {
+    Event.REQUEST: _reads(),
+    Event.START_TESTING: _reads(),
+    Event.REPORT: _reads("approvals"),  # how many approvals the new report voids
+    Event.ACCEPT_RISK: _reads("report"),
+    Event.APPROVE: _reads("approvals"),
+    Event.REJECT: _reads(),
+    Event.CHANGE_REF: _reads("approvals"),  # how many approvals the new ref voids
+    Event.TICK: _reads("ticks"),  # ticking an item twice adds no second row
+    Event.OVERRIDE_GATE: _reads("gate"),  # the closed gate it lifts, for the audit
+    Event.HOLD: _reads(),
+    Event.DEPLOY: _reads("approvals", "ticks", "deployments", "gate"),
+    Event.PIPELINE_STARTED: _reads(broadcast=True),
+    Event.DEPLOY_SUCCEEDED: _reads(broadcast=True),
+    Event.DEPLOY_FAILED: _reads(broadcast=True),
+    Event.VERIFY_PASS: _reads("deployments", broadcast=True),
+    Event.VERIFY_FAIL: _reads("deployments", broadcast=True),
+    Event.OBSERVE: _reads(),
+    Event.CLOSE: _reads(),
+    Event.ROLLBACK: _reads("deployments"),
+    Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True),
+    Event.ROLLBACK_FAILED: _reads(broadcast=True),
+    Event.CANCEL: _reads(),
+}
+
+
+class Effect(StrEnum):
+    """What entering a state sets off, in the same transaction as the event."""
+
+    ASK_APPROVERS = "ask approvers"  # direct asks to the approvers still needed
+    START_OBSERVATION = "start observation"  # observe, or close at once without observation
+
+
+# Fired on entering the state, and again when an event re-enters it with approvals voided
+# (a new report or ref during sign-off: the approvers must sign the new revision).
+ON_ENTER: dict[State, Effect] = {
+    State.READY_FOR_SIGNOFF: Effect.ASK_APPROVERS,
+    State.VERIFIED: Effect.START_OBSERVATION,
+}
 
 
 def rows_for(state: State, event: Event) -> list[Transition]:

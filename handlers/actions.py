@@ -9,9 +9,8 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
 
-from bot import deploys
-from bot import service as svc
-from bot.workflow import Refused, State
+from bot import deploys, releases
+from bot.workflow import Event, Refused, State
 from handlers.answer import tell
 from handlers.blocks import A, V, escape, parse_value
 from handlers.commands import SORRY, close_release, deploy_answer, verify_answer
@@ -90,14 +89,14 @@ async def _redraw(rt: Runtime, release_id: int, force: bool = False) -> None:
 
 
 async def _approve(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
-    out = await svc.approve(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
+    out = await releases.approve(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
                             revision=rev)
     return f"You approved {out.release.rel_id} as {out.detail['role']}."
 
 
 async def _start_testing(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
-    out = await svc.start_testing(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
-                                  revision=rev)
+    out = await releases.start_testing(rt.deps, release_id=rid, revision=rev,
+                                       actor=await rt.directory.actor(user))
     return f"You're testing {out.release.rel_id}."
 
 
@@ -128,7 +127,7 @@ async def _checklist(rt: Runtime, user: str, rid: int, rev: int | None, body: Bo
     if not items:
         await _redraw(rt, rid, force=True)
         return "Checklist ticks can't be undone."
-    out = await svc.tick(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
+    out = await releases.tick(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
                          items=items)
     await _redraw(rt, rid, force=True)
     return f"Checklist of {out.release.rel_id}: {out.detail['done']}/{out.detail['total']} ticked."
@@ -157,7 +156,7 @@ async def _verify_fail(rt: Runtime, user: str, rid: int, rev: int | None, body: 
 async def _rollback(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await rt.deployer.rollback(release_id=rid, actor=await rt.directory.actor(user),
                                      revision=rev)
-    if out.event == "rollback failed":
+    if out.event is Event.ROLLBACK_FAILED:
         return f"The rollback pipeline did not start: {out.detail.get('error')}"
     return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`."
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from bot.readmodel import ReleaseView
-from bot.workflow import State
+from bot.workflow import Event, State, allowed_events
 from handlers.blocks import (
     STATE_ICON,
     A,
@@ -35,7 +36,7 @@ def build_release_card(view: ReleaseView, tz: ZoneInfo) -> tuple[str, list[Block
         blocks.append(context(notes))
     if actions := card_buttons(view):
         blocks.append({"type": "actions", "block_id": f"card:{rel.id}", "elements": actions})
-    if view.release.checklist and view.state in _CHECKLIST_STATES:
+    if view.release.checklist and Event.TICK in allowed_events(view.state):
         blocks.append(checklist_block(view))
     text = f"{rel.rel_id} {escape(clip(rel.title, 200))}: {view.state.label}"
     return text, blocks
@@ -117,10 +118,6 @@ def notes_text(view: ReleaseView) -> str:
     return clip("\n".join(notes))
 
 
-_CHECKLIST_STATES = {State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF, State.APPROVED,
-                     State.SCHEDULED, State.DEPLOY_FAILED}
-
-
 def checklist_block(view: ReleaseView) -> Block:
     """The pre-release checklist as checkboxes the release manager ticks."""
     options = [{"text": {"type": "mrkdwn", "text": clip(f"{i}. {escape(item)}", 75)},
@@ -135,32 +132,33 @@ def checklist_block(view: ReleaseView) -> Block:
 
 
 def card_buttons(view: ReleaseView) -> list[Block]:
-    """The buttons the current state allows."""
-    value = button_value(view)
-    rid = view.release.rel_id
-    state = view.state
-    out: list[Block] = []
-    if state in (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF, State.APPROVED,
-                 State.SCHEDULED):
-        out.append(button("Attach test report", A.REPORT, value))
-    if state is State.REQUESTED:
-        out.append(button("Start testing", A.START_TESTING, value))
-    if state is State.READY_FOR_SIGNOFF:
-        out += approval_buttons(view)
-    if state in (State.APPROVED, State.SCHEDULED, State.DEPLOY_FAILED) or (
-            state is State.DEPLOYED and view.next_env):
-        env = view.next_env or view.environments[-1]
-        out.append(button(f"Deploy to {env}", A.DEPLOY, value, "primary", confirm(
-            "Deploy?", f"Start the {env} deploy pipeline for {rid}?", "Deploy")))
-    if state is State.DEPLOYED and not view.next_env:
-        out.append(button("Verification passed", A.VERIFY_PASS, value, "primary"))
-        out.append(button("Verification failed", A.VERIFY_FAIL, value, "danger"))
-    if state in (State.DEPLOYED, State.DEPLOY_FAILED, State.VERIFICATION_FAILED,
-                 State.VERIFIED, State.OBSERVING):
-        out.append(rollback_button(view))
-    if state in (State.VERIFIED, State.OBSERVING):
-        out.append(button("Close", A.CLOSE, value))
+    """The buttons for the events the table allows now, as the facts on the card permit."""
+    allowed = allowed_events(view.state)
+    out = [b for event, build in _BUTTONS.items() if event in allowed for b in build(view)]
     return out[:25]
+
+
+def _button(label: str, action: str) -> Callable[[ReleaseView], list[Block]]:
+    """A plain button for one event."""
+    return lambda view: [button(label, action, button_value(view))]
+
+
+def deploy_button(view: ReleaseView) -> list[Block]:
+    """Deploy to the next environment; none once production is done."""
+    if view.state is State.DEPLOYED and view.next_env is None:
+        return []
+    env = view.next_env or view.environments[-1]
+    return [button(f"Deploy to {env}", A.DEPLOY, button_value(view), "primary", confirm(
+        "Deploy?", f"Start the {env} deploy pipeline for {view.release.rel_id}?", "Deploy"))]
+
+
+def verify_buttons(view: ReleaseView) -> list[Block]:
+    """Passed or failed, once production is deployed."""
+    if view.next_env:
+        return []
+    value = button_value(view)
+    return [button("Verification passed", A.VERIFY_PASS, value, "primary"),
+            button("Verification failed", A.VERIFY_FAIL, value, "danger")]
 
 
 def rollback_button(view: ReleaseView) -> Block:
@@ -179,3 +177,17 @@ def approval_buttons(view: ReleaseView) -> list[Block]:
             "Approve?", f"Sign off {rid} for your role?", "Approve")),
         button("Reject", A.REJECT, value, "danger"),
     ]
+
+
+# Card buttons by event, in the order they are drawn. Reject is drawn beside Approve, and the
+# verify pair only where a failure can still be recorded: a recorded failure is not flipped
+# from the card.
+_BUTTONS: dict[Event, Callable[[ReleaseView], list[Block]]] = {
+    Event.REPORT: _button("Attach test report", A.REPORT),
+    Event.START_TESTING: _button("Start testing", A.START_TESTING),
+    Event.APPROVE: approval_buttons,
+    Event.DEPLOY: deploy_button,
+    Event.VERIFY_FAIL: verify_buttons,
+    Event.ROLLBACK: lambda view: [rollback_button(view)],
+    Event.CLOSE: _button("Close", A.CLOSE),
+}

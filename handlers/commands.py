@@ -9,12 +9,11 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
 
-from bot import calendar, deploys
-from bot import service as svc
+from bot import calendar, deploys, releases, transition
 from bot.gitlab import GitLabError
 from bot.notes import notes_for_release, release_notes_text
 from bot.policy import ReleaseType
-from bot.workflow import Actor, Refused
+from bot.workflow import Actor, Event, Refused
 from handlers.answer import tell
 from handlers.blocks import escape
 from handlers.modals import build_request_modal
@@ -73,9 +72,9 @@ async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
             raise UsageError(p.sub, str(exc)) from None
     kind = p.options.get("type", ReleaseType.STANDARD.value).lower()
     title = " ".join(p.words[2:]) or f"{p.words[0]} {p.words[1]}"
-    new = svc.NewRelease(project=p.words[0], ref=p.words[1], title=title, type=kind,
+    new = releases.NewRelease(project=p.words[0], ref=p.words[1], title=title, type=kind,
                          version_label=p.options.get("version", ""), scheduled_at=scheduled)
-    out = await svc.request_release(rt.deps, actor=await rt.directory.actor(user), new=new)
+    out = await releases.request_release(rt.deps, actor=await rt.directory.actor(user), new=new)
     return f"Filed {out.release.rel_id}. Its card is in <#{policy.release_channel}>."
 
 
@@ -106,15 +105,15 @@ async def _status(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 async def _test(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """A tester picks the release up."""
-    out = await svc.start_testing(rt.deps, release_id=p.release_id or 0,
+    out = await releases.start_testing(rt.deps, release_id=p.release_id or 0,
                                   actor=await rt.directory.actor(user))
     return f"You're testing {out.release.rel_id}. Attach the report with `/release report`."
 
 
 async def _report(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Attach a test report link with open-bug counts."""
-    report = svc.ReportInput(url=p.words[0], bugs=parse_bug_counts(p.words[1:]))
-    out = await svc.attach_report(rt.deps, release_id=p.release_id or 0,
+    report = releases.ReportInput(url=p.words[0], bugs=parse_bug_counts(p.words[1:]))
+    out = await releases.attach_report(rt.deps, release_id=p.release_id or 0,
                                   actor=await rt.directory.actor(user), report=report)
     if out.detail["passes"]:
         return f"Report attached to {out.release.rel_id}; it meets the go-live standard."
@@ -124,21 +123,21 @@ async def _report(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 async def _accept(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """An executive accepts known issues."""
-    out = await svc.accept_risk(rt.deps, release_id=p.release_id or 0,
+    out = await releases.accept_risk(rt.deps, release_id=p.release_id or 0,
                                 actor=await rt.directory.actor(user), reason=p.rest)
     return f"Recorded: {out.release.rel_id} may ship with its open bugs."
 
 
 async def _approve(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Sign off for one's role."""
-    out = await svc.approve(rt.deps, release_id=p.release_id or 0,
+    out = await releases.approve(rt.deps, release_id=p.release_id or 0,
                             actor=await rt.directory.actor(user), comment=p.rest)
     return f"You approved {out.release.rel_id} as {out.detail['role']}."
 
 
 async def _reject(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Stop the release with a reason."""
-    out = await svc.reject(rt.deps, release_id=p.release_id or 0,
+    out = await releases.reject(rt.deps, release_id=p.release_id or 0,
                            actor=await rt.directory.actor(user), reason=p.rest)
     return f"You rejected {out.release.rel_id}."
 
@@ -147,7 +146,7 @@ async def _ref(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Point the release at another ref."""
     if len(p.words) != 1:
         raise UsageError(p.sub, "Give exactly one ref.")
-    out = await svc.change_ref(rt.deps, release_id=p.release_id or 0,
+    out = await releases.change_ref(rt.deps, release_id=p.release_id or 0,
                                actor=await rt.directory.actor(user), ref=p.words[0])
     return (f"{out.release.rel_id} now points at `{p.words[0]}`; "
             "it needs testing and sign-off again.")
@@ -155,21 +154,21 @@ async def _ref(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 async def _check(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Tick checklist items."""
-    out = await svc.tick(rt.deps, release_id=p.release_id or 0,
+    out = await releases.tick(rt.deps, release_id=p.release_id or 0,
                          actor=await rt.directory.actor(user), items=parse_items(p.words))
     return f"Checklist of {out.release.rel_id}: {out.detail['done']}/{out.detail['total']} ticked."
 
 
 async def _override(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """An executive lets an emergency release deploy in a freeze or outside windows."""
-    out = await svc.override_gate(rt.deps, release_id=p.release_id or 0,
+    out = await releases.override_gate(rt.deps, release_id=p.release_id or 0,
                                   actor=await rt.directory.actor(user), reason=p.rest)
     return f"Recorded: {out.release.rel_id} may deploy outside the windows and freezes."
 
 
 async def _cancel(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Withdraw before deploy."""
-    out = await svc.cancel(rt.deps, release_id=p.release_id or 0,
+    out = await releases.cancel(rt.deps, release_id=p.release_id or 0,
                            actor=await rt.directory.actor(user), reason=p.rest)
     return f"{out.release.rel_id} is cancelled."
 
@@ -182,10 +181,10 @@ async def _deploy(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     return deploy_answer(out)
 
 
-def deploy_answer(out: svc.Outcome) -> str:
+def deploy_answer(out: transition.Outcome) -> str:
     """What the deployer did, in a sentence."""
     env = out.detail.get("environment", "")
-    if out.event == "deploy failed":
+    if out.event is Event.DEPLOY_FAILED:
         return (f"The {env} pipeline of {out.release.rel_id} did not start: "
                 f"{out.detail.get('error')}")
     return f"{out.release.rel_id}: the {env} pipeline is running. Follow it on the card."
@@ -199,7 +198,7 @@ async def _verify(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     return verify_answer(out, passed)
 
 
-def verify_answer(out: svc.Outcome, passed: bool) -> str:
+def verify_answer(out: transition.Outcome, passed: bool) -> str:
     """The verification, acknowledged."""
     if passed:
         return f"Verified {out.release.rel_id}; the observation period has started."
@@ -210,7 +209,7 @@ async def _rollback(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Redeploy the previous version."""
     out = await rt.deployer.rollback(release_id=p.release_id or 0, reason=p.rest,
                                      actor=await rt.directory.actor(user))
-    if out.event == "rollback failed":
+    if out.event is Event.ROLLBACK_FAILED:
         return (f"The rollback pipeline of {out.release.rel_id} did not start: "
                 f"{out.detail.get('error')}")
     return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`."
@@ -223,7 +222,7 @@ async def _close(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def close_release(rt: Runtime, release_id: int, actor: Actor,
-                        revision: int | None = None) -> svc.Outcome:
+                        revision: int | None = None) -> transition.Outcome:
     """Close with the release notes attached to the announcement."""
     notes = await release_notes_text(rt.deps, rt.deployer.gitlab, release_id)
     return await deploys.close(rt.deps, release_id=release_id, actor=actor, revision=revision,

@@ -15,12 +15,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.readmodel import ReleaseView, load_view
-from bot.service import Deps
-from bot.workflow import State
+from bot.transition import Deps
+from bot.workflow import Event, State
 from handlers.blocks import escape, section
 from handlers.cards import approval_buttons, build_release_card, rollback_button
 from handlers.directory import Directory
-from handlers.render import event_text, notice_text
+from handlers.render import event_text, notice_text, payload_event
 from handlers.status import close_summary
 from storage import queries as q
 from storage.db import transaction
@@ -222,7 +222,7 @@ class Deliverer:
                                                        thread_ts=rel.card_ts):
             return
         text = event_text(row.payload)
-        if row.payload.get("event") == "close":
+        if payload_event(row.payload) is Event.CLOSE:
             text = await self._summary(rel.id, row.payload)
         await self._post(rel.card_channel, rel.id, key, text=text,
                          thread_ts=rel.card_ts, reply_broadcast=bool(row.payload.get("broadcast")))
@@ -232,13 +232,13 @@ class Deliverer:
         rel = view.release
         if view.state is not State.READY_FOR_SIGNOFF or row.payload.get("revision") != rel.revision:
             return  # the moment passed before delivery: asking now would be noise
-        signed = set(view.approved_by.values()) | {rel.requester}
         text = f"{rel.rel_id} ({rel.project}) needs your sign-off: {escape(rel.title[:200])}"
         if row.payload.get("reminder"):
             text = "Reminder: " + text
         link = await self._permalink(rel.card_channel, rel.card_ts)
-        users = await self.directory.users_in_roles(view.missing_roles)
-        for user in [u for u in users if u not in signed]:
+        for user in await self.directory.users_in_roles(view.missing_roles):
+            if view.may_sign(await self.directory.actor(user)) is None:
+                continue  # the requester, or someone whose every role here is signed
             blocks = ask_blocks(view, link)
             await self._direct(user, rel.id, f"ask:{row.id}:{user}", text=text, blocks=blocks)
 

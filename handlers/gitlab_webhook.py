@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.deployer import Deployer, PipelineResult
+from bot.deploys import Deployer, PipelineResult
 from bot.policy import Policy
-from bot.service import Deps
+from bot.transition import Deps
 from storage import queries as q
 from storage.db import transaction
 

@@ -8,11 +8,10 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot.readmodel import ReleaseView, load_view
-from bot.workflow import Actor, State
+from bot.workflow import ACTIVE, Actor
 from handlers.blocks import Block, context, section
 from handlers.cards import build_release_card
 from handlers.runtime import Runtime
-from handlers.status import ACTIVE
 from storage import queries as q
 from storage.db import transaction
 
@@ -22,10 +21,7 @@ PER_SECTION = 5  # three sections of cards stay under Slack's 100-block limit fo
 
 def awaiting(view: ReleaseView, actor: Actor) -> bool:
     """Whether this person's sign-off is what the release waits for."""
-    rel = view.release
-    return (view.state is State.READY_FOR_SIGNOFF and rel.requester != actor.user
-            and actor.user not in view.approved_by.values()
-            and any(r in actor.roles for r in view.missing_roles))
+    return view.may_sign(actor) is not None
 
 
 def build_home(pending: list[ReleaseView], mine: list[ReleaseView], flight: list[ReleaseView],

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot import calendar
 from bot.policy import Policy, ReleaseType
-from bot.service import NewRelease
+from bot.releases import NewRelease
 from handlers.blocks import Block, V, clip, is_id
 
 WORK_ITEM_KINDS = (("!", "mr"), ("#", "issue"), ("INC", "incident"))

@@ -6,7 +6,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from bot.service import parse_release_id
+from bot.releases import parse_release_id
 from bot.workflow import Refused
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bot.workflow import Event
 from handlers.blocks import clip, escape, mention
 
 Payload = dict[str, Any]
@@ -111,39 +112,48 @@ def _ref(p: Payload, d: Payload) -> str:
             f"`{escape(str(d.get('ref')))}`.{voided}")
 
 
-RENDERERS: dict[str, Callable[[Payload, Payload], str]] = {
-    "request": _request,
-    "start testing": _simple("🧪", "started testing"),
-    "report": _report,
-    "accept risk": _simple("⚠️", "accepted the open bugs as a known risk"),
-    "approve": _approve,
-    "reject": _simple("⛔", "rejected the release"),
-    "change ref": _ref,
-    "tick": _tick,
-    "override gate": _simple("🔓", "allowed this release to deploy outside the windows/freeze"),
-    "hold": lambda p, d: f"⏸ The scheduled deploy is held{_reason(d)}.",
-    "deploy": _deploy,
-    "pipeline started": _pipeline,
-    "deploy succeeded": _deployed,
-    "deploy failed": _deploy_failed,
-    "verify pass": _simple("✔️", "verified the release in production", "note"),
-    "verify fail": _simple("⚠️", "found a problem in production", "note"),
-    "observe": lambda p, d: "👀 Observation period started.",
-    "close": lambda p, d: "🏁 The release is closed." + (
+_E = Event
+RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
+    _E.REQUEST: _request,
+    _E.START_TESTING: _simple("🧪", "started testing"),
+    _E.REPORT: _report,
+    _E.ACCEPT_RISK: _simple("⚠️", "accepted the open bugs as a known risk"),
+    _E.APPROVE: _approve,
+    _E.REJECT: _simple("⛔", "rejected the release"),
+    _E.CHANGE_REF: _ref,
+    _E.TICK: _tick,
+    _E.OVERRIDE_GATE: _simple("🔓", "allowed this release to deploy outside the windows/freeze"),
+    _E.HOLD: lambda p, d: f"⏸ The scheduled deploy is held{_reason(d)}.",
+    _E.DEPLOY: _deploy,
+    _E.PIPELINE_STARTED: _pipeline,
+    _E.DEPLOY_SUCCEEDED: _deployed,
+    _E.DEPLOY_FAILED: _deploy_failed,
+    _E.VERIFY_PASS: _simple("✔️", "verified the release in production", "note"),
+    _E.VERIFY_FAIL: _simple("⚠️", "found a problem in production", "note"),
+    _E.OBSERVE: lambda p, d: "👀 Observation period started.",
+    _E.CLOSE: lambda p, d: "🏁 The release is closed." + (
         f"\n*Release notes*\n{d['notes']}" if d.get("notes") else ""),
-    "rollback": _rollback,
-    "rollback succeeded": _rolled_back,
-    "rollback failed": _rollback_failed,
-    "cancel": _simple("🚫", "cancelled the release"),
+    _E.ROLLBACK: _rollback,
+    _E.ROLLBACK_SUCCEEDED: _rolled_back,
+    _E.ROLLBACK_FAILED: _rollback_failed,
+    _E.CANCEL: _simple("🚫", "cancelled the release"),
 }
+
+
+def payload_event(payload: Payload) -> Event | None:
+    """The Event an outbox payload announces (None for a value no version of the bot wrote)."""
+    try:
+        return Event(payload.get("event", ""))
+    except ValueError:
+        return None
 
 
 def event_text(payload: Payload) -> str:
     """The thread line for one outbox event."""
-    render = RENDERERS.get(payload.get("event", ""))
-    if render is None:
+    event = payload_event(payload)
+    if event is None:
         return f"{escape(str(payload.get('event')))} by {mention(str(payload.get('actor')))}"
-    return clip(render(payload, payload.get("detail") or {}))
+    return clip(RENDERERS[event](payload, payload.get("detail") or {}))
 
 
 def _hours(since: Any) -> str:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.deployer import Deployer
-from bot.service import Deps
+from bot.deploys import Deployer
+from bot.transition import Deps
 from handlers.delivery import Deliverer
 from handlers.directory import Directory
 from storage import queries as q

@@ -6,16 +6,11 @@ from typing import Any
 
 from bot import calendar
 from bot.readmodel import ReleaseView, load_view
-from bot.service import Deps
-from bot.workflow import TERMINAL, Refused, State
+from bot.transition import Deps
+from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
 from handlers.blocks import STATE_ICON, clip, context, escape, local_time, mention, section
 from handlers.cards import build_release_card
 from storage import queries as q
-
-ACTIVE = [s.value for s in State if s not in TERMINAL]
-SCHEDULABLE = {s.value for s in (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF,
-                                 State.APPROVED, State.SCHEDULED)}
-TIMELINE_ROWS = 25
 
 
 async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str, Any]]]:
@@ -64,8 +59,8 @@ def deploys_text(view: ReleaseView, tz: Any) -> str:
 def timeline_text(view: ReleaseView, tz: Any) -> str:
     """The audit trail, newest last."""
     lines = ["*Timeline*"]
-    for a in view.audit[-TIMELINE_ROWS:]:
-        who = mention(a.actor) if a.actor != "releasebot" else "ReleaseBot"
+    for a in view.audit:  # the newest rows only: load_view reads TIMELINE_ROWS of them
+        who = mention(a.actor) if a.actor != SYSTEM.user else "ReleaseBot"
         to = State(a.to_state).label
         change = f"{State(a.from_state).label} → {to}" if a.from_state not in (None,
                                                                                a.to_state) else to
@@ -112,7 +107,7 @@ async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:
     policy, now = deps.policy, deps.clock()
     async with deps.sessions() as session:
         coming = [r for r in await q.list_releases(session, states=ACTIVE, limit=200)
-                  if r.scheduled_at is not None and r.state in SCHEDULABLE]
+                  if r.scheduled_at is not None and r.state in BEFORE_DEPLOY]
     coming.sort(key=lambda r: r.scheduled_at or now)
     gate = calendar.deploy_gate(now, policy)
     today = now.astimezone(policy.tz).date()

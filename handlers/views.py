@@ -8,8 +8,7 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import deploys
-from bot import service as svc
+from bot import deploys, releases
 from bot.workflow import Refused
 from handlers.answer import tell
 from handlers.blocks import escape
@@ -55,7 +54,7 @@ async def on_request_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None
     """The request form: field errors stay in the form; a good request is filed."""
     policy = runtime.deps.policy
     new, errors = parse_request_view(_values(body), policy, runtime.deps.clock())
-    if new is not None and (problems := svc.validate_request(runtime.deps, new)):
+    if new is not None and (problems := releases.validate_request(runtime.deps, new)):
         errors = {"title": " ".join(problems)[:150]}
     if errors or new is None:
         await ack(response_action="errors", errors=errors)
@@ -63,8 +62,8 @@ async def on_request_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None
     user = (body.get("user") or {}).get("id", "")
 
     async def act() -> str:
-        out = await svc.request_release(runtime.deps, actor=await runtime.directory.actor(user),
-                                        new=new)
+        actor = await runtime.directory.actor(user)
+        out = await releases.request_release(runtime.deps, actor=actor, new=new)
         return f"Filed {out.release.rel_id}. Its card is in <#{policy.release_channel}>."
 
     await _finish(ack, runtime, body, act, (body.get("view") or {}).get("private_metadata"))
@@ -80,9 +79,9 @@ async def on_report_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
 
     async def act() -> str:
         release_id, revision = _target(body)
-        out = await svc.attach_report(
+        out = await releases.attach_report(
             runtime.deps, release_id=release_id, actor=await runtime.directory.actor(user),
-            report=svc.ReportInput(url=parsed[0], bugs=parsed[1]), revision=revision)
+            report=releases.ReportInput(url=parsed[0], bugs=parsed[1]), revision=revision)
         verdict = "meets" if out.detail["passes"] else "does not meet"
         return f"Report attached to {out.release.rel_id}; it {verdict} the go-live standard."
 
@@ -99,7 +98,7 @@ async def on_reject_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
 
     async def act() -> str:
         release_id, revision = _target(body)
-        out = await svc.reject(runtime.deps, release_id=release_id, reason=reason,
+        out = await releases.reject(runtime.deps, release_id=release_id, reason=reason,
                                actor=await runtime.directory.actor(user), revision=revision)
         return f"You rejected {out.release.rel_id}."
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.workflow import REACHED_PRODUCTION
 from storage.models import (
     Approval,
     AuditEntry,
@@ -25,6 +26,11 @@ from storage.models import (
     TestReport,
     WorkItem,
 )
+
+
+def _values(states: Sequence[str]) -> list[str]:
+    """States as the plain strings stored in the column."""
+    return [str(s) for s in states]
 
 
 async def lock_release(session: AsyncSession, release_id: int) -> Release | None:
@@ -154,12 +160,67 @@ def add_outbox(session: AsyncSession, *, release_id: int | None, kind: str,
     return msg
 
 
+async def create_release(session: AsyncSession, *, release: Release,
+                         work_items: Sequence[tuple[str, str]] = ()) -> Release:
+    """Insert a new release (its id assigned) with the work items it groups."""
+    session.add(release)
+    await session.flush()
+    for kind, reference in work_items:
+        session.add(WorkItem(release_id=release.id, kind=kind, reference=reference))
+    return release
+
+
+def add_report(session: AsyncSession, *, release: Release, url: str, bugs: dict[str, int],
+               passes: bool, reporter: str, at: datetime) -> TestReport:
+    """File a test report for the release's current revision."""
+    report = TestReport(release_id=release.id, revision=release.revision, url=url,
+                        bugs_a=bugs["A"], bugs_b=bugs["B"], bugs_c=bugs["C"], passes=passes,
+                        reporter=reporter, created_at=at)
+    session.add(report)
+    return report
+
+
+def add_approval(session: AsyncSession, *, release: Release, role: str | None, approver: str,
+                 seat: str, comment: str, at: datetime) -> Approval:
+    """Sign off the current revision; the unique keys refuse a concurrent duplicate at commit."""
+    approval = Approval(release_id=release.id, revision=release.revision, role=role,
+                        approver=approver, seat=seat, comment=comment, created_at=at)
+    session.add(approval)
+    return approval
+
+
+def add_ticks(session: AsyncSession, *, release_id: int, items: Sequence[int], by: str,
+              at: datetime) -> None:
+    """Tick checklist items."""
+    for item in items:
+        session.add(ChecklistTick(release_id=release_id, item=item, ticked_by=by, created_at=at))
+
+
+async def add_deployment(session: AsyncSession, *, release: Release, environment: str, ref: str,
+                         previous_ref: str | None, rollback: bool, started_by: str,
+                         at: datetime) -> Deployment:
+    """Record a deploy or rollback the bot has committed to (its id assigned)."""
+    dep = Deployment(release_id=release.id, revision=release.revision, project=release.project,
+                     environment=environment, ref=ref, previous_ref=previous_ref,
+                     rollback=rollback, started_by=started_by, started_at=at)
+    session.add(dep)
+    await session.flush()
+    return dep
+
+
+async def get_deployment(session: AsyncSession, *, deployment_id: int, lock: bool = False,
+                         fresh: bool = False) -> Deployment | None:
+    """One deployment; `lock` holds its row, `fresh` rereads what others committed since."""
+    return await session.get(Deployment, deployment_id, with_for_update=lock or None,
+                             populate_existing=fresh)
+
+
 async def list_releases(session: AsyncSession, *, states: Sequence[str] | None = None,
                         user: str | None = None, limit: int = 20) -> Sequence[Release]:
     """Releases newest first, optionally only some states or one person's."""
     stmt = select(Release)
     if states is not None:
-        stmt = stmt.where(col(Release.state).in_(states))
+        stmt = stmt.where(col(Release.state).in_(_values(states)))
     if user is not None:
         stmt = stmt.where(Release.requester == user)
     return (await session.exec(stmt.order_by(col(Release.id).desc()).limit(limit))).all()
@@ -169,7 +230,7 @@ async def previous_release_ref(session: AsyncSession, release: Release) -> str |
     """The ref of the project's last release that reached production before this one."""
     stmt = (select(Release.ref)
             .where(Release.project == release.project, col(Release.id) < release.id,
-                   col(Release.state).in_(("deployed", "verified", "observing", "closed")))
+                   col(Release.state).in_(_values(REACHED_PRODUCTION)))
             .order_by(col(Release.id).desc()).limit(1))
     return (await session.exec(stmt)).first()
 
@@ -209,7 +270,7 @@ async def reminder_of(session: AsyncSession, release_id: int, kind: str) -> Remi
 
 async def releases_in(session: AsyncSession, states: Sequence[str]) -> Sequence[Release]:
     """Every release in these states, oldest first."""
-    stmt = select(Release).where(col(Release.state).in_(states))
+    stmt = select(Release).where(col(Release.state).in_(_values(states)))
     return (await session.exec(stmt.order_by(col(Release.id)))).all()
 
 
@@ -217,7 +278,7 @@ async def due_scheduled(session: AsyncSession, now: datetime,
                         states: Sequence[str]) -> Sequence[Release]:
     """Releases whose planned deploy time has come, in these states."""
     stmt = select(Release).where(col(Release.scheduled_at) <= now,
-                                 col(Release.state).in_(states))
+                                 col(Release.state).in_(_values(states)))
     return (await session.exec(stmt.order_by(col(Release.scheduled_at)))).all()
 
 

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from bot.policy import Policy, parse_policy
-from bot.service import Deps
+from bot.transition import Deps
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade
 

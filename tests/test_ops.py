@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from bot import deploys
-from bot import service as svc
+from bot import deploys, releases
 from bot.ops import export_audit, parse_since, run_check, utc_iso
 from bot.people import actor_for
-from bot.service import Deps, NewRelease, ReportInput
+from bot.releases import NewRelease, ReportInput
 from bot.settings import Settings, load_settings
+from bot.transition import Deps
 from emulators.gitlab import GitLabEmulator
 from emulators.slack import SlackEmulator
 from storage.models import AuditEntry
@@ -182,13 +182,13 @@ def who(deps: Deps, user: str) -> Any:
 
 async def deployed_release(deps: Deps, clock: FakeClock, title: str) -> int:
     """A release taken through report, sign-off, checklist and a production deploy."""
-    out = await svc.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+    out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project="web", ref="v1.1.0", title=title))
     rid = out.release.id
-    await svc.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+    await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                             report=ReportInput("https://ci/r/1", {"C": 1}))
     for user in (DIRECTOR, LEAD):
-        await svc.approve(deps, release_id=rid, actor=who(deps, user), comment="ok, ship it")
+        await releases.approve(deps, release_id=rid, actor=who(deps, user), comment="ok, ship it")
     start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
     await deploys.record_pipeline(deps, deployment_id=start.deployment.id, pipeline_id=rid,
                                   url=f"https://gl/p/{rid}")
@@ -218,9 +218,9 @@ async def trail(deps: Deps, clock: FakeClock) -> None:
     await deployed_release(deps, clock, "Checkout")
     await deployed_release(deps, clock, "Footer")
     clock.advance(days=2)
-    out = await svc.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+    out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project="payments", ref="main", title="Refunds"))
-    await svc.cancel(deps, release_id=out.release.id, actor=who(deps, DEV),
+    await releases.cancel(deps, release_id=out.release.id, actor=who(deps, DEV),
                      reason='not now, "maybe" next week\n急')
 
 

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 from bot.app import DEPLOYER, DEPS, RUNTIME
-from bot.deployer import PipelineResult
+from bot.deploys import PipelineResult
 from bot.policy import parse_policy
 from emulators.gitlab import variable
 from handlers.blocks import A

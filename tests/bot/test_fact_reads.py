@@ -11,11 +11,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event as sa_event
 
-from bot import service as svc
+from bot import releases
 from bot.people import actor_for
 from bot.policy import parse_policy
-from bot.service import EVERYTHING, READS, Deps, NewRelease, ReportInput, Stored
-from bot.workflow import TABLE, Actor, Ctx, Event, Facts, Report, State, TransitionError, decide
+from bot.releases import NewRelease, ReportInput
+from bot.transition import Deps
+from bot.workflow import (
+    EVENTS,
+    EVERYTHING,
+    TABLE,
+    Actor,
+    Ctx,
+    Event,
+    Facts,
+    Report,
+    State,
+    Stored,
+    TransitionError,
+    decide,
+)
 from storage.db import make_engine, make_sessionmaker
 from tests.conftest import POLICY_YAML
 
@@ -70,17 +84,17 @@ def outcome(facts: Facts, event: Event, ctx: Ctx) -> str:
 
 def test_every_event_declares_its_reads() -> None:
     """A new event must say what it reads rather than silently read everything."""
-    assert set(READS) == set(Event)
+    assert set(EVENTS) == set(Event)
 
 
-@pytest.mark.parametrize("event", list(Event))
+@pytest.mark.parametrize("event", sorted({t.event for t in TABLE}))
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_unread_facts_never_change_a_decision(event: Event, data: st.DataObject) -> None:
     """Guards, selectors and who-checks only look at the facts their event declares."""
     full = data.draw(facts_in([s for t in TABLE if t.event is event for s in t.sources]))
     ctx = data.draw(ctxs)
-    assert outcome(unread(full, READS[event]), event, ctx) == outcome(full, event, ctx)
+    assert outcome(unread(full, EVENTS[event].reads), event, ctx) == outcome(full, event, ctx)
 
 
 async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps) -> None:
@@ -99,18 +113,18 @@ async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps)
         return actor_for(deps.policy, user)
 
     kind[0] = "request"
-    out = await svc.request_release(deps, actor=who("U0DEV"), new=NewRelease(
+    out = await releases.request_release(deps, actor=who("U0DEV"), new=NewRelease(
         project="payments", ref="v1.1.0", title="Faster checkout"))
     rid = out.release.id
     kind[0] = "report"
-    await svc.attach_report(deps, release_id=rid, actor=who("U0TESTER"),
+    await releases.attach_report(deps, release_id=rid, actor=who("U0TESTER"),
                             report=ReportInput("https://ci/r/1", {"C": 1}))
     for user in ("U0DIRECTOR", "U0TESTLEAD"):
         kind[0] = "approve"
-        await svc.approve(deps, release_id=rid, actor=who(user))
+        await releases.approve(deps, release_id=rid, actor=who(user))
     kind[0] = "tick"
-    await svc.tick(deps, release_id=rid, actor=who("U0OPS"), items=(1, 2))
-    again = await svc.tick(deps, release_id=rid, actor=who("U0OPS"), items=(2,))
+    await releases.tick(deps, release_id=rid, actor=who("U0OPS"), items=(1, 2))
+    again = await releases.tick(deps, release_id=rid, actor=who("U0OPS"), items=(2,))
     await engine.dispose()
     assert again.to_state is State.APPROVED and again.detail == {"items": [], "done": 2, "total": 2}
     assert selects == Counter({"report": 2, "approve": 4, "tick": 4})
@@ -120,8 +134,9 @@ async def test_an_override_names_the_gate_it_lifts(deps: Deps) -> None:
     """The override reads the gate (its effect does, not its guards): the freeze is recorded."""
     deps.policy = parse_policy(POLICY_YAML.replace(
         "freezes: []", 'freezes: [{from: 2026-11-20, to: 2026-11-30, reason: "Sales week"}]'))
-    out = await svc.request_release(deps, actor=actor_for(deps.policy, "U0DEV"), new=NewRelease(
-        project="web", ref="v1.1.0", title="Hotfix", type="emergency"))
-    lifted = await svc.override_gate(deps, release_id=out.release.id, reason="outage",
+    out = await releases.request_release(
+        deps, actor=actor_for(deps.policy, "U0DEV"),
+        new=NewRelease(project="web", ref="v1.1.0", title="Hotfix", type="emergency"))
+    lifted = await releases.override_gate(deps, release_id=out.release.id, reason="outage",
                                      actor=actor_for(deps.policy, "U0CTO"))
     assert "Sales week" in lifted.detail["gate"]

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import deploys
-from bot import service as svc
-from bot.deployer import Deployer
+from bot import deploys, releases
+from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
 from bot.jobs import Jobs
 from bot.policy import parse_policy
-from bot.service import Deps, NewRelease, ReportInput
+from bot.releases import NewRelease, ReportInput
+from bot.transition import Deps
 from bot.workflow import Refused, State
 from emulators.gitlab import GitLabEmulator
 from storage import queries as q
@@ -103,7 +103,7 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
     assert "Checklist items still open: 1, 2" in held[0]["detail"]["reason"]
     async with deps.sessions() as session:
         assert (await q.get_release(session, rid)).hold_reason
-    await svc.tick(deps, release_id=rid, actor=who(deps, OPS), items=(1, 2))
+    await releases.tick(deps, release_id=rid, actor=who(deps, OPS), items=(1, 2))
     assert await jobs.deploy_due() == 1
     assert await state(deps, rid) is State.DEPLOYING
     assert [p.ref for p in gitlab.pipelines.values()] == ["v1.1.0"]
@@ -112,7 +112,7 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
 async def test_campaign_needs_its_time(deps: Deps) -> None:
     """A campaign without --at is refused with the way to give it."""
     with pytest.raises(Refused, match="campaign release needs its launch time"):
-        await svc.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+        await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
             project="web", ref="v1.1.0", title="Sale", type="campaign"))
 
 
@@ -137,20 +137,20 @@ async def test_approval_reminder_then_escalation_each_once(deps: Deps, jobs: Job
     escalation = await notices(deps, "escalation")
     assert escalation[0]["roles"] == ["release_manager"]
     assert escalation[0]["detail"]["waiting_on"] == ["test_lead"]
-    await svc.approve(deps, release_id=rid, actor=who(deps, LEAD))
+    await releases.approve(deps, release_id=rid, actor=who(deps, LEAD))
     clock.advance(hours=48)
     assert await jobs.remind() == 0  # answered: quiet
 
 
 async def test_report_reminder_goes_to_testers(deps: Deps, jobs: Jobs, clock: FakeClock) -> None:
     """A release in test without a report for 24 h: testers are reminded, once per interval."""
-    out = await svc.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+    out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project="web", ref="v1.1.0", title="Copy"))
     clock.advance(hours=24)
     assert await jobs.remind() == 1
     assert await jobs.remind() == 0
     assert (await notices(deps, "report"))[0]["roles"] == ["tester"]
-    await svc.attach_report(deps, release_id=out.release.id, actor=who(deps, TESTER),
+    await releases.attach_report(deps, release_id=out.release.id, actor=who(deps, TESTER),
                             report=ReportInput("https://r/1", {}))
     clock.advance(hours=24)
     await jobs.remind()  # now it waits on approvers, not testers
@@ -201,12 +201,12 @@ async def test_hotfix_merge_back_reminded_until_merged(deps: Deps, jobs: Jobs, c
     """A shipped hotfix on a branch not in main is chased every 24 h until it is merged."""
     fix = gitlab.add_commit("acme/web", title="Hotfix: null check", branches=["hotfix-1"],
                             parent="v1.1.0")
-    out = await svc.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+    out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project="web", ref="hotfix-1", title="Null check", type="hotfix"))
     rid = out.release.id
-    await svc.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+    await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                             report=ReportInput("https://r/1", {}))
-    await svc.approve(deps, release_id=rid, actor=who(deps, LEAD))
+    await releases.approve(deps, release_id=rid, actor=who(deps, LEAD))
     start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
     await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="success")
     await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=True)
@@ -231,8 +231,8 @@ async def test_emergency_override_is_audited_and_shown(deps: Deps, clock: FakeCl
                          'freezes: [{from: 2026-11-20, to: 2026-11-30, reason: "Sales week"}]'})
     rid = await signed_off(deps, (CTO, DIRECTOR), project="web", type="emergency")
     with pytest.raises(Refused, match="reason"):
-        await svc.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason=" ")
-    await svc.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason="card outage")
+        await releases.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason=" ")
+    await releases.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason="card outage")
     async with deps.sessions() as session:
         audit = await q.audit_of(session, rid)
         release = await q.get_release(session, rid)

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import deploys
-from bot import service as svc
+from bot import deploys, releases
 from bot.people import actor_for
 from bot.policy import parse_policy
-from bot.service import Deps, NewRelease, ReportInput
+from bot.releases import NewRelease, ReportInput
+from bot.transition import Deps
 from bot.workflow import Refused, State
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
@@ -40,17 +40,17 @@ async def apply_step(deps: Deps, rid: int, name: str, user: str) -> None:
     """One random thing a person (or GitLab) does; refusals are fine."""
     who = actor_for(deps.policy, user)
     calls: dict[str, Any] = {
-        "test": lambda: svc.start_testing(deps, release_id=rid, actor=who),
-        "report_ok": lambda: svc.attach_report(deps, release_id=rid, actor=who,
+        "test": lambda: releases.start_testing(deps, release_id=rid, actor=who),
+        "report_ok": lambda: releases.attach_report(deps, release_id=rid, actor=who,
                                                report=ReportInput("https://r/1", {"C": 1})),
-        "report_bad": lambda: svc.attach_report(deps, release_id=rid, actor=who,
+        "report_bad": lambda: releases.attach_report(deps, release_id=rid, actor=who,
                                                 report=ReportInput("https://r/2", {"A": 2})),
-        "accept": lambda: svc.accept_risk(deps, release_id=rid, actor=who, reason="outage"),
-        "approve": lambda: svc.approve(deps, release_id=rid, actor=who),
-        "reject": lambda: svc.reject(deps, release_id=rid, actor=who, reason="no"),
-        "ref": lambda: svc.change_ref(deps, release_id=rid, actor=who, ref="v9"),
-        "tick": lambda: svc.tick(deps, release_id=rid, actor=who, items=(1, 2)),
-        "override": lambda: svc.override_gate(deps, release_id=rid, actor=who, reason="x"),
+        "accept": lambda: releases.accept_risk(deps, release_id=rid, actor=who, reason="outage"),
+        "approve": lambda: releases.approve(deps, release_id=rid, actor=who),
+        "reject": lambda: releases.reject(deps, release_id=rid, actor=who, reason="no"),
+        "ref": lambda: releases.change_ref(deps, release_id=rid, actor=who, ref="v9"),
+        "tick": lambda: releases.tick(deps, release_id=rid, actor=who, items=(1, 2)),
+        "override": lambda: releases.override_gate(deps, release_id=rid, actor=who, reason="x"),
         "deploy": lambda: deploys.start_deploy(deps, release_id=rid, actor=who),
         "deploy_prod": lambda: deploys.start_deploy(deps, release_id=rid, actor=who,
                                                     environment="production"),
@@ -58,7 +58,7 @@ async def apply_step(deps: Deps, rid: int, name: str, user: str) -> None:
         "verify_bad": lambda: deploys.verify(deps, release_id=rid, actor=who, passed=False,
                                              note="broken"),
         "rollback": lambda: deploys.start_rollback(deps, release_id=rid, actor=who),
-        "cancel": lambda: svc.cancel(deps, release_id=rid, actor=who),
+        "cancel": lambda: releases.cancel(deps, release_id=rid, actor=who),
         "close": lambda: deploys.close(deps, release_id=rid, actor=who),
     }
     try:
@@ -101,8 +101,9 @@ async def run_sequence(url: str, steps: list[tuple[str, str]]) -> str:
     engine = make_engine(url)
     deps = Deps(make_sessionmaker(engine), parse_policy(POLICY_YAML), FakeClock())
     try:
-        out = await svc.request_release(deps, actor=actor_for(deps.policy, "U0DEV"), new=NewRelease(
-            project="payments", ref="v1", title="Random"))
+        out = await releases.request_release(
+            deps, actor=actor_for(deps.policy, "U0DEV"),
+            new=NewRelease(project="payments", ref="v1", title="Random"))
         for name, user in steps:
             await apply_step(deps, out.release.id, name, user)
             await check_invariants(deps, out.release.id)

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from bot import deploys
-from bot import service as svc
+from bot import deploys, releases
 from bot.people import actor_for
-from bot.service import Deps, NewRelease, ReportInput
+from bot.releases import NewRelease, ReportInput
+from bot.transition import Deps
 from bot.workflow import Refused, State
 from storage import queries as q
 from tests.conftest import FakeClock
@@ -26,7 +26,7 @@ def who(deps: Deps, user: str):
 async def new_release(deps: Deps, *, project: str = "payments", type: str = "standard",
                       ref: str = "v1.1.0", **kw: object) -> int:
     """File a release as the developer; its number."""
-    out = await svc.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+    out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project=project, ref=ref, title="Faster checkout", type=type, **kw))  # type: ignore[arg-type]
     return out.release.id
 
@@ -35,10 +35,10 @@ async def signed_off(deps: Deps, approvers: tuple[str, ...] = (DIRECTOR, LEAD),
                      **kw: object) -> int:
     """A release with a passing report and every sign-off."""
     rid = await new_release(deps, **kw)
-    await svc.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+    await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                             report=ReportInput("https://ci/r/1", {"A": 0, "B": 0, "C": 2}))
     for user in approvers:
-        await svc.approve(deps, release_id=rid, actor=who(deps, user))
+        await releases.approve(deps, release_id=rid, actor=who(deps, user))
     return rid
 
 
@@ -65,7 +65,7 @@ async def test_request_gets_an_id_audit_and_announcement(deps: Deps) -> None:
 async def test_bad_request_is_refused_plainly(deps: Deps) -> None:
     """Unknown project and type, and an empty title, are named together."""
     with pytest.raises(Refused) as err:
-        await svc.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+        await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
             project="nope", ref="main", title=" ", type="weekly"))
     assert "nope" in err.value.sentence and "weekly" in err.value.sentence
     assert "title" in err.value.sentence
@@ -78,7 +78,7 @@ async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:
     ops = who(deps, OPS)
     with pytest.raises(Refused, match="Checklist items still open: 1, 2"):
         await deploys.start_deploy(deps, release_id=rid, actor=ops)
-    await svc.tick(deps, release_id=rid, actor=ops, items=(1, 2))
+    await releases.tick(deps, release_id=rid, actor=ops, items=(1, 2))
     for env in ("staging", "production"):
         start = await deploys.start_deploy(deps, release_id=rid, actor=ops)
         assert start.deployment.environment == env
@@ -98,17 +98,17 @@ async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:
 async def test_failing_report_blocks_and_emergency_executive_accepts(deps: Deps) -> None:
     """A report over the standard keeps testing; only an emergency's executive lets it on."""
     rid = await new_release(deps)
-    out = await svc.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+    out = await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                                   report=ReportInput("https://ci/r/2", {"A": 1}))
     assert out.to_state is State.TESTING and out.detail["failures"] == ["1 open A bugs (limit 0)"]
     with pytest.raises(Refused, match="can't ship with open bugs"):
-        await svc.accept_risk(deps, release_id=rid, actor=who(deps, CTO), reason="outage")
+        await releases.accept_risk(deps, release_id=rid, actor=who(deps, CTO), reason="outage")
     emergency = await new_release(deps, type="emergency")
-    await svc.attach_report(deps, release_id=emergency, actor=who(deps, TESTER),
+    await releases.attach_report(deps, release_id=emergency, actor=who(deps, TESTER),
                             report=ReportInput("https://ci/r/3", {"A": 1}))
     with pytest.raises(Refused, match="Please give a reason"):
-        await svc.accept_risk(deps, release_id=emergency, actor=who(deps, CTO), reason="")
-    out = await svc.accept_risk(deps, release_id=emergency, actor=who(deps, CTO),
+        await releases.accept_risk(deps, release_id=emergency, actor=who(deps, CTO), reason="")
+    out = await releases.accept_risk(deps, release_id=emergency, actor=who(deps, CTO),
                                 reason="payments outage")
     assert out.to_state is State.READY_FOR_SIGNOFF
     async with deps.sessions() as session:
@@ -118,30 +118,30 @@ async def test_failing_report_blocks_and_emergency_executive_accepts(deps: Deps)
 
 async def test_four_eyes_on_the_database(deps: Deps) -> None:
     """The requester's approval is refused even when they hold the role."""
-    out = await svc.request_release(deps, actor=who(deps, LEAD), new=NewRelease(
+    out = await releases.request_release(deps, actor=who(deps, LEAD), new=NewRelease(
         project="web", ref="main", title="Copy fix", type="hotfix"))
     assert out.to_state is State.REQUESTED
-    await svc.attach_report(deps, release_id=out.release.id, actor=who(deps, TESTER),
+    await releases.attach_report(deps, release_id=out.release.id, actor=who(deps, TESTER),
                             report=ReportInput("https://ci/r/4", {}))
     with pytest.raises(Refused, match="four eyes"):
-        await svc.approve(deps, release_id=out.release.id, actor=who(deps, LEAD))
+        await releases.approve(deps, release_id=out.release.id, actor=who(deps, LEAD))
 
 
 async def test_new_report_or_ref_voids_approvals(deps: Deps) -> None:
     """After an approval, a new report or ref means signing again."""
     rid = await new_release(deps)
     tester = who(deps, TESTER)
-    await svc.attach_report(deps, release_id=rid, actor=tester,
+    await releases.attach_report(deps, release_id=rid, actor=tester,
                             report=ReportInput("https://ci/r/5", {}))
-    await svc.approve(deps, release_id=rid, actor=who(deps, DIRECTOR))
-    out = await svc.attach_report(deps, release_id=rid, actor=tester,
+    await releases.approve(deps, release_id=rid, actor=who(deps, DIRECTOR))
+    out = await releases.attach_report(deps, release_id=rid, actor=tester,
                                   report=ReportInput("https://ci/r/6", {"C": 1}))
     assert out.detail["voided_approvals"] == 1
-    await svc.approve(deps, release_id=rid, actor=who(deps, LEAD))
+    await releases.approve(deps, release_id=rid, actor=who(deps, LEAD))
     assert await state_of(deps, rid) is State.READY_FOR_SIGNOFF  # director must sign again
-    await svc.approve(deps, release_id=rid, actor=who(deps, DIRECTOR))
+    await releases.approve(deps, release_id=rid, actor=who(deps, DIRECTOR))
     assert await state_of(deps, rid) is State.APPROVED
-    out = await svc.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v1.1.1")
+    out = await releases.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v1.1.1")
     assert out.to_state is State.TESTING and out.detail["voided_approvals"] == 2
     async with deps.sessions() as session:
         release = await q.get_release(session, rid)
@@ -163,8 +163,8 @@ async def test_freeze_refuses_with_reason_and_executive_override(deps: Deps,
     with pytest.raises(Refused, match="Sales week"):
         await deploys.start_deploy(deps, release_id=rid, actor=ops)
     with pytest.raises(Refused, match="executive"):
-        await svc.override_gate(deps, release_id=rid, actor=ops, reason="x")
-    await svc.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason="hotfix outage")
+        await releases.override_gate(deps, release_id=rid, actor=ops, reason="x")
+    await releases.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason="hotfix outage")
     start = await deploys.start_deploy(deps, release_id=rid, actor=ops)
     assert start.outcome.to_state is State.DEPLOYING
 
@@ -173,18 +173,18 @@ async def test_standard_release_cannot_override_a_freeze(deps: Deps) -> None:
     """Only types whose policy allows it may bypass."""
     rid = await signed_off(deps, project="web")
     with pytest.raises(Refused, match="can't bypass"):
-        await svc.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason="please")
+        await releases.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason="please")
 
 
 async def test_cancel_before_deploy_only(deps: Deps) -> None:
     """Cancel works before deploy and is refused after."""
     rid = await new_release(deps)
-    out = await svc.cancel(deps, release_id=rid, actor=who(deps, DEV), reason="not needed")
+    out = await releases.cancel(deps, release_id=rid, actor=who(deps, DEV), reason="not needed")
     assert out.to_state is State.CANCELLED
     rid = await signed_off(deps, project="web")
     await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
     with pytest.raises(Refused, match="only be cancelled before it is deployed"):
-        await svc.cancel(deps, release_id=rid, actor=who(deps, DEV))
+        await releases.cancel(deps, release_id=rid, actor=who(deps, DEV))
 
 
 async def test_deploy_failure_then_rollback_to_recorded_ref(deps: Deps) -> None:
@@ -247,12 +247,12 @@ async def test_verification_fail_then_rollback(deps: Deps) -> None:
 async def test_unknown_release(deps: Deps) -> None:
     """A missing ID is a plain sentence."""
     with pytest.raises(Refused, match="There is no release REL-999"):
-        await svc.approve(deps, release_id=999, actor=who(deps, LEAD))
+        await releases.approve(deps, release_id=999, actor=who(deps, LEAD))
 
 
 def test_parse_release_id() -> None:
     """REL-42, rel42 and 42 all work; nonsense is refused."""
-    assert svc.parse_release_id("REL-42") == svc.parse_release_id("rel42") == 42
-    assert svc.parse_release_id(" 42 ") == 42
+    assert releases.parse_release_id("REL-42") == releases.parse_release_id("rel42") == 42
+    assert releases.parse_release_id(" 42 ") == 42
     with pytest.raises(Refused, match="REL-42"):
-        svc.parse_release_id("banana")
+        releases.parse_release_id("banana")

@@ -12,9 +12,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import event
 from sqlmodel import col, select
 
-from bot import service as svc
+from bot import releases
 from bot.people import actor_for
-from bot.service import Deps, NewRelease, ReportInput
+from bot.releases import NewRelease, ReportInput
+from bot.transition import Deps
 from emulators.slack import SlackEmulator
 from handlers.delivery import LEASE, PARALLEL, Deliverer, LeaseLost
 from handlers.directory import Directory
@@ -42,9 +43,9 @@ def deliverer(deps: Deps, slack: SlackEmulator) -> Deliverer:
 
 async def filed(deps: Deps, project: str = "payments") -> int:
     """A release with a passing report (its announcements not yet delivered)."""
-    out = await svc.request_release(deps, actor=actor_for(deps.policy, DEV), new=NewRelease(
+    out = await releases.request_release(deps, actor=actor_for(deps.policy, DEV), new=NewRelease(
         project=project, ref="v1.1.0", title="Faster checkout", type="standard"))
-    await svc.attach_report(deps, release_id=out.release.id,
+    await releases.attach_report(deps, release_id=out.release.id,
                             actor=actor_for(deps.policy, TESTER),
                             report=ReportInput("https://ci/r/1", {"A": 0, "B": 0, "C": 0}))
     return out.release.id
@@ -73,7 +74,7 @@ async def test_an_approval_is_delivered_in_few_round_trips(deps: Deps,
     d = deliverer(deps, slack)
     rid = await filed(deps)
     await d.deliver_pending()
-    await svc.approve(deps, release_id=rid, actor=actor_for(deps.policy, DIRECTOR))
+    await releases.approve(deps, release_id=rid, actor=actor_for(deps.policy, DIRECTOR))
     engine = deps.sessions.kw["bind"].sync_engine
     seen: dict[str, int] = {"begin": 0, "sql": 0}
 

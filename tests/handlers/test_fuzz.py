@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.policy import parse_policy
-from bot.service import NewRelease
+from bot.releases import NewRelease
 from bot.workflow import State
 from handlers.blocks import escape
 from handlers.cards import build_release_card

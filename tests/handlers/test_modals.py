@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.policy import Policy, parse_policy
-from bot.service import NewRelease
+from bot.releases import NewRelease
 from handlers.blocks import MAX_TEXT, V
 from handlers.modals import (
     build_reason_modal,

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from bot.app import POLLER, RUNTIME, WEBHOOK, create_app
 from bot.policy import Policy
-from bot.service import Clock, system_clock
 from bot.settings import load_settings
+from bot.transition import Clock, system_clock
 from emulators.gitlab import GitLabEmulator, variable
 from emulators.slack import SlackEmulator
 from emulators.slack_driver import Reply, SlackDriver

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from bot import deploys
-from bot import service as svc
-from bot.service import Deps, NewRelease, ReportInput
+from bot import deploys, releases
+from bot.releases import NewRelease, ReportInput
+from bot.transition import Deps
 from bot.workflow import Refused, State
 from storage import queries as q
 from tests.bot.test_service import DEV, DIRECTOR, LEAD, OPS, TESTER, who
@@ -16,9 +16,9 @@ from tests.bot.test_service import DEV, DIRECTOR, LEAD, OPS, TESTER, who
 
 async def ready(deps: Deps, project: str = "payments") -> int:
     """A release waiting for sign-off."""
-    out = await svc.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+    out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project=project, ref="v1", title="Race"))
-    await svc.attach_report(deps, release_id=out.release.id, actor=who(deps, TESTER),
+    await releases.attach_report(deps, release_id=out.release.id, actor=who(deps, TESTER),
                             report=ReportInput("https://ci/r", {}))
     return out.release.id
 
@@ -44,8 +44,8 @@ async def test_double_click_approve_is_one_row(deps: Deps) -> None:
     for _ in range(50):
         rid = await ready(deps)
         lead = who(deps, LEAD)
-        results = await settle(svc.approve(deps, release_id=rid, actor=lead),
-                               svc.approve(deps, release_id=rid, actor=lead))
+        results = await settle(releases.approve(deps, release_id=rid, actor=lead),
+                               releases.approve(deps, release_id=rid, actor=lead))
         refusals = [r for r in results if isinstance(r, Refused)]
         assert len(refusals) == 1 and "already approved" in refusals[0].sentence
         async with deps.sessions() as session:
@@ -58,8 +58,8 @@ async def test_two_approvers_at_once_approve_once(deps: Deps) -> None:
     """Both rows land and exactly one transition to approved is recorded and announced."""
     for _ in range(20):
         rid = await ready(deps)
-        await settle(svc.approve(deps, release_id=rid, actor=who(deps, LEAD)),
-                     svc.approve(deps, release_id=rid, actor=who(deps, DIRECTOR)))
+        await settle(releases.approve(deps, release_id=rid, actor=who(deps, LEAD)),
+                     releases.approve(deps, release_id=rid, actor=who(deps, DIRECTOR)))
         async with deps.sessions() as session:
             rel = await q.get_release(session, rid)
             assert rel.state == State.APPROVED
@@ -74,8 +74,8 @@ async def test_approval_racing_a_ref_change_never_lands_on_the_new_ref(deps: Dep
     """Whatever order the race takes, no approval counts for the new ref."""
     for _ in range(25):
         rid = await ready(deps)
-        await settle(svc.approve(deps, release_id=rid, actor=who(deps, LEAD)),
-                     svc.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v2"))
+        await settle(releases.approve(deps, release_id=rid, actor=who(deps, LEAD)),
+                     releases.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v2"))
         async with deps.sessions() as session:
             rel = await q.get_release(session, rid)
             assert rel.ref == "v2"
@@ -87,10 +87,10 @@ async def test_ref_change_racing_deploy_never_deploys_an_unapproved_ref(deps: De
     ops = who(deps, OPS)
     for _ in range(25):
         rid = await ready(deps, project="web")
-        await svc.approve(deps, release_id=rid, actor=who(deps, LEAD))
-        await svc.approve(deps, release_id=rid, actor=who(deps, DIRECTOR))
+        await releases.approve(deps, release_id=rid, actor=who(deps, LEAD))
+        await releases.approve(deps, release_id=rid, actor=who(deps, DIRECTOR))
         results = await settle(deploys.start_deploy(deps, release_id=rid, actor=ops),
-                               svc.change_ref(deps, release_id=rid, actor=who(deps, DEV),
+                               releases.change_ref(deps, release_id=rid, actor=who(deps, DEV),
                                               ref="v-unapproved"))
         async with deps.sessions() as session:
             deployed = await q.deployments_of(session, rid)
@@ -104,8 +104,8 @@ async def test_ref_change_racing_deploy_never_deploys_an_unapproved_ref(deps: De
 async def test_racing_pipeline_results_announced_once(deps: Deps, n: int) -> None:
     """Webhook and poller reporting the same result at once: one transition, one announcement."""
     rid = await ready(deps, project="web")
-    await svc.approve(deps, release_id=rid, actor=who(deps, LEAD))
-    await svc.approve(deps, release_id=rid, actor=who(deps, DIRECTOR))
+    await releases.approve(deps, release_id=rid, actor=who(deps, LEAD))
+    await releases.approve(deps, release_id=rid, actor=who(deps, DIRECTOR))
     start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
     results = await settle(*[deploys.finish_deploy(deps, deployment_id=start.deployment.id,
                                                    status="success") for _ in range(n)])

@@ -1,0 +1,293 @@
+"""The transaction machinery: load a release's facts, decide by the table, record audit + outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import calendar
+from bot.policy import Policy, ReleaseType
+from bot.workflow import (
+    EVENTS,
+    EVERYTHING,
+    ON_ENTER,
+    SYSTEM,
+    Actor,
+    Ctx,
+    Effect,
+    Event,
+    Facts,
+    Refused,
+    Report,
+    State,
+    Stored,
+    decide,
+)
+from storage import queries as q
+from storage.db import SessionMaker, transaction
+from storage.models import Deployment, Release, TestReport
+
+Clock = Callable[[], datetime]
+_RETRIES = 8
+
+
+def system_clock() -> datetime:
+    """Aware UTC now."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Deps:
+    """What the services need: the database, the policy and a clock (injected in tests)."""
+
+    sessions: SessionMaker
+    policy: Policy
+    clock: Clock = system_clock
+    on_transition: Callable[[str, str], None] | None = None  # metrics: (event, new state)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a service call did, for the caller to render."""
+
+    release: Release
+    event: Event
+    from_state: State | None
+    to_state: State
+    detail: dict[str, Any] = field(default_factory=dict)
+    changed: bool = True
+
+
+async def run_in_transaction(deps: Deps, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    """Run `work` in one transaction, retrying when a concurrent change won the race."""
+    for attempt in range(_RETRIES):
+        try:
+            async with transaction(deps.sessions) as session:
+                return await work(session)
+        except (StaleDataError, IntegrityError, DBAPIError) as exc:
+            if attempt == _RETRIES - 1 or not _is_race(exc):
+                raise
+            await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _is_race(exc: Exception) -> bool:
+    """Lost races: version check, unique key, serialization failure or deadlock."""
+    if isinstance(exc, StaleDataError | IntegrityError):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("deadlock", "could not serialize", "database is locked"))
+
+
+# --- facts ------------------------------------------------------------------------------------
+
+async def load_facts(session: AsyncSession, deps: Deps, release: Release,
+                     reads: frozenset[Stored] = EVERYTHING) -> Facts:
+    """What the workflow's guards look at, read inside the transaction (`reads` of the rest)."""
+    policy = deps.policy
+    type_policy = policy.type_policy(ReleaseType(release.type))
+    stored = await _stored_facts(session, release, type_limits(deps, release), reads)
+    gate = _gate_facts(deps) if "gate" in reads else {}
+    return Facts(
+        state=State(release.state), requester=release.requester,
+        required_roles=tuple(type_policy.approvers),
+        report_required=type_policy.require_test_report,
+        allow_known_issues=type_policy.allow_known_issues,
+        bypass_allowed=type_policy.bypass_freeze,
+        gate_overridden=release.gate_override_by is not None,
+        checklist_total=len(release.checklist),
+        environments=tuple(policy.project(release.project).environments),
+        has_schedule=release.scheduled_at is not None,
+        requester_can_deploy=type_policy.requester_can_deploy,
+        one_person_many_roles=policy.one_person_many_roles,
+        **stored, **gate,
+    )
+
+
+async def _stored_facts(session: AsyncSession, release: Release, limits: dict[str, int],
+                        reads: frozenset[Stored]) -> dict[str, Any]:
+    """The facts kept in other tables: one query for each kind the event reads."""
+    facts: dict[str, Any] = {}
+    if "report" in reads:
+        report = await q.latest_report(session, release)
+        facts["report"] = _report_facts(report, limits, release)
+    if "approvals" in reads:
+        approvals = await q.approvals_of(session, release)
+        facts["approvals"] = {a.role: a.approver for a in approvals}
+    if "ticks" in reads:
+        ticks = await q.ticks_of(session, release.id)
+        facts["checklist_done"] = frozenset(t.item for t in ticks)
+    if "deployments" in reads:
+        deployments = await q.deployments_of(session, release.id)
+        facts["deployed_envs"] = frozenset(
+            d.environment for d in deployments
+            if d.status == "success" and not d.rollback and d.revision == release.revision)
+        facts["rollback_ref"] = rollback_target(deployments)[1]
+    return facts
+
+
+def _gate_facts(deps: Deps) -> dict[str, Any]:
+    """Whether windows and freezes let a deploy start now, as the workflow's facts."""
+    gate = calendar.deploy_gate(deps.clock(), deps.policy)
+    when = gate.next_allowed
+    return {"gate_open": gate.open, "gate_reason": gate.reason,
+            "gate_next": calendar.format_local(when, deps.policy) if when else None}
+
+
+def _report_facts(report: TestReport | None, limits: dict[str, int],
+                  release: Release) -> Report | None:
+    """The stored report as the workflow's value."""
+    if report is None:
+        return None
+    bugs = {"A": report.bugs_a, "B": report.bugs_b, "C": report.bugs_c}
+    return Report(bugs=bugs, limits=limits, accepted=release.risk_accepted_by is not None)
+
+
+def type_limits(deps: Deps, release: Release) -> dict[str, int]:
+    """The go-live standard of the release's type, as a plain mapping."""
+    limits = deps.policy.type_policy(ReleaseType(release.type)).max_open_bugs
+    return {"A": limits.A, "B": limits.B, "C": limits.C}
+
+
+def rollback_target(deployments: Sequence[Deployment]) -> tuple[str | None, str | None]:
+    """(environment, ref) a rollback goes to: what the newest deploy of this release replaced."""
+    for dep in reversed(list(deployments)):
+        if not dep.rollback and dep.previous_ref:
+            return dep.environment, dep.previous_ref
+    return None, None
+
+
+# --- one event ----------------------------------------------------------------------------------
+
+Apply = Callable[[AsyncSession, Release, Facts], Awaitable[dict[str, Any]]]
+
+
+async def _no_effect(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
+    """Events that only move the state."""
+    return {}
+
+
+def detail_of(detail: dict[str, Any]) -> Apply:
+    """An Apply that changes nothing and records `detail`."""
+
+    async def apply(_s: AsyncSession, _r: Release, _f: Facts) -> dict[str, Any]:
+        return detail
+
+    return apply
+
+
+async def transition(deps: Deps, release_id: int, event: Event, ctx: Ctx,
+                     apply: Apply = _no_effect) -> Outcome:
+    """Decide, apply, audit and announce one event, all in one transaction."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        return await step(session, deps, await locked(session, release_id), event, ctx, apply)
+
+    return await run_in_transaction(deps, work)
+
+
+async def step(session: AsyncSession, deps: Deps, release: Release, event: Event, ctx: Ctx,
+               apply: Apply = _no_effect) -> Outcome:
+    """Inside a transaction: check the event against the table, apply it and record it."""
+    check_revision(release, ctx.revision)
+    facts = await load_facts(session, deps, release, EVENTS[event].reads)
+    dest = decide(facts, event, ctx)
+    detail = await apply(session, release, facts)
+    return await record(session, deps, release, event, ctx.actor, dest, detail)
+
+
+def check_revision(release: Release, revision: int | None) -> None:
+    """A button drawn before a new ref or report must not act on what replaced them."""
+    if revision is not None and revision != release.revision:
+        raise Refused(f"{release.rel_id} changed since that button was drawn (new ref or test "
+                      "report); look at the updated card.")
+
+
+async def locked(session: AsyncSession, release_id: int) -> Release:
+    """The release, row-locked, or a plain refusal."""
+    release = await q.lock_release(session, release_id)
+    if release is None:
+        raise Refused(f"There is no release REL-{release_id}.")
+    return release
+
+
+async def record(session: AsyncSession, deps: Deps, release: Release, event: Event,
+                 actor: Actor, dest: State, detail: dict[str, Any], *, created: bool = False
+                 ) -> Outcome:
+    """Move the state, append the audit row, queue the announcement, run entry effects."""
+    before = None if created else State(release.state)
+    # A new release's row went in a moment ago with this state and time: no second write.
+    now = release.state_since if created else _move(deps, release, dest)
+    q.add_audit(session, release_id=release.id, actor=actor.user, action=event.value,
+                from_state=before and before.value, to_state=dest.value, detail=detail, at=now)
+    q.add_outbox(session, release_id=release.id, kind="event", at=now, payload={
+        "event": event.value, "actor": actor.user, "from": before and before.value,
+        "to": dest.value, "detail": detail, "broadcast": EVENTS[event].broadcast})
+    if deps.on_transition is not None:
+        deps.on_transition(event.value, dest.value)
+    effect = ON_ENTER.get(dest)
+    if effect is not None and (before is not dest or detail.get("voided_approvals")):
+        await _ENTER[effect](session, deps, release, now)
+    return Outcome(release, event, before, dest, detail)
+
+
+def _move(deps: Deps, release: Release, dest: State) -> datetime:
+    """Set the release's new state; the time it happened."""
+    now = deps.clock()
+    if dest.value != release.state:
+        release.state_since = now
+    release.state = dest.value
+    release.updated_at = now  # always written, so the version check sees every change
+    return now
+
+
+async def _ask_approvers(session: AsyncSession, deps: Deps, release: Release,
+                         now: datetime) -> None:
+    """Queue direct asks to the approvers of roles still missing."""
+    roles = deps.policy.type_policy(ReleaseType(release.type)).approvers
+    q.add_outbox(session, release_id=release.id, kind="ask", at=now,
+                 payload={"roles": list(roles), "revision": release.revision})
+
+
+async def _start_observation(session: AsyncSession, deps: Deps, release: Release,
+                             now: datetime) -> None:
+    """Observation begins, or the release closes at once when the policy has none."""
+    hours = deps.policy.observation_hours
+    if hours <= 0:
+        await close_step(session, deps, release, SYSTEM)
+        return
+    release.observe_until = now + timedelta(hours=hours)
+    until = {"until": release.observe_until.isoformat()}
+    await step(session, deps, release, Event.OBSERVE, Ctx(SYSTEM), detail_of(until))
+
+
+_ENTER: dict[Effect, Callable[[AsyncSession, Deps, Release, datetime], Awaitable[None]]] = {
+    Effect.ASK_APPROVERS: _ask_approvers,
+    Effect.START_OBSERVATION: _start_observation,
+}
+
+
+async def close_step(session: AsyncSession, deps: Deps, release: Release,
+                     actor: Actor, notes: str = "") -> Outcome:
+    """Close inside a transaction; the notes go into the announcement."""
+
+    async def apply(_s: AsyncSession, rel: Release, _f: Facts) -> dict[str, Any]:
+        rel.closed_at = deps.clock()
+        return {"notes": notes} if notes else {}
+
+    return await step(session, deps, release, Event.CLOSE, Ctx(actor), apply)
+
+
+def notify(session: AsyncSession, deps: Deps, release: Release, notice: str, *,
+           users: Sequence[str] = (), roles: Sequence[str] = (), **detail: Any) -> None:
+    """Queue a direct message about a release to people and roles."""
+    q.add_outbox(session, release_id=release.id, kind="notify", at=deps.clock(), payload={
+        "notice": notice, "users": list(users), "roles": list(roles), "detail": detail})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from bot.policy import PolicyError, ReleaseType
 from bot.transition import (
     Deps,
     Outcome,
+    ask_approvers,
     locked,
     notify,
     record,
@@ -178,6 +179,9 @@ async def approve(deps: Deps, *, release_id: int, actor: Actor, comment: str = "
         q.add_approval(session, release=release, role=role, approver=actor.user, seat=seat,
                        comment=comment[:3000], at=deps.clock())
         missing = [r for r in facts.missing_roles if r != role]
+        signed = replace(facts, approvals={**facts.approvals, str(role): actor.user})
+        if missing and can_sign(signed, actor):  # one person, several roles: ask for the next
+            await ask_approvers(session, deps, release, deps.clock(), users=[actor.user])
         return {"role": role, "comment": comment[:3000], "missing": missing}
 
     ctx = Ctx(actor, reason=comment, revision=revision)

@@ -249,12 +249,14 @@ def _move(deps: Deps, release: Release, dest: State) -> datetime:
     return now
 
 
-async def _ask_approvers(session: AsyncSession, deps: Deps, release: Release,
-                         now: datetime) -> None:
-    """Queue direct asks to the approvers of roles still missing."""
+async def ask_approvers(session: AsyncSession, deps: Deps, release: Release, now: datetime,
+                        *, users: Sequence[str] | None = None) -> None:
+    """Queue direct asks to the approvers of roles still missing (only `users`, when given)."""
     roles = deps.policy.type_policy(ReleaseType(release.type)).approvers
-    q.add_outbox(session, release_id=release.id, kind="ask", at=now,
-                 payload={"roles": list(roles), "revision": release.revision})
+    payload: dict[str, Any] = {"roles": list(roles), "revision": release.revision}
+    if users is not None:
+        payload["users"] = list(users)
+    q.add_outbox(session, release_id=release.id, kind="ask", at=now, payload=payload)
 
 
 async def _start_observation(session: AsyncSession, deps: Deps, release: Release,
@@ -270,7 +272,7 @@ async def _start_observation(session: AsyncSession, deps: Deps, release: Release
 
 
 _ENTER: dict[Effect, Callable[[AsyncSession, Deps, Release, datetime], Awaitable[None]]] = {
-    Effect.ASK_APPROVERS: _ask_approvers,
+    Effect.ASK_APPROVERS: ask_approvers,
     Effect.START_OBSERVATION: _start_observation,
 }
 

@@ -236,7 +236,9 @@ class Deliverer:
         if row.payload.get("reminder"):
             text = "Reminder: " + text
         link = await self._permalink(rel.card_channel, rel.card_ts)
-        for user in await self.directory.users_in_roles(view.missing_roles):
+        users = row.payload.get("users") or await self.directory.users_in_roles(
+            view.missing_roles)
+        for user in users:
             if view.may_sign(await self.directory.actor(user)) is None:
                 continue  # the requester, or someone whose every role here is signed
             blocks = ask_blocks(view, link)

@@ -22,10 +22,9 @@ from sqlalchemy import text
 
 from bot.deployer import Deployer
 from bot.gitlab import GitLabClient
-from bot.jobs import Jobs
+from bot.jobs import Jobs, Poller
 from bot.metrics import Metrics
 from bot.policy import Policy
-from bot.poller import Poller
 from bot.scheduler import Scheduler
 from bot.service import Clock, Deps, system_clock
 from bot.settings import Settings

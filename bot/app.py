@@ -32,6 +32,7 @@ from handlers import register_listeners
 from handlers.delivery import Deliverer
 from handlers.directory import Directory
 from handlers.gitlab_webhook import GitLabWebhook
+from handlers.notes_text import notes_mrkdwn
 from handlers.runtime import Runtime
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
@@ -129,7 +130,7 @@ async def _gitlab(app: web.Application) -> AsyncIterator[None]:
     deployer = Deployer(app[DEPS], client)
     secret = settings.gitlab_webhook_secret
     app[DEPLOYER], app[POLLER] = deployer, Poller(app[DEPS], deployer)
-    app[JOBS] = Jobs(app[DEPS], deployer)
+    app[JOBS] = Jobs(app[DEPS], deployer, notes_mrkdwn)
     app[WEBHOOK] = GitLabWebhook(app[DEPS], deployer, secret.get_secret_value() if secret else None)
     yield
     await finish_tasks(app[WEBHOOK].tasks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -13,7 +13,7 @@ from bot import deploys
 from bot import service as svc
 from bot.deployer import FINAL, Deployer, PipelineResult
 from bot.gitlab import GitLabError
-from bot.notes import release_notes_text
+from bot.notes import ReleaseNotes, notes_text
 from bot.policy import ReleaseType
 from bot.readmodel import load_view
 from bot.service import Deps
@@ -37,6 +37,7 @@ class Jobs:
 
     deps: Deps
     deployer: Deployer
+    render_notes: Callable[[ReleaseNotes], str]  # the closing announcement's notes, as Slack text
 
     @property
     def now(self) -> datetime:
@@ -122,7 +123,8 @@ class Jobs:
         closed = 0
         for rel in observing:
             if rel.observe_until and rel.observe_until <= self.now:
-                notes = await release_notes_text(self.deps, self.deployer.gitlab, rel.id)
+                notes = await notes_text(self.deps, self.deployer, release_id=rel.id,
+                                         render=self.render_notes)
                 try:
                     await deploys.close(self.deps, release_id=rel.id, actor=SYSTEM, notes=notes)
                     closed += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,6 +73,19 @@ def _authorizer(client: AsyncWebClient) -> Any:
                                bot_token=client.token)
 
     return authorize
+
+
+class _DropTokenSkipped(logging.Filter):
+    """Bolt warns that our authorize function makes it ignore the client's token: by design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but that one."""
+        return "will be ignored" not in record.getMessage()
+
+
+def quiet_token_warning() -> None:
+    """Drop Bolt's warning about the token our authorizer hands it, which is harmless."""
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(_DropTokenSkipped())
 
 
 @dataclass

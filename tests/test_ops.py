@@ -18,7 +18,8 @@ from sqlmodel import col, select
 
 from bot import deploys
 from bot import service as svc
-from bot.ops import export_audit, parse_since, run_check, utc_iso
+from bot.cli.check import run_check
+from bot.cli.export import export_audit, parse_since, utc_iso
 from bot.people import actor_for
 from bot.service import Deps, NewRelease, ReportInput
 from bot.settings import Settings, load_settings

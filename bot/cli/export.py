@@ -22,6 +22,7 @@ ExportFormat = Literal["csv", "json"]
 COLUMNS = ("id", "release", "at", "actor", "action", "from", "to", "detail")
 PAGE = 500  # audit rows read per query: memory stays flat however long the trail is
 
+
 def parse_since(text: str) -> datetime:
     """`YYYY-MM-DD` as the start of that day in UTC (the export's own timezone)."""
     try:

@@ -1,6 +1,6 @@
 """Figure 4: GitLab API calls per poll cycle, by active deploys and the projects they are in.
 
-The bot's own poller (`bot.poller.Poller`) runs against the GitLab emulator; active deploys
+The bot's own poller (`bot.jobs.Poller`) runs against the GitLab emulator; active deploys
 with real (running) pipelines are written straight to the database. Cycles run every 30 s of
 (fake) time, as `GITLAB_POLL_SECONDS` defaults to:
 - cold: the first cycle (no cursor yet);
@@ -19,7 +19,7 @@ from typing import Any
 from bench.common import DEV, OPS, FakeClock, database, policy
 from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
-from bot.poller import Poller
+from bot.jobs import Poller
 from bot.transition import Deps
 from emulators.gitlab import GitLabEmulator
 from storage.db import make_engine, make_sessionmaker, transaction

@@ -1,13 +1,15 @@
-"""Release notes: the merge requests and commits a release brings, as GitLab and Slack text."""
+"""Release notes: the merge requests and commits a release brings; GitLab markdown; publishing."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.deploys import Deployer
 from bot.gitlab import Commit, GitLabClient, GitLabError, MergeRequest
 from bot.transition import Deps
-from bot.workflow import Refused
+from bot.workflow import Actor, Refused
 from storage import queries as q
 
 # A first release has no previous tag to compare with; this many recent commits stand in.
@@ -19,7 +21,7 @@ _KINDS: tuple[tuple[str, frozenset[str]], ...] = (
     ("Fixes", frozenset({"bug", "fix"})),
 )
 _OTHER_CHANGES = "Other changes"
-_OTHER_COMMITS = "Other commits"
+OTHER_COMMITS = "Other commits"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>~])")
 
 
@@ -55,34 +57,11 @@ class ReleaseNotes:
             lines += ["", f"### {heading}"]
             lines += [f"- {_md(mr.title)} ([!{mr.iid}]({mr.web_url}))" for mr in mrs]
         if others := self.other_commits():
-            lines += ["", f"### {_OTHER_COMMITS}"]
+            lines += ["", f"### {OTHER_COMMITS}"]
             lines += [f"- {_md(c.title)} ([{c.short_id}]({c.web_url}))" for c in others]
         if not self.merge_requests and not others:
             lines += ["", "No changes."]
         return "\n".join(lines) + "\n"
-
-    def render_slack(self, limit: int = 2900) -> str:
-        """Slack mrkdwn, user text escaped, clipped to limit characters with '…and N more'."""
-        lines = self._slack_lines()
-        return _clip(lines, limit)
-
-    def _slack_lines(self) -> list[tuple[str, bool]]:
-        """Each line and whether it is an item (a heading is not)."""
-        span = f"{_slack(self.from_ref)} → " if self.from_ref else ""
-        first = "" if self.from_ref else " (first release)"
-        lines = [(f"*Release notes: {_slack(self.project)} {span}{_slack(self.to_ref)}*{first}",
-                  False)]
-        for heading, mrs in self.sections():
-            lines.append((f"*{heading}*", False))
-            lines += [(f"• <{_url(mr.web_url)}|!{mr.iid} {_slack(mr.title)}>", True)
-                      for mr in mrs]
-        if others := self.other_commits():
-            lines.append((f"*{_OTHER_COMMITS}*", False))
-            lines += [(f"• <{_url(c.web_url)}|{_slack(c.short_id)}> {_slack(c.title)}", True)
-                      for c in others]
-        if not self.merge_requests and not others:
-            lines.append(("No changes.", False))
-        return lines
 
 
 async def build_notes(
@@ -131,42 +110,12 @@ def _mainline(commits: list[Commit]) -> list[Commit]:
     return [c for c in commits if c.sha in chain]
 
 
-def _clip(lines: list[tuple[str, bool]], limit: int) -> str:
-    """Join lines, or as many as fit with room for '…and N more' about the items left out."""
-    text = "\n".join(line for line, _ in lines)
-    if len(text) <= limit:
-        return text
-    total = sum(1 for _, item in lines if item)
-    reserve = len(f"\n…and {total} more")
-    kept: list[tuple[str, bool]] = []
-    length = -1  # no newline before the first line
-    for line, item in lines:
-        if length + 1 + len(line) + reserve > limit:
-            break
-        kept.append((line, item))
-        length += 1 + len(line)
-    while len(kept) > 1 and not kept[-1][1]:
-        kept.pop()  # a heading whose items were all cut would mislead
-    left = total - sum(1 for _, item in kept if item)
-    return "\n".join([*(line for line, _ in kept), f"…and {left} more"])
-
-
 def _md(text: str) -> str:
     """Backslash-escape markdown so a title cannot restyle or link the notes."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
-def _slack(text: str) -> str:
-    """Escape Slack's control characters so user text cannot form links or mentions."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _url(url: str) -> str:
-    """A URL safe inside <url|label>: the delimiters percent-encoded."""
-    return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
-
-
-async def notes_for_release(deps: Deps, client: GitLabClient, release_id: int) -> ReleaseNotes:
+async def notes_for(deps: Deps, deployer: Deployer, *, release_id: int) -> ReleaseNotes:
     """A release's notes since the project's previous release that reached production."""
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
@@ -174,12 +123,43 @@ async def notes_for_release(deps: Deps, client: GitLabClient, release_id: int) -
             raise Refused(f"There is no release REL-{release_id}.")
         previous = await q.previous_release_ref(session, release)
     project = deps.policy.project(release.project).gitlab
-    return await build_notes(client, project, previous, release.ref)
+    return await build_notes(deployer.gitlab, project, previous, release.ref)
 
 
-async def release_notes_text(deps: Deps, client: GitLabClient, release_id: int) -> str:
-    """The notes as Slack text; a plain sentence when GitLab can't be asked."""
+async def notes_text(deps: Deps, deployer: Deployer, *, release_id: int,
+                     render: Callable[[ReleaseNotes], str]) -> str:
+    """The notes as `render` writes them; a plain sentence when GitLab can't be asked."""
     try:
-        return (await notes_for_release(deps, client, release_id)).render_slack()
+        return render(await notes_for(deps, deployer, release_id=release_id))
     except GitLabError as exc:
         return f"Release notes are not available: {exc}"
+
+
+@dataclass(frozen=True)
+class Published:
+    """A tag whose notes are now a GitLab Release, and where to read it."""
+
+    ref: str
+    url: str
+
+
+async def publish_notes(deps: Deps, deployer: Deployer, *, release_id: int,
+                        actor: Actor) -> Published:
+    """Publish the notes as a GitLab Release (tags only; release manager)."""
+    if "release_manager" not in actor.roles:
+        raise Refused("Only the release manager can publish release notes.")
+    async with deps.sessions() as session:
+        release = await q.get_release(session, release_id)
+    if release is None:
+        raise Refused(f"There is no release REL-{release_id}.")
+    project = deps.policy.project(release.project).gitlab
+    try:
+        if not await deployer.gitlab.tag_exists(project, release.ref):
+            raise Refused(f"`{release.ref}` is not a tag; only tags can be published as releases.")
+        notes = await notes_for(deps, deployer, release_id=release_id)
+        url = await deployer.gitlab.create_release(
+            project, release.ref, f"{release.rel_id} {release.title[:200]}",
+            notes.render_markdown())
+    except GitLabError as exc:
+        raise Refused(str(exc)) from None
+    return Published(release.ref, url)

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     @field_validator("slack_api_url")
     @classmethod
     def _slack_api_url(cls, value: str) -> str:
-        """slack_sdk joins method names onto the base URL, so it must end with a slash."""
+        """The Slack client joins method names onto the base URL, so it must end with a slash."""
         url = _http_url(value, "https://slack.com/api/")
         return url if url.endswith("/") else url + "/"
 

@@ -10,13 +10,13 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
 
 from bot import calendar, deploys, releases, transition
-from bot.gitlab import GitLabError
-from bot.notes import notes_for_release, release_notes_text
+from bot.notes import notes_text, publish_notes
 from bot.policy import ReleaseType
 from bot.workflow import Actor, Event, Refused
 from handlers.answer import tell
 from handlers.blocks import escape
 from handlers.modals import build_request_modal
+from handlers.notes_text import notes_mrkdwn
 from handlers.parse import (
     SUBCOMMANDS,
     Parsed,
@@ -29,7 +29,6 @@ from handlers.parse import (
 )
 from handlers.runtime import Runtime
 from handlers.status import calendar_text, list_text, status_blocks
-from storage import queries as q
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
@@ -224,7 +223,7 @@ async def _close(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 async def close_release(rt: Runtime, release_id: int, actor: Actor,
                         revision: int | None = None) -> transition.Outcome:
     """Close with the release notes attached to the announcement."""
-    notes = await release_notes_text(rt.deps, rt.deployer.gitlab, release_id)
+    notes = await notes_text(rt.deps, rt.deployer, release_id=release_id, render=notes_mrkdwn)
     return await deploys.close(rt.deps, release_id=release_id, actor=actor, revision=revision,
                                notes=notes)
 
@@ -233,30 +232,16 @@ async def _notes(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Release notes since the previous release; `publish` makes a GitLab Release of a tag."""
     if p.words and p.words[0].lower() == "publish":
         return await _publish(rt, p.release_id or 0, user)
-    text = await release_notes_text(rt.deps, rt.deployer.gitlab, p.release_id or 0)
+    text = await notes_text(rt.deps, rt.deployer, release_id=p.release_id or 0,
+                            render=notes_mrkdwn)
     return f"*Release notes of REL-{p.release_id}*\n{text}"
 
 
 async def _publish(rt: Runtime, release_id: int, user: str) -> Reply:
     """Publish the notes as a GitLab Release (tags only; release manager)."""
-    actor = await rt.directory.actor(user)
-    if "release_manager" not in actor.roles:
-        raise Refused("Only the release manager can publish release notes.")
-    async with rt.deps.sessions() as session:
-        release = await q.get_release(session, release_id)
-    if release is None:
-        raise Refused(f"There is no release REL-{release_id}.")
-    project = rt.deps.policy.project(release.project).gitlab
-    try:
-        if not await rt.deployer.gitlab.tag_exists(project, release.ref):
-            raise Refused(f"`{release.ref}` is not a tag; only tags can be published as releases.")
-        notes = await notes_for_release(rt.deps, rt.deployer.gitlab, release_id)
-        url = await rt.deployer.gitlab.create_release(
-            project, release.ref, f"{release.rel_id} {release.title[:200]}",
-            notes.render_markdown())
-    except GitLabError as exc:
-        raise Refused(str(exc)) from None
-    return f"Published {release.ref} as a GitLab release: {url}"
+    published = await publish_notes(rt.deps, rt.deployer, release_id=release_id,
+                                    actor=await rt.directory.actor(user))
+    return f"Published {published.ref} as a GitLab release: {published.url}"
 
 
 async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from bot.demo import plain, staged, standard_release, verify
+from bot.cli.demo import plain, staged, standard_release, verify
 
 TRANSCRIPT = "═══ #releases, as people read it ═══"
 

@@ -17,7 +17,8 @@ import pytest
 from sqlmodel import col, select
 
 from bot import deploys, releases
-from bot.ops import export_audit, parse_since, run_check, utc_iso
+from bot.cli.check import run_check
+from bot.cli.export import export_audit, parse_since, utc_iso
 from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.settings import Settings, load_settings

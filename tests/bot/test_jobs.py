@@ -16,6 +16,7 @@ from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Refused, State
 from emulators.gitlab import GitLabEmulator
+from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
 from tests.bot.test_service import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, signed_off, who
 from tests.conftest import POLICY_YAML, FakeClock
@@ -32,7 +33,7 @@ async def gitlab() -> AsyncIterator[GitLabEmulator]:
 @pytest.fixture
 def jobs(deps: Deps, gitlab: GitLabEmulator) -> Jobs:
     """The scheduled jobs over the test's database, clock and GitLab."""
-    return Jobs(deps, Deployer(deps, GitLabClient(gitlab.url, "glpat-test")))
+    return Jobs(deps, Deployer(deps, GitLabClient(gitlab.url, "glpat-test")), notes_mrkdwn)
 
 
 async def notices(deps: Deps, kind: str | None = None) -> list[dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import re
 import secrets
@@ -29,7 +28,7 @@ from aiohttp import web
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from bot.app import DEPS, POLICY, RUNTIME, create_app
-from bot.ops import CommandError
+from bot.cli import CommandError
 from bot.policy import Policy, parse_policy
 from bot.settings import Settings
 from bot.workflow import EVENTS, Event
@@ -37,6 +36,7 @@ from emulators.gitlab import GitLabEmulator
 from emulators.slack import Message, SlackEmulator, render_message
 from emulators.slack_driver import SlackDriver
 from handlers.blocks import A
+from handlers.http import quiet_token_warning
 from storage import queries as q
 from storage.models import AuditEntry, Release
 
@@ -483,7 +483,7 @@ async def run_demo(out: TextIO, *, slow: bool = False, keep: bool = False,
                    port: int = 0) -> int:
     """Run both releases, print what people saw, verify it; 0 only if it all happened."""
     _safe_output(out)
-    _quiet_known_warning()
+    quiet_token_warning()  # read by people new to the bot: no harmless warnings in it
     async with staged(out, port, SLOW_PAUSE if slow else 0.0) as d:
         _intro(d)
         problems, rids = await _play(d)
@@ -542,19 +542,6 @@ def _verdict(d: Demo, problems: list[str], rids: tuple[int, ...]) -> None:
     d.log("Demo FAILED; missing:")
     for problem in problems:
         d.log(f"  - {problem}")
-
-
-class _DropTokenSkipped(logging.Filter):
-    """Bolt warns that our authorize function makes it ignore the client's token: by design."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep every record but that one."""
-        return "will be ignored" not in record.getMessage()
-
-
-def _quiet_known_warning() -> None:
-    """The demo's output is read by people new to the bot: no harmless warnings in it."""
-    logging.getLogger("slack_bolt.AsyncApp").addFilter(_DropTokenSkipped())
 
 
 def _safe_output(out: TextIO) -> None:

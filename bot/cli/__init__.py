@@ -1,4 +1,4 @@
-"""The `releasebot` command line."""
+"""The `releasebot` command line; `check`, `export` and the demo live in modules beside it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from bot.ops import CommandError
 from bot.policy import PolicyError, load_policy
 from bot.settings import Settings, SettingsError, load_settings, require
+
+
+class CommandError(Exception):
+    """A command could not do its job; the message is one line for the operator."""
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,14 +64,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     """Validate the policy and try every connection: one line each."""
-    from bot.ops import run_check
+    from bot.cli.check import run_check
 
     return asyncio.run(run_check(settings, sys.stdout))
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     """Write the audit trail as CSV or JSON."""
-    from bot.ops import run_export
+    from bot.cli.export import run_export
 
     return asyncio.run(run_export(settings, fmt=args.format, since=args.since,
                                   output=args.output, out=sys.stdout, err=sys.stderr))
@@ -76,7 +79,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """Two releases end to end, offline, against the built-in emulators."""
-    from bot.demo import run_demo
+    from bot.cli.demo import run_demo
 
     try:
         return asyncio.run(run_demo(sys.stdout, slow=args.slow, keep=args.keep, port=args.port))
@@ -89,7 +92,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _say(args: argparse.Namespace) -> int:
     """One signed /release command to a running demo; prints the private answer."""
-    from bot.demo import run_say
+    from bot.cli.demo import run_say
 
     return run_say(args.text, user=args.user, url=args.url, secret=args.secret,
                    slack=args.slack)
@@ -113,7 +116,7 @@ HELP_ORDER = ("demo", "say", "serve", "migrate", "policy", "check", "export")
 
 def _since(text: str) -> datetime:
     """argparse type for --since."""
-    from bot.ops import parse_since
+    from bot.cli.export import parse_since
 
     try:
         return parse_since(text)

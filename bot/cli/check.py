@@ -1,0 +1,89 @@
+"""`releasebot check`: does the policy load, and does every connection work? One line each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TextIO
+
+from bot.gitlab import GitLabClient, GitLabError
+from bot.policy import Policy, PolicyError, load_policy
+from bot.settings import Settings
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    """One thing checked: what, whether it passed, and why."""
+
+    ok: bool
+    what: str
+    detail: str
+
+    def __str__(self) -> str:
+        """`ok    what: detail` or `FAIL  what: detail`."""
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.what}: {self.detail}"
+
+
+async def check_all(settings: Settings) -> list[CheckLine]:
+    """Every check, in the order an operator fixes things: policy, Slack, GitLab."""
+    from handlers.slack_check import check_slack  # imported here: it builds on CheckLine above
+
+    lines: list[CheckLine] = []
+    policy = _check_policy(settings, lines)
+    lines += await check_slack(settings, policy)
+    lines += await check_gitlab(settings, policy)
+    return lines
+
+
+def _check_policy(settings: Settings, lines: list[CheckLine]) -> Policy | None:
+    """Load the policy file, adding its line; None when it is unusable."""
+    where = str(settings.releasebot_config)
+    try:
+        policy = load_policy(settings.releasebot_config)
+    except PolicyError as exc:
+        lines.append(CheckLine(False, "policy file", str(exc)))
+        return None
+    lines.append(CheckLine(True, "policy file", f"{where} ({len(policy.projects)} projects, "
+                                                f"{len(policy.roles)} roles)"))
+    return policy
+
+
+async def check_gitlab(settings: Settings, policy: Policy | None) -> list[CheckLine]:
+    """The GitLab token, then every project the policy names."""
+    if settings.gitlab_token is None:
+        token = CheckLine(False, "GitLab token", "GITLAB_TOKEN is not set")
+        return [token, *_projects_not_checked(policy, "the GitLab token is not set")]
+    gitlab = GitLabClient(settings.gitlab_url, settings.gitlab_token.get_secret_value())
+    try:
+        username = await gitlab.check()
+    except GitLabError as exc:
+        token = CheckLine(False, "GitLab token", f"{settings.gitlab_url}: {exc}")
+        return [token, *_projects_not_checked(policy, "the GitLab token does not work")]
+    lines = [CheckLine(True, "GitLab token", f"{settings.gitlab_url} as @{username}")]
+    for key, project in (policy.projects if policy else {}).items():
+        try:
+            branch = await gitlab.default_branch(project.gitlab)
+        except GitLabError as exc:
+            lines.append(CheckLine(False, f"project {key}", f"{project.gitlab}: {exc}"))
+            continue
+        lines.append(CheckLine(True, f"project {key}",
+                               f"{project.gitlab} (default branch {branch})"))
+    return lines
+
+
+def _projects_not_checked(policy: Policy | None, why: str) -> list[CheckLine]:
+    """Lines for the GitLab projects that could not be checked."""
+    projects = policy.projects if policy else {}
+    return [CheckLine(False, f"project {key}", f"not checked: {why}") for key in projects]
+
+
+async def run_check(settings: Settings, out: TextIO) -> int:
+    """Print one line per check and a summary; 0 only when everything passed."""
+    lines = await check_all(settings)
+    for line in lines:
+        print(line, file=out, flush=True)
+    failed = sum(not line.ok for line in lines)
+    if failed:
+        print(f"{failed} of {len(lines)} checks failed", file=out)
+        return 1
+    print(f"all {len(lines)} checks passed", file=out)
+    return 0

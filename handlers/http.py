@@ -1,0 +1,195 @@
+"""Slack's side of the app: the Web API client, Bolt, `POST /slack/events` and Socket Mode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.deploys import Deployer
+from bot.metrics import Metrics
+from bot.policy import Policy
+from bot.settings import Settings
+from bot.transition import Deps
+from handlers import register_listeners
+from handlers.delivery import Deliverer
+from handlers.directory import Directory
+from handlers.runtime import Runtime
+
+
+class CountingWebClient(AsyncWebClient):
+    """The Web API client, counting every call by method and outcome for /metrics."""
+
+    metrics: Metrics | None = None
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> Any:
+        """One call, counted."""
+        try:
+            response = await super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            self._count(api_method, str(exc.response.get("error")))
+            raise
+        self._count(api_method, "ok")
+        return response
+
+    def _count(self, method: str, outcome: str) -> None:
+        """Add one to the counter, when there is one."""
+        if self.metrics is not None:
+            self.metrics.slack_calls.labels(method, outcome).inc()
+
+
+def slack_client(settings: Settings, metrics: Metrics | None = None,
+                 session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """The Web API client: our base URL, and 429s waited out as Slack asks."""
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    client = CountingWebClient(token=token, base_url=settings.slack_api_url, timeout=15,
+                               session=session)
+    client.metrics = metrics
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
+    return client
+
+
+def _authorizer(client: AsyncWebClient) -> Any:
+    """Our single workspace's token, without Bolt's auth.test before the first ack."""
+
+    async def authorize(enterprise_id: str | None, team_id: str | None,
+                        **_: Any) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id,
+                               bot_token=client.token)
+
+    return authorize
+
+
+class _DropTokenSkipped(logging.Filter):
+    """Bolt warns that our authorize function makes it ignore the client's token: by design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but that one."""
+        return "will be ignored" not in record.getMessage()
+
+
+def quiet_token_warning() -> None:
+    """Drop Bolt's warning about the token our authorizer hands it, which is harmless."""
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(_DropTokenSkipped())
+
+
+@dataclass
+class SlackAdapter:
+    """Bolt with every listener registered, reached over HTTP or over Socket Mode."""
+
+    bolt: AsyncApp
+    runtime: Runtime
+    settings: Settings
+    metrics: Metrics
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Slash commands, clicks, view submissions and events, through Bolt (which verifies)."""
+        started = time.perf_counter()
+        bolt_request = await self._bolt_request(request)
+        if bolt_request is None:  # refused like a bad signature: no listener, no write, no call
+            response = web.json_response({"error": "invalid request"}, status=401)
+        else:
+            response = await to_aiohttp_response(await self.bolt.async_dispatch(bolt_request))
+        kind = _slack_kind(bolt_request.body) if bolt_request else "invalid"
+        self.metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
+        self.metrics.requests.labels(kind, str(response.status)).inc()
+        return response
+
+    async def _bolt_request(self, request: web.Request) -> AsyncBoltRequest | None:
+        """The request as Bolt reads it, or None when Bolt could not verify it safely.
+
+        Without a secret (Socket Mode) Bolt would skip verification, so HTTP is refused outright.
+        A timestamp int() can't parse, a body that is not UTF-8 JSON or form data with an object
+        inside, or parts of the wrong type would crash Bolt into a 500 (before it checks the
+        signature, for the first two); Slack never sends any of them.
+        """
+        stamp = request.headers.get("X-Slack-Request-Timestamp", "0")
+        digits = stamp[1:] if stamp.startswith("-") else stamp
+        if not (self.settings.slack_signing_secret and len(stamp) <= 20
+                and digits.isascii() and digits.isdigit()):
+            return None
+        try:
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return None
+        return bolt_request if _well_formed(bolt_request.body) else None
+
+    @asynccontextmanager
+    async def socket_mode(self) -> AsyncIterator[None]:
+        """Slack traffic over Socket Mode while the context lasts."""
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        token = self.settings.slack_app_token
+        handler = AsyncSocketModeHandler(self.bolt, token.get_secret_value() if token else "")
+        await handler.connect_async()
+        yield
+        await handler.close_async()
+
+
+@asynccontextmanager
+async def slack_adapter(settings: Settings, policy: Policy, deps: Deps, deployer: Deployer,
+                        metrics: Metrics, *, stop_within: float) -> AsyncIterator[SlackAdapter]:
+    """Bolt, the directory and the outbox deliverer (whose loop runs while the context does)."""
+    # One connection pool for every Web API call and response_url answer, not one per call.
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+    client = slack_client(settings, metrics, http)
+    secret = settings.slack_signing_secret.get_secret_value() if (
+        settings.slack_signing_secret) else ""
+    # Bolt gets a token-less client: our authorize function hands it the token per request.
+    bolt = AsyncApp(client=AsyncWebClient(base_url=settings.slack_api_url),
+                    signing_secret=secret, process_before_response=False,
+                    request_verification_enabled=bool(secret), authorize=_authorizer(client))
+    directory = Directory(policy, client)
+    runtime = Runtime(deps, client, directory, Deliverer(deps, client, directory), deployer)
+    runtime.on_shed = metrics.shed.inc
+    register_listeners(bolt, runtime)
+    task = asyncio.create_task(runtime.deliverer.run(), name="outbox")
+    yield SlackAdapter(bolt, runtime, settings, metrics)
+    with contextlib.suppress(TimeoutError):  # acked work is finished, not lost
+        await asyncio.wait_for(runtime.idle.wait(), stop_within)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await http.close()
+
+
+# What Bolt's matchers and our listeners index without looking: Slack always sends these shapes.
+_SHAPES: dict[str, type] = {"event": dict, "actions": list, "view": dict, "user": dict,
+                            "team": dict, "channel": dict, "container": dict}
+
+
+def _well_formed(body: Any) -> bool:
+    """A body whose parts have the types Slack gives them (a string for actions crashes Bolt)."""
+    if not isinstance(body, dict) or any(
+            key in body and not isinstance(body[key], kind) for key, kind in _SHAPES.items()):
+        return False
+    actions = body.get("actions") or []
+    view = body.get("view") or {}
+    return (all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
+            and isinstance(view.get("type", ""), str) and isinstance(body.get("type", ""), str)
+            and (not view or "type" in view)
+            and (not body.get("event") or isinstance(body["event"].get("type"), str)))
+
+
+def _slack_kind(body: dict[str, Any]) -> str:
+    """command, block_actions, view_submission, event_callback… for metrics labels."""
+    if "command" in body:
+        return "command"
+    if isinstance(body.get("type"), str):
+        return body["type"]
+    return "other"

@@ -1,0 +1,54 @@
+"""Release notes as Slack mrkdwn: user text escaped, clipped to fit one message."""
+
+from __future__ import annotations
+
+from bot.notes import OTHER_COMMITS, ReleaseNotes
+from handlers.blocks import escape
+
+
+def notes_mrkdwn(notes: ReleaseNotes, limit: int = 2900) -> str:
+    """Slack mrkdwn, user text escaped, clipped to limit characters with '…and N more'."""
+    return _clip(_lines(notes), limit)
+
+
+def _lines(notes: ReleaseNotes) -> list[tuple[str, bool]]:
+    """Each line and whether it is an item (a heading is not)."""
+    span = f"{escape(notes.from_ref)} → " if notes.from_ref else ""
+    first = "" if notes.from_ref else " (first release)"
+    lines = [(f"*Release notes: {escape(notes.project)} {span}{escape(notes.to_ref)}*{first}",
+              False)]
+    for heading, mrs in notes.sections():
+        lines.append((f"*{heading}*", False))
+        lines += [(f"• <{_url(mr.web_url)}|!{mr.iid} {escape(mr.title)}>", True) for mr in mrs]
+    if others := notes.other_commits():
+        lines.append((f"*{OTHER_COMMITS}*", False))
+        lines += [(f"• <{_url(c.web_url)}|{escape(c.short_id)}> {escape(c.title)}", True)
+                  for c in others]
+    if not notes.merge_requests and not others:
+        lines.append(("No changes.", False))
+    return lines
+
+
+def _clip(lines: list[tuple[str, bool]], limit: int) -> str:
+    """Join lines, or as many as fit with room for '…and N more' about the items left out."""
+    text = "\n".join(line for line, _ in lines)
+    if len(text) <= limit:
+        return text
+    total = sum(1 for _, item in lines if item)
+    reserve = len(f"\n…and {total} more")
+    kept: list[tuple[str, bool]] = []
+    length = -1  # no newline before the first line
+    for line, item in lines:
+        if length + 1 + len(line) + reserve > limit:
+            break
+        kept.append((line, item))
+        length += 1 + len(line)
+    while len(kept) > 1 and not kept[-1][1]:
+        kept.pop()  # a heading whose items were all cut would mislead
+    left = total - sum(1 for _, item in kept if item)
+    return "\n".join([*(line for line, _ in kept), f"…and {left} more"])
+
+
+def _url(url: str) -> str:
+    """A URL safe inside <url|label>: the delimiters percent-encoded."""
+    return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")

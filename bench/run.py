@@ -1,4 +1,4 @@
-"""Run every benchmark of issue 8 and write bench/results.json and docs/benchmarks.md.
+"""Run every benchmark and write bench/results.json and docs/benchmarks.md.
 
 `bench/run` (or `python -m bench.run`) runs all sections; `--only ack,history` picks some,
 `--quick` shortens every duration for a smoke run (its numbers are not the figures).

@@ -40,13 +40,6 @@ class Jobs:
         """The injected clock's now."""
         return self.deps.clock()
 
-    async def run_all(self) -> None:
-        """One tick of every job (tests and the scheduler call this)."""
-        await self.deploy_due()
-        await self.remind()
-        await self.close_observed()
-        await self.merge_back()
-
     # --- scheduled deploys ------------------------------------------------------------------
 
     async def deploy_due(self) -> int:

@@ -40,7 +40,7 @@ def parse_release_id(text: str) -> int:
 
 @dataclass(frozen=True)
 class NewRelease:
-    """Everything a request carries (PROCESS.md step 1)."""
+    """Everything a request carries: the first step of the release process."""
 
     project: str
     ref: str

@@ -375,16 +375,6 @@ def was_requested(facts: Facts, ctx: Ctx) -> bool:
     return facts.state is State.REQUESTED
 
 
-def last_environment(facts: Facts, ctx: Ctx) -> bool:
-    """The deploy that just ended was production's."""
-    return ctx.environment == facts.production
-
-
-def not_(cond: Cond) -> Cond:
-    """The opposite selector."""
-    return lambda facts, ctx: not cond(facts, ctx)
-
-
 # --- the table ------------------------------------------------------------------------------------
 
 _S, _W = State, Who
@@ -409,9 +399,9 @@ TABLE: tuple[Transition, ...] = (
     Transition(BEFORE_DEPLOY, Event.CHANGE_REF, _S.READY_FOR_SIGNOFF,
                (_W.REQUESTER, _W.RELEASE_MANAGER), when=(no_report_needed,)),
     Transition(BEFORE_DEPLOY, Event.CHANGE_REF, _S.TESTING, (_W.REQUESTER, _W.RELEASE_MANAGER)),
-    Transition((*BEFORE_DEPLOY, _S.DEPLOY_FAILED), Event.TICK, None, (_W.RELEASE_MANAGER,),
+    Transition(PREPARING, Event.TICK, None, (_W.RELEASE_MANAGER,),
                (valid_items,)),
-    Transition((*BEFORE_DEPLOY, _S.DEPLOY_FAILED), Event.OVERRIDE_GATE, None, (_W.EXECUTIVE,),
+    Transition(PREPARING, Event.OVERRIDE_GATE, None, (_W.EXECUTIVE,),
                (bypass_allowed, needs_reason)),
     Transition(BEFORE_DEPLOY, Event.HOLD, None, (_W.SYSTEM,)),
     Transition((*SIGNED_OFF, _S.DEPLOYED, _S.DEPLOY_FAILED), Event.DEPLOY, _S.DEPLOYING,

@@ -156,11 +156,6 @@ def event_text(payload: Payload) -> str:
     return clip(RENDERERS[event](payload, payload.get("detail") or {}))
 
 
-def _hours(since: Any) -> str:
-    """'5 h' for a waiting time given in hours."""
-    return f"{since:.0f} h" if isinstance(since, int | float) else "a while"
-
-
 NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "held": lambda rid, d: (f"⏸ {rid} was due to deploy but is held{_reason(d)} "
                             "It goes as soon as that is resolved."),

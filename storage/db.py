@@ -65,8 +65,3 @@ async def transaction(sessions: SessionMaker) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
-
-
-def is_postgres(engine: AsyncEngine) -> bool:
-    """Whether row locks and SKIP LOCKED really work."""
-    return engine.dialect.name == "postgresql"

@@ -26,7 +26,7 @@ from bot.policy import (
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "releasebot.example.yml"
 
-# The sample of INTERFACE.md, verbatim: line numbers below refer to it.
+# A full policy with a comment on most keys: line numbers below refer to it.
 SAMPLE = """\
 release_channel: C0RELEASES          # channel ID for announcements
 timezone: Asia/Shanghai              # for windows, freezes and dates shown to people

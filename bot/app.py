@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
 
 from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
@@ -154,7 +153,7 @@ async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers."""
     try:
         async with request.app[DEPS].sessions() as session:
-            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            await q.ping(session)
     except Exception as exc:  # any failure to reach the database is unhealthy
         return web.json_response({"ok": False, "database": str(exc)[:200]}, status=503)
     return web.json_response({"ok": True})

@@ -28,6 +28,11 @@ from storage.models import (
 )
 
 
+async def ping(session: AsyncSession) -> None:
+    """One round trip: raises when the database does not answer."""
+    await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+
+
 def _values(states: Sequence[str]) -> list[str]:
     """States as the plain strings stored in the column."""
     return [str(s) for s in states]

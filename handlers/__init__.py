@@ -10,7 +10,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from handlers.actions import BUTTONS, answer_click, on_button
-from handlers.blocks import V
+from handlers.blocks import FormId
 from handlers.commands import on_release_command
 from handlers.home import on_home_opened
 from handlers.runtime import Runtime
@@ -75,8 +75,8 @@ def register_listeners(app: AsyncApp, runtime: Runtime) -> None:
     form = partial(_bind, runtime=runtime, queued=False)
     app.command(re.compile(r"^/release"))(bind(on_release_command))
     app.action(re.compile("^(" + "|".join(map(re.escape, BUTTONS)) + ")$"))(bind(on_button))
-    app.view(V.REQUEST)(form(on_request_submit))
-    app.view(V.REPORT)(form(on_report_submit))
-    app.view(V.REJECT)(form(on_reject_submit))
-    app.view(V.VERIFY_FAIL)(form(on_verify_fail_submit))
+    app.view(FormId.REQUEST)(form(on_request_submit))
+    app.view(FormId.REPORT)(form(on_report_submit))
+    app.view(FormId.REJECT)(form(on_reject_submit))
+    app.view(FormId.VERIFY_FAIL)(form(on_verify_fail_submit))
     app.event("app_home_opened")(bind(on_home_opened))

@@ -13,7 +13,7 @@ from bot import deploys
 from bot import service as svc
 from bot.workflow import Refused, State
 from handlers.answer import tell
-from handlers.blocks import A, V, escape, parse_value
+from handlers.blocks import ActionId, FormId, escape, parse_value
 from handlers.commands import SORRY, close_release, deploy_answer, verify_answer
 from handlers.modals import build_reason_modal, build_report_modal
 from handlers.runtime import Runtime
@@ -112,7 +112,7 @@ async def _open(rt: Runtime, body: Body, view: dict[str, Any], fallback: str) ->
 
 
 async def _reject(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
-    view = build_reason_modal(V.REJECT, "Reject release", "Why?", rid, rev)
+    view = build_reason_modal(FormId.REJECT, "Reject release", "Why?", rid, rev)
     return await _open(rt, body, view, f"/release reject REL-{rid} <reason>")
 
 
@@ -150,7 +150,7 @@ async def _verify_fail(rt: Runtime, user: str, rid: int, rev: int | None, body: 
     actor = await rt.directory.actor(user)
     if "tester" not in actor.roles:  # say so before asking for a note nobody can submit
         raise Refused("Only a tester can do that.")
-    view = build_reason_modal(V.VERIFY_FAIL, "Verification failed", "What is wrong?", rid, rev)
+    view = build_reason_modal(FormId.VERIFY_FAIL, "Verification failed", "What is wrong?", rid, rev)
     return await _open(rt, body, view, f"/release verify REL-{rid} fail <note>")
 
 
@@ -168,7 +168,8 @@ async def _close(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) 
 
 
 BUTTONS: dict[str, Click] = {
-    A.APPROVE: _approve, A.REJECT: _reject, A.REPORT: _report, A.START_TESTING: _start_testing,
-    A.CHECKLIST: _checklist, A.DEPLOY: _deploy, A.VERIFY_PASS: _verify_pass,
-    A.VERIFY_FAIL: _verify_fail, A.ROLLBACK: _rollback, A.CLOSE: _close,
+    ActionId.APPROVE: _approve, ActionId.REJECT: _reject, ActionId.REPORT: _report,
+    ActionId.START_TESTING: _start_testing, ActionId.CHECKLIST: _checklist,
+    ActionId.DEPLOY: _deploy, ActionId.VERIFY_PASS: _verify_pass,
+    ActionId.VERIFY_FAIL: _verify_fail, ActionId.ROLLBACK: _rollback, ActionId.CLOSE: _close,
 }

@@ -8,7 +8,7 @@ from bot.readmodel import ReleaseView
 from bot.workflow import State
 from handlers.blocks import (
     STATE_ICON,
-    A,
+    ActionId,
     Block,
     button,
     button_value,
@@ -126,7 +126,7 @@ def checklist_block(view: ReleaseView) -> Block:
     options = [{"text": {"type": "mrkdwn", "text": clip(f"{i}. {escape(item)}", 75)},
                 "value": f"{view.release.id}:{i}"}
                for i, item in enumerate(view.release.checklist[:10], start=1)]
-    element: Block = {"type": "checkboxes", "action_id": A.CHECKLIST, "options": options}
+    element: Block = {"type": "checkboxes", "action_id": ActionId.CHECKLIST, "options": options}
     initial = [o for i, o in enumerate(options, start=1) if i in view.ticked]
     if initial:
         element["initial_options"] = initial
@@ -142,30 +142,30 @@ def card_buttons(view: ReleaseView) -> list[Block]:
     out: list[Block] = []
     if state in (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF, State.APPROVED,
                  State.SCHEDULED):
-        out.append(button("Attach test report", A.REPORT, value))
+        out.append(button("Attach test report", ActionId.REPORT, value))
     if state is State.REQUESTED:
-        out.append(button("Start testing", A.START_TESTING, value))
+        out.append(button("Start testing", ActionId.START_TESTING, value))
     if state is State.READY_FOR_SIGNOFF:
         out += approval_buttons(view)
     if state in (State.APPROVED, State.SCHEDULED, State.DEPLOY_FAILED) or (
             state is State.DEPLOYED and view.next_env):
         env = view.next_env or view.environments[-1]
-        out.append(button(f"Deploy to {env}", A.DEPLOY, value, "primary", confirm(
+        out.append(button(f"Deploy to {env}", ActionId.DEPLOY, value, "primary", confirm(
             "Deploy?", f"Start the {env} deploy pipeline for {rid}?", "Deploy")))
     if state is State.DEPLOYED and not view.next_env:
-        out.append(button("Verification passed", A.VERIFY_PASS, value, "primary"))
-        out.append(button("Verification failed", A.VERIFY_FAIL, value, "danger"))
+        out.append(button("Verification passed", ActionId.VERIFY_PASS, value, "primary"))
+        out.append(button("Verification failed", ActionId.VERIFY_FAIL, value, "danger"))
     if state in (State.DEPLOYED, State.DEPLOY_FAILED, State.VERIFICATION_FAILED,
                  State.VERIFIED, State.OBSERVING):
         out.append(rollback_button(view))
     if state in (State.VERIFIED, State.OBSERVING):
-        out.append(button("Close", A.CLOSE, value))
+        out.append(button("Close", ActionId.CLOSE, value))
     return out[:25]
 
 
 def rollback_button(view: ReleaseView) -> Block:
     """Roll back, behind a confirmation."""
-    return button("Roll back", A.ROLLBACK, button_value(view), "danger", confirm(
+    return button("Roll back", ActionId.ROLLBACK, button_value(view), "danger", confirm(
         "Roll back?", f"Redeploy the version that was live before {view.release.rel_id}?",
         "Roll back", danger=True))
 
@@ -175,7 +175,7 @@ def approval_buttons(view: ReleaseView) -> list[Block]:
     value = button_value(view)
     rid = view.release.rel_id
     return [
-        button("Approve", A.APPROVE, value, "primary", confirm(
+        button("Approve", ActionId.APPROVE, value, "primary", confirm(
             "Approve?", f"Sign off {rid} for your role?", "Approve")),
-        button("Reject", A.REJECT, value, "danger"),
+        button("Reject", ActionId.REJECT, value, "danger"),
     ]

@@ -8,7 +8,7 @@ from typing import Any
 from bot import calendar
 from bot.policy import Policy, ReleaseType
 from bot.service import NewRelease
-from handlers.blocks import Block, V, clip, is_id
+from handlers.blocks import Block, FormId, clip, is_id
 
 WORK_ITEM_KINDS = (("!", "mr"), ("#", "issue"), ("INC", "incident"))
 
@@ -52,7 +52,7 @@ def build_request_modal(policy: Policy, channel: str = "") -> Block:
     """Every field of a release request (PROCESS.md step 1)."""
     projects = [(key, key) for key in policy.projects]
     types = [(t.value, t.value) for t in ReleaseType if t in policy.policies]
-    return _modal(V.REQUEST, "Request a release", "Request", [
+    return _modal(FormId.REQUEST, "Request a release", "Request", [
         _select("project", "Project", projects, projects[0][0] if len(projects) == 1 else None),
         _text_input("ref", "Ref (branch, tag or commit)", placeholder="v1.4.0", max_length=255),
         _text_input("version", "Version", optional=True, placeholder="1.4.0", max_length=100),
@@ -84,7 +84,7 @@ def build_report_modal(release_id: int, revision: int | None) -> Block:
     meta = f"{release_id}:{revision if revision is not None else ''}"
     counts = [_text_input(sev, f"Open {sev} bugs", initial="0", max_length=5)
               for sev in ("A", "B", "C")]
-    return _modal(V.REPORT, "Test report", "Attach",
+    return _modal(FormId.REPORT, "Test report", "Attach",
                   [_text_input("url", "Report link", placeholder="https://…", max_length=2000),
                    *counts], meta)
 

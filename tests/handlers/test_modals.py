@@ -9,7 +9,7 @@ import pytest
 
 from bot.policy import Policy, parse_policy
 from bot.service import NewRelease
-from handlers.blocks import MAX_TEXT, V
+from handlers.blocks import MAX_TEXT, FormId
 from handlers.modals import (
     build_reason_modal,
     build_report_modal,
@@ -61,7 +61,7 @@ def options(block: dict[str, Any]) -> list[str]:
 def test_request_modal_asks_for_every_field() -> None:
     """Every field of a request, in order, with the optional ones marked optional."""
     modal = build_request_modal(POLICY, channel="C0HERE")
-    assert modal["type"] == "modal" and modal["callback_id"] == V.REQUEST
+    assert modal["type"] == "modal" and modal["callback_id"] == FormId.REQUEST
     assert modal["private_metadata"] == "C0HERE"
     assert [b["block_id"] for b in modal["blocks"]] == REQUEST_FIELDS
     for block in modal["blocks"]:
@@ -210,7 +210,7 @@ def test_work_items_are_bounded() -> None:
 def test_report_modal_asks_for_a_link_and_three_counts() -> None:
     """A link and A/B/C counts defaulting to 0; the release travels in the metadata."""
     modal = build_report_modal(42, 3)
-    assert modal["callback_id"] == V.REPORT
+    assert modal["callback_id"] == FormId.REPORT
     assert [b["block_id"] for b in modal["blocks"]] == ["url", "A", "B", "C"]
     assert [b["element"].get("initial_value") for b in modal["blocks"][1:]] == ["0", "0", "0"]
     assert parse_metadata(modal["private_metadata"]) == (42, 3)
@@ -218,8 +218,8 @@ def test_report_modal_asks_for_a_link_and_three_counts() -> None:
 
 def test_reason_modal_carries_the_release() -> None:
     """A reason prompt remembers which release and revision it is about."""
-    modal = build_reason_modal(V.REJECT, "Reject REL-42", "Why?", 42, None)
-    assert modal["callback_id"] == V.REJECT
+    modal = build_reason_modal(FormId.REJECT, "Reject REL-42", "Why?", 42, None)
+    assert modal["callback_id"] == FormId.REJECT
     assert modal["blocks"][0]["block_id"] == "reason"
     assert modal["blocks"][0]["optional"] is False
     assert modal["blocks"][0]["element"]["multiline"] is True
@@ -260,7 +260,7 @@ def test_a_count_that_is_not_a_whole_number_is_an_error(count: str) -> None:
 def test_every_modal_text_fits_slack() -> None:
     """Labels, placeholders and options stay within Slack's limits."""
     for modal in (build_request_modal(POLICY), build_report_modal(1, 1),
-                  build_reason_modal(V.VERIFY_FAIL, "What went wrong?" * 5, "Note", 1, 1)):
+                  build_reason_modal(FormId.VERIFY_FAIL, "What went wrong?" * 5, "Note", 1, 1)):
         assert len(modal["title"]["text"]) <= 24
         for block in modal["blocks"]:
             element = block["element"]

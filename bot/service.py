@@ -26,6 +26,7 @@ from bot.workflow import (
     Report,
     State,
     decide,
+    needs_reason,
     role_to_sign,
 )
 from storage import queries as q
@@ -39,6 +40,7 @@ BROADCAST = frozenset({"pipeline started", Event.DEPLOY_SUCCEEDED, Event.DEPLOY_
 _RETRIES = 8
 _ID = re.compile(r"^(?:rel-?)?(\d{1,9})$", re.IGNORECASE)
 MAX_TITLE = 4000
+MAX_REF = 255
 
 
 def system_clock() -> datetime:
@@ -232,6 +234,25 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
     return record(session, deps, release, event, ctx.actor, dest, detail)
 
 
+async def check_event(deps: Deps, *, release_id: int, event: Event, actor: Actor,
+                      revision: int | None = None) -> None:
+    """Refuse now, changing nothing, what `event` would be refused for apart from its reason.
+
+    A button that opens a form for the reason asks first, so nobody writes a note that the
+    table would refuse for another cause; the note itself is checked when the event happens.
+    """
+    async with deps.sessions() as session:
+        release = await q.get_release(session, release_id)
+        if release is None:
+            raise Refused(f"There is no release REL-{release_id}.")
+        check_revision(release, revision)
+        facts = await load_facts(session, deps, release)
+    decide(facts, event, Ctx(actor, reason=_ASKED_NEXT, revision=revision))
+
+
+_ASKED_NEXT = "(the form asks for it next)"  # a reason, so only the other rules are checked
+
+
 def check_revision(release: Release, revision: int | None) -> None:
     """A button drawn before a new ref or report must not act on what replaced them."""
     if revision is not None and revision != release.revision:
@@ -307,36 +328,61 @@ class NewRelease:
     deploy_order: str = ""
 
 
-def validate_request(deps: Deps, new: NewRelease) -> list[str]:
-    """Every problem with a request, as sentences."""
-    problems = []
+def request_problems(new: NewRelease, *, policy: Policy, now: datetime,
+                     rollback_plan_required: bool = False) -> dict[str, str]:
+    """Every problem with a request, as sentences keyed by the NewRelease field they are about.
+
+    The one-line command can't carry a rollback plan; the form asks for one, so it requires it.
+    """
+    problems: dict[str, str] = {}
     try:
-        deps.policy.project(new.project)
+        policy.project(new.project)
     except PolicyError as exc:
-        problems.append(str(exc))
+        problems["project"] = str(exc)
     try:
-        deps.policy.type_policy(ReleaseType(new.type))
+        policy.type_policy(ReleaseType(new.type))
     except (ValueError, PolicyError):
-        allowed = ", ".join(t.value for t in ReleaseType if t in deps.policy.policies)
-        problems.append(f"Unknown release type {new.type[:30]!r}; use one of {allowed}.")
-    if not new.ref.strip() or len(new.ref) > 255 or any(c.isspace() for c in new.ref):
-        problems.append("The ref must be one branch, tag or commit (no spaces, at most 255).")
+        allowed = ", ".join(t.value for t in ReleaseType if t in policy.policies)
+        problems["type"] = f"Unknown release type {new.type[:30]!r}; use one of {allowed}."
+    if sentence := ref_problem(new.ref):
+        problems["ref"] = sentence
     if not new.title.strip():
-        problems.append("Please give the release a title.")
+        problems["title"] = "Please give the release a title."
     elif len(new.title) > MAX_TITLE:
-        problems.append(f"The title is too long ({len(new.title)} characters; "
-                        f"at most {MAX_TITLE}).")
-    if new.scheduled_at is not None and new.scheduled_at <= deps.clock():
-        problems.append("The planned time is in the past.")
+        problems["title"] = (f"The title is too long ({len(new.title)} characters; "
+                             f"at most {MAX_TITLE}).")
+    if new.scheduled_at is not None and new.scheduled_at <= now:
+        problems["scheduled_at"] = "The planned time is in the past."
     if new.type == ReleaseType.CAMPAIGN and new.scheduled_at is None:
-        problems.append('A campaign release needs its launch time: --at "YYYY-MM-DD HH:MM".')
+        problems["scheduled_at"] = (
+            'A campaign release needs its launch time: --at "YYYY-MM-DD HH:MM".')
+    if rollback_plan_required and not new.rollback_plan.strip():
+        problems["rollback_plan"] = "How would you roll this back?"
     return problems
+
+
+def ref_problem(ref: str) -> str | None:
+    """Why `ref` can't name one branch, tag or commit, or None when it can."""
+    if not ref or len(ref) > MAX_REF or any(c.isspace() for c in ref):
+        return f"The ref must be one branch, tag or commit (no spaces, at most {MAX_REF})."
+    return None
+
+
+def reason_problem(reason: str) -> str | None:
+    """The table's sentence for a rejection or failed verification without words, or None.
+
+    Their forms ask before they close, so the sentence can stay in the form under the field.
+    """
+    return needs_reason(_ANY_FACTS, Ctx(SYSTEM, reason=reason))
+
+
+_ANY_FACTS = Facts(State.REQUESTED, requester="")  # needs_reason reads only the reason
 
 
 async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outcome:
     """File a new release (`REL-n`), announce it, and ask testers or approvers."""
-    if problems := validate_request(deps, new):
-        raise Refused(" ".join(problems))
+    if problems := request_problems(new, policy=deps.policy, now=deps.clock()):
+        raise Refused(" ".join(problems.values()))
     type_policy = deps.policy.type_policy(ReleaseType(new.type))
     first = State.REQUESTED if type_policy.require_test_report else State.READY_FOR_SIGNOFF
 
@@ -459,8 +505,8 @@ async def reject(deps: Deps, *, release_id: int, actor: Actor, reason: str,
 async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str) -> Outcome:
     """Point the release at another ref; approvals and the report of the old one stop counting."""
     ref = ref.strip()
-    if not ref or len(ref) > 255 or any(c.isspace() for c in ref):
-        raise Refused("The ref must be one branch, tag or commit.")
+    if sentence := ref_problem(ref):
+        raise Refused(sentence)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         old = release.ref

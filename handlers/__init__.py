@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from handlers.actions import BUTTONS, answer_click, on_button
+from handlers.answer import BUSY
 from handlers.blocks import FormId
 from handlers.commands import on_release_command
 from handlers.home import on_home_opened
@@ -22,7 +23,6 @@ from handlers.views import (
 )
 
 Listener = Callable[..., Awaitable[None]]
-BUSY = "I'm swamped right now; nothing was done. Please try again in a minute."
 
 
 def _bind(fn: Listener, runtime: Runtime, queued: bool = True) -> Listener:
@@ -66,7 +66,7 @@ async def busy(ack: Any, body: dict[str, Any], runtime: Runtime) -> None:
         return
     await ack()
     if body.get("type") == "block_actions":
-        await answer_click(runtime, body, (body.get("user") or {}).get("id", ""), BUSY)
+        await answer_click(runtime, body, BUSY)
 
 
 def register_listeners(app: AsyncApp, runtime: Runtime) -> None:

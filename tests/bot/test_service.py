@@ -10,7 +10,7 @@ from bot import deploys
 from bot import service as svc
 from bot.people import actor_for
 from bot.service import Deps, NewRelease, ReportInput
-from bot.workflow import Refused, State
+from bot.workflow import Event, Refused, State
 from storage import queries as q
 from tests.conftest import FakeClock
 
@@ -69,6 +69,35 @@ async def test_bad_request_is_refused_plainly(deps: Deps) -> None:
             project="nope", ref="main", title=" ", type="weekly"))
     assert "nope" in err.value.sentence and "weekly" in err.value.sentence
     assert "title" in err.value.sentence
+
+
+def test_request_problems_name_their_fields(deps: Deps) -> None:
+    """Each problem sits under its field, so a form can show it there; a form needs a plan."""
+    new = NewRelease(project="nope", ref="a b", title=" ", type="weekly",
+                     scheduled_at=deps.clock() - timedelta(minutes=1))
+    problems = svc.request_problems(new, policy=deps.policy, now=deps.clock(),
+                                    rollback_plan_required=True)
+    assert list(problems) == ["project", "type", "ref", "title", "scheduled_at", "rollback_plan"]
+    assert problems["ref"] == svc.ref_problem("a b")
+    assert "rollback_plan" not in svc.request_problems(new, policy=deps.policy, now=deps.clock())
+
+
+async def test_a_new_ref_follows_the_request_rule(deps: Deps) -> None:
+    """`ref` is refused with the very sentence a request with that ref gets."""
+    rid = await new_release(deps)
+    with pytest.raises(Refused) as err:
+        await svc.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v1 .2")
+    assert err.value.sentence == svc.ref_problem("v1 .2")
+
+
+async def test_checking_an_event_changes_nothing(deps: Deps) -> None:
+    """A button asks the table before opening its form; the reason is asked afterwards."""
+    rid = await new_release(deps)
+    with pytest.raises(Refused, match="Only an approver of this release or an executive"):
+        await svc.check_event(deps, release_id=rid, event=Event.REJECT, actor=who(deps, TESTER))
+    await svc.check_event(deps, release_id=rid, event=Event.REJECT, actor=who(deps, DIRECTOR))
+    assert await state_of(deps, rid) is State.REQUESTED
+    assert svc.reason_problem("  ") == "Please give a reason." and svc.reason_problem("x") is None
 
 
 async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:

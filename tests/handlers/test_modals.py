@@ -135,16 +135,19 @@ def test_answers_are_trimmed() -> None:
     assert new is not None and new.title == "Faster checkout"
 
 
+BAD_REF = "The ref must be one branch, tag or commit (no spaces, at most 255)."
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("title", "", "Please give the release a title."),
     ("title", "   ", "Please give the release a title."),
-    ("ref", "", "One branch, tag or commit, without spaces."),
-    ("ref", "release 1.1", "One branch, tag or commit, without spaces."),
-    ("ref", "v1\tx", "One branch, tag or commit, without spaces."),
+    ("ref", "", BAD_REF),
+    ("ref", "release 1.1", BAD_REF),
+    ("ref", "v1\tx", BAD_REF),
     ("rollback", "", "How would you roll this back?"),
-    ("project", "billing", "Choose a project."),
-    ("at", "2026-11-23 11:59", "That time is in the past."),
-    ("at", "2026-11-23 12:00", "That time is in the past."),
+    ("project", "billing", "There is no project 'billing'; known projects: payments, web."),
+    ("at", "2026-11-23 11:59", "The planned time is in the past."),
+    ("at", "2026-11-23 12:00", "The planned time is in the past."),
 ])
 def test_bad_answers_are_errors_by_block_id(field: str, value: str, message: str) -> None:
     """Each problem is shown under its own field and nothing is filed."""

@@ -12,6 +12,7 @@ from storage import queries as q
 from storage.db import transaction
 from storage.models import Deployment, Release, SeenDelivery
 from tests.scenario.harness import CHANNEL, Harness, emulators, running_app
+from tests.scenario.test_slack_flow import submit_modal, text_values
 
 DEV, TESTER, LEAD, DIRECTOR, OPS = "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS"
 
@@ -77,6 +78,25 @@ async def test_staging_then_production_then_verified(db_url: str, policy: Policy
         assert [b for b in broadcasts(h) if "Deployed" in b] and len(broadcasts(h)) == 5
         assert sum("pipeline <http" in b for b in broadcasts(h)) == 2
         assert len(h.slack.messages(CHANNEL)) == 1
+
+
+async def test_a_failed_verification_is_refused_alike_every_way(db_url: str,
+                                                                policy: Policy) -> None:
+    """Button, form and command ask the same table: a tester only, and never without a note."""
+    async with running_app(db_url, policy) as h:
+        rid = await approved(h)
+        await deploy_and_finish(h, rid)
+        await deploy_and_finish(h, rid)
+        assert "Only a tester can do that." in await h.click(OPS, ActionId.VERIFY_FAIL)
+        assert h.slack.modals(OPS) == []
+        assert await h.click(TESTER, ActionId.VERIFY_FAIL) == ""
+        reply = await submit_modal(h, TESTER, text_values(reason="   "))
+        assert reply.json == {"response_action": "errors",
+                              "errors": {"reason": "Please give a reason."}}
+        assert "Please give a reason." in await h.says(TESTER, f"verify REL-{rid} fail")
+        assert await state(h, rid) == "deployed"
+        await submit_modal(h, TESTER, text_values(reason="checkout returns 500"))
+        assert await state(h, rid) == "verification_failed"
 
 
 async def test_failed_deploy_rolls_back_to_the_recorded_ref(db_url: str, policy: Policy) -> None:

@@ -119,7 +119,7 @@ def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
                        ) -> tuple[NewRelease | None, dict[str, str]]:
     """A submitted request form → a request, or errors by block id to show in the modal.
 
-    The form only reads the time; the service's own rules say what else is wrong.
+    The form reads its fields and the time; the service's own rules say what is wrong.
     """
     errors: dict[str, str] = {}
     scheduled = None

@@ -200,7 +200,7 @@ async def click_to_channel(cfg: Json) -> Json:
 
 
 DEV, LEAD, DIRECTOR = "U0DEV", "U0TESTLEAD", "U0DIRECTOR"
-BUSY_WORD = "swamped"  # in the bot's answer when it sheds a request (handlers/__init__.py)
+BUSY_WORD = "swamped"  # in the bot's answer when it sheds a request (handlers/answer.py)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.common import CHANNEL, DEV, DIRECTOR, LEAD, OPS, TESTER, database
 from bench.inproc import App, running_app
-from handlers.blocks import A
+from handlers.blocks import ActionId
 
 Json = dict[str, Any]
 PEOPLE = {"response_url", "chat.postEphemeral"}
@@ -52,20 +52,20 @@ async def walk(app: App, rid: int, *, people_too: bool) -> None:
     """Request to close; with `people_too`, the extra clicks and looks people add."""
     await app.command(DEV, "request payments v1.1.0 Faster checkout")
     await app.command(TESTER, f"report REL-{rid} https://ci.example/r/{rid} C=1")
-    await app.click(DIRECTOR, A.APPROVE)
+    await app.click(DIRECTOR, ActionId.APPROVE)
     if people_too:
-        await app.click(DIRECTOR, A.APPROVE)  # the double click
+        await app.click(DIRECTOR, ActionId.APPROVE)  # the double click
         await app.command(DEV, f"status REL-{rid}")
         await app.command(DEV, "list")
-    await app.click(LEAD, A.APPROVE)
+    await app.click(LEAD, ActionId.APPROVE)
     if people_too:
-        await app.click(DEV, A.DEPLOY)  # not the release manager: refused
+        await app.click(DEV, ActionId.DEPLOY)  # not the release manager: refused
     await app.command(OPS, f"check REL-{rid} 1 2")
     for _env in ("staging", "production"):
-        await app.click(OPS, A.DEPLOY)
+        await app.click(OPS, ActionId.DEPLOY)
         app.gitlab.set_status(app.pipeline_of(rid).id, "success")
         await app.poll()
-    await app.click(TESTER, A.VERIFY_PASS)
+    await app.click(TESTER, ActionId.VERIFY_PASS)
     await app.command(OPS, f"close REL-{rid}")
 
 

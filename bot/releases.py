@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.policy import PolicyError, ReleaseType
+from bot.policy import Policy, PolicyError, ReleaseType
 from bot.transition import (
     Deps,
     Outcome,
@@ -22,12 +22,23 @@ from bot.transition import (
     transition,
     type_limits,
 )
-from bot.workflow import SYSTEM, Actor, Ctx, Event, Facts, Refused, Report, State, can_sign
+from bot.workflow import (
+    SYSTEM,
+    Actor,
+    Ctx,
+    Event,
+    Facts,
+    Refused,
+    Report,
+    State,
+    can_sign,
+)
 from storage import queries as q
 from storage.models import Release
 
 _ID = re.compile(r"^(?:rel-?)?(\d{1,9})$", re.IGNORECASE)
 MAX_TITLE = 4000
+MAX_REF = 255
 
 
 def parse_release_id(text: str) -> int:
@@ -56,36 +67,50 @@ class NewRelease:
     deploy_order: str = ""
 
 
-def validate_request(deps: Deps, new: NewRelease) -> list[str]:
-    """Every problem with a request, as sentences."""
-    problems = []
+def request_problems(new: NewRelease, *, policy: Policy, now: datetime,
+                     rollback_plan_required: bool = False) -> dict[str, str]:
+    """Every problem with a request, as sentences keyed by the NewRelease field they are about.
+
+    The one-line command can't carry a rollback plan; the form asks for one, so it requires it.
+    """
+    problems: dict[str, str] = {}
     try:
-        deps.policy.project(new.project)
+        policy.project(new.project)
     except PolicyError as exc:
-        problems.append(str(exc))
+        problems["project"] = str(exc)
     try:
-        deps.policy.type_policy(ReleaseType(new.type))
+        policy.type_policy(ReleaseType(new.type))
     except (ValueError, PolicyError):
-        allowed = ", ".join(t.value for t in ReleaseType if t in deps.policy.policies)
-        problems.append(f"Unknown release type {new.type[:30]!r}; use one of {allowed}.")
-    if not new.ref.strip() or len(new.ref) > 255 or any(c.isspace() for c in new.ref):
-        problems.append("The ref must be one branch, tag or commit (no spaces, at most 255).")
+        allowed = ", ".join(t.value for t in ReleaseType if t in policy.policies)
+        problems["type"] = f"Unknown release type {new.type[:30]!r}; use one of {allowed}."
+    if sentence := ref_problem(new.ref):
+        problems["ref"] = sentence
     if not new.title.strip():
-        problems.append("Please give the release a title.")
+        problems["title"] = "Please give the release a title."
     elif len(new.title) > MAX_TITLE:
-        problems.append(f"The title is too long ({len(new.title)} characters; "
-                        f"at most {MAX_TITLE}).")
-    if new.scheduled_at is not None and new.scheduled_at <= deps.clock():
-        problems.append("The planned time is in the past.")
+        problems["title"] = (f"The title is too long ({len(new.title)} characters; "
+                             f"at most {MAX_TITLE}).")
+    if new.scheduled_at is not None and new.scheduled_at <= now:
+        problems["scheduled_at"] = "The planned time is in the past."
     if new.type == ReleaseType.CAMPAIGN and new.scheduled_at is None:
-        problems.append('A campaign release needs its launch time: --at "YYYY-MM-DD HH:MM".')
+        problems["scheduled_at"] = (
+            'A campaign release needs its launch time: --at "YYYY-MM-DD HH:MM".')
+    if rollback_plan_required and not new.rollback_plan.strip():
+        problems["rollback_plan"] = "How would you roll this back?"
     return problems
+
+
+def ref_problem(ref: str) -> str | None:
+    """Why `ref` can't name one branch, tag or commit, or None when it can."""
+    if not ref or len(ref) > MAX_REF or any(c.isspace() for c in ref):
+        return f"The ref must be one branch, tag or commit (no spaces, at most {MAX_REF})."
+    return None
 
 
 async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outcome:
     """File a new release (`REL-n`), announce it, and ask testers or approvers."""
-    if problems := validate_request(deps, new):
-        raise Refused(" ".join(problems))
+    if problems := request_problems(new, policy=deps.policy, now=deps.clock()):
+        raise Refused(" ".join(problems.values()))
     type_policy = deps.policy.type_policy(ReleaseType(new.type))
     first = State.REQUESTED if type_policy.require_test_report else State.READY_FOR_SIGNOFF
 
@@ -202,8 +227,8 @@ async def reject(deps: Deps, *, release_id: int, actor: Actor, reason: str,
 async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str) -> Outcome:
     """Point the release at another ref; approvals and the report of the old one stop counting."""
     ref = ref.strip()
-    if not ref or len(ref) > 255 or any(c.isspace() for c in ref):
-        raise Refused("The ref must be one branch, tag or commit.")
+    if sentence := ref_problem(ref):
+        raise Refused(sentence)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         old = release.ref

@@ -204,6 +204,22 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
     return await record(session, deps, release, event, ctx.actor, dest, detail)
 
 
+async def check_event(deps: Deps, *, release_id: int, event: Event, actor: Actor,
+                      revision: int | None = None) -> None:
+    """Refuse now, changing nothing, what `event` would be refused for apart from its reason.
+
+    A button that opens a form for the reason asks first, so nobody writes a note that the
+    table would refuse for another cause; the note itself is checked when the event happens.
+    """
+    async with deps.sessions() as session:
+        release = await q.get_release(session, release_id)
+        if release is None:
+            raise Refused(f"There is no release REL-{release_id}.")
+        check_revision(release, revision)
+        facts = await load_facts(session, deps, release, EVENTS[event].reads)
+    decide(facts, event, Ctx(actor, revision=revision), reason_follows=True)
+
+
 def check_revision(release: Release, revision: int | None) -> None:
     """A button drawn before a new ref or report must not act on what replaced them."""
     if revision is not None and revision != release.revision:

@@ -260,7 +260,12 @@ def who_sentence(who: tuple[Who, ...]) -> str:
 
 def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
     """A rejection, risk acceptance, override or failed verification needs words."""
-    return None if ctx.reason.strip() else "Please give a reason."
+    return reason_sentence(ctx.reason)
+
+
+def reason_sentence(reason: str) -> str | None:
+    """What a missing reason is refused with (forms show it under their field)."""
+    return None if reason.strip() else "Please give a reason."
 
 
 def may_sign(facts: Facts, ctx: Ctx) -> str | None:
@@ -495,8 +500,11 @@ def allowed_events(state: State) -> set[Event]:
     return {t.event for t in TABLE if state in t.sources}
 
 
-def decide(facts: Facts, event: Event, ctx: Ctx) -> State:
-    """The state after `event`, or TransitionError naming the event, the state and the reason."""
+def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False) -> State:
+    """The state after `event`, or TransitionError naming the event, the state and the reason.
+
+    `reason_follows`: a form will ask for the reason next, so only the other rules are checked.
+    """
     rows = rows_for(facts.state, event)
     if not rows:
         raise TransitionError(event, facts.state, refusal(event, facts.state))
@@ -506,6 +514,8 @@ def decide(facts: Facts, event: Event, ctx: Ctx) -> State:
     if not any(may(w, facts, ctx.actor) for w in row.who):
         raise TransitionError(event, facts.state, who_sentence(row.who))
     for guard in row.guards:
+        if reason_follows and guard is needs_reason:
+            continue
         if sentence := guard(facts, ctx):
             raise TransitionError(event, facts.state, sentence)
     return row.dest or facts.state

@@ -10,7 +10,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from handlers.actions import BUTTONS, answer_click, on_button
-from handlers.blocks import V
+from handlers.answer import BUSY
+from handlers.blocks import FormId
 from handlers.commands import on_release_command
 from handlers.home import on_home_opened
 from handlers.runtime import Runtime
@@ -22,7 +23,6 @@ from handlers.views import (
 )
 
 Listener = Callable[..., Awaitable[None]]
-BUSY = "I'm swamped right now; nothing was done. Please try again in a minute."
 
 
 def _bind(fn: Listener, runtime: Runtime, queued: bool = True) -> Listener:
@@ -66,7 +66,7 @@ async def busy(ack: Any, body: dict[str, Any], runtime: Runtime) -> None:
         return
     await ack()
     if body.get("type") == "block_actions":
-        await answer_click(runtime, body, (body.get("user") or {}).get("id", ""), BUSY)
+        await answer_click(runtime, body, BUSY)
 
 
 def register_listeners(app: AsyncApp, runtime: Runtime) -> None:
@@ -75,8 +75,8 @@ def register_listeners(app: AsyncApp, runtime: Runtime) -> None:
     form = partial(_bind, runtime=runtime, queued=False)
     app.command(re.compile(r"^/release"))(bind(on_release_command))
     app.action(re.compile("^(" + "|".join(map(re.escape, BUTTONS)) + ")$"))(bind(on_button))
-    app.view(V.REQUEST)(form(on_request_submit))
-    app.view(V.REPORT)(form(on_report_submit))
-    app.view(V.REJECT)(form(on_reject_submit))
-    app.view(V.VERIFY_FAIL)(form(on_verify_fail_submit))
+    app.view(FormId.REQUEST)(form(on_request_submit))
+    app.view(FormId.REPORT)(form(on_report_submit))
+    app.view(FormId.REJECT)(form(on_reject_submit))
+    app.view(FormId.VERIFY_FAIL)(form(on_verify_fail_submit))
     app.event("app_home_opened")(bind(on_home_opened))

@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_sdk.errors import SlackApiError
 
-from bot import deploys, releases
+from bot import deploys, releases, transition
 from bot.workflow import Event, Refused, State
-from handlers.answer import tell
-from handlers.blocks import A, V, escape, parse_value
-from handlers.commands import SORRY, close_release, deploy_answer, verify_answer
+from handlers import answer
+from handlers.answer import STALE_BUTTON, Asker, Reply, answer_after, open_form, tell
+from handlers.blocks import ActionId, FormId, parse_value
+from handlers.commands import close_release
 from handlers.modals import build_reason_modal, build_report_modal
 from handlers.runtime import Runtime
 from storage import queries as q
@@ -25,26 +25,40 @@ Click = Callable[[Runtime, str, int, int | None, Body], Awaitable[str]]
 
 async def on_button(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     """Every button: one shape, one error policy."""
-    await ack()
     action = (body.get("actions") or [{}])[0]
-    user = (body.get("user") or {}).get("id", "")
-    release_id = None
-    try:
-        release_id, revision, drawn = _target(action)
-        await _still_as_drawn(runtime, release_id, drawn)
-        reply = await BUTTONS[action["action_id"]](runtime, user, release_id, revision, body)
-    except Refused as exc:
-        reply = escape(exc.sentence)  # refusals quote what people typed
-        if release_id is not None:  # the clicker saw something old: show them what is true now
-            await _redraw(runtime, release_id)
-    except (ValueError, KeyError):
-        reply = "That button isn't one of mine any more."
-    except Exception:
-        log.exception("REL-%s: %s by %s failed", release_id, action.get("action_id"), user)
-        reply = SORRY
-    runtime.deliverer.kick()
-    if reply:
-        await answer_click(runtime, body, user, reply)
+    asker = click_asker(body)
+
+    async def work() -> Reply:
+        release_id = None
+        try:
+            release_id, revision, drawn = _target(action)
+            await _still_as_drawn(runtime, release_id, drawn)
+            return await BUTTONS[action["action_id"]](runtime, asker.user, release_id, revision,
+                                                      body)
+        except Refused:
+            if release_id is not None:  # the clicker saw something old: show what is true now
+                await _redraw(runtime, release_id)
+            raise
+        except (ValueError, KeyError):
+            return STALE_BUTTON
+
+    drawn_on = str(action.get("value") or action.get("block_id") or "")[:40]
+    await answer_after(ack, runtime, work, asker=asker,
+                       doing=f"{action.get('action_id')} on {drawn_on!r}")
+
+
+def click_asker(body: Body) -> Asker:
+    """The clicker, answered in the channel or DM the click came from."""
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id")
+    return Asker((body.get("user") or {}).get("id", ""), channel, body.get("response_url"))
+
+
+async def answer_click(rt: Runtime, body: Body, text: str) -> None:
+    """Privately, in the channel or DM the click came from."""
+    asker = click_asker(body)
+    await tell(rt.client, user=asker.user, text=text, channel=asker.channel,
+               response_url=asker.response_url)
 
 
 def _target(action: dict[str, Any]) -> tuple[int, int | None, str | None]:
@@ -68,14 +82,6 @@ async def _still_as_drawn(rt: Runtime, release_id: int, drawn: str | None) -> No
                       "drawn before it changed. Look at the updated card.")
 
 
-async def answer_click(rt: Runtime, body: Body, user: str, text: str) -> None:
-    """Privately, in the channel or DM the click came from."""
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id")
-    await tell(rt.client, user=user, text=text, channel=channel,
-               response_url=body.get("response_url"))
-
-
 async def _redraw(rt: Runtime, release_id: int, force: bool = False) -> None:
     """Bring the card up to date after a refused click (a no-op when it already is).
 
@@ -91,27 +97,22 @@ async def _redraw(rt: Runtime, release_id: int, force: bool = False) -> None:
 async def _approve(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await releases.approve(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
                             revision=rev)
-    return f"You approved {out.release.rel_id} as {out.detail['role']}."
+    return answer.approved(out)
 
 
 async def _start_testing(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await releases.start_testing(rt.deps, release_id=rid, revision=rev,
                                        actor=await rt.directory.actor(user))
-    return f"You're testing {out.release.rel_id}."
+    return answer.testing(out)
 
 
 async def _open(rt: Runtime, body: Body, view: dict[str, Any], fallback: str) -> str:
-    """Open a modal now (trigger ids live 3 s); if Slack refuses, say how to do it by command."""
-    try:
-        await rt.client.views_open(trigger_id=body.get("trigger_id", ""), view=view)
-        return ""
-    except SlackApiError as exc:
-        log.info("modal not opened: %s", exc.response.get("error"))
-        return f"I couldn't open the form in time. Use `{fallback}` instead."
+    """Open a modal for this click, or say which command does the same."""
+    return await open_form(rt, body.get("trigger_id", ""), view, fallback)
 
 
 async def _reject(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
-    view = build_reason_modal(V.REJECT, "Reject release", "Why?", rid, rev)
+    view = build_reason_modal(FormId.REJECT, "Reject release", "Why?", rid, rev)
     return await _open(rt, body, view, f"/release reject REL-{rid} <reason>")
 
 
@@ -130,44 +131,44 @@ async def _checklist(rt: Runtime, user: str, rid: int, rev: int | None, body: Bo
     out = await releases.tick(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
                          items=items)
     await _redraw(rt, rid, force=True)
-    return f"Checklist of {out.release.rel_id}: {out.detail['done']}/{out.detail['total']} ticked."
+    return answer.ticked(out)
 
 
 async def _deploy(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await rt.deployer.deploy(release_id=rid, actor=await rt.directory.actor(user),
                                    revision=rev)
-    return deploy_answer(out)
+    return answer.deploy_started(out)
 
 
 async def _verify_pass(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await deploys.verify(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
                                passed=True, revision=rev)
-    return verify_answer(out, True)
+    return answer.verified(out, True)
 
 
 async def _verify_fail(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
-    actor = await rt.directory.actor(user)
-    if "tester" not in actor.roles:  # say so before asking for a note nobody can submit
-        raise Refused("Only a tester can do that.")
-    view = build_reason_modal(V.VERIFY_FAIL, "Verification failed", "What is wrong?", rid, rev)
+    """Ask the table first, so nobody writes a note it would refuse for another cause."""
+    await transition.check_event(rt.deps, release_id=rid, event=Event.VERIFY_FAIL, revision=rev,
+                          actor=await rt.directory.actor(user))
+    view = build_reason_modal(FormId.VERIFY_FAIL, "Verification failed", "What is wrong?", rid,
+                              rev)
     return await _open(rt, body, view, f"/release verify REL-{rid} fail <note>")
 
 
 async def _rollback(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await rt.deployer.rollback(release_id=rid, actor=await rt.directory.actor(user),
                                      revision=rev)
-    if out.event is Event.ROLLBACK_FAILED:
-        return f"The rollback pipeline did not start: {out.detail.get('error')}"
-    return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`."
+    return answer.rolling_back(out)
 
 
 async def _close(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await close_release(rt, rid, await rt.directory.actor(user), rev)
-    return f"{out.release.rel_id} is closed."
+    return answer.closed(out)
 
 
 BUTTONS: dict[str, Click] = {
-    A.APPROVE: _approve, A.REJECT: _reject, A.REPORT: _report, A.START_TESTING: _start_testing,
-    A.CHECKLIST: _checklist, A.DEPLOY: _deploy, A.VERIFY_PASS: _verify_pass,
-    A.VERIFY_FAIL: _verify_fail, A.ROLLBACK: _rollback, A.CLOSE: _close,
+    ActionId.APPROVE: _approve, ActionId.REJECT: _reject, ActionId.REPORT: _report,
+    ActionId.START_TESTING: _start_testing, ActionId.CHECKLIST: _checklist,
+    ActionId.DEPLOY: _deploy, ActionId.VERIFY_PASS: _verify_pass,
+    ActionId.VERIFY_FAIL: _verify_fail, ActionId.ROLLBACK: _rollback, ActionId.CLOSE: _close,
 }

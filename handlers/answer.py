@@ -1,18 +1,140 @@
-"""Answering one person privately, whichever way Slack still allows."""
+"""What a person is told privately: the shared sentences, and the one shape of every answer.
+
+Commands, buttons and forms all ack, run their work with `answer_after`, and answer through
+`tell`; they differ only in how they parse and where they answer.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientError, ClientSession
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from handlers.blocks import clip
+from bot.transition import Outcome
+from bot.workflow import Event, Refused
+from handlers.blocks import Block, clip, escape
+
+if TYPE_CHECKING:  # the runtime imports the deliverer, which must not import listeners' code
+    from handlers.runtime import Runtime
 
 log = logging.getLogger(__name__)
+Reply = str | tuple[str, list[Block]]  # text, or text with blocks; "" says nothing
+Work = Callable[[], Awaitable[Reply]]
+
+SORRY = "Sorry, something went wrong on our side. It has been logged; please try again."
+BUSY = "I'm swamped right now; nothing was done. Please try again in a minute."
+STALE_BUTTON = "That button isn't one of mine any more."
+STALE_FORM = "That form isn't one of mine any more."
+
+
+@dataclass(frozen=True)
+class Asker:
+    """The person to answer, and where their request came from."""
+
+    user: str
+    channel: str | None = None
+    response_url: str | None = None
+
+
+async def answer_after(ack: Callable[..., Awaitable[Any]], rt: Runtime, work: Work, *,
+                       asker: Asker, doing: str) -> None:
+    """Ack, run `work`, and tell the person how it went; `doing` names it in the log."""
+    await ack()
+    try:
+        reply = await work()
+    except Refused as exc:
+        reply = escape(exc.sentence)  # refusals quote what people typed
+    except Exception:
+        log.exception("%s by %s failed", doing, asker.user)
+        reply = SORRY
+    rt.deliverer.kick()  # the work may have queued announcements
+    if reply:
+        text, blocks = (reply, None) if isinstance(reply, str) else reply
+        await tell(rt.client, user=asker.user, text=text, blocks=blocks, channel=asker.channel,
+                   response_url=asker.response_url)
+
+
+async def open_form(rt: Runtime, trigger_id: str, view: Block, fallback: str) -> str:
+    """Open a modal now (trigger ids live 3 s); if Slack refuses, say how to do it by command."""
+    try:
+        await rt.client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        log.info("form not opened: %s", exc.response.get("error"))
+        return f"I couldn't open the form in time. Use `{fallback}` instead."
+    return ""
+
+
+# --- what each change is answered with, whichever way it was asked -------------------------------
+
+def filed(out: Outcome, channel: str) -> str:
+    """A new release, and where its card is."""
+    return f"Filed {out.release.rel_id}. Its card is in <#{channel}>."
+
+
+def testing(out: Outcome) -> str:
+    """A tester picked the release up."""
+    return f"You're testing {out.release.rel_id}. Attach the report with `/release report`."
+
+
+def report_attached(out: Outcome) -> str:
+    """A test report, measured against the go-live standard."""
+    if out.detail["passes"]:
+        return f"Report attached to {out.release.rel_id}; it meets the go-live standard."
+    return (f"Report attached to {out.release.rel_id}, but it does not meet the go-live standard: "
+            f"{'; '.join(out.detail['failures'])}.")
+
+
+def approved(out: Outcome) -> str:
+    """A sign-off, with the role it counted for."""
+    return f"You approved {out.release.rel_id} as {out.detail['role']}."
+
+
+def rejected(out: Outcome) -> str:
+    """A rejection."""
+    return f"You rejected {out.release.rel_id}."
+
+
+def ticked(out: Outcome) -> str:
+    """Checklist progress."""
+    return f"Checklist of {out.release.rel_id}: {out.detail['done']}/{out.detail['total']} ticked."
+
+
+def deploy_started(out: Outcome) -> str:
+    """What the deployer did, in a sentence."""
+    env = out.detail.get("environment", "")
+    if out.event == Event.DEPLOY_FAILED:
+        return (f"The {env} pipeline of {out.release.rel_id} did not start: "
+                f"{out.detail.get('error')}")
+    return f"{out.release.rel_id}: the {env} pipeline is running. Follow it on the card."
+
+
+def verified(out: Outcome, passed: bool) -> str:
+    """The verification, acknowledged."""
+    if passed:
+        return f"Verified {out.release.rel_id}; the observation period has started."
+    return f"Recorded the failed verification of {out.release.rel_id}. Roll back from the card."
+
+
+def rolling_back(out: Outcome) -> str:
+    """The rollback pipeline, started or not."""
+    if out.event == Event.ROLLBACK_FAILED:
+        return (f"The rollback pipeline of {out.release.rel_id} did not start: "
+                f"{out.detail.get('error')}")
+    return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`."
+
+
+def closed(out: Outcome) -> str:
+    """The release is over."""
+    return f"{out.release.rel_id} is closed."
+
+
+# --- how: privately, whichever way Slack still allows ---------------------------------------------
 
 
 async def tell(client: AsyncWebClient, *, user: str, text: str, channel: str | None = None,

@@ -18,7 +18,7 @@ MAX_BUTTON = 75
 MAX_HEADER = 150
 
 
-class A:
+class ActionId:
     """Action ids: used to render the buttons and to register their listeners."""
 
     APPROVE = "release_approve"
@@ -34,7 +34,7 @@ class A:
     STATUS = "release_status"
 
 
-class V:
+class FormId:
     """Modal callback ids."""
 
     REQUEST = "release_request_form"

@@ -9,7 +9,7 @@ from bot.readmodel import ReleaseView
 from bot.workflow import Event, State, allowed_events
 from handlers.blocks import (
     STATE_ICON,
-    A,
+    ActionId,
     Block,
     button,
     button_value,
@@ -123,7 +123,7 @@ def checklist_block(view: ReleaseView) -> Block:
     options = [{"text": {"type": "mrkdwn", "text": clip(f"{i}. {escape(item)}", 75)},
                 "value": f"{view.release.id}:{i}"}
                for i, item in enumerate(view.release.checklist[:10], start=1)]
-    element: Block = {"type": "checkboxes", "action_id": A.CHECKLIST, "options": options}
+    element: Block = {"type": "checkboxes", "action_id": ActionId.CHECKLIST, "options": options}
     initial = [o for i, o in enumerate(options, start=1) if i in view.ticked]
     if initial:
         element["initial_options"] = initial
@@ -148,7 +148,7 @@ def deploy_button(view: ReleaseView) -> list[Block]:
     if view.state is State.DEPLOYED and view.next_env is None:
         return []
     env = view.next_env or view.environments[-1]
-    return [button(f"Deploy to {env}", A.DEPLOY, button_value(view), "primary", confirm(
+    return [button(f"Deploy to {env}", ActionId.DEPLOY, button_value(view), "primary", confirm(
         "Deploy?", f"Start the {env} deploy pipeline for {view.release.rel_id}?", "Deploy"))]
 
 
@@ -157,13 +157,13 @@ def verify_buttons(view: ReleaseView) -> list[Block]:
     if view.next_env:
         return []
     value = button_value(view)
-    return [button("Verification passed", A.VERIFY_PASS, value, "primary"),
-            button("Verification failed", A.VERIFY_FAIL, value, "danger")]
+    return [button("Verification passed", ActionId.VERIFY_PASS, value, "primary"),
+            button("Verification failed", ActionId.VERIFY_FAIL, value, "danger")]
 
 
 def rollback_button(view: ReleaseView) -> Block:
     """Roll back, behind a confirmation."""
-    return button("Roll back", A.ROLLBACK, button_value(view), "danger", confirm(
+    return button("Roll back", ActionId.ROLLBACK, button_value(view), "danger", confirm(
         "Roll back?", f"Redeploy the version that was live before {view.release.rel_id}?",
         "Roll back", danger=True))
 
@@ -173,9 +173,9 @@ def approval_buttons(view: ReleaseView) -> list[Block]:
     value = button_value(view)
     rid = view.release.rel_id
     return [
-        button("Approve", A.APPROVE, value, "primary", confirm(
+        button("Approve", ActionId.APPROVE, value, "primary", confirm(
             "Approve?", f"Sign off {rid} for your role?", "Approve")),
-        button("Reject", A.REJECT, value, "danger"),
+        button("Reject", ActionId.REJECT, value, "danger"),
     ]
 
 
@@ -183,11 +183,11 @@ def approval_buttons(view: ReleaseView) -> list[Block]:
 # verify pair only where a failure can still be recorded: a recorded failure is not flipped
 # from the card.
 _BUTTONS: dict[Event, Callable[[ReleaseView], list[Block]]] = {
-    Event.REPORT: _button("Attach test report", A.REPORT),
-    Event.START_TESTING: _button("Start testing", A.START_TESTING),
+    Event.REPORT: _button("Attach test report", ActionId.REPORT),
+    Event.START_TESTING: _button("Start testing", ActionId.START_TESTING),
     Event.APPROVE: approval_buttons,
     Event.DEPLOY: deploy_button,
     Event.VERIFY_FAIL: verify_buttons,
     Event.ROLLBACK: lambda view: [rollback_button(view)],
-    Event.CLOSE: _button("Close", A.CLOSE),
+    Event.CLOSE: _button("Close", ActionId.CLOSE),
 }

@@ -1,25 +1,22 @@
-"""`/release` and its subcommands: ack, parse, call the service, answer, announce."""
+"""`/release` and its subcommands: one table to parse, dispatch and explain them."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_sdk.errors import SlackApiError
 
 from bot import calendar, deploys, releases, transition
 from bot.notes import notes_text, publish_notes
 from bot.policy import ReleaseType
-from bot.workflow import Actor, Event, Refused
-from handlers.answer import tell
-from handlers.blocks import escape
+from bot.workflow import Actor
+from handlers import answer
+from handlers.answer import Asker, Reply, answer_after, open_form
 from handlers.modals import build_request_modal
 from handlers.notes_text import notes_mrkdwn
 from handlers.parse import (
-    SUBCOMMANDS,
     Parsed,
+    Sub,
     UsageError,
     help_text,
     parse_bug_counts,
@@ -30,36 +27,26 @@ from handlers.parse import (
 from handlers.runtime import Runtime
 from handlers.status import calendar_text, list_text, status_blocks
 
-log = logging.getLogger(__name__)
 Body = dict[str, Any]
-Reply = str | tuple[str, list[dict[str, Any]]]
-Handler = Callable[[Runtime, str, Parsed, Body], Awaitable[Reply]]
-SORRY = "Sorry, something went wrong on our side. It has been logged; please try again."
 
 
 async def on_release_command(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     """Ack at once, then do the work and answer the person privately."""
-    await ack()
     user = body.get("user_id", "")
-    try:
-        parsed = parse_command(body.get("text") or "")
-        reply = await SUBS[parsed.sub.name](runtime, user, parsed, body)
-    except Refused as exc:
-        reply = escape(exc.sentence)  # refusals quote what people typed
-    except Exception:
-        log.exception("/release %r by %s failed", (body.get("text") or "")[:200], user)
-        reply = SORRY
-    runtime.deliverer.kick()
-    if reply:
-        text, blocks = (reply, None) if isinstance(reply, str) else reply
-        await tell(runtime.client, user=user, text=text, blocks=blocks,
-                   channel=body.get("channel_id"), response_url=body.get("response_url"))
+    text = body.get("text") or ""
+
+    async def work() -> Reply:
+        parsed = parse_command(text, SUBCOMMANDS)
+        return await parsed.sub.handler(runtime, user, parsed, body)
+
+    asker = Asker(user, body.get("channel_id"), body.get("response_url"))
+    await answer_after(ack, runtime, work, asker=asker, doing=f"/release {text[:200]!r}")
 
 
 async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """With arguments: file it now; without: open the form."""
     if not p.words:
-        return await _open_request_form(rt, body)
+        return await _open_request_form(rt, p, body)
     if len(p.words) < 2:
         raise UsageError(p.sub, "Give at least a project and a ref.")
     policy = rt.deps.policy
@@ -74,19 +61,13 @@ async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     new = releases.NewRelease(project=p.words[0], ref=p.words[1], title=title, type=kind,
                          version_label=p.options.get("version", ""), scheduled_at=scheduled)
     out = await releases.request_release(rt.deps, actor=await rt.directory.actor(user), new=new)
-    return f"Filed {out.release.rel_id}. Its card is in <#{policy.release_channel}>."
+    return answer.filed(out, policy.release_channel)
 
 
-async def _open_request_form(rt: Runtime, body: Body) -> Reply:
+async def _open_request_form(rt: Runtime, p: Parsed, body: Body) -> Reply:
     """The request modal; an expired trigger falls back to the one-line form."""
-    try:
-        view = build_request_modal(rt.deps.policy, body.get("channel_id", ""))
-        await rt.client.views_open(trigger_id=body.get("trigger_id", ""), view=view)
-    except SlackApiError as exc:
-        log.info("request form not opened: %s", exc.response.get("error"))
-        return ("I couldn't open the form in time. File it in one line: "
-                f"`{SUBCOMMANDS['request'].usage}`")
-    return ""
+    view = build_request_modal(rt.deps.policy, body.get("channel_id", ""))
+    return await open_form(rt, body.get("trigger_id", ""), view, p.sub.usage)
 
 
 async def _list(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
@@ -106,18 +87,15 @@ async def _test(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """A tester picks the release up."""
     out = await releases.start_testing(rt.deps, release_id=p.release_id or 0,
                                   actor=await rt.directory.actor(user))
-    return f"You're testing {out.release.rel_id}. Attach the report with `/release report`."
+    return answer.testing(out)
 
 
 async def _report(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Attach a test report link with open-bug counts."""
-    report = releases.ReportInput(url=p.words[0], bugs=parse_bug_counts(p.words[1:]))
+    report = releases.ReportInput(url=p.words[0], bugs=parse_bug_counts(p.sub, p.words[1:]))
     out = await releases.attach_report(rt.deps, release_id=p.release_id or 0,
                                   actor=await rt.directory.actor(user), report=report)
-    if out.detail["passes"]:
-        return f"Report attached to {out.release.rel_id}; it meets the go-live standard."
-    return (f"Report attached to {out.release.rel_id}, but it does not meet the go-live standard: "
-            f"{'; '.join(out.detail['failures'])}.")
+    return answer.report_attached(out)
 
 
 async def _accept(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
@@ -131,14 +109,14 @@ async def _approve(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Sign off for one's role."""
     out = await releases.approve(rt.deps, release_id=p.release_id or 0,
                             actor=await rt.directory.actor(user), comment=p.rest)
-    return f"You approved {out.release.rel_id} as {out.detail['role']}."
+    return answer.approved(out)
 
 
 async def _reject(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Stop the release with a reason."""
     out = await releases.reject(rt.deps, release_id=p.release_id or 0,
                            actor=await rt.directory.actor(user), reason=p.rest)
-    return f"You rejected {out.release.rel_id}."
+    return answer.rejected(out)
 
 
 async def _ref(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
@@ -154,8 +132,8 @@ async def _ref(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 async def _check(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Tick checklist items."""
     out = await releases.tick(rt.deps, release_id=p.release_id or 0,
-                         actor=await rt.directory.actor(user), items=parse_items(p.words))
-    return f"Checklist of {out.release.rel_id}: {out.detail['done']}/{out.detail['total']} ticked."
+                         actor=await rt.directory.actor(user), items=parse_items(p.sub, p.words))
+    return answer.ticked(out)
 
 
 async def _override(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
@@ -177,47 +155,28 @@ async def _deploy(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     env = p.words[0] if p.words else None
     out = await rt.deployer.deploy(release_id=p.release_id or 0, environment=env,
                                    actor=await rt.directory.actor(user))
-    return deploy_answer(out)
-
-
-def deploy_answer(out: transition.Outcome) -> str:
-    """What the deployer did, in a sentence."""
-    env = out.detail.get("environment", "")
-    if out.event is Event.DEPLOY_FAILED:
-        return (f"The {env} pipeline of {out.release.rel_id} did not start: "
-                f"{out.detail.get('error')}")
-    return f"{out.release.rel_id}: the {env} pipeline is running. Follow it on the card."
+    return answer.deploy_started(out)
 
 
 async def _verify(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Online verification result."""
-    passed, note = parse_verdict(p.words)
+    passed, note = parse_verdict(p.sub, p.words)
     out = await deploys.verify(rt.deps, release_id=p.release_id or 0, passed=passed, note=note,
                                actor=await rt.directory.actor(user))
-    return verify_answer(out, passed)
-
-
-def verify_answer(out: transition.Outcome, passed: bool) -> str:
-    """The verification, acknowledged."""
-    if passed:
-        return f"Verified {out.release.rel_id}; the observation period has started."
-    return f"Recorded the failed verification of {out.release.rel_id}. Roll back from the card."
+    return answer.verified(out, passed)
 
 
 async def _rollback(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Redeploy the previous version."""
     out = await rt.deployer.rollback(release_id=p.release_id or 0, reason=p.rest,
                                      actor=await rt.directory.actor(user))
-    if out.event is Event.ROLLBACK_FAILED:
-        return (f"The rollback pipeline of {out.release.rel_id} did not start: "
-                f"{out.detail.get('error')}")
-    return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`."
+    return answer.rolling_back(out)
 
 
 async def _close(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """End the observation period now."""
     out = await close_release(rt, p.release_id or 0, await rt.directory.actor(user))
-    return f"{out.release.rel_id} is closed."
+    return answer.closed(out)
 
 
 async def close_release(rt: Runtime, release_id: int, actor: Actor,
@@ -251,13 +210,38 @@ async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 async def _help(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Usage, only for the person who asked."""
-    return help_text()
+    return help_text(SUBCOMMANDS)
 
 
-SUBS: dict[str, Handler] = {
-    "request": _request, "list": _list, "status": _status, "test": _test, "report": _report,
-    "accept": _accept, "approve": _approve, "reject": _reject, "ref": _ref, "check": _check,
-    "override": _override, "cancel": _cancel, "help": _help, "deploy": _deploy,
-    "verify": _verify, "rollback": _rollback, "close": _close, "notes": _notes,
-    "calendar": _calendar,
-}
+SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
+    Sub("request", '/release request [<project> <ref> [title…] [--type standard|emergency|hotfix|'
+        'campaign] [--at "YYYY-MM-DD HH:MM"] [--version V]]',
+        "open a release (no arguments: a form)", _request, takes_id=False),
+    Sub("list", "/release list [active|mine|all]", "releases, newest first", _list,
+        takes_id=False),
+    Sub("status", "/release status <ID>", "one release in full", _status),
+    Sub("test", "/release test <ID>", "pick a release up for testing", _test),
+    Sub("report", "/release report <ID> <url> [A=n B=n C=n]",
+        "attach a test report and open-bug counts", _report, min_args=1),
+    Sub("accept", "/release accept <ID> <reason…>",
+        "executive: ship with known issues", _accept, min_args=1),
+    Sub("approve", "/release approve <ID> [comment…]", "sign off for your role", _approve),
+    Sub("reject", "/release reject <ID> <reason…>", "stop the release", _reject, min_args=1),
+    Sub("ref", "/release ref <ID> <new ref>", "point the release at another ref", _ref,
+        min_args=1),
+    Sub("check", "/release check <ID> <item number…>", "tick checklist items", _check,
+        min_args=1),
+    Sub("override", "/release override <ID> <reason…>",
+        "executive: deploy in a freeze or outside windows", _override, min_args=1),
+    Sub("deploy", "/release deploy <ID> [environment]", "start the deploy pipeline", _deploy),
+    Sub("verify", "/release verify <ID> pass|fail [note…]", "online verification result",
+        _verify, min_args=1),
+    Sub("rollback", "/release rollback <ID> [reason…]", "redeploy the previous version",
+        _rollback),
+    Sub("cancel", "/release cancel <ID> [reason…]", "withdraw a release before deploy", _cancel),
+    Sub("close", "/release close <ID>", "end the observation period now", _close),
+    Sub("notes", "/release notes <ID>", "release notes since the previous release", _notes),
+    Sub("calendar", "/release calendar", "scheduled releases, windows and freezes", _calendar,
+        takes_id=False),
+    Sub("help", "/release help", "this list", _help, takes_id=False),
+)}

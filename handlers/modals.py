@@ -7,8 +7,8 @@ from typing import Any
 
 from bot import calendar
 from bot.policy import Policy, ReleaseType
-from bot.releases import NewRelease
-from handlers.blocks import Block, V, clip, is_id
+from bot.releases import MAX_REF, NewRelease, request_problems
+from handlers.blocks import Block, FormId, clip, is_id
 
 WORK_ITEM_KINDS = (("!", "mr"), ("#", "issue"), ("INC", "incident"))
 
@@ -52,9 +52,10 @@ def build_request_modal(policy: Policy, channel: str = "") -> Block:
     """Every field of a release request (PROCESS.md step 1)."""
     projects = [(key, key) for key in policy.projects]
     types = [(t.value, t.value) for t in ReleaseType if t in policy.policies]
-    return _modal(V.REQUEST, "Request a release", "Request", [
+    return _modal(FormId.REQUEST, "Request a release", "Request", [
         _select("project", "Project", projects, projects[0][0] if len(projects) == 1 else None),
-        _text_input("ref", "Ref (branch, tag or commit)", placeholder="v1.4.0", max_length=255),
+        _text_input("ref", "Ref (branch, tag or commit)", placeholder="v1.4.0",
+                    max_length=MAX_REF),
         _text_input("version", "Version", optional=True, placeholder="1.4.0", max_length=100),
         _text_input("title", "Title", placeholder="Faster checkout", max_length=3000),
         _select("type", "Release type", types, ReleaseType.STANDARD.value),
@@ -84,7 +85,7 @@ def build_report_modal(release_id: int, revision: int | None) -> Block:
     meta = f"{release_id}:{revision if revision is not None else ''}"
     counts = [_text_input(sev, f"Open {sev} bugs", initial="0", max_length=5)
               for sev in ("A", "B", "C")]
-    return _modal(V.REPORT, "Test report", "Attach",
+    return _modal(FormId.REPORT, "Test report", "Attach",
                   [_text_input("url", "Report link", placeholder="https://…", max_length=2000),
                    *counts], meta)
 
@@ -109,32 +110,27 @@ def work_items(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(items[:100])
 
 
+# Where each of the service's request problems is shown in the form.
+_REQUEST_FIELDS = {"project": "project", "type": "type", "ref": "ref", "title": "title",
+                   "scheduled_at": "at", "rollback_plan": "rollback"}
+
+
 def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
                        ) -> tuple[NewRelease | None, dict[str, str]]:
-    """A submitted request form → a request, or errors by block id to show in the modal."""
+    """A submitted request form → a request, or errors by block id to show in the modal.
+
+    The form reads its fields and the time; the service's own rules say what is wrong.
+    """
     errors: dict[str, str] = {}
-    at_text = field_value(values, "at")
     scheduled = None
-    if at_text:
+    if at_text := field_value(values, "at"):
         try:
             scheduled = calendar.parse_local(at_text, policy)
-            if scheduled <= now:
-                errors["at"] = "That time is in the past."
         except ValueError as exc:  # OverflowError: before year 1 in UTC
-            errors["at"] = clip(str(exc), 150)
-    ref = field_value(values, "ref")
-    if not ref or any(c.isspace() for c in ref):
-        errors["ref"] = "One branch, tag or commit, without spaces."
-    if not field_value(values, "title"):
-        errors["title"] = "Please give the release a title."
-    if not field_value(values, "rollback"):
-        errors["rollback"] = "How would you roll this back?"
-    if field_value(values, "project") not in policy.projects:
-        errors["project"] = "Choose a project."
-    if errors:
-        return None, errors
-    return NewRelease(
-        project=field_value(values, "project"), ref=ref, title=field_value(values, "title"),
+            errors["at"] = str(exc)
+    new = NewRelease(
+        project=field_value(values, "project"), ref=field_value(values, "ref"),
+        title=field_value(values, "title"),
         type=field_value(values, "type") or ReleaseType.STANDARD.value,
         version_label=field_value(values, "version"), scheduled_at=scheduled,
         planned_window=field_value(values, "window"),
@@ -142,7 +138,13 @@ def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
         rollback_plan=field_value(values, "rollback"),
         db_scripts=field_value(values, "db") == "yes",
         impact=field_value(values, "impact"), deploy_order=field_value(values, "order"),
-    ), {}
+    )
+    problems = request_problems(new, policy=policy, now=now, rollback_plan_required=True)
+    for name, sentence in problems.items():
+        errors.setdefault(_REQUEST_FIELDS[name], sentence)
+    if errors:
+        return None, {block: clip(sentence, 150) for block, sentence in errors.items()}
+    return new, {}
 
 
 def parse_report_view(values: dict[str, Any]) -> tuple[tuple[str, dict[str, int]] | None,

@@ -1,54 +1,36 @@
-"""The `/release` text, parsed into a subcommand with its arguments (pure)."""
+"""The `/release` text, parsed into a subcommand with its arguments (pure).
+
+The subcommands themselves are one table, `handlers.commands.SUBCOMMANDS`, passed in here.
+"""
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.releases import parse_release_id
 from bot.workflow import Refused
 
+Handler = Callable[..., Awaitable[Any]]  # a subcommand's work (handlers/commands.py)
+
 
 @dataclass(frozen=True)
 class Sub:
-    """One subcommand: its usage line and how many words it needs after the release ID."""
+    """One subcommand: its usage line, what it does, its arity and the function that runs it.
+
+    Arity: whether a release ID comes first, and how many words it needs after that.
+    """
 
     name: str
     usage: str
     about: str
+    handler: Handler
     takes_id: bool = True
     min_args: int = 0
 
-
-SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
-    Sub("request", '/release request [<project> <ref> [title…] [--type standard|emergency|hotfix|'
-        'campaign] [--at "YYYY-MM-DD HH:MM"] [--version V]]',
-        "open a release (no arguments: a form)", takes_id=False),
-    Sub("list", "/release list [active|mine|all]", "releases, newest first", takes_id=False),
-    Sub("status", "/release status <ID>", "one release in full"),
-    Sub("test", "/release test <ID>", "pick a release up for testing"),
-    Sub("report", "/release report <ID> <url> [A=n B=n C=n]",
-        "attach a test report and open-bug counts", min_args=1),
-    Sub("accept", "/release accept <ID> <reason…>",
-        "executive: ship with known issues", min_args=1),
-    Sub("approve", "/release approve <ID> [comment…]", "sign off for your role"),
-    Sub("reject", "/release reject <ID> <reason…>", "stop the release", min_args=1),
-    Sub("ref", "/release ref <ID> <new ref>", "point the release at another ref", min_args=1),
-    Sub("check", "/release check <ID> <item number…>", "tick checklist items", min_args=1),
-    Sub("override", "/release override <ID> <reason…>",
-        "executive: deploy in a freeze or outside windows", min_args=1),
-    Sub("deploy", "/release deploy <ID> [environment]", "start the deploy pipeline"),
-    Sub("verify", "/release verify <ID> pass|fail [note…]", "online verification result",
-        min_args=1),
-    Sub("rollback", "/release rollback <ID> [reason…]", "redeploy the previous version"),
-    Sub("cancel", "/release cancel <ID> [reason…]", "withdraw a release before deploy"),
-    Sub("close", "/release close <ID>", "end the observation period now"),
-    Sub("notes", "/release notes <ID>", "release notes since the previous release"),
-    Sub("calendar", "/release calendar", "scheduled releases, windows and freezes",
-        takes_id=False),
-    Sub("help", "/release help", "this list", takes_id=False),
-)}
 
 _QUOTES = str.maketrans({"“": '"', "”": '"', "\u00a0": " "})
 MAX_COMMAND = 4000  # Slack's own limit for slash command text is about this
@@ -90,15 +72,15 @@ def split_words(text: str) -> list[str]:
         raise UsageError(None, "A double quote is not closed.") from None
 
 
-def parse_command(text: str) -> Parsed:
+def parse_command(text: str, subcommands: Mapping[str, Sub]) -> Parsed:
     """`/release` text → Parsed, or UsageError with the subcommand's usage line."""
     if len(text) > MAX_COMMAND:
         raise UsageError(None, f"That is too long ({len(text)} characters; at most {MAX_COMMAND}).")
     words = split_words(text)
     if not words:
-        return Parsed(SUBCOMMANDS["help"])
+        return Parsed(subcommands["help"])
     name = words[0].lower()
-    sub = SUBCOMMANDS.get(name)
+    sub = subcommands.get(name)
     if sub is None:
         raise UsageError(None, f"Unknown subcommand {name[:30]!r}.")
     words, options = _options(sub, words[1:])
@@ -137,35 +119,35 @@ def _options(sub: Sub, words: list[str]) -> tuple[list[str], dict[str, str]]:
 _BUG = re.compile(r"^([ABCabc])\s*[=:]\s*(\d{1,5})$")
 
 
-def parse_bug_counts(words: tuple[str, ...]) -> dict[str, int]:
+def parse_bug_counts(sub: Sub, words: tuple[str, ...]) -> dict[str, int]:
     """`A=0 B=1 C=3` → {'A': 0, 'B': 1, 'C': 3}; missing severities count 0."""
     counts: dict[str, int] = {}
     for word in words:
         match = _BUG.match(word)
         if not match:
-            raise UsageError(SUBCOMMANDS["report"], f"{word[:30]!r} is not a bug count.")
+            raise UsageError(sub, f"{word[:30]!r} is not a bug count.")
         counts[match.group(1).upper()] = int(match.group(2))
     return counts
 
 
-def parse_items(words: tuple[str, ...]) -> tuple[int, ...]:
+def parse_items(sub: Sub, words: tuple[str, ...]) -> tuple[int, ...]:
     """`1 2 3` or `1,2` → (1, 2, 3)."""
     items = [w for word in words for w in re.split(r"[,\s]+", word) if w]
     if not items or not all(w.isdecimal() and len(w) < 4 for w in items):
-        raise UsageError(SUBCOMMANDS["check"], "Give checklist item numbers.")
+        raise UsageError(sub, "Give checklist item numbers.")
     return tuple(int(w) for w in items)
 
 
-def parse_verdict(words: tuple[str, ...]) -> tuple[bool, str]:
+def parse_verdict(sub: Sub, words: tuple[str, ...]) -> tuple[bool, str]:
     """`pass [note…]` / `fail note…` → (passed, note)."""
     verdict = words[0].lower()
     if verdict not in ("pass", "fail"):
-        raise UsageError(SUBCOMMANDS["verify"], "Say pass or fail.")
+        raise UsageError(sub, "Say pass or fail.")
     return verdict == "pass", " ".join(words[1:])
 
 
-def help_text() -> str:
+def help_text(subcommands: Mapping[str, Sub]) -> str:
     """Every subcommand with its usage, for `/release help`."""
-    lines = [f"• `{s.usage}` — {s.about}" for s in SUBCOMMANDS.values()]
+    lines = [f"• `{s.usage}` — {s.about}" for s in subcommands.values()]
     return "*ReleaseBot* — release IDs look like REL-42 (the number alone works too).\n" + (
         "\n".join(lines))

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import deploys, releases
-from bot.workflow import Refused
-from handlers.answer import tell
-from handlers.blocks import escape
-from handlers.commands import SORRY
+from bot.workflow import Refused, reason_sentence
+from handlers import answer
+from handlers.answer import STALE_FORM, Asker, Reply, Work, answer_after
+from handlers.blocks import clip
 from handlers.modals import field_value, parse_metadata, parse_report_view, parse_request_view
 from handlers.runtime import Runtime
 
-log = logging.getLogger(__name__)
 Body = dict[str, Any]
-Act = Callable[[], Awaitable[str]]
 
 
 def _values(body: Body) -> dict[str, Any]:
@@ -26,45 +22,45 @@ def _values(body: Body) -> dict[str, Any]:
     return ((body.get("view") or {}).get("state") or {}).get("values") or {}
 
 
+def _user(body: Body) -> str:
+    """Who submitted the form."""
+    return (body.get("user") or {}).get("id", "")
+
+
 def _target(body: Body) -> tuple[int, int | None]:
     """The release and revision a form was opened for."""
     try:
         return parse_metadata((body.get("view") or {}).get("private_metadata") or "")
     except ValueError:
-        raise Refused("That form isn't one of mine any more.") from None
+        raise Refused(STALE_FORM) from None
 
 
-async def _finish(ack: AsyncAck, rt: Runtime, body: Body, act: Act, channel: str | None) -> None:
+async def _finish(ack: AsyncAck, rt: Runtime, body: Body, act: Work, channel: str | None) -> None:
     """Close the modal, do the work, and tell the person how it went."""
-    await ack()
-    user = (body.get("user") or {}).get("id", "")
-    try:
-        reply = await act()
-    except Refused as exc:
-        reply = escape(exc.sentence)  # refusals quote what people typed
-    except Exception:
-        log.exception("modal %s by %s failed", (body.get("view") or {}).get("callback_id"), user)
-        reply = SORRY
-    rt.deliverer.kick()
-    if reply:
-        await tell(rt.client, user=user, text=reply, channel=channel)
+    callback = (body.get("view") or {}).get("callback_id")
+    await answer_after(ack, rt, act, asker=Asker(_user(body), channel), doing=f"form {callback}")
+
+
+async def _note_refused(ack: AsyncAck, note: str) -> bool:
+    """Keep a reason form open with the table's sentence when its note is empty."""
+    if sentence := reason_sentence(note):
+        await ack(response_action="errors", errors={"reason": clip(sentence, 150)})
+        return True
+    return False
 
 
 async def on_request_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     """The request form: field errors stay in the form; a good request is filed."""
     policy = runtime.deps.policy
     new, errors = parse_request_view(_values(body), policy, runtime.deps.clock())
-    if new is not None and (problems := releases.validate_request(runtime.deps, new)):
-        errors = {"title": " ".join(problems)[:150]}
     if errors or new is None:
         await ack(response_action="errors", errors=errors)
         return
-    user = (body.get("user") or {}).get("id", "")
 
-    async def act() -> str:
-        actor = await runtime.directory.actor(user)
-        out = await releases.request_release(runtime.deps, actor=actor, new=new)
-        return f"Filed {out.release.rel_id}. Its card is in <#{policy.release_channel}>."
+    async def act() -> Reply:
+        out = await releases.request_release(runtime.deps, new=new,
+                                        actor=await runtime.directory.actor(_user(body)))
+        return answer.filed(out, policy.release_channel)
 
     await _finish(ack, runtime, body, act, (body.get("view") or {}).get("private_metadata"))
 
@@ -75,15 +71,13 @@ async def on_report_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     if parsed is None:
         await ack(response_action="errors", errors=errors)
         return
-    user = (body.get("user") or {}).get("id", "")
 
-    async def act() -> str:
+    async def act() -> Reply:
         release_id, revision = _target(body)
         out = await releases.attach_report(
-            runtime.deps, release_id=release_id, actor=await runtime.directory.actor(user),
+            runtime.deps, release_id=release_id, actor=await runtime.directory.actor(_user(body)),
             report=releases.ReportInput(url=parsed[0], bugs=parsed[1]), revision=revision)
-        verdict = "meets" if out.detail["passes"] else "does not meet"
-        return f"Report attached to {out.release.rel_id}; it {verdict} the go-live standard."
+        return answer.report_attached(out)
 
     await _finish(ack, runtime, body, act, None)
 
@@ -91,16 +85,15 @@ async def on_report_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
 async def on_reject_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     """The rejection reason."""
     reason = field_value(_values(body), "reason")
-    if not reason:
-        await ack(response_action="errors", errors={"reason": "Please give a reason."})
+    if await _note_refused(ack, reason):
         return
-    user = (body.get("user") or {}).get("id", "")
 
-    async def act() -> str:
+    async def act() -> Reply:
         release_id, revision = _target(body)
         out = await releases.reject(runtime.deps, release_id=release_id, reason=reason,
-                               actor=await runtime.directory.actor(user), revision=revision)
-        return f"You rejected {out.release.rel_id}."
+                               actor=await runtime.directory.actor(_user(body)),
+                               revision=revision)
+        return answer.rejected(out)
 
     await _finish(ack, runtime, body, act, None)
 
@@ -108,15 +101,14 @@ async def on_reject_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
 async def on_verify_fail_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     """The note of a failed verification."""
     note = field_value(_values(body), "reason")
-    if not note:
-        await ack(response_action="errors", errors={"reason": "Say what is wrong."})
+    if await _note_refused(ack, note):
         return
-    user = (body.get("user") or {}).get("id", "")
 
-    async def act() -> str:
+    async def act() -> Reply:
         release_id, revision = _target(body)
         out = await deploys.verify(runtime.deps, release_id=release_id, passed=False, note=note,
-                                   actor=await runtime.directory.actor(user), revision=revision)
-        return f"Recorded the failed verification of {out.release.rel_id}. Roll back from the card."
+                                   actor=await runtime.directory.actor(_user(body)),
+                                   revision=revision)
+        return answer.verified(out, False)
 
     await _finish(ack, runtime, body, act, None)

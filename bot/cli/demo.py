@@ -35,7 +35,7 @@ from bot.workflow import EVENTS, Event
 from emulators.gitlab import GitLabEmulator
 from emulators.slack import Message, SlackEmulator, render_message
 from emulators.slack_driver import SlackDriver
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from handlers.http import quiet_token_warning
 from storage import queries as q
 from storage.models import AuditEntry, Release
@@ -202,9 +202,9 @@ class Demo:
             self.log(f"        {line}")
         return "\n".join(lines)
 
-    async def pipeline(self, rid: int, action: str = A.DEPLOY) -> str:
+    async def pipeline(self, rid: int, action: str = ActionId.DEPLOY) -> str:
         """The release manager clicks Deploy (or Roll back); the state after GitLab's verdict."""
-        during = "rolling_back" if action == A.ROLLBACK else "deploying"
+        during = "rolling_back" if action == ActionId.ROLLBACK else "deploying"
         await self.click(OPS, action, rid)
         self.log("      ⋯ GitLab runs the pipeline and reports back through the webhook")
         await self.wait_db(lambda rel: rel.state != during,
@@ -286,17 +286,17 @@ async def standard_release(d: Demo) -> int:
     """Request → report → two sign-offs → checklist → staging → production → verify → close."""
     d.log("\n1. A standard release: payments v1.1.0, from request to close\n")
     rid = _filed(await d.say(DEV, "request payments v1.1.0 Refunds API and currency rounding fix"))
-    await d.click(TESTER, A.START_TESTING, rid)
+    await d.click(TESTER, ActionId.START_TESTING, rid)
     await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/payments-1.1.0 "
                         "A=0 B=0 C=2")
-    await d.click(DIRECTOR, A.APPROVE, rid)
-    await d.click(LEAD, A.APPROVE, rid)
+    await d.click(DIRECTOR, ActionId.APPROVE, rid)
+    await d.click(LEAD, ActionId.APPROVE, rid)
     await d.say(OPS, f"check REL-{rid} 1 2")
     for env in ("staging", "production"):
         if await d.pipeline(rid) != "deployed":
             raise DemoStop(f"REL-{rid}'s {env} deploy did not succeed")
-    await d.click(TESTER, A.VERIFY_PASS, rid)
-    await d.click(OPS, A.CLOSE, rid)
+    await d.click(TESTER, ActionId.VERIFY_PASS, rid)
+    await d.click(OPS, ActionId.CLOSE, rid)
     return rid
 
 
@@ -311,8 +311,8 @@ async def emergency_release(d: Demo) -> int:
                         "A=0 B=1 C=0")
     await d.say(CTO, f"accept REL-{rid} Merchants are not being paid; the open B bug is a "
                      "misleading log line")
-    await d.click(CTO, A.APPROVE, rid)
-    await d.click(DIRECTOR, A.APPROVE, rid)
+    await d.click(CTO, ActionId.APPROVE, rid)
+    await d.click(DIRECTOR, ActionId.APPROVE, rid)
     await d.say(OPS, f"check REL-{rid} 1 2")
     if await d.pipeline(rid) != "deployed":
         raise DemoStop(f"REL-{rid}'s staging deploy did not succeed")
@@ -322,7 +322,7 @@ async def emergency_release(d: Demo) -> int:
     d.gitlab.auto_advance(every=PIPELINE_STEP)  # later pipelines, a rollback too, succeed
     if outcome != "deploy_failed":
         raise DemoStop(f"REL-{rid}'s production deploy should have failed; it is {outcome}")
-    await d.pipeline(rid, A.ROLLBACK)
+    await d.pipeline(rid, ActionId.ROLLBACK)
     return rid
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import SQLModel, func, select
 
 from bot.app import DEPS
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from storage import queries as q
 from storage.models import Approval, AuditEntry, Release
 from tests.scenario.harness import Harness
@@ -48,7 +48,7 @@ async def audit(h: Harness, rid: int) -> list[AuditEntry]:
         return list(await q.audit_of(session, rid))
 
 
-def button_value(h: Harness, rid: int, action_id: str = A.APPROVE) -> str:
+def button_value(h: Harness, rid: int, action_id: str = ActionId.APPROVE) -> str:
     """The value of a button on the release's card as it is drawn now."""
     card = h.card(rid)
     assert card is not None, f"REL-{rid} has no card"

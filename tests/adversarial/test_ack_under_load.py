@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.app import DEPS, METRICS, RUNTIME
 from bot.policy import Policy
 from emulators.slack_driver import Reply
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from storage.db import SessionMaker
 from tests.adversarial.common import (
     DEV,
@@ -56,9 +56,9 @@ def mixed(h: Harness, n: int, approve: str, deploy: str) -> Awaitable[Reply]:
     if kind == 1:
         return h.driver.command(DEV, "status REL-1" if n % 2 else "list all")
     if kind == 2:
-        return h.driver.click(DIRECTOR if n % 2 else LEAD, A.APPROVE, approve)
+        return h.driver.click(DIRECTOR if n % 2 else LEAD, ActionId.APPROVE, approve)
     if kind == 3:
-        return h.driver.click(OPS, A.DEPLOY, deploy)
+        return h.driver.click(OPS, ActionId.DEPLOY, deploy)
     return h.driver.command(OPS, f"deploy REL-2 {'production' if n % 2 else ''}".strip())
 
 
@@ -68,7 +68,7 @@ async def test_acks_stay_fast_with_a_slow_database_and_gitlab(db_url: str,
     async with running_app(db_url, policy) as h:
         await ready(h)
         await signed(h)
-        approve, deploy = button_value(h, 1), button_value(h, 2, A.DEPLOY)
+        approve, deploy = button_value(h, 1), button_value(h, 2, ActionId.DEPLOY)
         deps, runtime = h.app[DEPS], h.app[RUNTIME]
         real = deps.sessions
         deps.sessions = SlowSessions(real)  # type: ignore[assignment]
@@ -102,7 +102,7 @@ async def test_past_the_backlog_people_are_told_to_retry_and_nothing_happens(
         try:
             reply = await h.driver.command(DEV, "request web v1.2.0 Not now")
             asked = len(h.slack.ephemerals(DIRECTOR))
-            clicked = await h.driver.click(DIRECTOR, A.APPROVE, approve)
+            clicked = await h.driver.click(DIRECTOR, ActionId.APPROVE, approve)
             await wait_for(lambda: len(h.slack.ephemerals(DIRECTOR)) > asked)
         finally:
             runtime.backlog = 200

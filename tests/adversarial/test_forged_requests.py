@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.policy import Policy
 from emulators.slack_driver import Reply
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from tests.adversarial.common import DEV, DIRECTOR, approvals, ready, row_counts
 from tests.scenario.harness import Harness, running_app
 
@@ -38,13 +38,13 @@ def _attacks() -> dict[str, Attack]:
         "command with a non-ASCII digit timestamp": lambda h, v: h.driver.command(
             DEV, "request web v1.1.0 Digits", headers={"X-Slack-Request-Timestamp": "١٧٠٠"}),
         "click replayed 301 s later": lambda h, v: h.driver.click(
-            DIRECTOR, A.APPROVE, v, timestamp=now - 301),
+            DIRECTOR, ActionId.APPROVE, v, timestamp=now - 301),
         "click from 301 s in the future": lambda h, v: h.driver.click(
-            DIRECTOR, A.APPROVE, v, timestamp=now + 301),
+            DIRECTOR, ActionId.APPROVE, v, timestamp=now + 301),
         "click with one byte changed": lambda h, v: h.driver.click(
-            DIRECTOR, A.APPROVE, v, tamper=True),
+            DIRECTOR, ActionId.APPROVE, v, tamper=True),
         "click without a signature": lambda h, v: h.driver.click(
-            DIRECTOR, A.APPROVE, v, sign=False),
+            DIRECTOR, ActionId.APPROVE, v, sign=False),
         "event replayed 301 s later": lambda h, v: h.driver.event(
             HOME, event_id="EvOld", timestamp=now - 301),
         "event with one byte changed": lambda h, v: h.driver.event(
@@ -59,7 +59,7 @@ async def test_forged_requests_are_refused_without_effect(db_url: str, policy: P
     async with running_app(db_url, policy) as h:
         rid = await ready(h)
         value = next(e["value"] for b in h.card(rid).blocks if b["type"] == "actions"
-                     for e in b["elements"] if e.get("action_id") == A.APPROVE)
+                     for e in b["elements"] if e.get("action_id") == ActionId.APPROVE)
         before = await row_counts(h)
         slack_calls, gitlab_calls = len(h.slack.calls), len(h.gitlab.calls)
         for name, attack in _attacks().items():
@@ -77,8 +77,8 @@ async def test_a_genuine_request_still_works_after_forgeries(db_url: str,
     """The refusals are about the request, not the sender: the same click, signed, counts."""
     async with running_app(db_url, policy) as h:
         rid = await ready(h)
-        assert (await h.driver.click(DIRECTOR, A.APPROVE, "", sign=False)).status == 401
-        assert "You approved" in await h.click(DIRECTOR, A.APPROVE)
+        assert (await h.driver.click(DIRECTOR, ActionId.APPROVE, "", sign=False)).status == 401
+        assert "You approved" in await h.click(DIRECTOR, ActionId.APPROVE)
         assert [a.approver for a in await approvals(h, rid)] == [DIRECTOR]
 
 

@@ -15,7 +15,7 @@ from bot.app import RUNTIME, WEBHOOK
 from bot.policy import Policy
 from emulators.gitlab import View
 from emulators.slack_driver import FORM
-from handlers.blocks import A, V
+from handlers.blocks import ActionId, FormId
 from tests.adversarial.common import (
     CTO,
     DEV,
@@ -125,14 +125,16 @@ async def test_modal_submissions_survive_hostile_values(db_url: str, policy: Pol
                                               "9" * 5000 + ":1", "1:" + "9" * 5000, "-1:1"]),
                              mixed_text)
         cases = examples(st.tuples(st.sampled_from(PEOPLE), st.sampled_from(
-            [V.REQUEST, V.REPORT, V.REJECT, V.VERIFY_FAIL]), field_answers.map(utf8), metadata))
+            [FormId.REQUEST, FormId.REPORT, FormId.REJECT, FormId.VERIFY_FAIL]),
+            field_answers.map(utf8), metadata))
         good = {"project": ("select", "web"), "ref": ("input", "main"),
                 "title": ("input", "<!channel> <@U123> *bold* `code`"),
                 "rollback": ("input", "<!here> redeploy"), "items": ("input", "!1\n<!everyone>")}
-        cases += [(DEV, V.REQUEST, good, meta) for meta in ("<!channel>", "x", "C0RELEASES", "")]
+        cases += [(DEV, FormId.REQUEST, good, meta)
+                  for meta in ("<!channel>", "x", "C0RELEASES", "")]
         for user, callback, fields, meta in cases:
             values = slack_values(fields)
-            if callback in (V.REJECT, V.VERIFY_FAIL):
+            if callback in (FormId.REJECT, FormId.VERIFY_FAIL):
                 values["reason"] = {"value": {"type": "plain_text_input",
                                               "value": "".join(str(v[1]) for v in fields.values())
                                               or "<!channel>"}}
@@ -150,20 +152,21 @@ async def test_clicks_with_broken_payloads_are_answered(db_url: str, policy: Pol
                                                      "²:1", "9" * 5000, "-1:1", "1:1:" + "x" * 50]),
                                     mixed_text), 30)
         for n, value in enumerate(values):
-            action = [A.APPROVE, A.DEPLOY, A.REJECT, A.VERIFY_PASS, A.CLOSE][n % 5]
+            action = [ActionId.APPROVE, ActionId.DEPLOY, ActionId.REJECT, ActionId.VERIFY_PASS,
+                      ActionId.CLOSE][n % 5]
             reply = await h.driver.click(PEOPLE[n % len(PEOPLE)], action, value or "x")
             assert reply.status == 200, (action, value[:80], reply.body[:200])
             await after_each(h)
         broken: list[dict[str, Any]] = [
             {"type": "block_actions"}, {"type": "block_actions", "actions": "x"},
             {"type": "block_actions", "actions": [{}]},
-            {"type": "block_actions", "actions": [{"action_id": A.APPROVE}], "user": "x"},
-            {"type": "block_actions", "actions": [{"action_id": A.APPROVE, "value": 5}],
+            {"type": "block_actions", "actions": [{"action_id": ActionId.APPROVE}], "user": "x"},
+            {"type": "block_actions", "actions": [{"action_id": ActionId.APPROVE, "value": 5}],
              "user": {"id": DIRECTOR}},
             {"type": "view_submission"}, {"type": "view_submission", "view": "x"},
-            {"type": "view_submission", "view": {"callback_id": V.REPORT, "state": []}},
+            {"type": "view_submission", "view": {"callback_id": FormId.REPORT, "state": []}},
             {"type": "view_submission", "user": {"id": TESTER},
-             "view": {"callback_id": V.REPORT, "private_metadata": "1:1",
+             "view": {"callback_id": FormId.REPORT, "private_metadata": "1:1",
                       "state": {"values": {"url": "x"}}}},
             {"type": "nonsense"}, {}]
         for payload in broken:
@@ -182,7 +185,7 @@ async def test_webhook_bodies_survive_hostile_json(db_url: str, policy: Policy) 
     """Broken JSON, random JSON, 100 kB and hostile fields with the right token: never a 500."""
     async with running_app(db_url, policy) as h:
         rid = await signed(h, "web v1.1.0 Hooked")
-        await h.click(OPS, A.DEPLOY)
+        await h.click(OPS, ActionId.DEPLOY)
         pipeline = h.pipeline_of(rid)
         good = View(h.gitlab.base_url).pipeline_hook(pipeline)
         mutated = st.builds(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.app import POLLER
 from bot.policy import Policy
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from tests.adversarial.common import OPS, release, signed
 from tests.conftest import FakeClock
 from tests.scenario.harness import running_app
@@ -21,7 +21,7 @@ async def test_429_without_retry_after_backs_off_with_jitter(db_url: str,
     clock = FakeClock(datetime.now(UTC))  # stands still between polls: windows measure exactly
     async with running_app(db_url, policy, clock=clock) as h:
         rid = await signed(h)
-        await h.click(OPS, A.DEPLOY)
+        await h.click(OPS, ActionId.DEPLOY)
         poller = h.app[POLLER]
         h.gitlab.fail(status=429, times=-1, path_prefix="/projects")
         h.gitlab.reset_calls()

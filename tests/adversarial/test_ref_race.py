@@ -10,7 +10,7 @@ from bot.app import DEPLOYER, DEPS, RUNTIME
 from bot.deploys import PipelineResult
 from bot.policy import parse_policy
 from emulators.gitlab import variable
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from storage import queries as q
 from storage.db import transaction
 from storage.models import Approval, Release, TestReport
@@ -52,7 +52,7 @@ async def race(h: Harness, rid: int) -> None:
     assert rel.state == "approved"
     value = f"{rid}:{rel.revision}:approved"
     ref = h.driver.command(DEV, f"ref REL-{rid} {NEW_REF}")
-    click = h.driver.click(OPS, A.DEPLOY, value)
+    click = h.driver.click(OPS, ActionId.DEPLOY, value)
     # The click has more to do before its transaction, so it usually leaves first.
     first, second = (click, ref) if random.random() < 0.75 else (ref, click)
 

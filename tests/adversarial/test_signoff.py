@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.policy import Policy, parse_policy
-from handlers.blocks import A, V
+from handlers.blocks import ActionId, FormId
 from tests.adversarial.common import (
     CTO,
     DEV,
@@ -43,8 +43,8 @@ async def test_double_clicks_make_one_approval_each(db_url: str, policy: Policy)
         for rid in rids:
             for user in (DIRECTOR, LEAD):  # two trials per release: each approver double-clicks
                 value = button_value(h, rid)
-                replies = await asyncio.gather(h.driver.click(user, A.APPROVE, value),
-                                               h.driver.click(user, A.APPROVE, value))
+                replies = await asyncio.gather(h.driver.click(user, ActionId.APPROVE, value),
+                                               h.driver.click(user, ActionId.APPROVE, value))
                 assert [r.status for r in replies] == [200, 200]
                 await h.settle()
                 got = answers(h, user, seen[user])
@@ -64,11 +64,11 @@ async def test_requester_cannot_approve_but_can_reject(db_url: str, policy: Poli
     """The test lead files a release: their Approve is refused, their Reject (form) counts."""
     async with running_app(db_url, policy) as h:
         rid = await ready(h, "payments v2.0.0 Lead's own", user=LEAD)
-        assert "four eyes" in await h.click(LEAD, A.APPROVE)
+        assert "four eyes" in await h.click(LEAD, ActionId.APPROVE)
         assert await approvals(h, rid) == []
         assert (await release(h, rid)).state == "ready_for_signoff"
-        await h.click(LEAD, A.REJECT)
-        assert h.slack.modals(LEAD)[-1]["callback_id"] == V.REJECT
+        await h.click(LEAD, ActionId.REJECT)
+        assert h.slack.modals(LEAD)[-1]["callback_id"] == FormId.REJECT
         await submit_modal(h, LEAD, text_values(reason="found a data-loss bug"))
         assert (await release(h, rid)).state == "rejected"
         last = (await audit(h, rid))[-1]
@@ -155,8 +155,8 @@ async def test_one_person_with_two_roles(db_url: str, many: bool) -> None:
     policy = parse_policy(TWO_ROLES + f"one_person_many_roles: {str(many).lower()}\n")
     async with running_app(db_url, policy) as h:
         rid = await ready(h)
-        assert "as tech_director" in await h.click(DIRECTOR, A.APPROVE)
-        second = await h.click(DIRECTOR, A.APPROVE)
+        assert "as tech_director" in await h.click(DIRECTOR, ActionId.APPROVE)
+        second = await h.click(DIRECTOR, ActionId.APPROVE)
         rows = await approvals(h, rid)
         if many:
             assert "as test_lead" in second, second
@@ -166,5 +166,5 @@ async def test_one_person_with_two_roles(db_url: str, many: bool) -> None:
             assert "already approved" in second, second
             assert [a.role for a in rows] == ["tech_director"]
             assert (await release(h, rid)).state == "ready_for_signoff"
-            assert "as test_lead" in await h.click(LEAD, A.APPROVE)
+            assert "as test_lead" in await h.click(LEAD, ActionId.APPROVE)
             assert (await release(h, rid)).state == "approved"

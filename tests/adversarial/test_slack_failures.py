@@ -16,7 +16,7 @@ from bot.policy import Policy
 from emulators.gitlab import GitLabEmulator
 from emulators.slack import SlackEmulator, SlackError
 from emulators.slack_driver import FORM, Reply
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from tests.adversarial.common import (
     DEV,
     DIRECTOR,
@@ -204,7 +204,7 @@ async def test_an_expired_trigger_on_a_button_gets_the_command_instead(
     async with running_app(db_url, policy) as h:
         rid = await ready(h)
         h.slack.fail("views.open", error="expired_trigger_id")
-        answer = await h.click(DIRECTOR, A.REJECT)
+        answer = await h.click(DIRECTOR, ActionId.REJECT)
         assert f"/release reject REL-{rid}" in answer
         assert (await release(h, rid)).state == "ready_for_signoff"
 

@@ -8,7 +8,7 @@ from typing import Any
 from bot.app import DEPS, RUNTIME
 from bot.policy import Policy
 from bot.readmodel import load_view
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from handlers.cards import build_release_card
 from tests.adversarial.common import (
     DEV,
@@ -39,7 +39,7 @@ class Stale:
 
 async def deployed_to(h: Harness, rid: int) -> None:
     """Click Deploy, let GitLab succeed, take the result."""
-    await h.click(OPS, A.DEPLOY)
+    await h.click(OPS, ActionId.DEPLOY)
     h.gitlab.set_status(h.pipeline_of(rid).id, "success")
     assert await h.poll() == 1
 
@@ -48,36 +48,36 @@ async def stale_buttons(h: Harness) -> list[Stale]:
     """Releases whose cards were drawn, then changed in each way a card goes out of date."""
     out = []
     rid = await ready(h, "web v1.1.0 Approved since")
-    approve, reject = button_value(h, rid), button_value(h, rid, A.REJECT)
+    approve, reject = button_value(h, rid), button_value(h, rid, ActionId.REJECT)
     await h.says(DIRECTOR, f"approve REL-{rid}")
     await h.says(LEAD, f"approve REL-{rid}")
-    out += [Stale(rid, DIRECTOR, A.APPROVE, approve, "approved now", "approved"),
-            Stale(rid, LEAD, A.REJECT, reject, "approved now", "approved")]
+    out += [Stale(rid, DIRECTOR, ActionId.APPROVE, approve, "approved now", "approved"),
+            Stale(rid, LEAD, ActionId.REJECT, reject, "approved now", "approved")]
     rid = await ready(h, "web v1.1.0 Rejected since")
     approve = button_value(h, rid)
     await h.says(DIRECTOR, f"reject REL-{rid} not this week")
-    out.append(Stale(rid, LEAD, A.APPROVE, approve, "rejected", "rejected"))
+    out.append(Stale(rid, LEAD, ActionId.APPROVE, approve, "rejected", "rejected"))
     rid = await ready(h, "web v1.1.0 Cancelled since")
     approve = button_value(h, rid)
     await h.says(DEV, f"cancel REL-{rid}")
-    out.append(Stale(rid, LEAD, A.APPROVE, approve, "cancelled", "cancelled"))
+    out.append(Stale(rid, LEAD, ActionId.APPROVE, approve, "cancelled", "cancelled"))
     rid = await ready(h, "web v1.1.0 New ref since")
     approve = button_value(h, rid)
     await h.says(DEV, f"ref REL-{rid} main")
-    out.append(Stale(rid, LEAD, A.APPROVE, approve, "testing now", "testing"))
+    out.append(Stale(rid, LEAD, ActionId.APPROVE, approve, "testing now", "testing"))
     rid = await ready(h, "web v1.1.0 New report since")
     approve = button_value(h, rid)
     await h.says(TESTER, f"report REL-{rid} https://ci/r/again C=1")
-    out.append(Stale(rid, LEAD, A.APPROVE, approve, "changed since", "ready_for_signoff"))
+    out.append(Stale(rid, LEAD, ActionId.APPROVE, approve, "changed since", "ready_for_signoff"))
     rid = await signed(h, "payments v1.1.0 Staging done since")
-    deploy = button_value(h, rid, A.DEPLOY)  # "Deploy to staging"
+    deploy = button_value(h, rid, ActionId.DEPLOY)  # "Deploy to staging"
     await deployed_to(h, rid)
-    out.append(Stale(rid, OPS, A.DEPLOY, deploy, "deployed now", "deployed"))
+    out.append(Stale(rid, OPS, ActionId.DEPLOY, deploy, "deployed now", "deployed"))
     rid = await signed(h, "web v1.1.0 Verification failed since")
     await deployed_to(h, rid)
-    passed = button_value(h, rid, A.VERIFY_PASS)
+    passed = button_value(h, rid, ActionId.VERIFY_PASS)
     assert "failed verification" in await h.says(TESTER, f"verify REL-{rid} fail 500s on /pay")
-    out.append(Stale(rid, TESTER, A.VERIFY_PASS, passed, "verification failed now",
+    out.append(Stale(rid, TESTER, ActionId.VERIFY_PASS, passed, "verification failed now",
                      "verification_failed"))
     await h.settle()
     return out
@@ -132,7 +132,7 @@ async def test_a_click_before_the_card_caught_up_redraws_it_at_once(
             assert button_value(h, rid) == approve  # still drawn for sign-off
             updates = len(h.slack.calls_to("chat.update"))
             before = len(h.slack.ephemerals(LEAD))
-            await h.driver.click(LEAD, A.APPROVE, approve, message_ts=card.ts)
+            await h.driver.click(LEAD, ActionId.APPROVE, approve, message_ts=card.ts)
             await wait_for(lambda: len(h.slack.ephemerals(LEAD)) > before)
             assert "cancelled" in h.slack.ephemerals(LEAD)[-1].text
             assert len(h.slack.calls_to("chat.update")) == updates + 1

@@ -13,7 +13,7 @@ import pytest
 from bot.app import WEBHOOK
 from bot.policy import Policy
 from emulators.gitlab import View
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from tests.adversarial.common import OPS, audit, release, row_counts, signed, thread_count
 from tests.scenario.harness import HOOK_SECRET, Harness, running_app, wait_for
 
@@ -30,7 +30,7 @@ async def post_hook(h: Harness, body: bytes, headers: dict[str, str]) -> int:
 async def deploying(h: Harness) -> tuple[int, dict[str, Any]]:
     """A release whose pipeline finished at GitLab; its id and the hook body saying so."""
     rid = await signed(h)
-    await h.click(OPS, A.DEPLOY)
+    await h.click(OPS, ActionId.DEPLOY)
     pipeline = h.pipeline_of(rid)
     h.gitlab.set_status(pipeline.id, "success")
     return rid, View(h.gitlab.base_url).pipeline_hook(pipeline)

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from bot import deploys, releases
+from bot import deploys, releases, transition
 from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
-from bot.workflow import Refused, State
+from bot.workflow import Event, Refused, State, reason_sentence
 from storage import queries as q
 from tests.conftest import FakeClock
 
@@ -69,6 +69,38 @@ async def test_bad_request_is_refused_plainly(deps: Deps) -> None:
             project="nope", ref="main", title=" ", type="weekly"))
     assert "nope" in err.value.sentence and "weekly" in err.value.sentence
     assert "title" in err.value.sentence
+
+
+def test_request_problems_name_their_fields(deps: Deps) -> None:
+    """Each problem sits under its field, so a form can show it there; a form needs a plan."""
+    new = NewRelease(project="nope", ref="a b", title=" ", type="weekly",
+                     scheduled_at=deps.clock() - timedelta(minutes=1))
+    problems = releases.request_problems(new, policy=deps.policy, now=deps.clock(),
+                                         rollback_plan_required=True)
+    assert list(problems) == ["project", "type", "ref", "title", "scheduled_at", "rollback_plan"]
+    assert problems["ref"] == releases.ref_problem("a b")
+    assert "rollback_plan" not in releases.request_problems(new, policy=deps.policy,
+                                                            now=deps.clock())
+
+
+async def test_a_new_ref_follows_the_request_rule(deps: Deps) -> None:
+    """`ref` is refused with the very sentence a request with that ref gets."""
+    rid = await new_release(deps)
+    with pytest.raises(Refused) as err:
+        await releases.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v1 .2")
+    assert err.value.sentence == releases.ref_problem("v1 .2")
+
+
+async def test_checking_an_event_changes_nothing(deps: Deps) -> None:
+    """A button asks the table before opening its form; the reason is asked afterwards."""
+    rid = await new_release(deps)
+    with pytest.raises(Refused, match="Only an approver of this release or an executive"):
+        await transition.check_event(deps, release_id=rid, event=Event.REJECT,
+                                     actor=who(deps, TESTER))
+    await transition.check_event(deps, release_id=rid, event=Event.REJECT,
+                                 actor=who(deps, DIRECTOR))
+    assert await state_of(deps, rid) is State.REQUESTED
+    assert reason_sentence("  ") == "Please give a reason." and reason_sentence("x") is None
 
 
 async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:

@@ -16,7 +16,7 @@ from handlers.blocks import (
     MAX_HEADER,
     MAX_TEXT,
     MAX_VALUE,
-    A,
+    ActionId,
     button_value,
     clip,
     escape,
@@ -221,10 +221,11 @@ def test_failed_and_rollback_pipelines_do_not_count_as_deployed() -> None:
 def test_buttons_carry_their_action_ids() -> None:
     """Each button is wired to the listener of its action."""
     view = make_view(State.READY_FOR_SIGNOFF)
-    assert [b["action_id"] for b in card_buttons(view)] == [A.REPORT, A.APPROVE, A.REJECT]
+    assert [b["action_id"] for b in card_buttons(view)] == [
+        ActionId.REPORT, ActionId.APPROVE, ActionId.REJECT]
     live = make_view(State.DEPLOYED, deployments=[deployment("staging"), deployment("production")])
     assert [b["action_id"] for b in card_buttons(live)] == [
-        A.VERIFY_PASS, A.VERIFY_FAIL, A.ROLLBACK]
+        ActionId.VERIFY_PASS, ActionId.VERIFY_FAIL, ActionId.ROLLBACK]
 
 
 def by_label(view: ReleaseView) -> dict[str, dict[str, Any]]:
@@ -491,7 +492,7 @@ def test_no_checklist_block_without_a_checklist() -> None:
 def test_the_checklist_pre_selects_ticked_items() -> None:
     """Ticked items are checked; the values say which release and item."""
     element = checklist_block(make_view(ticks=[2]))["elements"][0]
-    assert element["action_id"] == A.CHECKLIST
+    assert element["action_id"] == ActionId.CHECKLIST
     assert [o["text"]["text"] for o in element["options"]] == [
         "1. Database backup taken", "2. Rollback plan reviewed"]
     assert [o["value"] for o in element["options"]] == ["42:1", "42:2"]

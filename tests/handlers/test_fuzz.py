@@ -13,9 +13,9 @@ from bot.releases import NewRelease
 from bot.workflow import State
 from handlers.blocks import escape
 from handlers.cards import build_release_card
+from handlers.commands import SUBCOMMANDS
 from handlers.modals import parse_report_view, parse_request_view
 from handlers.parse import (
-    SUBCOMMANDS,
     Parsed,
     UsageError,
     parse_bug_counts,
@@ -55,7 +55,7 @@ command_text = st.lists(words, max_size=12).map(" ".join)
 def parse_or_refuse(text: str) -> Parsed | None:
     """parse_command's only outcomes: a Parsed, or a UsageError with a usage sentence."""
     try:
-        parsed = parse_command(text)
+        parsed = parse_command(text, SUBCOMMANDS)
     except UsageError as exc:
         assert exc.sentence.strip()
         assert exc.sentence.endswith("`/release help`." if exc.sub is None else
@@ -85,7 +85,7 @@ def test_arguments_are_parsed_or_refused(name: str, args: list[str]) -> None:
     for parse in (parse_bug_counts, parse_items, parse_verdict):
         if parsed.words:
             try:
-                parse(parsed.words)
+                parse(parsed.sub, parsed.words)
             except UsageError:
                 pass
 
@@ -137,7 +137,7 @@ def test_parse_request_view_never_raises(fields: dict[str, Any]) -> None:
     """Any form answers give a NewRelease or errors by block id, never an exception."""
     new, errors = parse_request_view(slack_values(fields), POLICY, NOW)
     assert (new is None) is bool(errors)
-    assert set(errors) <= {"project", "ref", "title", "at", "rollback"}
+    assert set(errors) <= {"project", "ref", "title", "type", "at", "rollback"}
     assert all(0 < len(message) <= 150 for message in errors.values())
     if new is not None:
         assert isinstance(new, NewRelease) and new.project in POLICY.projects

@@ -9,7 +9,7 @@ import pytest
 
 from bot.policy import Policy, parse_policy
 from bot.releases import NewRelease
-from handlers.blocks import MAX_TEXT, V
+from handlers.blocks import MAX_TEXT, FormId
 from handlers.modals import (
     build_reason_modal,
     build_report_modal,
@@ -61,7 +61,7 @@ def options(block: dict[str, Any]) -> list[str]:
 def test_request_modal_asks_for_every_field() -> None:
     """Every field of a request, in order, with the optional ones marked optional."""
     modal = build_request_modal(POLICY, channel="C0HERE")
-    assert modal["type"] == "modal" and modal["callback_id"] == V.REQUEST
+    assert modal["type"] == "modal" and modal["callback_id"] == FormId.REQUEST
     assert modal["private_metadata"] == "C0HERE"
     assert [b["block_id"] for b in modal["blocks"]] == REQUEST_FIELDS
     for block in modal["blocks"]:
@@ -135,16 +135,19 @@ def test_answers_are_trimmed() -> None:
     assert new is not None and new.title == "Faster checkout"
 
 
+BAD_REF = "The ref must be one branch, tag or commit (no spaces, at most 255)."
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("title", "", "Please give the release a title."),
     ("title", "   ", "Please give the release a title."),
-    ("ref", "", "One branch, tag or commit, without spaces."),
-    ("ref", "release 1.1", "One branch, tag or commit, without spaces."),
-    ("ref", "v1\tx", "One branch, tag or commit, without spaces."),
+    ("ref", "", BAD_REF),
+    ("ref", "release 1.1", BAD_REF),
+    ("ref", "v1\tx", BAD_REF),
     ("rollback", "", "How would you roll this back?"),
-    ("project", "billing", "Choose a project."),
-    ("at", "2026-11-23 11:59", "That time is in the past."),
-    ("at", "2026-11-23 12:00", "That time is in the past."),
+    ("project", "billing", "There is no project 'billing'; known projects: payments, web."),
+    ("at", "2026-11-23 11:59", "The planned time is in the past."),
+    ("at", "2026-11-23 12:00", "The planned time is in the past."),
 ])
 def test_bad_answers_are_errors_by_block_id(field: str, value: str, message: str) -> None:
     """Each problem is shown under its own field and nothing is filed."""
@@ -210,7 +213,7 @@ def test_work_items_are_bounded() -> None:
 def test_report_modal_asks_for_a_link_and_three_counts() -> None:
     """A link and A/B/C counts defaulting to 0; the release travels in the metadata."""
     modal = build_report_modal(42, 3)
-    assert modal["callback_id"] == V.REPORT
+    assert modal["callback_id"] == FormId.REPORT
     assert [b["block_id"] for b in modal["blocks"]] == ["url", "A", "B", "C"]
     assert [b["element"].get("initial_value") for b in modal["blocks"][1:]] == ["0", "0", "0"]
     assert parse_metadata(modal["private_metadata"]) == (42, 3)
@@ -218,8 +221,8 @@ def test_report_modal_asks_for_a_link_and_three_counts() -> None:
 
 def test_reason_modal_carries_the_release() -> None:
     """A reason prompt remembers which release and revision it is about."""
-    modal = build_reason_modal(V.REJECT, "Reject REL-42", "Why?", 42, None)
-    assert modal["callback_id"] == V.REJECT
+    modal = build_reason_modal(FormId.REJECT, "Reject REL-42", "Why?", 42, None)
+    assert modal["callback_id"] == FormId.REJECT
     assert modal["blocks"][0]["block_id"] == "reason"
     assert modal["blocks"][0]["optional"] is False
     assert modal["blocks"][0]["element"]["multiline"] is True
@@ -260,7 +263,7 @@ def test_a_count_that_is_not_a_whole_number_is_an_error(count: str) -> None:
 def test_every_modal_text_fits_slack() -> None:
     """Labels, placeholders and options stay within Slack's limits."""
     for modal in (build_request_modal(POLICY), build_report_modal(1, 1),
-                  build_reason_modal(V.VERIFY_FAIL, "What went wrong?" * 5, "Note", 1, 1)):
+                  build_reason_modal(FormId.VERIFY_FAIL, "What went wrong?" * 5, "Note", 1, 1)):
         assert len(modal["title"]["text"]) <= 24
         for block in modal["blocks"]:
             element = block["element"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot.workflow import Refused
+from handlers.commands import SUBCOMMANDS
 from handlers.parse import (
-    SUBCOMMANDS,
+    Parsed,
     UsageError,
     help_text,
     parse_bug_counts,
@@ -50,6 +51,11 @@ EVERY_SUBCOMMAND = [
 ]
 
 
+def parse(text: str) -> Parsed:
+    """`/release` text parsed against the bot's one subcommand table."""
+    return parse_command(text, SUBCOMMANDS)
+
+
 def usage_of(name: str) -> str:
     """The usage line a refusal of this subcommand ends with."""
     return f"Usage: `{SUBCOMMANDS[name].usage}`"
@@ -58,7 +64,7 @@ def usage_of(name: str) -> str:
 def refusal(text: str) -> str:
     """The sentence a person is told for this typed text."""
     with pytest.raises(UsageError) as caught:
-        parse_command(text)
+        parse(text)
     assert isinstance(caught.value, Refused)
     return caught.value.sentence
 
@@ -67,7 +73,7 @@ def refusal(text: str) -> str:
 def test_every_subcommand_parses(text: str, name: str, release_id: int | None,
                                  words: tuple[str, ...]) -> None:
     """Each documented subcommand gives its Sub, its release number and the words after it."""
-    parsed = parse_command(text)
+    parsed = parse(text)
     assert (parsed.sub.name, parsed.release_id, parsed.words) == (name, release_id, words)
 
 
@@ -79,18 +85,18 @@ def test_the_table_covers_every_subcommand() -> None:
 @pytest.mark.parametrize("typed", ["REL-42", "rel-42", "rel42", "REL42", "42", " 42 "])
 def test_release_ids_in_every_spelling(typed: str) -> None:
     """`REL-42`, `rel42` and the bare number all mean release 42."""
-    assert parse_command(f'status "{typed}"').release_id == 42
+    assert parse(f'status "{typed}"').release_id == 42
 
 
 def test_nothing_typed_is_help() -> None:
     """A bare `/release` shows the help."""
-    assert parse_command("").sub.name == "help"
-    assert parse_command("   ").sub.name == "help"
+    assert parse("").sub.name == "help"
+    assert parse("   ").sub.name == "help"
 
 
 def test_rest_joins_the_words_after_the_id() -> None:
     """Reasons and comments come back as one string."""
-    assert parse_command("reject REL-42 build   is red").rest == "build is red"
+    assert parse("reject REL-42 build   is red").rest == "build is red"
 
 
 @pytest.mark.parametrize("name", [s.name for s in SUBCOMMANDS.values() if s.takes_id])
@@ -125,40 +131,40 @@ def test_an_unknown_subcommand_points_to_help() -> None:
 
 def test_request_options() -> None:
     """`--type`, `--at` and `--version` come out as options, the rest is project, ref, title."""
-    parsed = parse_command('request payments v1.1.0 Faster checkout --type hotfix '
-                           '--at "2026-12-24 20:00" --version 1.1.0')
+    parsed = parse('request payments v1.1.0 Faster checkout --type hotfix '
+                   '--at "2026-12-24 20:00" --version 1.1.0')
     assert parsed.words == ("payments", "v1.1.0", "Faster", "checkout")
     assert parsed.options == {"type": "hotfix", "at": "2026-12-24 20:00", "version": "1.1.0"}
 
 
 def test_request_options_with_equals_and_any_case() -> None:
     """`--TYPE=emergency` works like `--type emergency`."""
-    parsed = parse_command("request payments v2 --TYPE=emergency")
+    parsed = parse("request payments v2 --TYPE=emergency")
     assert parsed.options == {"type": "emergency"}
 
 
 def test_curly_quotes_group_like_straight_ones() -> None:
     """Phones type curly quotes; they group words just the same."""
-    parsed = parse_command("request payments v1 “Big launch” --at “2026-12-24 20:00”")
+    parsed = parse("request payments v1 “Big launch” --at “2026-12-24 20:00”")
     assert parsed.words == ("payments", "v1", "Big launch")
     assert parsed.options == {"at": "2026-12-24 20:00"}
 
 
 def test_non_breaking_spaces_separate_words() -> None:
     """A non-breaking space pasted from a document is a plain space."""
-    assert parse_command("status\u00a0REL-42").release_id == 42
+    assert parse("status\u00a0REL-42").release_id == 42
 
 
 def test_apostrophes_are_plain_text() -> None:
     """`Fix user's login` keeps its apostrophe and needs no closing quote."""
-    parsed = parse_command("request payments v1 Fix user's login")
+    parsed = parse("request payments v1 Fix user's login")
     assert parsed.words == ("payments", "v1", "Fix", "user's", "login")
-    assert parse_command("reject 42 it's broken, don't ship").rest == "it's broken, don't ship"
+    assert parse("reject 42 it's broken, don't ship").rest == "it's broken, don't ship"
 
 
 def test_backslashes_and_hashes_are_plain_text() -> None:
     """No shell escapes or comments: what people type is what they get."""
-    assert parse_command(r"reject 42 C:\temp #3 is wrong").rest == r"C:\temp #3 is wrong"
+    assert parse(r"reject 42 C:\temp #3 is wrong").rest == r"C:\temp #3 is wrong"
 
 
 @pytest.mark.parametrize("text", ['request payments v1 "Big launch', "reject 42 “oops"])
@@ -183,7 +189,7 @@ def test_an_option_without_value_is_refused() -> None:
 
 def test_dashes_are_text_outside_request() -> None:
     """A reason may contain `--`: only `request` takes options."""
-    assert parse_command("reject 42 --type is wrong").rest == "--type is wrong"
+    assert parse("reject 42 --type is wrong").rest == "--type is wrong"
 
 
 def test_split_words() -> None:
@@ -199,14 +205,14 @@ def test_split_words() -> None:
 ])
 def test_bug_counts(words: tuple[str, ...], counts: dict[str, int]) -> None:
     """`A=0 B=1 C=3` and `c:2` are open-bug counts by severity."""
-    assert parse_bug_counts(words) == counts
+    assert parse_bug_counts(SUBCOMMANDS["report"], words) == counts
 
 
 @pytest.mark.parametrize("bad", ["D=1", "A=-1", "A=x", "A=", "A=123456", "A==1", "AB=1", "A 1"])
 def test_bad_bug_counts_are_refused(bad: str) -> None:
     """Anything else is quoted back with the `report` usage."""
     with pytest.raises(UsageError) as caught:
-        parse_bug_counts(("A=0", bad))
+        parse_bug_counts(SUBCOMMANDS["report"], ("A=0", bad))
     assert caught.value.sentence.startswith(f"{bad!r} is not a bug count.")
     assert caught.value.sentence.endswith(usage_of("report"))
 
@@ -219,7 +225,7 @@ def test_bad_bug_counts_are_refused(bad: str) -> None:
 ])
 def test_checklist_items(words: tuple[str, ...], items: tuple[int, ...]) -> None:
     """Item numbers separated by spaces or commas."""
-    assert parse_items(words) == items
+    assert parse_items(SUBCOMMANDS["check"], words) == items
 
 
 @pytest.mark.parametrize("words", [(), ("one",), ("1", "x"), ("1000",), (",",), ("-1",),
@@ -227,7 +233,7 @@ def test_checklist_items(words: tuple[str, ...], items: tuple[int, ...]) -> None
 def test_bad_checklist_items_are_refused(words: tuple[str, ...]) -> None:
     """Anything but item numbers (including digit-like symbols) gets the `check` usage."""
     with pytest.raises(UsageError) as caught:
-        parse_items(words)
+        parse_items(SUBCOMMANDS["check"], words)
     assert caught.value.sentence.endswith(usage_of("check"))
 
 
@@ -238,19 +244,19 @@ def test_bad_checklist_items_are_refused(words: tuple[str, ...]) -> None:
 ])
 def test_verdicts(words: tuple[str, ...], verdict: tuple[bool, str]) -> None:
     """`pass`/`fail` with an optional note."""
-    assert parse_verdict(words) == verdict
+    assert parse_verdict(SUBCOMMANDS["verify"], words) == verdict
 
 
 def test_a_verdict_other_than_pass_or_fail_is_refused() -> None:
     """`maybe` is not a verdict."""
     with pytest.raises(UsageError) as caught:
-        parse_verdict(("maybe",))
+        parse_verdict(SUBCOMMANDS["verify"], ("maybe",))
     assert caught.value.sentence == f"Say pass or fail. {usage_of('verify')}"
 
 
 def test_help_lists_every_subcommand() -> None:
     """`/release help` shows each usage line."""
-    text = help_text()
+    text = help_text(SUBCOMMANDS)
     assert "REL-42" in text
     for sub in SUBCOMMANDS.values():
         assert f"`{sub.usage}` — {sub.about}" in text

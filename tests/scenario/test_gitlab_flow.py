@@ -7,11 +7,12 @@ from sqlmodel import select
 from bot.app import DEPS, POLLER
 from bot.policy import Policy
 from emulators.gitlab import variable
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from storage import queries as q
 from storage.db import transaction
 from storage.models import Deployment, Release, SeenDelivery
 from tests.scenario.harness import CHANNEL, Harness, emulators, running_app
+from tests.scenario.test_slack_flow import submit_modal, text_values
 
 DEV, TESTER, LEAD, DIRECTOR, OPS = "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS"
 
@@ -42,7 +43,7 @@ def broadcasts(h: Harness) -> list[str]:
 
 async def deploy_and_finish(h: Harness, rid: int, status: str = "success") -> int:
     """Click Deploy, let GitLab finish the pipeline, poll; the pipeline id."""
-    await h.click(OPS, A.DEPLOY)
+    await h.click(OPS, ActionId.DEPLOY)
     pipeline = h.pipeline_of(rid)
     h.gitlab.set_status(pipeline.id, "running")
     assert await h.poll() == 0
@@ -55,7 +56,7 @@ async def test_staging_then_production_then_verified(db_url: str, policy: Policy
     """Deploy staging, then production, each announced once; verification starts observation."""
     async with running_app(db_url, policy) as h:
         rid = await approved(h)
-        await h.click(OPS, A.DEPLOY)
+        await h.click(OPS, ActionId.DEPLOY)
         pipeline = h.pipeline_of(rid)
         assert variable(pipeline.variables, "DEPLOY_ENV") == "staging"
         assert variable(pipeline.variables, "RELEASE_ID") == f"REL-{rid}"
@@ -67,16 +68,35 @@ async def test_staging_then_production_then_verified(db_url: str, policy: Policy
         h.gitlab.set_status(pipeline.id, "success")
         assert await h.poll() == 1
         assert await h.poll() == 0
-        assert h.buttons(rid)[0] == A.DEPLOY and "production" in str(h.card(rid).blocks)
+        assert h.buttons(rid)[0] == ActionId.DEPLOY and "production" in str(h.card(rid).blocks)
         await deploy_and_finish(h, rid)
-        assert A.VERIFY_PASS in h.buttons(rid) and A.ROLLBACK in h.buttons(rid)
-        assert "Verified" in await h.click(TESTER, A.VERIFY_PASS)
+        assert ActionId.VERIFY_PASS in h.buttons(rid) and ActionId.ROLLBACK in h.buttons(rid)
+        assert "Verified" in await h.click(TESTER, ActionId.VERIFY_PASS)
         assert await state(h, rid) == "observing"
         thread = "\n".join(h.thread(rid))
         assert thread.count("📦 Deployed") == 2 and "pipeline" in thread
         assert [b for b in broadcasts(h) if "Deployed" in b] and len(broadcasts(h)) == 5
         assert sum("pipeline <http" in b for b in broadcasts(h)) == 2
         assert len(h.slack.messages(CHANNEL)) == 1
+
+
+async def test_a_failed_verification_is_refused_alike_every_way(db_url: str,
+                                                                policy: Policy) -> None:
+    """Button, form and command ask the same table: a tester only, and never without a note."""
+    async with running_app(db_url, policy) as h:
+        rid = await approved(h)
+        await deploy_and_finish(h, rid)
+        await deploy_and_finish(h, rid)
+        assert "Only a tester can do that." in await h.click(OPS, ActionId.VERIFY_FAIL)
+        assert h.slack.modals(OPS) == []
+        assert await h.click(TESTER, ActionId.VERIFY_FAIL) == ""
+        reply = await submit_modal(h, TESTER, text_values(reason="   "))
+        assert reply.json == {"response_action": "errors",
+                              "errors": {"reason": "Please give a reason."}}
+        assert "Please give a reason." in await h.says(TESTER, f"verify REL-{rid} fail")
+        assert await state(h, rid) == "deployed"
+        await submit_modal(h, TESTER, text_values(reason="checkout returns 500"))
+        assert await state(h, rid) == "verification_failed"
 
 
 async def test_failed_deploy_rolls_back_to_the_recorded_ref(db_url: str, policy: Policy) -> None:
@@ -89,8 +109,8 @@ async def test_failed_deploy_rolls_back_to_the_recorded_ref(db_url: str, policy:
         await deploy_and_finish(h, first, "failed")
         assert await state(h, first) == "deploy_failed"
         failure = next(m for m in broadcasts(h) if "failed" in m)
-        assert "deploy:production" in failure and A.ROLLBACK in h.buttons(first)
-        assert "Rolling REL-1 back to `v1.0.0`" in await h.click(OPS, A.ROLLBACK)
+        assert "deploy:production" in failure and ActionId.ROLLBACK in h.buttons(first)
+        assert "Rolling REL-1 back to `v1.0.0`" in await h.click(OPS, ActionId.ROLLBACK)
         back = h.pipeline_of(first)
         assert back.ref == "v1.0.0" and variable(back.variables, "ROLLBACK") == "true"
         assert variable(back.variables, "DEPLOY_ENV") == "production"
@@ -109,7 +129,7 @@ async def test_webhook_alone_reports_the_result(db_url: str, policy: Policy) -> 
     """With no polling at all, the Pipeline Hook moves the release; a duplicate does nothing."""
     async with running_app(db_url, policy) as h:
         rid = await approved(h, "web")
-        await h.click(OPS, A.DEPLOY)
+        await h.click(OPS, ActionId.DEPLOY)
         pipeline = h.pipeline_of(rid)
         h.gitlab.set_status(pipeline.id, "success")
         assert await h.hook(pipeline.id, idempotency_key="k-1") == 200
@@ -124,7 +144,7 @@ async def test_wrong_webhook_token_is_refused(db_url: str, policy: Policy) -> No
     """401 for a wrong or missing token, and nothing is written."""
     async with running_app(db_url, policy) as h:
         rid = await approved(h, "web")
-        await h.click(OPS, A.DEPLOY)
+        await h.click(OPS, ActionId.DEPLOY)
         pipeline = h.pipeline_of(rid)
         h.gitlab.set_status(pipeline.id, "success")
         assert await h.hook(pipeline.id, secret="wrong") == 401
@@ -141,7 +161,7 @@ async def test_gitlab_errors_for_a_cycle_then_one_announcement(db_url: str,
     """500s and a 429 leave the release alone; the next good cycle announces once."""
     async with running_app(db_url, policy) as h:
         rid = await approved(h, "web")
-        await h.click(OPS, A.DEPLOY)
+        await h.click(OPS, ActionId.DEPLOY)
         pipeline = h.pipeline_of(rid)
         h.gitlab.set_status(pipeline.id, "success")
         h.gitlab.fail(status=500, times=2, path_prefix="/api/v4/projects")
@@ -159,7 +179,7 @@ async def test_restart_while_a_pipeline_runs_announces_once(db_url: str,
     async with emulators() as emus:
         async with running_app(db_url, policy, emus=emus) as h:
             rid = await approved(h, "web")
-            answer = await h.click(OPS, A.DEPLOY)
+            answer = await h.click(OPS, ActionId.DEPLOY)
             pipeline = h.pipeline_of(rid)
             assert pipeline is not None, answer
         emus[1].set_status(pipeline.id, "success")
@@ -223,7 +243,7 @@ async def test_release_notes_listed_published_and_posted_at_close(db_url: str,
         assert "already exists" in await h.says(OPS, f"notes REL-{rid} publish")
         for _ in range(2):
             await deploy_and_finish(h, rid)
-        await h.click(TESTER, A.VERIFY_PASS)
+        await h.click(TESTER, ActionId.VERIFY_PASS)
         assert f"REL-{rid} is closed" in await h.says(OPS, f"close REL-{rid}")
         await h.settle()
         closing = h.thread(rid)[-1]

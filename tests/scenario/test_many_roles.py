@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.policy import Policy, parse_policy
-from handlers.blocks import A
+from handlers.blocks import ActionId
 from tests.conftest import POLICY_YAML
 from tests.scenario.harness import running_app
 from tests.scenario.test_slack_flow import DIRECTOR, LEAD, release_state, to_signoff
@@ -32,12 +32,12 @@ async def test_second_role_is_asked_for_after_the_first(db_url: str) -> None:
         lead_asks = len(h.slack.dms(LEAD))
         assert asks == 1
 
-        assert "as tech_director" in await h.click(DIRECTOR, A.APPROVE)
+        assert "as tech_director" in await h.click(DIRECTOR, ActionId.APPROVE)
         assert await release_state(h, rid) == "ready_for_signoff"
         dms = h.slack.dms(DIRECTOR)
         assert len(dms) == asks + 1
         assert dms[-1].text.startswith(f"REL-{rid}") and "test_lead" in str(dms[-1].blocks)
-        assert A.APPROVE in str(dms[-1].blocks)
+        assert ActionId.APPROVE in str(dms[-1].blocks)
         assert len(h.slack.dms(LEAD)) == lead_asks  # the others are not asked again
 
         await h.driver.event({"type": "app_home_opened", "user": DIRECTOR, "tab": "home"},
@@ -45,5 +45,5 @@ async def test_second_role_is_asked_for_after_the_first(db_url: str) -> None:
         await h.settle()
         assert f"REL-{rid}" in pending_section(h.slack.home(DIRECTOR))
 
-        assert "as test_lead" in await h.click(DIRECTOR, A.APPROVE, channel=dms[-1].channel)
+        assert "as test_lead" in await h.click(DIRECTOR, ActionId.APPROVE, channel=dms[-1].channel)
         assert await release_state(h, rid) == "approved"

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.app import DEPS
 from bot.policy import Policy
-from handlers.blocks import A, V
+from handlers.blocks import ActionId, FormId
 from storage import queries as q
 from tests.scenario.harness import CHANNEL, Harness, running_app
 
@@ -39,7 +39,7 @@ async def to_signoff(h: Harness, project: str = "payments") -> int:
     answer = await h.says(DEV, f"request {project} v1.1.0 Faster checkout")
     rid = int(answer.split("REL-")[1].split(".")[0])
     await h.settle()
-    await h.click(TESTER, A.REPORT)
+    await h.click(TESTER, ActionId.REPORT)
     await submit_modal(h, TESTER, text_values(url="https://ci.example/report/7", A="0", B="0",
                                               C="2"))
     return rid
@@ -55,21 +55,21 @@ async def test_happy_path_to_ready_to_deploy(db_url: str, policy: Policy) -> Non
     """Request, report form, two approvals by button, checklist ticks: the card offers Deploy."""
     async with running_app(db_url, policy) as h:
         rid = await to_signoff(h)
-        assert A.APPROVE in h.buttons(rid) and A.REJECT in h.buttons(rid)
+        assert ActionId.APPROVE in h.buttons(rid) and ActionId.REJECT in h.buttons(rid)
         assert [m.text for m in h.slack.dms(DIRECTOR)][-1].startswith(f"REL-{rid}")
         assert h.slack.dms(LEAD) and not h.slack.dms(DEV)
-        assert "approved" in await h.click(DIRECTOR, A.APPROVE)
-        assert "approved" in await h.click(LEAD, A.APPROVE)
+        assert "approved" in await h.click(DIRECTOR, ActionId.APPROVE)
+        assert "approved" in await h.click(LEAD, ActionId.APPROVE)
         assert await release_state(h, rid) == "approved"
         card = h.card(rid)
         checklist = next(b for b in card.blocks if b.get("block_id") == f"checklist:{rid}")
         options = checklist["elements"][0]["options"]
-        answer = await h.driver.click(OPS, A.CHECKLIST, "", block_id=f"checklist:{rid}")
+        answer = await h.driver.click(OPS, ActionId.CHECKLIST, "", block_id=f"checklist:{rid}")
         assert answer.status == 200
         await h.command(OPS, f"check REL-{rid} 1 2")
         await h.settle()
         assert len(options) == 2
-        assert A.DEPLOY in h.buttons(rid)
+        assert ActionId.DEPLOY in h.buttons(rid)
         thread = "\n".join(h.thread(rid))
         for words in ("requested", "test report", "approved as tech_director",
                       "approved as test_lead", "All sign-offs are in", "ticked checklist"):
@@ -115,7 +115,7 @@ async def test_request_form_shows_errors_in_the_form(db_url: str, policy: Policy
     async with running_app(db_url, policy) as h:
         await h.command(DEV, "request")
         await h.settle()
-        assert h.slack.modals(DEV)[-1]["callback_id"] == V.REQUEST
+        assert h.slack.modals(DEV)[-1]["callback_id"] == FormId.REQUEST
         values = {"project": select("payments"), "type": select("standard"),
                   "db": select("no"), **text_values(ref="v1.1.0", title="", at="tomorrow",
                                                      rollback="redeploy v1.0.0")}
@@ -142,8 +142,8 @@ async def test_four_eyes_and_unauthorised_clicks(db_url: str, policy: Policy) ->
         rid = int(answer.split("REL-")[1].split(".")[0])
         await h.says(TESTER, f"report REL-{rid} https://r/1")
         await h.settle()
-        assert "four eyes" in await h.click(LEAD, A.APPROVE)
-        assert "Only an approver" in await h.click(TESTER, A.APPROVE)
+        assert "four eyes" in await h.click(LEAD, ActionId.APPROVE)
+        assert "Only an approver" in await h.click(TESTER, ActionId.APPROVE)
         async with h.app[DEPS].sessions() as session:
             release = await q.get_release(session, rid)
             assert await q.approvals_of(session, release) == []
@@ -154,18 +154,18 @@ async def test_stale_button_changes_nothing(db_url: str, policy: Policy) -> None
     async with running_app(db_url, policy) as h:
         rid = await to_signoff(h)
         old_value = next(e["value"] for b in h.card(rid).blocks if b["type"] == "actions"
-                         for e in b["elements"] if e.get("action_id") == A.APPROVE)
+                         for e in b["elements"] if e.get("action_id") == ActionId.APPROVE)
         await h.says(TESTER, f"report REL-{rid} https://r/new C=1")
         await h.settle()
         updates = len(h.slack.calls_to("chat.update"))
-        answer = await h.click(DIRECTOR, A.APPROVE, old_value)
+        answer = await h.click(DIRECTOR, ActionId.APPROVE, old_value)
         assert "changed since that button was drawn" in answer
         assert len(h.slack.calls_to("chat.update")) == updates  # the card is already current
         async with h.app[DEPS].sessions() as session:
             assert await q.approvals_of(session, await q.get_release(session, rid)) == []
         await h.says(DEV, f"cancel REL-{rid}")
         await h.settle()
-        assert "cancelled" in await h.click(LEAD, A.APPROVE, old_value.replace(":2:", ":3:"))
+        assert "cancelled" in await h.click(LEAD, ActionId.APPROVE, old_value.replace(":2:", ":3:"))
 
 
 async def test_double_click_is_one_approval(db_url: str, policy: Policy) -> None:
@@ -173,9 +173,9 @@ async def test_double_click_is_one_approval(db_url: str, policy: Policy) -> None
     async with running_app(db_url, policy) as h:
         rid = await to_signoff(h)
         value = next(e["value"] for b in h.card(rid).blocks if b["type"] == "actions"
-                     for e in b["elements"] if e.get("action_id") == A.APPROVE)
-        replies = await asyncio.gather(h.driver.click(LEAD, A.APPROVE, value),
-                                       h.driver.click(LEAD, A.APPROVE, value))
+                     for e in b["elements"] if e.get("action_id") == ActionId.APPROVE)
+        replies = await asyncio.gather(h.driver.click(LEAD, ActionId.APPROVE, value),
+                                       h.driver.click(LEAD, ActionId.APPROVE, value))
         assert all(r.status == 200 for r in replies)
         await h.settle()
         assert sum("approved as test_lead" in t for t in h.thread(rid)) == 1
@@ -233,7 +233,7 @@ async def test_app_home_lists_what_waits_for_me(db_url: str, policy: Policy) -> 
         home = h.slack.home(DIRECTOR)
         texts = str(home["blocks"])
         assert "Waiting for your sign-off" in texts and f"REL-{rid}" in texts
-        assert A.APPROVE in texts
+        assert ActionId.APPROVE in texts
         await h.driver.event({"type": "app_home_opened", "user": DEV, "tab": "home"},
                              event_id="EvHome2")
         await h.settle()

@@ -13,11 +13,11 @@ from sqlalchemy import event as sa_event
 
 from bot import service as svc
 from bot.people import actor_for
-from bot.policy import parse_policy
 from bot.service import EVERYTHING, READS, Deps, NewRelease, ReportInput, Stored
 from bot.workflow import TABLE, Actor, Ctx, Event, Facts, Report, State, TransitionError, decide
+from emulators.sample import sample_policy
 from storage.db import make_engine, make_sessionmaker
-from tests.conftest import POLICY_YAML
+from tests.fixtures import SALES_WEEK
 
 # The Facts fields each kind of stored fact fills in.
 FIELDS: dict[Stored, tuple[str, ...]] = {
@@ -118,8 +118,7 @@ async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps)
 
 async def test_an_override_names_the_gate_it_lifts(deps: Deps) -> None:
     """The override reads the gate (its effect does, not its guards): the freeze is recorded."""
-    deps.policy = parse_policy(POLICY_YAML.replace(
-        "freezes: []", 'freezes: [{from: 2026-11-20, to: 2026-11-30, reason: "Sales week"}]'))
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
     out = await svc.request_release(deps, actor=actor_for(deps.policy, "U0DEV"), new=NewRelease(
         project="web", ref="v1.1.0", title="Hotfix", type="emergency"))
     lifted = await svc.override_gate(deps, release_id=out.release.id, reason="outage",

@@ -15,16 +15,14 @@ from sqlmodel import col, select
 from bot import service as svc
 from bot.people import actor_for
 from bot.service import Deps, NewRelease, ReportInput
+from emulators.sample import DEV, DIRECTOR, TESTER
 from emulators.slack import SlackEmulator
 from handlers.delivery import LEASE, PARALLEL, Deliverer, LeaseLost
 from handlers.directory import Directory
 from storage import queries as q
 from storage.db import transaction
 from storage.models import OutboxMessage
-from tests.conftest import FakeClock
-
-DEV, TESTER, LEAD, DIRECTOR = "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR"
-CHANNEL = "C0RELEASES"
+from tests.fixtures import FakeClock
 
 
 @pytest.fixture

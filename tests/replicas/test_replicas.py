@@ -29,7 +29,7 @@ from emulators.gitlab import GitLabEmulator, variable
 from emulators.slack import SlackEmulator
 from emulators.slack_driver import SlackDriver
 from storage.db import make_engine
-from tests.conftest import PG_URL, _pg_admin
+from tests.fixtures import PG_URL, pg_admin
 from tests.test_cli import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -106,7 +106,7 @@ def seed_gitlab(gitlab: GitLabEmulator) -> None:
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     """Three replicas on a fresh PostgreSQL database they migrate themselves, at once."""
     name = f"rb_replicas_{uuid.uuid4().hex[:8]}"
-    await _pg_admin(f"CREATE DATABASE {name}")
+    await pg_admin(f"CREATE DATABASE {name}")
     policy = tmp_path / "releasebot.yml"
     policy.write_text(POLICY.format(projects=project_lines()))
     async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
@@ -130,7 +130,7 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
                     proc.send_signal(signal.SIGTERM)
             for proc in procs:
                 await asyncio.wait_for(proc.wait(), 30)
-    await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def start_replica(i: int, port: int, slack: SlackEmulator, gitlab: GitLabEmulator,

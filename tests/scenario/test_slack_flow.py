@@ -7,12 +7,10 @@ from typing import Any
 
 from bot.app import DEPS
 from bot.policy import Policy
+from emulators.sample import CHANNEL, CTO, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import A, V
 from storage import queries as q
-from tests.scenario.harness import CHANNEL, Harness, running_app
-
-DEV, TESTER, LEAD, DIRECTOR, OPS, CTO = (
-    "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS", "U0CTO")
+from tests.scenario.harness import Harness, running_app
 
 
 def text_values(**fields: str) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import aiohttp
 from sqlalchemy import text
 
 from bench.common import (
-    CHANNEL,
     HOOK_SECRET,
     PYTHON,
     ROOT,
@@ -40,6 +39,7 @@ from bench.common import (
     write_policy,
 )
 from bench.seed import sample_blocks, seed_signoff
+from emulators.sample import CHANNEL
 from storage.db import make_engine
 
 Json = dict[str, Any]

@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: policy, people, databases, percentiles, processes."""
+"""Shared pieces of the benchmarks: policy, databases, percentiles, processes."""
 
 from __future__ import annotations
 
@@ -20,46 +20,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from emulators.sample import sample_policy_yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SECRET = "bench-signing-secret"
 HOOK_SECRET = "bench-hook-secret"
-CHANNEL = "C0RELEASES"
-DEV, TESTER, LEAD, DIRECTOR, OPS, CTO = (
-    "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS", "U0CTO")
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{db}"
 EXTRA_PROJECTS = 10  # p0..p9, for the GitLab cost matrix
 
-POLICY_YAML = """
-release_channel: C0RELEASES
-timezone: Asia/Shanghai
-roles:
-  tech_director: [U0DIRECTOR]
-  test_lead: [U0TESTLEAD]
-  tester: [U0TESTLEAD, U0TESTER]
-  executive: [U0CTO]
-  release_manager: [U0OPS]
-projects:
-  payments:
-    gitlab: acme/payments
-    environments: [staging, production]
-    deploy_variables: {DEPLOY: "true"}
-    checklist: ["Database backup taken", "Rollback plan reviewed"]
-  web:
-    gitlab: acme/web
-    environments: [production]
-%s
-policies:
-  standard:  {approvers: [tech_director, test_lead], max_open_bugs: {A: 0, B: 0, C: 5}}
-  emergency: {approvers: [executive, tech_director], allow_known_issues: true, bypass_freeze: true}
-  hotfix:    {approvers: [test_lead]}
-  campaign:  {approvers: [tech_director, test_lead]}
-observation_hours: 24
-windows: []
-freezes: []
-""".replace("%s", "\n".join(f"  p{i}:\n    gitlab: acme/p{i}\n    environments: [production]"
-                            for i in range(EXTRA_PROJECTS)))
+# The sample policy plus ten single-environment projects, for the GitLab cost matrix.
+POLICY_YAML = sample_policy_yaml(projects={
+    f"p{i}": {"gitlab": f"acme/p{i}", "environments": ["production"]}
+    for i in range(EXTRA_PROJECTS)})
 
 
 class FakeClock:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bench.load import BUSY_WORD
 from emulators.gitlab import GitLabEmulator
+from emulators.sample import CHANNEL
 from emulators.slack import Message, ResponseUrl, SlackEmulator
 
 Json = dict[str, Any]
@@ -86,7 +87,7 @@ class BenchSlackEmulator(SlackEmulator):
     async def _bench_cards(self, request: web.Request) -> web.Response:
         """Post cards as the bot would have: [{text, blocks}] → their ts, in order."""
         spec = await request.json()
-        channel = spec.get("channel", "C0RELEASES")
+        channel = spec.get("channel", CHANNEL)
         ts = [self._store(channel, c["text"], c["blocks"]).ts for c in spec["cards"]]
         return web.json_response({"ts": ts})
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.common import DEV, OPS, FakeClock, database, policy
+from bench.common import FakeClock, database, policy
 from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
 from bot.jobs import Poller
 from bot.transition import Deps
 from emulators.gitlab import GitLabEmulator
+from emulators.sample import DEV, OPS
 from storage.db import make_engine, make_sessionmaker, transaction
 from storage.models import Deployment, Release
 

@@ -30,6 +30,7 @@ from sqlmodel import col, select
 from bench.common import database, percentiles, policy
 from bot.readmodel import load_view
 from bot.transition import Deps
+from emulators.sample import CHANNEL, DIRECTOR, LEAD, OPS
 from handlers.status import ACTIVE, list_text, status_blocks
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
@@ -91,7 +92,7 @@ class History:
         yield "releases", RELEASE_COLUMNS, (
             (r["id"], r["project"], r["ref"], "", f"Release {r['id']}: routine changes",
              "standard", r["requester"], r["state"], 1, "", "redeploy", False, "", "",
-             checklist[r["checklist"] // 2], "C0RELEASES", f"{1_600_000_000 + r['id']}.000100",
+             checklist[r["checklist"] // 2], CHANNEL, f"{1_600_000_000 + r['id']}.000100",
              "0" * 64, ts(r["at"]), ts(r["at"]), ts(r["at"]),
              ts(r["at"] + timedelta(days=2)) if r["state"] == "closed" else None, 10)
             for r in self.rows)
@@ -111,17 +112,17 @@ class History:
                             "created_at"], (
             (r["id"], 1, role, who, "", ts(r["at"])) for r in self.rows
             if r["state"] != "cancelled"
-            for role, who in (("tech_director", "U0DIRECTOR"), ("test_lead", "U0TESTLEAD")))
+            for role, who in (("tech_director", DIRECTOR), ("test_lead", LEAD)))
         yield "deployments", ["release_id", "revision", "project", "environment", "ref",
                               "rollback", "status", "pipeline_id", "pipeline_url",
                               "started_by", "started_at", "finished_at"], (
             (r["id"], 1, r["project"], env, r["ref"], False, "success",
-             10_000_000 + r["id"] * 2 + i, "https://gitlab.example/p", "U0OPS", ts(r["at"]),
+             10_000_000 + r["id"] * 2 + i, "https://gitlab.example/p", OPS, ts(r["at"]),
              ts(r["at"] + minutes[9])) for r in self.rows if r["state"] in DEPLOYED
             for i, env in enumerate(["staging", "production"] if r["project"] == "payments"
                                     else ["production"]))
         yield "checklist_ticks", ["release_id", "item", "ticked_by", "created_at"], (
-            (r["id"], i, "U0OPS", ts(r["at"])) for r in self.rows
+            (r["id"], i, OPS, ts(r["at"])) for r in self.rows
             for i in range(1, r["checklist"] + 1))
         yield "work_items", ["release_id", "kind", "reference", "title"], (
             (r["id"], "mr", f"!{r['id']}", "") for r in self.rows)

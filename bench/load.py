@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from emulators.sample import DEV, DIRECTOR, LEAD
 from emulators.slack_driver import signature
 
 Json = dict[str, Any]
@@ -199,7 +200,6 @@ async def click_to_channel(cfg: Json) -> Json:
     return {"samples": samples, "acks": acks, "missing": missing}
 
 
-DEV, LEAD, DIRECTOR = "U0DEV", "U0TESTLEAD", "U0DIRECTOR"
 BUSY_WORD = "swamped"  # in the bot's answer when it sheds a request (handlers/answer.py)
 
 

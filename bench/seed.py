@@ -14,8 +14,9 @@ from typing import Any
 import aiohttp
 from sqlalchemy import insert, text
 
-from bench.common import CHANNEL, DEV, TESTER, policy
+from bench.common import policy
 from bot.readmodel import ReleaseView
+from emulators.sample import CHANNEL, DEV, TESTER
 from handlers.cards import build_release_card
 from handlers.delivery import card_hash
 from storage.db import make_engine

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from bench.common import CHANNEL, DEV, DIRECTOR, LEAD, OPS, TESTER, database
+from bench.common import database
 from bench.inproc import App, running_app
+from emulators.sample import CHANNEL, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 
 Json = dict[str, Any]

@@ -18,9 +18,10 @@ from typing import Any
 
 from sqlalchemy import event, text
 
-from bench.common import DEV, DIRECTOR, LEAD, OPS, TESTER, percentiles, policy
+from bench.common import percentiles, policy
 from bot import releases, transition
 from bot.people import actor_for
+from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
 from storage.db import make_engine, make_sessionmaker
 
 Json = dict[str, Any]

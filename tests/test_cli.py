@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from emulators.gitlab import GitLabEmulator
+from emulators.sample import SAMPLE_POLICY_YAML
 from emulators.slack import SlackEmulator
 from emulators.slack_driver import SlackDriver
-from tests.conftest import POLICY_YAML
 from tests.scenario.harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_configuration_errors_are_one_line(tmp_path: Path, env: dict[str, str],
 def test_bad_policy_file_names_file_line_and_reason(tmp_path: Path) -> None:
     """An invalid policy stops start-up with the file, the line and the reason."""
     bad = tmp_path / "policy.yml"
-    bad.write_text(POLICY_YAML.replace("test_lead: [U0TESTLEAD]", "test_lead: [banana]"))
+    bad.write_text(SAMPLE_POLICY_YAML.replace("test_lead: [U0TESTLEAD]", "test_lead: [banana]"))
     env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
            "RELEASEBOT_CONFIG": str(bad)}
     result = releasebot("serve", env=env, cwd=tmp_path)
@@ -79,7 +79,7 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
 async def test_serve_answers_slack_and_stops_cleanly(tmp_path: Path) -> None:
     """The real process: healthy, takes a signed command, posts the card, exits on SIGTERM."""
     policy = tmp_path / "releasebot.yml"
-    policy.write_text(POLICY_YAML)
+    policy.write_text(SAMPLE_POLICY_YAML)
     port = free_port()
     async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
         env = {"PATH": os.environ["PATH"], "SLACK_BOT_TOKEN": "xoxb-test",

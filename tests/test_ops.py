@@ -24,12 +24,18 @@ from bot.releases import NewRelease, ReportInput
 from bot.settings import Settings, load_settings
 from bot.transition import Deps
 from emulators.gitlab import GitLabEmulator
+from emulators.sample import (
+    DEV,
+    DIRECTOR,
+    LEAD,
+    OPS,
+    SAMPLE_POLICY_YAML,
+    TESTER,
+    sample_policy_yaml,
+)
 from emulators.slack import SlackEmulator
 from storage.models import AuditEntry
-from tests.conftest import POLICY_YAML, FakeClock
-
-DEV, TESTER, LEAD, DIRECTOR, OPS = "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS"
-
+from tests.fixtures import FakeClock
 
 # --- check ----------------------------------------------------------------------------------------
 
@@ -42,7 +48,7 @@ async def emus() -> AsyncIterator[tuple[SlackEmulator, GitLabEmulator]]:
 
 
 def check_env(tmp_path: Path, slack: SlackEmulator, gitlab: GitLabEmulator,
-              policy: str = POLICY_YAML, **override: str) -> dict[str, str]:
+              policy: str = SAMPLE_POLICY_YAML, **override: str) -> dict[str, str]:
     """The settings `check` reads, pointing at the emulators."""
     path = tmp_path / "releasebot.yml"
     path.write_text(policy)
@@ -130,7 +136,7 @@ async def test_role_naming_an_unknown_user(tmp_path: Path, emus: Any) -> None:
     """Slack answers user_not_found: every role with such a user fails, naming the ID."""
     slack = emus[0]
     slack.fail("users.info", error="user_not_found", times=100)
-    policy = POLICY_YAML.replace("tech_director: [U0DIRECTOR]", "tech_director: [U0GHOST]")
+    policy = sample_policy_yaml(roles={"tech_director": ["U0GHOST"]})
     code, lines = await checked(check_env(tmp_path, *emus, policy=policy))
     assert code == 1
     assert line_for(lines, "role tech_director") == (
@@ -140,7 +146,7 @@ async def test_role_naming_an_unknown_user(tmp_path: Path, emus: Any) -> None:
 async def test_deactivated_user_and_unknown_group(tmp_path: Path, emus: Any) -> None:
     """A deactivated account and a user group Slack doesn't know both fail their role."""
     emus[0].users["U0CTO"] = {"deleted": True}
-    policy = POLICY_YAML.replace("release_manager: [U0OPS]", "release_manager: [U0OPS, S0NOPE]")
+    policy = sample_policy_yaml(roles={"release_manager": [OPS, "S0NOPE"]})
     code, lines = await checked(check_env(tmp_path, *emus, policy=policy))
     assert code == 1
     assert line_for(lines, "role executive") == (
@@ -154,8 +160,7 @@ async def test_user_group_members_resolve(tmp_path: Path, emus: Any) -> None:
     """A user group with members passes; an empty one fails."""
     slack = emus[0]
     slack.usergroups.update({"S0OPS": ["U0OPS", "U0OPS2"], "S0EMPTY": []})
-    policy = POLICY_YAML.replace("release_manager: [U0OPS]", "release_manager: [S0OPS]").replace(
-        "executive: [U0CTO]", "executive: [S0EMPTY]")
+    policy = sample_policy_yaml(roles={"release_manager": ["S0OPS"], "executive": ["S0EMPTY"]})
     code, lines = await checked(check_env(tmp_path, *emus, policy=policy))
     assert code == 1
     assert line_for(lines, "role release_manager") == (
@@ -165,7 +170,7 @@ async def test_user_group_members_resolve(tmp_path: Path, emus: Any) -> None:
 
 async def test_bad_policy_and_no_tokens(tmp_path: Path, emus: Any) -> None:
     """An invalid policy names file and line; unset tokens are named; nothing goes unsaid."""
-    env = check_env(tmp_path, *emus, policy=POLICY_YAML.replace("[U0TESTLEAD]", "[banana]"))
+    env = check_env(tmp_path, *emus, policy=sample_policy_yaml(roles={"test_lead": ["banana"]}))
     del env["SLACK_BOT_TOKEN"], env["GITLAB_TOKEN"]
     code, lines = await checked(env)
     assert code == 1

@@ -33,6 +33,17 @@ from bot.policy import Policy, parse_policy
 from bot.settings import Settings
 from bot.workflow import EVENTS, Event
 from emulators.gitlab import GitLabEmulator
+from emulators.sample import (
+    CHANNEL,
+    CTO,
+    DEV,
+    DIRECTOR,
+    LEAD,
+    OPS,
+    PEOPLE,
+    SAMPLE_POLICY_YAML,
+    TESTER,
+)
 from emulators.slack import Message, SlackEmulator, render_message
 from emulators.slack_driver import SlackDriver
 from handlers.blocks import ActionId
@@ -40,55 +51,13 @@ from handlers.http import quiet_token_warning
 from storage import queries as q
 from storage.models import AuditEntry, Release
 
-CHANNEL = "C0RELEASES"
 CHANNEL_NAME = "#releases"
 HOTFIX_REF = "hotfix/payout-timeout"
 PIPELINE_STEP = 0.25  # seconds between GitLab pipeline states: quick, yet visibly asynchronous
 SLOW_PAUSE = 1.5
 WAIT = 30.0
 
-DEV, TESTER, LEAD, DIRECTOR, CTO, OPS = (
-    "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0CTO", "U0OPS")
-# Slack user ID -> (handle, the name people see).
-PEOPLE: dict[str, tuple[str, str]] = {
-    DEV: ("dana", "Dana (developer)"),
-    TESTER: ("tariq", "Tariq (tester)"),
-    LEAD: ("lena", "Lena (test lead)"),
-    DIRECTOR: ("diego", "Diego (tech director)"),
-    CTO: ("chen", "Chen (CTO)"),
-    OPS: ("olga", "Olga (release manager)"),
-}
 BOT_NAME = "ReleaseBot"
-
-DEMO_POLICY = f"""
-release_channel: {CHANNEL}
-timezone: Asia/Shanghai
-roles:
-  tech_director: [{DIRECTOR}]
-  test_lead: [{LEAD}]
-  tester: [{LEAD}, {TESTER}]
-  executive: [{CTO}]
-  release_manager: [{OPS}]
-projects:
-  payments:
-    gitlab: acme/payments
-    environments: [staging, production]
-    deploy_variables: {{DEPLOY: "true"}}
-    checklist: ["Database backup taken", "Rollback plan reviewed"]
-  web:
-    gitlab: acme/web
-    environments: [production]
-policies:
-  standard:  {{approvers: [tech_director, test_lead], max_open_bugs: {{A: 0, B: 0, C: 5}}}}
-  emergency: {{approvers: [executive, tech_director], allow_known_issues: true,
-               bypass_freeze: true}}
-  hotfix:    {{approvers: [test_lead]}}
-  campaign:  {{approvers: [tech_director, test_lead]}}
-observation_hours: 24
-windows: []
-freezes: []
-"""
-
 
 class DemoStop(Exception):
     """The scripted flow cannot go on; the message says what did not happen."""
@@ -420,8 +389,8 @@ async def staged(out: TextIO, port: int = 0, pause: float = 0.0) -> AsyncIterato
     with tempfile.TemporaryDirectory(prefix="releasebot-demo-",
                                      ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp)
-        (folder / "releasebot.yml").write_text(DEMO_POLICY, encoding="utf-8")
-        policy = parse_policy(DEMO_POLICY, str(folder / "releasebot.yml"))
+        (folder / "releasebot.yml").write_text(SAMPLE_POLICY_YAML, encoding="utf-8")
+        policy = parse_policy(SAMPLE_POLICY_YAML, str(folder / "releasebot.yml"))
         secret, hook_secret = secrets.token_hex(16), secrets.token_hex(16)
         async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
             _cast(slack, gitlab)

@@ -9,13 +9,11 @@ from typing import Any
 from sqlmodel import SQLModel, func, select
 
 from bot.app import DEPS
+from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 from storage import queries as q
 from storage.models import Approval, AuditEntry, Release
 from tests.scenario.harness import Harness
-
-DEV, TESTER, LEAD, DIRECTOR, OPS, CTO = (
-    "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS", "U0CTO")
 
 
 async def row_counts(h: Harness) -> dict[str, int]:

@@ -12,19 +12,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import DEPS, METRICS, RUNTIME
 from bot.policy import Policy
+from emulators.sample import DEV, DIRECTOR, LEAD, OPS
 from emulators.slack_driver import Reply
 from handlers.blocks import ActionId
 from storage.db import SessionMaker
-from tests.adversarial.common import (
-    DEV,
-    DIRECTOR,
-    LEAD,
-    OPS,
-    button_value,
-    ready,
-    row_counts,
-    signed,
-)
+from tests.adversarial.common import button_value, ready, row_counts, signed
 from tests.scenario.harness import Harness, running_app, wait_for
 
 REQUESTS, AT_ONCE, SLOW = 500, 50, 5.0

@@ -7,9 +7,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.policy import Policy
+from emulators.sample import DEV, DIRECTOR
 from emulators.slack_driver import Reply
 from handlers.blocks import ActionId
-from tests.adversarial.common import DEV, DIRECTOR, approvals, ready, row_counts
+from tests.adversarial.common import approvals, ready, row_counts
 from tests.scenario.harness import Harness, running_app
 
 Attack = Callable[[Harness, str], Awaitable[Reply]]

@@ -14,19 +14,10 @@ from hypothesis import strategies as st
 from bot.app import RUNTIME, WEBHOOK
 from bot.policy import Policy
 from emulators.gitlab import View
+from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER
 from emulators.slack_driver import FORM
 from handlers.blocks import ActionId, FormId
-from tests.adversarial.common import (
-    CTO,
-    DEV,
-    DIRECTOR,
-    LEAD,
-    OPS,
-    TESTER,
-    bot_texts,
-    ready,
-    signed,
-)
+from tests.adversarial.common import bot_texts, ready, signed
 from tests.adversarial.test_webhook import post_hook
 from tests.handlers.test_fuzz import PIECES, field_answers, slack_values
 from tests.handlers.test_fuzz import mixed_text as any_text

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from bot.app import POLLER
 from bot.policy import Policy
+from emulators.sample import OPS
 from handlers.blocks import ActionId
-from tests.adversarial.common import OPS, release, signed
-from tests.conftest import FakeClock
+from tests.adversarial.common import release, signed
+from tests.fixtures import FakeClock
 from tests.scenario.harness import running_app
 
 STEP = timedelta(seconds=0.5)

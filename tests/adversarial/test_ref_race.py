@@ -8,22 +8,21 @@ from collections import Counter
 
 from bot.app import DEPLOYER, DEPS, RUNTIME
 from bot.deploys import PipelineResult
-from bot.policy import parse_policy
 from emulators.gitlab import variable
+from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.blocks import ActionId
 from storage import queries as q
 from storage.db import transaction
 from storage.models import Approval, Release, TestReport
-from tests.adversarial.common import DEV, DIRECTOR, LEAD, OPS, TESTER, release
-from tests.conftest import POLICY_YAML
+from tests.adversarial.common import release
 from tests.scenario.harness import Harness, running_app, wait_for
 
 TRIALS, AT_ONCE = 100, 10
 SIGNED_REF, NEW_REF = "v1.1.0", "main"
 # Projects of their own, so concurrent trials never meet at one environment's deploy lock.
 LANES = [f"lane{i}" for i in range(AT_ONCE)]
-POLICY = parse_policy(POLICY_YAML.replace("projects:\n", "projects:\n" + "".join(
-    f"  {lane}: {{gitlab: acme/web, environments: [production]}}\n" for lane in LANES)))
+POLICY = sample_policy(projects={
+    lane: {"gitlab": "acme/web", "environments": ["production"]} for lane in LANES})
 
 
 async def signed_off(h: Harness) -> list[int]:

@@ -14,8 +14,9 @@ from bot.app import create_app
 from bot.cli import parser
 from bot.policy import Policy
 from bot.settings import Settings, SettingsError, load_settings
+from emulators.sample import DEV
 from emulators.slack_driver import SlackDriver
-from tests.adversarial.common import DEV, row_counts
+from tests.adversarial.common import row_counts
 from tests.scenario.harness import Harness, emulators
 from tests.test_cli import releasebot
 

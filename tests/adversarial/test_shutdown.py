@@ -7,8 +7,8 @@ import json
 
 from bot.app import DEPS
 from bot.policy import Policy
+from emulators.sample import DEV
 from storage import queries as q
-from tests.adversarial.common import DEV
 from tests.adversarial.test_webhook import deploying, post_hook
 from tests.scenario.harness import HOOK_SECRET, emulators, running_app
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 
 import pytest
 
-from bot.policy import Policy, parse_policy
+from bot.policy import Policy
+from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.blocks import ActionId, FormId
 from tests.adversarial.common import (
-    CTO,
-    DEV,
-    DIRECTOR,
-    LEAD,
-    OPS,
-    TESTER,
     approvals,
     audit,
     button_value,
@@ -23,7 +19,6 @@ from tests.adversarial.common import (
     release,
     thread_count,
 )
-from tests.conftest import POLICY_YAML
 from tests.scenario.harness import Harness, running_app
 from tests.scenario.test_slack_flow import submit_modal, text_values
 
@@ -112,13 +107,12 @@ async def test_open_bugs_on_a_standard_release_cannot_be_accepted(db_url: str,
         assert "accept risk" not in [e.action for e in await audit(h, rid)]
 
 
-FROZEN = POLICY_YAML.replace(
-    "freezes: []", 'freezes: [{from: 2000-01-01, to: 2099-12-31, reason: "Change freeze"}]')
+FOREVER_FROZEN = {"from": date(2000, 1, 1), "to": date(2099, 12, 31), "reason": "Change freeze"}
 
 
 async def test_freeze_bypass_needs_the_executive_and_a_reason(db_url: str) -> None:
     """In a freeze only an emergency deploys, after the executive's audited override."""
-    async with running_app(db_url, parse_policy(FROZEN)) as h:
+    async with running_app(db_url, sample_policy(freezes=[FOREVER_FROZEN])) as h:
         normal = await ready(h, "web v1.0.0 Normal")
         urgent = await ready(h, "web v1.1.0 Urgent --type emergency")
         await h.says(DIRECTOR, f"approve REL-{normal}")
@@ -146,13 +140,10 @@ async def test_freeze_bypass_needs_the_executive_and_a_reason(db_url: str) -> No
         assert "override gate" not in [e.action for e in await audit(h, normal)]
 
 
-TWO_ROLES = POLICY_YAML.replace("test_lead: [U0TESTLEAD]", "test_lead: [U0TESTLEAD, U0DIRECTOR]")
-
-
 @pytest.mark.parametrize("many", [False, True])
 async def test_one_person_with_two_roles(db_url: str, many: bool) -> None:
     """Two roles, one person: one approval by default; both when the policy says so."""
-    policy = parse_policy(TWO_ROLES + f"one_person_many_roles: {str(many).lower()}\n")
+    policy = sample_policy(roles={"test_lead": [LEAD, DIRECTOR]}, one_person_many_roles=many)
     async with running_app(db_url, policy) as h:
         rid = await ready(h)
         assert "as tech_director" in await h.click(DIRECTOR, ActionId.APPROVE)

@@ -8,20 +8,10 @@ from typing import Any
 from bot.app import DEPS, RUNTIME
 from bot.policy import Policy
 from bot.readmodel import load_view
+from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 from handlers.cards import build_release_card
-from tests.adversarial.common import (
-    DEV,
-    DIRECTOR,
-    LEAD,
-    OPS,
-    TESTER,
-    button_value,
-    ready,
-    release,
-    row_counts,
-    signed,
-)
+from tests.adversarial.common import button_value, ready, release, row_counts, signed
 from tests.scenario.harness import Harness, emulators, running_app, wait_for
 
 

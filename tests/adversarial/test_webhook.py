@@ -13,8 +13,9 @@ import pytest
 from bot.app import WEBHOOK
 from bot.policy import Policy
 from emulators.gitlab import View
+from emulators.sample import OPS
 from handlers.blocks import ActionId
-from tests.adversarial.common import OPS, audit, release, row_counts, signed, thread_count
+from tests.adversarial.common import audit, release, row_counts, signed, thread_count
 from tests.scenario.harness import HOOK_SECRET, Harness, running_app, wait_for
 
 

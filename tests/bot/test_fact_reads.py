@@ -13,7 +13,6 @@ from sqlalchemy import event as sa_event
 
 from bot import releases
 from bot.people import actor_for
-from bot.policy import parse_policy
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import (
@@ -30,8 +29,9 @@ from bot.workflow import (
     TransitionError,
     decide,
 )
+from emulators.sample import sample_policy
 from storage.db import make_engine, make_sessionmaker
-from tests.conftest import POLICY_YAML
+from tests.fixtures import SALES_WEEK
 
 # The Facts fields each kind of stored fact fills in.
 FIELDS: dict[Stored, tuple[str, ...]] = {
@@ -132,8 +132,7 @@ async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps)
 
 async def test_an_override_names_the_gate_it_lifts(deps: Deps) -> None:
     """The override reads the gate (its effect does, not its guards): the freeze is recorded."""
-    deps.policy = parse_policy(POLICY_YAML.replace(
-        "freezes: []", 'freezes: [{from: 2026-11-20, to: 2026-11-30, reason: "Sales week"}]'))
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
     out = await releases.request_release(
         deps, actor=actor_for(deps.policy, "U0DEV"),
         new=NewRelease(project="web", ref="v1.1.0", title="Hotfix", type="emergency"))

@@ -11,15 +11,15 @@ from bot import deploys, releases
 from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
 from bot.jobs import Jobs
-from bot.policy import parse_policy
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Refused, State
 from emulators.gitlab import GitLabEmulator
+from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
-from tests.bot.test_service import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, signed_off, who
-from tests.conftest import POLICY_YAML, FakeClock
+from tests.bot.test_service import signed_off, who
+from tests.fixtures import SALES_WEEK, FakeClock
 
 
 @pytest.fixture
@@ -50,19 +50,11 @@ async def state(deps: Deps, rid: int) -> State:
         return State((await q.get_release(session, rid)).state)
 
 
-def with_policy(deps: Deps, **replace: str) -> None:
-    """Swap lines of the test policy."""
-    text = POLICY_YAML
-    for old, new in replace.items():
-        text = text.replace(old.replace("_", " ") if old.startswith("@") else old, new)
-    deps.policy = parse_policy(text)
-
-
 async def test_deploy_outside_windows_names_the_next_allowed_time(deps: Deps,
                                                                   clock: FakeClock) -> None:
     """Tue/Thu 20:00–23:00 Shanghai; on Monday noon the refusal says when it may go."""
-    with_policy(deps, **{"windows: []":
-                         'windows: [{days: [tue, thu], start: "20:00", end: "23:00"}]'})
+    deps.policy = sample_policy(windows=[{"days": ["tue", "thu"], "start": "20:00",
+                                          "end": "23:00"}])
     rid = await signed_off(deps, project="web")
     with pytest.raises(Refused) as err:
         await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
@@ -76,8 +68,7 @@ async def test_deploy_outside_windows_names_the_next_allowed_time(deps: Deps,
 async def test_window_across_midnight_counts_from_its_start_day(deps: Deps,
                                                                 clock: FakeClock) -> None:
     """A Sunday 22:00–02:00 window still holds at Monday 01:00, not at Monday 22:00."""
-    with_policy(deps, **{"windows: []":
-                         'windows: [{days: [sun], start: "22:00", end: "02:00"}]'})
+    deps.policy = sample_policy(windows=[{"days": ["sun"], "start": "22:00", "end": "02:00"}])
     rid = await signed_off(deps, project="web")
     clock.now = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)  # Monday 01:00 Shanghai
     start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
@@ -228,8 +219,7 @@ async def test_hotfix_merge_back_reminded_until_merged(deps: Deps, jobs: Jobs, c
 
 async def test_emergency_override_is_audited_and_shown(deps: Deps, clock: FakeClock) -> None:
     """Only an executive, with a reason; the audit row says who and why."""
-    with_policy(deps, **{"freezes: []":
-                         'freezes: [{from: 2026-11-20, to: 2026-11-30, reason: "Sales week"}]'})
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
     rid = await signed_off(deps, (CTO, DIRECTOR), project="web", type="emergency")
     with pytest.raises(Refused, match="reason"):
         await releases.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason=" ")

@@ -14,15 +14,15 @@ from hypothesis import strategies as st
 
 from bot import deploys, releases
 from bot.people import actor_for
-from bot.policy import parse_policy
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Refused, State
+from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
-from tests.conftest import POLICY_YAML, FakeClock
+from tests.fixtures import FakeClock
 
-PEOPLE = ["U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS", "U0CTO"]
+PEOPLE = [DEV, TESTER, LEAD, DIRECTOR, OPS, CTO]
 STEPS = ["test", "report_ok", "report_bad", "accept", "approve", "reject", "ref", "tick",
          "override", "deploy", "deploy_prod", "succeed", "fail", "verify_ok", "verify_bad",
          "rollback", "cancel", "close"]
@@ -99,7 +99,7 @@ async def check_invariants(deps: Deps, rid: int) -> None:
 async def run_sequence(url: str, steps: list[tuple[str, str]]) -> str:
     """File a release, run the steps, check after each; the final state."""
     engine = make_engine(url)
-    deps = Deps(make_sessionmaker(engine), parse_policy(POLICY_YAML), FakeClock())
+    deps = Deps(make_sessionmaker(engine), sample_policy(), FakeClock())
     try:
         out = await releases.request_release(
             deps, actor=actor_for(deps.policy, "U0DEV"),

@@ -11,11 +11,9 @@ from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Event, Refused, State, reason_sentence
+from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from storage import queries as q
-from tests.conftest import FakeClock
-
-DEV, TESTER, LEAD, DIRECTOR, OPS, CTO = (
-    "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS", "U0CTO")
+from tests.fixtures import SALES_WEEK, FakeClock
 
 
 def who(deps: Deps, user: str):
@@ -184,12 +182,7 @@ async def test_new_report_or_ref_voids_approvals(deps: Deps) -> None:
 async def test_freeze_refuses_with_reason_and_executive_override(deps: Deps,
                                                                  clock: FakeClock) -> None:
     """In a freeze, deploy names the freeze; an emergency override by the executive opens it."""
-    from bot.policy import parse_policy
-    from tests.conftest import POLICY_YAML
-
-    frozen = POLICY_YAML.replace(
-        "freezes: []", 'freezes: [{from: 2026-11-20, to: 2026-11-30, reason: "Sales week"}]')
-    deps.policy = parse_policy(frozen)
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
     rid = await signed_off(deps, (CTO, DIRECTOR), project="web", type="emergency")
     ops = who(deps, OPS)
     with pytest.raises(Refused, match="Sales week"):

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.policy import parse_policy
 from bot.readmodel import ReleaseView
 from bot.workflow import Actor, State
+from emulators.sample import sample_policy
 from handlers.blocks import (
     MAX_BLOCKS,
     MAX_HEADER,
@@ -35,9 +35,8 @@ from storage.models import (
     TestReport,
     WorkItem,
 )
-from tests.conftest import POLICY_YAML
 
-TZ = parse_policy(POLICY_YAML).tz
+TZ = sample_policy().tz
 ROLES = ("tech_director", "test_lead")
 HOSTILE = "<!channel> <@U123> <https://evil.example|x> & <!here> <!everyone>"
 RAW_MARKUP = ("<!channel>", "<!here>", "<!everyone>", "<@U123>", "<https://evil")

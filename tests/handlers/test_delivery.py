@@ -16,16 +16,14 @@ from bot import releases
 from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
+from emulators.sample import DEV, DIRECTOR, TESTER
 from emulators.slack import SlackEmulator
 from handlers.delivery import LEASE, PARALLEL, Deliverer, LeaseLost
 from handlers.directory import Directory
 from storage import queries as q
 from storage.db import transaction
 from storage.models import OutboxMessage
-from tests.conftest import FakeClock
-
-DEV, TESTER, LEAD, DIRECTOR = "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR"
-CHANNEL = "C0RELEASES"
+from tests.fixtures import FakeClock
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.policy import parse_policy
 from bot.releases import NewRelease
 from bot.workflow import State
+from emulators.sample import sample_policy
 from handlers.blocks import escape
 from handlers.cards import build_release_card
 from handlers.commands import SUBCOMMANDS
@@ -26,7 +26,6 @@ from handlers.parse import (
 from handlers.render import RENDERERS, event_text
 from handlers.status import deploys_text, details_text, timeline_text
 from storage.models import AuditEntry, WorkItem
-from tests.conftest import POLICY_YAML
 from tests.handlers.test_cards import (
     approval,
     assert_no_raw_markup,
@@ -37,7 +36,7 @@ from tests.handlers.test_cards import (
     report,
 )
 
-POLICY = parse_policy(POLICY_YAML)
+POLICY = sample_policy()
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
 FUZZ = settings(max_examples=300, deadline=None)
 

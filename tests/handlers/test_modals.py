@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.policy import Policy, parse_policy
+from bot.policy import Policy
 from bot.releases import NewRelease
+from emulators.sample import sample_policy
 from handlers.blocks import MAX_TEXT, FormId
 from handlers.modals import (
     build_reason_modal,
@@ -19,9 +20,8 @@ from handlers.modals import (
     parse_request_view,
     work_items,
 )
-from tests.conftest import POLICY_YAML
 
-POLICY: Policy = parse_policy(POLICY_YAML)
+POLICY: Policy = sample_policy()
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 
 REQUEST_FIELDS = ["project", "ref", "version", "title", "type", "at", "window", "items",
@@ -84,8 +84,7 @@ def test_request_modal_selects_come_from_the_policy() -> None:
 
 def test_request_modal_preselects_the_only_project() -> None:
     """With one project there is nothing to choose."""
-    one = parse_policy(POLICY_YAML.replace(
-        "  web:\n    gitlab: acme/web\n    environments: [production]\n", ""))
+    one = sample_policy(projects={"web": None})
     blocks = blocks_by_id(build_request_modal(one))
     assert blocks["project"]["element"]["initial_option"]["value"] == "payments"
 

@@ -26,10 +26,11 @@ import pytest
 from sqlalchemy import text
 
 from emulators.gitlab import GitLabEmulator, variable
+from emulators.sample import CHANNEL, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy_yaml
 from emulators.slack import SlackEmulator
 from emulators.slack_driver import SlackDriver
 from storage.db import make_engine
-from tests.conftest import PG_URL, _pg_admin
+from tests.fixtures import PG_URL, pg_admin
 from tests.test_cli import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -37,28 +38,7 @@ RELEASES = int(os.environ.get("RELEASEBOT_REPLICA_RELEASES", "200"))
 RUN_SECONDS = float(os.environ.get("RELEASEBOT_REPLICA_SECONDS", "300"))
 PROJECTS = 10
 SECRET, HOOK = "replica-secret", "replica-hook"
-DEV, TESTER, LEAD, DIRECTOR, OPS = "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS"
-CHANNEL = "C0RELEASES"
 TZ = ZoneInfo("Asia/Shanghai")
-
-POLICY = """
-release_channel: C0RELEASES
-timezone: Asia/Shanghai
-roles:
-  tech_director: [U0DIRECTOR]
-  test_lead: [U0TESTLEAD]
-  tester: [U0TESTER]
-  executive: [U0CTO]
-  release_manager: [U0OPS]
-projects:
-{projects}
-policies:
-  standard: {{approvers: [tech_director, test_lead]}}
-  campaign: {{approvers: [tech_director, test_lead]}}
-observation_hours: 0.0005
-reminders: {{approval_hours: 0.002, escalation_hours: 1000, report_hours: 1000,
-             verify_minutes: 1000, verify_deadline_minutes: 2000, interval_hours: 1000}}
-"""
 
 
 @dataclass
@@ -86,10 +66,18 @@ class Fleet:
         raise AssertionError(f"no replica took {command!r}")
 
 
-def project_lines() -> str:
-    """Ten single-environment projects (p0…p9) on their own GitLab projects."""
-    return "\n".join(f"  p{i}: {{gitlab: acme/p{i}, environments: [production]}}"
-                     for i in range(PROJECTS))
+def replica_policy() -> str:
+    """The sample policy with ten single-environment projects (p0…p9), two types, short timers."""
+    return sample_policy_yaml(
+        roles={"tester": [TESTER]},
+        projects={"payments": None, "web": None} | {
+            f"p{i}": {"gitlab": f"acme/p{i}", "environments": ["production"]}
+            for i in range(PROJECTS)},
+        policies={"standard": {"max_open_bugs": None}, "emergency": None, "hotfix": None},
+        observation_hours=0.0005,
+        reminders={"approval_hours": 0.002, "escalation_hours": 1000, "report_hours": 1000,
+                   "verify_minutes": 1000, "verify_deadline_minutes": 2000,
+                   "interval_hours": 1000})
 
 
 def seed_gitlab(gitlab: GitLabEmulator) -> None:
@@ -106,9 +94,9 @@ def seed_gitlab(gitlab: GitLabEmulator) -> None:
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     """Three replicas on a fresh PostgreSQL database they migrate themselves, at once."""
     name = f"rb_replicas_{uuid.uuid4().hex[:8]}"
-    await _pg_admin(f"CREATE DATABASE {name}")
+    await pg_admin(f"CREATE DATABASE {name}")
     policy = tmp_path / "releasebot.yml"
-    policy.write_text(POLICY.format(projects=project_lines()))
+    policy.write_text(replica_policy())
     async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
         seed_gitlab(gitlab)
         ports = [free_port() for _ in range(3)]
@@ -130,7 +118,7 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
                     proc.send_signal(signal.SIGTERM)
             for proc in procs:
                 await asyncio.wait_for(proc.wait(), 30)
-    await _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def start_replica(i: int, port: int, slack: SlackEmulator, gitlab: GitLabEmulator,

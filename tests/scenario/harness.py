@@ -16,12 +16,12 @@ from bot.policy import Policy
 from bot.settings import load_settings
 from bot.transition import Clock, system_clock
 from emulators.gitlab import GitLabEmulator, variable
+from emulators.sample import CHANNEL
 from emulators.slack import SlackEmulator
 from emulators.slack_driver import Reply, SlackDriver
 
 SECRET = "test-signing-secret"
 HOOK_SECRET = "test-hook-secret"
-CHANNEL = "C0RELEASES"
 
 
 @dataclass

@@ -7,14 +7,13 @@ from sqlmodel import select
 from bot.app import DEPS, POLLER
 from bot.policy import Policy
 from emulators.gitlab import variable
+from emulators.sample import CHANNEL, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 from storage import queries as q
 from storage.db import transaction
 from storage.models import Deployment, Release, SeenDelivery
-from tests.scenario.harness import CHANNEL, Harness, emulators, running_app
+from tests.scenario.harness import Harness, emulators, running_app
 from tests.scenario.test_slack_flow import submit_modal, text_values
-
-DEV, TESTER, LEAD, DIRECTOR, OPS = "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS"
 
 
 async def approved(h: Harness, project: str = "payments", ref: str = "v1.1.0") -> int:

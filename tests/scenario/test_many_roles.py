@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from bot.policy import Policy, parse_policy
+from typing import Any
+
+from bot.policy import Policy
+from emulators.sample import DIRECTOR, LEAD, sample_policy
 from handlers.blocks import ActionId
-from tests.conftest import POLICY_YAML
 from tests.scenario.harness import running_app
-from tests.scenario.test_slack_flow import DIRECTOR, LEAD, release_state, to_signoff
+from tests.scenario.test_slack_flow import release_state, to_signoff
 
 
 def both_roles_policy() -> Policy:
     """The director is also a test lead, and may sign for both roles."""
-    yaml = POLICY_YAML.replace("test_lead: [U0TESTLEAD]", "test_lead: [U0TESTLEAD, U0DIRECTOR]")
-    return parse_policy(yaml + "one_person_many_roles: true\n")
+    return sample_policy(roles={"test_lead": [LEAD, DIRECTOR]}, one_person_many_roles=True)
 
 
-def pending_section(home: dict) -> str:
+def pending_section(home: dict[str, Any]) -> str:
     """The text of Home's 'Waiting for your sign-off' section, up to the next divider."""
     blocks = home["blocks"]
     start = next(i for i, b in enumerate(blocks) if "Waiting for your sign-off" in str(b))

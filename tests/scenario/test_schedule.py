@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.policy import Policy
-from tests.conftest import ShiftClock
+from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
+from tests.fixtures import ShiftClock
 from tests.scenario.harness import running_app, wait_for
-from tests.scenario.test_gitlab_flow import DEV, DIRECTOR, LEAD, OPS, TESTER, state
+from tests.scenario.test_gitlab_flow import state
 
 
 async def test_campaign_deploys_itself_at_its_time(db_url: str, policy: Policy) -> None:

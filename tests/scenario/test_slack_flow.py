@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from bot.app import DEPS
 from bot.policy import Policy
+from emulators.sample import CHANNEL, CTO, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId, FormId
 from storage import queries as q
-from tests.scenario.harness import CHANNEL, Harness, running_app
-
-DEV, TESTER, LEAD, DIRECTOR, OPS, CTO = (
-    "U0DEV", "U0TESTER", "U0TESTLEAD", "U0DIRECTOR", "U0OPS", "U0CTO")
+from tests.scenario.harness import Harness, running_app
 
 
 def text_values(**fields: str) -> dict[str, Any]:
@@ -77,37 +79,70 @@ async def test_happy_path_to_ready_to_deploy(db_url: str, policy: Policy) -> Non
         assert len(h.slack.messages(CHANNEL)) == 1
 
 
-async def test_every_subcommand_answers(db_url: str, policy: Policy) -> None:
-    """Each subcommand answers the person privately; bad input gets its usage line."""
+@dataclass(frozen=True)
+class Say:
+    """One subcommand, who says it and a piece of the private answer."""
+
+    user: str
+    text: str
+    answer: str
+    moves: bool = False  # it changes the release, so the steps after it start from there
+    absent: bool = False  # the answer must not contain `answer`
+
+
+# The subcommands in the order one release meets them, from filing to cancelling.
+SUBCOMMANDS = [
+    Say(DEV, "help", "/release request"),
+    Say(DEV, "", "/release request"),
+    Say(DEV, "frobnicate", "Unknown subcommand 'frobnicate'"),
+    Say(TESTER, "report REL-1", "Usage: `/release report"),
+    Say(DEV, "request web v1.1.0 Copy fix --type hotfix", "Filed REL-1", moves=True),
+    Say(DEV, "list", "REL-1"),
+    Say(DEV, "list mine", "REL-1"),
+    Say(DEV, "list all", "No releases in flight", absent=True),
+    Say(DEV, "list soon", "not active, mine or all"),
+    Say(TESTER, "test 1", "You're testing REL-1", moves=True),
+    Say(TESTER, "report REL-1 https://r/1 A=1", "does not meet", moves=True),
+    Say(CTO, "accept REL-1 outage", "can't ship with open bugs"),
+    Say(TESTER, "report REL-1 https://r/2 A=0 C=1", "meets the go-live", moves=True),
+    Say(LEAD, "approve REL-1 lgtm", "approved REL-1 as test_lead", moves=True),
+    Say(DEV, "status REL-1", "*Approved*"),
+    Say(DEV, "ref REL-1 v1.1.1", "now points at `v1.1.1`", moves=True),
+    Say(OPS, "check REL-1 9", "No checklist item 9"),
+    Say(CTO, "override REL-1 please", "can't bypass"),
+    Say(OPS, "deploy REL-1", "can't deploy a release that is testing"),
+    Say(TESTER, "verify REL-1 pass", "can't verify pass a release that is testing"),
+    Say(TESTER, "verify REL-1 maybe", "Say pass or fail"),
+    Say(OPS, "rollback REL-1", "can't rollback a release that is testing"),
+    Say(OPS, "close REL-1", "can't close a release that is testing"),
+    Say(DEV, "cancel REL-1 not needed", "REL-1 is cancelled", moves=True),
+    Say(LEAD, "reject REL-1 nope", "is cancelled; nothing more"),
+    Say(DEV, "notes REL-1", "Release notes of REL-1"),
+    Say(DEV, "status REL-99", "There is no release REL-99"),
+]
+
+
+@pytest.fixture
+async def harness(db_url: str, policy: Policy) -> AsyncIterator[Harness]:
+    """The running app for one case."""
     async with running_app(db_url, policy) as h:
-        assert "/release request" in await h.says(DEV, "help")
-        assert "/release request" in await h.says(DEV, "")
-        assert "Unknown subcommand 'frobnicate'" in await h.says(DEV, "frobnicate")
-        assert "Usage: `/release report" in await h.says(TESTER, "report REL-1")
-        assert "Filed REL-1" in await h.says(DEV, 'request web v1.1.0 Copy fix --type hotfix')
-        assert "REL-1" in await h.says(DEV, "list")
-        assert "REL-1" in await h.says(DEV, "list mine")
-        assert "No releases in flight" not in await h.says(DEV, "list all")
-        assert "not active, mine or all" in await h.says(DEV, "list soon")
-        assert "You're testing REL-1" in await h.says(TESTER, "test 1")
-        assert "does not meet" in await h.says(TESTER, "report REL-1 https://r/1 A=1")
-        assert "can't ship with open bugs" in await h.says(CTO, "accept REL-1 outage")
-        assert "meets the go-live" in await h.says(TESTER, "report REL-1 https://r/2 A=0 C=1")
-        assert "approved REL-1 as test_lead" in await h.says(LEAD, "approve REL-1 lgtm")
-        assert "*Approved*" in await h.says(DEV, "status REL-1")
-        assert "now points at `v1.1.1`" in await h.says(DEV, "ref REL-1 v1.1.1")
-        assert "No checklist item 9" in await h.says(OPS, "check REL-1 9")
-        assert "can't bypass" in await h.says(CTO, "override REL-1 please")
-        assert "can't deploy a release that is testing" in await h.says(OPS, "deploy REL-1")
-        assert "can't verify pass a release that is testing" in await h.says(
-            TESTER, "verify REL-1 pass")
-        assert "Say pass or fail" in await h.says(TESTER, "verify REL-1 maybe")
-        assert "can't rollback a release that is testing" in await h.says(OPS, "rollback REL-1")
-        assert "can't close a release that is testing" in await h.says(OPS, "close REL-1")
-        assert "REL-1 is cancelled" in await h.says(DEV, "cancel REL-1 not needed")
-        assert "is cancelled; nothing more" in await h.says(LEAD, "reject REL-1 nope")
-        assert "Release notes of REL-1" in await h.says(DEV, "notes REL-1")
-        assert "There is no release REL-99" in await h.says(DEV, "status REL-99")
+        yield h
+
+
+async def says(h: Harness, say: Say) -> None:
+    """Say it and check the answer."""
+    answer = await h.says(say.user, say.text)
+    assert (say.answer in answer) != say.absent, (say.text, answer)
+
+
+@pytest.mark.parametrize("step", range(len(SUBCOMMANDS)),
+                         ids=[say.text or "(empty)" for say in SUBCOMMANDS])
+async def test_every_subcommand_answers(harness: Harness, step: int) -> None:
+    """Each subcommand answers the person privately; bad input gets its usage line."""
+    for before in SUBCOMMANDS[:step]:
+        if before.moves:
+            await says(harness, before)
+    await says(harness, SUBCOMMANDS[step])
 
 
 async def test_request_form_shows_errors_in_the_form(db_url: str, policy: Policy) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.policy import Policy
-from tests.scenario.harness import CHANNEL, running_app
+from emulators.sample import CHANNEL
+from tests.scenario.harness import running_app
 
 
 async def test_request_posts_a_card(db_url: str, policy: Policy) -> None:

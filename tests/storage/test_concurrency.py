@@ -10,8 +10,9 @@ from bot import deploys, releases
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Refused, State
+from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
 from storage import queries as q
-from tests.bot.test_service import DEV, DIRECTOR, LEAD, OPS, TESTER, who
+from tests.bot.test_service import who
 
 
 async def ready(deps: Deps, project: str = "payments") -> int:

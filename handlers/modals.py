@@ -49,7 +49,7 @@ def _modal(callback_id: str, title: str, submit: str, blocks: list[Block],
 
 
 def build_request_modal(policy: Policy, channel: str = "") -> Block:
-    """Every field of a release request (PROCESS.md step 1)."""
+    """Every field of a release request: the first step of the release process."""
     projects = [(key, key) for key in policy.projects]
     types = [(t.value, t.value) for t in ReleaseType if t in policy.policies]
     return _modal(FormId.REQUEST, "Request a release", "Request", [

@@ -1,4 +1,4 @@
-"""What tests share besides pytest fixtures: clocks, a freeze, the PostgreSQL server."""
+"""What tests share besides pytest fixtures: clocks, a freeze, the PostgreSQL server, releases."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+
+from bot import releases
+from bot.people import actor_for
+from bot.releases import NewRelease, ReportInput
+from bot.transition import Deps
+from bot.workflow import Actor, State
+from emulators.sample import DEV, DIRECTOR, LEAD, TESTER
+from storage import queries as q
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{db}"
@@ -66,3 +74,35 @@ def pg_admin_sync(sql: str) -> None:
     """The same from sync code, even while a loop runs in this thread."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(asyncio.run, pg_admin(sql)).result()
+
+
+# --- releases filed through the services, for tests of what follows ---------------------------
+
+def who(deps: Deps, user: str) -> Actor:
+    """The actor for a user of the test policy."""
+    return actor_for(deps.policy, user)
+
+
+async def new_release(deps: Deps, *, project: str = "payments", type: str = "standard",
+                      ref: str = "v1.1.0", **kw: object) -> int:
+    """File a release as the developer; its number."""
+    out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+        project=project, ref=ref, title="Faster checkout", type=type, **kw))  # type: ignore[arg-type]
+    return out.release.id
+
+
+async def signed_off(deps: Deps, approvers: tuple[str, ...] = (DIRECTOR, LEAD),
+                     **kw: object) -> int:
+    """A release with a passing report and every sign-off."""
+    rid = await new_release(deps, **kw)
+    await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+                            report=ReportInput("https://ci/r/1", {"A": 0, "B": 0, "C": 2}))
+    for user in approvers:
+        await releases.approve(deps, release_id=rid, actor=who(deps, user))
+    return rid
+
+
+async def state_of(deps: Deps, rid: int) -> State:
+    """The stored state."""
+    async with deps.sessions() as session:
+        return State((await q.get_release(session, rid)).state)

@@ -17,8 +17,8 @@ from bot.settings import Settings, SettingsError, load_settings
 from emulators.sample import DEV
 from emulators.slack_driver import SlackDriver
 from tests.adversarial.common import row_counts
+from tests.bot.cli.test_cli import releasebot
 from tests.scenario.harness import Harness, emulators
-from tests.test_cli import releasebot
 
 SECRETLESS = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_API_URL": "http://127.0.0.1:9/api/"}
 

@@ -18,8 +18,7 @@ from emulators.gitlab import GitLabEmulator
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
-from tests.bot.test_service import signed_off, who
-from tests.fixtures import SALES_WEEK, FakeClock
+from tests.fixtures import SALES_WEEK, FakeClock, signed_off, who
 
 
 @pytest.fixture

@@ -30,8 +30,8 @@ from emulators.sample import CHANNEL, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_p
 from emulators.slack import SlackEmulator
 from emulators.slack_driver import SlackDriver
 from storage.db import make_engine
+from tests.bot.cli.test_cli import free_port
 from tests.fixtures import PG_URL, pg_admin
-from tests.test_cli import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 RELEASES = int(os.environ.get("RELEASEBOT_REPLICA_RELEASES", "200"))
@@ -137,7 +137,7 @@ async def start_replica(i: int, port: int, slack: SlackEmulator, gitlab: GitLabE
 
 async def healthy(port: int, within: float = 60.0) -> None:
     """Wait for one replica's /healthz."""
-    from tests.test_cli import _healthy
+    from tests.bot.cli.test_cli import _healthy
 
     await _healthy(f"http://127.0.0.1:{port}", within)
 

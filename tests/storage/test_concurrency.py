@@ -12,7 +12,7 @@ from bot.transition import Deps
 from bot.workflow import Refused, State
 from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
 from storage import queries as q
-from tests.bot.test_service import who
+from tests.fixtures import who
 
 
 async def ready(deps: Deps, project: str = "payments") -> int:

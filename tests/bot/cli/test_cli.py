@@ -20,7 +20,7 @@ from emulators.slack import SlackEmulator
 from emulators.slack_driver import SlackDriver
 from tests.scenario.harness import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def releasebot(*args: str, env: dict[str, str] | None = None,

@@ -31,7 +31,6 @@ class ActionId:
     ROLLBACK = "release_rollback"
     CLOSE = "release_close"
     CHECKLIST = "release_checklist"
-    STATUS = "release_status"
 
 
 class FormId:

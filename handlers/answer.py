@@ -108,7 +108,7 @@ def ticked(out: Outcome) -> str:
 def deploy_started(out: Outcome) -> str:
     """What the deployer did, in a sentence."""
     env = out.detail.get("environment", "")
-    if out.event == Event.DEPLOY_FAILED:
+    if out.event is Event.DEPLOY_FAILED:
         return (f"The {env} pipeline of {out.release.rel_id} did not start: "
                 f"{out.detail.get('error')}")
     return f"{out.release.rel_id}: the {env} pipeline is running. Follow it on the card."
@@ -123,7 +123,7 @@ def verified(out: Outcome, passed: bool) -> str:
 
 def rolling_back(out: Outcome) -> str:
     """The rollback pipeline, started or not."""
-    if out.event == Event.ROLLBACK_FAILED:
+    if out.event is Event.ROLLBACK_FAILED:
         return (f"The rollback pipeline of {out.release.rel_id} did not start: "
                 f"{out.detail.get('error')}")
     return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`."

@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 
 from bot import releases
+from bot.gitlab import Commit, MergeRequest
+from bot.notes import ReleaseNotes
 from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
@@ -106,3 +108,32 @@ async def state_of(deps: Deps, rid: int) -> State:
     """The stored state."""
     async with deps.sessions() as session:
         return State((await q.get_release(session, rid)).state)
+
+
+# --- release notes built by hand, for the renderers ----------------------------------------------
+
+NOTES_URL = "https://gitlab.example.com/acme/payments"
+WHEN = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def merged_mr(iid: int, title: str, *labels: str, shas: tuple[str, ...] = ()) -> MergeRequest:
+    """A merged MR."""
+    url = f"{NOTES_URL}/-/merge_requests/{iid}"
+    return MergeRequest(iid, title, url, "bob", WHEN, labels, shas)
+
+
+def commit(sha: str, title: str, *parents: str) -> Commit:
+    """A commit whose sha is a readable word."""
+    return Commit(sha, sha[:8], title, "Alice", f"{NOTES_URL}/-/commit/{sha}", WHEN, parents)
+
+
+def sample_notes() -> ReleaseNotes:
+    """Notes with one MR of each kind and one direct push."""
+    mrs = [merged_mr(1, "Add refunds API", "feature", shas=("m1",)),
+           merged_mr(2, "Fix rounding", "type::Bug", shas=("m2",)),
+           merged_mr(3, "Tidy CI config", "ci", shas=("m3",)),
+           merged_mr(4, "Faster checkout", "enhancement", shas=("m4",))]
+    commits = [commit("m1", "Merge refunds"), commit("m2", "Merge rounding"),
+               commit("m3", "Merge CI"), commit("m4", "Merge checkout"),
+               commit("direct1", "Bump version to 1.2.0")]
+    return ReleaseNotes("acme/payments", "v1.0.0", "v1.1.0", mrs, commits)

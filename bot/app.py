@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -83,6 +84,7 @@ async def _gitlab(app: web.Application) -> AsyncIterator[None]:
     calls = app[METRICS].gitlab_calls
     client = GitLabClient(settings.gitlab_url, token,
                           on_call=lambda name, status: calls.labels(name, str(status)).inc())
+    app[DEPS] = replace(app[DEPS], gitlab=client)  # services pin commits through it
     deployer = Deployer(app[DEPS], client)
     secret = settings.gitlab_webhook_secret
     app[DEPLOYER], app[POLLER] = deployer, Poller(app[DEPS], deployer)

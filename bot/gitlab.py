@@ -210,6 +210,40 @@ class GitLabClient:
 
         return await self._run(project, check, f"ref {ref} or {branch}")
 
+    async def resolve(self, project: ProjectRef, ref: str) -> str:
+        """The full SHA of the commit a branch, tag or SHA names now."""
+        p = self._project(project)
+        found = await self._run(project, lambda: p.commits.get(ref), f"ref {ref}")
+        return str(found.id)
+
+    async def commits_between(self, project: ProjectRef, base: str, head: str) -> int:
+        """How many commits head has that base lacks (0 when head is base or behind it)."""
+        return len(await self.compare(project, base, head))
+
+    async def ensure_tag(self, project: ProjectRef, name: str, sha: str) -> str:
+        """Tag sha as name unless the tag exists; the SHA the tag points at either way."""
+        p = self._project(project)
+
+        def tag() -> str:
+            """Read the tag; create it when GitLab says there is none."""
+            try:
+                return str(p.tags.get(name).commit["id"])
+            except gitlab.GitlabGetError as exc:
+                if exc.response_code != 404 or "project" in _text(exc.error_message).lower():
+                    raise
+            return str(p.tags.create({"tag_name": name, "ref": sha}).commit["id"])
+
+        return await self._run(project, tag, f"tag {name}")
+
+    async def last_deployment(self, project: ProjectRef,
+                              environment: str) -> tuple[str, str] | None:
+        """(sha, ref) of GitLab's newest successful deployment to environment, or None."""
+        p = self._project(project)
+        found = await self._run(project, lambda: p.deployments.list(
+            environment=environment, status="success", order_by="id", sort="desc",
+            per_page=1, get_all=False))
+        return (str(found[0].sha), str(found[0].ref)) if found else None
+
     async def default_branch(self, project: ProjectRef) -> str:
         """The project's default branch."""
         found = await self._run(project, lambda: self._gl.projects.get(project))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import calendar
+from bot.gitlab import GitLabClient, GitLabError
 from bot.policy import Policy, ReleaseType
 from bot.workflow import (
     EVENTS,
@@ -25,6 +28,7 @@ from bot.workflow import (
     Effect,
     Event,
     Facts,
+    Pin,
     Refused,
     Report,
     State,
@@ -37,6 +41,7 @@ from storage.models import Deployment, Release, TestReport
 
 Clock = Callable[[], datetime]
 _RETRIES = 8
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def system_clock() -> datetime:
@@ -52,6 +57,7 @@ class Deps:
     policy: Policy
     clock: Clock = system_clock
     on_transition: Callable[[str, str], None] | None = None  # metrics: (event, new state)
+    gitlab: GitLabClient | None = None  # resolves refs to the commits a release pins
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,47 @@ class Outcome:
     changed: bool = True
 
 
+class PinNeeded(Exception):
+    """A release is entering sign-off: its ref must be resolved to a commit first."""
+
+    def __init__(self, project: str, ref: str) -> None:
+        super().__init__(f"{project} {ref}")
+        self.project, self.ref = project, ref
+
+
+# The commit resolved for the transaction being retried. The first attempt decides without
+# GitLab (so refused events never call it); only one entering sign-off resolves and retries.
+_PIN: ContextVar[Pin | None] = ContextVar("pin", default=None)
+
+
 async def run_in_transaction(deps: Deps, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    """Run `work` in one transaction; a release entering sign-off has its commit pinned."""
+    try:
+        return await _attempts(deps, work)
+    except PinNeeded as need:
+        token = _PIN.set(await resolve_pin(deps, need.project, need.ref))
+        try:
+            return await _attempts(deps, work)
+        except PinNeeded:  # the ref changed again between the two attempts
+            raise Refused("The release changed while its commit was being looked up; "
+                          "please try again.") from None
+        finally:
+            _PIN.reset(token)
+
+
+async def resolve_pin(deps: Deps, project: str, ref: str) -> Pin:
+    """The commit `ref` names now; a full SHA typed as the ref is pinned as it is."""
+    if _FULL_SHA.fullmatch(ref):
+        return Pin(ref, ref)
+    if deps.gitlab is None:
+        raise Refused("GitLab is not connected, so the release's commit can't be pinned.")
+    try:
+        return Pin(ref, await deps.gitlab.resolve(deps.policy.project(project).gitlab, ref))
+    except GitLabError as exc:
+        raise Refused(f"GitLab can't resolve `{ref}` in {project} to a commit: {exc}") from None
+
+
+async def _attempts(deps: Deps, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
     """Run `work` in one transaction, retrying when a concurrent change won the race."""
     for attempt in range(_RETRIES):
         try:
@@ -249,9 +295,9 @@ async def record(session: AsyncSession, deps: Deps, release: Release, event: Eve
         "to": dest.value, "detail": detail, "broadcast": EVENTS[event].broadcast})
     if deps.on_transition is not None:
         deps.on_transition(event.value, dest.value)
-    effect = ON_ENTER.get(dest)
-    if effect is not None and (before is not dest or detail.get("voided_approvals")):
-        await _ENTER[effect](session, deps, release, now)
+    if before is not dest or "voided_approvals" in detail:  # entered, or a new revision
+        for effect in ON_ENTER.get(dest, ()):
+            await _ENTER[effect](session, deps, release, now)
     return Outcome(release, event, before, dest, detail)
 
 
@@ -263,6 +309,20 @@ def _move(deps: Deps, release: Release, dest: State) -> datetime:
     release.state = dest.value
     release.updated_at = now  # always written, so the version check sees every change
     return now
+
+
+async def _pin_commit(session: AsyncSession, deps: Deps, release: Release,
+                      now: datetime) -> None:
+    """Pin the revision's commit (approvals sign it); first ask GitLab, outside the transaction."""
+    pin = _PIN.get()
+    if pin is None or pin.ref != release.ref:
+        raise PinNeeded(release.project, release.ref)
+    release.pinned_sha, release.pinned_revision = pin.sha, release.revision
+
+
+async def _ask(session: AsyncSession, deps: Deps, release: Release, now: datetime) -> None:
+    """Ask the approvers of roles still missing, on entering sign-off."""
+    await ask_approvers(session, deps, release, now)
 
 
 async def ask_approvers(session: AsyncSession, deps: Deps, release: Release, now: datetime,
@@ -288,7 +348,8 @@ async def _start_observation(session: AsyncSession, deps: Deps, release: Release
 
 
 _ENTER: dict[Effect, Callable[[AsyncSession, Deps, Release, datetime], Awaitable[None]]] = {
-    Effect.ASK_APPROVERS: ask_approvers,
+    Effect.PIN_COMMIT: _pin_commit,
+    Effect.ASK_APPROVERS: _ask,
     Effect.START_OBSERVATION: _start_observation,
 }
 

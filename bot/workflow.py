@@ -161,6 +161,19 @@ SYSTEM = Actor("releasebot")
 
 
 @dataclass(frozen=True)
+class Pin:
+    """The commit a ref named when it was resolved: what sign-off approves and deploys ship."""
+
+    ref: str
+    sha: str
+
+    @property
+    def short(self) -> str:
+        """The short SHA people read."""
+        return self.sha[:7]
+
+
+@dataclass(frozen=True)
 class Ctx:
     """The event's own arguments."""
 
@@ -478,15 +491,16 @@ EVENTS: dict[Event, EventSpec] = {
 class Effect(StrEnum):
     """What entering a state sets off, in the same transaction as the event."""
 
+    PIN_COMMIT = "pin commit"  # the revision's commit: what the approvers sign and ships
     ASK_APPROVERS = "ask approvers"  # direct asks to the approvers still needed
     START_OBSERVATION = "start observation"  # observe, or close at once without observation
 
 
-# Fired on entering the state, and again when an event re-enters it with approvals voided
-# (a new report or ref during sign-off: the approvers must sign the new revision).
-ON_ENTER: dict[State, Effect] = {
-    State.READY_FOR_SIGNOFF: Effect.ASK_APPROVERS,
-    State.VERIFIED: Effect.START_OBSERVATION,
+# Fired on entering the state, and again when an event starts a new revision in it (a new
+# report or ref during sign-off: the new revision has its own commit and sign-offs).
+ON_ENTER: dict[State, tuple[Effect, ...]] = {
+    State.READY_FOR_SIGNOFF: (Effect.PIN_COMMIT, Effect.ASK_APPROVERS),
+    State.VERIFIED: (Effect.START_OBSERVATION,),
 }
 
 

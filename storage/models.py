@@ -60,6 +60,10 @@ class Release(SQLModel, table=True):
     requester: str = Field(index=True, max_length=32)
     state: str = Field(index=True, max_length=32)
     revision: int = 1  # bumped by a new ref or report; approvals of older revisions don't count
+    # The commit the ref named when this revision reached sign-off: what is approved and shipped.
+    pinned_sha: str | None = Field(default=None, max_length=40)
+    pinned_revision: int | None = None  # the revision pinned_sha belongs to
+    newer_commits: int = 0  # commits the ref had beyond the pin at the last deploy
     scheduled_at: datetime | None = _ts(default=None, index=True)
     planned_window: str = Field(default="", max_length=200)
     rollback_plan: str = Field(default="", max_length=4000)
@@ -162,8 +166,11 @@ class Deployment(SQLModel, table=True):
     revision: int
     project: str = Field(index=True, max_length=100)
     environment: str = Field(max_length=64)
-    ref: str = Field(max_length=255)
+    ref: str = Field(max_length=255)  # what the pipeline ran on: the release's tag
+    sha: str | None = Field(default=None, max_length=40)  # the commit it shipped
     previous_ref: str | None = Field(default=None, max_length=255)
+    previous_sha: str | None = Field(default=None, max_length=40)  # what ran there before
+    previous_release_id: int | None = None  # the release that ran there before, if the bot's
     rollback: bool = False
     status: str = Field(default="pending", index=True, max_length=20)  # pending/running/success/...
     pipeline_id: int | None = Field(default=None, index=True)

@@ -13,10 +13,19 @@ import pytest
 
 from bot.policy import Policy
 from bot.transition import Deps
+from emulators.gitlab import GitLabEmulator
 from emulators.sample import sample_policy
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade
-from tests.fixtures import PG_URL, FakeClock, pg_admin, pg_admin_sync, postgres_required
+from tests.fixtures import (
+    PG_URL,
+    FakeClock,
+    gitlab_client,
+    pg_admin,
+    pg_admin_sync,
+    postgres_required,
+    sample_gitlab,
+)
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +80,17 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def deps(db_url: str, policy: Policy, clock: FakeClock) -> AsyncIterator[Deps]:
-    """The service's dependencies over a fresh database."""
+async def gitlab() -> AsyncIterator[GitLabEmulator]:
+    """GitLab with the demo projects and every ref the tests name."""
+    async with sample_gitlab() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def deps(db_url: str, policy: Policy, clock: FakeClock,
+               gitlab: GitLabEmulator) -> AsyncIterator[Deps]:
+    """The service's dependencies over a fresh database and the test's GitLab."""
     engine = make_engine(db_url)
-    yield Deps(sessions=make_sessionmaker(engine), policy=policy, clock=clock)
+    yield Deps(sessions=make_sessionmaker(engine), policy=policy, clock=clock,
+               gitlab=gitlab_client(gitlab))
     await engine.dispose()

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from bot import releases
-from bot.gitlab import Commit, MergeRequest
+from bot.gitlab import Commit, GitLabClient, MergeRequest
 from bot.notes import ReleaseNotes
 from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Actor, State
+from emulators.gitlab import GitLabEmulator
 from emulators.sample import DEV, DIRECTOR, LEAD, TESTER
 from storage import queries as q
 
@@ -76,6 +79,33 @@ def pg_admin_sync(sql: str) -> None:
     """The same from sync code, even while a loop runs in this thread."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(asyncio.run, pg_admin(sql)).result()
+
+
+# --- GitLab ---------------------------------------------------------------------------------
+
+# Refs the tests file releases at, beyond the demo's v1.0.0, v1.1.0, main and release.
+TEST_REFS = ("v1", "v2", "v9", "v1.1.1", "v1.2.0", "v2.0.0", "r", "hotfix-1", "v-unapproved")
+
+
+def seed_gitlab(gitlab: GitLabEmulator) -> GitLabEmulator:
+    """The demo projects, with a tag at main for every ref the tests name."""
+    gitlab.seed_demo()
+    for project in gitlab.projects.values():
+        for ref in TEST_REFS:
+            gitlab.add_tag(project, ref, "main")
+    return gitlab
+
+
+@asynccontextmanager
+async def sample_gitlab() -> AsyncIterator[GitLabEmulator]:
+    """A seeded GitLab emulator served on loopback."""
+    async with GitLabEmulator() as gitlab:
+        yield seed_gitlab(gitlab)
+
+
+def gitlab_client(gitlab: GitLabEmulator) -> GitLabClient:
+    """The bot's GitLab client, pointed at the emulator."""
+    return GitLabClient(gitlab.url, gitlab.token)
 
 
 # --- releases filed through the services, for tests of what follows ---------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,14 +18,6 @@ from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_polic
 from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
 from tests.fixtures import SALES_WEEK, FakeClock, signed_off, who
-
-
-@pytest.fixture
-async def gitlab() -> AsyncIterator[GitLabEmulator]:
-    """The GitLab emulator with its demo projects."""
-    async with GitLabEmulator() as emu:
-        emu.seed_demo()
-        yield emu
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from bot.workflow import Refused, State
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
-from tests.fixtures import FakeClock
+from tests.fixtures import FakeClock, gitlab_client, sample_gitlab
 
 PEOPLE = [DEV, TESTER, LEAD, DIRECTOR, OPS, CTO]
 STEPS = ["test", "report_ok", "report_bad", "accept", "approve", "reject", "ref", "tick",
@@ -99,18 +99,25 @@ async def check_invariants(deps: Deps, rid: int) -> None:
 async def run_sequence(url: str, steps: list[tuple[str, str]]) -> str:
     """File a release, run the steps, check after each; the final state."""
     engine = make_engine(url)
-    deps = Deps(make_sessionmaker(engine), sample_policy(), FakeClock())
-    try:
-        out = await releases.request_release(
-            deps, actor=actor_for(deps.policy, "U0DEV"),
-            new=NewRelease(project="payments", ref="v1", title="Random"))
-        for name, user in steps:
-            await apply_step(deps, out.release.id, name, user)
-            await check_invariants(deps, out.release.id)
-        async with deps.sessions() as session:
-            return (await q.get_release(session, out.release.id)).state
-    finally:
-        await engine.dispose()
+    async with sample_gitlab() as gitlab:
+        deps = Deps(make_sessionmaker(engine), sample_policy(), FakeClock(),
+                    gitlab=gitlab_client(gitlab))
+        try:
+            return await _run_steps(deps, steps)
+        finally:
+            await engine.dispose()
+
+
+async def _run_steps(deps: Deps, steps: list[tuple[str, str]]) -> str:
+    """File a release and run the steps, checking the invariants after each; the final state."""
+    out = await releases.request_release(
+        deps, actor=actor_for(deps.policy, "U0DEV"),
+        new=NewRelease(project="payments", ref="v1", title="Random"))
+    for name, user in steps:
+        await apply_step(deps, out.release.id, name, user)
+        await check_invariants(deps, out.release.id)
+    async with deps.sessions() as session:
+        return (await q.get_release(session, out.release.id)).state
 
 
 @pytest.fixture(scope="module")

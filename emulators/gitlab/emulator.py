@@ -184,7 +184,7 @@ class GitLabEmulator(PipelineEngine):
 
     def users(self) -> list[User]:
         """Every user the emulator knows, current_user included."""
-        return list({id(u): u for u in [self.current_user, *self._users.values()]}.values())
+        return list({u.id: u for u in (*self._users.values(), self.current_user)}.values())
 
     def project(self, ref: Project | int | str) -> Project:
         """A project by record, numeric id (or its string) or path; KeyError if unknown.

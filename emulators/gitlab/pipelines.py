@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,7 @@ from emulators.gitlab.records import (
 )
 
 
-class PipelineEngine:
+class PipelineEngine(ABC):
     """The CI half of the emulator; GitLabEmulator supplies the clock, ids and hooks."""
 
     pipelines: dict[int, Pipeline]
@@ -41,25 +42,25 @@ class PipelineEngine:
     # None leaves it canceling until finish_canceling() is called.
     canceling_seconds: float | None
 
+    @abstractmethod
     def now(self) -> datetime:
-        """The emulator's clock (GitLabEmulator)."""
-        raise NotImplementedError
+        """The emulator's clock."""
 
+    @abstractmethod
     def project(self, ref: Project | int | str) -> Project:
-        """A project by record, id or path (GitLabEmulator)."""
-        raise NotImplementedError
+        """A project by record, id or path."""
 
+    @abstractmethod
     def _next_id(self, kind: str) -> int:
-        """Next global id for a kind of record (GitLabEmulator)."""
-        raise NotImplementedError
+        """Next global id for a kind of record."""
 
+    @abstractmethod
     def _changed(self, pl: Pipeline) -> None:
-        """Queue a pipeline hook (GitLabEmulator)."""
-        raise NotImplementedError
+        """Queue a pipeline hook for the pipeline's new status."""
 
+    @abstractmethod
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a background task (GitLabEmulator)."""
-        raise NotImplementedError
+        """Run a background task the emulator owns."""
 
     # ------------------------------------------------------------ creating
 

@@ -15,7 +15,7 @@ import gitlab
 import pytest
 from aiohttp import web
 
-from emulators.gitlab import GitLabEmulator, iso
+from emulators.gitlab import GitLabEmulator, JobSpec, iso
 
 TOKEN = "glpat-test"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -95,8 +95,9 @@ async def test_create_pipeline_and_read_variables(emu: GitLabEmulator, gl: gitla
     assert {v.key: v.value for v in variables}["DEPLOY_ENV"] == "production"
     assert variables[0].variable_type == "env_var"
     jobs = await run(lambda: pipeline.jobs.list(get_all=True))
-    assert [(j.name, j.stage, j.status) for j in jobs] == [("deploy:production", "deploy",
-                                                            "created")]
+    assert [(j.name, j.stage, j.status) for j in jobs] == [
+        ("build", "build", "created"), ("test", "test", "created"),
+        ("deploy:production", "deploy", "created")]
     with pytest.raises(gitlab.GitlabCreateError) as err:
         await run(lambda: project.pipelines.create({"ref": "no-such-branch"}))
     assert (err.value.response_code, err.value.error_message) == (
@@ -153,12 +154,14 @@ async def test_failed_job_cancel_and_retry(emu: GitLabEmulator, gl: gitlab.Gitla
     emu.set_status(pipeline_id, "failed", failed_job="deploy")
     project = gl.projects.get(1, lazy=True)
     pipeline = await run(lambda: project.pipelines.get(pipeline_id))
-    failed = (await run(lambda: pipeline.jobs.list(get_all=True)))[0]
+    failed = (await run(lambda: pipeline.jobs.list(get_all=True)))[-1]
     assert (pipeline.status, failed.status, failed.failure_reason) == (
         "failed", "failed", "script_failure")
     await run(pipeline.retry)
     jobs = await run(lambda: pipeline.jobs.list(get_all=True))
-    assert [(j.status, j.id != failed.id) for j in jobs] == [("pending", True)]
+    assert [(j.name, j.status) for j in jobs] == [
+        ("build", "success"), ("test", "success"), ("deploy:production", "pending")]
+    assert jobs[-1].id != failed.id
     await run(pipeline.cancel)
     assert emu.pipelines[pipeline_id].status == "canceled"
     statuses = [d.status for d in emu.projects[1].deployments]
@@ -166,7 +169,8 @@ async def test_failed_job_cancel_and_retry(emu: GitLabEmulator, gl: gitlab.Gitla
 
 
 async def test_manual_job_play(emu: GitLabEmulator, gl: gitlab.Gitlab) -> None:
-    emu.add_project("acme/ops", id=9, manual_deploy=True)
+    emu.add_project("acme/ops", id=9, manual_deploy=True,
+                    jobs=[JobSpec("deploy", "deploy", deploys=True)])
     emu.add_commit(9, title="Initial commit")
     pipeline = emu.create_pipeline(9, "main", deploy_vars())
     job_id = pipeline.jobs[0].id
@@ -301,7 +305,7 @@ async def test_send_pipeline_hook(emu: GitLabEmulator, receiver: tuple[Receiver,
     assert attrs["finished_at"].endswith(" UTC")  # hooks use GitLab's non-ISO time format
     assert {"key": "DEPLOY_ENV", "value": "production"} in attrs["variables"]
     assert body["project"]["path_with_namespace"] == "acme/payments"
-    build = body["builds"][0]
+    build = body["builds"][-1]
     assert (build["name"], build["status"], build["environment"]) == (
         "deploy:production", "success",
         {"name": "production", "action": "start", "deployment_tier": "production"})
@@ -350,7 +354,8 @@ async def test_control_endpoints(emu: GitLabEmulator, gl: gitlab.Gitlab) -> None
         async with http.get("/_emulator/calls") as r:
             assert [c["status"] for c in await r.json()] == [503, 200]
         async with http.get("/_emulator/pipelines") as r:
-            assert [p["jobs"][0]["status"] for p in await r.json()] == ["failed"]
+            assert [[j["status"] for j in p["jobs"]] for p in await r.json()] == [
+                ["success", "success", "failed"]]
         async with http.post("/_emulator/reset") as r:
             assert r.status == 200
     assert emu.calls == []

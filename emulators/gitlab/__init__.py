@@ -1,0 +1,58 @@
+"""A local GitLab REST API v4 emulator for tests and the offline demo.
+
+Modules: records (the data and GitLab's vocabulary), ci (how job statuses add up to a
+pipeline's), repository (history, trees, diffs), pipelines (creating and moving pipelines),
+views (API entities and webhook bodies), http and api (requests and routes), emulator (the
+server and its set-up helpers), control (/_emulator/* endpoints and the CLI).
+
+GitLab behaviour the emulator does not model yet:
+- CI configuration is a list of JobSpec per project, not a parsed .gitlab-ci.yml: no rules,
+  needs (DAG), parallel, child or multi-project pipelines, resource groups, timeouts, retries
+  on failure, artifacts or logs; pipelines stay where tests put them (or auto_advance moves
+  them), no runner picks jobs up, and pending never turns into stuck.
+- A push starts a pipeline only when asked (push(..., pipeline=True)); there are no push,
+  tag, job, deployment or merge request webhooks, only pipeline hooks, and no hook retries.
+- Protected branches: only the default branch is protected (maintainers push and merge);
+  no per-branch rules, no code owner approval, no force-push rules.
+- Protected environments are listed but do not stop a deploy job of a user below the level
+  (GitLab fails it with protected_environment_failure); no deployment approvals.
+- Tags: no deletion, no signed tags, no tag-name rules beyond git check-ref-format; a
+  protected tag allows whoever any matching rule allows (no per-user or group rules).
+- Members are per project only: no groups, inheritance, invitations, expiry or custom roles;
+  current_user is the only user who makes API calls, and there is no sudo or impersonation.
+- Repository: file contents are whole strings per path; no binary files, modes, renames,
+  submodules, large-diff collapsing, or merge commits with more than one parent.
+- The pipeline variables restriction knows no_one_allowed ... owner; there are no project,
+  group or instance CI/CD variables, no masking and no pipeline inputs.
+- Projects have no visibility rules beyond "private to members", no archiving, deletion,
+  forks or transfers between namespaces beyond rename_project.
+- Environments never stop, auto-stop or get deleted; deployments only come from deploy jobs
+  (no POST /deployments).
+- Pagination is offset-based only (no keyset), and rate limits come only from fail().
+"""
+
+from emulators.gitlab.emulator import GitLabEmulator
+from emulators.gitlab.records import (
+    DEVELOPER,
+    GUEST,
+    MAINTAINER,
+    NO_ACCESS,
+    OWNER,
+    PIPELINE_STATUSES,
+    REPORTER,
+    Commit,
+    GitLabError,
+    Job,
+    JobSpec,
+    Pipeline,
+    Project,
+    iso,
+    variable,
+)
+from emulators.gitlab.views import View
+
+__all__ = [
+    "DEVELOPER", "GUEST", "MAINTAINER", "NO_ACCESS", "OWNER", "PIPELINE_STATUSES", "REPORTER",
+    "Commit", "GitLabEmulator", "GitLabError", "Job", "JobSpec", "Pipeline", "Project", "View",
+    "iso", "variable",
+]

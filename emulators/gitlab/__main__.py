@@ -1,0 +1,5 @@
+"""python -m emulators.gitlab: serve the seeded demo data until killed."""
+
+from emulators.gitlab.control import main
+
+main()

@@ -84,7 +84,8 @@ def pg_admin_sync(sql: str) -> None:
 # --- GitLab ---------------------------------------------------------------------------------
 
 # Refs the tests file releases at, beyond the demo's v1.0.0, v1.1.0, main and release.
-TEST_REFS = ("v1", "v2", "v9", "v1.1.1", "v1.2.0", "v2.0.0", "r", "hotfix-1", "v-unapproved")
+TEST_REFS = ("v1", "v2", "v9", "v1.2", "v1.1.1", "v2.0.0", "v3.0.0", "v3.1.0", "r", "hotfix-1",
+             "v-unapproved", *(f"v1.{minor}.0" for minor in range(2, 40)))
 
 
 def seed_gitlab(gitlab: GitLabEmulator) -> GitLabEmulator:

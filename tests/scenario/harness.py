@@ -19,6 +19,7 @@ from emulators.gitlab import GitLabEmulator, variable
 from emulators.sample import CHANNEL
 from emulators.slack import SlackEmulator
 from emulators.slack_driver import Reply, SlackDriver
+from tests.fixtures import seed_gitlab
 
 SECRET = "test-signing-secret"
 HOOK_SECRET = "test-hook-secret"
@@ -128,10 +129,9 @@ async def wait_for(cond: Callable[[], bool], within: float = 10.0) -> None:
 
 @asynccontextmanager
 async def emulators() -> AsyncIterator[tuple[SlackEmulator, GitLabEmulator]]:
-    """Slack and GitLab on loopback, GitLab with its demo projects."""
+    """Slack and GitLab on loopback, GitLab with its demo projects and the tests' refs."""
     async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
-        gitlab.seed_demo()
-        yield slack, gitlab
+        yield slack, seed_gitlab(gitlab)
 
 
 @asynccontextmanager

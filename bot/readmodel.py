@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.policy import Policy, ReleaseType
-from bot.workflow import Actor, Facts, State, can_sign
+from bot.workflow import Actor, Facts, Pin, State, can_sign
 from storage import queries as q
 from storage.models import (
     Approval,
@@ -50,6 +50,14 @@ class ReleaseView:
     def missing_roles(self) -> list[str]:
         """Roles still to sign."""
         return [r for r in self.required_roles if r not in self.approved_by]
+
+    @property
+    def pin(self) -> Pin | None:
+        """The commit this revision was pinned to at sign-off, if it has reached it."""
+        rel = self.release
+        if rel.pinned_sha and rel.pinned_revision == rel.revision:
+            return Pin(rel.ref, rel.pinned_sha)
+        return None
 
     def may_sign(self, actor: Actor) -> str | None:
         """The role this person's approval would count for now (four eyes: `can_sign`)."""

@@ -135,3 +135,9 @@ def title_line(view: ReleaseView) -> str:
     rel = view.release
     label = f" {rel.version_label}" if rel.version_label else ""
     return clip(f"{rel.rel_id} · {rel.project}{label} — {rel.title}", MAX_HEADER)
+
+
+def ref_text(view: ReleaseView) -> str:
+    """`v1.2.0` @ `3f2a9c1` once pinned, else just the ref."""
+    ref = f"`{escape(view.release.ref)}`"
+    return f"{ref} @ `{view.pin.short}`" if view.pin else ref

@@ -19,6 +19,7 @@ from handlers.blocks import (
     escape,
     local_time,
     mention,
+    ref_text,
     section,
     title_line,
 )
@@ -48,7 +49,7 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
     lines = [
         f"{STATE_ICON[view.state]} *{view.state.label.capitalize()}*"
         f"   ·   {escape(rel.type)} release   ·   requested by {mention(rel.requester)}",
-        f"*Project* {escape(rel.project)}   *Ref* `{escape(rel.ref)}`",
+        f"*Project* {escape(rel.project)}   *Ref* {ref_text(view)}",
     ]
     if rel.scheduled_at:
         lines.append(f"*Deploys at* {local_time(rel.scheduled_at, tz)}")

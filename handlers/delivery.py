@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import Event, State
-from handlers.blocks import escape, section
+from handlers.blocks import escape, mention, ref_text, section
 from handlers.cards import approval_buttons, build_release_card, rollback_button
 from handlers.directory import Directory
 from handlers.render import event_text, notice_text, payload_event
@@ -232,7 +232,8 @@ class Deliverer:
         rel = view.release
         if view.state is not State.READY_FOR_SIGNOFF or row.payload.get("revision") != rel.revision:
             return  # the moment passed before delivery: asking now would be noise
-        text = f"{rel.rel_id} ({rel.project}) needs your sign-off: {escape(rel.title[:200])}"
+        what = f"{rel.project} @ {view.pin.short}" if view.pin else rel.project
+        text = f"{rel.rel_id} ({escape(what)}) needs your sign-off: {escape(rel.title[:200])}"
         if row.payload.get("reminder"):
             text = "Reminder: " + text
         link = await self._permalink(rel.card_channel, rel.card_ts)
@@ -321,11 +322,10 @@ class Deliverer:
 
 def ask_blocks(view: ReleaseView, link: str | None) -> list[dict[str, Any]]:
     """The direct ask: what, where, and the same Approve/Reject buttons as the card."""
-    from handlers.blocks import escape, mention
 
     rel = view.release
     where = f" (<{link}|see the card>)" if link else ""
-    text = (f"*{rel.rel_id}* · {escape(rel.project)} `{escape(rel.ref)}` — "
+    text = (f"*{rel.rel_id}* · {escape(rel.project)} {ref_text(view)} — "
             f"{escape(rel.title[:500])}\nRequested by {mention(rel.requester)}; "
             f"needs sign-off by {escape(', '.join(view.missing_roles))}{where}.")
     return [section(text), {"type": "actions", "block_id": f"ask:{rel.id}",

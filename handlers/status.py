@@ -8,7 +8,16 @@ from bot import calendar
 from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
-from handlers.blocks import STATE_ICON, clip, context, escape, local_time, mention, section
+from handlers.blocks import (
+    STATE_ICON,
+    clip,
+    context,
+    escape,
+    local_time,
+    mention,
+    ref_text,
+    section,
+)
 from handlers.cards import build_release_card
 from storage import queries as q
 
@@ -93,7 +102,7 @@ def close_summary(view: ReleaseView, tz: Any, notes: str | None) -> str:
     rep = view.report
     report = (f"<{escape(rep.url)}|test report> (A {rep.bugs_a} · B {rep.bugs_b} · "
               f"C {rep.bugs_c})" if rep else "no test report")
-    parts = [f"🏁 *{rel.rel_id} is closed.* {escape(rel.project)} `{escape(rel.ref)}` — "
+    parts = [f"🏁 *{rel.rel_id} is closed.* {escape(rel.project)} {ref_text(view)} — "
              f"{escape(clip(rel.title, 200))}",
              f"*Signed off by* {signoffs or 'nobody'}   *Report* {report}",
              deploys_text(view, tz), timeline_text(view, tz)]

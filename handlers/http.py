@@ -28,6 +28,7 @@ from bot.policy import Policy
 from bot.settings import Settings
 from bot.transition import Deps
 from handlers import register_listeners
+from handlers.access import Access
 from handlers.delivery import Deliverer
 from handlers.directory import Directory
 from handlers.runtime import Runtime
@@ -177,7 +178,8 @@ async def slack_adapter(settings: Settings, policy: Policy, deps: Deps, deployer
                     signing_secret=secret, process_before_response=False,
                     request_verification_enabled=bool(secret), authorize=_authorizer(client))
     directory = Directory(policy, client)
-    runtime = Runtime(deps, client, directory, Deliverer(deps, client, directory), deployer)
+    runtime = Runtime(deps, client, directory, Deliverer(deps, client, directory), deployer,
+                      Access(policy.slack, client))
     runtime.on_shed = metrics.shed.inc
     register_listeners(bolt, runtime)
     task = asyncio.create_task(runtime.deliverer.run(), name="outbox")

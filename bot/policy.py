@@ -371,8 +371,8 @@ class SlackAccess(_Model):
 class Limits(_Model):
     """What one person may ask for, so a single member cannot flood the process."""
 
-    requests_per_hour: int = Field(10, ge=1)
-    open_releases_per_requester: int = Field(5, ge=1)
+    requests_per_hour: int = Field(20, ge=1)
+    open_releases_per_requester: int = Field(10, ge=1)
 
 
 class Policy(_Model):

@@ -231,6 +231,18 @@ async def list_releases(session: AsyncSession, *, states: Sequence[str] | None =
     return (await session.exec(stmt.order_by(col(Release.id).desc()).limit(limit))).all()
 
 
+async def count_requested(session: AsyncSession, *, requester: str,
+                          states: Sequence[str] | None = None,
+                          since: datetime | None = None) -> int:
+    """How many releases one person requested, optionally in some states or since a time."""
+    stmt = select(func.count()).select_from(Release).where(Release.requester == requester)
+    if states is not None:
+        stmt = stmt.where(col(Release.state).in_(_values(states)))
+    if since is not None:
+        stmt = stmt.where(col(Release.created_at) >= since)
+    return (await session.exec(stmt)).one()
+
+
 async def previous_release_ref(session: AsyncSession, release: Release) -> str | None:
     """The ref of the project's last release that reached production before this one."""
     stmt = (select(Release.ref)

@@ -137,11 +137,11 @@ async def _within_limits(session: AsyncSession, policy: Policy, requester: str,
                          now: datetime) -> None:
     """Refuse a request past the person's hourly or open-release limit (one flood, one person)."""
     limits = policy.limits
-    open_now = await q.count_requested(session, requester=requester, states=ACTIVE)
+    open_now, hour = await q.requester_load(session, requester=requester, open_states=ACTIVE,
+                                            since=now - timedelta(hours=1))
     if open_now >= limits.open_releases_per_requester:
         raise Refused(f"You already have {open_now} open releases (the limit is "
                       f"{limits.open_releases_per_requester}); close or cancel one first.")
-    hour = await q.count_requested(session, requester=requester, since=now - timedelta(hours=1))
     if hour >= limits.requests_per_hour:
         raise Refused(f"You have requested {hour} releases in the last hour (the limit is "
                       f"{limits.requests_per_hour}); please wait a while.")

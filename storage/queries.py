@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, text, update
+from sqlalchemy import case, delete, func, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -231,16 +231,14 @@ async def list_releases(session: AsyncSession, *, states: Sequence[str] | None =
     return (await session.exec(stmt.order_by(col(Release.id).desc()).limit(limit))).all()
 
 
-async def count_requested(session: AsyncSession, *, requester: str,
-                          states: Sequence[str] | None = None,
-                          since: datetime | None = None) -> int:
-    """How many releases one person requested, optionally in some states or since a time."""
-    stmt = select(func.count()).select_from(Release).where(Release.requester == requester)
-    if states is not None:
-        stmt = stmt.where(col(Release.state).in_(_values(states)))
-    if since is not None:
-        stmt = stmt.where(col(Release.created_at) >= since)
-    return (await session.exec(stmt)).one()
+async def requester_load(session: AsyncSession, *, requester: str, open_states: Sequence[str],
+                         since: datetime) -> tuple[int, int]:
+    """(releases open, releases requested since `since`) of one person, in one query."""
+    stmt = select(func.count(case((col(Release.state).in_(_values(open_states)), 1))),
+                  func.count(case((col(Release.created_at) >= since, 1)))
+                  ).where(Release.requester == requester)
+    open_now, recent = (await session.exec(stmt)).one()
+    return int(open_now), int(recent)
 
 
 async def previous_release_ref(session: AsyncSession, release: Release) -> str | None:

@@ -345,6 +345,36 @@ class Reminders(_Model):
     interval_hours: float = Field(4.0, gt=0)
 
 
+def _team_id(value: Any) -> str:
+    """A Slack workspace ID (T…)."""
+    if isinstance(value, str) and re.fullmatch(r"T[A-Z0-9]{2,30}", value):
+        return value
+    raise _invalid(f"{_shown(value)} is not a Slack workspace ID (T…)")
+
+
+def _enterprise_id(value: Any) -> str:
+    """A Slack Enterprise Grid organization ID (E…)."""
+    if isinstance(value, str) and re.fullmatch(r"E[A-Z0-9]{2,30}", value):
+        return value
+    raise _invalid(f"{_shown(value)} is not an Enterprise Grid organization ID (E…)")
+
+
+class SlackAccess(_Model):
+    """Who may talk to the bot; unset IDs mean the workspace the bot token belongs to."""
+
+    team_ids: list[Annotated[str, BeforeValidator(_team_id)]] = []
+    enterprise_id: Annotated[str, BeforeValidator(_enterprise_id)] | None = None
+    allow_external_users: bool = False
+    allow_guests: bool = False
+
+
+class Limits(_Model):
+    """What one person may ask for, so a single member cannot flood the process."""
+
+    requests_per_hour: int = Field(20, ge=1)
+    open_releases_per_requester: int = Field(10, ge=1)
+
+
 class Policy(_Model):
     """The whole policy file."""
 
@@ -361,6 +391,8 @@ class Policy(_Model):
     freezes: list[Freeze] = []
     one_person_many_roles: bool = False
     reminders: Reminders = Reminders()
+    slack: SlackAccess = SlackAccess()
+    limits: Limits = Limits()
 
     @property
     def tz(self) -> ZoneInfo:

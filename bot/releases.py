@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,6 +23,7 @@ from bot.transition import (
     type_limits,
 )
 from bot.workflow import (
+    ACTIVE,
     SYSTEM,
     Actor,
     Ctx,
@@ -116,6 +117,7 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
 
     async def work(session: AsyncSession) -> Outcome:
         now = deps.clock()
+        await _within_limits(session, deps.policy, actor.user, now)
         release = Release(
             project=new.project, ref=new.ref.strip(), version_label=new.version_label,
             title=new.title.strip(), type=new.type, requester=actor.user, state=first.value,
@@ -129,6 +131,20 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
                             created=True)
 
     return await run_in_transaction(deps, work)
+
+
+async def _within_limits(session: AsyncSession, policy: Policy, requester: str,
+                         now: datetime) -> None:
+    """Refuse a request past the person's hourly or open-release limit (one flood, one person)."""
+    limits = policy.limits
+    open_now, hour = await q.requester_load(session, requester=requester, open_states=ACTIVE,
+                                            since=now - timedelta(hours=1))
+    if open_now >= limits.open_releases_per_requester:
+        raise Refused(f"You already have {open_now} open releases (the limit is "
+                      f"{limits.open_releases_per_requester}); close or cancel one first.")
+    if hour >= limits.requests_per_hour:
+        raise Refused(f"You have requested {hour} releases in the last hour (the limit is "
+                      f"{limits.requests_per_hour}); please wait a while.")
 
 
 async def start_testing(deps: Deps, *, release_id: int, actor: Actor,

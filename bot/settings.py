@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     gitlab_url: str = "https://gitlab.com"
     gitlab_token: SecretStr | None = None
     gitlab_webhook_secret: SecretStr | None = None
+    metrics_token: SecretStr | None = None  # when set, /metrics wants `Authorization: Bearer …`
     gitlab_poll_seconds: int = 30
     scheduler_seconds: int = 60  # how often reminders, scheduled deploys and closes are checked
     releasebot_config: Path = Path("releasebot.yml")

@@ -263,6 +263,9 @@ class SlackEmulator:
         self.usergroups: dict[str, list[str]] = {}
         self.channels: dict[str, Json] = {}
         self.missing_channels: set[str] = set()
+        # Channels the bot is not a member of: posting there answers `not_in_channel`.
+        self.outside_channels: set[str] = set()
+        self.enterprise_id: str | None = None  # the Grid organization the workspace belongs to
         self.calls: list[Call] = []
         self.views: dict[str, Json] = {}
         self.response_urls: dict[str, ResponseUrl] = {}
@@ -478,10 +481,20 @@ class SlackEmulator:
         name = override.get("name", user.lower())
         real_name = override.get("real_name", f"User {user}")
         profile = {"display_name": name, "real_name": real_name, **override.get("profile", {})}
+        # Guests: is_restricted (multi-channel) and is_ultra_restricted (single-channel);
+        # a Slack Connect user's team_id is their own workspace's, not ours.
         return {"id": user, "team_id": TEAM_ID, "name": name, "real_name": real_name,
-                "deleted": False, "is_bot": user == BOT_USER_ID, "tz": "Asia/Shanghai",
-                "tz_label": "China Standard Time", "tz_offset": 8 * 3600,
+                "deleted": False, "is_bot": user == BOT_USER_ID, "is_restricted": False,
+                "is_ultra_restricted": False, "tz": "Asia/Shanghai",
+                "tz_label": "China Standard Time", "tz_offset": 8 * 3600, **self._grid_user(),
                 **override, "profile": profile}
+
+    def _grid_user(self) -> Json:
+        """On Enterprise Grid, users.info names the user's organization in enterprise_user."""
+        if not self.enterprise_id:
+            return {}
+        return {"enterprise_user": {"id": "", "enterprise_id": self.enterprise_id,
+                                    "enterprise_name": "Emulated Org", "teams": [TEAM_ID]}}
 
     def dm_channel(self, user: str) -> str:
         """The DM channel id conversations.open gives for a user."""
@@ -556,12 +569,16 @@ class SlackEmulator:
     # -- methods ---------------------------------------------------------------------------
 
     def _auth_test(self, args: Json) -> Json:
+        # On Enterprise Grid, auth.test adds the organization's enterprise_id.
+        grid = {"enterprise_id": self.enterprise_id} if self.enterprise_id else {}
         return {"url": f"https://{TEAM_DOMAIN}.slack.com/", "team": "ReleaseBot Emulator",
                 "user": "releasebot", "team_id": TEAM_ID, "user_id": BOT_USER_ID,
-                "bot_id": BOT_ID, "is_enterprise_install": False}
+                "bot_id": BOT_ID, "is_enterprise_install": False, **grid}
 
     def _chat_post_message(self, args: Json) -> Json:
         channel = self._resolve_channel(args.get("channel"))
+        if channel in self.outside_channels:  # Slack's answer when the bot was never invited
+            raise SlackError("not_in_channel")
         text, blocks = str(args.get("text") or ""), args.get("blocks") or []
         if not text and not blocks:
             raise SlackError("no_text")
@@ -828,6 +845,8 @@ class SlackEmulator:
         self.usergroups.update(config.get("usergroups", {}))
         self.channels.update(config.get("channels", {}))
         self.missing_channels.update(config.get("missing_channels", []))
+        self.outside_channels.update(config.get("outside_channels", []))
+        self.enterprise_id = config.get("enterprise_id", self.enterprise_id)
         self.latency = float(config.get("latency", self.latency))
         return web.json_response({"ok": True})
 

@@ -81,12 +81,17 @@ class SlackDriver:
 
     def __init__(self, app_url: str, signing_secret: str,
                  emulator: SlackEmulator | str | None = None, team_id: str = "T0TEAM",
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, *,
+                 enterprise_id: str | None = None, org_wide: bool = False) -> None:
         bare_root = urlsplit(app_url).path in ("", "/")
         self.app_url = app_url.rstrip("/") + "/slack/events" if bare_root else app_url
         self.signing_secret = signing_secret
         self.emulator = emulator
         self.team_id = team_id
+        # Enterprise Grid: an org-wide install sends `"team": null` in interactivity payloads
+        # and names the workspace only in `user.team_id`.
+        self.enterprise_id = enterprise_id
+        self.org_wide = org_wide
         self._session = session
         self._owns_session = session is None
 
@@ -118,10 +123,12 @@ class SlackDriver:
             "token": VERIFICATION_TOKEN, "team_id": self.team_id, "team_domain": TEAM_DOMAIN,
             "channel_id": channel, "channel_name": channel.lower(), "user_id": user,
             "user_name": await self._user_name(user), "command": command, "text": text,
-            "api_app_id": APP_ID, "is_enterprise_install": "false",
+            "api_app_id": APP_ID, "is_enterprise_install": str(self.org_wide).lower(),
             "response_url": await self._response_url(user, channel, None),
             "trigger_id": await self._trigger_id(user),
         }
+        if self.enterprise_id:
+            form |= {"enterprise_id": self.enterprise_id, "enterprise_name": "Emulated Org"}
         return await self.raw(urlencode(form).encode(), FORM, **opts)
 
     async def click(self, user: str, action_id: str, value: str, *, channel: str = "C0RELEASES",
@@ -171,9 +178,10 @@ class SlackDriver:
             "event": event, "type": "event_callback",
             "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(),
             "event_time": int(time.time()),
-            "authorizations": [{"enterprise_id": None, "team_id": self.team_id,
+            "authorizations": [{"enterprise_id": self.enterprise_id,
+                                "team_id": None if self.org_wide else self.team_id,
                                 "user_id": BOT_USER_ID, "is_bot": True,
-                                "is_enterprise_install": False}],
+                                "is_enterprise_install": self.org_wide}],
             "is_ext_shared_channel": False,
         }
         if retry_num is not None:
@@ -214,11 +222,16 @@ class SlackDriver:
     async def _actor_payload(self, kind: str, user: str) -> Json:
         """Fields every interactivity payload carries about who acted."""
         name = await self._user_name(user)
-        return {"type": kind, "team": {"id": self.team_id, "domain": TEAM_DOMAIN},
+        team: Json | None = {"id": self.team_id, "domain": TEAM_DOMAIN}
+        enterprise = {"id": self.enterprise_id, "name": "Emulated Org"} if (
+            self.enterprise_id) else None
+        if team is not None and enterprise is not None:
+            team["enterprise_id"] = self.enterprise_id
+        return {"type": kind, "team": None if self.org_wide else team,
                 "user": {"id": user, "username": name, "name": name, "team_id": self.team_id},
                 "api_app_id": APP_ID, "token": VERIFICATION_TOKEN,
-                "trigger_id": await self._trigger_id(user), "is_enterprise_install": False,
-                "enterprise": None}
+                "trigger_id": await self._trigger_id(user),
+                "is_enterprise_install": self.org_wide, "enterprise": enterprise}
 
     async def _message_context(self, user: str, channel: str, message: Json) -> Json:
         """The payload fields that place a click on a channel message."""

@@ -9,8 +9,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from handlers.access import OUTSIDER, request_origin
 from handlers.actions import BUTTONS, answer_click, on_button
-from handlers.answer import BUSY
+from handlers.answer import BUSY, tell
 from handlers.blocks import FormId
 from handlers.commands import on_release_command
 from handlers.home import on_home_opened
@@ -29,29 +30,40 @@ def _bind(fn: Listener, runtime: Runtime, queued: bool = True) -> Listener:
     """A listener that asks Bolt only for ack and body, with our runtime bound in.
 
     `queued` listeners ack first and then wait for a worker slot; forms are not queued,
-    since their ack may carry errors and must come after the checks.
+    since their ack may carry errors and must come after the checks. Nobody outside the
+    workspace gets further than one sentence.
     """
 
     async def listener(ack: Any, body: dict[str, Any]) -> None:
-        if queued and runtime.inflight >= runtime.backlog:
+        user = request_origin(body)[0] or ""
+        if not runtime.admit(user, shed=queued):
             await busy(ack, body, runtime)
             return
-        runtime.inflight += 1
-        runtime.idle.clear()
         try:
-            if queued:
-                await ack()
-                async with runtime.workers:
-                    await fn(_acked, body, runtime)
-            else:
-                await fn(ack, body, runtime)
+            if not queued:
+                await _served(fn, ack, body, runtime)
+                return
+            await ack()
+            async with runtime.workers:
+                await _served(fn, _acked, body, runtime)
         finally:
-            runtime.inflight -= 1
-            if not runtime.inflight:
-                runtime.idle.set()
+            runtime.release(user)
 
     listener.__name__ = fn.__name__
     return listener
+
+
+async def _served(fn: Listener, ack: Any, body: dict[str, Any], runtime: Runtime) -> None:
+    """Run the listener for a member of the workspace; tell anyone else no, and do nothing."""
+    if await runtime.access.admits(body):
+        await fn(ack, body, runtime)
+        return
+    await ack()
+    if body.get("command"):
+        await tell(runtime.client, user=body.get("user_id", ""), text=OUTSIDER,
+                   response_url=body.get("response_url"))
+    elif body.get("type") == "block_actions":
+        await answer_click(runtime, body, OUTSIDER)
 
 
 async def _acked(*_: Any, **__: Any) -> None:

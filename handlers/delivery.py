@@ -32,6 +32,10 @@ AMBIGUOUS = {"internal_error", "fatal_error", "service_unavailable", "request_ti
 META_EVENT = "releasebot_post"
 FIND_PAGES = 10  # how far back (pages of 200) a retry looks for a post that landed
 PARALLEL = 4  # releases delivered at once; each one's lease keeps its own posts in order
+# Failed deliveries wait 5 s, then twice as long each time, at most 10 minutes: a channel the
+# bot is not in may stay so for days, and must not cost a call every few seconds meanwhile.
+RETRY_FIRST, RETRY_MOST = 5.0, 600.0
+NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
 
 
 class LeaseLost(Exception):
@@ -111,14 +115,31 @@ class Deliverer:
         except (SlackApiError, LeaseLost) as exc:
             error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else "lost"
             log.warning("REL-%s: delivery stopped (%s); will retry", release_id, error)
-            await self._give_back(release_id, token, error)
+            if error in NOT_IN_CHANNEL and rows[0].last_error != error:  # news: say it once
+                await self._invite_me(view)
+            await self._give_back(release_id, token, error, rows[0].attempts)
             return 0
 
-    async def _give_back(self, release_id: int, token: str, error: str) -> None:
-        """Return the lease so the rows are retried shortly."""
+    async def _give_back(self, release_id: int, token: str, error: str, attempts: int) -> None:
+        """Return the lease so the rows are retried, later each time they fail again."""
+        delay = timedelta(seconds=min(RETRY_FIRST * 2 ** max(attempts - 1, 0), RETRY_MOST))
         async with transaction(self.deps.sessions) as session:
             await q.release_outbox_lease(session, release_id, owner=token, error=error,
-                                         retry_at=self.deps.clock() + timedelta(seconds=5))
+                                         retry_at=self.deps.clock() + delay)
+
+    async def _invite_me(self, view: ReleaseView) -> None:
+        """Tell the requester and the release managers the bot must be invited to the channel."""
+        channel = self.deps.policy.release_channel
+        text = (f"I can't post {view.release.rel_id} in <#{channel}>: I'm not a member of it. "
+                f"Please invite me there (`/invite @releasebot` in that channel); its card and "
+                f"updates follow as soon as I'm in.")
+        managers = await self.directory.users_in_roles(["release_manager"])
+        for user in dict.fromkeys([view.release.requester, *managers]):
+            try:
+                await self.client.chat_postMessage(channel=user, text=text)
+            except SlackApiError as exc:
+                log.warning("REL-%s: could not tell %s about the channel: %s",
+                            view.release.id, user, exc.response.get("error"))
 
     async def _renew(self, release_id: int, token: str, posted: int | None) -> None:
         """Mark the row just posted sent and extend our lease before the next post.

@@ -18,6 +18,7 @@ from storage.db import transaction
 
 log = logging.getLogger(__name__)
 MAX_BODY = 2 * 1024 * 1024
+BODY_SECONDS = 10.0  # GitLab sends a hook at once; a slower body is a held connection
 
 
 def project_key(policy: Policy, project: dict[str, Any]) -> str | None:
@@ -60,12 +61,15 @@ class GitLabWebhook:
         token = request.headers.get("X-Gitlab-Token", "")
         if not self.secret or not hmac.compare_digest(token.encode(), self.secret.encode()):
             return web.json_response({"error": "invalid token"}, status=401)
-        raw = await request.content.read(MAX_BODY + 1)
+        try:  # a sender trickling its body must not hold the connection for minutes
+            raw = await asyncio.wait_for(request.content.read(MAX_BODY + 1), BODY_SECONDS)
+        except TimeoutError:
+            return web.json_response({"error": "body not received in time"}, status=408)
         if len(raw) > MAX_BODY:
             return web.json_response({"error": "body too large"}, status=413)
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested past the parser: 400
             return web.json_response({"error": "body is not JSON"}, status=400)
         result = pipeline_result(self.deps.policy, body) if isinstance(body, dict) else None
         if result is None:

@@ -19,6 +19,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deploys import Deployer
@@ -27,6 +28,7 @@ from bot.policy import Policy
 from bot.settings import Settings
 from bot.transition import Deps
 from handlers import register_listeners
+from handlers.access import Access
 from handlers.delivery import Deliverer
 from handlers.directory import Directory
 from handlers.runtime import Runtime
@@ -98,34 +100,55 @@ class SlackAdapter:
     metrics: Metrics
 
     async def handle(self, request: web.Request) -> web.Response:
-        """Slash commands, clicks, view submissions and events, through Bolt (which verifies)."""
+        """Slash commands, clicks, view submissions and events, verified before anything reads them.
+
+        The signature is checked over the raw bytes first: an unsigned body is never parsed,
+        labelled or logged, so it can neither grow the metrics nor reach a listener.
+        """
         started = time.perf_counter()
-        bolt_request = await self._bolt_request(request)
-        if bolt_request is None:  # refused like a bad signature: no listener, no write, no call
+        kind = "invalid"
+        raw = await read_body(request)
+        if raw is None:
+            response = web.json_response({"error": "body not received in time"}, status=408)
+        elif _ssl_check(raw):  # Slack's certificate probe is unsigned and wants an empty 200
+            kind, response = "ssl_check", web.Response(status=200)
+        elif not self._signed(request, raw):
             response = web.json_response({"error": "invalid request"}, status=401)
+        elif (bolt_request := await self._bolt_request(request)) is None:
+            response = web.json_response({"error": "malformed request"}, status=400)
         else:
+            kind = slack_kind(bolt_request.body)
             response = await to_aiohttp_response(await self.bolt.async_dispatch(bolt_request))
-        kind = _slack_kind(bolt_request.body) if bolt_request else "invalid"
         self.metrics.ack_seconds.labels(kind).observe(time.perf_counter() - started)
         self.metrics.requests.labels(kind, str(response.status)).inc()
         return response
 
-    async def _bolt_request(self, request: web.Request) -> AsyncBoltRequest | None:
-        """The request as Bolt reads it, or None when Bolt could not verify it safely.
+    def _signed(self, request: web.Request, raw: bytes) -> bool:
+        """Whether Slack signed these bytes within the last five minutes.
 
-        Without a secret (Socket Mode) Bolt would skip verification, so HTTP is refused outright.
-        A timestamp int() can't parse, a body that is not UTF-8 JSON or form data with an object
-        inside, or parts of the wrong type would crash Bolt into a 500 (before it checks the
-        signature, for the first two); Slack never sends any of them.
+        Without a secret (Socket Mode) nothing could be verified, so HTTP is refused outright;
+        a timestamp that int() can't parse, or a huge one, is refused before it is used.
         """
         stamp = request.headers.get("X-Slack-Request-Timestamp", "0")
         digits = stamp[1:] if stamp.startswith("-") else stamp
-        if not (self.settings.slack_signing_secret and len(stamp) <= 20
-                and digits.isascii() and digits.isdigit()):
-            return None
+        secret = self.settings.slack_signing_secret
+        if not (secret and len(stamp) <= 20 and digits.isascii() and digits.isdigit()):
+            return False
+        try:  # the verifier decodes the body; Slack's bodies are always UTF-8
+            return SignatureVerifier(secret.get_secret_value()).is_valid(
+                body=raw, timestamp=stamp, signature=request.headers.get("X-Slack-Signature"))
+        except UnicodeDecodeError:
+            return False
+
+    async def _bolt_request(self, request: web.Request) -> AsyncBoltRequest | None:
+        """The signed request as Bolt reads it, or None when its body is not what Slack sends.
+
+        A body that is not UTF-8 JSON or form data, nested deeper than the parser allows, or
+        with parts of the wrong type would crash Bolt into a 500; Slack never sends any of them.
+        """
         try:
             bolt_request = await to_bolt_request(request)
-        except (ValueError, TypeError, AttributeError, KeyError):
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return None
         return bolt_request if _well_formed(bolt_request.body) else None
 
@@ -155,7 +178,8 @@ async def slack_adapter(settings: Settings, policy: Policy, deps: Deps, deployer
                     signing_secret=secret, process_before_response=False,
                     request_verification_enabled=bool(secret), authorize=_authorizer(client))
     directory = Directory(policy, client)
-    runtime = Runtime(deps, client, directory, Deliverer(deps, client, directory), deployer)
+    runtime = Runtime(deps, client, directory, Deliverer(deps, client, directory), deployer,
+                      Access(policy.slack, client))
     runtime.on_shed = metrics.shed.inc
     register_listeners(bolt, runtime)
     task = asyncio.create_task(runtime.deliverer.run(), name="outbox")
@@ -168,15 +192,25 @@ async def slack_adapter(settings: Settings, policy: Policy, deps: Deps, deployer
     await http.close()
 
 
+# The request kinds Slack sends that we count by name; anything else is counted as "other".
+KINDS = frozenset({"block_actions", "view_submission", "view_closed", "event_callback",
+                   "url_verification", "shortcut", "message_action", "block_suggestion",
+                   "interactive_message", "app_rate_limited"})
+BODY_SECONDS = 10.0  # Slack sends its few kilobytes at once; a slower body is an attack
+
 # What Bolt's matchers and our listeners index without looking: Slack always sends these shapes.
 _SHAPES: dict[str, type] = {"event": dict, "actions": list, "view": dict, "user": dict,
-                            "team": dict, "channel": dict, "container": dict}
+                            "channel": dict, "container": dict}
+# Parts Slack sends as an object or as null: an org-wide install sends `"team": null`.
+_NULLABLE: dict[str, type] = {"team": dict, "enterprise": dict}
 
 
 def _well_formed(body: Any) -> bool:
     """A body whose parts have the types Slack gives them (a string for actions crashes Bolt)."""
     if not isinstance(body, dict) or any(
-            key in body and not isinstance(body[key], kind) for key, kind in _SHAPES.items()):
+            key in body and not isinstance(body[key], kind) for key, kind in _SHAPES.items()
+    ) or any(body.get(key) is not None and not isinstance(body[key], kind)
+             for key, kind in _NULLABLE.items()):
         return False
     actions = body.get("actions") or []
     view = body.get("view") or {}
@@ -186,10 +220,25 @@ def _well_formed(body: Any) -> bool:
             and (not body.get("event") or isinstance(body["event"].get("type"), str)))
 
 
-def _slack_kind(body: dict[str, Any]) -> str:
-    """command, block_actions, view_submission, event_callback… for metrics labels."""
+def slack_kind(body: dict[str, Any]) -> str:
+    """command, block_actions, view_submission, event_callback… for metrics labels.
+
+    Only names from a closed set: a label per value someone sends would grow without bound.
+    """
     if "command" in body:
         return "command"
-    if isinstance(body.get("type"), str):
-        return body["type"]
-    return "other"
+    kind = body.get("type")
+    return kind if kind in KINDS else "other"
+
+
+def _ssl_check(raw: bytes) -> bool:
+    """Whether the body is Slack's `ssl_check=1` probe: a fixed shape, compared, not parsed."""
+    return len(raw) < 200 and b"ssl_check=1" in raw.split(b"&")
+
+
+async def read_body(request: web.Request, within: float = BODY_SECONDS) -> bytes | None:
+    """The whole body, or None when the sender is too slow (a held connection costs memory)."""
+    try:
+        return await asyncio.wait_for(request.read(), within)
+    except TimeoutError:
+        return None

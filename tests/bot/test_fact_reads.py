@@ -98,7 +98,7 @@ def test_unread_facts_never_change_a_decision(event: Event, data: st.DataObject)
 
 
 async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps) -> None:
-    """Report, approvals and tick: the row lock and one query each; a request reads nothing."""
+    """Report, approvals, tick: the row lock and one query each; a request reads one: its load."""
     engine = make_engine(db_url)
     deps = replace(deps, sessions=make_sessionmaker(engine))
     selects: Counter[str] = Counter()
@@ -129,7 +129,7 @@ async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps)
     assert again.to_state is State.APPROVED and again.detail == {"items": [], "done": 2, "total": 2}
     # The passing report runs twice: its first attempt finds the release entering sign-off,
     # GitLab resolves the ref outside the transaction, and the second attempt pins the commit.
-    assert selects == Counter({"report": 4, "approve": 4, "tick": 4})
+    assert selects == Counter({"request": 1, "report": 4, "approve": 4, "tick": 4})
 
 
 async def test_an_override_names_the_gate_it_lifts(deps: Deps) -> None:

@@ -249,8 +249,8 @@ BROKEN = [
     pytest.param(
         SAMPLE + "colour: blue\n",
         "releasebot.yml:23: colour: unknown key 'colour'; allowed keys: freezes, "
-        "observation_hours, one_person_many_roles, policies, projects, release_channel, "
-        "reminders, roles, timezone, windows",
+        "limits, observation_hours, one_person_many_roles, policies, projects, release_channel, "
+        "reminders, roles, slack, timezone, windows",
         id="unknown top-level key",
     ),
     pytest.param(

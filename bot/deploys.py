@@ -56,16 +56,38 @@ def next_environment(facts: Facts) -> str:
 
 # --- committing to a deploy, in one transaction each ---------------------------------------------
 
+@dataclass(frozen=True)
+class Shipped:
+    """A version in an environment: the tag or ref it came from, its commit, its release."""
+
+    ref: str | None
+    sha: str | None = None
+    release_id: int | None = None  # None: not one the bot deployed
+
+
+def release_tag(deps: Deps, release_id: int) -> str:
+    """The tag every deploy of a release runs on."""
+    return f"{deps.policy.tag_prefix}REL-{release_id}"
+
+
+def running(dep: Deployment | None) -> Shipped | None:
+    """What a successful deploy or rollback left running in its environment."""
+    return None if dep is None else Shipped(dep.ref, dep.sha, dep.runs_release_id)
+
+
 async def _hold(session: AsyncSession, deps: Deps, release: Release, env: str, actor: Actor,
-                *, rollback: bool, ref: str, previous_ref: str | None) -> Deployment:
+                *, rollback: bool, ships: Shipped, before: Shipped | None) -> Deployment:
     """Take the environment's deploy lock and write the deployment row."""
     lock = await q.take_deploy_lock(session, project=release.project, environment=env,
                                     release_id=release.id, holder=actor.user)
     if lock.release_id != release.id:
         raise Refused(f"{release.project} {env} is busy: REL-{lock.release_id} is deploying.")
-    return await q.add_deployment(session, release=release, environment=env, ref=ref,
-                                  previous_ref=previous_ref, rollback=rollback,
-                                  started_by=actor.user, at=deps.clock())
+    before = before or Shipped(None)
+    return await q.add_deployment(
+        session, release=release, environment=env, rollback=rollback, started_by=actor.user,
+        at=deps.clock(), ref=ships.ref or release.ref, sha=ships.sha,
+        runs_release_id=ships.release_id, previous_ref=before.ref, previous_sha=before.sha,
+        previous_release_id=before.release_id)
 
 
 async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
@@ -79,11 +101,13 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
         facts = await load_facts(session, deps, release, EVENTS[Event.DEPLOY].reads)
         env = environment or next_environment(facts)
         dest = decide(facts, Event.DEPLOY, Ctx(actor, environment=env))
-        previous = await q.live_ref(session, release.project, env)
-        dep = await _hold(session, deps, release, env, actor, rollback=False, ref=release.ref,
-                          previous_ref=previous)
+        before = running(await q.live_deployment(session, release.project, env))
+        ships = Shipped(release_tag(deps, release.id), release.pinned_sha, release.id)
+        dep = await _hold(session, deps, release, env, actor, rollback=False, ships=ships,
+                          before=before)
         outcome = await record(session, deps, release, Event.DEPLOY, actor, dest, {
-            "environment": env, "ref": release.ref, "previous_ref": previous,
+            "environment": env, "ref": release.ref, "sha": release.pinned_sha, "tag": dep.ref,
+            "previous_ref": dep.previous_ref, "previous_sha": dep.previous_sha,
             "deployment": dep.id})
         return DeployStart(outcome, dep)
 
@@ -96,21 +120,33 @@ async def start_rollback(deps: Deps, *, release_id: int, actor: Actor, reason: s
     holder: list[Deployment] = []
 
     async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
-        env, ref = rollback_target(await q.deployments_of(session, rel.id))
-        if env is None or ref is None:  # the can_roll_back guard has already refused this
+        undo = rollback_target(await q.deployments_of(session, rel.id))
+        if undo is None:  # the can_roll_back guard has already refused this
             raise Refused("There is no recorded previous version to roll back to.")
-        dep = await _hold(session, deps, rel, env, actor, rollback=True, ref=ref,
-                          previous_ref=rel.ref)
+        back = _rollback_ref(deps, rel, undo)
+        ships = Shipped(back, undo.previous_sha, undo.previous_release_id)
+        dep = await _hold(session, deps, rel, undo.environment, actor, rollback=True,
+                          ships=ships, before=running(undo))
         holder[:] = [dep]
-        return {"environment": env, "ref": ref, "reason": reason.strip(), "deployment": dep.id}
+        return {"environment": dep.environment, "ref": undo.previous_ref or back,
+                "sha": undo.previous_sha, "tag": back, "reason": reason.strip(),
+                "deployment": dep.id}
 
     ctx = Ctx(actor, reason=reason, revision=revision)
     outcome = await transition(deps, release_id, Event.ROLLBACK, ctx, apply)
     return DeployStart(outcome, holder[0])
 
 
+def _rollback_ref(deps: Deps, release: Release, undo: Deployment) -> str:
+    """A ref at exactly the commit that ran before: the bot's own tag, or one made for it."""
+    previous = undo.previous_ref or ""
+    if not undo.previous_sha or previous.startswith(deps.policy.tag_prefix):
+        return previous or str(undo.previous_sha)
+    return f"{release_tag(deps, release.id)}-rollback"
+
+
 async def record_pipeline(deps: Deps, *, deployment_id: int, pipeline_id: int, url: str,
-                          previous_ref: str | None = None) -> Outcome:
+                          previous: Shipped | None = None, newer_commits: int = 0) -> Outcome:
     """The pipeline for a committed deploy exists: say so, with its link."""
 
     async def work(session: AsyncSession) -> Outcome:
@@ -119,8 +155,10 @@ async def record_pipeline(deps: Deps, *, deployment_id: int, pipeline_id: int, u
             raise Refused(f"No deployment {deployment_id}.")
         release = await locked(session, dep.release_id)
         dep.pipeline_id, dep.pipeline_url, dep.status = pipeline_id, url, "running"
-        if dep.previous_ref is None and previous_ref:
-            dep.previous_ref = previous_ref
+        if dep.previous_ref is None and dep.previous_sha is None and previous is not None:
+            dep.previous_ref, dep.previous_sha = previous.ref, previous.sha
+        if not dep.rollback:
+            release.newer_commits = newer_commits
         detail = {"environment": dep.environment, "pipeline": pipeline_id, "url": url,
                   "ref": dep.ref, "rollback": dep.rollback, "deployment": dep.id}
         return await record(session, deps, release, Event.PIPELINE_STARTED, SYSTEM,
@@ -169,7 +207,9 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
     await q.release_deploy_lock(session, project=dep.project, environment=dep.environment,
                                 release_id=release.id)
     started = dep.started_at
-    detail = {"environment": dep.environment, "ref": dep.ref, "pipeline": dep.pipeline_id,
+    shown = dep.ref if dep.rollback else release.ref  # people know a release by its ref
+    detail = {"environment": dep.environment, "ref": shown, "sha": dep.sha, "tag": dep.ref,
+              "pipeline": dep.pipeline_id,
               "url": dep.pipeline_url, "status": dep.status, "failed_job": failed_job,
               "failed_job_url": failed_job_url, "error": error, "deployment": dep.id,
               "seconds": round((now - started).total_seconds()) if started else None}
@@ -227,29 +267,58 @@ class Deployer:
         return await self.launch(start.deployment)
 
     async def launch(self, dep: Deployment) -> Outcome:
-        """Start the committed deployment's pipeline; a GitLab refusal ends it as failed."""
-        project = self.deps.policy.project(dep.project)
-        previous = dep.previous_ref
-        if previous is None and not dep.rollback:
-            previous = await self._live_in_gitlab(project.gitlab, dep.environment)
-        variables = {**project.deploy_variables, "RELEASE_ID": f"REL-{dep.release_id}",
-                     "DEPLOY_ENV": dep.environment, "ROLLBACK": "true" if dep.rollback else "false"}
+        """Tag the commit, start the pipeline on the tag; a GitLab refusal ends it as failed."""
+        project = self.deps.policy.project(dep.project).gitlab
         try:
-            pipeline = await self.gitlab.create_pipeline(project.gitlab, dep.ref, variables)
+            if dep.sha:
+                await self._tag(project, dep.ref, dep.sha)
+            previous = None if dep.rollback else await self._live_in_gitlab(project, dep)
+            newer = 0 if dep.rollback else await self._newer_commits(project, dep)
+            pipeline = await self.gitlab.create_pipeline(project, dep.ref, self._variables(dep))
         except GitLabError as exc:
             log.warning("REL-%s: pipeline not started: %s", dep.release_id, exc)
             return await finish_deploy(self.deps, deployment_id=dep.id, status="failed",
                                        error=str(exc))
         return await record_pipeline(self.deps, deployment_id=dep.id, pipeline_id=pipeline.id,
-                                     url=pipeline.web_url, previous_ref=previous)
+                                     url=pipeline.web_url, previous=previous,
+                                     newer_commits=newer)
 
-    async def _live_in_gitlab(self, project: str | int, environment: str) -> str | None:
+    def _variables(self, dep: Deployment) -> dict[str, str]:
+        """The project's deploy variables and the bot's own, for the pipeline."""
+        project = self.deps.policy.project(dep.project)
+        return {**project.deploy_variables, "RELEASE_ID": f"REL-{dep.release_id}",
+                "DEPLOY_ENV": dep.environment, "ROLLBACK": "true" if dep.rollback else "false",
+                "RELEASE_SHA": dep.sha or ""}
+
+    async def _tag(self, project: str | int, tag: str, sha: str) -> None:
+        """Make `tag` point at `sha`; a tag already elsewhere stops the deploy."""
+        at = await self.gitlab.ensure_tag(project, tag, sha)
+        if at != sha:
+            raise GitLabError(f"the tag {tag} already points at {at[:7]}, not at {sha[:7]}; "
+                              "remove or rename that tag, then deploy again")
+
+    async def _live_in_gitlab(self, project: str | int, dep: Deployment) -> Shipped | None:
         """What GitLab last deployed there, when the bot has no record of its own."""
-        try:
-            return await self.gitlab.last_deployed_ref(project, environment)
-        except GitLabError as exc:
-            log.info("live ref of %s %s unknown: %s", project, environment, exc)
+        if dep.previous_ref or dep.previous_sha:
             return None
+        try:
+            found = await self.gitlab.last_deployment(project, dep.environment)
+        except GitLabError as exc:
+            log.info("live version of %s %s unknown: %s", project, dep.environment, exc)
+            return None
+        return Shipped(found[1], found[0]) if found else None
+
+    async def _newer_commits(self, project: str | int, dep: Deployment) -> int:
+        """How far the release's ref has moved on since its commit was pinned (best effort)."""
+        async with self.deps.sessions() as session:
+            release = await q.get_release(session, dep.release_id)
+        if release is None or not dep.sha or release.ref == dep.sha:
+            return 0
+        try:
+            return await self.gitlab.commits_between(project, dep.sha, release.ref)
+        except GitLabError as exc:
+            log.info("REL-%s: newer commits unknown: %s", dep.release_id, exc)
+            return 0
 
     async def take_result(self, result: PipelineResult) -> Outcome | None:
         """A pipeline ended: move its release once, however often this is called."""

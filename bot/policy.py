@@ -32,6 +32,7 @@ CLOCK_TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 RESERVED_VARIABLES = ("RELEASE_ID", "DEPLOY_ENV", "ROLLBACK")
 HOTFIX_MERGE_BACK_DAYS = 7
+_TAG_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,40}")
 
 
 class PolicyError(Exception):
@@ -393,6 +394,15 @@ class Policy(_Model):
     reminders: Reminders = Reminders()
     slack: SlackAccess = SlackAccess()
     limits: Limits = Limits()
+    tag_prefix: str = "release/"  # each release's deploys run on the tag <prefix>REL-n
+
+    @field_validator("tag_prefix")
+    @classmethod
+    def _tag_prefix(cls, value: str) -> str:
+        """A prefix git accepts in a tag name."""
+        if not _TAG_PREFIX.fullmatch(value) or ".." in value or "//" in value:
+            raise ValueError("must be letters, digits, '.', '_', '-' or '/', e.g. release/")
+        return value
 
     @property
     def tz(self) -> ZoneInfo:

@@ -154,6 +154,7 @@ async def load_facts(session: AsyncSession, deps: Deps, release: Release,
         has_schedule=release.scheduled_at is not None,
         requester_can_deploy=type_policy.requester_can_deploy,
         one_person_many_roles=policy.one_person_many_roles,
+        pinned=bool(release.pinned_sha) and release.pinned_revision == release.revision,
         **stored, **gate,
     )
 
@@ -176,7 +177,8 @@ async def _stored_facts(session: AsyncSession, release: Release, limits: dict[st
         facts["deployed_envs"] = frozenset(
             d.environment for d in deployments
             if d.status == "success" and not d.rollback and d.revision == release.revision)
-        facts["rollback_ref"] = rollback_target(deployments)[1]
+        undo = rollback_target(deployments)
+        facts["rollback_ref"] = undo and (undo.previous_ref or undo.previous_sha)
     return facts
 
 
@@ -203,12 +205,12 @@ def type_limits(deps: Deps, release: Release) -> dict[str, int]:
     return {"A": limits.A, "B": limits.B, "C": limits.C}
 
 
-def rollback_target(deployments: Sequence[Deployment]) -> tuple[str | None, str | None]:
-    """(environment, ref) a rollback goes to: what the newest deploy of this release replaced."""
+def rollback_target(deployments: Sequence[Deployment]) -> Deployment | None:
+    """The deploy a rollback undoes: this release's newest one that replaced a known version."""
     for dep in reversed(list(deployments)):
-        if not dep.rollback and dep.previous_ref:
-            return dep.environment, dep.previous_ref
-    return None, None
+        if not dep.rollback and (dep.previous_ref or dep.previous_sha):
+            return dep
+    return None
 
 
 # --- one event ----------------------------------------------------------------------------------

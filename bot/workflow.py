@@ -132,6 +132,7 @@ class Facts:
     rollback_ref: str | None = None
     requester_can_deploy: bool = False
     one_person_many_roles: bool = False
+    pinned: bool = True  # this revision's commit was pinned at sign-off
 
     @property
     def missing_roles(self) -> list[str]:
@@ -317,6 +318,14 @@ def signed_off(facts: Facts, ctx: Ctx) -> str | None:
     return f"Still waiting for sign-off by {', '.join(missing)}." if missing else None
 
 
+def commit_pinned(facts: Facts, ctx: Ctx) -> str | None:
+    """What ships is the commit signed off (a release signed off before pins can't ship)."""
+    if facts.pinned:
+        return None
+    return ("This release was signed off before commits were pinned; attach its test report "
+            "again (or set its ref again) so the approvers sign off one commit.")
+
+
 def checklist_done(facts: Facts, ctx: Ctx) -> str | None:
     """The pre-release checklist is complete."""
     left = [str(i) for i in range(1, facts.checklist_total + 1) if i not in facts.checklist_done]
@@ -397,7 +406,7 @@ def was_requested(facts: Facts, ctx: Ctx) -> bool:
 
 _S, _W = State, Who
 _SIGN = (may_sign,)
-_DEPLOY_GUARDS = (signed_off, checklist_done, environment_in_order, gate_open)
+_DEPLOY_GUARDS = (signed_off, commit_pinned, checklist_done, environment_in_order, gate_open)
 
 TABLE: tuple[Transition, ...] = (
     Transition((_S.REQUESTED,), Event.START_TESTING, _S.TESTING, (_W.TESTER,)),

@@ -53,8 +53,15 @@ def _approve(p: Payload, d: Payload) -> str:
     return line + (f" Still waiting for {escape(', '.join(missing))}." if missing else "")
 
 
+def _version(d: Payload) -> str:
+    """`v1.2.0` @ `3f2a9c1`: the ref and, when known, the commit it stands for."""
+    sha = d.get("sha")
+    at = f" @ `{escape(sha[:7])}`" if isinstance(sha, str) and sha else ""
+    return f"`{escape(str(d.get('ref')))}`{at}"
+
+
 def _deploy(p: Payload, d: Payload) -> str:
-    return (f"🚀 {mention(p['actor'])} started the deploy of `{escape(str(d.get('ref')))}` to "
+    return (f"🚀 {mention(p['actor'])} started the deploy of {_version(d)} to "
             f"{escape(str(d.get('environment')))}.")
 
 
@@ -67,7 +74,7 @@ def _pipeline(p: Payload, d: Payload) -> str:
 def _deployed(p: Payload, d: Payload) -> str:
     secs = d.get("seconds")
     took = f" in {secs // 60} min {secs % 60} s" if isinstance(secs, int) else ""
-    return (f"📦 Deployed `{escape(str(d.get('ref')))}` to {escape(str(d.get('environment')))}"
+    return (f"📦 Deployed {_version(d)} to {escape(str(d.get('environment')))}"
             f"{took} ({_link(d.get('url'), 'pipeline')}).")
 
 
@@ -81,12 +88,12 @@ def _deploy_failed(p: Payload, d: Payload) -> str:
 
 def _rollback(p: Payload, d: Payload) -> str:
     return (f"⏪ {mention(p['actor'])} is rolling back {escape(str(d.get('environment')))} to "
-            f"`{escape(str(d.get('ref')))}`{_reason(d)}.")
+            f"{_version(d)}{_reason(d)}.")
 
 
 def _rolled_back(p: Payload, d: Payload) -> str:
     return (f"↩️ Rolled back {escape(str(d.get('environment')))} to "
-            f"`{escape(str(d.get('ref')))}` ({_link(d.get('url'), 'pipeline')}).")
+            f"{_version(d)} ({_link(d.get('url'), 'pipeline')}).")
 
 
 def _rollback_failed(p: Payload, d: Payload) -> str:

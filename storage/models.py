@@ -171,6 +171,7 @@ class Deployment(SQLModel, table=True):
     previous_ref: str | None = Field(default=None, max_length=255)
     previous_sha: str | None = Field(default=None, max_length=40)  # what ran there before
     previous_release_id: int | None = None  # the release that ran there before, if the bot's
+    runs_release_id: int | None = None  # the release whose version this puts in place, if any
     rollback: bool = False
     status: str = Field(default="pending", index=True, max_length=20)  # pending/running/success/...
     pipeline_id: int | None = Field(default=None, index=True)

@@ -103,9 +103,10 @@ async def audit_page(session: AsyncSession, *, after_id: int, since: datetime | 
     return (await session.exec(stmt.order_by(col(AuditEntry.id)).limit(limit))).all()
 
 
-async def live_ref(session: AsyncSession, project: str, environment: str) -> str | None:
-    """The ref of the last successful deploy or rollback the bot made to this environment."""
-    stmt = (select(Deployment.ref)
+async def live_deployment(session: AsyncSession, project: str,
+                          environment: str) -> Deployment | None:
+    """The last successful deploy or rollback the bot made to this environment: what runs there."""
+    stmt = (select(Deployment)
             .where(Deployment.project == project, Deployment.environment == environment,
                    Deployment.status == "success")
             .order_by(col(Deployment.finished_at).desc(), col(Deployment.id).desc()).limit(1))
@@ -201,13 +202,17 @@ def add_ticks(session: AsyncSession, *, release_id: int, items: Sequence[int], b
         session.add(ChecklistTick(release_id=release_id, item=item, ticked_by=by, created_at=at))
 
 
-async def add_deployment(session: AsyncSession, *, release: Release, environment: str, ref: str,
-                         previous_ref: str | None, rollback: bool, started_by: str,
-                         at: datetime) -> Deployment:
-    """Record a deploy or rollback the bot has committed to (its id assigned)."""
+async def add_deployment(session: AsyncSession, *, release: Release, environment: str,
+                         rollback: bool, started_by: str, at: datetime,
+                         **shipped: str | int | None) -> Deployment:
+    """Record a deploy or rollback the bot has committed to (its id assigned).
+
+    `shipped`: ref, sha, runs_release_id, and the previous_ref, previous_sha and
+    previous_release_id of what ran there before.
+    """
     dep = Deployment(release_id=release.id, revision=release.revision, project=release.project,
-                     environment=environment, ref=ref, previous_ref=previous_ref,
-                     rollback=rollback, started_by=started_by, started_at=at)
+                     environment=environment, rollback=rollback, started_by=started_by,
+                     started_at=at, **shipped)
     session.add(dep)
     await session.flush()
     return dep

@@ -85,7 +85,7 @@ def pg_admin_sync(sql: str) -> None:
 
 # Refs the tests file releases at, beyond the demo's v1.0.0, v1.1.0, main and release.
 TEST_REFS = ("v1", "v2", "v9", "v1.2", "v1.1.1", "v2.0.0", "v3.0.0", "v3.1.0", "r", "hotfix-1",
-             "v-unapproved", *(f"v1.{minor}.0" for minor in range(2, 40)))
+             *(f"v1.{minor}.0" for minor in range(2, 40)))
 
 
 def seed_gitlab(gitlab: GitLabEmulator) -> GitLabEmulator:
@@ -94,6 +94,10 @@ def seed_gitlab(gitlab: GitLabEmulator) -> GitLabEmulator:
     for project in gitlab.projects.values():
         for ref in TEST_REFS:
             gitlab.add_tag(project, ref, "main")
+        # A commit nobody signed off, for tests that a ref change can't slip it in.
+        gitlab.add_commit(project, title="Not signed off", branches=["unapproved"],
+                          parent="main")
+        gitlab.add_tag(project, "v-unapproved", "unapproved")
     return gitlab
 
 

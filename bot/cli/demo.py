@@ -286,7 +286,7 @@ async def emergency_release(d: Demo) -> int:
     if await d.pipeline(rid) != "deployed":
         raise DemoStop(f"REL-{rid}'s staging deploy did not succeed")
     d.log("      (scripted: GitLab's production job for this hotfix is going to fail)")
-    d.gitlab.auto_advance(every=PIPELINE_STEP, fail_refs=[HOTFIX_REF])
+    d.gitlab.auto_advance(every=PIPELINE_STEP, fail_refs=[f"release/REL-{rid}"])  # its tag
     outcome = await d.pipeline(rid)
     d.gitlab.auto_advance(every=PIPELINE_STEP)  # later pipelines, a rollback too, succeed
     if outcome != "deploy_failed":
@@ -309,12 +309,12 @@ async def verify(d: Demo, first: int, second: int) -> list[str]:
         problems.append(f"{CHANNEL_NAME} has {len(cards)} top-level messages, not one per release")
     for rid in (first, second):
         problems += await announced_once(d, rid)
-    live = (await d.release(first)).ref
+    live = (await d.release(first)).pinned_sha or "?"
     async with d.app[DEPS].sessions() as session:
         back = [dep for dep in await q.deployments_of(session, second) if dep.rollback]
-    if not back or back[-1].ref != live or back[-1].status != "success":
-        problems.append(f"REL-{second} was not rolled back to `{live}`, the version REL-{first} "
-                        "put live")
+    if not back or back[-1].sha != live or back[-1].status != "success":
+        problems.append(f"REL-{second} was not rolled back to `{live[:7]}`, the commit "
+                        f"REL-{first} put live")
     return problems
 
 

@@ -60,22 +60,27 @@ async def test_standard_release_cannot_override_a_freeze(deps: Deps) -> None:
 
 
 async def test_deploy_failure_then_rollback_to_recorded_ref(deps: Deps) -> None:
-    """The ref live before is recorded at deploy and is where rollback goes."""
+    """The version live before (tag, commit, release) is recorded at deploy; rollback goes there."""
     ops = who(deps, OPS)
     first = await signed_off(deps, project="web", ref="v1.0.0")
     start = await deploys.start_deploy(deps, release_id=first, actor=ops)
     assert start.deployment.previous_ref is None
+    assert start.deployment.ref == f"release/REL-{first}" and start.deployment.sha
+    first_sha = start.deployment.sha
     await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="success")
     second = await signed_off(deps, project="web", ref="v1.1.0")
     start = await deploys.start_deploy(deps, release_id=second, actor=ops)
-    assert start.deployment.previous_ref == "v1.0.0"
+    assert start.deployment.previous_ref == f"release/REL-{first}"
+    assert start.deployment.previous_sha == first_sha
+    assert start.deployment.previous_release_id == first
     failed = await deploys.finish_deploy(deps, deployment_id=start.deployment.id,
                                          status="failed", failed_job="deploy:production")
     assert failed.to_state is State.DEPLOY_FAILED and failed.detail["failed_job"]
     again = await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="failed")
     assert again.changed is False
     back = await deploys.start_rollback(deps, release_id=second, actor=ops, reason="500s")
-    assert back.deployment.ref == "v1.0.0" and back.deployment.rollback
+    assert back.deployment.ref == f"release/REL-{first}" and back.deployment.rollback
+    assert back.deployment.sha == first_sha and back.deployment.runs_release_id == first
     done = await deploys.finish_deploy(deps, deployment_id=back.deployment.id, status="success")
     assert done.to_state is State.ROLLED_BACK
 
@@ -113,4 +118,4 @@ async def test_verification_fail_then_rollback(deps: Deps) -> None:
                                note="login broken")
     assert out.to_state is State.VERIFICATION_FAILED
     back = await deploys.start_rollback(deps, release_id=rid, actor=ops)
-    assert back.deployment.ref == "v1.0.0"
+    assert back.deployment.ref == f"release/REL-{first}"

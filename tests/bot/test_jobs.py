@@ -88,7 +88,9 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
     await releases.tick(deps, release_id=rid, actor=who(deps, OPS), items=(1, 2))
     assert await jobs.deploy_due() == 1
     assert await state(deps, rid) is State.DEPLOYING
-    assert [p.ref for p in gitlab.pipelines.values()] == ["v1.1.0"]
+    assert [p.ref for p in gitlab.pipelines.values()] == [f"release/REL-{rid}"]
+    assert [p.sha for p in gitlab.pipelines.values()] == [gitlab.resolve(
+        gitlab.project("acme/payments"), "v1.1.0").sha]
 
 
 async def test_campaign_needs_its_time(deps: Deps) -> None:

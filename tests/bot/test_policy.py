@@ -250,7 +250,7 @@ BROKEN = [
         SAMPLE + "colour: blue\n",
         "releasebot.yml:23: colour: unknown key 'colour'; allowed keys: freezes, "
         "limits, observation_hours, one_person_many_roles, policies, projects, release_channel, "
-        "reminders, roles, slack, timezone, windows",
+        "reminders, roles, slack, tag_prefix, timezone, windows",
         id="unknown top-level key",
     ),
     pytest.param(

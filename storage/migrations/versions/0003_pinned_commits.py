@@ -31,11 +31,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('previous_sha',
                                       sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True))
         batch_op.add_column(sa.Column('previous_release_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('runs_release_id', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     """Revert."""
     with op.batch_alter_table('deployments', schema=None) as batch_op:
+        batch_op.drop_column('runs_release_id')
         batch_op.drop_column('previous_release_id')
         batch_op.drop_column('previous_sha')
         batch_op.drop_column('sha')

@@ -48,15 +48,16 @@ def test_demo_runs_both_releases_and_prints_the_channel(tmp_path: Path) -> None:
                     "Tariq (tester) started testing", "attached a test report",
                     "Diego (tech director) approved as tech_director",
                     "Lena (test lead) approved as test_lead", "ticked checklist item 1, 2",
-                    "started the deploy of `v1.1.0` to staging",
-                    "Deployed `v1.1.0` to staging", "Deployed `v1.1.0` to production",
+                    "started the deploy of `v1.1.0` @ `",
+                    "Deployed `v1.1.0` @ `", "to staging", "Deployed `v1.1.0` @ `", "to production",
                     "verified the release in production", "REL-1 is closed")
     assert "↩️ Rolled back" in second and "emergency release" in second
     assert in_order(second, "`hotfix/payout-timeout`", "does not meet the go-live standard",
                     "Chen (CTO) accepted the open bugs", "Chen (CTO) approved as executive",
-                    "Deployed `hotfix/payout-timeout` to staging",
+                    "Deployed `hotfix/payout-timeout` @ `", "to staging",
                     "Deploy to production failed", "Olga (release manager) is rolling back "
-                    "production to `v1.1.0`", "Rolled back production to `v1.1.0`")
+                    "production to `release/REL-1` @ `", "Rolled back production to "
+                    "`release/REL-1` @ `")
     assert "[also sent to #releases]" in second
     assert "<@" not in out and "U0" not in out and "&lt;" not in out
     assert in_order(out, "═══ Who did what", "REL-1", "Olga (release manager)", "close",

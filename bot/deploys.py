@@ -160,7 +160,8 @@ async def record_pipeline(deps: Deps, *, deployment_id: int, pipeline_id: int, u
         if not dep.rollback:
             release.newer_commits = newer_commits
         detail = {"environment": dep.environment, "pipeline": pipeline_id, "url": url,
-                  "ref": dep.ref, "rollback": dep.rollback, "deployment": dep.id}
+                  "ref": dep.ref, "sha": dep.sha, "rollback": dep.rollback,
+                  "deployment": dep.id}
         return await record(session, deps, release, Event.PIPELINE_STARTED, SYSTEM,
                             State(release.state), detail)
 

@@ -126,7 +126,9 @@ def rolling_back(out: Outcome) -> str:
     if out.event is Event.ROLLBACK_FAILED:
         return (f"The rollback pipeline of {out.release.rel_id} did not start: "
                 f"{out.detail.get('error')}")
-    return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`."
+    sha = out.detail.get("sha")
+    at = f" @ `{sha[:7]}`" if isinstance(sha, str) and sha else ""
+    return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`{at}."
 
 
 def closed(out: Outcome) -> str:

@@ -57,8 +57,9 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
         lines.append(f"*Planned* {escape(rel.planned_window)}")
     if dep := view.active_deployment:
         link = f"<{dep.pipeline_url}|pipeline>" if dep.pipeline_url else "pipeline starting"
-        kind = "Rolling back" if dep.rollback else "Deploying"
-        lines.append(f"{kind} `{escape(dep.ref)}` to {escape(dep.environment)}: {link}")
+        kind, ref = ("Rolling back to", dep.ref) if dep.rollback else ("Deploying", rel.ref)
+        at = f" @ `{escape(dep.sha[:7])}`" if dep.sha else ""
+        lines.append(f"{kind} `{escape(ref)}`{at} to {escape(dep.environment)}: {link}")
     return "\n".join(lines)
 
 

@@ -31,9 +31,11 @@ async def signed_off(h: Harness) -> list[int]:
     How sign-off gets there is tested elsewhere; here only the race goes through HTTP.
     """
     now = h.app[DEPS].clock()
+    sha = signed_sha(h)
     async with transaction(h.app[DEPS].sessions) as session:
         rels = [Release(project=lane, ref=SIGNED_REF, title=f"Race in {lane}", type="standard",
-                        requester=DEV, state="approved", checklist=[]) for lane in LANES]
+                        requester=DEV, state="approved", checklist=[], pinned_sha=sha,
+                        pinned_revision=1) for lane in LANES]
         session.add_all(rels)
         await session.flush()
         for rel in rels:
@@ -43,6 +45,13 @@ async def signed_off(h: Harness) -> list[int]:
                 session.add(Approval(release_id=rel.id, revision=1, role=role, approver=user,
                                      created_at=now))
     return [rel.id for rel in rels if rel.id is not None]
+
+
+def signed_sha(h: Harness) -> str:
+    """The commit SIGNED_REF names: what sign-off pinned."""
+    commit = h.gitlab.resolve(h.gitlab.project("acme/web"), SIGNED_REF)
+    assert commit is not None
+    return commit.sha
 
 
 async def race(h: Harness, rid: int) -> None:
@@ -72,7 +81,7 @@ async def finish(h: Harness, rid: int) -> None:
 
 
 async def test_ref_change_racing_deploy_never_ships_an_unsigned_ref(db_url: str) -> None:
-    """100 races: each pipeline's ref is the one its deployment's revision was approved at."""
+    """100 races: each pipeline runs the commit its deployment's revision was approved at."""
     outcomes: Counter[str] = Counter()
     async with running_app(db_url, POLICY) as h:
         runtime = h.app[RUNTIME]
@@ -95,6 +104,7 @@ async def test_ref_change_racing_deploy_never_ships_an_unsigned_ref(db_url: str)
                 dep = await q.deployment_by_pipeline(session, rel.project, pipeline.id)
                 signed = {a.role for a in await q.approvals_of(session, rel, current_only=False)
                           if a.revision == dep.revision}
-                assert pipeline.ref == dep.ref == SIGNED_REF, rel.id
+                assert pipeline.ref == dep.ref == f"release/REL-{rel.id}", rel.id
+                assert pipeline.sha == dep.sha == signed_sha(h), rel.id
                 assert signed == {"tech_director", "test_lead"}, rel.id
     assert sum(outcomes.values()) == TRIALS and set(outcomes) == {"testing", "deploying"}, outcomes

@@ -61,9 +61,12 @@ async def test_staging_then_production_then_verified(db_url: str, policy: Policy
         assert variable(pipeline.variables, "RELEASE_ID") == f"REL-{rid}"
         assert variable(pipeline.variables, "ROLLBACK") == "false"
         assert variable(pipeline.variables, "DEPLOY") == "true"
-        assert pipeline.ref == "v1.1.0"
+        assert pipeline.ref == f"release/REL-{rid}"
+        assert pipeline.sha == h.gitlab.resolve(h.gitlab.project(pipeline.project.id),
+                                                "v1.1.0").sha
+        assert variable(pipeline.variables, "RELEASE_SHA") == pipeline.sha
         assert await state(h, rid) == "deploying" and h.buttons(rid) == []
-        assert "Deploying `v1.1.0` to staging" in str(h.card(rid).blocks)
+        assert f"Deploying `v1.1.0` @ `{pipeline.sha[:7]}` to staging" in str(h.card(rid).blocks)
         h.gitlab.set_status(pipeline.id, "success")
         assert await h.poll() == 1
         assert await h.poll() == 0
@@ -99,7 +102,7 @@ async def test_a_failed_verification_is_refused_alike_every_way(db_url: str,
 
 
 async def test_failed_deploy_rolls_back_to_the_recorded_ref(db_url: str, policy: Policy) -> None:
-    """The live ref comes from GitLab the first time, from the bot after; rollback uses it."""
+    """The live commit comes from GitLab the first time, from the bot after; rollback ships it."""
     async with running_app(db_url, policy) as h:
         seeded = h.gitlab.create_pipeline("acme/web", "v1.0.0",
                                           [{"key": "DEPLOY_ENV", "value": "production"}])
@@ -109,19 +112,25 @@ async def test_failed_deploy_rolls_back_to_the_recorded_ref(db_url: str, policy:
         assert await state(h, first) == "deploy_failed"
         failure = next(m for m in broadcasts(h) if "failed" in m)
         assert "deploy:production" in failure and ActionId.ROLLBACK in h.buttons(first)
-        assert "Rolling REL-1 back to `v1.0.0`" in await h.click(OPS, ActionId.ROLLBACK)
+        # GitLab's v1.0.0 was live: the rollback runs on a tag the bot makes at that commit.
+        old = seeded.sha
+        answer = await h.click(OPS, ActionId.ROLLBACK)
+        assert f"Rolling REL-1 back to `release/REL-1-rollback` @ `{old[:7]}`" in answer
         back = h.pipeline_of(first)
-        assert back.ref == "v1.0.0" and variable(back.variables, "ROLLBACK") == "true"
+        assert back.ref == "release/REL-1-rollback" and back.sha == old
+        assert variable(back.variables, "ROLLBACK") == "true"
+        assert variable(back.variables, "RELEASE_SHA") == old
         assert variable(back.variables, "DEPLOY_ENV") == "production"
         h.gitlab.set_status(back.id, "success")
         assert await h.poll() == 1
         assert await state(h, first) == "rolled_back"
-        assert any("Rolled back production to `v1.0.0`" in m for m in broadcasts(h))
+        assert any(f"Rolled back production to `release/REL-1-rollback` @ `{old[:7]}`" in m
+                   for m in broadcasts(h))
         second = await approved(h, "web", "main")
         await deploy_and_finish(h, second)
         async with h.app[DEPS].sessions() as session:
             deps = await q.deployments_of(session, second)
-        assert deps[0].previous_ref == "v1.0.0"  # the rollback is what was live
+        assert (deps[0].previous_ref, deps[0].previous_sha) == ("release/REL-1-rollback", old)
 
 
 async def test_webhook_alone_reports_the_result(db_url: str, policy: Policy) -> None:

@@ -29,7 +29,9 @@ async def test_campaign_deploys_itself_at_its_time(db_url: str, policy: Policy) 
         clock.jump_to(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))  # 20:00 in Shanghai
         await wait_for(lambda: h.pipeline_of(1) is not None, 10)
         pipeline = h.pipeline_of(1)
-        assert pipeline.ref == "v1.1.0"
+        assert pipeline.ref == "release/REL-1"
+        assert pipeline.sha == h.gitlab.resolve(h.gitlab.project(pipeline.project.id),
+                                                "v1.1.0").sha
         await h.settle()
         assert await state(h, 1) == "deploying"
         assert any("started the deploy" in t for t in h.thread(1))

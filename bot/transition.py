@@ -242,8 +242,9 @@ async def record(session: AsyncSession, deps: Deps, release: Release, event: Eve
     before = None if created else State(release.state)
     # A new release's row went in a moment ago with this state and time: no second write.
     now = release.state_since if created else _move(deps, release, dest)
-    q.add_audit(session, release_id=release.id, actor=actor.user, action=event.value,
-                from_state=before and before.value, to_state=dest.value, detail=detail, at=now)
+    await q.add_audit(session, release_id=release.id, actor=actor.user, action=event.value,
+                      from_state=before and before.value, to_state=dest.value, detail=detail,
+                      at=now)
     q.add_outbox(session, release_id=release.id, kind="event", at=now, payload={
         "event": event.value, "actor": actor.user, "from": before and before.value,
         "to": dest.value, "detail": detail, "broadcast": EVENTS[event].broadcast})

@@ -77,6 +77,13 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
                                   output=args.output, out=sys.stdout, err=sys.stderr))
 
 
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the audit trail's hash chain."""
+    from bot.cli.audit import run_verify
+
+    return asyncio.run(run_verify(settings, sys.stdout, sys.stderr))
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Two releases end to end, offline, against the built-in emulators."""
     from bot.cli.demo import run_demo
@@ -104,6 +111,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, Settings], int]]] =
     "policy": ("validate the policy file (RELEASEBOT_CONFIG)", _check_policy),
     "check": ("validate the policy file and test the Slack and GitLab connections", _check),
     "export": ("write the audit trail as CSV or JSON", _export),
+    "audit": ("`audit verify`: check the audit trail's hash chain; names the first broken row",
+              _audit),
 }
 # Commands that need no settings at all: they run on a fresh machine whatever the environment.
 STANDALONE: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
@@ -111,7 +120,7 @@ STANDALONE: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "say": ("send one /release command to a running `demo --keep` and print the answer", _say),
 }
 
-HELP_ORDER = ("demo", "say", "serve", "migrate", "policy", "check", "export")
+HELP_ORDER = ("demo", "say", "serve", "migrate", "policy", "check", "export", "audit")
 
 
 def _since(text: str) -> datetime:
@@ -137,6 +146,8 @@ def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--since", type=_since, metavar="YYYY-MM-DD",
                          help="only rows from this day on (UTC)")
         sub.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
+    elif name == "audit":
+        sub.add_argument("action", choices=("verify",), help="what to do with the trail")
     elif name == "demo":
         sub.add_argument("--slow", action="store_true", help="pause between steps to watch")
         sub.add_argument("--keep", action="store_true",

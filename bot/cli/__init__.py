@@ -24,7 +24,25 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     upgrade(settings.database_url)
     print(f"database is up to date ({_safe_url(settings.database_url)})")
+    if args.grant_to:
+        _grant(settings.database_url, args.grant_to)
     return 0
+
+
+def _grant(url: str, role: str) -> None:
+    """Give `serve`'s role what it needs and no more (see docs/operations.md, Hardening)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.migrate import grant_app_role
+
+    try:
+        grant_app_role(url, role)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", exc)).splitlines()[0]
+        raise CommandError(f"cannot grant to {role}: {first}") from None
+    print(f"{role} may now run `serve`: audit trail insert and select only")
 
 
 def _safe_url(url: str) -> str:
@@ -138,6 +156,9 @@ def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
     if name in ("serve", "migrate", "policy"):
         sub.add_argument("--host", help="override HOST")
         sub.add_argument("--port", type=int, help="override PORT")
+    if name == "migrate":
+        sub.add_argument("--grant-to", metavar="ROLE",
+                         help="then grant PostgreSQL role ROLE what `serve` needs, and no more")
     if name == "serve":
         sub.add_argument("--socket-mode", action="store_true",
                          help="take Slack traffic over Socket Mode (needs SLACK_APP_TOKEN)")

@@ -177,9 +177,11 @@ async def attach_report(deps: Deps, *, release_id: int, actor: Actor, report: Re
 
 
 def _void_approvals(release: Release, facts: Facts) -> int:
-    """Start a new revision: earlier approvals and reports stop counting."""
+    """Start a new revision: approvals, reports, risk acceptance and override stop counting."""
     release.revision += 1
     release.risk_accepted_by = release.risk_reason = None
+    # An override was given for what was then to ship; a new ref or report must earn its own.
+    release.gate_override_by = release.gate_override_reason = None
     return len(facts.approvals)
 
 

@@ -279,6 +279,13 @@ def may_sign(facts: Facts, ctx: Ctx) -> str | None:
     return "Every role you hold has already signed off this release."
 
 
+def not_own_release(facts: Facts, ctx: Ctx) -> str | None:
+    """Nobody lifts a rule for their own release: risk acceptance and overrides need another."""
+    if ctx.actor.user != facts.requester:
+        return None
+    return "You requested this release, so someone else must decide that (four eyes)."
+
+
 def report_fails(facts: Facts, ctx: Ctx) -> str | None:
     """Risk acceptance only makes sense for a report that fails the go-live standard."""
     if facts.report is None:
@@ -391,7 +398,7 @@ TABLE: tuple[Transition, ...] = (
     Transition(BEFORE_DEPLOY, Event.REPORT, _S.READY_FOR_SIGNOFF, (_W.TESTER,), when=(report_ok,)),
     Transition(BEFORE_DEPLOY, Event.REPORT, _S.TESTING, (_W.TESTER,)),
     Transition((_S.TESTING,), Event.ACCEPT_RISK, _S.READY_FOR_SIGNOFF, (_W.EXECUTIVE,),
-               (known_issues_allowed, report_fails, needs_reason)),
+               (not_own_release, known_issues_allowed, report_fails, needs_reason)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.SCHEDULED, (_W.APPROVER,), _SIGN,
                when=(completes_signoff, scheduled)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.APPROVED, (_W.APPROVER,), _SIGN,
@@ -407,7 +414,7 @@ TABLE: tuple[Transition, ...] = (
     Transition(PREPARING, Event.TICK, None, (_W.RELEASE_MANAGER,),
                (valid_items,)),
     Transition(PREPARING, Event.OVERRIDE_GATE, None, (_W.EXECUTIVE,),
-               (bypass_allowed, needs_reason)),
+               (not_own_release, bypass_allowed, needs_reason)),
     Transition(BEFORE_DEPLOY, Event.HOLD, None, (_W.SYSTEM,)),
     Transition((*SIGNED_OFF, _S.DEPLOYED, _S.DEPLOY_FAILED), Event.DEPLOY, _S.DEPLOYING,
                (_W.DEPLOYER, _W.SYSTEM), _DEPLOY_GUARDS),

@@ -188,6 +188,17 @@ def test_emergency_acceptance_needs_executive_policy_and_reason() -> None:
     assert "already meets" in refused(passing, E.ACCEPT_RISK, Ctx(CTO, reason="x"))
 
 
+def test_nobody_lifts_a_rule_for_their_own_release() -> None:
+    """An executive who requested a release may neither accept its risk nor override its gate."""
+    own = Actor(DEV.user, frozenset({"executive"}))
+    testing = replace(BASE, state=S.TESTING, report=BAD)
+    assert "someone else must decide" in refused(testing, E.ACCEPT_RISK, Ctx(own, reason="x"))
+    assert decide(testing, E.ACCEPT_RISK, Ctx(CTO, reason="x")) is S.READY_FOR_SIGNOFF
+    frozen = replace(BASE, state=S.APPROVED, gate_open=False, gate_reason="Freeze")
+    assert "someone else must decide" in refused(frozen, E.OVERRIDE_GATE, Ctx(own, reason="x"))
+    assert decide(frozen, E.OVERRIDE_GATE, Ctx(CTO, reason="x")) is S.APPROVED
+
+
 def test_deploy_needs_all_signoffs() -> None:
     """Missing approvals of the current revision block deploy."""
     facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": DIRECTOR.user})

@@ -126,13 +126,28 @@ async def notes_for(deps: Deps, deployer: Deployer, *, release_id: int) -> Relea
     return await build_notes(deployer.gitlab, project, previous, release.ref)
 
 
+@dataclass(frozen=True)
+class NotesUnavailable:
+    """GitLab could not be asked; its text is untrusted, so the renderer escapes it."""
+
+    reason: str
+
+    @property
+    def sentence(self) -> str:
+        """What to tell people."""
+        return f"Release notes are not available: {self.reason}"
+
+
+NotesRenderer = Callable[[ReleaseNotes | NotesUnavailable], str]
+
+
 async def notes_text(deps: Deps, deployer: Deployer, *, release_id: int,
-                     render: Callable[[ReleaseNotes], str]) -> str:
-    """The notes as `render` writes them; a plain sentence when GitLab can't be asked."""
+                     render: NotesRenderer) -> str:
+    """The notes, or why there are none, as `render` writes them."""
     try:
         return render(await notes_for(deps, deployer, release_id=release_id))
     except GitLabError as exc:
-        return f"Release notes are not available: {exc}"
+        return render(NotesUnavailable(str(exc)))
 
 
 @dataclass(frozen=True)

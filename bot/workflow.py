@@ -263,9 +263,16 @@ def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
     return reason_sentence(ctx.reason)
 
 
+REASON_LIMIT = 4000  # the stored reason's column
+
+
 def reason_sentence(reason: str) -> str | None:
-    """What a missing reason is refused with (forms show it under their field)."""
-    return None if reason.strip() else "Please give a reason."
+    """What a missing or too long reason is refused with (forms show it under their field)."""
+    if not reason.strip():
+        return "Please give a reason."
+    if len(reason) > REASON_LIMIT:
+        return f"The reason is too long ({len(reason)} characters; at most {REASON_LIMIT})."
+    return None
 
 
 def may_sign(facts: Facts, ctx: Ctx) -> str | None:

@@ -19,6 +19,7 @@ from handlers.blocks import (
     escape,
     local_time,
     mention,
+    safe_url,
     section,
     title_line,
 )
@@ -55,7 +56,8 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
     elif rel.planned_window:
         lines.append(f"*Planned* {escape(rel.planned_window)}")
     if dep := view.active_deployment:
-        link = f"<{dep.pipeline_url}|pipeline>" if dep.pipeline_url else "pipeline starting"
+        url = dep.pipeline_url
+        link = f"<{safe_url(url)}|pipeline>" if url else "pipeline starting"
         kind = "Rolling back" if dep.rollback else "Deploying"
         lines.append(f"{kind} `{escape(dep.ref)}` to {escape(dep.environment)}: {link}")
     return "\n".join(lines)

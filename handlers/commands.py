@@ -12,6 +12,7 @@ from bot.policy import ReleaseType
 from bot.workflow import Actor
 from handlers import answer
 from handlers.answer import Asker, Reply, answer_after, open_form
+from handlers.blocks import escape, safe_url
 from handlers.modals import build_request_modal
 from handlers.notes_text import notes_mrkdwn
 from handlers.parse import (
@@ -200,7 +201,8 @@ async def _publish(rt: Runtime, release_id: int, user: str) -> Reply:
     """Publish the notes as a GitLab Release (tags only; release manager)."""
     published = await publish_notes(rt.deps, rt.deployer, release_id=release_id,
                                     actor=await rt.directory.actor(user))
-    return f"Published {published.ref} as a GitLab release: {published.url}"
+    return (f"Published {escape(published.ref)} as a GitLab release: "
+            f"<{safe_url(published.url)}>")
 
 
 async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:

@@ -8,7 +8,16 @@ from bot import calendar
 from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
-from handlers.blocks import STATE_ICON, clip, context, escape, local_time, mention, section
+from handlers.blocks import (
+    STATE_ICON,
+    clip,
+    context,
+    escape,
+    local_time,
+    mention,
+    safe_url,
+    section,
+)
 from handlers.cards import build_release_card
 from storage import queries as q
 
@@ -50,7 +59,7 @@ def deploys_text(view: ReleaseView, tz: Any) -> str:
     lines = ["*Deploys*"]
     for d in view.deployments[-10:]:
         kind = "rollback" if d.rollback else "deploy"
-        link = f" <{d.pipeline_url}|#{d.pipeline_id}>" if d.pipeline_url else ""
+        link = f" <{safe_url(d.pipeline_url)}|#{d.pipeline_id}>" if d.pipeline_url else ""
         lines.append(f"• {local_time(d.started_at, tz)} {kind} `{escape(d.ref)}` to "
                      f"{escape(d.environment)}: {d.status}{link}")
     return clip("\n".join(lines))

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from bot.deploys import Deployer
 from bot.gitlab import Commit, GitLabClient, GitLabError, MergeRequest
-from bot.transition import Deps
-from bot.workflow import Actor, Refused
+from bot.transition import Deps, check_event, detail_of, transition
+from bot.workflow import Actor, Ctx, Event, Refused
 from storage import queries as q
 
 # A first release has no previous tag to compare with; this many recent commits stand in.
@@ -160,9 +160,11 @@ class Published:
 
 async def publish_notes(deps: Deps, deployer: Deployer, *, release_id: int,
                         actor: Actor) -> Published:
-    """Publish the notes as a GitLab Release (tags only; release manager)."""
-    if "release_manager" not in actor.roles:
-        raise Refused("Only the release manager can publish release notes.")
+    """Publish a deployed release's notes as a GitLab Release (tags only; release manager).
+
+    The role and the state are checked before GitLab is asked; the publication is audited.
+    """
+    await check_event(deps, release_id=release_id, event=Event.PUBLISH_NOTES, actor=actor)
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
     if release is None:
@@ -177,4 +179,6 @@ async def publish_notes(deps: Deps, deployer: Deployer, *, release_id: int,
             notes.render_markdown())
     except GitLabError as exc:
         raise Refused(str(exc)) from None
+    await transition(deps, release_id, Event.PUBLISH_NOTES, Ctx(actor),
+                     detail_of({"tag": release.ref, "url": url}))
     return Published(release.ref, url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from bot.workflow import (
     Report,
     State,
     Stored,
+    TransitionError,
     decide,
 )
 from storage import queries as q
@@ -37,6 +39,7 @@ from storage.models import Deployment, Release, TestReport
 
 Clock = Callable[[], datetime]
 _RETRIES = 8
+log = logging.getLogger(__name__)
 
 
 def system_clock() -> datetime:
@@ -52,6 +55,7 @@ class Deps:
     policy: Policy
     clock: Clock = system_clock
     on_transition: Callable[[str, str], None] | None = None  # metrics: (event, new state)
+    on_refused: Callable[[str], None] | None = None  # metrics: an event refused for lack of role
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,7 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
     """Inside a transaction: check the event against the table, apply it and record it."""
     check_revision(release, ctx.revision)
     facts = await load_facts(session, deps, release, EVENTS[event].reads)
-    dest = decide(facts, event, ctx)
+    dest = traced_decide(deps, release, facts, event, ctx)
     detail = await apply(session, release, facts)
     return await record(session, deps, release, event, ctx.actor, dest, detail)
 
@@ -217,7 +221,22 @@ async def check_event(deps: Deps, *, release_id: int, event: Event, actor: Actor
             raise Refused(f"There is no release REL-{release_id}.")
         check_revision(release, revision)
         facts = await load_facts(session, deps, release, EVENTS[event].reads)
-    decide(facts, event, Ctx(actor, revision=revision), reason_follows=True)
+    traced_decide(deps, release, facts, event, Ctx(actor, revision=revision), reason_follows=True)
+
+
+def traced_decide(deps: Deps, release: Release, facts: Facts, event: Event, ctx: Ctx, *,
+                  reason_follows: bool = False) -> State:
+    """`decide`, leaving a trace of every attempt refused because the person lacks the role."""
+    try:
+        return decide(facts, event, ctx, reason_follows=reason_follows)
+    except TransitionError as exc:
+        if exc.forbidden:
+            log.warning("refused %r on %s to %s: lacks the role (has %s)", event.value,
+                        release.rel_id, ctx.actor.user, ", ".join(sorted(ctx.actor.roles)) or
+                        "none")
+            if deps.on_refused is not None:
+                deps.on_refused(event.value)
+        raise
 
 
 def check_revision(release: Release, revision: int | None) -> None:

@@ -74,6 +74,7 @@ class Event(StrEnum):
     ROLLBACK_SUCCEEDED = "rollback succeeded"
     ROLLBACK_FAILED = "rollback failed"
     CANCEL = "cancel"
+    PUBLISH_NOTES = "publish notes"
 
 
 class Who(StrEnum):
@@ -183,10 +184,12 @@ class Refused(Exception):
 class TransitionError(Refused):
     """An event the release's state or rules do not allow, naming the event and the state."""
 
-    def __init__(self, event: Event, state: State, sentence: str) -> None:
+    def __init__(self, event: Event, state: State, sentence: str, *,
+                 forbidden: bool = False) -> None:
         super().__init__(sentence)
         self.args = (f"{event.value!r} refused in state {state.value!r}: {sentence}",)
         self.event, self.state = event, state
+        self.forbidden = forbidden  # the actor lacks the role: a privileged attempt, traced
 
 
 Check = Callable[[Facts, Ctx], str | None]  # a guard: None when satisfied, else a sentence
@@ -439,6 +442,7 @@ TABLE: tuple[Transition, ...] = (
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
     Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
+    Transition(LIVE, Event.PUBLISH_NOTES, None, (_W.RELEASE_MANAGER,)),
 )
 
 
@@ -486,6 +490,7 @@ EVENTS: dict[Event, EventSpec] = {
     Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True),
     Event.ROLLBACK_FAILED: _reads(broadcast=True),
     Event.CANCEL: _reads(),
+    Event.PUBLISH_NOTES: _reads(),
 }
 
 
@@ -526,7 +531,7 @@ def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False
     if row is None:  # the table ends each event with an unconditional row; this is a table bug
         raise TransitionError(event, facts.state, "That isn't possible right now.")
     if not any(may(w, facts, ctx.actor) for w in row.who):
-        raise TransitionError(event, facts.state, who_sentence(row.who))
+        raise TransitionError(event, facts.state, who_sentence(row.who), forbidden=True)
     for guard in row.guards:
         if reason_follows and guard is needs_reason:
             continue
@@ -541,4 +546,6 @@ def refusal(event: Event, state: State) -> str:
         return "A release can only be cancelled before it is deployed."
     if state in TERMINAL:
         return f"This release is {state.label}; nothing more can happen to it."
+    if event is Event.PUBLISH_NOTES:
+        return "Release notes are published once the release is deployed."
     return f"You can't {event.value} a release that is {state.label}."

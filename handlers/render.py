@@ -137,6 +137,9 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.ROLLBACK_SUCCEEDED: _rolled_back,
     _E.ROLLBACK_FAILED: _rollback_failed,
     _E.CANCEL: _simple("🚫", "cancelled the release"),
+    _E.PUBLISH_NOTES: lambda p, d: (f"📰 {mention(p['actor'])} published the release notes of "
+                                    f"`{escape(str(d.get('tag')))}` as a "
+                                    f"{_link(d.get('url'), 'GitLab release')}."),
 }
 
 

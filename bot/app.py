@@ -68,10 +68,11 @@ def _database(migrate: bool) -> Any:
         if migrate:
             await upgrade_async(url)
         engine = make_engine(url)
-        transitions = app[METRICS].transitions
+        transitions, refused = app[METRICS].transitions, app[METRICS].refused
         app[DEPS] = Deps(sessions=make_sessionmaker(engine), policy=app[POLICY],
                          clock=app[CLOCK],  # type: ignore[arg-type]
-                         on_transition=lambda event, to: transitions.labels(event, to).inc())
+                         on_transition=lambda event, to: transitions.labels(event, to).inc(),
+                         on_refused=lambda event: refused.labels(event).inc())
         yield
         await engine.dispose()
 

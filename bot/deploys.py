@@ -21,9 +21,10 @@ from bot.transition import (
     rollback_target,
     run_in_transaction,
     step,
+    traced_decide,
     transition,
 )
-from bot.workflow import EVENTS, SYSTEM, Actor, Ctx, Event, Facts, Refused, State, decide
+from bot.workflow import EVENTS, SYSTEM, Actor, Ctx, Event, Facts, Refused, State
 from storage import queries as q
 from storage.models import Deployment, Release
 
@@ -100,7 +101,7 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
         check_revision(release, revision)
         facts = await load_facts(session, deps, release, EVENTS[Event.DEPLOY].reads)
         env = environment or next_environment(facts)
-        dest = decide(facts, Event.DEPLOY, Ctx(actor, environment=env))
+        dest = traced_decide(deps, release, facts, Event.DEPLOY, Ctx(actor, environment=env))
         before = running(await q.live_deployment(session, release.project, env))
         ships = Shipped(release_tag(deps, release.id), release.pinned_sha, release.id)
         dep = await _hold(session, deps, release, env, actor, rollback=False, ships=ships,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot import deploys, releases, transition
 from bot.deploys import Deployer, PipelineResult
 from bot.gitlab import FINAL, GitLabError
-from bot.notes import ReleaseNotes, notes_text
+from bot.notes import NotesRenderer, notes_text
 from bot.policy import ReleaseType
 from bot.readmodel import load_view
 from bot.transition import Deps
@@ -33,7 +33,7 @@ class Jobs:
 
     deps: Deps
     deployer: Deployer
-    render_notes: Callable[[ReleaseNotes], str]  # the closing announcement's notes, as Slack text
+    render_notes: NotesRenderer  # the closing announcement's notes, as Slack text
 
     @property
     def now(self) -> datetime:

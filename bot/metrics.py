@@ -24,6 +24,9 @@ class Metrics:
                                      ["kind"], buckets=LATENCY_BUCKETS, registry=r)
         self.transitions = Counter("releasebot_transitions", "Release state changes by event",
                                    ["event", "to_state"], registry=r)
+        self.refused = Counter("releasebot_privileged_refusals",
+                               "Events refused because the person lacks the role", ["event"],
+                               registry=r)
         self.slack_calls = Counter("releasebot_slack_calls", "Slack Web API calls",
                                    ["method", "outcome"], registry=r)
         self.gitlab_calls = Counter("releasebot_gitlab_calls", "GitLab API calls",

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from bot.deploys import Deployer
 from bot.gitlab import Commit, GitLabClient, GitLabError, MergeRequest
-from bot.transition import Deps
-from bot.workflow import Actor, Refused
+from bot.transition import Deps, check_event, detail_of, transition
+from bot.workflow import Actor, Ctx, Event, Refused
 from storage import queries as q
 
 # A first release has no previous tag to compare with; this many recent commits stand in.
@@ -126,13 +126,28 @@ async def notes_for(deps: Deps, deployer: Deployer, *, release_id: int) -> Relea
     return await build_notes(deployer.gitlab, project, previous, release.ref)
 
 
+@dataclass(frozen=True)
+class NotesUnavailable:
+    """GitLab could not be asked; its text is untrusted, so the renderer escapes it."""
+
+    reason: str
+
+    @property
+    def sentence(self) -> str:
+        """What to tell people."""
+        return f"Release notes are not available: {self.reason}"
+
+
+NotesRenderer = Callable[[ReleaseNotes | NotesUnavailable], str]
+
+
 async def notes_text(deps: Deps, deployer: Deployer, *, release_id: int,
-                     render: Callable[[ReleaseNotes], str]) -> str:
-    """The notes as `render` writes them; a plain sentence when GitLab can't be asked."""
+                     render: NotesRenderer) -> str:
+    """The notes, or why there are none, as `render` writes them."""
     try:
         return render(await notes_for(deps, deployer, release_id=release_id))
     except GitLabError as exc:
-        return f"Release notes are not available: {exc}"
+        return render(NotesUnavailable(str(exc)))
 
 
 @dataclass(frozen=True)
@@ -145,9 +160,11 @@ class Published:
 
 async def publish_notes(deps: Deps, deployer: Deployer, *, release_id: int,
                         actor: Actor) -> Published:
-    """Publish the notes as a GitLab Release (tags only; release manager)."""
-    if "release_manager" not in actor.roles:
-        raise Refused("Only the release manager can publish release notes.")
+    """Publish a deployed release's notes as a GitLab Release (tags only; release manager).
+
+    The role and the state are checked before GitLab is asked; the publication is audited.
+    """
+    await check_event(deps, release_id=release_id, event=Event.PUBLISH_NOTES, actor=actor)
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
     if release is None:
@@ -162,4 +179,6 @@ async def publish_notes(deps: Deps, deployer: Deployer, *, release_id: int,
             notes.render_markdown())
     except GitLabError as exc:
         raise Refused(str(exc)) from None
+    await transition(deps, release_id, Event.PUBLISH_NOTES, Ctx(actor),
+                     detail_of({"tag": release.ref, "url": url}))
     return Published(release.ref, url)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.policy import Policy, PolicyError, ReleaseType
@@ -35,10 +37,9 @@ from bot.workflow import (
     can_sign,
 )
 from storage import queries as q
-from storage.models import Release
+from storage.models import Release, WorkItem
 
 _ID = re.compile(r"^(?:rel-?)?(\d{1,9})$", re.IGNORECASE)
-MAX_TITLE = 4000
 MAX_REF = 255
 
 
@@ -68,17 +69,56 @@ class NewRelease:
     deploy_order: str = ""
 
 
+# Free-text fields of a request, as people call them; their limits are the columns'.
+_TEXT_FIELDS = {"project": "project", "ref": "ref", "title": "title", "type": "type",
+                "version_label": "version", "planned_window": "planned window",
+                "rollback_plan": "rollback plan", "impact": "impact",
+                "deploy_order": "deploy order"}
+# Kept out of stored text: controls (but line breaks and tabs), format and bidi characters,
+# surrogates and private use. They hide or reorder what people read.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co"})
+# What git check-ref-format forbids anywhere in a ref name, besides controls and spaces.
+_REF_FORBIDDEN = frozenset("~^:?*[\\")
+
+
+def column_limit(model: type[SQLModel], field: str) -> int:
+    """The stored length of a text column."""
+    return int(model.__table__.c[field].type.length)  # type: ignore[attr-defined]
+
+
+def clean_text(text: str) -> str:
+    """Free text without control, format or bidi characters (line breaks and tabs stay)."""
+    return "".join(c for c in text
+                   if c in "\n\t" or unicodedata.category(c) not in _INVISIBLE)
+
+
+def cleaned(new: NewRelease) -> NewRelease:
+    """The request with its free text cleaned and trimmed (the ref is checked, not changed)."""
+    texts = {f: clean_text(getattr(new, f)).strip() for f in _TEXT_FIELDS if f != "ref"}
+    items = tuple((kind, clean_text(ref).strip()) for kind, ref in new.work_items)
+    return replace(new, **texts, ref=new.ref.strip(), work_items=items)
+
+
+def too_long(label: str, text: str, limit: int) -> str | None:
+    """The sentence for text over its limit, naming the limit."""
+    if len(text) <= limit:
+        return None
+    return f"The {label} is too long ({len(text)} characters; at most {limit})."
+
+
 def request_problems(new: NewRelease, *, policy: Policy, now: datetime,
                      rollback_plan_required: bool = False) -> dict[str, str]:
     """Every problem with a request, as sentences keyed by the NewRelease field they are about.
 
     The one-line command can't carry a rollback plan; the form asks for one, so it requires it.
     """
-    problems: dict[str, str] = {}
-    try:
-        policy.project(new.project)
-    except PolicyError as exc:
-        problems["project"] = str(exc)
+    new = cleaned(new)
+    problems = _length_problems(new)
+    if "project" not in problems:
+        try:
+            policy.project(new.project)
+        except PolicyError as exc:
+            problems["project"] = str(exc)
     try:
         policy.type_policy(ReleaseType(new.type))
     except (ValueError, PolicyError):
@@ -86,32 +126,71 @@ def request_problems(new: NewRelease, *, policy: Policy, now: datetime,
         problems["type"] = f"Unknown release type {new.type[:30]!r}; use one of {allowed}."
     if sentence := ref_problem(new.ref):
         problems["ref"] = sentence
-    if not new.title.strip():
+    if not new.title:
         problems["title"] = "Please give the release a title."
-    elif len(new.title) > MAX_TITLE:
-        problems["title"] = (f"The title is too long ({len(new.title)} characters; "
-                             f"at most {MAX_TITLE}).")
     if new.scheduled_at is not None and new.scheduled_at <= now:
         problems["scheduled_at"] = "The planned time is in the past."
     if new.type == ReleaseType.CAMPAIGN and new.scheduled_at is None:
         problems["scheduled_at"] = (
             'A campaign release needs its launch time: --at "YYYY-MM-DD HH:MM".')
-    if rollback_plan_required and not new.rollback_plan.strip():
+    if rollback_plan_required and not new.rollback_plan:
         problems["rollback_plan"] = "How would you roll this back?"
     return problems
 
 
+def _length_problems(new: NewRelease) -> dict[str, str]:
+    """Each field longer than its column, with the limit named."""
+    problems = {}
+    for field, label in _TEXT_FIELDS.items():
+        if field != "ref" and (
+                sentence := too_long(label, getattr(new, field), column_limit(Release, field))):
+            problems[field] = sentence
+    limit = column_limit(WorkItem, "reference")
+    if long := next((ref for _, ref in new.work_items if len(ref) > limit), None):
+        problems["work_items"] = too_long("work item", long, limit) or ""
+    return problems
+
+
 def ref_problem(ref: str) -> str | None:
-    """Why `ref` can't name one branch, tag or commit, or None when it can."""
-    if not ref or len(ref) > MAX_REF or any(c.isspace() for c in ref):
-        return f"The ref must be one branch, tag or commit (no spaces, at most {MAX_REF})."
+    """Why `ref` can't name one branch, tag or commit (git check-ref-format), or None."""
+    if not ref:
+        return "Please name the ref to release: a branch, tag or commit."
+    if sentence := too_long("ref", ref, MAX_REF):
+        return sentence
+    if odd := next((c for c in ref if not "!" <= c <= "~"), None):
+        return ("The ref may hold only printable ASCII letters, digits and punctuation, "
+                f"without spaces; it has {_codepoint(odd)}.")
+    if why := _git_ref_rule(ref):
+        return f"{ref!r} is not a valid git ref name: {why}."
     return None
+
+
+def _codepoint(char: str) -> str:
+    """A character named so that invisible ones show, e.g. `U+200B ZERO WIDTH SPACE`."""
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'control character')}"
+
+
+def _git_ref_rule(ref: str) -> str | None:
+    """The git check-ref-format rule `ref` breaks (beyond printable ASCII), if any."""
+    parts = ref.split("/")
+    checks = (
+        (ref.startswith("-"), "it can't start with '-'"),
+        (ref == "@", "it can't be '@' alone"),
+        (bool(_REF_FORBIDDEN & set(ref)), "it can't hold ~ ^ : ? * [ or \\"),
+        (".." in ref or "@{" in ref, "it can't hold '..' or '@{'"),
+        ("" in parts, "it can't start or end with '/' or hold '//'"),
+        (ref.endswith("."), "it can't end with '.'"),
+        (any(p.startswith(".") or p.endswith(".lock") for p in parts),
+         "no part of it may start with '.' or end with '.lock'"),
+    )
+    return next((why for broken, why in checks if broken), None)
 
 
 async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outcome:
     """File a new release (`REL-n`), announce it, and ask testers or approvers."""
     if problems := request_problems(new, policy=deps.policy, now=deps.clock()):
         raise Refused(" ".join(problems.values()))
+    new = cleaned(new)
     type_policy = deps.policy.type_policy(ReleaseType(new.type))
     first = State.REQUESTED if type_policy.require_test_report else State.READY_FOR_SIGNOFF
 
@@ -119,8 +198,8 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
         now = deps.clock()
         await _within_limits(session, deps.policy, actor.user, now)
         release = Release(
-            project=new.project, ref=new.ref.strip(), version_label=new.version_label,
-            title=new.title.strip(), type=new.type, requester=actor.user, state=first.value,
+            project=new.project, ref=new.ref, version_label=new.version_label,
+            title=new.title, type=new.type, requester=actor.user, state=first.value,
             scheduled_at=new.scheduled_at, planned_window=new.planned_window,
             rollback_plan=new.rollback_plan, db_scripts=new.db_scripts, impact=new.impact,
             deploy_order=new.deploy_order, created_at=now, updated_at=now, state_since=now,
@@ -193,14 +272,17 @@ async def attach_report(deps: Deps, *, release_id: int, actor: Actor, report: Re
 
 
 def _void_approvals(release: Release, facts: Facts) -> int:
-    """Start a new revision: earlier approvals and reports stop counting."""
+    """Start a new revision: approvals, reports, risk acceptance and override stop counting."""
     release.revision += 1
     release.risk_accepted_by = release.risk_reason = None
+    # An override was given for what was then to ship; a new ref or report must earn its own.
+    release.gate_override_by = release.gate_override_reason = None
     return len(facts.approvals)
 
 
 async def accept_risk(deps: Deps, *, release_id: int, actor: Actor, reason: str) -> Outcome:
     """An executive ships with known issues; the reason is recorded."""
+    reason = clean_text(reason)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         release.risk_accepted_by, release.risk_reason = actor.user, reason.strip()
@@ -212,6 +294,7 @@ async def accept_risk(deps: Deps, *, release_id: int, actor: Actor, reason: str)
 async def approve(deps: Deps, *, release_id: int, actor: Actor, comment: str = "",
                   revision: int | None = None) -> Outcome:
     """Sign off for one role; the last needed approval moves the release on."""
+    comment = clean_text(comment)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         role = can_sign(facts, actor)
@@ -232,6 +315,7 @@ async def approve(deps: Deps, *, release_id: int, actor: Actor, comment: str = "
 async def reject(deps: Deps, *, release_id: int, actor: Actor, reason: str,
                  revision: int | None = None) -> Outcome:
     """Stop the release; a reason is required."""
+    reason = clean_text(reason)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         return {"reason": reason.strip()}
@@ -269,6 +353,7 @@ async def tick(deps: Deps, *, release_id: int, actor: Actor, items: tuple[int, .
 
 async def override_gate(deps: Deps, *, release_id: int, actor: Actor, reason: str) -> Outcome:
     """An executive lets an emergency release deploy in a freeze or outside windows."""
+    reason = clean_text(reason)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         release.gate_override_by, release.gate_override_reason = actor.user, reason.strip()
@@ -300,6 +385,7 @@ async def hold(deps: Deps, *, release_id: int, reason: str) -> Outcome | None:
 
 async def cancel(deps: Deps, *, release_id: int, actor: Actor, reason: str = "") -> Outcome:
     """Withdraw a release before it is deployed."""
+    reason = clean_text(reason)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         return {"reason": reason.strip()}

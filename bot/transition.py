@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +34,7 @@ from bot.workflow import (
     Report,
     State,
     Stored,
+    TransitionError,
     decide,
 )
 from storage import queries as q
@@ -42,6 +44,7 @@ from storage.models import Deployment, Release, TestReport
 Clock = Callable[[], datetime]
 _RETRIES = 8
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
+log = logging.getLogger(__name__)
 
 
 def system_clock() -> datetime:
@@ -58,6 +61,7 @@ class Deps:
     clock: Clock = system_clock
     on_transition: Callable[[str, str], None] | None = None  # metrics: (event, new state)
     gitlab: GitLabClient | None = None  # resolves refs to the commits a release pins
+    on_refused: Callable[[str], None] | None = None  # metrics: an event refused for lack of role
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,7 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
     """Inside a transaction: check the event against the table, apply it and record it."""
     check_revision(release, ctx.revision)
     facts = await load_facts(session, deps, release, EVENTS[event].reads)
-    dest = decide(facts, event, ctx)
+    dest = traced_decide(deps, release, facts, event, ctx)
     detail = await apply(session, release, facts)
     return await record(session, deps, release, event, ctx.actor, dest, detail)
 
@@ -265,7 +269,22 @@ async def check_event(deps: Deps, *, release_id: int, event: Event, actor: Actor
             raise Refused(f"There is no release REL-{release_id}.")
         check_revision(release, revision)
         facts = await load_facts(session, deps, release, EVENTS[event].reads)
-    decide(facts, event, Ctx(actor, revision=revision), reason_follows=True)
+    traced_decide(deps, release, facts, event, Ctx(actor, revision=revision), reason_follows=True)
+
+
+def traced_decide(deps: Deps, release: Release, facts: Facts, event: Event, ctx: Ctx, *,
+                  reason_follows: bool = False) -> State:
+    """`decide`, leaving a trace of every attempt refused because the person lacks the role."""
+    try:
+        return decide(facts, event, ctx, reason_follows=reason_follows)
+    except TransitionError as exc:
+        if exc.forbidden:
+            log.warning("refused %r on %s to %s: lacks the role (has %s)", event.value,
+                        release.rel_id, ctx.actor.user, ", ".join(sorted(ctx.actor.roles)) or
+                        "none")
+            if deps.on_refused is not None:
+                deps.on_refused(event.value)
+        raise
 
 
 def check_revision(release: Release, revision: int | None) -> None:
@@ -290,8 +309,9 @@ async def record(session: AsyncSession, deps: Deps, release: Release, event: Eve
     before = None if created else State(release.state)
     # A new release's row went in a moment ago with this state and time: no second write.
     now = release.state_since if created else _move(deps, release, dest)
-    q.add_audit(session, release_id=release.id, actor=actor.user, action=event.value,
-                from_state=before and before.value, to_state=dest.value, detail=detail, at=now)
+    await q.add_audit(session, release_id=release.id, actor=actor.user, action=event.value,
+                      from_state=before and before.value, to_state=dest.value, detail=detail,
+                      at=now)
     q.add_outbox(session, release_id=release.id, kind="event", at=now, payload={
         "event": event.value, "actor": actor.user, "from": before and before.value,
         "to": dest.value, "detail": detail, "broadcast": EVENTS[event].broadcast})

@@ -74,6 +74,7 @@ class Event(StrEnum):
     ROLLBACK_SUCCEEDED = "rollback succeeded"
     ROLLBACK_FAILED = "rollback failed"
     CANCEL = "cancel"
+    PUBLISH_NOTES = "publish notes"
 
 
 class Who(StrEnum):
@@ -197,10 +198,12 @@ class Refused(Exception):
 class TransitionError(Refused):
     """An event the release's state or rules do not allow, naming the event and the state."""
 
-    def __init__(self, event: Event, state: State, sentence: str) -> None:
+    def __init__(self, event: Event, state: State, sentence: str, *,
+                 forbidden: bool = False) -> None:
         super().__init__(sentence)
         self.args = (f"{event.value!r} refused in state {state.value!r}: {sentence}",)
         self.event, self.state = event, state
+        self.forbidden = forbidden  # the actor lacks the role: a privileged attempt, traced
 
 
 Check = Callable[[Facts, Ctx], str | None]  # a guard: None when satisfied, else a sentence
@@ -277,9 +280,16 @@ def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
     return reason_sentence(ctx.reason)
 
 
+REASON_LIMIT = 4000  # the stored reason's column
+
+
 def reason_sentence(reason: str) -> str | None:
-    """What a missing reason is refused with (forms show it under their field)."""
-    return None if reason.strip() else "Please give a reason."
+    """What a missing or too long reason is refused with (forms show it under their field)."""
+    if not reason.strip():
+        return "Please give a reason."
+    if len(reason) > REASON_LIMIT:
+        return f"The reason is too long ({len(reason)} characters; at most {REASON_LIMIT})."
+    return None
 
 
 def may_sign(facts: Facts, ctx: Ctx) -> str | None:
@@ -291,6 +301,13 @@ def may_sign(facts: Facts, ctx: Ctx) -> str | None:
     if ctx.actor.user in facts.approvals.values():
         return "You have already approved this release."
     return "Every role you hold has already signed off this release."
+
+
+def not_own_release(facts: Facts, ctx: Ctx) -> str | None:
+    """Nobody lifts a rule for their own release: risk acceptance and overrides need another."""
+    if ctx.actor.user != facts.requester:
+        return None
+    return "You requested this release, so someone else must decide that (four eyes)."
 
 
 def report_fails(facts: Facts, ctx: Ctx) -> str | None:
@@ -413,7 +430,7 @@ TABLE: tuple[Transition, ...] = (
     Transition(BEFORE_DEPLOY, Event.REPORT, _S.READY_FOR_SIGNOFF, (_W.TESTER,), when=(report_ok,)),
     Transition(BEFORE_DEPLOY, Event.REPORT, _S.TESTING, (_W.TESTER,)),
     Transition((_S.TESTING,), Event.ACCEPT_RISK, _S.READY_FOR_SIGNOFF, (_W.EXECUTIVE,),
-               (known_issues_allowed, report_fails, needs_reason)),
+               (not_own_release, known_issues_allowed, report_fails, needs_reason)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.SCHEDULED, (_W.APPROVER,), _SIGN,
                when=(completes_signoff, scheduled)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.APPROVED, (_W.APPROVER,), _SIGN,
@@ -429,7 +446,7 @@ TABLE: tuple[Transition, ...] = (
     Transition(PREPARING, Event.TICK, None, (_W.RELEASE_MANAGER,),
                (valid_items,)),
     Transition(PREPARING, Event.OVERRIDE_GATE, None, (_W.EXECUTIVE,),
-               (bypass_allowed, needs_reason)),
+               (not_own_release, bypass_allowed, needs_reason)),
     Transition(BEFORE_DEPLOY, Event.HOLD, None, (_W.SYSTEM,)),
     Transition((*SIGNED_OFF, _S.DEPLOYED, _S.DEPLOY_FAILED), Event.DEPLOY, _S.DEPLOYING,
                (_W.DEPLOYER, _W.SYSTEM), _DEPLOY_GUARDS),
@@ -447,6 +464,7 @@ TABLE: tuple[Transition, ...] = (
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
     Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
+    Transition(LIVE, Event.PUBLISH_NOTES, None, (_W.RELEASE_MANAGER,)),
 )
 
 
@@ -494,6 +512,7 @@ EVENTS: dict[Event, EventSpec] = {
     Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True),
     Event.ROLLBACK_FAILED: _reads(broadcast=True),
     Event.CANCEL: _reads(),
+    Event.PUBLISH_NOTES: _reads(),
 }
 
 
@@ -535,7 +554,7 @@ def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False
     if row is None:  # the table ends each event with an unconditional row; this is a table bug
         raise TransitionError(event, facts.state, "That isn't possible right now.")
     if not any(may(w, facts, ctx.actor) for w in row.who):
-        raise TransitionError(event, facts.state, who_sentence(row.who))
+        raise TransitionError(event, facts.state, who_sentence(row.who), forbidden=True)
     for guard in row.guards:
         if reason_follows and guard is needs_reason:
             continue
@@ -550,4 +569,6 @@ def refusal(event: Event, state: State) -> str:
         return "A release can only be cancelled before it is deployed."
     if state in TERMINAL:
         return f"This release is {state.label}; nothing more can happen to it."
+    if event is Event.PUBLISH_NOTES:
+        return "Release notes are published once the release is deployed."
     return f"You can't {event.value} a release that is {state.label}."

@@ -261,6 +261,7 @@ class SlackEmulator:
         self.latency = latency
         self.users: dict[str, Json] = {}
         self.usergroups: dict[str, list[str]] = {}
+        self.disabled_usergroups: set[str] = set()  # Slack's "delete": members kept, hidden
         self.channels: dict[str, Json] = {}
         self.missing_channels: set[str] = set()
         # Channels the bot is not a member of: posting there answers `not_in_channel`.
@@ -665,7 +666,8 @@ class SlackEmulator:
 
     def _usergroups_users_list(self, args: Json) -> Json:
         group = str(args.get("usergroup") or "")
-        if group not in self.usergroups:
+        hidden = group in self.disabled_usergroups and not _truthy(args.get("include_disabled"))
+        if group not in self.usergroups or hidden:
             raise SlackError("no_such_subteam")
         return {"users": list(self.usergroups[group])}
 

@@ -109,8 +109,8 @@ def deploy_started(out: Outcome) -> str:
     """What the deployer did, in a sentence."""
     env = out.detail.get("environment", "")
     if out.event is Event.DEPLOY_FAILED:
-        return (f"The {env} pipeline of {out.release.rel_id} did not start: "
-                f"{out.detail.get('error')}")
+        return (f"The {escape(str(env))} pipeline of {out.release.rel_id} did not start: "
+                f"{escape(str(out.detail.get('error')))}")
     return f"{out.release.rel_id}: the {env} pipeline is running. Follow it on the card."
 
 
@@ -125,10 +125,10 @@ def rolling_back(out: Outcome) -> str:
     """The rollback pipeline, started or not."""
     if out.event is Event.ROLLBACK_FAILED:
         return (f"The rollback pipeline of {out.release.rel_id} did not start: "
-                f"{out.detail.get('error')}")
+                f"{escape(str(out.detail.get('error')))}")
     sha = out.detail.get("sha")
     at = f" @ `{sha[:7]}`" if isinstance(sha, str) and sha else ""
-    return f"Rolling {out.release.rel_id} back to `{out.detail.get('ref')}`{at}."
+    return f"Rolling {out.release.rel_id} back to `{escape(str(out.detail.get('ref')))}`{at}."
 
 
 def closed(out: Outcome) -> str:

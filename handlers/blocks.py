@@ -56,6 +56,12 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def safe_url(url: str) -> str:
+    """A URL safe inside <url|label>: the delimiters percent-encoded, & escaped."""
+    return (url.replace("&", "&amp;").replace("|", "%7C").replace("<", "%3C")
+            .replace(">", "%3E"))
+
+
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     """At most `limit` characters, with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

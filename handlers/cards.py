@@ -20,6 +20,7 @@ from handlers.blocks import (
     local_time,
     mention,
     ref_text,
+    safe_url,
     section,
     title_line,
 )
@@ -56,7 +57,8 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
     elif rel.planned_window:
         lines.append(f"*Planned* {escape(rel.planned_window)}")
     if dep := view.active_deployment:
-        link = f"<{dep.pipeline_url}|pipeline>" if dep.pipeline_url else "pipeline starting"
+        url = dep.pipeline_url
+        link = f"<{safe_url(url)}|pipeline>" if url else "pipeline starting"
         kind, ref = ("Rolling back to", dep.ref) if dep.rollback else ("Deploying", rel.ref)
         at = f" @ `{escape(dep.sha[:7])}`" if dep.sha else ""
         lines.append(f"{kind} `{escape(ref)}`{at} to {escape(dep.environment)}: {link}")

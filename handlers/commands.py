@@ -9,9 +9,10 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from bot import calendar, deploys, releases, transition
 from bot.notes import notes_text, publish_notes
 from bot.policy import ReleaseType
-from bot.workflow import Actor
+from bot.workflow import Actor, Event
 from handlers import answer
 from handlers.answer import Asker, Reply, answer_after, open_form
+from handlers.blocks import escape, safe_url
 from handlers.modals import build_request_modal
 from handlers.notes_text import notes_mrkdwn
 from handlers.parse import (
@@ -181,7 +182,9 @@ async def _close(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 async def close_release(rt: Runtime, release_id: int, actor: Actor,
                         revision: int | None = None) -> transition.Outcome:
-    """Close with the release notes attached to the announcement."""
+    """Close with the release notes attached to the announcement (role checked before GitLab)."""
+    await transition.check_event(rt.deps, release_id=release_id, event=Event.CLOSE, actor=actor,
+                                 revision=revision)
     notes = await notes_text(rt.deps, rt.deployer, release_id=release_id, render=notes_mrkdwn)
     return await deploys.close(rt.deps, release_id=release_id, actor=actor, revision=revision,
                                notes=notes)
@@ -200,7 +203,8 @@ async def _publish(rt: Runtime, release_id: int, user: str) -> Reply:
     """Publish the notes as a GitLab Release (tags only; release manager)."""
     published = await publish_notes(rt.deps, rt.deployer, release_id=release_id,
                                     actor=await rt.directory.actor(user))
-    return f"Published {published.ref} as a GitLab release: {published.url}"
+    return (f"Published {escape(published.ref)} as a GitLab release: "
+            f"<{safe_url(published.url)}>")
 
 
 async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:

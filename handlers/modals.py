@@ -112,7 +112,9 @@ def work_items(text: str) -> tuple[tuple[str, str], ...]:
 
 # Where each of the service's request problems is shown in the form.
 _REQUEST_FIELDS = {"project": "project", "type": "type", "ref": "ref", "title": "title",
-                   "scheduled_at": "at", "rollback_plan": "rollback"}
+                   "scheduled_at": "at", "rollback_plan": "rollback", "version_label": "version",
+                   "planned_window": "window", "work_items": "items", "impact": "impact",
+                   "deploy_order": "order"}
 
 
 def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime

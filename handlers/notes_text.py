@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from bot.notes import OTHER_COMMITS, ReleaseNotes
-from handlers.blocks import escape
+from bot.notes import OTHER_COMMITS, NotesUnavailable, ReleaseNotes
+from handlers.blocks import clip, escape, safe_url
 
 
-def notes_mrkdwn(notes: ReleaseNotes, limit: int = 2900) -> str:
-    """Slack mrkdwn, user text escaped, clipped to limit characters with '…and N more'."""
+def notes_mrkdwn(notes: ReleaseNotes | NotesUnavailable, limit: int = 2900) -> str:
+    """Slack mrkdwn, GitLab's text escaped, clipped to limit characters with '…and N more'."""
+    if isinstance(notes, NotesUnavailable):
+        return escape(clip(notes.sentence, limit))
     return _clip(_lines(notes), limit)
 
 
@@ -19,10 +21,10 @@ def _lines(notes: ReleaseNotes) -> list[tuple[str, bool]]:
               False)]
     for heading, mrs in notes.sections():
         lines.append((f"*{heading}*", False))
-        lines += [(f"• <{_url(mr.web_url)}|!{mr.iid} {escape(mr.title)}>", True) for mr in mrs]
+        lines += [(f"• <{safe_url(mr.web_url)}|!{mr.iid} {escape(mr.title)}>", True) for mr in mrs]
     if others := notes.other_commits():
         lines.append((f"*{OTHER_COMMITS}*", False))
-        lines += [(f"• <{_url(c.web_url)}|{escape(c.short_id)}> {escape(c.title)}", True)
+        lines += [(f"• <{safe_url(c.web_url)}|{escape(c.short_id)}> {escape(c.title)}", True)
                   for c in others]
     if not notes.merge_requests and not others:
         lines.append(("No changes.", False))
@@ -48,7 +50,3 @@ def _clip(lines: list[tuple[str, bool]], limit: int) -> str:
     left = total - sum(1 for _, item in kept if item)
     return "\n".join([*(line for line, _ in kept), f"…and {left} more"])
 
-
-def _url(url: str) -> str:
-    """A URL safe inside <url|label>: the delimiters percent-encoded."""
-    return url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")

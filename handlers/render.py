@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.workflow import Event
-from handlers.blocks import clip, escape, mention
+from handlers.blocks import clip, escape, mention, safe_url
 
 Payload = dict[str, Any]
 
@@ -14,7 +14,7 @@ Payload = dict[str, Any]
 def _link(url: Any, label: str) -> str:
     """A link only to http(s) URLs, which the bot itself recorded."""
     if isinstance(url, str) and url.startswith(("http://", "https://")):
-        return f"<{escape(url)}|{label}>"
+        return f"<{safe_url(url)}|{label}>"
     return label
 
 
@@ -144,6 +144,9 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.ROLLBACK_SUCCEEDED: _rolled_back,
     _E.ROLLBACK_FAILED: _rollback_failed,
     _E.CANCEL: _simple("🚫", "cancelled the release"),
+    _E.PUBLISH_NOTES: lambda p, d: (f"📰 {mention(p['actor'])} published the release notes of "
+                                    f"`{escape(str(d.get('tag')))}` as a "
+                                    f"{_link(d.get('url'), 'GitLab release')}."),
 }
 
 

@@ -16,6 +16,7 @@ from handlers.blocks import (
     local_time,
     mention,
     ref_text,
+    safe_url,
     section,
 )
 from handlers.cards import build_release_card
@@ -59,7 +60,7 @@ def deploys_text(view: ReleaseView, tz: Any) -> str:
     lines = ["*Deploys*"]
     for d in view.deployments[-10:]:
         kind = "rollback" if d.rollback else "deploy"
-        link = f" <{d.pipeline_url}|#{d.pipeline_id}>" if d.pipeline_url else ""
+        link = f" <{safe_url(d.pipeline_url)}|#{d.pipeline_id}>" if d.pipeline_url else ""
         lines.append(f"• {local_time(d.started_at, tz)} {kind} `{escape(d.ref)}` to "
                      f"{escape(d.environment)}: {d.status}{link}")
     return clip("\n".join(lines))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -208,6 +210,24 @@ class AuditEntry(SQLModel, table=True):
     from_state: str | None = Field(default=None, max_length=32)
     to_state: str = Field(max_length=32)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # sha256 over the previous row's chain and this row's content: an edit or removal shows.
+    chain: str = Field(default="", max_length=64)
+
+    def chain_from(self, previous: str) -> str:
+        """This row's chain value following a row whose chain is `previous`."""
+        return audit_chain(previous, release_id=self.release_id, at=self.at, actor=self.actor,
+                           action=self.action, from_state=self.from_state,
+                           to_state=self.to_state, detail=self.detail)
+
+
+def audit_chain(previous: str, *, release_id: int, at: datetime, actor: str, action: str,
+                from_state: str | None, to_state: str, detail: dict[str, Any]) -> str:
+    """sha256 of the previous chain value and one row's canonical content (a fixed format)."""
+    content = json.dumps({
+        "release_id": release_id, "at": at.astimezone(UTC).isoformat(), "actor": actor,
+        "action": action, "from_state": from_state, "to_state": to_state, "detail": detail,
+    }, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(f"{previous}\n{content}".encode()).hexdigest()
 
 
 class OutboxMessage(SQLModel, table=True):

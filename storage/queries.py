@@ -148,14 +148,29 @@ async def release_deploy_lock(session: AsyncSession, *, project: str, environmen
         col(DeployLock.release_id) == release_id))
 
 
-def add_audit(session: AsyncSession, *, release_id: int, actor: str, action: str,
-              from_state: str | None, to_state: str, detail: dict[str, Any], at: datetime
-              ) -> AuditEntry:
-    """Append one audit row."""
+AUDIT_CHAIN_LOCK = 7_246_351_002  # an arbitrary constant naming "ReleaseBot audit chain"
+
+
+async def add_audit(session: AsyncSession, *, release_id: int, actor: str, action: str,
+                    from_state: str | None, to_state: str, detail: dict[str, Any], at: datetime
+                    ) -> AuditEntry:
+    """Append one audit row, chained to the newest row before it."""
+    if session.bind.dialect.name == "postgresql":
+        # Held until commit: concurrent writers chain one after another, never off the same row.
+        await session.exec(text("SELECT pg_advisory_xact_lock(:key)"),  # type: ignore[call-overload]
+                           params={"key": AUDIT_CHAIN_LOCK})
     entry = AuditEntry(release_id=release_id, actor=actor, action=action, from_state=from_state,
                        to_state=to_state, detail=detail, at=at)
+    entry.chain = entry.chain_from(await last_audit_chain(session))
     session.add(entry)
+    await session.flush()  # the next row in this transaction chains from this one
     return entry
+
+
+async def last_audit_chain(session: AsyncSession) -> str:
+    """The chain value of the newest audit row ("" before the first)."""
+    stmt = select(AuditEntry.chain).order_by(col(AuditEntry.id).desc()).limit(1)
+    return (await session.exec(stmt)).first() or ""
 
 
 def add_outbox(session: AsyncSession, *, release_id: int | None, kind: str,

@@ -24,7 +24,25 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     upgrade(settings.database_url)
     print(f"database is up to date ({_safe_url(settings.database_url)})")
+    if args.grant_to:
+        _grant(settings.database_url, args.grant_to)
     return 0
+
+
+def _grant(url: str, role: str) -> None:
+    """Give `serve`'s role what it needs and no more (see docs/operations.md, Hardening)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.migrate import grant_app_role
+
+    try:
+        grant_app_role(url, role)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", exc)).splitlines()[0]
+        raise CommandError(f"cannot grant to {role}: {first}") from None
+    print(f"{role} may now run `serve`: audit trail insert and select only")
 
 
 def _safe_url(url: str) -> str:
@@ -77,6 +95,13 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
                                   output=args.output, out=sys.stdout, err=sys.stderr))
 
 
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the audit trail's hash chain."""
+    from bot.cli.audit import run_verify
+
+    return asyncio.run(run_verify(settings, sys.stdout, sys.stderr))
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Two releases end to end, offline, against the built-in emulators."""
     from bot.cli.demo import run_demo
@@ -104,6 +129,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, Settings], int]]] =
     "policy": ("validate the policy file (RELEASEBOT_CONFIG)", _check_policy),
     "check": ("validate the policy file and test the Slack and GitLab connections", _check),
     "export": ("write the audit trail as CSV or JSON", _export),
+    "audit": ("`audit verify`: check the audit trail's hash chain; names the first broken row",
+              _audit),
 }
 # Commands that need no settings at all: they run on a fresh machine whatever the environment.
 STANDALONE: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
@@ -111,7 +138,7 @@ STANDALONE: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "say": ("send one /release command to a running `demo --keep` and print the answer", _say),
 }
 
-HELP_ORDER = ("demo", "say", "serve", "migrate", "policy", "check", "export")
+HELP_ORDER = ("demo", "say", "serve", "migrate", "policy", "check", "export", "audit")
 
 
 def _since(text: str) -> datetime:
@@ -129,6 +156,9 @@ def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
     if name in ("serve", "migrate", "policy"):
         sub.add_argument("--host", help="override HOST")
         sub.add_argument("--port", type=int, help="override PORT")
+    if name == "migrate":
+        sub.add_argument("--grant-to", metavar="ROLE",
+                         help="then grant PostgreSQL role ROLE what `serve` needs, and no more")
     if name == "serve":
         sub.add_argument("--socket-mode", action="store_true",
                          help="take Slack traffic over Socket Mode (needs SLACK_APP_TOKEN)")
@@ -137,6 +167,8 @@ def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--since", type=_since, metavar="YYYY-MM-DD",
                          help="only rows from this day on (UTC)")
         sub.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
+    elif name == "audit":
+        sub.add_argument("action", choices=("verify",), help="what to do with the trail")
     elif name == "demo":
         sub.add_argument("--slow", action="store_true", help="pause between steps to watch")
         sub.add_argument("--keep", action="store_true",

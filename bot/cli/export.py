@@ -91,7 +91,7 @@ def _json_writer(out: TextIO) -> tuple[Callable[[dict[str, Any]], None], Callabl
 WRITERS = {"csv": _csv_writer, "json": _json_writer}
 
 
-def _check_database(database_url: str) -> None:
+def check_database(database_url: str) -> None:
     """Refuse a SQLite path that does not exist: connecting would create an empty file."""
     url = make_url(database_url)
     path = url.database
@@ -103,7 +103,7 @@ def _check_database(database_url: str) -> None:
 async def export_audit(database_url: str, out: TextIO, *, fmt: ExportFormat,
                        since: datetime | None = None, page: int = PAGE) -> int:
     """Stream the audit trail to `out`; how many rows were written."""
-    _check_database(database_url)
+    check_database(database_url)
     write, finish = WRITERS[fmt](out)
     count = 0
     try:
@@ -123,7 +123,7 @@ async def export_audit(database_url: str, out: TextIO, *, fmt: ExportFormat,
 async def run_export(settings: Settings, *, fmt: ExportFormat, since: datetime | None,
                      output: Path | None, out: TextIO, err: TextIO) -> int:
     """`releasebot export`: to a file (UTF-8) or to `out`; a count on `err`."""
-    _check_database(settings.database_url)  # before opening the output: no empty file is left
+    check_database(settings.database_url)  # before opening the output: no empty file is left
     if output is None:
         count = await export_audit(settings.database_url, out, fmt=fmt, since=since)
         out.flush()

@@ -147,3 +147,11 @@ def test_parse_release_id() -> None:
     assert releases.parse_release_id(" 42 ") == 42
     with pytest.raises(Refused, match="REL-42"):
         releases.parse_release_id("banana")
+
+
+async def test_a_too_long_reason_is_refused_naming_the_limit(deps: Deps) -> None:
+    """A reason longer than its column: the limit named, nothing changed (forms and API too)."""
+    rid = await new_release(deps)
+    with pytest.raises(Refused, match=r"The reason is too long \(5000 characters; at most 4000\)"):
+        await releases.reject(deps, release_id=rid, actor=who(deps, CTO), reason="x" * 5000)
+    assert await state_of(deps, rid) is State.REQUESTED

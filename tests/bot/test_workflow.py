@@ -70,12 +70,15 @@ EXPECTED: dict[tuple[State, Event], State] = {
     (S.ROLLING_BACK, E.ROLLBACK_FAILED): S.DEPLOY_FAILED,
     **{(s, E.CANCEL): S.CANCELLED for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+    **{(s, E.PUBLISH_NOTES): s for s in
+       (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING)},
 }
 
 ACTOR = {
     E.START_TESTING: TESTER, E.REPORT: TESTER, E.ACCEPT_RISK: CTO, E.APPROVE: LEAD,
     E.REJECT: DIRECTOR, E.CHANGE_REF: DEV, E.TICK: OPS, E.OVERRIDE_GATE: CTO, E.DEPLOY: OPS,
     E.VERIFY_PASS: TESTER, E.VERIFY_FAIL: TESTER, E.CLOSE: OPS, E.ROLLBACK: OPS, E.CANCEL: DEV,
+    E.PUBLISH_NOTES: OPS,
 }
 
 
@@ -186,6 +189,17 @@ def test_emergency_acceptance_needs_executive_policy_and_reason() -> None:
     assert "can't ship with open bugs" in refused(strict, E.ACCEPT_RISK, Ctx(CTO, reason="x"))
     passing = replace(facts, report=GOOD)
     assert "already meets" in refused(passing, E.ACCEPT_RISK, Ctx(CTO, reason="x"))
+
+
+def test_nobody_lifts_a_rule_for_their_own_release() -> None:
+    """An executive who requested a release may neither accept its risk nor override its gate."""
+    own = Actor(DEV.user, frozenset({"executive"}))
+    testing = replace(BASE, state=S.TESTING, report=BAD)
+    assert "someone else must decide" in refused(testing, E.ACCEPT_RISK, Ctx(own, reason="x"))
+    assert decide(testing, E.ACCEPT_RISK, Ctx(CTO, reason="x")) is S.READY_FOR_SIGNOFF
+    frozen = replace(BASE, state=S.APPROVED, gate_open=False, gate_reason="Freeze")
+    assert "someone else must decide" in refused(frozen, E.OVERRIDE_GATE, Ctx(own, reason="x"))
+    assert decide(frozen, E.OVERRIDE_GATE, Ctx(CTO, reason="x")) is S.APPROVED
 
 
 def test_deploy_needs_all_signoffs() -> None:

@@ -134,15 +134,27 @@ def test_answers_are_trimmed() -> None:
     assert new is not None and new.title == "Faster checkout"
 
 
-BAD_REF = "The ref must be one branch, tag or commit (no spaces, at most 255)."
+NO_REF = "Please name the ref to release: a branch, tag or commit."
+ASCII_ONLY = ("The ref may hold only printable ASCII letters, digits and punctuation, without "
+              "spaces; it has {}.")
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("title", "", "Please give the release a title."),
     ("title", "   ", "Please give the release a title."),
-    ("ref", "", BAD_REF),
-    ("ref", "release 1.1", BAD_REF),
-    ("ref", "v1\tx", BAD_REF),
+    ("ref", "", NO_REF),
+    ("ref", "release 1.1", ASCII_ONLY.format("U+0020 SPACE")),
+    ("ref", "v1\tx", ASCII_ONLY.format("U+0009 control character")),
+    ("ref", "v1.1.0\u200b", ASCII_ONLY.format("U+200B ZERO WIDTH SPACE")),
+    ("ref", "v1\x00", ASCII_ONLY.format("U+0000 control character")),
+    ("ref", "x" * 256, "The ref is too long (256 characters; at most 255)."),
+    ("ref", "--upload-pack=x", "'--upload-pack=x' is not a valid git ref name: it can't start "
+                               "with '-'."),
+    ("ref", "v1..2", "'v1..2' is not a valid git ref name: it can't hold '..' or '@{'."),
+    ("ref", "a/.hidden", "'a/.hidden' is not a valid git ref name: no part of it may start "
+                         "with '.' or end with '.lock'."),
+    ("version", "1" * 150, "The version is too long (150 characters; at most 100)."),
+    ("window", "w" * 201, "The planned window is too long (201 characters; at most 200)."),
     ("rollback", "", "How would you roll this back?"),
     ("project", "billing", "There is no project 'billing'; known projects: payments, web."),
     ("at", "2026-11-23 11:59", "The planned time is in the past."),

@@ -93,6 +93,10 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
                         "🔥 Rollback of production failed "
                         "(<https://gitlab.example/p/994|pipeline>). Someone needs to look now."),
     "cancel": ("testing", "cancelled", {"reason": ""}, "🚫 <@U0ACTOR> cancelled the release."),
+    "publish notes": ("verified", "verified",
+                      {"tag": "v1.1.0", "url": "https://gitlab.example/r/v1.1.0"},
+                      "📰 <@U0ACTOR> published the release notes of `v1.1.0` as a "
+                      "<https://gitlab.example/r/v1.1.0|GitLab release>."),
 }
 
 

@@ -244,13 +244,16 @@ async def test_release_notes_listed_published_and_posted_at_close(db_url: str,
         titles = [mr.title for mr in h.gitlab.projects[1].merge_requests.values()
                   if mr.iid in (1, 2)]
         assert all(t in notes for t in titles) and "!1" in notes
+        assert "published once the release is deployed" in await h.says(
+            OPS, f"notes REL-{rid} publish")
+        assert "v1.1.0" not in h.gitlab.projects[1].releases
+        for _ in range(2):
+            await deploy_and_finish(h, rid)
         assert "Only the release manager" in await h.says(DEV, f"notes REL-{rid} publish")
         answer = await h.says(OPS, f"notes REL-{rid} publish")
         assert "Published v1.1.0 as a GitLab release" in answer
         assert "v1.1.0" in h.gitlab.projects[1].releases
         assert "already exists" in await h.says(OPS, f"notes REL-{rid} publish")
-        for _ in range(2):
-            await deploy_and_finish(h, rid)
         await h.click(TESTER, ActionId.VERIFY_PASS)
         assert f"REL-{rid} is closed" in await h.says(OPS, f"close REL-{rid}")
         await h.settle()

@@ -24,7 +24,18 @@ from bot.transition import (
     traced_decide,
     transition,
 )
-from bot.workflow import EVENTS, SYSTEM, Actor, Ctx, Event, Facts, Refused, State
+from bot.workflow import (
+    ACTIVE,
+    EVENTS,
+    SYSTEM,
+    UNVERIFIED,
+    Actor,
+    Ctx,
+    Event,
+    Facts,
+    Refused,
+    State,
+)
 from storage import queries as q
 from storage.models import Deployment, Release
 
@@ -102,6 +113,7 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
         facts = await load_facts(session, deps, release, EVENTS[Event.DEPLOY].reads)
         env = environment or next_environment(facts)
         dest = traced_decide(deps, release, facts, Event.DEPLOY, Ctx(actor, environment=env))
+        await _environment_free(session, release, env, facts.production)
         before = running(await q.live_deployment(session, release.project, env))
         ships = Shipped(release_tag(deps, release.id), release.pinned_sha, release.id)
         dep = await _hold(session, deps, release, env, actor, rollback=False, ships=ships,
@@ -124,6 +136,7 @@ async def start_rollback(deps: Deps, *, release_id: int, actor: Actor, reason: s
         undo = rollback_target(await q.deployments_of(session, rel.id))
         if undo is None:  # the can_roll_back guard has already refused this
             raise Refused("There is no recorded previous version to roll back to.")
+        await _still_ours(session, rel, undo.environment)
         back = _rollback_ref(deps, rel, undo)
         ships = Shipped(back, undo.previous_sha, undo.previous_release_id)
         dep = await _hold(session, deps, rel, undo.environment, actor, rollback=True,
@@ -136,6 +149,50 @@ async def start_rollback(deps: Deps, *, release_id: int, actor: Actor, reason: s
     ctx = Ctx(actor, reason=reason, revision=revision)
     outcome = await transition(deps, release_id, Event.ROLLBACK, ctx, apply)
     return DeployStart(outcome, holder[0])
+
+
+async def _environment_free(session: AsyncSession, release: Release, env: str,
+                            production: str) -> None:
+    """Refuse a deploy that would overwrite what another release holds or has not verified.
+
+    An environment before production is reserved from a release's successful deploy there
+    until it reaches production, is rolled back or is cancelled; production takes one
+    unverified change at a time.
+    """
+    if env != production:
+        for other in await q.deployed_releases(session, release.project, env, states=ACTIVE):
+            if other.id != release.id and not await _reached(session, other, production):
+                raise Refused(f"{release.project} {env} is reserved for {other.rel_id} until "
+                              f"it reaches {production}, is rolled back or is cancelled.")
+        return
+    live = running(await q.live_deployment(session, release.project, env))
+    if live is None or live.release_id in (None, release.id):
+        return
+    other = await q.get_release(session, live.release_id)
+    if other is not None and State(other.state) in UNVERIFIED:
+        raise Refused(f"{release.project} {production} runs {other.rel_id}, which is not "
+                      f"verified yet: verify it or roll it back first.")
+
+
+async def _reached(session: AsyncSession, release: Release, env: str) -> bool:
+    """Whether this revision of the release deployed to env successfully."""
+    return any(d.environment == env and d.status == "success" and not d.rollback
+               and d.revision == release.revision
+               for d in await q.deployments_of(session, release.id))
+
+
+async def _still_ours(session: AsyncSession, release: Release, env: str) -> None:
+    """Roll back only what this release put in env, while it is still there."""
+    latest = await q.latest_deployment(session, release.project, env)
+    if latest is None or (latest.release_id == release.id and not latest.rollback):
+        return
+    runs = running(await q.live_deployment(session, release.project, env))
+    holder = runs.release_id if runs else None
+    if holder is not None and holder != release.id:
+        raise Refused(f"{release.project} {env} runs REL-{holder} now; roll back REL-{holder} "
+                      "first.")
+    raise Refused(f"{release.project} {env} no longer runs {release.rel_id}; "
+                  "rolling it back would overwrite what runs there now.")
 
 
 def _rollback_ref(deps: Deps, release: Release, undo: Deployment) -> str:

@@ -178,9 +178,10 @@ async def _stored_facts(session: AsyncSession, release: Release, limits: dict[st
         facts["checklist_done"] = frozenset(t.item for t in ticks)
     if "deployments" in reads:
         deployments = await q.deployments_of(session, release.id)
-        facts["deployed_envs"] = frozenset(
-            d.environment for d in deployments
-            if d.status == "success" and not d.rollback and d.revision == release.revision)
+        current = [d for d in deployments if not d.rollback and d.revision == release.revision]
+        facts["deployed_envs"] = frozenset(d.environment for d in current
+                                           if d.status == "success")
+        facts["started_envs"] = frozenset(d.environment for d in current)
         undo = rollback_target(deployments)
         facts["rollback_ref"] = undo and (undo.previous_ref or undo.previous_sha)
     return facts

@@ -47,6 +47,7 @@ PREPARING = (*BEFORE_DEPLOY, State.DEPLOY_FAILED)  # the checklist and gate can 
 UNTESTED = (State.REQUESTED, State.TESTING)  # waiting for a test report
 WENT_LIVE = (State.VERIFIED, State.OBSERVING, State.CLOSED)  # verified in production
 REACHED_PRODUCTION = (State.DEPLOYED, *WENT_LIVE)  # what later release notes start from
+UNVERIFIED = (State.DEPLOYED, State.VERIFICATION_FAILED)  # live, not yet verified
 
 
 class Event(StrEnum):
@@ -129,6 +130,7 @@ class Facts:
     checklist_done: frozenset[int] = frozenset()
     environments: tuple[str, ...] = ("production",)
     deployed_envs: frozenset[str] = frozenset()
+    started_envs: frozenset[str] = frozenset()  # deploys of this revision begun, however ended
     has_schedule: bool = False
     rollback_ref: str | None = None
     requester_can_deploy: bool = False
@@ -386,6 +388,13 @@ def production_deployed(facts: Facts, ctx: Ctx) -> str | None:
     return f"This release is not yet deployed to {facts.production}."
 
 
+def production_not_started(facts: Facts, ctx: Ctx) -> str | None:
+    """Cancel frees earlier environments; once production has begun, only rollback undoes it."""
+    if facts.production not in facts.started_envs:
+        return None
+    return f"A {facts.production} deploy has started; roll back instead of cancelling."
+
+
 def can_roll_back(facts: Facts, ctx: Ctx) -> str | None:
     """Rollback needs the version that was live before."""
     return None if facts.rollback_ref else "There is no recorded previous version to roll back to."
@@ -464,6 +473,8 @@ TABLE: tuple[Transition, ...] = (
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
     Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
+    Transition((_S.DEPLOYED, _S.DEPLOY_FAILED), Event.CANCEL, _S.CANCELLED,
+               (_W.REQUESTER, _W.RELEASE_MANAGER), (production_not_started,)),
     Transition(LIVE, Event.PUBLISH_NOTES, None, (_W.RELEASE_MANAGER,)),
 )
 
@@ -511,7 +522,7 @@ EVENTS: dict[Event, EventSpec] = {
     Event.ROLLBACK: _reads("deployments"),
     Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True),
     Event.ROLLBACK_FAILED: _reads(broadcast=True),
-    Event.CANCEL: _reads(),
+    Event.CANCEL: _reads("deployments"),  # whether production has begun
     Event.PUBLISH_NOTES: _reads(),
 }
 
@@ -566,7 +577,7 @@ def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False
 def refusal(event: Event, state: State) -> str:
     """A plain sentence for an event the state never allows."""
     if event is Event.CANCEL and state not in TERMINAL:
-        return "A release can only be cancelled before it is deployed."
+        return "A release can only be cancelled until its production deploy starts."
     if state in TERMINAL:
         return f"This release is {state.label}; nothing more can happen to it."
     if event is Event.PUBLISH_NOTES:

@@ -119,6 +119,10 @@ def notes_text(view: ReleaseView) -> str:
                      f"{escape(rel.gate_override_reason or '')}")
     if rel.verification_note and view.state is State.VERIFICATION_FAILED:
         notes.append(f"⚠️ Verification failed: {escape(rel.verification_note)}")
+    if rel.newer_commits and view.pin:
+        many = "commit that is" if rel.newer_commits == 1 else "commits that are"
+        notes.append(f"📌 `{escape(rel.ref)}` has {rel.newer_commits} newer {many} not in this "
+                     f"release (it ships `{view.pin.short}`)")
     return clip("\n".join(notes))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot import calendar
+from bot.deploys import Shipped, running
 from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
@@ -30,12 +31,29 @@ async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str
         if release is None:
             raise Refused(f"There is no release REL-{release_id}.")
         view = await load_view(session, deps.policy, release, full=True)
+        live = {env: running(await q.live_deployment(session, release.project, env))
+                for env in view.environments}
     tz = deps.policy.tz
     text, card = build_release_card(view, tz)
     blocks = [b for b in card if b["type"] != "actions"]
-    blocks += [section(details_text(view)), section(deploys_text(view, tz)),
-               section(timeline_text(view, tz))]
+    blocks += [section(details_text(view)), section(live_text(view, live)),
+               section(deploys_text(view, tz)), section(timeline_text(view, tz))]
     return text, blocks[:50]
+
+
+def live_text(view: ReleaseView, live: dict[str, Shipped | None]) -> str:
+    """What runs in each of the project's environments now, as far as the bot knows."""
+    parts = []
+    for env, shipped in live.items():
+        if shipped is None:
+            what = "nothing deployed by ReleaseBot"
+        else:
+            who = "this release" if shipped.release_id == view.release.id else (
+                f"REL-{shipped.release_id}" if shipped.release_id else "a version from before")
+            at = f" @ `{escape(shipped.sha[:7])}`" if shipped.sha else ""
+            what = f"{who} (`{escape(shipped.ref or '?')}`{at})"
+        parts.append(f"{escape(env)}: {what}")
+    return "*Live now* " + "   ·   ".join(parts)
 
 
 def details_text(view: ReleaseView) -> str:

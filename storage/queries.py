@@ -113,6 +113,27 @@ async def live_deployment(session: AsyncSession, project: str,
     return (await session.exec(stmt)).first()
 
 
+async def latest_deployment(session: AsyncSession, project: str,
+                            environment: str) -> Deployment | None:
+    """The newest deploy or rollback the bot started in this environment, whatever its end."""
+    stmt = (select(Deployment)
+            .where(Deployment.project == project, Deployment.environment == environment)
+            .order_by(col(Deployment.id).desc()).limit(1))
+    return (await session.exec(stmt)).first()
+
+
+async def deployed_releases(session: AsyncSession, project: str, environment: str, *,
+                            states: Sequence[str]) -> Sequence[Release]:
+    """Releases in these states that deployed successfully to this environment."""
+    deployed = (select(Deployment.release_id)
+                .where(Deployment.project == project, Deployment.environment == environment,
+                       Deployment.status == "success", col(Deployment.rollback).is_(False),
+                       col(Deployment.revision) == col(Release.revision)))
+    stmt = select(Release).where(col(Release.state).in_(_values(states)),
+                                 col(Release.id).in_(deployed))
+    return (await session.exec(stmt)).all()
+
+
 async def deployment_by_pipeline(session: AsyncSession, project: str,
                                  pipeline_id: int) -> Deployment | None:
     """The deployment a GitLab pipeline belongs to."""

@@ -8,9 +8,12 @@ import pytest
 
 from bot import deploys, releases
 from bot.transition import Deps
-from bot.workflow import Refused, State
-from emulators.sample import CTO, DIRECTOR, OPS, TESTER, sample_policy
-from tests.fixtures import SALES_WEEK, FakeClock, signed_off, state_of, who
+from bot.workflow import Event, Refused, State
+from emulators.gitlab import GitLabEmulator, variable
+from emulators.sample import CTO, DEV, DIRECTOR, OPS, TESTER, sample_policy
+from handlers.status import status_blocks
+from storage import queries as q
+from tests.fixtures import SALES_WEEK, FakeClock, gitlab_client, signed_off, state_of, who
 
 
 async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:
@@ -68,6 +71,7 @@ async def test_deploy_failure_then_rollback_to_recorded_ref(deps: Deps) -> None:
     assert start.deployment.ref == f"release/REL-{first}" and start.deployment.sha
     first_sha = start.deployment.sha
     await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="success")
+    await deploys.verify(deps, release_id=first, actor=who(deps, TESTER), passed=True)
     second = await signed_off(deps, project="web", ref="v1.1.0")
     start = await deploys.start_deploy(deps, release_id=second, actor=ops)
     assert start.deployment.previous_ref == f"release/REL-{first}"
@@ -119,3 +123,75 @@ async def test_verification_fail_then_rollback(deps: Deps) -> None:
     assert out.to_state is State.VERIFICATION_FAILED
     back = await deploys.start_rollback(deps, release_id=rid, actor=ops)
     assert back.deployment.ref == f"release/REL-{first}"
+
+
+async def deployed(deps: Deps, rid: int) -> int:
+    """Deploy the release to its next environment and let the pipeline succeed; the row id."""
+    start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
+    await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="success")
+    return start.deployment.id
+
+
+async def test_only_the_live_release_rolls_back(deps: Deps) -> None:
+    """An older release can't roll back over a newer one; the newer goes back to its commit."""
+    for ref in ("v1.0.0", "v1.1.0"):  # the second of these is `first`, with a way back
+        first = await signed_off(deps, project="web", ref=ref)
+        await deployed(deps, first)
+        await deploys.verify(deps, release_id=first, actor=who(deps, TESTER), passed=True)
+    second = await signed_off(deps, project="web", ref="main")
+    await deployed(deps, second)
+    with pytest.raises(Refused, match=f"web production runs REL-{second} now; "
+                                      f"roll back REL-{second} first"):
+        await deploys.start_rollback(deps, release_id=first, actor=who(deps, OPS))
+    back = await deploys.start_rollback(deps, release_id=second, actor=who(deps, OPS))
+    async with deps.sessions() as session:
+        pinned = (await q.get_release(session, first)).pinned_sha
+    assert (back.deployment.sha, back.deployment.runs_release_id) == (pinned, first)
+    await deploys.finish_deploy(deps, deployment_id=back.deployment.id, status="success")
+    async with deps.sessions() as session:
+        live = deploys.running(await q.live_deployment(session, "web", "production"))
+    assert live == deploys.Shipped(f"release/REL-{first}", pinned, first)
+    for rid, who_runs in ((first, "this release"), (second, f"REL-{first}")):
+        _, blocks = await status_blocks(deps, rid)
+        assert f"production: {who_runs} (`release/REL-{first}` @ `{pinned[:7]}`)" in str(blocks)
+
+
+async def test_production_takes_one_unverified_change(deps: Deps) -> None:
+    """While the live release is unverified, another production deploy is refused."""
+    first = await signed_off(deps, project="web")
+    await deployed(deps, first)
+    second = await signed_off(deps, project="web")
+    with pytest.raises(Refused, match=f"runs REL-{first}, which is not verified yet"):
+        await deploys.start_deploy(deps, release_id=second, actor=who(deps, OPS))
+    await deploys.verify(deps, release_id=first, actor=who(deps, TESTER), passed=True)
+    await deployed(deps, second)
+
+
+async def test_staging_is_reserved_until_production_or_cancel(deps: Deps) -> None:
+    """A second release's staging deploy waits until the first reaches production or ends."""
+    ops = who(deps, OPS)
+    first, second = await signed_off(deps), await signed_off(deps)
+    for rid in (first, second):
+        await releases.tick(deps, release_id=rid, actor=ops, items=(1, 2))
+    await deployed(deps, first)
+    with pytest.raises(Refused, match=f"payments staging is reserved for REL-{first} until it "
+                                      "reaches production, is rolled back or is cancelled"):
+        await deploys.start_deploy(deps, release_id=second, actor=ops)
+    await releases.cancel(deps, release_id=first, actor=who(deps, DEV), reason="superseded")
+    await deployed(deps, second)
+    third = await signed_off(deps)
+    await releases.tick(deps, release_id=third, actor=ops, items=(1, 2))
+    await deployed(deps, second)  # production: staging is free again
+    await deployed(deps, third)
+
+
+async def test_a_tag_elsewhere_stops_the_deploy(deps: Deps, gitlab: GitLabEmulator) -> None:
+    """The release's tag already names another commit: the deploy fails with that sentence."""
+    rid = await signed_off(deps, project="web", ref="v1.0.0")
+    gitlab.add_tag("acme/web", f"release/REL-{rid}", "main")
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
+    out = await deployer.deploy(release_id=rid, actor=who(deps, OPS))
+    assert out.event is Event.DEPLOY_FAILED
+    assert f"the tag release/REL-{rid} already points at" in out.detail["error"]
+    assert all(variable(p.variables, "RELEASE_ID") != f"REL-{rid}"
+               for p in gitlab.pipelines.values())

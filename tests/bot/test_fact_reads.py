@@ -36,7 +36,7 @@ from tests.fixtures import SALES_WEEK
 # The Facts fields each kind of stored fact fills in.
 FIELDS: dict[Stored, tuple[str, ...]] = {
     "report": ("report",), "approvals": ("approvals",), "ticks": ("checklist_done",),
-    "deployments": ("deployed_envs", "rollback_ref"),
+    "deployments": ("deployed_envs", "started_envs", "rollback_ref"),
     "gate": ("gate_open", "gate_reason", "gate_next"),
 }
 DEFAULTS = vars(Facts(state=State.REQUESTED, requester=""))  # what nothing read leaves
@@ -59,7 +59,8 @@ def facts_in(states: list[State]) -> st.SearchStrategy[Facts]:
         gate_reason=st.none() | st.just("freeze"), gate_next=st.none() | st.just("tomorrow"),
         gate_overridden=st.booleans(), checklist_total=st.integers(0, 3),
         checklist_done=st.frozensets(st.integers(1, 3)), environments=st.just(ENVS),
-        deployed_envs=st.frozensets(st.sampled_from(ENVS)), has_schedule=st.booleans(),
+        deployed_envs=st.frozensets(st.sampled_from(ENVS)),
+        started_envs=st.frozensets(st.sampled_from(ENVS)), has_schedule=st.booleans(),
         rollback_ref=st.none() | st.just("v1"), requester_can_deploy=st.booleans(),
         one_person_many_roles=st.booleans())
 ctxs = st.builds(

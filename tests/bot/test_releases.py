@@ -124,14 +124,21 @@ async def test_new_report_or_ref_voids_approvals(deps: Deps) -> None:
         assert await q.latest_report(session, release) is None
 
 
-async def test_cancel_before_deploy_only(deps: Deps) -> None:
-    """Cancel works before deploy and is refused after."""
+async def test_cancel_until_production_starts(deps: Deps) -> None:
+    """Cancel works before deploy and after staging, and is refused once production began."""
     rid = await new_release(deps)
     out = await releases.cancel(deps, release_id=rid, actor=who(deps, DEV), reason="not needed")
     assert out.to_state is State.CANCELLED
+    ops = who(deps, OPS)
+    rid = await signed_off(deps)
+    await releases.tick(deps, release_id=rid, actor=ops, items=(1, 2))
+    staged = await deploys.start_deploy(deps, release_id=rid, actor=ops)
+    await deploys.finish_deploy(deps, deployment_id=staged.deployment.id, status="success")
+    out = await releases.cancel(deps, release_id=rid, actor=who(deps, DEV), reason="too late")
+    assert out.to_state is State.CANCELLED
     rid = await signed_off(deps, project="web")
-    await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
-    with pytest.raises(Refused, match="only be cancelled before it is deployed"):
+    await deploys.start_deploy(deps, release_id=rid, actor=ops)
+    with pytest.raises(Refused, match="only be cancelled until its production deploy starts"):
         await releases.cancel(deps, release_id=rid, actor=who(deps, DEV))
 
 

@@ -69,7 +69,8 @@ EXPECTED: dict[tuple[State, Event], State] = {
     (S.ROLLING_BACK, E.ROLLBACK_SUCCEEDED): S.ROLLED_BACK,
     (S.ROLLING_BACK, E.ROLLBACK_FAILED): S.DEPLOY_FAILED,
     **{(s, E.CANCEL): S.CANCELLED for s in
-       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOYED,
+        S.DEPLOY_FAILED)},  # after a deploy, only until production starts
     **{(s, E.PUBLISH_NOTES): s for s in
        (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING)},
 }
@@ -263,12 +264,19 @@ def test_who_deploys() -> None:
     assert decide(replace(facts, requester_can_deploy=True), E.DEPLOY, ctx) is S.DEPLOYING
 
 
-def test_cancel_after_deploy_refused() -> None:
-    """Cancel is only possible before deploy."""
-    for state in (S.DEPLOYING, S.DEPLOYED, S.DEPLOY_FAILED, S.VERIFIED):
+def test_cancel_until_production_starts() -> None:
+    """Cancel frees staging; once production has begun, only a rollback undoes it."""
+    for state in (S.DEPLOYING, S.VERIFIED, S.OBSERVING):
         facts = replace(BASE, state=state)
         assert refused(facts, E.CANCEL, Ctx(DEV)) == (
-            "A release can only be cancelled before it is deployed.")
+            "A release can only be cancelled until its production deploy starts.")
+    envs = ("staging", "production")
+    for state in (S.DEPLOYED, S.DEPLOY_FAILED):
+        staged = replace(BASE, state=state, environments=envs, started_envs=frozenset({"staging"}))
+        assert decide(staged, E.CANCEL, Ctx(DEV)) is S.CANCELLED
+        begun = replace(staged, started_envs=frozenset(envs))
+        assert refused(begun, E.CANCEL, Ctx(DEV)) == (
+            "A production deploy has started; roll back instead of cancelling.")
 
 
 def test_rollback_needs_a_previous_version() -> None:

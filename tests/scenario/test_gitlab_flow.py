@@ -239,6 +239,7 @@ async def test_release_notes_listed_published_and_posted_at_close(db_url: str,
         first = await approved(h, "payments", "v1.0.0")
         for _ in range(2):
             await deploy_and_finish(h, first)
+        await h.says(TESTER, f"verify REL-{first} pass")  # production takes one change at a time
         rid = await approved(h, "payments", "v1.1.0")
         notes = await h.says(DEV, f"notes REL-{rid}")
         titles = [mr.title for mr in h.gitlab.projects[1].merge_requests.values()
@@ -261,3 +262,20 @@ async def test_release_notes_listed_published_and_posted_at_close(db_url: str,
         assert f"REL-{rid} is closed" in closing and titles[0] in closing
         for part in ("Signed off by", "test report", "*Deploys*", "*Timeline*", "Release notes"):
             assert part in closing
+
+
+async def test_a_push_after_sign_off_ships_the_pinned_commit(db_url: str, policy: Policy) -> None:
+    """The branch moves after approval: the tag and pipeline carry the signed-off commit."""
+    async with running_app(db_url, policy) as h:
+        signed = h.gitlab.resolve(h.gitlab.project("acme/web"), "release")
+        rid = await approved(h, "web", "release")
+        assert f"`release` @ `{signed.sha[:7]}`" in str(h.card(rid).blocks)
+        h.gitlab.push("acme/web", "release", title="Untested change pushed after sign-off")
+        await h.click(OPS, ActionId.DEPLOY)
+        pipeline = h.pipeline_of(rid)
+        assert (pipeline.ref, pipeline.sha) == (f"release/REL-{rid}", signed.sha)
+        assert variable(pipeline.variables, "RELEASE_SHA") == signed.sha
+        assert h.gitlab.project("acme/web").tags[f"release/REL-{rid}"].sha == signed.sha
+        await h.settle()
+        assert ("`release` has 1 newer commit that is not in this release"
+                in str(h.card(rid).blocks))

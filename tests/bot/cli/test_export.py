@@ -37,7 +37,7 @@ def who(deps: Deps, user: str) -> Any:
 
 
 async def deployed_release(deps: Deps, clock: FakeClock, title: str) -> int:
-    """A release taken through report, sign-off, checklist and a production deploy."""
+    """A release taken through report, sign-off, a production deploy and verification."""
     out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project="web", ref="v1.1.0", title=title))
     rid = out.release.id
@@ -50,6 +50,8 @@ async def deployed_release(deps: Deps, clock: FakeClock, title: str) -> int:
                                   url=f"https://gl/p/{rid}")
     clock.advance(minutes=2)
     await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="success")
+    # Verified, so the next release may go to production (one unverified change at a time).
+    await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=True)
     return rid
 
 

@@ -51,6 +51,7 @@ class PipelineResult:
     status: str
     failed_job: str | None = None
     failed_job_url: str | None = None
+    sha: str | None = None  # the commit GitLab says the pipeline ran
 
 
 @dataclass(frozen=True)
@@ -379,16 +380,31 @@ class Deployer:
             log.info("REL-%s: newer commits unknown: %s", dep.release_id, exc)
             return 0
 
+    async def take_hook(self, project: str, pipeline_id: int) -> Outcome | None:
+        """A webhook named a pipeline: act on what GitLab itself says of it, never the hook."""
+        async with self.deps.sessions() as session:
+            dep = await q.deployment_by_pipeline(session, project, pipeline_id)
+        if dep is None or dep.status in FINAL:
+            return None
+        gitlab_project = self.deps.policy.project(project).gitlab
+        found = await self.gitlab.get_pipeline(gitlab_project, pipeline_id)
+        return await self.take_result(PipelineResult(project, found.id, found.status,
+                                                     sha=found.sha))
+
     async def take_result(self, result: PipelineResult) -> Outcome | None:
-        """A pipeline ended: move its release once, however often this is called."""
+        """A pipeline ended (as GitLab reports it): move its release once, however often."""
         if result.status not in FINAL:
             return None
         async with self.deps.sessions() as session:
             dep = await q.deployment_by_pipeline(session, result.project, result.pipeline_id)
         if dep is None or dep.status in FINAL:
             return None
+        if dep.sha and result.sha and result.sha != dep.sha:
+            log.warning("REL-%s: pipeline %s ran %s, not the deployment's %s; ignored",
+                        dep.release_id, result.pipeline_id, result.sha, dep.sha)
+            return None
         job, url = result.failed_job, result.failed_job_url
-        if result.status == "failed" and url is None:  # hooks name the job but give no link
+        if result.status == "failed" and url is None:
             job, url = await self._failed_job(dep, job)
         return await finish_deploy(self.deps, deployment_id=dep.id, status=result.status,
                                    failed_job=job, failed_job_url=url)

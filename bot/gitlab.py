@@ -162,23 +162,17 @@ class GitLabClient:
         return [_pipeline(project, row) for row in await self._run(project, fetch)]
 
     async def failed_job(self, project: ProjectRef, pipeline_id: int) -> Job | None:
-        """The first (lowest id) failed job of a pipeline, or None."""
+        """The failed job that failed the pipeline: of the latest stage, not allowed to fail."""
         pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
         jobs = await self._run(
             project, lambda: pipeline.jobs.list(scope="failed", per_page=100, get_all=False),
             f"pipeline {pipeline_id}",
         )
-        if not jobs:
-            return None
-        return _job(min((job.attributes for job in jobs), key=lambda job: job["id"]))
-
-    async def last_deployed_ref(self, project: ProjectRef, environment: str) -> str | None:
-        """The ref of the newest successful deployment to environment, or None."""
-        p = self._project(project)
-        found = await self._run(project, lambda: p.deployments.list(
-            environment=environment, status="success", order_by="id", sort="desc",
-            per_page=1, get_all=False))
-        return str(found[0].ref) if found else None
+        rows = [job.attributes for job in jobs]
+        # Jobs are created stage by stage, so the highest id is the latest stage's; a job
+        # allowed to fail did not fail the pipeline.
+        blocking = [row for row in rows if not row.get("allow_failure")] or rows
+        return _job(max(blocking, key=lambda row: row["id"])) if blocking else None
 
     # ------------------------------------------------------------ repository
 

@@ -214,7 +214,8 @@ class Poller:
         taken = 0
         for p in pipelines:
             if p.id in wanted and p.status in FINAL:
-                out = await self.deployer.take_result(PipelineResult(project, p.id, p.status))
+                out = await self.deployer.take_result(PipelineResult(project, p.id, p.status,
+                                                                     sha=p.sha))
                 taken += out is not None and out.changed
         return taken
 

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.deploys import Deployer, PipelineResult
+from bot.gitlab import FINAL
 from bot.policy import Policy
 from bot.transition import Deps
 from storage import queries as q
@@ -23,24 +24,23 @@ BODY_SECONDS = 10.0  # GitLab sends a hook at once; a slower body is a held conn
 
 def project_key(policy: Policy, project: dict[str, Any]) -> str | None:
     """The policy's key for a GitLab project named by path or numeric id."""
-    path, pid = str(project.get("path_with_namespace") or ""), project.get("id")
+    path, pid = str(project.get("path_with_namespace") or "").lower(), project.get("id")
     for key, proj in policy.projects.items():
-        if str(proj.gitlab) in (path, str(pid)):
+        if str(proj.gitlab).lower() in (path, str(pid)):  # GitLab paths ignore case
             return key
     return None
 
 
 def pipeline_result(policy: Policy, body: dict[str, Any]) -> PipelineResult | None:
-    """The result a Pipeline Hook reports, if it is about one of our projects."""
-    attrs, project, builds = (_part(body, "object_attributes", dict),
-                              _part(body, "project", dict), _part(body, "builds", list))
+    """The pipeline a Pipeline Hook names, if it is about one of our projects.
+
+    Only a trigger: the hook's status is read again from GitLab before anything moves.
+    """
+    attrs, project = _part(body, "object_attributes", dict), _part(body, "project", dict)
     key = project_key(policy, project)
     if body.get("object_kind") != "pipeline" or key is None or type(attrs.get("id")) is not int:
         return None
-    failed = next((b for b in builds if isinstance(b, dict) and b.get("status") == "failed"),
-                  None)
-    job = str(failed.get("name"))[:500] if failed else None
-    return PipelineResult(key, attrs["id"], str(attrs.get("status") or ""), job, None)
+    return PipelineResult(key, attrs["id"], str(attrs.get("status") or ""))
 
 
 def _part(body: dict[str, Any], key: str, kind: type) -> Any:
@@ -87,7 +87,8 @@ class GitLabWebhook:
                 async with transaction(self.deps.sessions) as session:
                     if not await q.mark_seen(session, f"gitlab:{key[:150]}", self.deps.clock()):
                         return
-            await self.deployer.take_result(result)
+            if result.status in FINAL:  # a hook of a pipeline still running changes nothing
+                await self.deployer.take_hook(result.project, result.pipeline_id)
         except Exception:
             log.exception("webhook for pipeline %s failed; polling will catch up",
                           result.pipeline_id)

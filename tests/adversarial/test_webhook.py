@@ -89,3 +89,28 @@ async def test_the_same_event_twice_is_one_transition(db_url: str, policy: Polic
         assert actions.count("deploy succeeded") == 1
         assert thread_count(h, rid, "📦 Deployed") == 1
         assert [r.getMessage() for r in caplog.records if r.name.startswith("handlers")] == []
+
+
+async def test_a_forged_success_changes_nothing_while_gitlab_says_running(
+        db_url: str, policy: Policy) -> None:
+    """The right token and `status: success` are not enough: GitLab's own answer decides."""
+    async with running_app(db_url, policy) as h:
+        rid = await signed(h)
+        await h.click(OPS, ActionId.DEPLOY)
+        pipeline = h.pipeline_of(rid)
+        h.gitlab.set_status(pipeline.id, "running")
+        body = View(h.gitlab.base_url).pipeline_hook(pipeline)
+        body["object_attributes"]["status"] = "success"  # what the forger claims
+        headers = {"X-Gitlab-Token": HOOK_SECRET, "Idempotency-Key": "forged"}
+        assert await post_hook(h, json.dumps(body).encode(), headers) == 200
+        await wait_for(lambda: not h.app[WEBHOOK].tasks)
+        await h.settle()
+        assert (await release(h, rid)).state == "deploying"
+        assert [e.action for e in await audit(h, rid)].count("deploy succeeded") == 0
+        h.gitlab.set_status(pipeline.id, "success")  # GitLab really finishes: the hook counts
+        headers["Idempotency-Key"] = "real"
+        body["object_attributes"]["status"] = "success"
+        assert await post_hook(h, json.dumps(body).encode(), headers) == 200
+        await wait_for(lambda: not h.app[WEBHOOK].tasks)
+        await h.settle()
+        assert (await release(h, rid)).state == "deployed"

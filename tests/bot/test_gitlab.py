@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.gitlab import Commit, GitLabClient, GitLabError, Job, Pipeline
-from emulators.gitlab import GitLabEmulator
+from emulators.gitlab import GitLabEmulator, JobSpec
 
 TOKEN = "glpat-test"
 DEPLOY = {"RELEASE_ID": "REL-7", "DEPLOY_ENV": "production"}
@@ -88,14 +88,38 @@ async def test_failed_job(emu: GitLabEmulator, client: GitLabClient) -> None:
         "deploy:staging", "deploy", "failed", "script_failure")
 
 
-async def test_last_deployed_ref(emu: GitLabEmulator, client: GitLabClient) -> None:
-    assert await client.last_deployed_ref(1, "production") is None
+async def test_the_failed_job_is_the_latest_stage_s(emu: GitLabEmulator,
+                                                    client: GitLabClient) -> None:
+    """A job allowed to fail earlier is not what failed the pipeline: the deploy job is."""
+    emu.add_project("acme/lint", id=9, jobs=[
+        JobSpec("lint", "test", allow_failure=True), JobSpec("deploy", "deploy", deploys=True)])
+    emu.add_commit("acme/lint", title="Initial commit")
+    pipeline = emu.create_pipeline(9, "main", [{"key": "DEPLOY_ENV", "value": "production"}])
+    emu.set_status(pipeline.id, "running")
+    emu.set_status(pipeline.id, "failed", failed_job=["lint", "deploy:production"])
+    job = await client.failed_job(9, pipeline.id)
+    assert job is not None and (job.name, job.stage) == ("deploy:production", "deploy")
+
+
+async def test_last_deployment(emu: GitLabEmulator, client: GitLabClient) -> None:
+    assert await client.last_deployment(1, "production") is None
     done = await client.create_pipeline(1, "v1.0.0", DEPLOY)
     emu.set_status(done.id, "success")
     broken = await client.create_pipeline(1, "v1.1.0", DEPLOY)
     emu.set_status(broken.id, "failed")
-    assert await client.last_deployed_ref(1, "production") == "v1.0.0"
-    assert await client.last_deployed_ref(1, "staging") is None
+    assert await client.last_deployment(1, "production") == (done.sha, "v1.0.0")
+    assert await client.last_deployment(1, "staging") is None
+
+
+async def test_tags_are_made_once_and_read_after(emu: GitLabEmulator,
+                                                 client: GitLabClient) -> None:
+    """ensure_tag creates a missing tag and reports where an existing one points."""
+    sha = await client.resolve(1, "v1.0.0")
+    assert await client.ensure_tag(1, "release/REL-7", sha) == sha
+    assert emu.projects[1].tags["release/REL-7"].sha == sha
+    main = await client.resolve(1, "main")
+    assert await client.ensure_tag(1, "release/REL-7", main) == sha  # unchanged, and said so
+    assert await client.commits_between(1, sha, "main") > 0
 
 
 async def test_compare_between_tags(client: GitLabClient) -> None:

@@ -300,6 +300,9 @@ class PipelineEngine(ABC):
     ) -> None:
         """Make new pipelines take one of steps every `every` seconds (fail for listed refs/envs).
 
+        A pipeline fails when its ref is listed, or its commit is one a listed ref names now
+        (so a tag made at a failing branch's commit fails too), or its environment is listed.
+
         A pipeline someone else moves (set_status, cancel) drops out of auto-advance; one
         that reaches a blocking manual job stops there until the job is played.
         """
@@ -314,9 +317,16 @@ class PipelineEngine(ABC):
         if self.auto is None or pl.status == "manual":
             return
         pl.auto_generation += 1
-        failing = pl.ref in self.auto.fail_refs or (pl.deploy_env or "") in self.auto.fail_envs
+        failing = (pl.ref in self.auto.fail_refs or self._names_commit(pl)
+                   or (pl.deploy_env or "") in self.auto.fail_envs)
         plan = [("failed" if failing and s == "success" else s) for s in self.auto.steps]
         self._spawn(self._advance(pl, pl.auto_generation, plan, self.auto.every))
+
+    def _names_commit(self, pl: Pipeline) -> bool:
+        """Whether a failing ref names the pipeline's commit."""
+        assert self.auto is not None
+        return any((c := self.resolve(pl.project, ref)) is not None and c.sha == pl.sha
+                   for ref in self.auto.fail_refs)
 
     async def _advance(self, pl: Pipeline, generation: int, plan: list[str], every: float) -> None:
         """Walk a pipeline through plan, stopping if anyone else touched it or it blocks."""

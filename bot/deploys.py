@@ -17,6 +17,7 @@ from bot.transition import (
     detail_of,
     load_facts,
     locked,
+    reached_envs,
     record,
     rollback_target,
     run_in_transaction,
@@ -177,9 +178,7 @@ async def _environment_free(session: AsyncSession, release: Release, env: str,
 
 async def _reached(session: AsyncSession, release: Release, env: str) -> bool:
     """Whether this revision of the release deployed to env successfully."""
-    return any(d.environment == env and d.status == "success" and not d.rollback
-               and d.revision == release.revision
-               for d in await q.deployments_of(session, release.id))
+    return env in reached_envs(await q.deployments_of(session, release.id), release.revision)
 
 
 async def _still_ours(session: AsyncSession, release: Release, env: str) -> None:

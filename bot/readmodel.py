@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.policy import Policy, ReleaseType
+from bot.transition import reached_envs
 from bot.workflow import Actor, Facts, Pin, State, can_sign
 from storage import queries as q
 from storage.models import (
@@ -71,8 +72,7 @@ class ReleaseView:
     @property
     def done_envs(self) -> list[str]:
         """Environments this revision reached, in order."""
-        ok = {d.environment for d in self.deployments
-              if d.status == "success" and not d.rollback and d.revision == self.release.revision}
+        ok = reached_envs(self.deployments, self.release.revision)
         return [e for e in self.environments if e in ok]
 
     @property

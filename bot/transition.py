@@ -178,13 +178,18 @@ async def _stored_facts(session: AsyncSession, release: Release, limits: dict[st
         facts["checklist_done"] = frozenset(t.item for t in ticks)
     if "deployments" in reads:
         deployments = await q.deployments_of(session, release.id)
-        current = [d for d in deployments if not d.rollback and d.revision == release.revision]
-        facts["deployed_envs"] = frozenset(d.environment for d in current
-                                           if d.status == "success")
-        facts["started_envs"] = frozenset(d.environment for d in current)
+        facts["deployed_envs"] = reached_envs(deployments, release.revision)
+        facts["started_envs"] = frozenset(d.environment for d in deployments
+                                          if not d.rollback and d.revision == release.revision)
         undo = rollback_target(deployments)
         facts["rollback_ref"] = undo and (undo.previous_ref or undo.previous_sha)
     return facts
+
+
+def reached_envs(deployments: Sequence[Deployment], revision: int) -> frozenset[str]:
+    """Environments this revision of a release was deployed to successfully."""
+    return frozenset(d.environment for d in deployments
+                     if d.status == "success" and not d.rollback and d.revision == revision)
 
 
 def _gate_facts(deps: Deps) -> dict[str, Any]:

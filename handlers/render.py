@@ -119,6 +119,22 @@ def _ref(p: Payload, d: Payload) -> str:
             f"`{escape(str(d.get('ref')))}`.{voided}")
 
 
+def _plan(p: Payload, d: Payload) -> str:
+    changed = escape(", ".join(str(c) for c in d.get("changed") or []) or "nothing")
+    voided = []
+    if d.get("review_voided"):
+        voided.append("its review")
+    if d.get("voided_approvals"):
+        voided.append("earlier approvals")
+    again = f" {' and '.join(voided).capitalize()} no longer count." if voided else ""
+    return f"🗒 {mention(p['actor'])} changed the go-live plan: {changed}.{again}"
+
+
+def _plan_ok(p: Payload, d: Payload) -> str:
+    role = f" as {escape(str(d['role']))}" if d.get("role") else ""
+    return f"🗒 {mention(p['actor'])} approved the go-live plan{role}{_reason(d, 'note')}."
+
+
 _E = Event
 RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.REQUEST: _request,
@@ -144,6 +160,9 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.ROLLBACK_SUCCEEDED: _rolled_back,
     _E.ROLLBACK_FAILED: _rollback_failed,
     _E.CANCEL: _simple("🚫", "cancelled the release"),
+    _E.EDIT_PLAN: _plan,
+    _E.PLAN_OK: _plan_ok,
+    _E.PLAN_CHANGES: _simple("🗒", "asked for changes to the go-live plan", "note"),
     _E.PUBLISH_NOTES: lambda p, d: (f"📰 {mention(p['actor'])} published the release notes of "
                                     f"`{escape(str(d.get('tag')))}` as a "
                                     f"{_link(d.get('url'), 'GitLab release')}."),

@@ -120,11 +120,16 @@ def who(deps: Deps, user: str) -> Actor:
     return actor_for(deps.policy, user)
 
 
+ROLLBACK_STEPS = {"rollback": "Redeploy the previous release tag; no database changes"}
+
+
 async def new_release(deps: Deps, *, project: str = "payments", type: str = "standard",
-                      ref: str = "v1.1.0", **kw: object) -> int:
-    """File a release as the developer; its number."""
+                      ref: str = "v1.1.0", plan: dict[str, str] = ROLLBACK_STEPS,
+                      **kw: object) -> int:
+    """File a release as the developer, with rollback steps unless told otherwise; its number."""
     out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
-        project=project, ref=ref, title="Faster checkout", type=type, **kw))  # type: ignore[arg-type]
+        project=project, ref=ref, title="Faster checkout", type=type, plan=plan,
+        **kw))  # type: ignore[arg-type]
     return out.release.id
 
 

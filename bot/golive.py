@@ -8,8 +8,10 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.plan import PlanField, clean_plan, too_long
+from bot.plan import missing as plan_missing
+from bot.policy import ReleaseType
 from bot.releases import clean_text
-from bot.transition import Deps, Outcome, transition
+from bot.transition import Deps, Outcome, notify, transition
 from bot.workflow import SIGNED_OFF, Actor, Ctx, Event, Facts, Refused
 from storage import queries as q
 from storage.models import Release
@@ -48,6 +50,9 @@ async def edit_plan(deps: Deps, *, release_id: int, actor: Actor, changes: Mappi
         detail: dict[str, Any] = {"changed": changed, "review_voided": was_reviewed}
         if facts.approvals or facts.state in SIGNED_OFF:
             detail["voided_approvals"] = await _new_revision(session, release, facts)
+        required = deps.policy.type_policy(ReleaseType(release.type)).plan.required
+        if facts.plan_reviewer and not plan_missing(plan, required):
+            notify(session, deps, release, "plan_review", roles=[facts.plan_reviewer])
         return detail
 
     ctx = Ctx(actor, revision=revision)
@@ -76,6 +81,8 @@ async def review_plan(deps: Deps, *, release_id: int, actor: Actor, ok: bool, no
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         release.plan_review = "ok" if ok else "changes"
         release.plan_reviewed_by, release.plan_review_note = actor.user, note or None
+        if not ok:
+            notify(session, deps, release, "plan_changes", users=[release.requester], note=note)
         return {"note": note, "role": facts.plan_reviewer}
 
     ctx = Ctx(actor, reason=note, revision=revision)

@@ -78,9 +78,9 @@ class Event(StrEnum):
     ROLLBACK_FAILED = "rollback failed"
     CANCEL = "cancel"
     PUBLISH_NOTES = "publish notes"
-    EDIT_PLAN = "edit the plan of"
-    PLAN_OK = "approve the plan of"
-    PLAN_CHANGES = "ask for plan changes to"
+    EDIT_PLAN = "edit plan"
+    PLAN_OK = "approve plan"
+    PLAN_CHANGES = "ask plan changes"
 
 
 class Who(StrEnum):
@@ -412,7 +412,10 @@ def production_not_started(facts: Facts, ctx: Ctx) -> str | None:
 
 def can_roll_back(facts: Facts, ctx: Ctx) -> str | None:
     """Rollback needs the version that was live before."""
-    return None if facts.rollback_ref else "There is no recorded previous version to roll back to."
+    if facts.rollback_ref:
+        return None
+    return ("There is no recorded previous version to roll back to; follow the go-live plan's "
+            "rollback steps by hand.")
 
 
 def plan_ready(facts: Facts, ctx: Ctx) -> str | None:
@@ -650,4 +653,7 @@ def refusal(event: Event, state: State) -> str:
         return f"This release is {state.label}; nothing more can happen to it."
     if event is Event.PUBLISH_NOTES:
         return "Release notes are published once the release is deployed."
+    if event in (Event.EDIT_PLAN, Event.PLAN_OK, Event.PLAN_CHANGES):
+        return (f"The go-live plan is settled once deploys start; this release is "
+                f"{state.label}.")
     return f"You can't {event.value} a release that is {state.label}."

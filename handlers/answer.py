@@ -92,7 +92,7 @@ def plan_reviewed(out: Outcome) -> str:
     rid = out.release.rel_id
     if out.event is Event.PLAN_OK:
         return f"You approved {rid}'s go-live plan."
-    return f"You asked for changes to {rid}'s go-live plan; the requester is told in its thread."
+    return f"You asked for changes to {rid}'s go-live plan; the requester is told."
 
 
 def testing(out: Outcome) -> str:

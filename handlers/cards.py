@@ -135,11 +135,22 @@ def notes_text(view: ReleaseView) -> str:
                      f"{escape(rel.gate_override_reason or '')}")
     if rel.verification_note and view.state is State.VERIFICATION_FAILED:
         notes.append(f"⚠️ Verification failed: {escape(rel.verification_note)}")
+    if _first_in_production(view):
+        notes.append(f"↩️ Nothing ran in {escape(view.environments[-1])} before this release as "
+                     "far as ReleaseBot and GitLab know: a rollback is by hand, following the "
+                     "go-live plan's rollback steps")
     if rel.newer_commits and view.pin:
         many = "commit that is" if rel.newer_commits == 1 else "commits that are"
         notes.append(f"📌 `{escape(rel.ref)}` has {rel.newer_commits} newer {many} not in this "
                      f"release (it ships `{view.pin.short}`)")
     return clip("\n".join(notes))
+
+
+def _first_in_production(view: ReleaseView) -> bool:
+    """This release's production deploy replaced no known version (a project's first)."""
+    prod = view.environments[-1]
+    return any(d.environment == prod and not d.rollback and d.previous_sha is None
+               and d.previous_ref is None for d in view.deployments)
 
 
 def checklist_block(view: ReleaseView) -> Block:

@@ -121,12 +121,14 @@ def _ref(p: Payload, d: Payload) -> str:
 
 def _plan(p: Payload, d: Payload) -> str:
     changed = escape(", ".join(str(c) for c in d.get("changed") or []) or "nothing")
-    voided = []
-    if d.get("review_voided"):
-        voided.append("its review")
-    if d.get("voided_approvals"):
-        voided.append("earlier approvals")
-    again = f" {' and '.join(voided).capitalize()} no longer count." if voided else ""
+    review, approvals = d.get("review_voided"), d.get("voided_approvals")
+    if review and approvals:
+        again = " Its review and earlier approvals no longer count."
+    elif review or approvals:
+        again = " Its review no longer counts." if review else (
+            " Earlier approvals no longer count.")
+    else:
+        again = ""
     return f"🗒 {mention(p['actor'])} changed the go-live plan: {changed}.{again}"
 
 
@@ -199,6 +201,12 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
         f"with `/release verify {rid} pass|fail`."),
     "verify_deadline": lambda rid, d: (
         f"⚠️ {rid} is still not verified in production. If in doubt, roll it back."),
+    "plan_changes": lambda rid, d: (
+        f"🗒 The go-live plan of {rid} needs changes{_reason(d, 'note')}. Edit it with "
+        f"`/release plan {rid}`; it is then reviewed again."),
+    "plan_review": lambda rid, d: (
+        f"🗒 The go-live plan of {rid} is complete and waits for your review: Plan OK on the "
+        f"card, or `/release review {rid} ok|changes <note>`."),
     "merge_back": lambda rid, d: (
         f"🔀 Hotfix {rid} (`{escape(str(d.get('ref')))}`) is not merged into the default "
         f"branch yet{' and is overdue' if d.get('overdue') else ''}: please merge it back."),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot import golive, releases
+from bot import deploys, golive, releases
 from bot.deploys import Deployer
+from bot.readmodel import load_view
 from bot.transition import Deps
 from bot.workflow import Refused, State
 from emulators.gitlab import GitLabEmulator
 from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
+from handlers.cards import build_release_card
 from storage import queries as q
 from tests.fixtures import gitlab_client, new_release, state_of, who
 
@@ -138,6 +140,7 @@ async def test_production_without_a_way_back_is_refused(deps: Deps,
                                                         gitlab: GitLabEmulator) -> None:
     """No earlier version known to the bot or GitLab and no rollback steps: refused, nothing
     written; rollback steps let it go, and the card says rollback is by hand."""
+    gitlab.project("acme/web").deployments.clear()  # a project GitLab never deployed
     deployer = Deployer(deps, gitlab_client(gitlab))
     rid = await new_release(deps, project="web", plan={})
     await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
@@ -156,6 +159,15 @@ async def test_production_without_a_way_back_is_refused(deps: Deps,
         await releases.approve(deps, release_id=rid, actor=who(deps, user))
     out = await deployer.deploy(release_id=rid, actor=who(deps, OPS))
     assert out.to_state is State.DEPLOYING
+    async with deps.sessions() as session:
+        view = await load_view(session, deps.policy, out.release)
+    _, blocks = build_release_card(view, deps.policy.tz)
+    assert "a rollback is by hand, following the go-live plan's rollback steps" in str(blocks)
+    async with deps.sessions() as session:
+        dep = (await q.deployments_of(session, rid))[0]
+    await deploys.finish_deploy(deps, deployment_id=dep.id, status="success")
+    with pytest.raises(Refused, match="follow the go-live plan's rollback steps by hand"):
+        await deployer.rollback(release_id=rid, actor=who(deps, OPS))
 
 
 async def test_gitlabs_record_of_production_is_a_way_back(deps: Deps,
@@ -163,6 +175,7 @@ async def test_gitlabs_record_of_production_is_a_way_back(deps: Deps,
     """What GitLab last deployed to production is recorded as the version to roll back to."""
     deployer = Deployer(deps, gitlab_client(gitlab))
     web = gitlab.project("acme/web")
+    web.deployments.clear()
     earlier = gitlab.create_pipeline(web, "v1.0.0", [{"key": "DEPLOY_ENV",
                                                       "value": "production"}])
     gitlab.set_status(earlier.id, "success")

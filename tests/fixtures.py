@@ -99,9 +99,7 @@ def seed_gitlab(gitlab: GitLabEmulator) -> GitLabEmulator:
                           parent="main")
         gitlab.add_tag(project, "v-unapproved", "unapproved")
         # Production ran v1.0.0 before the bot came: GitLab's record is the first way back.
-        earlier = gitlab.create_pipeline(project, "v1.0.0", [
-            {"key": "DEPLOY_ENV", "value": "production"}])
-        gitlab.set_status(earlier.id, "success")
+        gitlab.record_deployment(project, "production", "v1.0.0")
     return gitlab
 
 

@@ -176,9 +176,7 @@ async def test_gitlabs_record_of_production_is_a_way_back(deps: Deps,
     deployer = Deployer(deps, gitlab_client(gitlab))
     web = gitlab.project("acme/web")
     web.deployments.clear()
-    earlier = gitlab.create_pipeline(web, "v1.0.0", [{"key": "DEPLOY_ENV",
-                                                      "value": "production"}])
-    gitlab.set_status(earlier.id, "success")
+    earlier = gitlab.record_deployment(web, "production", "v1.0.0")
     rid = await new_release(deps, project="web", plan={})
     await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                                  report=releases.ReportInput("https://ci/r/1", {}))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
+from sqlalchemy import text
 
 from bot import deploys, golive, releases
 from bot.deploys import Deployer
@@ -13,6 +17,8 @@ from emulators.gitlab import GitLabEmulator
 from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.cards import build_release_card
 from storage import queries as q
+from storage.db import make_engine, make_sessionmaker
+from storage.migrate import upgrade
 from tests.fixtures import gitlab_client, new_release, state_of, who
 
 REVIEWED = {"standard": {"plan": {"required": ["impact", "rollback", "db_scripts"],
@@ -186,3 +192,27 @@ async def test_gitlabs_record_of_production_is_a_way_back(deps: Deps,
     async with deps.sessions() as session:
         dep = (await q.deployments_of(session, rid))[0]
     assert (dep.previous_ref, dep.previous_sha) == ("v1.0.0", earlier.sha)
+
+
+async def test_the_migration_moves_old_plan_columns_into_the_plan(tmp_path: Path) -> None:
+    """A release filed before plans keeps its rollback plan, impact, order and DB answer."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    await asyncio.to_thread(upgrade, url, "0004")
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO releases (id, project, ref, version_label, title, type, requester, "
+            "state, revision, planned_window, rollback_plan, db_scripts, impact, deploy_order, "
+            "checklist, created_at, updated_at, state_since, version, newer_commits) VALUES "
+            "(1, 'web', 'v1', '', 't', 'standard', 'U0DEV', 'requested', 1, '', 'Redeploy v0', "
+            "1, 'Checkout', 'web last', '[]', '2026-11-23 04:00:00', '2026-11-23 04:00:00', "
+            "'2026-11-23 04:00:00', 1, 0)"))
+    await engine.dispose()
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
+    async with make_sessionmaker(engine)() as session:
+        release = await q.get_release(session, 1)
+    await engine.dispose()
+    assert release is not None and release.plan == {
+        "rollback": "Redeploy v0", "impact": "Checkout", "deploy_order": "web last",
+        "db_scripts": "yes"}

@@ -31,10 +31,11 @@ def upgrade() -> None:
                                       sqlmodel.sql.sqltypes.AutoString(length=4000),
                                       nullable=True))
     _copy_into_plan()
-    with op.batch_alter_table('releases', schema=None) as batch_op:
-        for column, _ in _OLD:
-            batch_op.drop_column(column)
-        batch_op.drop_column('db_scripts')
+    # Plain DROP COLUMN (SQLite 3.35+, PostgreSQL): a batch copy of `releases` would break the
+    # foreign keys that point at it.
+    for column, _ in _OLD:
+        op.drop_column('releases', column)
+    op.drop_column('releases', 'db_scripts')
 
 
 def _copy_into_plan() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -104,19 +104,44 @@ async def _hold(session: AsyncSession, deps: Deps, release: Release, env: str, a
         previous_release_id=before.release_id)
 
 
+class LiveUnknown(Exception):
+    """A production deploy with no rollback steps: ask GitLab what runs there, then decide."""
+
+    def __init__(self, project: str, environment: str) -> None:
+        super().__init__(f"{project} {environment}")
+        self.project, self.environment = project, environment
+
+
+@dataclass(frozen=True)
+class GitLabLive:
+    """What GitLab's environment record says runs there (`found` None: nothing)."""
+
+    found: Shipped | None
+
+
 async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
-                       environment: str | None = None, revision: int | None = None
-                       ) -> DeployStart:
-    """Commit to deploying the release's current ref to one environment."""
+                       environment: str | None = None, revision: int | None = None,
+                       gitlab_live: GitLabLive | None = None) -> DeployStart:
+    """Commit to deploying the release's current ref to one environment.
+
+    Production needs a way back: a version known to run there before (the bot's record, else
+    GitLab's, passed in as `gitlab_live` once asked), or rollback steps in the plan.
+    """
 
     async def work(session: AsyncSession) -> DeployStart:
         release = await locked(session, release_id)
         check_revision(release, revision)
         facts = await load_facts(session, deps, release, EVENTS[Event.DEPLOY].reads)
         env = environment or next_environment(facts)
-        dest = traced_decide(deps, release, facts, Event.DEPLOY, Ctx(actor, environment=env))
-        await _environment_free(session, release, env, facts.production)
         before = running(await q.live_deployment(session, release.project, env))
+        if before is None and gitlab_live is not None:
+            before = gitlab_live.found
+        unknown = env == facts.production and before is None
+        facts = replace(facts, previous_known=not (unknown and gitlab_live is not None))
+        dest = traced_decide(deps, release, facts, Event.DEPLOY, Ctx(actor, environment=env))
+        if unknown and gitlab_live is None and not facts.rollback_steps:
+            raise LiveUnknown(release.project, env)  # the rest allows it: now ask GitLab
+        await _environment_free(session, release, env, facts.production)
         ships = Shipped(release_tag(deps, release.id), release.pinned_sha, release.id)
         dep = await _hold(session, deps, release, env, actor, rollback=False, ships=ships,
                           before=before)
@@ -314,8 +339,13 @@ class Deployer:
     async def deploy(self, *, release_id: int, actor: Actor, environment: str | None = None,
                      revision: int | None = None) -> Outcome:
         """Deploy the release's ref to its next (or the named) environment."""
-        start = await start_deploy(self.deps, release_id=release_id, actor=actor,
-                                   environment=environment, revision=revision)
+        args: dict[str, Any] = {"release_id": release_id, "actor": actor,
+                                "environment": environment, "revision": revision}
+        try:
+            start = await start_deploy(self.deps, **args)
+        except LiveUnknown as need:  # only GitLab can tell whether there is a way back
+            found = await self._gitlab_live(need.project, need.environment)
+            start = await start_deploy(self.deps, **args, gitlab_live=GitLabLive(found))
         return await self.launch(start.deployment)
 
     async def rollback(self, *, release_id: int, actor: Actor, reason: str = "",
@@ -360,10 +390,19 @@ class Deployer:
         """What GitLab last deployed there, when the bot has no record of its own."""
         if dep.previous_ref or dep.previous_sha:
             return None
+        return await self._ask_gitlab_live(project, dep.environment)
+
+    async def _gitlab_live(self, project_key: str, environment: str) -> Shipped | None:
+        """What GitLab says runs in a project's environment, by the policy's project key."""
+        return await self._ask_gitlab_live(self.deps.policy.project(project_key).gitlab,
+                                           environment)
+
+    async def _ask_gitlab_live(self, project: str | int, environment: str) -> Shipped | None:
+        """GitLab's last successful deployment there (best effort: unknown is None)."""
         try:
-            found = await self.gitlab.last_deployment(project, dep.environment)
+            found = await self.gitlab.last_deployment(project, environment)
         except GitLabError as exc:
-            log.info("live version of %s %s unknown: %s", project, dep.environment, exc)
+            log.info("live version of %s %s unknown: %s", project, environment, exc)
             return None
         return Shipped(found[1], found[0]) if found else None
 

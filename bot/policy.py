@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.plan import PlanField
+
 CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
 MEMBER_ID = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})$")
 PROJECT_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -204,6 +206,13 @@ class BugLimits(_Model):
     C: int = Field(5, ge=0)
 
 
+class PlanPolicy(_Model):
+    """What a release type's go-live plan must hold, and which role reviews it."""
+
+    required: list[PlanField] = []
+    reviewer: str | None = None
+
+
 class TypePolicy(_Model):
     """The rules for one release type."""
 
@@ -214,6 +223,7 @@ class TypePolicy(_Model):
     requester_can_deploy: bool = False
     require_test_report: bool = True
     merge_back_days: int | None = Field(None, ge=1)
+    plan: PlanPolicy = PlanPolicy()
 
     @field_validator("approvers")
     @classmethod
@@ -502,6 +512,10 @@ def _role_problems(policy: Policy) -> Iterator[tuple[tuple[str | int, ...], str]
             if role not in policy.roles:
                 at = ("policies", release_type.value, "approvers", i)
                 yield at, f"unknown role {role!r}; roles defined: {defined}"
+        reviewer = rules.plan.reviewer
+        if reviewer is not None and reviewer not in policy.roles:
+            at = ("policies", release_type.value, "plan", "reviewer")
+            yield at, f"unknown role {reviewer!r}; roles defined: {defined}"
         for flag in ("allow_known_issues", "bypass_freeze"):
             if getattr(rules, flag) and "executive" not in policy.roles:
                 at = ("policies", release_type.value, flag)

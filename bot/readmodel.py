@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.policy import Policy, ReleaseType
+from bot.plan import missing as plan_missing
+from bot.policy import Policy, ReleaseType, TypePolicy
 from bot.transition import reached_envs
 from bot.workflow import Actor, Facts, Pin, State, can_sign
 from storage import queries as q
@@ -36,6 +37,18 @@ class ReleaseView:
     work_items: Sequence[WorkItem] = ()
     audit: Sequence[AuditEntry] = ()
     one_person_many_roles: bool = False
+    plan_required: tuple[str, ...] = ()  # go-live plan fields the type requires
+    plan_reviewer: str | None = None  # the role that reviews the plan; None: no review
+
+    @property
+    def plan_missing(self) -> tuple[str, ...]:
+        """Labels of required plan fields left empty."""
+        return plan_missing(self.release.plan, self.plan_required)
+
+    @property
+    def plan_waits_for_review(self) -> bool:
+        """A reviewer is configured and has not approved the plan as it is."""
+        return self.plan_reviewer is not None and self.release.plan_review != "ok"
 
     @property
     def state(self) -> State:
@@ -99,9 +112,10 @@ async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
                     full: bool = False) -> ReleaseView:
     """Read everything shown about a release (`full` adds work items and the recent trail)."""
     try:
-        roles = tuple(policy.type_policy(ReleaseType(release.type)).approvers)
+        rules: TypePolicy | None = policy.type_policy(ReleaseType(release.type))
     except Exception:  # a type dropped from the policy since: show the release anyway
-        roles = ()
+        rules = None
+    roles = tuple(rules.approvers) if rules else ()
     project = policy.projects.get(release.project)
     envs = tuple(project.environments) if project else ("production",)
     return ReleaseView(
@@ -115,4 +129,6 @@ async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
         work_items=await q.work_items_of(session, release.id) if full else (),
         audit=await q.audit_of(session, release.id, last=TIMELINE_ROWS) if full else (),
         one_person_many_roles=policy.one_person_many_roles,
+        plan_required=tuple(rules.plan.required) if rules else (),
+        plan_reviewer=rules.plan.reviewer if rules else None,
     )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.plan import clean_plan
+from bot.plan import too_long as plan_too_long
 from bot.policy import Policy, PolicyError, ReleaseType
 from bot.transition import (
     Deps,
@@ -63,17 +66,12 @@ class NewRelease:
     scheduled_at: datetime | None = None
     planned_window: str = ""
     work_items: tuple[tuple[str, str], ...] = ()  # (kind, reference)
-    rollback_plan: str = ""
-    db_scripts: bool = False
-    impact: str = ""
-    deploy_order: str = ""
+    plan: Mapping[str, str] = field(default_factory=dict)  # the go-live plan, PlanField → text
 
 
 # Free-text fields of a request, as people call them; their limits are the columns'.
 _TEXT_FIELDS = {"project": "project", "ref": "ref", "title": "title", "type": "type",
-                "version_label": "version", "planned_window": "planned window",
-                "rollback_plan": "rollback plan", "impact": "impact",
-                "deploy_order": "deploy order"}
+                "version_label": "version", "planned_window": "planned window"}
 # Kept out of stored text: controls (but line breaks and tabs), format and bidi characters,
 # surrogates and private use. They hide or reorder what people read.
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co"})
@@ -96,7 +94,8 @@ def cleaned(new: NewRelease) -> NewRelease:
     """The request with its free text cleaned and trimmed (the ref is checked, not changed)."""
     texts = {f: clean_text(getattr(new, f)).strip() for f in _TEXT_FIELDS if f != "ref"}
     items = tuple((kind, clean_text(ref).strip()) for kind, ref in new.work_items)
-    return replace(new, **texts, ref=new.ref.strip(), work_items=items)
+    plan = clean_plan({k: clean_text(v) for k, v in new.plan.items()})
+    return replace(new, **texts, ref=new.ref.strip(), work_items=items, plan=plan)
 
 
 def too_long(label: str, text: str, limit: int) -> str | None:
@@ -106,11 +105,11 @@ def too_long(label: str, text: str, limit: int) -> str | None:
     return f"The {label} is too long ({len(text)} characters; at most {limit})."
 
 
-def request_problems(new: NewRelease, *, policy: Policy, now: datetime,
-                     rollback_plan_required: bool = False) -> dict[str, str]:
+def request_problems(new: NewRelease, *, policy: Policy, now: datetime) -> dict[str, str]:
     """Every problem with a request, as sentences keyed by the NewRelease field they are about.
 
-    The one-line command can't carry a rollback plan; the form asks for one, so it requires it.
+    An incomplete go-live plan is no problem yet: the card lists what it lacks, and sign-off
+    waits for it.
     """
     new = cleaned(new)
     problems = _length_problems(new)
@@ -133,18 +132,18 @@ def request_problems(new: NewRelease, *, policy: Policy, now: datetime,
     if new.type == ReleaseType.CAMPAIGN and new.scheduled_at is None:
         problems["scheduled_at"] = (
             'A campaign release needs its launch time: --at "YYYY-MM-DD HH:MM".')
-    if rollback_plan_required and not new.rollback_plan:
-        problems["rollback_plan"] = "How would you roll this back?"
+    if long := plan_too_long(new.plan):
+        problems[f"plan_{long[0].value}"] = long[1]
     return problems
 
 
 def _length_problems(new: NewRelease) -> dict[str, str]:
     """Each field longer than its column, with the limit named."""
     problems = {}
-    for field, label in _TEXT_FIELDS.items():
-        if field != "ref" and (
-                sentence := too_long(label, getattr(new, field), column_limit(Release, field))):
-            problems[field] = sentence
+    for name, label in _TEXT_FIELDS.items():
+        if name != "ref" and (
+                sentence := too_long(label, getattr(new, name), column_limit(Release, name))):
+            problems[name] = sentence
     limit = column_limit(WorkItem, "reference")
     if long := next((ref for _, ref in new.work_items if len(ref) > limit), None):
         problems["work_items"] = too_long("work item", long, limit) or ""
@@ -201,8 +200,7 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
             project=new.project, ref=new.ref, version_label=new.version_label,
             title=new.title, type=new.type, requester=actor.user, state=first.value,
             scheduled_at=new.scheduled_at, planned_window=new.planned_window,
-            rollback_plan=new.rollback_plan, db_scripts=new.db_scripts, impact=new.impact,
-            deploy_order=new.deploy_order, created_at=now, updated_at=now, state_since=now,
+            plan=dict(new.plan), created_at=now, updated_at=now, state_since=now,
             checklist=list(deps.policy.project(new.project).checklist))
         await q.create_release(session, release=release, work_items=new.work_items)
         detail = {"project": new.project, "ref": release.ref, "type": new.type}

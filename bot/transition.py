@@ -18,7 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import calendar
 from bot.gitlab import GitLabClient, GitLabError
-from bot.policy import Policy, ReleaseType
+from bot.plan import PlanField
+from bot.plan import missing as plan_missing
+from bot.policy import PlanPolicy, Policy, ReleaseType
 from bot.workflow import (
     EVENTS,
     EVERYTHING,
@@ -159,8 +161,16 @@ async def load_facts(session: AsyncSession, deps: Deps, release: Release,
         requester_can_deploy=type_policy.requester_can_deploy,
         one_person_many_roles=policy.one_person_many_roles,
         pinned=bool(release.pinned_sha) and release.pinned_revision == release.revision,
-        **stored, **gate,
+        **_plan_facts(release, type_policy.plan), **stored, **gate,
     )
+
+
+def _plan_facts(release: Release, rules: PlanPolicy) -> dict[str, Any]:
+    """What the go-live plan lacks, and its review, as the workflow's facts."""
+    return {"plan_missing": plan_missing(release.plan, rules.required),
+            "plan_reviewer": rules.reviewer, "plan_review": release.plan_review,
+            "plan_review_note": release.plan_review_note or "",
+            "rollback_steps": bool(release.plan.get(PlanField.ROLLBACK))}
 
 
 async def _stored_facts(session: AsyncSession, release: Release, limits: dict[str, int],
@@ -342,6 +352,8 @@ def _move(deps: Deps, release: Release, dest: State) -> datetime:
 async def _pin_commit(session: AsyncSession, deps: Deps, release: Release,
                       now: datetime) -> None:
     """Pin the revision's commit (approvals sign it); first ask GitLab, outside the transaction."""
+    if release.pinned_sha and release.pinned_revision == release.revision:
+        return  # a new revision of the same commit (the plan changed): approvers sign it again
     pin = _PIN.get()
     if pin is None or pin.ref != release.ref:
         raise PinNeeded(release.project, release.ref)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from bot.plan import listed
+
 
 class State(StrEnum):
     """Where a release is in its life; the value is stored, the label is shown."""
@@ -76,6 +78,9 @@ class Event(StrEnum):
     ROLLBACK_FAILED = "rollback failed"
     CANCEL = "cancel"
     PUBLISH_NOTES = "publish notes"
+    EDIT_PLAN = "edit plan"
+    PLAN_OK = "approve plan"
+    PLAN_CHANGES = "ask plan changes"
 
 
 class Who(StrEnum):
@@ -87,6 +92,7 @@ class Who(StrEnum):
     RELEASE_MANAGER = "release_manager"
     REQUESTER = "requester"
     DEPLOYER = "deployer"
+    PLAN_REVIEWER = "plan reviewer"
     SYSTEM = "system"
 
 
@@ -136,6 +142,12 @@ class Facts:
     requester_can_deploy: bool = False
     one_person_many_roles: bool = False
     pinned: bool = True  # this revision's commit was pinned at sign-off
+    plan_missing: tuple[str, ...] = ()  # labels of required go-live plan fields left empty
+    plan_reviewer: str | None = None  # the role that reviews the plan; None: no review
+    plan_review: str | None = None  # the plan as it is: "ok", "changes" or not reviewed
+    plan_review_note: str = ""
+    rollback_steps: bool = False  # the plan says how to roll back by hand
+    previous_known: bool = True  # the environment's live version before a deploy is known
 
     @property
     def missing_roles(self) -> list[str]:
@@ -255,6 +267,8 @@ def may(who: Who, facts: Facts, actor: Actor) -> bool:
         return actor.user == facts.requester
     if who is Who.APPROVER:
         return bool(approver_roles(facts, actor))
+    if who is Who.PLAN_REVIEWER:
+        return facts.plan_reviewer is None or facts.plan_reviewer in actor.roles
     if who is Who.DEPLOYER:
         return "release_manager" in actor.roles or (
             facts.requester_can_deploy and actor.user == facts.requester)
@@ -265,6 +279,7 @@ _WHO_WORDS = {
     Who.TESTER: "a tester", Who.APPROVER: "an approver of this release",
     Who.EXECUTIVE: "an executive", Who.RELEASE_MANAGER: "the release manager",
     Who.REQUESTER: "the requester", Who.DEPLOYER: "the release manager",
+    Who.PLAN_REVIEWER: "the go-live plan's reviewer",
     Who.SYSTEM: "the bot",
 }
 
@@ -397,7 +412,52 @@ def production_not_started(facts: Facts, ctx: Ctx) -> str | None:
 
 def can_roll_back(facts: Facts, ctx: Ctx) -> str | None:
     """Rollback needs the version that was live before."""
-    return None if facts.rollback_ref else "There is no recorded previous version to roll back to."
+    if facts.rollback_ref:
+        return None
+    return ("There is no recorded previous version to roll back to; follow the go-live plan's "
+            "rollback steps by hand.")
+
+
+def plan_ready(facts: Facts, ctx: Ctx) -> str | None:
+    """Sign-off and deploy wait for a complete go-live plan, reviewed as it is now."""
+    if facts.plan_missing:
+        return (f"The go-live plan is missing {listed(facts.plan_missing)}: the requester "
+                "adds it with Edit plan on the card or `/release plan`.")
+    if facts.plan_reviewer is None or facts.plan_review == "ok":
+        return None
+    if facts.plan_review == "changes":
+        return (f"The {facts.plan_reviewer} asked for changes to the go-live plan: "
+                f"{facts.plan_review_note or 'see the thread'}. Edit the plan, then it is "
+                "reviewed again.")
+    return (f"The go-live plan waits for review by the {facts.plan_reviewer}: "
+            "Plan OK on the card or `/release review`.")
+
+
+def plan_reviewed_by_policy(facts: Facts, ctx: Ctx) -> str | None:
+    """Only a type whose policy names a reviewer has its plan reviewed."""
+    return None if facts.plan_reviewer else "This release type's go-live plan needs no review."
+
+
+def plan_complete(facts: Facts, ctx: Ctx) -> str | None:
+    """A plan is approved whole."""
+    if not facts.plan_missing:
+        return None
+    return (f"The go-live plan can't be approved while it is missing "
+            f"{listed(facts.plan_missing)}.")
+
+
+def plan_not_approved(facts: Facts, ctx: Ctx) -> str | None:
+    """Approving the same plan twice records nothing new."""
+    return "The go-live plan is already approved." if facts.plan_review == "ok" else None
+
+
+def way_back(facts: Facts, ctx: Ctx) -> str | None:
+    """Production needs a way back: a known earlier version, or rollback steps to follow."""
+    if ctx.environment != facts.production or facts.previous_known or facts.rollback_steps:
+        return None
+    return (f"Nothing is on record as running in {facts.production} before this release, and "
+            "its go-live plan has no rollback steps: add them with Edit plan or "
+            "`/release plan`, so a failure has a way back.")
 
 
 # --- selectors ------------------------------------------------------------------------------------
@@ -431,8 +491,10 @@ def was_requested(facts: Facts, ctx: Ctx) -> bool:
 # --- the table ------------------------------------------------------------------------------------
 
 _S, _W = State, Who
-_SIGN = (may_sign,)
-_DEPLOY_GUARDS = (signed_off, commit_pinned, checklist_done, environment_in_order, gate_open)
+_SIGN = (plan_ready, may_sign)
+_DEPLOY_GUARDS = (signed_off, commit_pinned, plan_ready, checklist_done, environment_in_order,
+                  way_back, gate_open)
+_EDITORS = (_W.REQUESTER, _W.RELEASE_MANAGER)
 
 TABLE: tuple[Transition, ...] = (
     Transition((_S.REQUESTED,), Event.START_TESTING, _S.TESTING, (_W.TESTER,)),
@@ -440,6 +502,12 @@ TABLE: tuple[Transition, ...] = (
     Transition(BEFORE_DEPLOY, Event.REPORT, _S.TESTING, (_W.TESTER,)),
     Transition((_S.TESTING,), Event.ACCEPT_RISK, _S.READY_FOR_SIGNOFF, (_W.EXECUTIVE,),
                (not_own_release, known_issues_allowed, report_fails, needs_reason)),
+    Transition(SIGNED_OFF, Event.EDIT_PLAN, _S.READY_FOR_SIGNOFF, _EDITORS),
+    Transition(BEFORE_DEPLOY, Event.EDIT_PLAN, None, _EDITORS),
+    Transition(BEFORE_DEPLOY, Event.PLAN_OK, None, (_W.PLAN_REVIEWER,),
+               (plan_reviewed_by_policy, not_own_release, plan_complete, plan_not_approved)),
+    Transition(BEFORE_DEPLOY, Event.PLAN_CHANGES, None, (_W.PLAN_REVIEWER,),
+               (plan_reviewed_by_policy, not_own_release, needs_reason)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.SCHEDULED, (_W.APPROVER,), _SIGN,
                when=(completes_signoff, scheduled)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.APPROVED, (_W.APPROVER,), _SIGN,
@@ -524,6 +592,9 @@ EVENTS: dict[Event, EventSpec] = {
     Event.ROLLBACK_FAILED: _reads(broadcast=True),
     Event.CANCEL: _reads("deployments"),  # whether production has begun
     Event.PUBLISH_NOTES: _reads(),
+    Event.EDIT_PLAN: _reads("approvals", "report"),  # voids approvals; keeps the report
+    Event.PLAN_OK: _reads(),
+    Event.PLAN_CHANGES: _reads(),
 }
 
 
@@ -582,4 +653,7 @@ def refusal(event: Event, state: State) -> str:
         return f"This release is {state.label}; nothing more can happen to it."
     if event is Event.PUBLISH_NOTES:
         return "Release notes are published once the release is deployed."
+    if event in (Event.EDIT_PLAN, Event.PLAN_OK, Event.PLAN_CHANGES):
+        return (f"The go-live plan is settled once deploys start; this release is "
+                f"{state.label}.")
     return f"You can't {event.value} a release that is {state.label}."

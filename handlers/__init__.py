@@ -17,6 +17,8 @@ from handlers.commands import on_release_command
 from handlers.home import on_home_opened
 from handlers.runtime import Runtime
 from handlers.views import (
+    on_plan_changes_submit,
+    on_plan_submit,
     on_reject_submit,
     on_report_submit,
     on_request_submit,
@@ -91,4 +93,6 @@ def register_listeners(app: AsyncApp, runtime: Runtime) -> None:
     app.view(FormId.REPORT)(form(on_report_submit))
     app.view(FormId.REJECT)(form(on_reject_submit))
     app.view(FormId.VERIFY_FAIL)(form(on_verify_fail_submit))
+    app.view(FormId.PLAN)(form(on_plan_submit))
+    app.view(FormId.PLAN_CHANGES)(form(on_plan_changes_submit))
     app.event("app_home_opened")(bind(on_home_opened))

@@ -8,13 +8,14 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import deploys, releases, transition
+from bot import deploys, golive, releases, transition
 from bot.workflow import Event, Refused, State
 from handlers import answer
 from handlers.answer import STALE_BUTTON, Asker, Reply, answer_after, open_form, tell
 from handlers.blocks import ActionId, FormId, parse_value
 from handlers.commands import close_release
 from handlers.modals import build_reason_modal, build_report_modal
+from handlers.plan_form import open_plan_form
 from handlers.runtime import Runtime
 from storage import queries as q
 
@@ -166,9 +167,31 @@ async def _close(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) 
     return answer.closed(out)
 
 
+async def _edit_plan(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    return await open_plan_form(rt, await rt.directory.actor(user), rid, rev,
+                                body.get("trigger_id", ""))
+
+
+async def _plan_ok(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    out = await golive.review_plan(rt.deps, release_id=rid, ok=True, revision=rev,
+                                   actor=await rt.directory.actor(user))
+    return answer.plan_reviewed(out)
+
+
+async def _plan_changes(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    """Ask the table first, then for the changes wanted."""
+    await transition.check_event(rt.deps, release_id=rid, event=Event.PLAN_CHANGES,
+                                 revision=rev, actor=await rt.directory.actor(user))
+    view = build_reason_modal(FormId.PLAN_CHANGES, "Plan changes", "What must change?", rid,
+                              rev)
+    return await _open(rt, body, view, f"/release review REL-{rid} changes <note>")
+
+
 BUTTONS: dict[str, Click] = {
     ActionId.APPROVE: _approve, ActionId.REJECT: _reject, ActionId.REPORT: _report,
     ActionId.START_TESTING: _start_testing, ActionId.CHECKLIST: _checklist,
     ActionId.DEPLOY: _deploy, ActionId.VERIFY_PASS: _verify_pass,
     ActionId.VERIFY_FAIL: _verify_fail, ActionId.ROLLBACK: _rollback, ActionId.CLOSE: _close,
+    ActionId.EDIT_PLAN: _edit_plan, ActionId.PLAN_OK: _plan_ok,
+    ActionId.PLAN_CHANGES: _plan_changes,
 }

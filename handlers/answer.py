@@ -77,6 +77,24 @@ def filed(out: Outcome, channel: str) -> str:
     return f"Filed {out.release.rel_id}. Its card is in <#{channel}>."
 
 
+def plan_edited(out: Outcome) -> str:
+    """A plan change, and what it voided."""
+    rid = out.release.rel_id
+    if out.detail.get("voided_approvals"):
+        return f"Saved {rid}'s go-live plan; the approvers must sign it off again."
+    if out.detail.get("review_voided"):
+        return f"Saved {rid}'s go-live plan; it needs its review again."
+    return f"Saved {rid}'s go-live plan."
+
+
+def plan_reviewed(out: Outcome) -> str:
+    """The reviewer's verdict on the plan."""
+    rid = out.release.rel_id
+    if out.event is Event.PLAN_OK:
+        return f"You approved {rid}'s go-live plan."
+    return f"You asked for changes to {rid}'s go-live plan; the requester is told."
+
+
 def testing(out: Outcome) -> str:
     """A tester picked the release up."""
     return f"You're testing {out.release.rel_id}. Attach the report with `/release report`."

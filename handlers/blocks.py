@@ -31,6 +31,9 @@ class ActionId:
     ROLLBACK = "release_rollback"
     CLOSE = "release_close"
     CHECKLIST = "release_checklist"
+    EDIT_PLAN = "release_edit_plan"
+    PLAN_OK = "release_plan_ok"
+    PLAN_CHANGES = "release_plan_changes"
 
 
 class FormId:
@@ -40,6 +43,8 @@ class FormId:
     REPORT = "release_report_form"
     REJECT = "release_reject_form"
     VERIFY_FAIL = "release_verify_fail_form"
+    PLAN = "release_plan_form"
+    PLAN_CHANGES = "release_plan_changes_form"
 
 
 STATE_ICON = {

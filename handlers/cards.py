@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
+from bot.plan import listed
 from bot.readmodel import ReleaseView
 from bot.workflow import Event, State, allowed_events
 from handlers.blocks import (
@@ -68,7 +69,22 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
 def progress_text(view: ReleaseView) -> str:
     """Test report, sign-offs, checklist and deploys, one line each."""
     return "\n".join([report_line(view), signoff_line(view), checklist_line(view),
-                      deploys_line(view)])
+                      deploys_line(view), plan_line(view)])
+
+
+def plan_line(view: ReleaseView) -> str:
+    """The go-live plan: what it lacks, or where its review stands."""
+    rel = view.release
+    if missing := view.plan_missing:
+        return f"*Go-live plan* ⚠️ missing {escape(listed(missing))}"
+    if rel.plan_review == "ok":
+        return f"*Go-live plan* ✅ approved by {mention(rel.plan_reviewed_by or '')}"
+    if rel.plan_review == "changes":
+        note = escape(clip(rel.plan_review_note or "", 300))
+        return f"*Go-live plan* ✏️ changes asked by {mention(rel.plan_reviewed_by or '')}: {note}"
+    if view.plan_reviewer:
+        return f"*Go-live plan* ⏳ waiting for review by {escape(view.plan_reviewer)}"
+    return "*Go-live plan* " + ("complete" if rel.plan else "none written")
 
 
 def report_line(view: ReleaseView) -> str:
@@ -119,11 +135,22 @@ def notes_text(view: ReleaseView) -> str:
                      f"{escape(rel.gate_override_reason or '')}")
     if rel.verification_note and view.state is State.VERIFICATION_FAILED:
         notes.append(f"⚠️ Verification failed: {escape(rel.verification_note)}")
+    if _first_in_production(view):
+        notes.append(f"↩️ Nothing ran in {escape(view.environments[-1])} before this release as "
+                     "far as ReleaseBot and GitLab know: a rollback is by hand, following the "
+                     "go-live plan's rollback steps")
     if rel.newer_commits and view.pin:
         many = "commit that is" if rel.newer_commits == 1 else "commits that are"
         notes.append(f"📌 `{escape(rel.ref)}` has {rel.newer_commits} newer {many} not in this "
                      f"release (it ships `{view.pin.short}`)")
     return clip("\n".join(notes))
+
+
+def _first_in_production(view: ReleaseView) -> bool:
+    """This release's production deploy replaced no known version (a project's first)."""
+    prod = view.environments[-1]
+    return any(d.environment == prod and not d.rollback and d.previous_sha is None
+               and d.previous_ref is None for d in view.deployments)
 
 
 def checklist_block(view: ReleaseView) -> Block:
@@ -187,6 +214,21 @@ def approval_buttons(view: ReleaseView) -> list[Block]:
     ]
 
 
+def plan_buttons(view: ReleaseView) -> list[Block]:
+    """While the plan holds sign-off up: Edit plan, and its reviewer's Plan OK and Plan changes.
+
+    A plan nothing waits on is still edited with `/release plan`; the card stays uncluttered.
+    """
+    if not (view.plan_missing or view.plan_waits_for_review):
+        return []
+    value = button_value(view)
+    out = [button("Edit plan", ActionId.EDIT_PLAN, value)]
+    if view.plan_waits_for_review and not view.plan_missing:
+        out += [button("Plan OK", ActionId.PLAN_OK, value),
+                button("Plan changes", ActionId.PLAN_CHANGES, value)]
+    return out
+
+
 # Card buttons by event, in the order they are drawn. Reject is drawn beside Approve, and the
 # verify pair only where a failure can still be recorded: a recorded failure is not flipped
 # from the card.
@@ -194,6 +236,7 @@ _BUTTONS: dict[Event, Callable[[ReleaseView], list[Block]]] = {
     Event.REPORT: _button("Attach test report", ActionId.REPORT),
     Event.START_TESTING: _button("Start testing", ActionId.START_TESTING),
     Event.APPROVE: approval_buttons,
+    Event.EDIT_PLAN: plan_buttons,
     Event.DEPLOY: deploy_button,
     Event.VERIFY_FAIL: verify_buttons,
     Event.ROLLBACK: lambda view: [rollback_button(view)],

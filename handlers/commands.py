@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import calendar, deploys, releases, transition
+from bot import calendar, deploys, golive, releases, transition
 from bot.notes import notes_text, publish_notes
 from bot.policy import ReleaseType
 from bot.workflow import Actor, Event
@@ -25,6 +25,7 @@ from handlers.parse import (
     parse_items,
     parse_verdict,
 )
+from handlers.plan_form import open_plan_form
 from handlers.runtime import Runtime
 from handlers.status import calendar_text, list_text, status_blocks
 
@@ -207,6 +208,31 @@ async def _publish(rt: Runtime, release_id: int, user: str) -> Reply:
             f"<{safe_url(published.url)}>")
 
 
+async def _plan(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
+    """No more words: the plan form; `<part> <text…>`: set that part of the plan."""
+    actor = await rt.directory.actor(user)
+    rid = p.release_id or 0
+    if not p.words:
+        return await open_plan_form(rt, actor, rid, None, body.get("trigger_id", ""))
+    part = golive.plan_field(p.words[0])
+    text = p.rest.strip()[len(p.words[0]):].strip()
+    if not text:
+        raise UsageError(p.sub, f"Write the {part.label} after `{part.value}`.")
+    out = await golive.edit_plan(rt.deps, release_id=rid, actor=actor, changes={part: text})
+    return answer.plan_edited(out)
+
+
+async def _review(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
+    """The plan's reviewer: `ok [note…]` or `changes <note…>`."""
+    verdict = p.words[0].lower()
+    if verdict not in ("ok", "changes"):
+        raise UsageError(p.sub, "Say ok or changes.")
+    note = p.rest.strip()[len(p.words[0]):].strip()
+    out = await golive.review_plan(rt.deps, release_id=p.release_id or 0, ok=verdict == "ok",
+                                   note=note, actor=await rt.directory.actor(user))
+    return answer.plan_reviewed(out)
+
+
 async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """What is coming, and when deploys may happen."""
     return await calendar_text(rt.deps)
@@ -232,6 +258,11 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
     Sub("approve", "/release approve <ID> [comment…]", "sign off for your role", _approve),
     Sub("reject", "/release reject <ID> <reason…>", "stop the release", _reject, min_args=1),
     Sub("ref", "/release ref <ID> <new ref>", "point the release at another ref", _ref,
+        min_args=1),
+    Sub("plan", "/release plan <ID> [impact|rollback|db_scripts|stop_services|deploy_order|"
+        "planned_time|on_duty <text…>]", "the go-live plan (no part: a form)", _plan),
+    Sub("review", "/release review <ID> ok|changes [note…]",
+        "the plan's reviewer: approve the go-live plan or ask for changes", _review,
         min_args=1),
     Sub("check", "/release check <ID> <item number…>", "tick checklist items", _check,
         min_args=1),

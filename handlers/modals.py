@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import calendar
+from bot.plan import PLAN_LIMIT, PlanField, clean_plan
 from bot.policy import Policy, ReleaseType
 from bot.releases import MAX_REF, NewRelease, request_problems
 from handlers.blocks import Block, FormId, clip, is_id
@@ -65,11 +66,40 @@ def build_request_modal(policy: Policy, channel: str = "") -> Block:
                     placeholder="Thursday evening window"),
         _text_input("items", "Work items (one per line: !12, #34, INC-5 or a link)",
                     multiline=True, optional=True),
-        _text_input("rollback", "Rollback plan", multiline=True),
-        _select("db", "Database scripts?", [("no", "No"), ("yes", "Yes")], "no"),
-        _text_input("impact", "Impact scope", multiline=True, optional=True),
-        _text_input("order", "Deploy order / dependencies", multiline=True, optional=True),
+        *_plan_inputs(REQUEST_PLAN_FIELDS, {}),
     ], metadata=channel)
+
+
+# The parts of the go-live plan the request form asks for; the plan form has them all.
+REQUEST_PLAN_FIELDS = (PlanField.IMPACT, PlanField.ROLLBACK, PlanField.DB_SCRIPTS,
+                       PlanField.DEPLOY_ORDER)
+
+
+def _plan_inputs(fields: tuple[PlanField, ...], plan: dict[str, str],
+                 required: tuple[str, ...] = ()) -> list[Block]:
+    """One optional text field per plan field; required ones say so in their label."""
+    return [_text_input(f"plan_{f.value}", _plan_label(f, f.value in required), multiline=True,
+                        optional=True, placeholder=f.hint, max_length=min(PLAN_LIMIT, 3000),
+                        initial=plan.get(f.value, "")) for f in fields]
+
+
+def _plan_label(f: PlanField, required: bool) -> str:
+    """'Rollback steps (required)'."""
+    return f.label.capitalize() + (" (required)" if required else "")
+
+
+def build_plan_modal(release_id: int, revision: int | None, plan: dict[str, str],
+                     required: tuple[str, ...]) -> Block:
+    """The whole go-live plan, as it is now, for the requester or release manager to edit."""
+    meta = f"{release_id}:{revision if revision is not None else ''}"
+    return _modal(FormId.PLAN, f"Go-live plan REL-{release_id}", "Save",
+                  _plan_inputs(tuple(PlanField), plan, required), meta)
+
+
+def plan_values(values: dict[str, Any], fields: tuple[PlanField, ...] = tuple(PlanField)
+                ) -> dict[str, str]:
+    """The plan fields of a submitted form, field → text, empty ones left out."""
+    return clean_plan({f.value: field_value(values, f"plan_{f.value}") for f in fields})
 
 
 def build_reason_modal(callback_id: str, title: str, label: str, release_id: int,
@@ -112,9 +142,8 @@ def work_items(text: str) -> tuple[tuple[str, str], ...]:
 
 # Where each of the service's request problems is shown in the form.
 _REQUEST_FIELDS = {"project": "project", "type": "type", "ref": "ref", "title": "title",
-                   "scheduled_at": "at", "rollback_plan": "rollback", "version_label": "version",
-                   "planned_window": "window", "work_items": "items", "impact": "impact",
-                   "deploy_order": "order"}
+                   "scheduled_at": "at", "version_label": "version",
+                   "planned_window": "window", "work_items": "items"}
 
 
 def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
@@ -137,13 +166,11 @@ def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
         version_label=field_value(values, "version"), scheduled_at=scheduled,
         planned_window=field_value(values, "window"),
         work_items=work_items(field_value(values, "items")),
-        rollback_plan=field_value(values, "rollback"),
-        db_scripts=field_value(values, "db") == "yes",
-        impact=field_value(values, "impact"), deploy_order=field_value(values, "order"),
+        plan=plan_values(values, REQUEST_PLAN_FIELDS),
     )
-    problems = request_problems(new, policy=policy, now=now, rollback_plan_required=True)
+    problems = request_problems(new, policy=policy, now=now)
     for name, sentence in problems.items():
-        errors.setdefault(_REQUEST_FIELDS[name], sentence)
+        errors.setdefault(_REQUEST_FIELDS.get(name, name), sentence)  # plan_<field> as is
     if errors:
         return None, {block: clip(sentence, 150) for block, sentence in errors.items()}
     return new, {}

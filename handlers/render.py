@@ -119,6 +119,24 @@ def _ref(p: Payload, d: Payload) -> str:
             f"`{escape(str(d.get('ref')))}`.{voided}")
 
 
+def _plan(p: Payload, d: Payload) -> str:
+    changed = escape(", ".join(str(c) for c in d.get("changed") or []) or "nothing")
+    review, approvals = d.get("review_voided"), d.get("voided_approvals")
+    if review and approvals:
+        again = " Its review and earlier approvals no longer count."
+    elif review or approvals:
+        again = " Its review no longer counts." if review else (
+            " Earlier approvals no longer count.")
+    else:
+        again = ""
+    return f"🗒 {mention(p['actor'])} changed the go-live plan: {changed}.{again}"
+
+
+def _plan_ok(p: Payload, d: Payload) -> str:
+    role = f" as {escape(str(d['role']))}" if d.get("role") else ""
+    return f"🗒 {mention(p['actor'])} approved the go-live plan{role}{_reason(d, 'note')}."
+
+
 _E = Event
 RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.REQUEST: _request,
@@ -144,6 +162,9 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.ROLLBACK_SUCCEEDED: _rolled_back,
     _E.ROLLBACK_FAILED: _rollback_failed,
     _E.CANCEL: _simple("🚫", "cancelled the release"),
+    _E.EDIT_PLAN: _plan,
+    _E.PLAN_OK: _plan_ok,
+    _E.PLAN_CHANGES: _simple("🗒", "asked for changes to the go-live plan", "note"),
     _E.PUBLISH_NOTES: lambda p, d: (f"📰 {mention(p['actor'])} published the release notes of "
                                     f"`{escape(str(d.get('tag')))}` as a "
                                     f"{_link(d.get('url'), 'GitLab release')}."),
@@ -180,6 +201,12 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
         f"with `/release verify {rid} pass|fail`."),
     "verify_deadline": lambda rid, d: (
         f"⚠️ {rid} is still not verified in production. If in doubt, roll it back."),
+    "plan_changes": lambda rid, d: (
+        f"🗒 The go-live plan of {rid} needs changes{_reason(d, 'note')}. Edit it with "
+        f"`/release plan {rid}`; it is then reviewed again."),
+    "plan_review": lambda rid, d: (
+        f"🗒 The go-live plan of {rid} is complete and waits for your review: Plan OK on the "
+        f"card, or `/release review {rid} ok|changes <note>`."),
     "merge_back": lambda rid, d: (
         f"🔀 Hotfix {rid} (`{escape(str(d.get('ref')))}`) is not merged into the default "
         f"branch yet{' and is overdue' if d.get('overdue') else ''}: please merge it back."),

@@ -6,6 +6,7 @@ from typing import Any
 
 from bot import calendar
 from bot.deploys import Shipped, running
+from bot.plan import PlanField
 from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
@@ -20,7 +21,7 @@ from handlers.blocks import (
     safe_url,
     section,
 )
-from handlers.cards import build_release_card
+from handlers.cards import build_release_card, plan_line
 from storage import queries as q
 
 
@@ -59,9 +60,12 @@ def live_text(view: ReleaseView, live: dict[str, Shipped | None]) -> str:
 def details_text(view: ReleaseView) -> str:
     """Request fields and the checklist item by item."""
     rel = view.release
-    lines = [f"*Rollback plan* {escape(clip(rel.rollback_plan, 500)) or '—'}",
-             f"*Database scripts* {'yes' if rel.db_scripts else 'no'}"
-             f"   *Impact* {escape(clip(rel.impact, 300)) or '—'}"]
+    lines = [plan_line(view)]
+    for f in PlanField:
+        text = escape(clip(rel.plan.get(f.value, ""), 400))
+        if not text:
+            text = "⚠️ missing" if f.value in view.plan_required else "—"
+        lines.append(f"• _{f.label.capitalize()}_ {text}")
     if view.work_items:
         items = ", ".join(escape(w.reference) for w in view.work_items[:20])
         lines.append(f"*Work items* {clip(items, 800)}")

@@ -6,12 +6,18 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import deploys, releases
+from bot import deploys, golive, releases
 from bot.workflow import Refused, reason_sentence
 from handlers import answer
 from handlers.answer import STALE_FORM, Asker, Reply, Work, answer_after
 from handlers.blocks import clip
-from handlers.modals import field_value, parse_metadata, parse_report_view, parse_request_view
+from handlers.modals import (
+    field_value,
+    parse_metadata,
+    parse_report_view,
+    parse_request_view,
+    plan_values,
+)
 from handlers.runtime import Runtime
 
 Body = dict[str, Any]
@@ -110,5 +116,35 @@ async def on_verify_fail_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> 
                                    actor=await runtime.directory.actor(_user(body)),
                                    revision=revision)
         return answer.verified(out, False)
+
+    await _finish(ack, runtime, body, act, None)
+
+
+async def on_plan_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
+    """The whole go-live plan, as edited in its form."""
+    plan = plan_values(_values(body))
+
+    async def act() -> Reply:
+        release_id, revision = _target(body)
+        out = await golive.edit_plan(runtime.deps, release_id=release_id, changes=plan,
+                                     replace_all=True, revision=revision,
+                                     actor=await runtime.directory.actor(_user(body)))
+        return answer.plan_edited(out)
+
+    await _finish(ack, runtime, body, act, None)
+
+
+async def on_plan_changes_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
+    """The changes a plan's reviewer asks for."""
+    note = field_value(_values(body), "reason")
+    if await _note_refused(ack, note):
+        return
+
+    async def act() -> Reply:
+        release_id, revision = _target(body)
+        out = await golive.review_plan(runtime.deps, release_id=release_id, ok=False,
+                                       note=note, revision=revision,
+                                       actor=await runtime.directory.actor(_user(body)))
+        return answer.plan_reviewed(out)
 
     await _finish(ack, runtime, body, act, None)

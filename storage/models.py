@@ -68,10 +68,11 @@ class Release(SQLModel, table=True):
     newer_commits: int = 0  # commits the ref had beyond the pin at the last deploy
     scheduled_at: datetime | None = _ts(default=None, index=True)
     planned_window: str = Field(default="", max_length=200)
-    rollback_plan: str = Field(default="", max_length=4000)
-    db_scripts: bool = False
-    impact: str = Field(default="", max_length=4000)
-    deploy_order: str = Field(default="", max_length=4000)
+    # The go-live plan, field → text (bot.plan.PlanField); its review is of the plan as it is.
+    plan: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    plan_review: str | None = Field(default=None, max_length=10)  # "ok" or "changes"
+    plan_reviewed_by: str | None = Field(default=None, max_length=32)
+    plan_review_note: str | None = Field(default=None, max_length=4000)
     checklist: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     risk_accepted_by: str | None = Field(default=None, max_length=32)
     risk_reason: str | None = Field(default=None, max_length=4000)

@@ -98,6 +98,8 @@ def seed_gitlab(gitlab: GitLabEmulator) -> GitLabEmulator:
         gitlab.add_commit(project, title="Not signed off", branches=["unapproved"],
                           parent="main")
         gitlab.add_tag(project, "v-unapproved", "unapproved")
+        # Production ran v1.0.0 before the bot came: GitLab's record is the first way back.
+        gitlab.record_deployment(project, "production", "v1.0.0")
     return gitlab
 
 
@@ -120,11 +122,16 @@ def who(deps: Deps, user: str) -> Actor:
     return actor_for(deps.policy, user)
 
 
+ROLLBACK_STEPS = {"rollback": "Redeploy the previous release tag; no database changes"}
+
+
 async def new_release(deps: Deps, *, project: str = "payments", type: str = "standard",
-                      ref: str = "v1.1.0", **kw: object) -> int:
-    """File a release as the developer; its number."""
+                      ref: str = "v1.1.0", plan: dict[str, str] = ROLLBACK_STEPS,
+                      **kw: object) -> int:
+    """File a release as the developer, with rollback steps unless told otherwise; its number."""
     out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
-        project=project, ref=ref, title="Faster checkout", type=type, **kw))  # type: ignore[arg-type]
+        project=project, ref=ref, title="Faster checkout", type=type, plan=plan,
+        **kw))  # type: ignore[arg-type]
     return out.release.id
 
 

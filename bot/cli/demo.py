@@ -41,8 +41,8 @@ from emulators.sample import (
     LEAD,
     OPS,
     PEOPLE,
-    SAMPLE_POLICY_YAML,
     TESTER,
+    sample_policy_yaml,
 )
 from emulators.slack import Message, SlackEmulator, render_message
 from emulators.slack_driver import SlackDriver
@@ -58,6 +58,9 @@ SLOW_PAUSE = 1.5
 WAIT = 30.0
 
 BOT_NAME = "ReleaseBot"
+# The sample policy, with standard releases needing a go-live plan the tech director reviews.
+DEMO_POLICY_YAML = sample_policy_yaml(policies={"standard": {"plan": {
+    "required": ["impact", "rollback", "db_scripts"], "reviewer": "tech_director"}}})
 
 class DemoStop(Exception):
     """The scripted flow cannot go on; the message says what did not happen."""
@@ -255,6 +258,7 @@ async def standard_release(d: Demo) -> int:
     """Request → report → two sign-offs → checklist → staging → production → verify → close."""
     d.log("\n1. A standard release: payments v1.1.0, from request to close\n")
     rid = _filed(await d.say(DEV, "request payments v1.1.0 Refunds API and currency rounding fix"))
+    await write_plan(d, rid)
     await d.click(TESTER, ActionId.START_TESTING, rid)
     await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/payments-1.1.0 "
                         "A=0 B=0 C=2")
@@ -267,6 +271,17 @@ async def standard_release(d: Demo) -> int:
     await d.click(TESTER, ActionId.VERIFY_PASS, rid)
     await d.click(OPS, ActionId.CLOSE, rid)
     return rid
+
+
+async def write_plan(d: Demo, rid: int) -> None:
+    """The go-live plan, part by part, and the tech director's review: first changes, then OK."""
+    await d.say(DEV, f"plan REL-{rid} impact Refund requests are new; checkout and payouts are "
+                     "unchanged")
+    await d.say(DEV, f"plan REL-{rid} db_scripts none")
+    await d.say(DIRECTOR, f"review REL-{rid} changes Say how we get back if refunds misbehave")
+    await d.say(DEV, f"plan REL-{rid} rollback Redeploy the previous tag; refunds stay off "
+                     "behind the REFUNDS flag")
+    await d.click(DIRECTOR, ActionId.PLAN_OK, rid)
 
 
 async def emergency_release(d: Demo) -> int:
@@ -389,8 +404,8 @@ async def staged(out: TextIO, port: int = 0, pause: float = 0.0) -> AsyncIterato
     with tempfile.TemporaryDirectory(prefix="releasebot-demo-",
                                      ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp)
-        (folder / "releasebot.yml").write_text(SAMPLE_POLICY_YAML, encoding="utf-8")
-        policy = parse_policy(SAMPLE_POLICY_YAML, str(folder / "releasebot.yml"))
+        (folder / "releasebot.yml").write_text(DEMO_POLICY_YAML, encoding="utf-8")
+        policy = parse_policy(DEMO_POLICY_YAML, str(folder / "releasebot.yml"))
         secret, hook_secret = secrets.token_hex(16), secrets.token_hex(16)
         async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
             _cast(slack, gitlab)

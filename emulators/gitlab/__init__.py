@@ -26,8 +26,8 @@ GitLab behaviour the emulator does not model yet:
   group or instance CI/CD variables, no masking and no pipeline inputs.
 - Projects have no visibility rules beyond "private to members", no archiving, deletion,
   forks or transfers between namespaces beyond rename_project.
-- Environments never stop, auto-stop or get deleted; deployments only come from deploy jobs
-  (no POST /deployments).
+- Environments never stop, auto-stop or get deleted; deployments come from deploy jobs, or
+  from record_deployment (what POST /deployments records; that route itself is not served).
 - Pagination is offset-based only (no keyset), and rate limits come only from fail().
 """
 

@@ -161,7 +161,7 @@ def h_deployments(ctx: Ctx) -> web.Response:
             "created_at": lambda d: (d.created_at, d.id),
             "updated_at": lambda d: (d.updated_at, d.id),
             "finished_at": lambda d: (d.finished_at or late, d.id),
-            "ref": lambda d: (d.job.pipeline.ref, d.id)}
+            "ref": lambda d: (d.ref, d.id)}
     items = order(items, ctx, keys, "id", default_sort="asc")
     return paginate(ctx, items, lambda d: ctx.view.deployment(d, p))
 

@@ -152,6 +152,26 @@ class PipelineEngine(ABC):
         p.deployments.append(deployment)
         return deployment
 
+    def record_deployment(self, project: Project | int | str, environment: str, ref: str,
+                          status: str = "success") -> Deployment:
+        """A deployment made outside CI and recorded, as POST /projects/:id/deployments does.
+
+        It has no deployable job; GitLab shows it in the environment's history all the same.
+        """
+        p = self.project(project)
+        commit_sha = p.branches[ref] if ref in p.branches else p.tags[ref].sha
+        now = self.now()
+        env = p.environments.get(environment)
+        if env is None:
+            env = Environment(self._next_id("environment"), environment, now, now)
+            p.environments[environment] = env
+        deployment = Deployment(self._next_id("deployment"), p.next_deployment_iid, env, None,
+                                status, now, now, now if status == "success" else None,
+                                api_ref=ref, api_sha=commit_sha, api_user=self.current_user)
+        p.next_deployment_iid += 1
+        p.deployments.append(deployment)
+        return deployment
+
     # ------------------------------------------------------------ moving
 
     def set_status(

@@ -232,11 +232,24 @@ class Deployment:
     id: int
     iid: int
     environment: Environment
-    job: Job = field(repr=False)
+    job: Job | None = field(repr=False)  # None: recorded through the API, not by a deploy job
     status: str
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    api_ref: str = ""  # what an API-recorded deployment names (a job's come from its pipeline)
+    api_sha: str = ""
+    api_user: User | None = None
+
+    @property
+    def ref(self) -> str:
+        """The branch or tag deployed."""
+        return self.job.pipeline.ref if self.job else self.api_ref
+
+    @property
+    def sha(self) -> str:
+        """The commit deployed."""
+        return self.job.pipeline.sha if self.job else self.api_sha
 
 
 @dataclass(frozen=True)

@@ -163,13 +163,13 @@ class View:
 
     def deployment(self, d: Deployment, p: Project) -> dict[str, Any]:
         """Deployment entity with its environment and deployable job."""
-        pl = d.job.pipeline
+        user = d.job.pipeline.user if d.job else d.api_user
         return {
-            "id": d.id, "iid": d.iid, "ref": pl.ref, "sha": pl.sha, "status": d.status,
+            "id": d.id, "iid": d.iid, "ref": d.ref, "sha": d.sha, "status": d.status,
             "created_at": iso(d.created_at), "updated_at": iso(d.updated_at),
-            "finished_at": iso(d.finished_at), "user": self.user(pl.user),
+            "finished_at": iso(d.finished_at), "user": self.user(user),
             "environment": self.environment(d.environment, p),
-            "deployable": self.job(d.job),
+            "deployable": self.job(d.job) if d.job else None,
         }
 
     def merge_request(self, mr: MergeRequest, p: Project) -> dict[str, Any]:

@@ -116,11 +116,13 @@ async def test_modal_submissions_survive_hostile_values(db_url: str, policy: Pol
                                               "9" * 5000 + ":1", "1:" + "9" * 5000, "-1:1"]),
                              mixed_text)
         cases = examples(st.tuples(st.sampled_from(PEOPLE), st.sampled_from(
-            [FormId.REQUEST, FormId.REPORT, FormId.REJECT, FormId.VERIFY_FAIL]),
+            [FormId.REQUEST, FormId.REPORT, FormId.REJECT, FormId.VERIFY_FAIL, FormId.PLAN,
+             FormId.PLAN_CHANGES]),
             field_answers.map(utf8), metadata))
         good = {"project": ("select", "web"), "ref": ("input", "main"),
                 "title": ("input", "<!channel> <@U123> *bold* `code`"),
-                "rollback": ("input", "<!here> redeploy"), "items": ("input", "!1\n<!everyone>")}
+                "plan_rollback": ("input", "<!here> redeploy"),
+                "items": ("input", "!1\n<!everyone>")}
         cases += [(DEV, FormId.REQUEST, good, meta)
                   for meta in ("<!channel>", "x", "C0RELEASES", "")]
         for user, callback, fields, meta in cases:

@@ -17,7 +17,7 @@ from emulators.gitlab import GitLabEmulator
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
-from tests.fixtures import SALES_WEEK, FakeClock, signed_off, who
+from tests.fixtures import ROLLBACK_STEPS, SALES_WEEK, FakeClock, signed_off, who
 
 
 @pytest.fixture
@@ -186,7 +186,8 @@ async def test_hotfix_merge_back_reminded_until_merged(deps: Deps, jobs: Jobs, c
     fix = gitlab.add_commit("acme/web", title="Hotfix: null check", branches=["hotfix-1"],
                             parent="v1.1.0")
     out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
-        project="web", ref="hotfix-1", title="Null check", type="hotfix"))
+        project="web", ref="hotfix-1", title="Null check", type="hotfix",
+        plan=ROLLBACK_STEPS))
     rid = out.release.id
     await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                             report=ReportInput("https://r/1", {}))

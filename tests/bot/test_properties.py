@@ -20,7 +20,7 @@ from bot.workflow import Refused, State
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
-from tests.fixtures import FakeClock, gitlab_client, sample_gitlab
+from tests.fixtures import ROLLBACK_STEPS, FakeClock, gitlab_client, sample_gitlab
 
 PEOPLE = [DEV, TESTER, LEAD, DIRECTOR, OPS, CTO]
 STEPS = ["test", "report_ok", "report_bad", "accept", "approve", "reject", "ref", "tick",
@@ -112,7 +112,7 @@ async def _run_steps(deps: Deps, steps: list[tuple[str, str]]) -> str:
     """File a release and run the steps, checking the invariants after each; the final state."""
     out = await releases.request_release(
         deps, actor=actor_for(deps.policy, "U0DEV"),
-        new=NewRelease(project="payments", ref="v1", title="Random"))
+        new=NewRelease(project="payments", ref="v1", title="Random", plan=ROLLBACK_STEPS))
     for name, user in steps:
         await apply_step(deps, out.release.id, name, user)
         await check_invariants(deps, out.release.id)

@@ -39,15 +39,15 @@ async def test_bad_request_is_refused_plainly(deps: Deps) -> None:
 
 
 def test_request_problems_name_their_fields(deps: Deps) -> None:
-    """Each problem sits under its field, so a form can show it there; a form needs a plan."""
+    """Each problem sits under its field, so a form can show it there; an empty plan is none."""
     new = NewRelease(project="nope", ref="a b", title=" ", type="weekly",
-                     scheduled_at=deps.clock() - timedelta(minutes=1))
-    problems = releases.request_problems(new, policy=deps.policy, now=deps.clock(),
-                                         rollback_plan_required=True)
-    assert list(problems) == ["project", "type", "ref", "title", "scheduled_at", "rollback_plan"]
+                     scheduled_at=deps.clock() - timedelta(minutes=1),
+                     plan={"impact": "x" * 4001})
+    problems = releases.request_problems(new, policy=deps.policy, now=deps.clock())
+    assert list(problems) == ["project", "type", "ref", "title", "scheduled_at", "plan_impact"]
     assert problems["ref"] == releases.ref_problem("a b")
-    assert "rollback_plan" not in releases.request_problems(new, policy=deps.policy,
-                                                            now=deps.clock())
+    assert not releases.request_problems(NewRelease("web", "v1", "Empty plan"),
+                                         policy=deps.policy, now=deps.clock())
 
 
 async def test_a_new_ref_follows_the_request_rule(deps: Deps) -> None:

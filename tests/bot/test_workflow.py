@@ -33,7 +33,8 @@ DEV = Actor("U0DEV")
 BASE = Facts(state=S.REQUESTED, requester=DEV.user, required_roles=("tech_director", "test_lead"),
              report=GOOD, checklist_total=2, checklist_done=frozenset({1, 2}),
              environments=("staging", "production"), rollback_ref="v1.0.0",
-             allow_known_issues=True, bypass_allowed=True)
+             allow_known_issues=True, bypass_allowed=True, plan_reviewer="tech_director",
+             plan_review="ok")
 
 # The specification, written out independently of the table: (state, event) -> destination
 # with facts where every guard holds. Pairs missing here must be refused.
@@ -73,13 +74,19 @@ EXPECTED: dict[tuple[State, Event], State] = {
         S.DEPLOY_FAILED)},  # after a deploy, only until production starts
     **{(s, E.PUBLISH_NOTES): s for s in
        (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING)},
+    # The go-live plan: edited before deploy (a signed-off release is signed off again),
+    # approved or sent back by its reviewer.
+    **{(s, E.EDIT_PLAN): s for s in (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF)},
+    **{(s, E.EDIT_PLAN): S.READY_FOR_SIGNOFF for s in (S.APPROVED, S.SCHEDULED)},
+    **{(s, event): s for event in (E.PLAN_OK, E.PLAN_CHANGES) for s in
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
 }
 
 ACTOR = {
     E.START_TESTING: TESTER, E.REPORT: TESTER, E.ACCEPT_RISK: CTO, E.APPROVE: LEAD,
     E.REJECT: DIRECTOR, E.CHANGE_REF: DEV, E.TICK: OPS, E.OVERRIDE_GATE: CTO, E.DEPLOY: OPS,
     E.VERIFY_PASS: TESTER, E.VERIFY_FAIL: TESTER, E.CLOSE: OPS, E.ROLLBACK: OPS, E.CANCEL: DEV,
-    E.PUBLISH_NOTES: OPS,
+    E.PUBLISH_NOTES: OPS, E.EDIT_PLAN: DEV, E.PLAN_OK: DIRECTOR, E.PLAN_CHANGES: DIRECTOR,
 }
 
 
@@ -93,6 +100,8 @@ def happy(state: State, event: Event) -> tuple[Facts, Ctx]:
         facts = replace(facts, approvals={"tech_director": DIRECTOR.user})
     if event is E.ACCEPT_RISK:
         facts = replace(facts, report=BAD)
+    if event is E.PLAN_OK:
+        facts = replace(facts, plan_review=None)
     if event is E.DEPLOY:
         ctx = replace(ctx, environment="staging")
     if event in (E.VERIFY_PASS, E.VERIFY_FAIL):
@@ -283,6 +292,66 @@ def test_rollback_needs_a_previous_version() -> None:
     """Without a recorded live version there is nowhere to go back to."""
     facts = replace(BASE, state=S.DEPLOY_FAILED, rollback_ref=None)
     assert "no recorded previous version" in refused(facts, E.ROLLBACK, Ctx(OPS))
+
+
+def test_signoff_and_deploy_wait_for_the_whole_plan_reviewed() -> None:
+    """Missing parts, then the review, then changes asked: each named word for word."""
+    facts, ctx = happy(S.READY_FOR_SIGNOFF, E.APPROVE)
+    missing = replace(facts, plan_missing=("impact scope", "rollback steps"))
+    with pytest.raises(TransitionError) as err:
+        decide(missing, E.APPROVE, ctx)
+    assert err.value.sentence == (
+        "The go-live plan is missing impact scope and rollback steps: the requester adds it "
+        "with Edit plan on the card or `/release plan`.")
+    waiting = replace(facts, plan_review=None)
+    with pytest.raises(TransitionError) as err:
+        decide(waiting, E.APPROVE, ctx)
+    assert err.value.sentence == ("The go-live plan waits for review by the tech_director: "
+                                  "Plan OK on the card or `/release review`.")
+    changes = replace(facts, plan_review="changes", plan_review_note="Add the DB rollback")
+    deploy_facts, deploy_ctx = happy(S.APPROVED, E.DEPLOY)
+    with pytest.raises(TransitionError, match="asked for changes to the go-live plan: Add the "
+                                              "DB rollback"):
+        decide(replace(deploy_facts, plan_review="changes", plan_review_note="Add the DB "
+                       "rollback"), E.DEPLOY, deploy_ctx)
+    with pytest.raises(TransitionError, match="asked for changes"):
+        decide(changes, E.APPROVE, ctx)
+    assert decide(replace(facts, plan_reviewer=None, plan_review=None), E.APPROVE, ctx) is (
+        S.APPROVED)
+
+
+def test_the_plan_review_is_the_reviewers_and_not_the_requesters() -> None:
+    """Only the reviewer role; never on one's own release; whole plans; changes need words."""
+    facts, ctx = happy(S.TESTING, E.PLAN_OK)
+    with pytest.raises(TransitionError, match="Only the go-live plan's reviewer"):
+        decide(facts, E.PLAN_OK, replace(ctx, actor=LEAD))
+    own = replace(facts, requester=DIRECTOR.user)
+    with pytest.raises(TransitionError, match="four eyes"):
+        decide(own, E.PLAN_OK, ctx)
+    with pytest.raises(TransitionError, match="can't be approved while it is missing database "
+                                              "scripts"):
+        decide(replace(facts, plan_missing=("database scripts",)), E.PLAN_OK, ctx)
+    with pytest.raises(TransitionError, match="already approved"):
+        decide(replace(facts, plan_review="ok"), E.PLAN_OK, ctx)
+    with pytest.raises(TransitionError, match="needs no review"):
+        decide(replace(facts, plan_reviewer=None), E.PLAN_OK, ctx)
+    with pytest.raises(TransitionError, match="Please give a reason"):
+        decide(facts, E.PLAN_CHANGES, replace(ctx, reason=" "))
+
+
+def test_production_needs_a_way_back() -> None:
+    """No known earlier version and no rollback steps: production is refused, staging is not."""
+    facts, ctx = happy(S.DEPLOYED, E.DEPLOY)
+    facts = replace(facts, deployed_envs=frozenset({"staging"}), previous_known=False)
+    prod = replace(ctx, environment="production")
+    with pytest.raises(TransitionError) as err:
+        decide(facts, E.DEPLOY, prod)
+    assert err.value.sentence == (
+        "Nothing is on record as running in production before this release, and its go-live "
+        "plan has no rollback steps: add them with Edit plan or `/release plan`, so a failure "
+        "has a way back.")
+    assert decide(replace(facts, rollback_steps=True), E.DEPLOY, prod) is S.DEPLOYING
+    assert decide(replace(facts, previous_known=True), E.DEPLOY, prod) is S.DEPLOYING
 
 
 def test_terminal_states_refuse_everything() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.plan import PlanField
 from bot.readmodel import ReleaseView
 from bot.workflow import Actor, State
 from emulators.sample import sample_policy
@@ -294,7 +295,7 @@ def long_view(state: State) -> ReleaseView:
     long = ("word & <b> " * 400)[:4000]
     return make_view(
         state, title=long, ref="r" * 255, version_label="v" * 100, planned_window="w" * 200,
-        rollback_plan=long, impact=long, deploy_order=long, hold_reason=long,
+        plan={f.value: long for f in PlanField}, hold_reason=long,
         gate_override_by="U0CTO", gate_override_reason=long, verification_note=long,
         risk_accepted_by="U0CTO", risk_reason=long, type="t" * 20,
         checklist=[long[:500]] * 30, ticks=range(1, 31),
@@ -328,7 +329,7 @@ def hostile_view(state: State) -> ReleaseView:
     """Every field a person can type holds mentions, broadcasts, links and ampersands."""
     return make_view(
         state, title=HOSTILE, ref=HOSTILE, project=HOSTILE, version_label=HOSTILE,
-        planned_window=HOSTILE, rollback_plan=HOSTILE, impact=HOSTILE, deploy_order=HOSTILE,
+        planned_window=HOSTILE, plan={f.value: HOSTILE for f in PlanField},
         hold_reason=HOSTILE, gate_override_by="U0CTO", gate_override_reason=HOSTILE,
         verification_note=HOSTILE, risk_accepted_by=HOSTILE, risk_reason=HOSTILE, type=HOSTILE,
         requester=HOSTILE, checklist=[HOSTILE, HOSTILE],

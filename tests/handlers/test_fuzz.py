@@ -115,8 +115,9 @@ def slack_values(fields: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-BLOCK_IDS = ["project", "ref", "version", "title", "type", "at", "window", "items", "rollback",
-             "db", "impact", "order", "url", "A", "B", "C"]
+BLOCK_IDS = ["project", "ref", "version", "title", "type", "at", "window", "items",
+             "plan_rollback", "plan_db_scripts", "plan_impact", "plan_deploy_order",
+             "plan_on_duty", "url", "A", "B", "C"]
 EDGE_TIMES = ["0001-01-01 00:00", "9999-12-31 23:59", "2026-11-23 12:00", "2026-11-23 12:01"]
 TIME_LIKE = st.one_of(st.sampled_from(EDGE_TIMES), st.builds(
     "{:04d}-{:02d}-{:02d} {:02d}:{:02d}".format, st.integers(0, 9999), st.integers(0, 13),
@@ -170,7 +171,7 @@ def test_cards_of_random_text_fit_slack_and_stay_inert(state: State, title: str,
     """Whatever people typed, the card is within Slack's limits and mentions no one."""
     view = make_view(
         state, title=title, ref=ref, version_label=ref[:100], planned_window=reason[:200],
-        rollback_plan=reason, impact=reason, hold_reason=reason, gate_override_by="U0CTO",
+        plan={"rollback": reason, "impact": reason}, hold_reason=reason, gate_override_by="U0CTO",
         gate_override_reason=reason, verification_note=reason, risk_accepted_by="U0CTO",
         checklist=items, ticks=sorted(ticks),
         approvals=[approval("tech_director", "U0DIRECTOR")],

@@ -24,14 +24,15 @@ from handlers.modals import (
 POLICY: Policy = sample_policy()
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 
+PLAN_FIELDS = ["plan_impact", "plan_rollback", "plan_db_scripts", "plan_deploy_order"]
 REQUEST_FIELDS = ["project", "ref", "version", "title", "type", "at", "window", "items",
-                  "rollback", "db", "impact", "order"]
-OPTIONAL_FIELDS = {"version", "at", "window", "items", "impact", "order"}
+                  *PLAN_FIELDS]
+OPTIONAL_FIELDS = {"version", "at", "window", "items", *PLAN_FIELDS}
 
 
 def submitted(**fields: str) -> dict[str, Any]:
     """`view.state.values` as Slack sends it: selects carry selected_option, inputs a value."""
-    selects = {"project", "type", "db"}
+    selects = {"project", "type"}
     values: dict[str, Any] = {}
     for block_id, text in fields.items():
         if block_id in selects:
@@ -43,7 +44,7 @@ def submitted(**fields: str) -> dict[str, Any]:
 
 
 GOOD = dict(project="payments", ref="v1.1.0", title="Faster checkout", type="standard",
-            rollback="Redeploy v1.0.9", db="no")
+            plan_rollback="Redeploy v1.0.9", plan_db_scripts="none")
 
 
 def blocks_by_id(modal: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -72,14 +73,12 @@ def test_request_modal_asks_for_every_field() -> None:
 
 
 def test_request_modal_selects_come_from_the_policy() -> None:
-    """Projects and release types are the policy's; standard and "no scripts" are preselected."""
+    """Projects and release types are the policy's; standard is preselected."""
     blocks = blocks_by_id(build_request_modal(POLICY))
     assert options(blocks["project"]) == ["payments", "web"]
     assert "initial_option" not in blocks["project"]["element"]  # two projects: a real choice
     assert options(blocks["type"]) == ["standard", "emergency", "hotfix", "campaign"]
     assert blocks["type"]["element"]["initial_option"]["value"] == "standard"
-    assert options(blocks["db"]) == ["no", "yes"]
-    assert blocks["db"]["element"]["initial_option"]["value"] == "no"
 
 
 def test_request_modal_preselects_the_only_project() -> None:
@@ -95,7 +94,7 @@ def test_request_modal_names_the_timezone_and_multiline_fields() -> None:
     assert "Asia/Shanghai" in blocks["at"]["label"]["text"]
     assert blocks["at"]["element"]["max_length"] == 16
     multiline = {b for b, block in blocks.items() if block["element"].get("multiline")}
-    assert multiline == {"items", "rollback", "impact", "order"}
+    assert multiline == {"items", *PLAN_FIELDS}
 
 
 # --- parsing a submitted request ------------------------------------------------------------------
@@ -104,8 +103,9 @@ def test_a_good_request_becomes_a_new_release() -> None:
     """Every field is carried over, and the time goes from Shanghai to UTC."""
     new, errors = parse_request_view(submitted(**(GOOD | dict(
         version="1.1.0", at="2026-12-24 20:00", window="Thursday evening",
-        items="!12\n#34\n\nINC-5\nhttps://jira.example/X-1", impact="checkout",
-        order="after web", db="yes"))), POLICY, NOW)
+        items="!12\n#34\n\nINC-5\nhttps://jira.example/X-1", plan_impact="checkout",
+        plan_deploy_order="after web", plan_db_scripts="migrate.sql, run by the DBA"))),
+        POLICY, NOW)
     assert errors == {}
     assert new == NewRelease(
         project="payments", ref="v1.1.0", title="Faster checkout", type="standard",
@@ -113,18 +113,19 @@ def test_a_good_request_becomes_a_new_release() -> None:
         planned_window="Thursday evening",
         work_items=(("mr", "!12"), ("issue", "#34"), ("incident", "INC-5"),
                     ("link", "https://jira.example/X-1")),
-        rollback_plan="Redeploy v1.0.9", db_scripts=True, impact="checkout",
-        deploy_order="after web")
+        plan={"impact": "checkout", "rollback": "Redeploy v1.0.9",
+              "db_scripts": "migrate.sql, run by the DBA", "deploy_order": "after web"})
 
 
 def test_optional_fields_may_be_left_out() -> None:
     """Slack omits untouched optional inputs or sends them as None."""
     values = submitted(**GOOD)
-    values["impact"] = {"value": {"type": "plain_text_input", "value": None}}
+    values["plan_impact"] = {"value": {"type": "plain_text_input", "value": None}}
     new, errors = parse_request_view(values, POLICY, NOW)
     assert errors == {}
     assert new is not None
-    assert (new.scheduled_at, new.work_items, new.impact, new.version_label) == (None, (), "", "")
+    assert (new.scheduled_at, new.work_items, new.version_label) == (None, (), "")
+    assert "impact" not in new.plan
 
 
 def test_answers_are_trimmed() -> None:
@@ -155,7 +156,8 @@ ASCII_ONLY = ("The ref may hold only printable ASCII letters, digits and punctua
                          "with '.' or end with '.lock'."),
     ("version", "1" * 150, "The version is too long (150 characters; at most 100)."),
     ("window", "w" * 201, "The planned window is too long (201 characters; at most 200)."),
-    ("rollback", "", "How would you roll this back?"),
+    ("plan_rollback", "r" * 4001,
+     "Too long: the plan's rollback steps (4001 characters; at most 4000)."),
     ("project", "billing", "There is no project 'billing'; known projects: payments, web."),
     ("at", "2026-11-23 11:59", "The planned time is in the past."),
     ("at", "2026-11-23 12:00", "The planned time is in the past."),
@@ -186,7 +188,7 @@ def test_several_problems_are_reported_together() -> None:
     """Empty form: every required field says what is missing."""
     new, errors = parse_request_view({}, POLICY, NOW)
     assert new is None
-    assert set(errors) == {"ref", "title", "rollback", "project"}
+    assert set(errors) == {"ref", "title", "project"}  # an empty plan waits on the card
 
 
 def test_a_missing_type_means_standard() -> None:

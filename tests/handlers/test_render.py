@@ -97,6 +97,16 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
                       {"tag": "v1.1.0", "url": "https://gitlab.example/r/v1.1.0"},
                       "📰 <@U0ACTOR> published the release notes of `v1.1.0` as a "
                       "<https://gitlab.example/r/v1.1.0|GitLab release>."),
+    "edit plan": ("approved", "ready_for_signoff",
+                         {"changed": ["rollback steps", "people on duty"],
+                          "review_voided": True, "voided_approvals": 2},
+                         "🗒 <@U0ACTOR> changed the go-live plan: rollback steps, people on duty. "
+                         "Its review and earlier approvals no longer count."),
+    "approve plan": ("testing", "testing", {"note": "", "role": "tech_director"},
+                            "🗒 <@U0ACTOR> approved the go-live plan as tech_director."),
+    "ask plan changes": ("testing", "testing", {"note": "Add the DB rollback <!here>"},
+                                "🗒 <@U0ACTOR> asked for changes to the go-live plan: Add the DB "
+                                "rollback &lt;!here&gt;."),
 }
 
 

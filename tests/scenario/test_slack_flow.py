@@ -152,8 +152,8 @@ async def test_request_form_shows_errors_in_the_form(db_url: str, policy: Policy
         await h.settle()
         assert h.slack.modals(DEV)[-1]["callback_id"] == FormId.REQUEST
         values = {"project": select("payments"), "type": select("standard"),
-                  "db": select("no"), **text_values(ref="v1.1.0", title="", at="tomorrow",
-                                                     rollback="redeploy v1.0.0")}
+                  **text_values(ref="v1.1.0", title="", at="tomorrow",
+                                plan_rollback="redeploy v1.0.0", plan_db_scripts="none")}
         reply = await submit_modal(h, DEV, values)
         assert reply.json["response_action"] == "errors"
         assert set(reply.json["errors"]) == {"title", "at"}
@@ -164,7 +164,8 @@ async def test_request_form_shows_errors_in_the_form(db_url: str, policy: Policy
         async with h.app[DEPS].sessions() as session:
             release = await q.get_release(session, 1)
             items = await q.work_items_of(session, 1)
-        assert release.scheduled_at is not None and release.rollback_plan == "redeploy v1.0.0"
+        assert release.scheduled_at is not None
+        assert release.plan == {"rollback": "redeploy v1.0.0", "db_scripts": "none"}
         assert [(w.kind, w.reference) for w in items] == [
             ("mr", "!12"), ("issue", "#34"), ("incident", "INC-5")]
 

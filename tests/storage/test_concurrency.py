@@ -12,13 +12,13 @@ from bot.transition import Deps
 from bot.workflow import Refused, State
 from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
 from storage import queries as q
-from tests.fixtures import who
+from tests.fixtures import ROLLBACK_STEPS, who
 
 
 async def ready(deps: Deps, project: str = "payments") -> int:
     """A release waiting for sign-off."""
     out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
-        project=project, ref="v1", title="Race"))
+        project=project, ref="v1", title="Race", plan=ROLLBACK_STEPS))
     await releases.attach_report(deps, release_id=out.release.id, actor=who(deps, TESTER),
                             report=ReportInput("https://ci/r", {}))
     return out.release.id

@@ -28,7 +28,7 @@ from emulators.sample import (
     TESTER,
 )
 from storage.models import AuditEntry
-from tests.fixtures import FakeClock
+from tests.fixtures import ROLLBACK_STEPS, FakeClock
 
 
 def who(deps: Deps, user: str) -> Any:
@@ -39,7 +39,7 @@ def who(deps: Deps, user: str) -> Any:
 async def deployed_release(deps: Deps, clock: FakeClock, title: str) -> int:
     """A release taken through report, sign-off, a production deploy and verification."""
     out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
-        project="web", ref="v1.1.0", title=title))
+        project="web", ref="v1.1.0", title=title, plan=ROLLBACK_STEPS))
     rid = out.release.id
     await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                             report=ReportInput("https://ci/r/1", {"C": 1}))

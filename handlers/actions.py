@@ -13,7 +13,7 @@ from bot.workflow import Event, Refused, State
 from handlers import answer
 from handlers.answer import STALE_BUTTON, Asker, Reply, answer_after, open_form, tell
 from handlers.blocks import ActionId, FormId, parse_value
-from handlers.commands import close_release
+from handlers.commands import close_release, release_notes
 from handlers.modals import build_reason_modal, build_report_modal
 from handlers.runtime import Runtime
 from storage import queries as q
@@ -166,9 +166,15 @@ async def _close(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) 
     return answer.closed(out)
 
 
+async def _notes(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    """The release notes, privately: approvers read them before they sign."""
+    return await release_notes(rt, rid)
+
+
 BUTTONS: dict[str, Click] = {
     ActionId.APPROVE: _approve, ActionId.REJECT: _reject, ActionId.REPORT: _report,
     ActionId.START_TESTING: _start_testing, ActionId.CHECKLIST: _checklist,
     ActionId.DEPLOY: _deploy, ActionId.VERIFY_PASS: _verify_pass,
     ActionId.VERIFY_FAIL: _verify_fail, ActionId.ROLLBACK: _rollback, ActionId.CLOSE: _close,
+    ActionId.NOTES: _notes,
 }

@@ -31,6 +31,7 @@ class ActionId:
     ROLLBACK = "release_rollback"
     CLOSE = "release_close"
     CHECKLIST = "release_checklist"
+    NOTES = "release_notes"
 
 
 class FormId:

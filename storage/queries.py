@@ -452,6 +452,18 @@ async def save_card(session: AsyncSession, release_id: int, *, channel: str | No
     await session.exec(stmt.execution_options(synchronize_session=False))  # type: ignore[call-overload]
 
 
+async def save_merge_back(session: AsyncSession, release_id: int, *, sha: str,
+                          value: dict[str, Any]) -> None:
+    """Keep a merge-back check of the pinned commit `sha` (if it is still the one pinned).
+
+    Like the card, a derived answer: the release's version stays, so nobody's change is lost.
+    """
+    stmt = (update(Release)
+            .where(col(Release.id) == release_id, col(Release.pinned_sha) == sha)
+            .values(merge_back=value))
+    await session.exec(stmt.execution_options(synchronize_session=False))  # type: ignore[call-overload]
+
+
 async def outbox_backlog(session: AsyncSession) -> int:
     """How many announcements wait to be delivered."""
     stmt = select(func.count()).select_from(OutboxMessage).where(

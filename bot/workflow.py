@@ -46,7 +46,6 @@ LIVE = (State.DEPLOYED, State.VERIFICATION_FAILED, State.VERIFIED, State.OBSERVI
 PREPARING = (*BEFORE_DEPLOY, State.DEPLOY_FAILED)  # the checklist and gate can still change
 UNTESTED = (State.REQUESTED, State.TESTING)  # waiting for a test report
 WENT_LIVE = (State.VERIFIED, State.OBSERVING, State.CLOSED)  # verified in production
-REACHED_PRODUCTION = (State.DEPLOYED, *WENT_LIVE)  # what later release notes start from
 UNVERIFIED = (State.DEPLOYED, State.VERIFICATION_FAILED)  # live, not yet verified
 
 

@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.workflow import REACHED_PRODUCTION
 from storage.models import (
     Approval,
     AuditEntry,
@@ -280,15 +279,6 @@ async def requester_load(session: AsyncSession, *, requester: str, open_states: 
                   ).where(Release.requester == requester)
     open_now, recent = (await session.exec(stmt)).one()
     return int(open_now), int(recent)
-
-
-async def previous_release_ref(session: AsyncSession, release: Release) -> str | None:
-    """The ref of the project's last release that reached production before this one."""
-    stmt = (select(Release.ref)
-            .where(Release.project == release.project, col(Release.id) < release.id,
-                   col(Release.state).in_(_values(REACHED_PRODUCTION)))
-            .order_by(col(Release.id).desc()).limit(1))
-    return (await session.exec(stmt)).first()
 
 
 async def claim_slot(session: AsyncSession, name: str, *, owner: str, until: datetime,

@@ -17,6 +17,7 @@ from bot.transition import (
     detail_of,
     load_facts,
     locked,
+    notify,
     reached_envs,
     record,
     rollback_target,
@@ -297,8 +298,18 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
               "url": dep.pipeline_url, "status": dep.status, "failed_job": failed_job,
               "failed_job_url": failed_job_url, "error": error, "deployment": dep.id,
               "seconds": round((now - started).total_seconds()) if started else None}
-    return await step(session, deps, release, _result_event(dep, status),
-                      Ctx(SYSTEM, environment=dep.environment), detail_of(detail))
+    event = _result_event(dep, status)
+    outcome = await step(session, deps, release, event,
+                         Ctx(SYSTEM, environment=dep.environment), detail_of(detail))
+    if event is Event.DEPLOY_SUCCEEDED and dep.environment == _production(deps, release):
+        # Testers verify online as soon as production runs it; reminders follow as before.
+        notify(session, deps, release, "verify_now", roles=["tester"])
+    return outcome
+
+
+def _production(deps: Deps, release: Release) -> str:
+    """The project's last environment."""
+    return deps.policy.project(release.project).production
 
 
 # --- after the deploy -----------------------------------------------------------------------------

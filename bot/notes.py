@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
-from bot.deploys import Deployer
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.deploys import Deployer, Shipped, running
 from bot.gitlab import Commit, GitLabClient, GitLabError, MergeRequest
-from bot.transition import Deps, check_event, detail_of, transition
-from bot.workflow import Actor, Ctx, Event, Refused
+from bot.transition import Deps, check_event, detail_of, transition, type_limits
+from bot.workflow import Actor, Ctx, Event, Refused, Report
 from storage import queries as q
+from storage.models import Release, TestReport
 
 # A first release has no previous tag to compare with; this many recent commits stand in.
 FIRST_RELEASE_COMMITS = 20
@@ -22,18 +26,54 @@ _KINDS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 _OTHER_CHANGES = "Other changes"
 OTHER_COMMITS = "Other commits"
+KNOWN_ISSUES = "Known issues"
+IMPACT = "Impact"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>~])")
 
 
 @dataclass(frozen=True)
+class KnownIssues:
+    """The bugs a release ships with, by its test report, and who accepted those over the limit."""
+
+    bugs: Mapping[str, int]  # open bugs by severity
+    failures: tuple[str, ...] = ()  # beyond the go-live standard, e.g. '1 open B bugs (limit 0)'
+    accepted_by: str | None = None  # the executive who accepted them (a Slack user ID)
+    reason: str | None = None
+
+    @property
+    def open_bugs(self) -> str | None:
+        """`A 0 · B 1 · C 2`, or None when the report lists no open bugs."""
+        if not any(self.bugs.values()):
+            return None
+        return " · ".join(f"{sev} {self.bugs.get(sev, 0)}" for sev in "ABC")
+
+
+@dataclass(frozen=True)
 class ReleaseNotes:
-    """What a release brings: from_ref is None for a project's first release."""
+    """What a release brings: from_ref is None for a project's first release.
+
+    The refs are what GitLab compares (commits once known); the labels are what people read.
+    """
 
     project: str
     from_ref: str | None
     to_ref: str
     merge_requests: list[MergeRequest]
     commits: list[Commit]
+    from_label: str | None = None  # e.g. `REL-3 release/REL-3 @ 3f2a9c1`, what was live
+    to_label: str | None = None  # e.g. `v1.1.0 @ 9e1d2b4`, the pinned commit
+    known_issues: KnownIssues | None = None  # None: no test report to tell
+    impact: str | None = None  # the go-live plan's impact scope
+
+    @property
+    def shown_from(self) -> str | None:
+        """Where the notes start, as people read it."""
+        return self.from_label or self.from_ref
+
+    @property
+    def shown_to(self) -> str:
+        """Where they end."""
+        return self.to_label or self.to_ref
 
     def sections(self) -> list[tuple[str, list[MergeRequest]]]:
         """Non-empty MR sections: features, fixes, then other changes."""
@@ -50,9 +90,9 @@ class ReleaseNotes:
 
     def render_markdown(self) -> str:
         """GitLab markdown for a Release description."""
-        span = f"Changes since {self.from_ref}." if self.from_ref else (
+        span = f"Changes since {self.shown_from}." if self.from_ref else (
             "First release: the most recent changes.")
-        lines = [f"## {_md(self.project)} {_md(self.to_ref)}", "", _md(span)]
+        lines = [f"## {_md(self.project)} {_md(self.shown_to)}", "", _md(span)]
         for heading, mrs in self.sections():
             lines += ["", f"### {heading}"]
             lines += [f"- {_md(mr.title)} ([!{mr.iid}]({mr.web_url}))" for mr in mrs]
@@ -61,7 +101,23 @@ class ReleaseNotes:
             lines += [f"- {_md(c.title)} ([{c.short_id}]({c.web_url}))" for c in others]
         if not self.merge_requests and not others:
             lines += ["", "No changes."]
+        if self.known_issues is not None:
+            lines += ["", f"### {KNOWN_ISSUES}", *(f"- {_md(t)}" for t in self.issue_lines())]
+        if self.impact:
+            lines += ["", f"### {IMPACT}", _md(self.impact)]
         return "\n".join(lines) + "\n"
+
+    def issue_lines(self) -> list[str]:
+        """The known issues in words (the executive by Slack user ID)."""
+        issues = self.known_issues
+        if issues is None:
+            return []
+        lines = [f"Open bugs: {issues.open_bugs}"] if issues.open_bugs else ["None known."]
+        if issues.accepted_by:
+            over = f" ({'; '.join(issues.failures)})" if issues.failures else ""
+            lines.append(f"Shipped with known issues{over}, accepted by "
+                         f"{issues.accepted_by}: {issues.reason or 'no reason given'}")
+        return lines
 
 
 async def build_notes(
@@ -116,14 +172,79 @@ def _md(text: str) -> str:
 
 
 async def notes_for(deps: Deps, deployer: Deployer, *, release_id: int) -> ReleaseNotes:
-    """A release's notes since the project's previous release that reached production."""
+    """A release's notes: from what was live in production before it to its pinned commit."""
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
         if release is None:
             raise Refused(f"There is no release REL-{release_id}.")
-        previous = await q.previous_release_ref(session, release)
-    project = deps.policy.project(release.project).gitlab
-    return await build_notes(deployer.gitlab, project, previous, release.ref)
+        before = await live_before(session, deps, release)
+        issues = known_issues(await q.latest_report(session, release), release,
+                              type_limits(deps, release))
+    project = deps.policy.project(release.project)
+    if before is _UNASKED:  # the bot has no record: GitLab may know what it last deployed
+        before = await _gitlab_live(deployer.gitlab, project.gitlab, project.production)
+    to = release.pinned_sha or release.ref
+    if before is not None and (before.sha or before.ref) == to:
+        before = None  # GitLab's newest deployment is this release's own
+    start = before and (before.sha or before.ref)
+    notes = await build_notes(deployer.gitlab, project.gitlab, start, to)
+    pin = f" @ {release.pinned_sha[:7]}" if release.pinned_sha else ""
+    return replace(notes, to_ref=release.ref, from_label=before and shipped_label(before),
+                   to_label=f"{release.ref}{pin}", known_issues=issues,
+                   impact=plan_impact(release))
+
+
+_UNASKED = Shipped(None)  # the bot's records don't say; ask GitLab
+
+
+async def live_before(session: AsyncSession, deps: Deps, release: Release) -> Shipped | None:
+    """What ran in production before this release: its own deploy's record, else what runs now.
+
+    None: nothing ran there (a first release); _UNASKED: the bot has no record of it.
+    """
+    production = deps.policy.project(release.project).production
+    ours = [d for d in await q.deployments_of(session, release.id)
+            if d.environment == production and not d.rollback]
+    if ours:
+        known = [d for d in ours if d.previous_sha or d.previous_ref]
+        if not known:
+            return None
+        dep = known[-1]
+        return Shipped(dep.previous_ref, dep.previous_sha, dep.previous_release_id)
+    live = running(await q.live_deployment(session, release.project, production))
+    return live if live is not None and live.release_id != release.id else _UNASKED
+
+
+async def _gitlab_live(gitlab: GitLabClient, project: str | int,
+                       production: str) -> Shipped | None:
+    """GitLab's newest successful production deployment, or None when it has none."""
+    found = await gitlab.last_deployment(project, production)
+    return Shipped(found[1], found[0]) if found else None
+
+
+def shipped_label(shipped: Shipped) -> str:
+    """`REL-3 release/REL-3 @ 3f2a9c1`, `v1.0.0 @ 3f2a9c1` or `3f2a9c1`."""
+    at = shipped.sha[:7] if shipped.sha else ""
+    label = f"{shipped.ref} @ {at}" if shipped.ref and at else shipped.ref or at
+    return f"REL-{shipped.release_id} {label}" if shipped.release_id else label
+
+
+def known_issues(report: TestReport | None, release: Release,
+                 limits: dict[str, int]) -> KnownIssues | None:
+    """The report's open bugs, and the executive's acceptance of those over the standard."""
+    if report is None:
+        return None
+    bugs = {"A": report.bugs_a, "B": report.bugs_b, "C": report.bugs_c}
+    failures = tuple(Report(bugs=bugs, limits=limits).failures)
+    return KnownIssues(bugs, failures, release.risk_accepted_by, release.risk_reason)
+
+
+def plan_impact(release: Release) -> str | None:
+    """The impact scope of the release's go-live plan, else the impact given at request."""
+    plan: Any = getattr(release, "plan", None)
+    impact = plan.get("impact") if isinstance(plan, dict) else getattr(plan, "impact", None)
+    text = impact if isinstance(impact, str) and impact.strip() else release.impact
+    return (text or "").strip() or None
 
 
 @dataclass(frozen=True)

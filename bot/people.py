@@ -23,5 +23,7 @@ def actor_for(policy: Policy, user: str,
 
 
 def user_groups(policy: Policy) -> set[str]:
-    """The user group IDs (S…) the policy names, to be resolved to members."""
-    return {i for ids in policy.roles.values() for i in ids if i.startswith("S")}
+    """The user group IDs (S…) the policy names (roles and notify), to be resolved to members."""
+    named = [*(i for ids in policy.roles.values() for i in ids),
+             *(i for ids in policy.notify.values() for i in ids)]
+    return {i for i in named if i.startswith("S")}

@@ -379,6 +379,39 @@ class SlackAccess(_Model):
     allow_guests: bool = False
 
 
+class MergeBack(StrEnum):
+    """What a shipped hotfix that is not merged back does to later releases of its project."""
+
+    ENFORCE = "enforce"  # no sign-off of a later release until its commit contains the hotfix
+    REMIND = "remind"  # only the reminders
+
+
+class Notice(StrEnum):
+    """The moments `notify` can tell people of."""
+
+    REQUEST = "request"  # a release is filed
+    SIGNOFF = "signoff"  # its last sign-off is in
+    DEPLOY = "deploy"  # a deploy started, succeeded or failed
+    VERIFICATION = "verification"  # online verification passed or failed
+    ROLLBACK = "rollback"  # a rollback started, succeeded or failed
+    CLOSE = "close"  # the release is over
+
+
+def _notice(value: Any) -> Notice:
+    """A `notify` key, with the allowed ones named when it is not."""
+    if isinstance(value, str) and value in {n.value for n in Notice}:
+        return Notice(value)
+    raise _invalid(f"unknown notify moment {_shown(value)}; moments: {', '.join(Notice)}")
+
+
+def _notify_target(value: Any) -> str:
+    """A channel (C…/G…), user (U…/W…) or user group (S…) ID."""
+    if isinstance(value, str) and (CHANNEL_ID.match(value) or MEMBER_ID.match(value)):
+        return value
+    raise _invalid(f"{_shown(value)} is not a Slack channel ID (C…, G…), user ID (U…, W…) "
+                   "or user group ID (S…)")
+
+
 class Limits(_Model):
     """What one person may ask for, so a single member cannot flood the process."""
 
@@ -405,6 +438,10 @@ class Policy(_Model):
     slack: SlackAccess = SlackAccess()
     limits: Limits = Limits()
     tag_prefix: str = "release/"  # each release's deploys run on the tag <prefix>REL-n
+    merge_back: MergeBack = MergeBack.ENFORCE
+    # Who hears of each moment: channels get a line linking the card, people a direct message.
+    notify: dict[Annotated[Notice, BeforeValidator(_notice)],
+                 list[Annotated[str, BeforeValidator(_notify_target)]]] = {}
 
     @field_validator("tag_prefix")
     @classmethod
@@ -493,6 +530,10 @@ class Policy(_Model):
     def roles_of(self, member_id: str) -> list[str]:
         """The roles that list this ID directly (group membership needs Slack)."""
         return [role for role, members in self.roles.items() if member_id in members]
+
+    def notify_targets(self, notice: Notice | None) -> list[str]:
+        """The channels, users and user groups told of this moment."""
+        return list(self.notify.get(notice, [])) if notice else []
 
     def merge_back_days(self, release_type: ReleaseType | str) -> int | None:
         """Days within which the ref must reach the default branch; hotfix defaults to 7."""

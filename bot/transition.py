@@ -16,11 +16,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import calendar
+from bot import calendar, mergeback
 from bot.gitlab import GitLabClient, GitLabError
 from bot.plan import PlanField
 from bot.plan import missing as plan_missing
-from bot.policy import PlanPolicy, Policy, ReleaseType
+from bot.policy import Notice, PlanPolicy, Policy, ReleaseType
 from bot.workflow import (
     EVENTS,
     EVERYTHING,
@@ -81,29 +81,85 @@ class Outcome:
 class PinNeeded(Exception):
     """A release is entering sign-off: its ref must be resolved to a commit first."""
 
-    def __init__(self, project: str, ref: str) -> None:
+    def __init__(self, project: str, ref: str, merge_back_of: str | None = None) -> None:
         super().__init__(f"{project} {ref}")
         self.project, self.ref = project, ref
+        self.merge_back_of = merge_back_of  # the release (REL-n) whose merge-back is enforced
 
 
-# The commit resolved for the transaction being retried. The first attempt decides without
-# GitLab (so refused events never call it); only one entering sign-off resolves and retries.
+class MergeBackNeeded(Exception):
+    """A sign-off needs to know which shipped hotfixes the pinned commit lacks: ask GitLab."""
+
+    def __init__(self, release_id: int) -> None:
+        super().__init__(f"REL-{release_id}")
+        self.release_id = release_id
+
+
+# The commit resolved for the transaction being retried, and the hotfixes it lacks. The first
+# attempt decides without GitLab (so refused events never call it); only one entering sign-off
+# resolves and retries.
 _PIN: ContextVar[Pin | None] = ContextVar("pin", default=None)
+_PIN_MERGE_BACK: ContextVar[dict[str, Any] | None] = ContextVar("pin_merge_back", default=None)
+_AGAIN = "The release changed while its commit was being looked up; please try again."
 
 
 async def run_in_transaction(deps: Deps, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
-    """Run `work` in one transaction; a release entering sign-off has its commit pinned."""
+    """Run `work` in one transaction; GitLab is asked between attempts, never inside one.
+
+    A release entering sign-off has its commit pinned (and checked for merge-back); a sign-off
+    whose stored merge-back check no longer covers what shipped has it checked again.
+    """
     try:
         return await _attempts(deps, work)
     except PinNeeded as need:
-        token = _PIN.set(await resolve_pin(deps, need.project, need.ref))
+        pin = await resolve_pin(deps, need.project, need.ref)
+        token = _PIN.set(pin)
+        checked = _PIN_MERGE_BACK.set(await _pin_merge_back(deps, need, pin))
         try:
             return await _attempts(deps, work)
-        except PinNeeded:  # the ref changed again between the two attempts
-            raise Refused("The release changed while its commit was being looked up; "
-                          "please try again.") from None
+        except (PinNeeded, MergeBackNeeded):  # the ref changed again between the two attempts
+            raise Refused(_AGAIN) from None
         finally:
+            _PIN_MERGE_BACK.reset(checked)
             _PIN.reset(token)
+    except MergeBackNeeded as need:
+        await check_merge_back(deps, need.release_id)
+        try:
+            return await _attempts(deps, work)
+        except (PinNeeded, MergeBackNeeded):  # a hotfix shipped or a new pin meanwhile
+            raise Refused(_AGAIN) from None
+
+
+async def _pin_merge_back(deps: Deps, need: PinNeeded, pin: Pin) -> dict[str, Any] | None:
+    """The merge-back check of a commit about to be pinned (None: not needed, or GitLab failed).
+
+    A failure here does not stop the pin: the sign-off asks GitLab again and refuses then.
+    """
+    if need.merge_back_of is None or deps.gitlab is None:
+        return None
+    async with deps.sessions() as session:
+        hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, need.project)
+    try:
+        return await mergeback.check(deps.gitlab, deps.policy, need.project, need.merge_back_of,
+                                     pin.sha, hotfixes)
+    except Refused as exc:
+        log.info("%s: merge-back not checked at pin: %s", need.merge_back_of, exc.sentence)
+        return None
+
+
+async def check_merge_back(deps: Deps, release_id: int) -> None:
+    """Check the release's pinned commit against every shipped hotfix and store the answer."""
+    async with deps.sessions() as session:
+        release = await q.get_release(session, release_id)
+        if release is None or not (sha := mergeback.current_pin(release)):
+            return
+        hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, release.project)
+    if deps.gitlab is None:
+        raise Refused("GitLab is not connected, so the hotfixes merged back can't be checked.")
+    answer = await mergeback.check(deps.gitlab, deps.policy, release.project, release.rel_id,
+                                   sha, hotfixes)
+    async with transaction(deps.sessions) as session:
+        await q.save_merge_back(session, release_id, sha=sha, value=answer)
 
 
 async def resolve_pin(deps: Deps, project: str, ref: str) -> Pin:
@@ -161,7 +217,8 @@ async def load_facts(session: AsyncSession, deps: Deps, release: Release,
         requester_can_deploy=type_policy.requester_can_deploy,
         one_person_many_roles=policy.one_person_many_roles,
         pinned=bool(release.pinned_sha) and release.pinned_revision == release.revision,
-        **_plan_facts(release, type_policy.plan), **stored, **gate,
+        rel_id=release.rel_id, **_plan_facts(release, type_policy.plan),
+        **stored, **gate, **(await _merge_back_facts(session, deps, release, reads)),
     )
 
 
@@ -171,6 +228,19 @@ def _plan_facts(release: Release, rules: PlanPolicy) -> dict[str, Any]:
             "plan_reviewer": rules.reviewer, "plan_review": release.plan_review,
             "plan_review_note": release.plan_review_note or "",
             "rollback_steps": bool(release.plan.get(PlanField.ROLLBACK))}
+
+
+async def _merge_back_facts(session: AsyncSession, deps: Deps, release: Release,
+                            reads: frozenset[Stored]) -> dict[str, Any]:
+    """Which shipped hotfixes the pinned commit lacks, as far as the stored check knows."""
+    if ("merge_back" not in reads or not mergeback.enforced(deps.policy, release)
+            or not mergeback.current_pin(release)):
+        return {}
+    hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, release.project)
+    if not hotfixes:
+        return {}
+    checked, missing = mergeback.stored_missing(release, hotfixes)
+    return {"merge_back_checked": checked, "merge_back_missing": missing}
 
 
 async def _stored_facts(session: AsyncSession, release: Release, limits: dict[str, int],
@@ -268,6 +338,8 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
     check_revision(release, ctx.revision)
     facts = await load_facts(session, deps, release, EVENTS[event].reads)
     dest = traced_decide(deps, release, facts, event, ctx)
+    if not facts.merge_back_checked:  # allowed but for merge-back: ask GitLab, then decide again
+        raise MergeBackNeeded(release.id)
     detail = await apply(session, release, facts)
     return await record(session, deps, release, event, ctx.actor, dest, detail)
 
@@ -328,15 +400,26 @@ async def record(session: AsyncSession, deps: Deps, release: Release, event: Eve
     await q.add_audit(session, release_id=release.id, actor=actor.user, action=event.value,
                       from_state=before and before.value, to_state=dest.value, detail=detail,
                       at=now)
-    q.add_outbox(session, release_id=release.id, kind="event", at=now, payload={
-        "event": event.value, "actor": actor.user, "from": before and before.value,
-        "to": dest.value, "detail": detail, "broadcast": EVENTS[event].broadcast})
+    payload = {"event": event.value, "actor": actor.user, "from": before and before.value,
+               "to": dest.value, "detail": detail, "broadcast": EVENTS[event].broadcast}
+    q.add_outbox(session, release_id=release.id, kind="event", at=now, payload=payload)
+    _tell_notify_targets(session, deps, release, event, before is not dest, payload, now)
     if deps.on_transition is not None:
         deps.on_transition(event.value, dest.value)
     if before is not dest or "voided_approvals" in detail:  # entered, or a new revision
         for effect in ON_ENTER.get(dest, ()):
             await _ENTER[effect](session, deps, release, now)
     return Outcome(release, event, before, dest, detail)
+
+
+def _tell_notify_targets(session: AsyncSession, deps: Deps, release: Release, event: Event,
+                         moved: bool, payload: dict[str, Any], now: datetime) -> None:
+    """Queue the policy's `notify` line for an event that moved the release, if anyone wants it."""
+    notice = EVENTS[event].notice
+    targets = deps.policy.notify_targets(Notice(notice)) if notice and moved else []
+    if targets:
+        q.add_outbox(session, release_id=release.id, kind="tell", at=now,
+                     payload={**payload, "notice": notice, "targets": targets})
 
 
 def _move(deps: Deps, release: Release, dest: State) -> datetime:
@@ -356,8 +439,11 @@ async def _pin_commit(session: AsyncSession, deps: Deps, release: Release,
         return  # a new revision of the same commit (the plan changed): approvers sign it again
     pin = _PIN.get()
     if pin is None or pin.ref != release.ref:
-        raise PinNeeded(release.project, release.ref)
+        enforced = mergeback.enforced(deps.policy, release)
+        raise PinNeeded(release.project, release.ref, release.rel_id if enforced else None)
     release.pinned_sha, release.pinned_revision = pin.sha, release.revision
+    checked = _PIN_MERGE_BACK.get()
+    release.merge_back = checked if checked and checked.get("sha") == pin.sha else None
 
 
 async def _ask(session: AsyncSession, deps: Deps, release: Release, now: datetime) -> None:

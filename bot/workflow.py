@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -48,7 +48,6 @@ LIVE = (State.DEPLOYED, State.VERIFICATION_FAILED, State.VERIFIED, State.OBSERVI
 PREPARING = (*BEFORE_DEPLOY, State.DEPLOY_FAILED)  # the checklist and gate can still change
 UNTESTED = (State.REQUESTED, State.TESTING)  # waiting for a test report
 WENT_LIVE = (State.VERIFIED, State.OBSERVING, State.CLOSED)  # verified in production
-REACHED_PRODUCTION = (State.DEPLOYED, *WENT_LIVE)  # what later release notes start from
 UNVERIFIED = (State.DEPLOYED, State.VERIFICATION_FAILED)  # live, not yet verified
 
 
@@ -148,6 +147,11 @@ class Facts:
     plan_review_note: str = ""
     rollback_steps: bool = False  # the plan says how to roll back by hand
     previous_known: bool = True  # the environment's live version before a deploy is known
+    rel_id: str = "This release"  # how refusals name the release
+    # Shipped hotfixes of the project that the pinned commit lacks, e.g. "REL-5 (`hotfix/1.2.1`
+    # @ abc1234)"; empty where merge-back is not enforced or the release is itself a hotfix.
+    merge_back_missing: tuple[str, ...] = ()
+    merge_back_checked: bool = True  # False: GitLab must be asked before this can be decided
 
     @property
     def missing_roles(self) -> list[str]:
@@ -360,6 +364,20 @@ def commit_pinned(facts: Facts, ctx: Ctx) -> str | None:
             "again (or set its ref again) so the approvers sign off one commit.")
 
 
+def hotfixes_merged(facts: Facts, ctx: Ctx) -> str | None:
+    """Every shipped hotfix of the project is in the commit being signed off (merge-back)."""
+    missing = facts.merge_back_missing
+    return merge_back_sentence(facts.rel_id, missing) if missing else None
+
+
+def merge_back_sentence(rel_id: str, missing: Sequence[str]) -> str:
+    """'REL-7 does not contain hotfix REL-5 (`hotfix/1.2.1` @ abc1234): merge it back first.'"""
+    many = len(missing) > 1
+    listed = ", ".join(missing[:-1]) + f" and {missing[-1]}" if many else missing[0]
+    return (f"{rel_id} does not contain {'hotfixes' if many else 'hotfix'} {listed}: "
+            f"merge {'them' if many else 'it'} back first.")
+
+
 def checklist_done(facts: Facts, ctx: Ctx) -> str | None:
     """The pre-release checklist is complete."""
     left = [str(i) for i in range(1, facts.checklist_total + 1) if i not in facts.checklist_done]
@@ -491,7 +509,7 @@ def was_requested(facts: Facts, ctx: Ctx) -> bool:
 # --- the table ------------------------------------------------------------------------------------
 
 _S, _W = State, Who
-_SIGN = (plan_ready, may_sign)
+_SIGN = (plan_ready, may_sign, hotfixes_merged)
 _DEPLOY_GUARDS = (signed_off, commit_pinned, plan_ready, checklist_done, environment_in_order,
                   way_back, gate_open)
 _EDITORS = (_W.REQUESTER, _W.RELEASE_MANAGER)
@@ -551,45 +569,47 @@ TABLE: tuple[Transition, ...] = (
 
 # The facts kept beyond the release row (and the deploy gate). Each event reads only those its
 # guards, selectors or effects need; tests/bot/test_fact_reads.py checks the rest never matter.
-Stored = Literal["report", "approvals", "ticks", "deployments", "gate"]
-EVERYTHING: frozenset[Stored] = frozenset(("report", "approvals", "ticks", "deployments", "gate"))
+Stored = Literal["report", "approvals", "ticks", "deployments", "gate", "merge_back"]
+EVERYTHING: frozenset[Stored] = frozenset(("report", "approvals", "ticks", "deployments", "gate",
+                                           "merge_back"))
 
 
 @dataclass(frozen=True)
 class EventSpec:
-    """One event's metadata: the stored facts it reads; whether the channel hears of it."""
+    """One event's metadata: the stored facts it reads; who hears of it."""
 
     reads: frozenset[Stored] = frozenset()
     broadcast: bool = False  # deploys and their results reach the channel, not just the thread
+    notice: str | None = None  # the policy's `notify` moment it is, when it moves the release
 
 
-def _reads(*kinds: Stored, broadcast: bool = False) -> EventSpec:
+def _reads(*kinds: Stored, broadcast: bool = False, notice: str | None = None) -> EventSpec:
     """An EventSpec reading `kinds`."""
-    return EventSpec(frozenset(kinds), broadcast)
+    return EventSpec(frozenset(kinds), broadcast, notice)
 
 
 EVENTS: dict[Event, EventSpec] = {
-    Event.REQUEST: _reads(),
+    Event.REQUEST: _reads(notice="request"),
     Event.START_TESTING: _reads(),
     Event.REPORT: _reads("approvals"),  # how many approvals the new report voids
     Event.ACCEPT_RISK: _reads("report"),
-    Event.APPROVE: _reads("approvals"),
+    Event.APPROVE: _reads("approvals", "merge_back", notice="signoff"),  # the last one only
     Event.REJECT: _reads(),
     Event.CHANGE_REF: _reads("approvals"),  # how many approvals the new ref voids
     Event.TICK: _reads("ticks"),  # ticking an item twice adds no second row
     Event.OVERRIDE_GATE: _reads("gate"),  # the closed gate it lifts, for the audit
     Event.HOLD: _reads(),
-    Event.DEPLOY: _reads("approvals", "ticks", "deployments", "gate"),
+    Event.DEPLOY: _reads("approvals", "ticks", "deployments", "gate", notice="deploy"),
     Event.PIPELINE_STARTED: _reads(broadcast=True),
-    Event.DEPLOY_SUCCEEDED: _reads(broadcast=True),
-    Event.DEPLOY_FAILED: _reads(broadcast=True),
-    Event.VERIFY_PASS: _reads("deployments", broadcast=True),
-    Event.VERIFY_FAIL: _reads("deployments", broadcast=True),
+    Event.DEPLOY_SUCCEEDED: _reads(broadcast=True, notice="deploy"),
+    Event.DEPLOY_FAILED: _reads(broadcast=True, notice="deploy"),
+    Event.VERIFY_PASS: _reads("deployments", broadcast=True, notice="verification"),
+    Event.VERIFY_FAIL: _reads("deployments", broadcast=True, notice="verification"),
     Event.OBSERVE: _reads(),
-    Event.CLOSE: _reads(),
-    Event.ROLLBACK: _reads("deployments"),
-    Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True),
-    Event.ROLLBACK_FAILED: _reads(broadcast=True),
+    Event.CLOSE: _reads(notice="close"),
+    Event.ROLLBACK: _reads("deployments", notice="rollback"),
+    Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True, notice="rollback"),
+    Event.ROLLBACK_FAILED: _reads(broadcast=True, notice="rollback"),
     Event.CANCEL: _reads("deployments"),  # whether production has begun
     Event.PUBLISH_NOTES: _reads(),
     Event.EDIT_PLAN: _reads("approvals", "report"),  # voids approvals; keeps the report

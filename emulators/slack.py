@@ -653,7 +653,7 @@ class SlackEmulator:
         info = {"id": channel, "name": channel.lower(), "is_channel": channel.startswith("C"),
                 "is_group": channel.startswith("G"), "is_im": is_im,
                 "is_private": not channel.startswith("C"), "is_archived": False,
-                "is_member": True, "created": 1_700_000_000}
+                "is_member": channel not in self.outside_channels, "created": 1_700_000_000}
         if is_im:
             info["user"] = channel[1:]
         return {"channel": {**info, **self.channels.get(channel, {})}}

@@ -13,7 +13,7 @@ from bot.workflow import Event, Refused, State
 from handlers import answer
 from handlers.answer import STALE_BUTTON, Asker, Reply, answer_after, open_form, tell
 from handlers.blocks import ActionId, FormId, parse_value
-from handlers.commands import close_release
+from handlers.commands import close_release, release_notes
 from handlers.modals import build_reason_modal, build_report_modal
 from handlers.plan_form import open_plan_form
 from handlers.runtime import Runtime
@@ -185,6 +185,9 @@ async def _plan_changes(rt: Runtime, user: str, rid: int, rev: int | None, body:
     view = build_reason_modal(FormId.PLAN_CHANGES, "Plan changes", "What must change?", rid,
                               rev)
     return await _open(rt, body, view, f"/release review REL-{rid} changes <note>")
+async def _notes(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    """The release notes, privately: approvers read them before they sign."""
+    return await release_notes(rt, rid)
 
 
 BUTTONS: dict[str, Click] = {
@@ -194,4 +197,5 @@ BUTTONS: dict[str, Click] = {
     ActionId.VERIFY_FAIL: _verify_fail, ActionId.ROLLBACK: _rollback, ActionId.CLOSE: _close,
     ActionId.EDIT_PLAN: _edit_plan, ActionId.PLAN_OK: _plan_ok,
     ActionId.PLAN_CHANGES: _plan_changes,
+    ActionId.NOTES: _notes,
 }

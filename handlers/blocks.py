@@ -34,6 +34,7 @@ class ActionId:
     EDIT_PLAN = "release_edit_plan"
     PLAN_OK = "release_plan_ok"
     PLAN_CHANGES = "release_plan_changes"
+    NOTES = "release_notes"
 
 
 class FormId:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
+from bot.mergeback import missing_labels
 from bot.plan import listed
 from bot.readmodel import ReleaseView
-from bot.workflow import Event, State, allowed_events
+from bot.workflow import Event, State, allowed_events, merge_back_sentence
 from handlers.blocks import (
     STATE_ICON,
     ActionId,
@@ -139,6 +140,8 @@ def notes_text(view: ReleaseView) -> str:
         notes.append(f"↩️ Nothing ran in {escape(view.environments[-1])} before this release as "
                      "far as ReleaseBot and GitLab know: a rollback is by hand, following the "
                      "go-live plan's rollback steps")
+    if view.state is State.READY_FOR_SIGNOFF and (missing := missing_labels(rel)):
+        notes.append(f"🔀 {escape(merge_back_sentence(rel.rel_id, missing))}")
     if rel.newer_commits and view.pin:
         many = "commit that is" if rel.newer_commits == 1 else "commits that are"
         notes.append(f"📌 `{escape(rel.ref)}` has {rel.newer_commits} newer {many} not in this "

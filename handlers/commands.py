@@ -192,12 +192,16 @@ async def close_release(rt: Runtime, release_id: int, actor: Actor,
 
 
 async def _notes(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """Release notes since the previous release; `publish` makes a GitLab Release of a tag."""
+    """Release notes since what was live; `publish` makes a GitLab Release of a tag."""
     if p.words and p.words[0].lower() == "publish":
         return await _publish(rt, p.release_id or 0, user)
-    text = await notes_text(rt.deps, rt.deployer, release_id=p.release_id or 0,
-                            render=notes_mrkdwn)
-    return f"*Release notes of REL-{p.release_id}*\n{text}"
+    return await release_notes(rt, p.release_id or 0)
+
+
+async def release_notes(rt: Runtime, release_id: int) -> str:
+    """The notes as a private answer, whether asked by command or by a button."""
+    text = await notes_text(rt.deps, rt.deployer, release_id=release_id, render=notes_mrkdwn)
+    return f"*Release notes of REL-{release_id}*\n{text}"
 
 
 async def _publish(rt: Runtime, release_id: int, user: str) -> Reply:
@@ -275,7 +279,7 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
         _rollback),
     Sub("cancel", "/release cancel <ID> [reason…]", "withdraw a release before deploy", _cancel),
     Sub("close", "/release close <ID>", "end the observation period now", _close),
-    Sub("notes", "/release notes <ID>", "release notes since the previous release", _notes),
+    Sub("notes", "/release notes <ID>", "release notes since what was live", _notes),
     Sub("calendar", "/release calendar", "scheduled releases, windows and freezes", _calendar,
         takes_id=False),
     Sub("help", "/release help", "this list", _help, takes_id=False),

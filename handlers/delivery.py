@@ -17,10 +17,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import Event, State
-from handlers.blocks import escape, mention, ref_text, section
-from handlers.cards import approval_buttons, build_release_card, rollback_button
+from handlers.blocks import ActionId, button, escape, mention, ref_text, section
+from handlers.cards import approval_buttons, build_release_card, rollback_button, verify_buttons
 from handlers.directory import Directory
-from handlers.render import event_text, notice_text, payload_event
+from handlers.render import event_text, notice_text, payload_event, tell_text
 from handlers.status import close_summary
 from storage import queries as q
 from storage.db import transaction
@@ -36,6 +36,7 @@ PARALLEL = 4  # releases delivered at once; each one's lease keeps its own posts
 # bot is not in may stay so for days, and must not cost a call every few seconds meanwhile.
 RETRY_FIRST, RETRY_MOST = 5.0, 600.0
 NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
+VERIFY_ASKS = frozenset({"verify_now", "verify"})  # testers' asks carry the verify buttons
 
 
 class LeaseLost(Exception):
@@ -178,6 +179,8 @@ class Deliverer:
             await self._ask(view, row)
         elif row.kind == "notify":
             await self._notify(view, row)
+        elif row.kind == "tell":
+            await self._tell(view, row)
 
     async def _finish(self, release_id: int, posted: int | None) -> ReleaseView:
         """Mark the last row sent and read the release afresh for the card's redraw."""
@@ -277,8 +280,24 @@ class Deliverer:
         if payload.get("notice") == "verify_deadline" and view.state is State.DEPLOYED:
             blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
                            "elements": [rollback_button(view)]})
+        elif payload.get("notice") in VERIFY_ASKS and view.state is State.DEPLOYED:
+            blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
+                           "elements": verify_buttons(view)})
         for user in users:
             await self._direct(user, rel.id, f"notify:{row.id}:{user}", text=text, blocks=blocks)
+
+    async def _tell(self, view: ReleaseView, row: OutboxMessage) -> None:
+        """The policy's `notify`: a line linking the card to channels, a DM to people and groups."""
+        rel = view.release
+        link = await self._permalink(rel.card_channel, rel.card_ts)
+        text = tell_text(rel.rel_id, f"{rel.project} — {rel.title[:100]}", row.payload, link)
+        groups = await self.directory.groups()
+        targets: dict[str, None] = {}
+        for target in row.payload.get("targets") or []:
+            members = sorted(groups.get(target, ())) if target.startswith("S") else [target]
+            targets.update(dict.fromkeys(members))
+        for target in targets:  # a channel post, like a DM, is tried once and skipped on error
+            await self._direct(target, rel.id, f"tell:{row.id}:{target}", text=text)
 
     async def _direct(self, user: str, release_id: int, key: str, **kw: Any) -> None:
         """A direct message, at most once: a refusal or an error skips this one person.
@@ -349,5 +368,7 @@ def ask_blocks(view: ReleaseView, link: str | None) -> list[dict[str, Any]]:
     text = (f"*{rel.rel_id}* · {escape(rel.project)} {ref_text(view)} — "
             f"{escape(rel.title[:500])}\nRequested by {mention(rel.requester)}; "
             f"needs sign-off by {escape(', '.join(view.missing_roles))}{where}.")
+    # The notes' button carries the release alone: reading them stays possible as it moves on.
+    notes = button("Release notes", ActionId.NOTES, str(rel.id))
     return [section(text), {"type": "actions", "block_id": f"ask:{rel.id}",
-                            "elements": approval_buttons(view)}]
+                            "elements": [*approval_buttons(view), notes]}]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.notes import OTHER_COMMITS, NotesUnavailable, ReleaseNotes
-from handlers.blocks import clip, escape, safe_url
+from bot.notes import IMPACT, KNOWN_ISSUES, OTHER_COMMITS, NotesUnavailable, ReleaseNotes
+from handlers.blocks import clip, escape, mention, safe_url
 
 
 def notes_mrkdwn(notes: ReleaseNotes | NotesUnavailable, limit: int = 2900) -> str:
@@ -15,9 +15,9 @@ def notes_mrkdwn(notes: ReleaseNotes | NotesUnavailable, limit: int = 2900) -> s
 
 def _lines(notes: ReleaseNotes) -> list[tuple[str, bool]]:
     """Each line and whether it is an item (a heading is not)."""
-    span = f"{escape(notes.from_ref)} → " if notes.from_ref else ""
+    span = f"{escape(notes.shown_from)} → " if notes.shown_from else ""
     first = "" if notes.from_ref else " (first release)"
-    lines = [(f"*Release notes: {escape(notes.project)} {span}{escape(notes.to_ref)}*{first}",
+    lines = [(f"*Release notes: {escape(notes.project)} {span}{escape(notes.shown_to)}*{first}",
               False)]
     for heading, mrs in notes.sections():
         lines.append((f"*{heading}*", False))
@@ -28,6 +28,24 @@ def _lines(notes: ReleaseNotes) -> list[tuple[str, bool]]:
                   for c in others]
     if not notes.merge_requests and not others:
         lines.append(("No changes.", False))
+    # Known issues and impact go first: clipping a long list of changes must never drop them.
+    return [lines[0], *_issues_and_impact(notes), *lines[1:]]
+
+
+def _issues_and_impact(notes: ReleaseNotes) -> list[tuple[str, bool]]:
+    """The known issues (with who accepted them) and the impact."""
+    lines: list[tuple[str, bool]] = []
+    if (issues := notes.known_issues) is not None:
+        lines.append((f"*{KNOWN_ISSUES}*", False))
+        bugs = f"Open bugs: {issues.open_bugs}" if issues.open_bugs else "None known."
+        lines.append((f"• {bugs}", False))
+        if issues.accepted_by:
+            over = f" ({escape('; '.join(issues.failures))})" if issues.failures else ""
+            reason = escape(clip(issues.reason or "no reason given", 1000))
+            lines.append((f"• Shipped with known issues{over}, accepted by "
+                          f"{mention(issues.accepted_by)}: {reason}", False))
+    if notes.impact:
+        lines += [(f"*{IMPACT}*", False), (escape(clip(notes.impact, 1000)), False)]
     return lines
 
 

@@ -187,6 +187,14 @@ def event_text(payload: Payload) -> str:
     return clip(RENDERERS[event](payload, payload.get("detail") or {}))
 
 
+def tell_text(rel_id: str, what: str, payload: Payload, link: str | None) -> str:
+    """The policy's `notify` line: which release, what happened, and a link to its card."""
+    detail = {k: v for k, v in (payload.get("detail") or {}).items() if k != "notes"}
+    line = event_text({**payload, "detail": detail})
+    card = f" <{safe_url(link)}|Open the card>" if link else ""
+    return clip(f"*{rel_id}* {escape(clip(what, 150))}: {line}{card}")
+
+
 NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "held": lambda rid, d: (f"⏸ {rid} was due to deploy but is held{_reason(d)} "
                             "It goes as soon as that is resolved."),
@@ -196,6 +204,9 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "report": lambda rid, d: (
         f"🧪 {rid} is in test without a test report. Attach it with "
         f"`/release report {rid} <url> A=0 B=0 C=0`."),
+    "verify_now": lambda rid, d: (
+        f"📦 {rid} is live in production. Please verify it online now, from the card or with "
+        f"`/release verify {rid} pass|fail`."),
     "verify": lambda rid, d: (
         f"✔️ {rid} is live in production but not verified yet. Verify it from the card or "
         f"with `/release verify {rid} pass|fail`."),

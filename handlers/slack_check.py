@@ -39,8 +39,16 @@ async def check_slack(settings: Settings, policy: Policy | None) -> list[CheckLi
                        f"bot @{auth.get('user')} in workspace {auth.get('team')}")]
     if policy is not None:
         lines.append(await check_channel(client, policy.release_channel))
+        lines += [await check_channel(client, channel, "notify channel")
+                  for channel in notify_channels(policy)]
         lines += await check_roles(client, policy)
     return lines
+
+
+def notify_channels(policy: Policy) -> list[str]:
+    """The channels `notify` posts to, each once, in the order the policy names them."""
+    named = (t for targets in policy.notify.values() for t in targets)
+    return list(dict.fromkeys(t for t in named if t[0] in "CG"))
 
 
 def _not_checked(policy: Policy | None, why: str) -> list[CheckLine]:
@@ -51,19 +59,19 @@ def _not_checked(policy: Policy | None, why: str) -> list[CheckLine]:
     return [channel, *(CheckLine(False, f"role {r}", f"not checked: {why}") for r in policy.roles)]
 
 
-async def check_channel(client: AsyncWebClient, channel: str) -> CheckLine:
-    """The release channel exists, is not archived and has the bot in it."""
+async def check_channel(client: AsyncWebClient, channel: str,
+                        what: str = "release channel") -> CheckLine:
+    """A channel the bot posts to exists, is not archived and has the bot in it."""
     try:
         info = (await client.conversations_info(channel=channel)).get("channel") or {}
     except (SlackApiError, *_NETWORK_ERRORS) as exc:
-        return CheckLine(False, "release channel", f"{channel}: {_slack_reason(exc)}")
+        return CheckLine(False, what, f"{channel}: {_slack_reason(exc)}")
     name = f"#{info.get('name', channel)} ({channel})"
     if info.get("is_archived"):
-        return CheckLine(False, "release channel", f"{name} is archived")
+        return CheckLine(False, what, f"{name} is archived")
     if info.get("is_member") is False:
-        return CheckLine(False, "release channel",
-                         f"{name}: the bot is not a member; /invite @ReleaseBot there")
-    return CheckLine(True, "release channel", name)
+        return CheckLine(False, what, f"{name}: the bot is not a member; /invite @ReleaseBot there")
+    return CheckLine(True, what, name)
 
 
 async def check_roles(client: AsyncWebClient, policy: Policy) -> list[CheckLine]:

@@ -66,6 +66,9 @@ class Release(SQLModel, table=True):
     pinned_sha: str | None = Field(default=None, max_length=40)
     pinned_revision: int | None = None  # the revision pinned_sha belongs to
     newer_commits: int = 0  # commits the ref had beyond the pin at the last deploy
+    # Shipped hotfixes the pinned commit was checked against, and those it lacks:
+    # {"sha": pinned sha, "checked": [release ids], "missing": [{"id", "ref", "sha"}]}.
+    merge_back: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     scheduled_at: datetime | None = _ts(default=None, index=True)
     planned_window: str = Field(default="", max_length=200)
     # The go-live plan, field → text (bot.plan.PlanField); its review is of the plan as it is.

@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.workflow import REACHED_PRODUCTION
 from storage.models import (
     Approval,
     AuditEntry,
@@ -282,15 +281,6 @@ async def requester_load(session: AsyncSession, *, requester: str, open_states: 
     return int(open_now), int(recent)
 
 
-async def previous_release_ref(session: AsyncSession, release: Release) -> str | None:
-    """The ref of the project's last release that reached production before this one."""
-    stmt = (select(Release.ref)
-            .where(Release.project == release.project, col(Release.id) < release.id,
-                   col(Release.state).in_(_values(REACHED_PRODUCTION)))
-            .order_by(col(Release.id).desc()).limit(1))
-    return (await session.exec(stmt)).first()
-
-
 async def claim_slot(session: AsyncSession, name: str, *, owner: str, until: datetime,
                      forget_before: datetime) -> bool:
     """Claim a named time slot once; the primary key refuses a second claimer."""
@@ -449,6 +439,18 @@ async def save_card(session: AsyncSession, release_id: int, *, channel: str | No
     if ts is not None:
         values |= {"card_channel": channel, "card_ts": ts}
     stmt = update(Release).where(col(Release.id) == release_id).values(**values)
+    await session.exec(stmt.execution_options(synchronize_session=False))  # type: ignore[call-overload]
+
+
+async def save_merge_back(session: AsyncSession, release_id: int, *, sha: str,
+                          value: dict[str, Any]) -> None:
+    """Keep a merge-back check of the pinned commit `sha` (if it is still the one pinned).
+
+    Like the card, a derived answer: the release's version stays, so nobody's change is lost.
+    """
+    stmt = (update(Release)
+            .where(col(Release.id) == release_id, col(Release.pinned_sha) == sha)
+            .values(merge_back=value))
     await session.exec(stmt.execution_options(synchronize_session=False))  # type: ignore[call-overload]
 
 

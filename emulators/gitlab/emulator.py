@@ -363,6 +363,25 @@ class GitLabEmulator(PipelineEngine):
             self._new_pipeline(p, branch, [], "push")
         return commit
 
+    def merge(
+        self, project: Project | int | str, source: str, into: str, *, title: str | None = None,
+        author: str = "dev",
+    ) -> Commit:
+        """A merge commit of source (a ref or sha) into the branch `into`, as git merge --no-ff.
+
+        Its parents are into's head, then source's commit; into moves to it.
+        """
+        p = self.project(project)
+        if into not in p.branches:
+            raise ValueError(f"{p.path}: no branch {into!r}")
+        head, other = p.commits[p.branches[into]], self._commit(p, source)
+        title = title or f"Merge branch '{source}' into '{into}'"
+        commit = Commit(self._make_sha(p, title), title, title, [head.sha, other.sha],
+                        self.user(author), self.now(), {})
+        p.commits[commit.sha] = commit
+        p.branches[into] = commit.sha
+        return commit
+
     def _parent_for(self, p: Project, parent: str | None, branches: list[str]) -> str | None:
         """The explicit parent, else the head of the first existing branch, else none."""
         if parent is not None:

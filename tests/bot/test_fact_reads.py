@@ -38,6 +38,7 @@ FIELDS: dict[Stored, tuple[str, ...]] = {
     "report": ("report",), "approvals": ("approvals",), "ticks": ("checklist_done",),
     "deployments": ("deployed_envs", "started_envs", "rollback_ref"),
     "gate": ("gate_open", "gate_reason", "gate_next"),
+    "merge_back": ("merge_back_missing", "merge_back_checked"),
 }
 DEFAULTS = vars(Facts(state=State.REQUESTED, requester=""))  # what nothing read leaves
 ROLES = ("tech_director", "test_lead", "tester", "executive", "release_manager")
@@ -62,7 +63,9 @@ def facts_in(states: list[State]) -> st.SearchStrategy[Facts]:
         deployed_envs=st.frozensets(st.sampled_from(ENVS)),
         started_envs=st.frozensets(st.sampled_from(ENVS)), has_schedule=st.booleans(),
         rollback_ref=st.none() | st.just("v1"), requester_can_deploy=st.booleans(),
-        one_person_many_roles=st.booleans())
+        one_person_many_roles=st.booleans(),
+        merge_back_missing=st.sampled_from(((), ("REL-5 (`hotfix/1` @ abc1234)",))),
+        merge_back_checked=st.booleans())
 ctxs = st.builds(
     Ctx, actor=st.builds(Actor, st.sampled_from(USERS), st.frozensets(st.sampled_from(ROLES))),
     reason=st.sampled_from(("", "why")), environment=st.none() | st.sampled_from(ENVS),
@@ -134,9 +137,11 @@ async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps)
     await engine.dispose()
     assert again.to_state is State.APPROVED and again.detail == {"items": [], "done": 2, "total": 2}
     # The passing report runs twice: its first attempt finds the release entering sign-off,
-    # GitLab resolves the ref outside the transaction, and the second attempt pins the commit.
+    # GitLab resolves the ref outside the transaction, and the second attempt pins the commit;
+    # in between, the project's shipped hotfixes are read for the merge-back check. Each
+    # approval reads them too, to know the stored check still covers every one.
     per_row = 2 if db_url.startswith("postgresql") else 1
-    assert selects == Counter({"request": 1, "report": 4, "approve": 4, "tick": 4,
+    assert selects == Counter({"request": 1, "report": 5, "approve": 6, "tick": 4,
                                "request chain": per_row, "report chain": 2 * per_row,
                                "approve chain": 2 * per_row, "tick chain": 2 * per_row})
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 
 from bot.gitlab import GitLabClient
-from bot.notes import ReleaseNotes, build_notes
+from bot.notes import ReleaseNotes, build_notes, plan_impact
 from emulators.gitlab import GitLabEmulator
 from tests.fixtures import NOTES_URL, commit, merged_mr, sample_notes
 
@@ -74,3 +75,12 @@ async def test_build_notes_for_a_first_release(client: GitLabClient) -> None:
         "Update footer links"]
     assert [m.title for m in notes.merge_requests] == ["Redesign checkout page"]
     assert [c.title for c in notes.other_commits()] == ["Initial commit", "Update footer links"]
+
+
+def test_impact_comes_from_the_plan_when_there_is_one() -> None:
+    """The go-live plan's impact wins; without one, the impact given at request time."""
+    assert plan_impact(SimpleNamespace(plan={"impact": "Checkout, all users"}, impact="old")) == (
+        "Checkout, all users")
+    assert plan_impact(SimpleNamespace(plan=SimpleNamespace(impact=""), impact=" Refunds ")) == (
+        "Refunds")
+    assert plan_impact(SimpleNamespace(impact="")) is None

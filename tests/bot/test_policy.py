@@ -9,9 +9,12 @@ from pathlib import Path
 import pydantic
 import pytest
 
+from bot.people import user_groups
 from bot.policy import (
     BugLimits,
     Freeze,
+    MergeBack,
+    Notice,
     Policy,
     PolicyError,
     Project,
@@ -243,14 +246,37 @@ def test_merge_back_days() -> None:
     assert custom.merge_back_days("hotfix") == 2
 
 
+def test_merge_back_and_notify() -> None:
+    """Merge-back is enforced unless the policy says remind; notify names who hears what."""
+    assert parse_policy(SAMPLE).merge_back is MergeBack.ENFORCE
+    assert parse_policy(SAMPLE + "merge_back: remind\n").merge_back is MergeBack.REMIND
+    policy = parse_policy(SAMPLE + "notify: {deploy: [C0NEWS, S0ONCALL], close: [U0CTO, G0OPS]}\n")
+    assert policy.notify_targets(Notice.DEPLOY) == ["C0NEWS", "S0ONCALL"]
+    assert policy.notify_targets(Notice.REQUEST) == []
+    assert user_groups(policy) == {"S0ONCALL"}
+
+
+@pytest.mark.parametrize(("notify", "problem"), [
+    ("{deploys: [C0NEWS]}", "notify.deploys: unknown notify moment 'deploys'; moments: request, "
+                            "signoff, deploy, verification, rollback, close"),
+    ("{deploy: ['#news']}", "notify.deploy.0: '#news' is not a Slack channel ID (C…, G…), user "
+                            "ID (U…, W…) or user group ID (S…)"),
+])
+def test_notify_ids_are_checked(notify: str, problem: str) -> None:
+    """A moment or an ID that isn't one is refused with the line and the reason."""
+    with pytest.raises(PolicyError) as err:
+        parse_policy(SAMPLE + f"notify: {notify}\n")
+    assert str(err.value).endswith(problem)
+
+
 # --- files that do not load ---------------------------------------------------------------------
 
 BROKEN = [
     pytest.param(
         SAMPLE + "colour: blue\n",
         "releasebot.yml:23: colour: unknown key 'colour'; allowed keys: freezes, "
-        "limits, observation_hours, one_person_many_roles, policies, projects, release_channel, "
-        "reminders, roles, slack, tag_prefix, timezone, windows",
+        "limits, merge_back, notify, observation_hours, one_person_many_roles, policies, "
+        "projects, release_channel, reminders, roles, slack, tag_prefix, timezone, windows",
         id="unknown top-level key",
     ),
     pytest.param(

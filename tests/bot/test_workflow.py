@@ -123,6 +123,30 @@ def test_every_state_event_pair(state: State, event: Event) -> None:
     assert err.value.sentence and "_" not in err.value.sentence  # labels, not stored values
 
 
+@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("event", list(Event))
+def test_only_sign_off_waits_for_merge_back(state: State, event: Event) -> None:
+    """A hotfix not merged back refuses an approval and changes no other decision."""
+    facts, ctx = happy(state, event)
+    lacking = replace(facts, rel_id="REL-7",
+                      merge_back_missing=("REL-5 (`hotfix/1.2.1` @ abc1234)",))
+    if (state, event) == (S.READY_FOR_SIGNOFF, E.APPROVE):
+        assert refused(lacking, event, ctx) == (
+            "REL-7 does not contain hotfix REL-5 (`hotfix/1.2.1` @ abc1234): merge it back first.")
+    elif (state, event) in EXPECTED:
+        assert decide(lacking, event, ctx) is EXPECTED[(state, event)]
+
+
+def test_merge_back_names_every_hotfix_missing() -> None:
+    """Two hotfixes lacking are both named."""
+    facts = replace(BASE, state=S.READY_FOR_SIGNOFF, rel_id="REL-9",
+                    merge_back_missing=("REL-5 (`hotfix/1` @ abc1234)",
+                                        "REL-6 (`hotfix/2` @ def5678)"))
+    assert refused(facts, E.APPROVE, Ctx(LEAD)) == (
+        "REL-9 does not contain hotfixes REL-5 (`hotfix/1` @ abc1234) and "
+        "REL-6 (`hotfix/2` @ def5678): merge them back first.")
+
+
 def test_table_and_specification_agree() -> None:
     """No row of the table is missing from the specification above, and the reverse."""
     table_pairs = {(s, t.event) for t in TABLE for s in t.sources}

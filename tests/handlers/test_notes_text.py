@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.notes import ReleaseNotes
+from dataclasses import replace
+
+from bot.notes import KnownIssues, ReleaseNotes
 from handlers.notes_text import notes_mrkdwn
 from tests.fixtures import NOTES_URL, merged_mr, sample_notes
 
@@ -40,3 +42,28 @@ def test_slack_is_clipped_with_a_count() -> None:
     assert shown > 3
     assert text.endswith(f"…and {100 - shown} more")
     assert len(notes_mrkdwn(notes)) <= 2900
+
+
+def test_known_issues_and_impact_come_first() -> None:
+    """Approvers read the accepted bugs, who accepted them and the impact before any change."""
+    issues = KnownIssues({"A": 0, "B": 1, "C": 2}, ("1 open B bugs (limit 0)",), "U0CTO",
+                         "Outage <costs> more")
+    notes = replace(sample_notes(), known_issues=issues, impact="Checkout for all users",
+                    from_label="REL-3 release/REL-3 @ abc1234", to_label="v1.1.0 @ def5678")
+    assert notes_mrkdwn(notes).split("\n")[:6] == [
+        "*Release notes: acme/payments REL-3 release/REL-3 @ abc1234 → v1.1.0 @ def5678*",
+        "*Known issues*",
+        "• Open bugs: A 0 · B 1 · C 2",
+        "• Shipped with known issues (1 open B bugs (limit 0)), accepted by <@U0CTO>: "
+        "Outage &lt;costs&gt; more",
+        "*Impact*",
+        "Checkout for all users",
+    ]
+    assert "### Known issues\n- Open bugs: A 0 · B 1 · C 2\n" in notes.render_markdown()
+    assert notes.render_markdown().endswith("### Impact\nCheckout for all users\n")
+
+
+def test_a_clean_report_says_none_known() -> None:
+    """A report with no open bugs is a known-issues section that says so."""
+    notes = replace(sample_notes(), known_issues=KnownIssues({"A": 0, "B": 0, "C": 0}))
+    assert "*Known issues*\n• None known.\n" in notes_mrkdwn(notes)

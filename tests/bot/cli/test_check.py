@@ -116,6 +116,17 @@ async def test_channel_without_the_bot(tmp_path: Path, emus: Any) -> None:
     assert "the bot is not a member" in line_for(lines, "release channel")
 
 
+async def test_notify_channel_without_the_bot(tmp_path: Path, emus: Any) -> None:
+    """Each channel `notify` posts to is checked like the release channel, once."""
+    emus[0].outside_channels.add("C0NEWS")
+    policy = sample_policy_yaml(notify={"request": ["C0NEWS", "U0CTO"], "close": ["C0NEWS"]})
+    code, lines = await checked(check_env(tmp_path, *emus, policy=policy))
+    assert code == 1
+    assert line_for(lines, "notify channel") == (
+        "FAIL  notify channel: #c0news (C0NEWS): the bot is not a member; "
+        "/invite @ReleaseBot there")
+
+
 async def test_role_naming_an_unknown_user(tmp_path: Path, emus: Any) -> None:
     """Slack answers user_not_found: every role with such a user fails, naming the ID."""
     slack = emus[0]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.deploys import Deployer, Shipped, running
 from bot.gitlab import Commit, GitLabClient, GitLabError, MergeRequest
+from bot.plan import PlanField
 from bot.transition import Deps, check_event, detail_of, transition, type_limits
 from bot.workflow import Actor, Ctx, Event, Refused, Report
 from storage import queries as q
@@ -240,11 +240,8 @@ def known_issues(report: TestReport | None, release: Release,
 
 
 def plan_impact(release: Release) -> str | None:
-    """The impact scope of the release's go-live plan, else the impact given at request."""
-    plan: Any = getattr(release, "plan", None)
-    impact = plan.get("impact") if isinstance(plan, dict) else getattr(plan, "impact", None)
-    text = impact if isinstance(impact, str) and impact.strip() else release.impact
-    return (text or "").strip() or None
+    """The impact scope of the release's go-live plan, if it states one."""
+    return (release.plan.get(PlanField.IMPACT) or "").strip() or None
 
 
 @dataclass(frozen=True)

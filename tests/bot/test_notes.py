@@ -77,10 +77,8 @@ async def test_build_notes_for_a_first_release(client: GitLabClient) -> None:
     assert [c.title for c in notes.other_commits()] == ["Initial commit", "Update footer links"]
 
 
-def test_impact_comes_from_the_plan_when_there_is_one() -> None:
-    """The go-live plan's impact wins; without one, the impact given at request time."""
-    assert plan_impact(SimpleNamespace(plan={"impact": "Checkout, all users"}, impact="old")) == (
+def test_impact_comes_from_the_plan() -> None:
+    """The go-live plan's impact scope, trimmed; none when the plan leaves it out."""
+    assert plan_impact(SimpleNamespace(plan={"impact": " Checkout, all users "})) == (
         "Checkout, all users")
-    assert plan_impact(SimpleNamespace(plan=SimpleNamespace(impact=""), impact=" Refunds ")) == (
-        "Refunds")
-    assert plan_impact(SimpleNamespace(impact="")) is None
+    assert plan_impact(SimpleNamespace(plan={"rollback": "x"})) is None

@@ -74,6 +74,7 @@ class Event(StrEnum):
     ROLLBACK = "rollback"
     ROLLBACK_SUCCEEDED = "rollback succeeded"
     ROLLBACK_FAILED = "rollback failed"
+    ABANDON = "abandon"
     CANCEL = "cancel"
     PUBLISH_NOTES = "publish notes"
 
@@ -278,7 +279,7 @@ def who_sentence(who: tuple[Who, ...]) -> str:
 # --- guards ---------------------------------------------------------------------------------------
 
 def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
-    """A rejection, risk acceptance, override or failed verification needs words."""
+    """A rejection, risk acceptance, override, failed verification or abandon needs words."""
     return reason_sentence(ctx.reason)
 
 
@@ -472,6 +473,9 @@ TABLE: tuple[Transition, ...] = (
                (_W.RELEASE_MANAGER,), (can_roll_back,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
+    # A stuck pipeline: the release manager gives up on it; it counts as failed.
+    Transition((_S.DEPLOYING, _S.ROLLING_BACK), Event.ABANDON, _S.DEPLOY_FAILED,
+               (_W.RELEASE_MANAGER,), (needs_reason,)),
     Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
     Transition((_S.DEPLOYED, _S.DEPLOY_FAILED), Event.CANCEL, _S.CANCELLED,
                (_W.REQUESTER, _W.RELEASE_MANAGER), (production_not_started,)),
@@ -522,6 +526,7 @@ EVENTS: dict[Event, EventSpec] = {
     Event.ROLLBACK: _reads("deployments"),
     Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True),
     Event.ROLLBACK_FAILED: _reads(broadcast=True),
+    Event.ABANDON: _reads(broadcast=True),
     Event.CANCEL: _reads("deployments"),  # whether production has begun
     Event.PUBLISH_NOTES: _reads(),
 }
@@ -582,4 +587,6 @@ def refusal(event: Event, state: State) -> str:
         return f"This release is {state.label}; nothing more can happen to it."
     if event is Event.PUBLISH_NOTES:
         return "Release notes are published once the release is deployed."
+    if event is Event.ABANDON:
+        return f"Only a running deploy or rollback can be abandoned; this release is {state.label}."
     return f"You can't {event.value} a release that is {state.label}."

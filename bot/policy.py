@@ -395,6 +395,8 @@ class Policy(_Model):
     slack: SlackAccess = SlackAccess()
     limits: Limits = Limits()
     tag_prefix: str = "release/"  # each release's deploys run on the tag <prefix>REL-n
+    # A deploy or rollback not final after this long is reported as stuck, once.
+    deploy_timeout_minutes: float = Field(60.0, gt=0)
 
     @field_validator("tag_prefix")
     @classmethod

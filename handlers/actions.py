@@ -161,6 +161,15 @@ async def _rollback(rt: Runtime, user: str, rid: int, rev: int | None, body: Bod
     return answer.rolling_back(out)
 
 
+async def _abandon(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    """Ask the table first (role, state), then the reason in a form."""
+    await transition.check_event(rt.deps, release_id=rid, event=Event.ABANDON, revision=rev,
+                                 actor=await rt.directory.actor(user))
+    view = build_reason_modal(FormId.ABANDON, "Abandon the deploy",
+                              "Why? The pipeline is cancelled in GitLab.", rid, rev)
+    return await _open(rt, body, view, f"/release abandon REL-{rid} <reason>")
+
+
 async def _close(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await close_release(rt, rid, await rt.directory.actor(user), rev)
     return answer.closed(out)
@@ -171,4 +180,5 @@ BUTTONS: dict[str, Click] = {
     ActionId.START_TESTING: _start_testing, ActionId.CHECKLIST: _checklist,
     ActionId.DEPLOY: _deploy, ActionId.VERIFY_PASS: _verify_pass,
     ActionId.VERIFY_FAIL: _verify_fail, ActionId.ROLLBACK: _rollback, ActionId.CLOSE: _close,
+    ActionId.ABANDON: _abandon,
 }

@@ -30,6 +30,7 @@ class ActionId:
     VERIFY_FAIL = "release_verify_fail"
     ROLLBACK = "release_rollback"
     CLOSE = "release_close"
+    ABANDON = "release_abandon"
     CHECKLIST = "release_checklist"
 
 
@@ -40,6 +41,7 @@ class FormId:
     REPORT = "release_report_form"
     REJECT = "release_reject_form"
     VERIFY_FAIL = "release_verify_fail_form"
+    ABANDON = "release_abandon_form"
 
 
 STATE_ICON = {

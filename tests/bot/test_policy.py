@@ -248,9 +248,9 @@ def test_merge_back_days() -> None:
 BROKEN = [
     pytest.param(
         SAMPLE + "colour: blue\n",
-        "releasebot.yml:23: colour: unknown key 'colour'; allowed keys: freezes, "
-        "limits, observation_hours, one_person_many_roles, policies, projects, release_channel, "
-        "reminders, roles, slack, tag_prefix, timezone, windows",
+        "releasebot.yml:23: colour: unknown key 'colour'; allowed keys: deploy_timeout_minutes, "
+        "freezes, limits, observation_hours, one_person_many_roles, policies, projects, "
+        "release_channel, reminders, roles, slack, tag_prefix, timezone, windows",
         id="unknown top-level key",
     ),
     pytest.param(

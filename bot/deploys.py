@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.gitlab import FINAL, GitLabClient, GitLabError
+from bot.gitlab import FINAL, WAITING, GitLabClient, GitLabError, Pipeline
 from bot.transition import (
     Deps,
     Outcome,
+    check_event,
     check_revision,
     close_step,
     detail_of,
@@ -312,6 +314,113 @@ def _production(deps: Deps, release: Release) -> str:
     return deps.policy.project(release.project).production
 
 
+# --- stuck pipelines: reported once per reason; abandoned by the release manager ---------------
+
+STUCK_ONCE = timedelta(days=36500)  # the reminders table's interval for "at most once"
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """Why a deploy's pipeline is not getting anywhere, as GitLab shows it."""
+
+    kind: str  # manual, scheduled or timeout: each reported once per deployment
+    status: str | None  # GitLab's pipeline status (None: GitLab could not be asked)
+    minutes: int  # since the bot started the deploy
+    job: str | None = None  # the manual or delayed job it waits on
+    stage: str | None = None
+
+
+def stuck_kind(dep: Deployment, status: str | None, now: datetime,
+               timeout: timedelta) -> str | None:
+    """manual or scheduled while GitLab waits on a person or timer; timeout once it is late."""
+    if status in WAITING:
+        return status
+    if status in FINAL:
+        return None
+    return "timeout" if now - dep.started_at >= timeout else None
+
+
+def stuck_key(dep: Deployment, kind: str) -> str:
+    """The reminders row that says this deployment was reported for this reason."""
+    return f"stuck:{dep.id}:{kind}"
+
+
+async def stuck_reported(deps: Deps, dep: Deployment, kinds: tuple[str, ...]) -> bool:
+    """Whether the deployment was reported stuck for any of these reasons."""
+    async with deps.sessions() as session:
+        for kind in kinds:
+            if await q.reminder_of(session, dep.release_id, stuck_key(dep, kind)):
+                return True
+    return False
+
+
+async def report_stuck(deps: Deps, *, deployment_id: int, stuck: Stuck) -> bool:
+    """Tell the card's thread and the release managers, once per deployment and reason."""
+
+    async def work(session: AsyncSession) -> bool:
+        dep = await q.get_deployment(session, deployment_id=deployment_id, fresh=True)
+        if dep is None or dep.status in FINAL:
+            return False
+        release = await q.get_release(session, dep.release_id)
+        if release is None or not await q.due_reminder(
+                session, release.id, stuck_key(dep, stuck.kind), now=deps.clock(),
+                every=STUCK_ONCE):
+            return False
+        notify(session, deps, release, "stuck", roles=["release_manager"], thread=True,
+               environment=dep.environment, rollback=dep.rollback, pipeline=dep.pipeline_id,
+               url=dep.pipeline_url, kind=stuck.kind, status=stuck.status,
+               minutes=stuck.minutes, job=stuck.job, stage=stuck.stage)
+        return True
+
+    return bool(await run_in_transaction(deps, work))
+
+
+async def check_abandon(deps: Deps, *, release_id: int, actor: Actor, reason: str,
+                        revision: int | None = None) -> Deployment:
+    """The running deployment a release manager may abandon; refused before any GitLab call."""
+    await check_event(deps, release_id=release_id, event=Event.ABANDON, actor=actor,
+                      revision=revision, reason=reason)
+    async with deps.sessions() as session:
+        dep = await q.running_deployment(session, release_id)
+    if dep is None:
+        raise Refused(f"REL-{release_id} has no pipeline running.")
+    if dep.pipeline_id is None:  # cancelling now would miss the pipeline about to start
+        raise Refused(f"REL-{release_id}'s pipeline is still being started; try again in a "
+                      "minute.")
+    return dep
+
+
+async def abandon_deploy(deps: Deps, *, deployment_id: int, actor: Actor, reason: str,
+                         revision: int | None = None, gitlab_status: str | None = None
+                         ) -> Outcome:
+    """Count the deploy as failed and free its environment, as the release manager asked."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        dep = await q.get_deployment(session, deployment_id=deployment_id, lock=True)
+        if dep is None:
+            raise Refused(f"No deployment {deployment_id}.")
+        release = await locked(session, dep.release_id)
+        dep = await q.get_deployment(session, deployment_id=deployment_id, fresh=True)
+        assert dep is not None  # deployments are never deleted
+        if dep.status in FINAL:
+            raise Refused(f"{release.rel_id}'s pipeline ended meanwhile ({dep.status}); "
+                          "look at the card.")
+
+        async def apply(_s: AsyncSession, rel: Release, _f: Facts) -> dict[str, Any]:
+            dep.status, dep.finished_at = "canceled", deps.clock()
+            await q.release_deploy_lock(session, project=dep.project,
+                                        environment=dep.environment, release_id=rel.id)
+            return {"environment": dep.environment, "rollback": dep.rollback,
+                    "pipeline": dep.pipeline_id, "url": dep.pipeline_url, "tag": dep.ref,
+                    "sha": dep.sha, "reason": reason.strip(), "gitlab_status": gitlab_status,
+                    "deployment": dep.id}
+
+        ctx = Ctx(actor, reason=reason, environment=dep.environment, revision=revision)
+        return await step(session, deps, release, Event.ABANDON, ctx, apply)
+
+    return await run_in_transaction(deps, work)
+
+
 # --- after the deploy -----------------------------------------------------------------------------
 
 async def verify(deps: Deps, *, release_id: int, actor: Actor, passed: bool,
@@ -441,8 +550,12 @@ class Deployer:
                                                      sha=found.sha))
 
     async def take_result(self, result: PipelineResult) -> Outcome | None:
-        """A pipeline ended (as GitLab reports it): move its release once, however often."""
-        if result.status not in FINAL:
+        """A pipeline ended (as GitLab reports it): move its release once, however often.
+
+        A pipeline waiting on a manual or delayed job is reported instead; one still on its
+        way (created … running, canceling) changes nothing: the poller watches its time.
+        """
+        if result.status not in FINAL | WAITING:
             return None
         async with self.deps.sessions() as session:
             dep = await q.deployment_by_pipeline(session, result.project, result.pipeline_id)
@@ -451,6 +564,9 @@ class Deployer:
         if dep.sha and result.sha and result.sha != dep.sha:
             log.warning("REL-%s: pipeline %s ran %s, not the deployment's %s; ignored",
                         dep.release_id, result.pipeline_id, result.sha, dep.sha)
+            return None
+        if result.status in WAITING:
+            await self.watch(dep, result.status)
             return None
         job, url = result.failed_job, result.failed_job_url
         if result.status == "failed" and url is None:
@@ -467,3 +583,74 @@ class Deployer:
         except GitLabError:
             return known, None
         return (job.name, job.web_url) if job else (known, None)
+
+    # --- stuck pipelines ------------------------------------------------------------------------
+
+    @property
+    def timeout(self) -> timedelta:
+        """How long a deploy may run before it is reported as stuck."""
+        return timedelta(minutes=self.deps.policy.deploy_timeout_minutes)
+
+    async def watch(self, dep: Deployment, status: str | None) -> bool:
+        """Report a deploy stuck on a manual or delayed job, or past the timeout: once a reason.
+
+        GitLab is asked for the job it waits on only when a report is due.
+        """
+        kind = stuck_kind(dep, status, self.deps.clock(), self.timeout)
+        if kind is None or await stuck_reported(self.deps, dep, (kind,)):
+            return False
+        return await report_stuck(self.deps, deployment_id=dep.id,
+                                  stuck=await self._why(dep, status, kind))
+
+    async def _why(self, dep: Deployment, status: str | None, kind: str) -> Stuck:
+        """The reason as GitLab gives it: the job waited on, or the status and how long."""
+        minutes = int((self.deps.clock() - dep.started_at).total_seconds() // 60)
+        if status not in WAITING:
+            return Stuck(kind, status, minutes)
+        project = self.deps.policy.project(dep.project).gitlab
+        try:
+            job = await self.gitlab.waiting_job(project, dep.pipeline_id or 0, status)
+        except GitLabError as exc:
+            log.info("REL-%s: the job pipeline %s waits on is unknown: %s", dep.release_id,
+                     dep.pipeline_id, exc)
+            job = None
+        return Stuck(kind, status, minutes, job.name if job else None, job.stage if job else None)
+
+    # --- abandon --------------------------------------------------------------------------------
+
+    async def abandon(self, *, release_id: int, actor: Actor, reason: str,
+                      revision: int | None = None) -> Outcome:
+        """Cancel the running pipeline in GitLab and count the deploy as failed.
+
+        A pipeline GitLab shows finished before the cancel takes its own result instead;
+        any other GitLab error refuses, with nothing written.
+        """
+        dep = await check_abandon(self.deps, release_id=release_id, actor=actor, reason=reason,
+                                  revision=revision)
+        found = await self._cancel(dep)
+        if found.status in FINAL and found.status != "canceled":
+            out = await self.take_result(PipelineResult(dep.project, found.id, found.status,
+                                                        sha=found.sha))
+            if out is None or not out.changed:
+                raise Refused(f"REL-{release_id}'s pipeline had already ended "
+                              f"({found.status}); look at the card.")
+            return out
+        return await abandon_deploy(self.deps, deployment_id=dep.id, actor=actor, reason=reason,
+                                    revision=revision, gitlab_status=found.status)
+
+    async def _cancel(self, dep: Deployment) -> Pipeline:
+        """GitLab's cancel; on an error, the pipeline only if GitLab shows it finished."""
+        project = self.deps.policy.project(dep.project).gitlab
+        pipeline_id = dep.pipeline_id or 0
+        try:
+            return await self.gitlab.cancel_pipeline(project, pipeline_id)
+        except GitLabError as exc:
+            error = exc
+        try:
+            found = await self.gitlab.get_pipeline(project, pipeline_id)
+        except GitLabError:
+            found = None
+        if found is not None and found.status in FINAL:
+            return found
+        raise Refused(f"GitLab did not cancel pipeline #{pipeline_id}: {error}. Nothing was "
+                      "changed; try again, or cancel it in GitLab.")

@@ -28,6 +28,10 @@ _MR_LOOKUPS = 5
 _CLOCK_SKEW = timedelta(hours=1)
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 FINAL = frozenset({"success", "failed", "canceled", "skipped"})  # pipeline statuses that stay
+# A pipeline in one of these waits on a person (a manual job) or a timer (a delayed job): it
+# will not end by itself. Every other status (created, waiting_for_resource, preparing,
+# pending, running, waiting_for_callback, canceling) is still on its way to a final one.
+WAITING = frozenset({"manual", "scheduled"})
 
 
 class GitLabError(Exception):
@@ -139,6 +143,16 @@ class GitLabClient:
                                 f"pipeline {pipeline_id}")
         return _pipeline(project, found.attributes)
 
+    async def cancel_pipeline(self, project: ProjectRef, pipeline_id: int) -> Pipeline:
+        """Cancel the pipeline's cancelable jobs; the pipeline as GitLab shows it afterwards.
+
+        GitLab answers 200 whatever the pipeline's state: a finished one stays as it was, and
+        manual jobs are not cancelable, so a pipeline blocked on one may still show manual.
+        """
+        pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
+        found = await self._run(project, pipeline.cancel, f"pipeline {pipeline_id}")
+        return _pipeline(project, _as_dict(found))
+
     async def pipelines_updated_since(
         self, project: ProjectRef, since: datetime | None, *, per_page: int = 100,
     ) -> list[Pipeline]:
@@ -173,6 +187,20 @@ class GitLabClient:
         # allowed to fail did not fail the pipeline.
         blocking = [row for row in rows if not row.get("allow_failure")] or rows
         return _job(max(blocking, key=lambda row: row["id"])) if blocking else None
+
+    async def waiting_job(self, project: ProjectRef, pipeline_id: int,
+                          status: str) -> Job | None:
+        """The job a pipeline waits on: the earliest `manual` or `scheduled` one that blocks."""
+        pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
+        jobs = await self._run(
+            project, lambda: pipeline.jobs.list(scope=status, per_page=100, get_all=False),
+            f"pipeline {pipeline_id}",
+        )
+        rows = [job.attributes for job in jobs]
+        # An optional manual job (allow_failure) never holds a pipeline up; the lowest id is
+        # the earliest stage's.
+        blocking = [row for row in rows if not row.get("allow_failure")] or rows
+        return _job(min(blocking, key=lambda row: row["id"])) if blocking else None
 
     # ------------------------------------------------------------ repository
 

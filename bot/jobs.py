@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from bot import deploys, releases, transition
 from bot.deploys import Deployer, PipelineResult
-from bot.gitlab import FINAL, GitLabError
+from bot.gitlab import FINAL, WAITING, GitLabError, Pipeline
 from bot.notes import NotesRenderer, notes_text
 from bot.policy import ReleaseType
 from bot.readmodel import load_view
@@ -170,7 +170,11 @@ class Jobs:
 
 @dataclass
 class Poller:
-    """Polls GitLab for active deploys; backs off per project on 429 and 5xx."""
+    """Polls GitLab for active deploys; backs off per project on 429 and 5xx.
+
+    Besides one list per project, a late deploy not yet reported as stuck costs one read of
+    its pipeline, and a report the read of the job it waits on: each once per deployment.
+    """
 
     deps: Deps
     deployer: Deployer
@@ -210,14 +214,39 @@ class Poller:
         self.failures.pop(project, None)
         self.backoff_until.pop(project, None)
         self.cursors[project] = now
-        wanted = {d.pipeline_id for d in active}
+        listed = {p.id: p for p in pipelines}
         taken = 0
-        for p in pipelines:
-            if p.id in wanted and p.status in FINAL:
-                out = await self.deployer.take_result(PipelineResult(project, p.id, p.status,
-                                                                     sha=p.sha))
-                taken += out is not None and out.changed
+        for dep in active:
+            found = listed.get(dep.pipeline_id or 0) or await self._look_again(project, dep)
+            if found is not None:
+                taken += await self._take(project, dep, found)
         return taken
+
+    async def _take(self, project: str, dep: Deployment, found: Pipeline) -> int:
+        """A final status moves the release; any other may make the deploy worth reporting."""
+        if found.status in FINAL:
+            out = await self.deployer.take_result(PipelineResult(project, found.id,
+                                                                 found.status, sha=found.sha))
+            return int(out is not None and out.changed)
+        await self.deployer.watch(dep, found.status)
+        return 0
+
+    async def _look_again(self, project: str, dep: Deployment) -> Pipeline | None:
+        """A pipeline GitLab no longer updates, read once it is late and not yet reported.
+
+        The list only shows pipelines that changed; one blocked or hung since shows up here,
+        at most one request per deploy in that cycle, and none once it has been reported.
+        """
+        if self.deps.clock() - dep.started_at < self.deployer.timeout:
+            return None
+        if await deploys.stuck_reported(self.deps, dep, ("timeout", *WAITING)):
+            return None
+        gitlab_project = self.deps.policy.project(project).gitlab
+        try:
+            return await self.deployer.gitlab.get_pipeline(gitlab_project, dep.pipeline_id or 0)
+        except GitLabError as exc:
+            log.info("REL-%s: pipeline %s not read: %s", dep.release_id, dep.pipeline_id, exc)
+            return None
 
     def _since(self, project: str, active: list[Deployment]) -> datetime:
         """From the oldest active deploy's start, or the last successful poll, less the overlap."""

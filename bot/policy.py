@@ -442,6 +442,8 @@ class Policy(_Model):
     # Who hears of each moment: channels get a line linking the card, people a direct message.
     notify: dict[Annotated[Notice, BeforeValidator(_notice)],
                  list[Annotated[str, BeforeValidator(_notify_target)]]] = {}
+    # A deploy or rollback not final after this long is reported as stuck, once.
+    deploy_timeout_minutes: float = Field(60.0, gt=0)
 
     @field_validator("tag_prefix")
     @classmethod

@@ -345,11 +345,12 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
 
 
 async def check_event(deps: Deps, *, release_id: int, event: Event, actor: Actor,
-                      revision: int | None = None) -> None:
+                      revision: int | None = None, reason: str | None = None) -> None:
     """Refuse now, changing nothing, what `event` would be refused for apart from its reason.
 
     A button that opens a form for the reason asks first, so nobody writes a note that the
     table would refuse for another cause; the note itself is checked when the event happens.
+    With `reason` the reason is checked too (before a GitLab call that can't be undone).
     """
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
@@ -357,7 +358,8 @@ async def check_event(deps: Deps, *, release_id: int, event: Event, actor: Actor
             raise Refused(f"There is no release REL-{release_id}.")
         check_revision(release, revision)
         facts = await load_facts(session, deps, release, EVENTS[event].reads)
-    traced_decide(deps, release, facts, event, Ctx(actor, revision=revision), reason_follows=True)
+    ctx = Ctx(actor, reason=reason or "", revision=revision)
+    traced_decide(deps, release, facts, event, ctx, reason_follows=reason is None)
 
 
 def traced_decide(deps: Deps, release: Release, facts: Facts, event: Event, ctx: Ctx, *,
@@ -492,7 +494,10 @@ async def close_step(session: AsyncSession, deps: Deps, release: Release,
 
 
 def notify(session: AsyncSession, deps: Deps, release: Release, notice: str, *,
-           users: Sequence[str] = (), roles: Sequence[str] = (), **detail: Any) -> None:
-    """Queue a direct message about a release to people and roles."""
-    q.add_outbox(session, release_id=release.id, kind="notify", at=deps.clock(), payload={
-        "notice": notice, "users": list(users), "roles": list(roles), "detail": detail})
+           users: Sequence[str] = (), roles: Sequence[str] = (), thread: bool = False,
+           **detail: Any) -> None:
+    """Queue a direct message about a release to people and roles (`thread`: and the card's)."""
+    payload = {"notice": notice, "users": list(users), "roles": list(roles), "detail": detail}
+    if thread:
+        payload["thread"] = True
+    q.add_outbox(session, release_id=release.id, kind="notify", at=deps.clock(), payload=payload)

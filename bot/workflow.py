@@ -75,6 +75,7 @@ class Event(StrEnum):
     ROLLBACK = "rollback"
     ROLLBACK_SUCCEEDED = "rollback succeeded"
     ROLLBACK_FAILED = "rollback failed"
+    ABANDON = "abandon"
     CANCEL = "cancel"
     PUBLISH_NOTES = "publish notes"
     EDIT_PLAN = "edit plan"
@@ -297,7 +298,7 @@ def who_sentence(who: tuple[Who, ...]) -> str:
 # --- guards ---------------------------------------------------------------------------------------
 
 def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
-    """A rejection, risk acceptance, override or failed verification needs words."""
+    """A rejection, risk acceptance, override, failed verification or abandon needs words."""
     return reason_sentence(ctx.reason)
 
 
@@ -558,6 +559,9 @@ TABLE: tuple[Transition, ...] = (
                (_W.RELEASE_MANAGER,), (can_roll_back,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
+    # A stuck pipeline: the release manager gives up on it; it counts as failed.
+    Transition((_S.DEPLOYING, _S.ROLLING_BACK), Event.ABANDON, _S.DEPLOY_FAILED,
+               (_W.RELEASE_MANAGER,), (needs_reason,)),
     Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
     Transition((_S.DEPLOYED, _S.DEPLOY_FAILED), Event.CANCEL, _S.CANCELLED,
                (_W.REQUESTER, _W.RELEASE_MANAGER), (production_not_started,)),
@@ -610,6 +614,7 @@ EVENTS: dict[Event, EventSpec] = {
     Event.ROLLBACK: _reads("deployments", notice="rollback"),
     Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True, notice="rollback"),
     Event.ROLLBACK_FAILED: _reads(broadcast=True, notice="rollback"),
+    Event.ABANDON: _reads(broadcast=True, notice="deploy"),
     Event.CANCEL: _reads("deployments"),  # whether production has begun
     Event.PUBLISH_NOTES: _reads(),
     Event.EDIT_PLAN: _reads("approvals", "report"),  # voids approvals; keeps the report
@@ -676,4 +681,6 @@ def refusal(event: Event, state: State) -> str:
     if event in (Event.EDIT_PLAN, Event.PLAN_OK, Event.PLAN_CHANGES):
         return (f"The go-live plan is settled once deploys start; this release is "
                 f"{state.label}.")
+    if event is Event.ABANDON:
+        return f"Only a running deploy or rollback can be abandoned; this release is {state.label}."
     return f"You can't {event.value} a release that is {state.label}."

@@ -17,6 +17,7 @@ from handlers.commands import on_release_command
 from handlers.home import on_home_opened
 from handlers.runtime import Runtime
 from handlers.views import (
+    on_abandon_submit,
     on_plan_changes_submit,
     on_plan_submit,
     on_reject_submit,
@@ -95,4 +96,5 @@ def register_listeners(app: AsyncApp, runtime: Runtime) -> None:
     app.view(FormId.VERIFY_FAIL)(form(on_verify_fail_submit))
     app.view(FormId.PLAN)(form(on_plan_submit))
     app.view(FormId.PLAN_CHANGES)(form(on_plan_changes_submit))
+    app.view(FormId.ABANDON)(form(on_abandon_submit))
     app.event("app_home_opened")(bind(on_home_opened))

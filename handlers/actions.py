@@ -162,6 +162,15 @@ async def _rollback(rt: Runtime, user: str, rid: int, rev: int | None, body: Bod
     return answer.rolling_back(out)
 
 
+async def _abandon(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    """Ask the table first (role, state), then the reason in a form."""
+    await transition.check_event(rt.deps, release_id=rid, event=Event.ABANDON, revision=rev,
+                                 actor=await rt.directory.actor(user))
+    view = build_reason_modal(FormId.ABANDON, "Abandon the deploy",
+                              "Why? The pipeline is cancelled in GitLab.", rid, rev)
+    return await _open(rt, body, view, f"/release abandon REL-{rid} <reason>")
+
+
 async def _close(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await close_release(rt, rid, await rt.directory.actor(user), rev)
     return answer.closed(out)
@@ -198,4 +207,5 @@ BUTTONS: dict[str, Click] = {
     ActionId.EDIT_PLAN: _edit_plan, ActionId.PLAN_OK: _plan_ok,
     ActionId.PLAN_CHANGES: _plan_changes,
     ActionId.NOTES: _notes,
+    ActionId.ABANDON: _abandon,
 }

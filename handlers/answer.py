@@ -149,6 +149,21 @@ def rolling_back(out: Outcome) -> str:
     return f"Rolling {out.release.rel_id} back to `{escape(str(out.detail.get('ref')))}`{at}."
 
 
+def abandoned(out: Outcome) -> str:
+    """An abandoned deploy, or the result GitLab had already reached."""
+    rid, env = out.release.rel_id, escape(str(out.detail.get("environment", "")))
+    if out.event is not Event.ABANDON:
+        status = escape(str(out.detail.get("status", "")))
+        return (f"The {env} pipeline of {rid} had already ended ({status}) before the cancel; "
+                f"{rid} is {out.to_state.label} now.")
+    what = "rollback" if out.detail.get("rollback") else "deploy"
+    line = f"Abandoned the {env} {what} of {rid}; it counts as failed."
+    if out.detail.get("gitlab_status") == "manual":
+        line += (" A cancel leaves manual jobs alone, so GitLab still shows the pipeline "
+                 "waiting on one: don't start it.")
+    return line
+
+
 def closed(out: Outcome) -> str:
     """The release is over."""
     return f"{out.release.rel_id} is closed."

@@ -30,6 +30,7 @@ class ActionId:
     VERIFY_FAIL = "release_verify_fail"
     ROLLBACK = "release_rollback"
     CLOSE = "release_close"
+    ABANDON = "release_abandon"
     CHECKLIST = "release_checklist"
     EDIT_PLAN = "release_edit_plan"
     PLAN_OK = "release_plan_ok"
@@ -46,6 +47,7 @@ class FormId:
     VERIFY_FAIL = "release_verify_fail_form"
     PLAN = "release_plan_form"
     PLAN_CHANGES = "release_plan_changes_form"
+    ABANDON = "release_abandon_form"
 
 
 STATE_ICON = {

@@ -206,6 +206,11 @@ def rollback_button(view: ReleaseView) -> Block:
         "Roll back", danger=True))
 
 
+def abandon_button(view: ReleaseView) -> Block:
+    """Give up on a stuck deploy or rollback (asks for a reason, then cancels the pipeline)."""
+    return button("Abandon", ActionId.ABANDON, button_value(view), "danger")
+
+
 def approval_buttons(view: ReleaseView) -> list[Block]:
     """Approve (with a confirmation) and Reject (asks for a reason)."""
     value = button_value(view)
@@ -244,4 +249,5 @@ _BUTTONS: dict[Event, Callable[[ReleaseView], list[Block]]] = {
     Event.VERIFY_FAIL: verify_buttons,
     Event.ROLLBACK: lambda view: [rollback_button(view)],
     Event.CLOSE: _button("Close", ActionId.CLOSE),
+    Event.ABANDON: lambda view: [abandon_button(view)],
 }

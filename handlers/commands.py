@@ -175,6 +175,13 @@ async def _rollback(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     return answer.rolling_back(out)
 
 
+async def _abandon(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
+    """Cancel a stuck deploy pipeline in GitLab; the deploy counts as failed."""
+    out = await rt.deployer.abandon(release_id=p.release_id or 0, reason=p.rest,
+                                    actor=await rt.directory.actor(user))
+    return answer.abandoned(out)
+
+
 async def _close(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """End the observation period now."""
     out = await close_release(rt, p.release_id or 0, await rt.directory.actor(user))
@@ -277,6 +284,9 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
         _verify, min_args=1),
     Sub("rollback", "/release rollback <ID> [reason…]", "redeploy the previous version",
         _rollback),
+    Sub("abandon", "/release abandon <ID> <reason…>",
+        "release manager: cancel a stuck deploy pipeline; the deploy counts as failed", _abandon,
+        min_args=1),
     Sub("cancel", "/release cancel <ID> [reason…]", "withdraw a release before deploy", _cancel),
     Sub("close", "/release close <ID>", "end the observation period now", _close),
     Sub("notes", "/release notes <ID>", "release notes since what was live", _notes),

@@ -18,7 +18,13 @@ from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import Event, State
 from handlers.blocks import ActionId, button, escape, mention, ref_text, section
-from handlers.cards import approval_buttons, build_release_card, rollback_button, verify_buttons
+from handlers.cards import (
+    abandon_button,
+    approval_buttons,
+    build_release_card,
+    rollback_button,
+    verify_buttons,
+)
 from handlers.directory import Directory
 from handlers.render import event_text, notice_text, payload_event, tell_text
 from handlers.status import close_summary
@@ -270,16 +276,19 @@ class Deliverer:
             await self._direct(user, rel.id, f"ask:{row.id}:{user}", text=text, blocks=blocks)
 
     async def _notify(self, view: ReleaseView, row: OutboxMessage) -> None:
-        """A direct message to people and roles, with a Roll back button when it is a prompt."""
+        """A direct message to people and roles (and the thread, if asked), with a prompt button."""
         rel = view.release
         payload = row.payload
         in_roles = await self.directory.users_in_roles(payload.get("roles", []))
         users = list(dict.fromkeys([*payload.get("users", []), *in_roles]))
         text = notice_text(payload.get("notice", ""), rel.rel_id, payload.get("detail") or {})
+        if payload.get("thread"):
+            await self._post_thread_line(view, f"notify:{row.id}:thread", text,
+                                         retrying=row.attempts > 1)
         blocks = [section(text)]
-        if payload.get("notice") == "verify_deadline" and view.state is State.DEPLOYED:
+        if prompt := _prompt_button(payload.get("notice"), view):
             blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
-                           "elements": [rollback_button(view)]})
+                           "elements": [prompt]})
         elif payload.get("notice") in VERIFY_ASKS and view.state is State.DEPLOYED:
             blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
                            "elements": verify_buttons(view)})
@@ -298,6 +307,15 @@ class Deliverer:
             targets.update(dict.fromkeys(members))
         for target in targets:  # a channel post, like a DM, is tried once and skipped on error
             await self._direct(target, rel.id, f"tell:{row.id}:{target}", text=text)
+
+    async def _post_thread_line(self, view: ReleaseView, key: str, text: str, *,
+                                retrying: bool) -> None:
+        """One reply in the card's thread, once even when a retry follows a Slack error."""
+        rel = view.release
+        if retrying and await self._find_post(rel.card_channel, rel.id, key,
+                                              thread_ts=rel.card_ts):
+            return
+        await self._post(rel.card_channel, rel.id, key, text=text, thread_ts=rel.card_ts)
 
     async def _direct(self, user: str, release_id: int, key: str, **kw: Any) -> None:
         """A direct message, at most once: a refusal or an error skips this one person.
@@ -358,6 +376,15 @@ class Deliverer:
             if not cursor:
                 return None
         return None
+
+
+def _prompt_button(notice: str | None, view: ReleaseView) -> dict[str, Any] | None:
+    """The button a notice offers while its moment lasts: roll back, or abandon a stuck deploy."""
+    if notice == "verify_deadline" and view.state is State.DEPLOYED:
+        return rollback_button(view)
+    if notice == "stuck" and view.state in (State.DEPLOYING, State.ROLLING_BACK):
+        return abandon_button(view)
+    return None
 
 
 def ask_blocks(view: ReleaseView, link: str | None) -> list[dict[str, Any]]:

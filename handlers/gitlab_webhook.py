@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.deploys import Deployer, PipelineResult
-from bot.gitlab import FINAL
+from bot.gitlab import FINAL, WAITING
 from bot.policy import Policy
 from bot.transition import Deps
 from storage import queries as q
@@ -87,7 +87,9 @@ class GitLabWebhook:
                 async with transaction(self.deps.sessions) as session:
                     if not await q.mark_seen(session, f"gitlab:{key[:150]}", self.deps.clock()):
                         return
-            if result.status in FINAL:  # a hook of a pipeline still running changes nothing
+            # A hook of a pipeline still on its way changes nothing; an ended or waiting one
+            # makes the bot read it from GitLab (the poller watches the time).
+            if result.status in FINAL | WAITING:
                 await self.deployer.take_hook(result.project, result.pipeline_id)
         except Exception:
             log.exception("webhook for pipeline %s failed; polling will catch up",

@@ -101,6 +101,16 @@ def _rollback_failed(p: Payload, d: Payload) -> str:
             f"({_link(d.get('url'), 'pipeline')}). Someone needs to look now.")
 
 
+def _abandon(p: Payload, d: Payload) -> str:
+    what = "rollback" if d.get("rollback") else "deploy"
+    left = (" A cancel leaves manual jobs alone: GitLab still shows the pipeline waiting on "
+            "one; don't start it." if d.get("gitlab_status") == "manual" else "")
+    return (f"🛑 {mention(p['actor'])} abandoned the {what} to "
+            f"{escape(str(d.get('environment')))}{_reason(d)} "
+            f"({_link(d.get('url'), 'pipeline')} cancelled in GitLab). It counts as failed: "
+            f"deploy again or roll back from the card.{left}")
+
+
 def _simple(icon: str, verb: str, key: str = "reason") -> Callable[[Payload, Payload], str]:
     """`icon <@actor> verb: reason.`"""
     return lambda p, d: f"{icon} {mention(p['actor'])} {verb}{_reason(d, key)}."
@@ -161,6 +171,7 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.ROLLBACK: _rollback,
     _E.ROLLBACK_SUCCEEDED: _rolled_back,
     _E.ROLLBACK_FAILED: _rollback_failed,
+    _E.ABANDON: _abandon,
     _E.CANCEL: _simple("🚫", "cancelled the release"),
     _E.EDIT_PLAN: _plan,
     _E.PLAN_OK: _plan_ok,
@@ -195,6 +206,30 @@ def tell_text(rel_id: str, what: str, payload: Payload, link: str | None) -> str
     return clip(f"*{rel_id}* {escape(clip(what, 150))}: {line}{card}")
 
 
+def _stuck_reason(d: Payload) -> str:
+    """The reason GitLab gives: the job waited on, or its status and for how long."""
+    job, stage = d.get("job"), d.get("stage")
+    where = f"`{escape(str(job))}` in stage {escape(str(stage))}" if job else ""
+    if d.get("kind") == "manual":
+        return f"waiting on the manual job {where}" if job else "waiting on a manual job"
+    if d.get("kind") == "scheduled":
+        return f"scheduled: the delayed job {where} has not started" if job else "scheduled"
+    status = str(d.get("status") or "").replace("_", " ")
+    minutes = d.get("minutes")
+    return (f"{escape(status)} for {minutes} minutes" if status
+            else f"not finished after {minutes} minutes")
+
+
+def _stuck(rid: str, d: Payload) -> str:
+    what = "rollback" if d.get("rollback") else "deploy"
+    pipeline = _link(d.get("url"), f"pipeline #{d.get('pipeline')}")
+    unblock = "Start the job in GitLab, or" if d.get("kind") in ("manual", "scheduled") else (
+        "Look at it in GitLab, or")
+    return (f"⏳ The {escape(str(d.get('environment')))} {what} of {rid} is stuck: "
+            f"{_stuck_reason(d)} ({pipeline}). {unblock} give it up with "
+            f"`/release abandon {rid} {escape('<reason>')}` (or Abandon on the card).")
+
+
 NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "held": lambda rid, d: (f"⏸ {rid} was due to deploy but is held{_reason(d)} "
                             "It goes as soon as that is resolved."),
@@ -221,6 +256,7 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "merge_back": lambda rid, d: (
         f"🔀 Hotfix {rid} (`{escape(str(d.get('ref')))}`) is not merged into the default "
         f"branch yet{' and is overdue' if d.get('overdue') else ''}: please merge it back."),
+    "stuck": _stuck,
 }
 
 

@@ -104,6 +104,22 @@ async def on_reject_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     await _finish(ack, runtime, body, act, None)
 
 
+async def on_abandon_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
+    """The reason a release manager abandons a stuck deploy."""
+    reason = field_value(_values(body), "reason")
+    if await _note_refused(ack, reason):
+        return
+
+    async def act() -> Reply:
+        release_id, revision = _target(body)
+        out = await runtime.deployer.abandon(release_id=release_id, reason=reason,
+                                             actor=await runtime.directory.actor(_user(body)),
+                                             revision=revision)
+        return answer.abandoned(out)
+
+    await _finish(ack, runtime, body, act, None)
+
+
 async def on_verify_fail_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     """The note of a failed verification."""
     note = field_value(_values(body), "reason")

@@ -147,6 +147,15 @@ async def active_deployments(session: AsyncSession) -> Sequence[Deployment]:
     return (await session.exec(stmt.order_by(col(Deployment.id)))).all()
 
 
+async def running_deployment(session: AsyncSession, release_id: int) -> Deployment | None:
+    """The release's deploy or rollback whose pipeline has not finished, if any."""
+    stmt = (select(Deployment)
+            .where(Deployment.release_id == release_id,
+                   col(Deployment.status).in_(("pending", "running")))
+            .order_by(col(Deployment.id).desc()).limit(1))
+    return (await session.exec(stmt)).first()
+
+
 async def take_deploy_lock(session: AsyncSession, *, project: str, environment: str,
                            release_id: int, holder: str) -> DeployLock:
     """Hold the project's environment, or return whoever already holds it."""

@@ -10,6 +10,11 @@ GitLab behaviour the emulator does not model yet:
   needs (DAG), parallel, child or multi-project pipelines, resource groups, timeouts, retries
   on failure, artifacts or logs; pipelines stay where tests put them (or auto_advance moves
   them), no runner picks jobs up, and pending never turns into stuck.
+- Manual and delayed jobs: a pipeline shows manual while a blocking when: manual job waits
+  and scheduled while a when: delayed job does, and a cancel (200 whatever the state) leaves
+  manual jobs alone, as GitLab does; but a delayed job has no start_in or scheduled_at and
+  never starts by itself (play it, or let auto_advance move the pipeline on), there are no
+  manual job variables, no unschedule, and no auto-cancel of redundant pipelines.
 - A push starts a pipeline only when asked (push(..., pipeline=True)); there are no push,
   tag, job, deployment or merge request webhooks, only pipeline hooks, and no hook retries.
 - Protected branches: only the default branch is protected (maintainers push and merge);

@@ -122,10 +122,13 @@ def h_pipeline_variables(ctx: Ctx) -> web.Response:
 
 
 def h_cancel(ctx: Ctx) -> web.Response:
-    """POST /projects/:id/pipelines/:pid/cancel (a pipeline with nothing to cancel is as it was)."""
+    """POST /projects/:id/pipelines/:pid/cancel: 200 whatever the pipeline's state.
+
+    A pipeline with nothing cancelable (finished, or blocked on a manual job) is as it was.
+    """
     if ctx.level(ctx.project()) < DEVELOPER:
         raise forbidden()
-    return json_answer(ctx.view.pipeline(ctx.emu.cancel_pipeline(ctx.pipeline().id)), status=201)
+    return json_answer(ctx.view.pipeline(ctx.emu.cancel_pipeline(ctx.pipeline().id)))
 
 
 def h_retry(ctx: Ctx) -> web.Response:

@@ -70,8 +70,8 @@ def layout(pl: Pipeline, status: str, culprits: Sequence[Job]) -> dict[Job, str]
         return {job: status for job in jobs}
     if status == "failed":
         return _failed(pl, culprits)
-    if status == "manual":
-        return _blocked(pl)
+    if status in ("manual", "scheduled"):
+        return _blocked(pl, delayed=status == "scheduled")
     stage = current_stage(pl)
     later = "canceled" if status in ("canceled", "canceling") else "created"
     result = {}
@@ -102,10 +102,18 @@ def _failed(pl: Pipeline, culprits: Sequence[Job]) -> dict[Job, str]:
     return result
 
 
-def _blocked(pl: Pipeline) -> dict[Job, str]:
-    """Run up to the first blocking manual job and wait there, later stages still created."""
-    blocking = [job for job in pl.latest_jobs() if job.when == "manual" and not job.allow_failure
-                and job.status not in FINISHED]
+def _blocked(pl: Pipeline, *, delayed: bool = False) -> dict[Job, str]:
+    """Run up to the first blocking manual (or delayed) job and wait there, later stages created.
+
+    A pipeline shows manual while a when: manual job without allow_failure waits, and
+    scheduled while a when: delayed job waits for its timer.
+    """
+    when = "delayed" if delayed else "manual"
+    blocking = [job for job in pl.latest_jobs() if job.when == when and job.status not in FINISHED
+                and (delayed or not job.allow_failure)]
+    if not blocking and delayed:
+        raise ValueError(f"pipeline {pl.id} has no delayed job: a GitLab pipeline reports "
+                         "scheduled only while a when: delayed job waits for its time")
     if not blocking:
         raise ValueError(f"pipeline {pl.id} has no blocking manual job: a GitLab pipeline "
                          "reports manual only while a when: manual job without "
@@ -117,7 +125,7 @@ def _blocked(pl: Pipeline) -> dict[Job, str]:
         if index < stage:
             result[job] = _keep_or(job, "success")
         elif index == stage:
-            result[job] = "manual" if job.manual else _keep_or(job, "success")
+            result[job] = job.waiting_status if job.manual else _keep_or(job, "success")
         else:
             result[job] = "created"
     return result

@@ -250,18 +250,23 @@ class GitLabEmulator(PipelineEngine):
         if project_id in self.projects:
             raise ValueError(f"project id {project_id} already exists")
         self._claim_path(path)
-        specs = tuple(jobs) if jobs is not None else Project.jobs
-        if not specs:
-            raise ValueError("a project needs at least one job")
-        if manual_deploy:
-            specs = tuple(JobSpec(s.name, s.stage, s.deploys, "manual", False) if s.deploys
-                          else s for s in specs)
-        project = Project(project_id, path, default_branch, specs)
+        project = Project(project_id, path, default_branch,
+                          _ci_config(Project.jobs if jobs is None else jobs, manual_deploy))
         if variables_role is not None:
             self.set_variables_role(project, variables_role)
         self.projects[project_id] = project
         self.set_access_level(project, self.current_user.username, access_level)
         return project
+
+    def set_jobs(self, project: Project | int | str, jobs: Sequence[JobSpec] | None = None, *,
+                 manual_deploy: bool = False) -> Project:
+        """Change a project's CI configuration (as a pushed .gitlab-ci.yml would) for new pipelines.
+
+        manual_deploy makes the deploy jobs wait for play, as in add_project.
+        """
+        p = self.project(project)
+        p.jobs = _ci_config(p.jobs if jobs is None else jobs, manual_deploy)
+        return p
 
     def _claim_path(self, path: str, owner: Project | None = None) -> None:
         """Refuse a path another project has; a new project's path ends any redirect from it."""
@@ -697,3 +702,12 @@ class GitLabEmulator(PipelineEngine):
         return path.replace(f"/projects/{raw}", f"/projects/{project.id}", 1)
 
 
+def _ci_config(jobs: Sequence[JobSpec], manual_deploy: bool) -> tuple[JobSpec, ...]:
+    """A project's jobs; manual_deploy turns its deploy jobs into blocking manual ones."""
+    specs = tuple(jobs)
+    if not specs:
+        raise ValueError("a project needs at least one job")
+    if manual_deploy:
+        specs = tuple(JobSpec(s.name, s.stage, s.deploys, "manual", False) if s.deploys
+                      else s for s in specs)
+    return specs

@@ -120,7 +120,8 @@ class PipelineEngine(ABC):
             self._add_job(pl, name, spec.stage, env, spec.when, spec.allow_failure, now)
         for job in pl.latest_jobs():
             if job.manual and pl.stages.index(job.stage) == 0:
-                self._move_job(job, "manual", now)  # processing reaches the first stage at once
+                # processing reaches the first stage at once
+                self._move_job(job, job.waiting_status, now)
         pl.status = ci.composite(pl.latest_jobs())
         self._changed(pl)
         self._maybe_auto(pl)
@@ -287,8 +288,8 @@ class PipelineEngine(ABC):
             fresh = self._add_job(pl, job.name, job.stage, job.environment, job.when,
                                   job.allow_failure, now)
             start = pl.stages.index(job.stage) == first
-            self._move_job(fresh, ("manual" if fresh.manual else "pending") if start
-                           else "created", now)
+            self._move_job(fresh, (fresh.waiting_status if fresh.manual else "pending")
+                           if start else "created", now)
         self._apply(pl, {job: "created" for job in pl.latest_jobs()
                          if job.status == "skipped" and pl.stages.index(job.stage) > first})
         self._maybe_auto(pl)

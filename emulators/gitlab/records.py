@@ -304,8 +304,13 @@ class Job:
 
     @property
     def manual(self) -> bool:
-        """Whether the job waits for someone to play it."""
+        """Whether the job waits for someone to play it (or, delayed, for its timer)."""
         return self.when in ("manual", "delayed")
+
+    @property
+    def waiting_status(self) -> str:
+        """What a waiting job shows: scheduled for a delayed one, manual for the others."""
+        return "scheduled" if self.when == "delayed" else "manual"
 
 
 @dataclass(eq=False)

@@ -274,9 +274,10 @@ def test_notify_ids_are_checked(notify: str, problem: str) -> None:
 BROKEN = [
     pytest.param(
         SAMPLE + "colour: blue\n",
-        "releasebot.yml:23: colour: unknown key 'colour'; allowed keys: freezes, "
-        "limits, merge_back, notify, observation_hours, one_person_many_roles, policies, "
-        "projects, release_channel, reminders, roles, slack, tag_prefix, timezone, windows",
+        "releasebot.yml:23: colour: unknown key 'colour'; allowed keys: deploy_timeout_minutes, "
+        "freezes, limits, merge_back, notify, observation_hours, one_person_many_roles, "
+        "policies, projects, release_channel, reminders, roles, slack, tag_prefix, timezone, "
+        "windows",
         id="unknown top-level key",
     ),
     pytest.param(

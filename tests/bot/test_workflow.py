@@ -69,6 +69,8 @@ EXPECTED: dict[tuple[State, Event], State] = {
        (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING, S.DEPLOY_FAILED)},
     (S.ROLLING_BACK, E.ROLLBACK_SUCCEEDED): S.ROLLED_BACK,
     (S.ROLLING_BACK, E.ROLLBACK_FAILED): S.DEPLOY_FAILED,
+    (S.DEPLOYING, E.ABANDON): S.DEPLOY_FAILED,  # a stuck pipeline, given up: counts as failed
+    (S.ROLLING_BACK, E.ABANDON): S.DEPLOY_FAILED,
     **{(s, E.CANCEL): S.CANCELLED for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOYED,
         S.DEPLOY_FAILED)},  # after a deploy, only until production starts
@@ -87,6 +89,7 @@ ACTOR = {
     E.REJECT: DIRECTOR, E.CHANGE_REF: DEV, E.TICK: OPS, E.OVERRIDE_GATE: CTO, E.DEPLOY: OPS,
     E.VERIFY_PASS: TESTER, E.VERIFY_FAIL: TESTER, E.CLOSE: OPS, E.ROLLBACK: OPS, E.CANCEL: DEV,
     E.PUBLISH_NOTES: OPS, E.EDIT_PLAN: DEV, E.PLAN_OK: DIRECTOR, E.PLAN_CHANGES: DIRECTOR,
+    E.ABANDON: OPS,
 }
 
 
@@ -310,6 +313,24 @@ def test_cancel_until_production_starts() -> None:
         begun = replace(staged, started_envs=frozenset(envs))
         assert refused(begun, E.CANCEL, Ctx(DEV)) == (
             "A production deploy has started; roll back instead of cancelling.")
+
+
+def test_only_the_release_manager_abandons_with_a_reason() -> None:
+    """Abandon is the release manager's, needs words, and only while a pipeline runs."""
+    for state in (S.DEPLOYING, S.ROLLING_BACK):
+        facts = replace(BASE, state=state)
+        assert decide(facts, E.ABANDON, Ctx(OPS, reason="stuck on a manual job")) is (
+            S.DEPLOY_FAILED)
+        assert refused(facts, E.ABANDON, Ctx(OPS, reason=" ")) == "Please give a reason."
+        for other in (DEV, TESTER, CTO, SYSTEM):
+            assert refused(facts, E.ABANDON, Ctx(other, reason="x")) == (
+                "Only the release manager can do that.")
+    deployer = replace(BASE, state=S.DEPLOYING, requester_can_deploy=True)
+    assert "release manager" in refused(deployer, E.ABANDON, Ctx(DEV, reason="x"))
+    assert refused(replace(BASE, state=S.DEPLOYED), E.ABANDON, Ctx(OPS, reason="x")) == (
+        "Only a running deploy or rollback can be abandoned; this release is deployed.")
+    after = allowed_events(S.DEPLOY_FAILED)
+    assert {E.DEPLOY, E.ROLLBACK} <= after  # from there: deploy again, or roll back
 
 
 def test_rollback_needs_a_previous_version() -> None:

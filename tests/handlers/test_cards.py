@@ -163,7 +163,7 @@ BUTTONS: list[tuple[State, tuple[str, ...], list[str]]] = [
     (State.READY_FOR_SIGNOFF, (), [REPORT, "Approve", "Reject"]),
     (State.APPROVED, (), [REPORT, DEPLOY_STAGING]),
     (State.SCHEDULED, (), [REPORT, DEPLOY_STAGING]),
-    (State.DEPLOYING, (), []),
+    (State.DEPLOYING, (), ["Abandon"]),
     (State.DEPLOYED, ("staging",), [DEPLOY_PROD, "Roll back"]),
     (State.DEPLOYED, ("staging", "production"),
      ["Verification passed", "Verification failed", "Roll back"]),
@@ -175,7 +175,7 @@ BUTTONS: list[tuple[State, tuple[str, ...], list[str]]] = [
     (State.CANCELLED, (), []),
     (State.DEPLOY_FAILED, (), [DEPLOY_STAGING, "Roll back"]),
     (State.DEPLOY_FAILED, ("staging",), [DEPLOY_PROD, "Roll back"]),
-    (State.ROLLING_BACK, ("staging", "production"), []),
+    (State.ROLLING_BACK, ("staging", "production"), ["Abandon"]),
     (State.ROLLED_BACK, ("staging", "production"), []),
 ]
 

@@ -42,6 +42,7 @@ EVERY_SUBCOMMAND = [
     ("verify 42 fail checkout returns 500", "verify", 42, ("fail", "checkout", "returns", "500")),
     ("rollback REL-42", "rollback", 42, ()),
     ("rollback REL-42 error rate doubled", "rollback", 42, ("error", "rate", "doubled")),
+    ("abandon REL-42 stuck on a manual job", "abandon", 42, ("stuck", "on", "a", "manual", "job")),
     ("cancel REL-42", "cancel", 42, ()),
     ("close REL-42", "close", 42, ()),
     ("notes REL-42", "notes", 42, ()),

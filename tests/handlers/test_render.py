@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from handlers.blocks import MAX_TEXT, escape
-from handlers.render import RENDERERS, event_text
+from handlers.render import RENDERERS, event_text, notice_text
 
 RAW_MARKUP = ("<!channel>", "<!here>", "<!everyone>", "<@U123>", "<https://evil")
 HOSTILE = "<!here> <!channel> <@U123> <https://evil.example|click> & co"
@@ -92,6 +92,14 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
                          "url": "https://gitlab.example/p/994"},
                         "🔥 Rollback of production failed "
                         "(<https://gitlab.example/p/994|pipeline>). Someone needs to look now."),
+    "abandon": ("deploying", "deploy_failed",
+                {"environment": "production", "rollback": False, "pipeline": 995,
+                 "url": "https://gitlab.example/p/995", "reason": "nobody can approve the job",
+                 "gitlab_status": "manual", "deployment": 10},
+                "🛑 <@U0ACTOR> abandoned the deploy to production: nobody can approve the job "
+                "(<https://gitlab.example/p/995|pipeline> cancelled in GitLab). It counts as "
+                "failed: deploy again or roll back from the card. A cancel leaves manual jobs "
+                "alone: GitLab still shows the pipeline waiting on one; don't start it."),
     "cancel": ("testing", "cancelled", {"reason": ""}, "🚫 <@U0ACTOR> cancelled the release."),
     "publish notes": ("verified", "verified",
                       {"tag": "v1.1.0", "url": "https://gitlab.example/r/v1.1.0"},
@@ -145,6 +153,7 @@ def test_an_empty_detail_still_renders(event: str) -> None:
     ("reject", "reason"), ("cancel", "reason"), ("accept risk", "reason"), ("hold", "reason"),
     ("override gate", "reason"), ("rollback", "reason"), ("approve", "comment"),
     ("verify pass", "note"), ("verify fail", "note"), ("deploy failed", "error"),
+    ("abandon", "reason"),
 ])
 def test_reasons_are_escaped(event: str, key: str) -> None:
     """A reason saying `<!here>` is shown, not obeyed."""
@@ -234,3 +243,35 @@ def test_a_huge_reason_is_clipped() -> None:
     text = event_text(payload("reject", {"reason": "<&>" * 4000}))
     assert len(text) <= MAX_TEXT
     assert text.startswith("⛔ <@U0ACTOR> rejected the release: &lt;&amp;&gt;")
+
+
+STUCK = {"environment": "production", "rollback": False, "pipeline": 12,
+         "url": "https://gitlab.example/p/12", "status": "manual", "minutes": 3}
+
+
+@pytest.mark.parametrize(("detail", "reason"), [
+    ({"kind": "manual", "job": "deploy:production", "stage": "deploy"},
+     "waiting on the manual job `deploy:production` in stage deploy"),
+    ({"kind": "manual"}, "waiting on a manual job"),
+    ({"kind": "scheduled", "status": "scheduled", "job": "deploy", "stage": "deploy"},
+     "scheduled: the delayed job `deploy` in stage deploy has not started"),
+    ({"kind": "timeout", "status": "running", "minutes": 61}, "running for 61 minutes"),
+    ({"kind": "timeout", "status": "waiting_for_resource", "minutes": 75},
+     "waiting for resource for 75 minutes"),
+    ({"kind": "timeout", "status": None, "minutes": 61}, "not finished after 61 minutes"),
+])
+def test_a_stuck_deploy_names_the_reason_gitlab_gives(detail: dict[str, Any],
+                                                      reason: str) -> None:
+    """The job it waits on, or its status and for how long, and the way out."""
+    text = notice_text("stuck", "REL-7", {**STUCK, **detail})
+    assert text.startswith(f"⏳ The production deploy of REL-7 is stuck: {reason} "
+                           "(<https://gitlab.example/p/12|pipeline #12>).")
+    assert "`/release abandon REL-7 &lt;reason&gt;`" in text
+
+
+def test_a_stuck_job_name_is_escaped() -> None:
+    """A job named `<!channel>` is shown, not obeyed."""
+    text = notice_text("stuck", "REL-7", {**STUCK, "kind": "manual", "job": "<!channel>",
+                                          "stage": "<!here>"})
+    assert not any(raw in text for raw in RAW_MARKUP)
+

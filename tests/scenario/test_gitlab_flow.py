@@ -65,7 +65,7 @@ async def test_staging_then_production_then_verified(db_url: str, policy: Policy
         assert pipeline.sha == h.gitlab.resolve(h.gitlab.project(pipeline.project.id),
                                                 "v1.1.0").sha
         assert variable(pipeline.variables, "RELEASE_SHA") == pipeline.sha
-        assert await state(h, rid) == "deploying" and h.buttons(rid) == []
+        assert await state(h, rid) == "deploying" and h.buttons(rid) == [ActionId.ABANDON]
         assert f"Deploying `v1.1.0` @ `{pipeline.sha[:7]}` to staging" in str(h.card(rid).blocks)
         h.gitlab.set_status(pipeline.id, "success")
         assert await h.poll() == 1

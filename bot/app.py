@@ -101,6 +101,7 @@ async def _slack(app: web.Application) -> AsyncIterator[None]:
     async with slack_adapter(app[SETTINGS], app[POLICY], app[DEPS], app[DEPLOYER], app[METRICS],
                              stop_within=STOP_SECONDS) as slack:
         app[SLACK], app[RUNTIME] = slack, slack.runtime
+        app[JOBS].people = slack.runtime.directory  # digests reach user-group members too
         yield
 
 

@@ -169,17 +169,6 @@ def event_text(payload: Payload) -> str:
 NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "held": lambda rid, d: (f"⏸ {rid} was due to deploy but is held{_reason(d)} "
                             "It goes as soon as that is resolved."),
-    "escalation": lambda rid, d: (
-        f"⏰ {rid} is still waiting for sign-off by "
-        f"{escape(', '.join(d.get('waiting_on') or []))}. Please chase it or decide."),
-    "report": lambda rid, d: (
-        f"🧪 {rid} is in test without a test report. Attach it with "
-        f"`/release report {rid} <url> A=0 B=0 C=0`."),
-    "verify": lambda rid, d: (
-        f"✔️ {rid} is live in production but not verified yet. Verify it from the card or "
-        f"with `/release verify {rid} pass|fail`."),
-    "verify_deadline": lambda rid, d: (
-        f"⚠️ {rid} is still not verified in production. If in doubt, roll it back."),
     "merge_back": lambda rid, d: (
         f"🔀 Hotfix {rid} (`{escape(str(d.get('ref')))}`) is not merged into the default "
         f"branch yet{' and is overdue' if d.get('overdue') else ''}: please merge it back."),
@@ -187,6 +176,6 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
 
 
 def notice_text(notice: str, rel_id: str, detail: Payload) -> str:
-    """A direct message about a release that waits on someone."""
+    """A direct message about one release (reminders go out as digests: handlers.digest)."""
     render = NOTICES.get(notice)
     return clip(render(rel_id, detail) if render else f"{rel_id}: {escape(notice)}")

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import ack, gitlab_cost, history, slack_cost, transitions
+from bench import ack, audit_chain, gitlab_cost, history, slack_cost, transitions
 from bench.common import ROOT, database, log, machine, wait_quiet, workdir
 from bench.report import write_report
 
-SECTIONS = ("ack", "transitions", "gitlab", "slack", "history")
+SECTIONS = ("ack", "transitions", "gitlab", "slack", "history", "audit")
 Json = dict[str, Any]
 
 
@@ -66,6 +66,10 @@ async def main(args: argparse.Namespace) -> Json:
                 data = await history.measure(
                     wd, kinds=["sqlite", "postgres"],
                     releases=10_000 if args.quick else 100_000)
+            elif section == "audit":
+                data = await audit_chain.measure(
+                    wd, seconds=3 if args.quick else 10,
+                    releases=1000 if args.quick else 10_000)
             else:
                 raise SystemExit(f"unknown section {section!r}; choose from {SECTIONS}")
             data["_seconds"] = time.perf_counter() - t0

@@ -117,6 +117,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     app[SCHEDULER] = scheduler
     yield
     scheduler.stop()
+    # A tick cut off at the loop's close could hang inside the SQLite driver: let it end first.
+    await finish_tasks(scheduler.ticks)
 
 
 async def socket_mode(app: web.Application) -> AsyncIterator[None]:

@@ -316,7 +316,11 @@ def audit_details(au: Json) -> list[str]:
               for db in ("sqlite", "postgres") if (v := au.get(f"{db}_verify"))]
     seeded = [f"{db}: {v['audit_rows']:,} rows intact" for db in ("sqlite", "postgres")
               if (v := au.get(f"{db}_seeded"))]
-    return ["## 8. The audit chain", "",
+    m = au.get("_machine") or {}
+    where = (f"Measured {au.get('_date', '?')} on {m.get('nproc', '?')} × {m.get('cpu', '?')}, "
+             f"code at {m.get('revision', '?')}, 1-minute load average "
+             f"{au.get('_loadavg_before', [0])[0]:.1f} when it started. ")
+    return ["## 8. The audit chain", "", where +
             f"Figure 3's walk for {au.get('seconds', 10)} s on fresh databases, as the bot "
             "runs (each audit row chained: on PostgreSQL an advisory lock held to commit, a "
             "read of the newest row, a sha256) and with the row appended plain. `add_audit` is "

@@ -76,6 +76,7 @@ async def main(args: argparse.Namespace) -> Json:
             data["_loadavg_before"] = load_before
             data["_machine_busy_pct_before"] = busy
             data["_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            data["_machine"] = args.machine
             results["sections"][section] = data
     results["total_seconds"] = sum(v.get("_seconds", 0) for v in results["sections"].values())
     results["wall_seconds"] = time.perf_counter() - started
@@ -100,10 +101,13 @@ def cli() -> None:
                         help="where the report goes ('' for none)")
     args = parser.parse_args()
     args.machine = machine()
-    args.earlier = {}
+    args.earlier, first_machine = {}, None
     if args.merge and Path(args.json).exists():  # keep the other sections of an earlier run
-        args.earlier = json.loads(Path(args.json).read_text())["sections"]
+        earlier = json.loads(Path(args.json).read_text())
+        args.earlier, first_machine = earlier["sections"], earlier.get("machine")
     results = asyncio.run(main(args))
+    if first_machine:  # the report's heading stays that run's; merged sections carry their own
+        results["machine"] = first_machine
     Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     log(f"raw results: {args.json}")
     if args.report:

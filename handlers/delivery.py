@@ -345,8 +345,9 @@ class Deliverer:
         except SlackApiError as exc:
             error = exc.response.get("error")
             maybe = " (it may have arrived)" if error in AMBIGUOUS else ""
-            log.warning("REL-%s: direct message %s to %s failed: %s%s", release_id, key, user,
-                        error, maybe)
+            about = f"REL-{release_id}" if release_id is not None else "reminder digest"
+            log.warning("%s: direct message %s to %s failed: %s%s", about, key, user, error,
+                        maybe)
 
     async def _permalink(self, channel: str | None, ts: str | None) -> str | None:
         """A link to the card, when Slack gives one."""

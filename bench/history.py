@@ -34,7 +34,7 @@ from emulators.sample import CHANNEL, DIRECTOR, LEAD, OPS
 from handlers.status import ACTIVE, list_text, status_blocks
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
-from storage.models import Release
+from storage.models import Release, audit_chain
 
 Json = dict[str, Any]
 Row = dict[str, Any]
@@ -97,10 +97,7 @@ class History:
              ts(r["at"] + timedelta(days=2)) if r["state"] == "closed" else None, 10)
             for r in self.rows)
         yield "audit_trail", ["release_id", "at", "actor", "action", "from_state", "to_state",
-                              "detail"], (
-            (r["id"], ts(r["at"] + minutes[k]), r["requester"], ACTIONS[k % 10], "testing",
-             "ready_for_signoff", details[k])
-            for r in self.rows for k in range(self.per))
+                              "detail", "chain"], self.audit_rows(ts, minutes, details)
         yield "outbox", ["release_id", "kind", "payload", "created_at", "sent_at", "attempts"], (
             (r["id"], "event", payloads[k % 10], at, at, 1)
             for r in self.rows for k in range(self.per) for at in [ts(r["at"] + minutes[k])])
@@ -126,6 +123,20 @@ class History:
             for i in range(1, r["checklist"] + 1))
         yield "work_items", ["release_id", "kind", "reference", "title"], (
             (r["id"], "mr", f"!{r['id']}", "") for r in self.rows)
+
+    def audit_rows(self, ts: Callable[[datetime], Any], minutes: list[timedelta],
+               details: list[str]) -> Iterator[tuple[Any, ...]]:
+        """Audit rows in id order, each chained to the one before as the bot chains them."""
+        previous = ""
+        for r in self.rows:
+            for k in range(self.per):
+                at = r["at"] + minutes[k]
+                previous = audit_chain(previous, release_id=r["id"], at=at,
+                                       actor=r["requester"], action=ACTIONS[k % 10],
+                                       from_state="testing", to_state="ready_for_signoff",
+                                       detail={"k": k})
+                yield (r["id"], ts(at), r["requester"], ACTIONS[k % 10], "testing",
+                       "ready_for_signoff", details[k], previous)
 
 
 RELEASE_COLUMNS = ["id", "project", "ref", "version_label", "title", "type", "requester",

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import ack, gitlab_cost, history, slack_cost, transitions
+from bench import ack, audit_chain, gitlab_cost, history, slack_cost, transitions
 from bench.common import ROOT, database, log, machine, wait_quiet, workdir
 from bench.report import write_report
 
-SECTIONS = ("ack", "transitions", "gitlab", "slack", "history")
+SECTIONS = ("ack", "transitions", "gitlab", "slack", "history", "audit")
 Json = dict[str, Any]
 
 
@@ -66,12 +66,17 @@ async def main(args: argparse.Namespace) -> Json:
                 data = await history.measure(
                     wd, kinds=["sqlite", "postgres"],
                     releases=10_000 if args.quick else 100_000)
+            elif section == "audit":
+                data = await audit_chain.measure(
+                    wd, seconds=3 if args.quick else 10,
+                    releases=1000 if args.quick else 10_000)
             else:
                 raise SystemExit(f"unknown section {section!r}; choose from {SECTIONS}")
             data["_seconds"] = time.perf_counter() - t0
             data["_loadavg_before"] = load_before
             data["_machine_busy_pct_before"] = busy
             data["_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            data["_machine"] = args.machine
             results["sections"][section] = data
     results["total_seconds"] = sum(v.get("_seconds", 0) for v in results["sections"].values())
     results["wall_seconds"] = time.perf_counter() - started
@@ -96,10 +101,13 @@ def cli() -> None:
                         help="where the report goes ('' for none)")
     args = parser.parse_args()
     args.machine = machine()
-    args.earlier = {}
+    args.earlier, first_machine = {}, None
     if args.merge and Path(args.json).exists():  # keep the other sections of an earlier run
-        args.earlier = json.loads(Path(args.json).read_text())["sections"]
+        earlier = json.loads(Path(args.json).read_text())
+        args.earlier, first_machine = earlier["sections"], earlier.get("machine")
     results = asyncio.run(main(args))
+    if first_machine:  # the report's heading stays that run's; merged sections carry their own
+        results["machine"] = first_machine
     Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     log(f"raw results: {args.json}")
     if args.report:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.common import policy
 from bot.readmodel import ReleaseView
@@ -20,7 +21,8 @@ from emulators.sample import CHANNEL, DEV, TESTER
 from handlers.cards import build_release_card
 from handlers.delivery import card_hash
 from storage.db import make_engine
-from storage.models import AuditEntry, OutboxMessage, Release, TestReport
+from storage.models import AuditEntry, OutboxMessage, Release, TestReport, audit_chain
+from storage.queries import AUDIT_CHAIN_LOCK
 
 BATCH = 500
 
@@ -41,6 +43,24 @@ def _card(rel: Release, rep: TestReport, tz: Any) -> tuple[str, list[dict[str, A
                        approvals=(), report=rep, ticks=(), deployments=(),
                        environments=("production",))
     return build_release_card(view, tz)
+
+
+def chain_rows(rows: list[dict[str, Any]], previous: str) -> str:
+    """Give each audit row its chain value, in order, following `previous`; the last one."""
+    for row in rows:
+        previous = row["chain"] = audit_chain(previous, **row)
+    return previous
+
+
+async def insert_chained(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Append audit rows chained to the newest one, as the bot does (`releasebot audit verify`
+    then passes); on PostgreSQL under the bot's own chain lock, held until commit."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": AUDIT_CHAIN_LOCK})
+    last = await conn.execute(text("SELECT chain FROM audit_trail ORDER BY id DESC LIMIT 1"))
+    chain_rows(rows, last.scalar() or "")
+    await conn.execute(insert(AuditEntry.__table__), rows)  # type: ignore[attr-defined]
 
 
 def sample_blocks() -> list[dict[str, Any]]:
@@ -89,7 +109,7 @@ async def seed_signoff(db_url: str, slack_root: str, count: int, first_id: int =
                     await conn.execute(insert(Release.__table__), releases)  # type: ignore[attr-defined]
                     await conn.execute(insert(TestReport.__table__),  # type: ignore[attr-defined]
                                        [rep.model_dump(exclude={"id"}) for _rel, rep in pairs])
-                    await conn.execute(insert(AuditEntry.__table__), audit)  # type: ignore[attr-defined]
+                    await insert_chained(conn, audit)
                     await conn.execute(insert(OutboxMessage.__table__), outbox)  # type: ignore[attr-defined]
         if engine.dialect.name == "postgresql":
             async with engine.begin() as conn:

@@ -101,6 +101,7 @@ async def _slack(app: web.Application) -> AsyncIterator[None]:
     async with slack_adapter(app[SETTINGS], app[POLICY], app[DEPS], app[DEPLOYER], app[METRICS],
                              stop_within=STOP_SECONDS) as slack:
         app[SLACK], app[RUNTIME] = slack, slack.runtime
+        app[JOBS].people = slack.runtime.directory  # digests reach user-group members too
         yield
 
 
@@ -116,6 +117,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     app[SCHEDULER] = scheduler
     yield
     scheduler.stop()
+    # A tick cut off at the loop's close could hang inside the SQLite driver: let it end first.
+    await finish_tasks(scheduler.ticks)
 
 
 async def socket_mode(app: web.Application) -> AsyncIterator[None]:

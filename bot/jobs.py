@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot import deploys, releases, transition
 from bot.deploys import Deployer, PipelineResult
 from bot.gitlab import FINAL, WAITING, GitLabError, Pipeline
 from bot.notes import NotesRenderer, notes_text
+from bot.people import People, PolicyPeople
 from bot.policy import ReleaseType
-from bot.readmodel import load_view
+from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import BEFORE_DEPLOY, SYSTEM, UNTESTED, WENT_LIVE, Refused, State
 from storage import queries as q
@@ -27,6 +28,28 @@ STUCK = timedelta(minutes=5)  # a deploy with no pipeline this long: the bot die
 MAX_BACKOFF = 300.0
 
 
+# What a release can wait on someone for, most pressing first: the order a digest lists them in.
+URGENCY = ("escalation", "verify_deadline", "approval", "verify", "report")
+# The most releases one digest names; the rest are counted. Slack shows at most 50 blocks.
+DIGEST_ITEMS = 40
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A release waiting on the holders of some roles, and what for (one of URGENCY)."""
+
+    view: ReleaseView
+    waits: str
+    roles: tuple[str, ...]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The digest's line about it; the state and revision let delivery skip it if moved on."""
+        rel = self.view.release
+        return {"release": rel.id, "waits": self.waits, "state": rel.state,
+                "revision": rel.revision, "detail": self.detail}
+
+
 @dataclass
 class Jobs:
     """Everything the scheduler runs; each method is one idempotent pass over the database."""
@@ -34,6 +57,8 @@ class Jobs:
     deps: Deps
     deployer: Deployer
     render_notes: NotesRenderer  # the closing announcement's notes, as Slack text
+    # Who holds a role, user groups included; without it, only the policy's own user IDs.
+    people: People | None = None
 
     @property
     def now(self) -> datetime:
@@ -60,47 +85,66 @@ class Jobs:
                 await releases.hold(self.deps, release_id=view.release.id, reason=exc.sentence)
         return started
 
-    # --- reminders --------------------------------------------------------------------------
+    # --- reminders: one digest per person and interval ------------------------------------------
 
     async def remind(self) -> int:
-        """Nudge whoever a release waits on; each kind at most once per interval."""
-        r = self.deps.policy.reminders
+        """Queue one digest to each person something waits on, at most one per interval each."""
+        now = self.now  # one instant for the whole pass: what is due and when it was sent
+        waiting = await self._waiting(now)
         sent = 0
-        async with self.deps.sessions() as session:
-            waiting = await q.releases_in(session, [*BEFORE_DEPLOY, State.DEPLOYED])
-            views = [await load_view(session, self.deps.policy, rel) for rel in waiting]
-        for view in views:
-            rel, age = view.release, self.now - view.release.state_since
-            if view.state is State.READY_FOR_SIGNOFF and view.missing_roles:
-                if age >= timedelta(hours=r.escalation_hours):
-                    sent += await self._nudge(rel, "escalation", roles=["release_manager"],
-                                              waiting_on=view.missing_roles)
-                elif age >= timedelta(hours=r.approval_hours):
-                    sent += await self._nudge(rel, "approval", roles=view.missing_roles,
-                                              kind="ask")
-            elif view.state in UNTESTED and view.report is None:
-                if age >= timedelta(hours=r.report_hours):
-                    sent += await self._nudge(rel, "report", roles=["tester"])
-            elif view.state is State.DEPLOYED and view.next_env is None:
-                if age >= timedelta(minutes=r.verify_deadline_minutes):
-                    sent += await self._nudge(rel, "verify_deadline", roles=["release_manager"])
-                elif age >= timedelta(minutes=r.verify_minutes):
-                    sent += await self._nudge(rel, "verify", roles=["tester"])
+        for user, items in (await self._by_person(waiting)).items():
+            sent += await self._digest(user, items, now)
         return sent
 
-    async def _nudge(self, release: Release, notice: str, *, roles: Sequence[str],
-                     kind: str = "notify", **detail: object) -> int:
-        """Queue one reminder unless the same one went out within the interval."""
+    async def _waiting(self, now: datetime) -> list[Waiting]:
+        """Every release that has waited long enough on someone, and on whom."""
+        async with self.deps.sessions() as session:
+            rels = await q.releases_in(session, [*BEFORE_DEPLOY, State.DEPLOYED])
+            views = [await load_view(session, self.deps.policy, rel) for rel in rels]
+        return [w for view in views if (w := self._waits_on(view, now)) is not None]
+
+    def _waits_on(self, view: ReleaseView, now: datetime) -> Waiting | None:
+        """What one release waits for, past the policy's time for it (None: nothing yet)."""
+        r, age = self.deps.policy.reminders, now - view.release.state_since
+        if view.state is State.READY_FOR_SIGNOFF and view.missing_roles:
+            if age >= timedelta(hours=r.escalation_hours):
+                return Waiting(view, "escalation", ("release_manager",),
+                               {"waiting_on": view.missing_roles})
+            if age >= timedelta(hours=r.approval_hours):
+                return Waiting(view, "approval", tuple(view.missing_roles))
+        elif view.state in UNTESTED and view.report is None:
+            if age >= timedelta(hours=r.report_hours):
+                return Waiting(view, "report", ("tester",))
+        elif view.state is State.DEPLOYED and view.next_env is None:
+            if age >= timedelta(minutes=r.verify_deadline_minutes):
+                return Waiting(view, "verify_deadline", ("release_manager",))
+            if age >= timedelta(minutes=r.verify_minutes):
+                return Waiting(view, "verify", ("tester",))
+        return None
+
+    async def _by_person(self, waiting: list[Waiting]) -> dict[str, list[Waiting]]:
+        """Each person's waiting releases, most pressing first; sign-offs only theirs to give."""
+        people = self.people or PolicyPeople(self.deps.policy)
+        mine: dict[str, list[Waiting]] = defaultdict(list)
+        for item in waiting:
+            for user in await people.users_in_roles(list(item.roles)):
+                actor = await people.actor(user) if item.waits == "approval" else None
+                if actor is not None and item.view.may_sign(actor) is None:
+                    continue  # the requester, or someone whose every role here is signed
+                mine[user].append(item)
+        for items in mine.values():
+            items.sort(key=lambda w: (URGENCY.index(w.waits), w.view.release.id))
+        return mine
+
+    async def _digest(self, user: str, items: list[Waiting], now: datetime) -> int:
+        """Queue one digest unless this person had one within the interval."""
         every = timedelta(hours=self.deps.policy.reminders.interval_hours)
         async with transaction(self.deps.sessions) as session:
-            if not await q.due_reminder(session, release.id, notice, now=self.now, every=every):
+            if not await q.due_digest(session, user=user, now=now, every=every):
                 return 0
-            if kind == "ask":  # approvers get the Approve/Reject buttons again
-                q.add_outbox(session, release_id=release.id, kind="ask", at=self.now, payload={
-                    "roles": list(roles), "revision": release.revision, "reminder": True})
-            else:
-                transition.notify(session, self.deps, release, notice, roles=list(roles),
-                           users=[], **detail)
+            q.add_outbox(session, release_id=None, kind="digest", at=now, payload={
+                "user": user, "total": len(items),
+                "items": [w.payload() for w in items[:DIGEST_ITEMS]]})
         return 1
 
     # --- observation and close --------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
+from typing import Protocol
 
 from bot.policy import Policy
 from bot.workflow import Actor
@@ -27,3 +28,32 @@ def user_groups(policy: Policy) -> set[str]:
     named = [*(i for ids in policy.roles.values() for i in ids),
              *(i for ids in policy.notify.values() for i in ids)]
     return {i for i in named if i.startswith("S")}
+
+
+class People(Protocol):
+    """Who holds which roles, as the Slack side resolves them (user groups included)."""
+
+    async def users_in_roles(self, roles: list[str]) -> list[str]:
+        """Every user holding any of these roles."""
+        ...
+
+    async def actor(self, user: str) -> Actor:
+        """A person with every role they hold."""
+        ...
+
+
+class PolicyPeople:
+    """People as the policy names them directly; user groups are not expanded."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    async def users_in_roles(self, roles: Sequence[str]) -> list[str]:
+        """The policy's user IDs for these roles, in a stable order."""
+        users = (i for role in roles for i in self.policy.roles.get(role, [])
+                 if not i.startswith("S"))
+        return list(dict.fromkeys(users))
+
+    async def actor(self, user: str) -> Actor:
+        """The person with the roles the policy names them for."""
+        return actor_for(self.policy, user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ class Scheduler:
         self.owner = uuid.uuid4().hex
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.ran: dict[str, int] = {}
+        self.ticks: set[asyncio.Task[None]] = set()  # running now: stopping waits for them
 
     def every(self, name: str, seconds: float, job: Job) -> None:
         """Run `job` about every `seconds`, on whichever replica claims the tick."""
@@ -42,6 +44,9 @@ class Scheduler:
         """The job wrapped in its slot claim and a guard that keeps the scheduler alive."""
 
         async def tick() -> None:
+            if (task := asyncio.current_task()) is not None:
+                self.ticks.add(task)
+                task.add_done_callback(self.ticks.discard)
             try:
                 if await self.claim(name, seconds):
                     await job()
@@ -69,6 +74,6 @@ class Scheduler:
         log.info("scheduler started as replica %s", self.owner)
 
     def stop(self) -> None:
-        """Stop without waiting for running jobs; their work is in the database."""
+        """Fire no more ticks; those running are in `ticks`, for the app to let finish."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)

@@ -25,6 +25,7 @@ from handlers.cards import (
     rollback_button,
     verify_buttons,
 )
+from handlers.digest import DigestLine, build_digest
 from handlers.directory import Directory
 from handlers.render import event_text, notice_text, payload_event, tell_text
 from handlers.status import close_summary
@@ -55,7 +56,7 @@ def card_hash(text: str, blocks: list[dict[str, Any]]) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _metadata(release_id: int, key: str) -> dict[str, Any]:
+def _metadata(release_id: int | None, key: str) -> dict[str, Any]:
     """Message metadata that lets a retry find a post that landed despite an error."""
     return {"event_type": META_EVENT, "event_payload": {"release": release_id, "key": key}}
 
@@ -87,18 +88,21 @@ class Deliverer:
                 log.exception("outbox delivery failed")
 
     async def deliver_pending(self) -> int:
-        """One pass over releases with pending announcements; how many posts were made."""
+        """One pass over releases with pending announcements, and digests; how many posts."""
         async with self._pass:
             async with self.deps.sessions() as session:
-                release_ids = await q.releases_with_outbox(session, now=self.deps.clock())
+                waiting = await q.releases_with_outbox(session, now=self.deps.clock())
+            release_ids = [r for r in waiting if r is not None]
             slots = asyncio.Semaphore(PARALLEL)
 
             async def deliver(rid: int) -> int:
                 async with slots:
                     return await self.deliver_release(rid)
 
+            digests = [self.deliver_digests()] if None in waiting else []
             # One release failing must not cancel the others mid-post: let all finish first.
-            done = await asyncio.gather(*map(deliver, release_ids), return_exceptions=True)
+            done = await asyncio.gather(*map(deliver, release_ids), *digests,
+                                        return_exceptions=True)
         failed = [r for r in done if isinstance(r, BaseException)]
         for exc in failed[1:]:
             log.error("outbox delivery failed", exc_info=exc)
@@ -126,6 +130,61 @@ class Deliverer:
                 await self._invite_me(view)
             await self._give_back(release_id, token, error, rows[0].attempts)
             return 0
+
+    async def deliver_digests(self) -> int:
+        """Post the reminder digests nobody else is posting, each under its own lease."""
+        posted = 0
+        while True:
+            now = self.deps.clock()
+            token = f"{self.owner}:{uuid.uuid4().hex[:8]}"
+            async with transaction(self.deps.sessions) as session:
+                row = await q.lease_digest(session, owner=token, now=now, until=now + LEASE)
+            if row is None:
+                return posted
+            posted += await self._post_digest(row, token)
+
+    async def _post_digest(self, row: OutboxMessage, token: str) -> int:
+        """One digest: the releases still waiting on its person, linked; then marked sent.
+
+        A release that moved on since the digest was queued is left out; a person nothing
+        waits on any more gets no message. Like every direct message, a Slack refusal skips it.
+        """
+        user = str(row.payload.get("user") or "")
+        items = row.payload.get("items") or []
+        lines = await self._digest_lines(user, items)
+        more = max(int(row.payload.get("total") or 0) - len(items), 0)
+        now = self.deps.clock()
+        async with transaction(self.deps.sessions) as session:
+            if not await q.renew_digest_lease(session, row.id, owner=token, now=now,
+                                              until=now + LEASE):
+                return 0  # it took us too long: another replica has it now
+        if lines:
+            text, blocks = build_digest(lines, more, now)
+            await self._direct(user, None, f"digest:{row.id}", text=text, blocks=blocks)
+        async with transaction(self.deps.sessions) as session:
+            await q.mark_sent(session, row.id, self.deps.clock())
+        return int(bool(lines))
+
+    async def _digest_lines(self, user: str, items: list[dict[str, Any]]) -> list[DigestLine]:
+        """The digest's releases as they are now, with links to their cards."""
+        actor = await self.directory.actor(user)
+        async with self.deps.sessions() as session:
+            views = {}
+            for item in items:
+                rel = await q.get_release(session, int(item["release"]))
+                if rel and (rel.state, rel.revision) == (item.get("state"), item.get("revision")):
+                    views[rel.id] = await load_view(session, self.deps.policy, rel)
+        lines = []
+        for item in items:
+            view = views.get(int(item["release"]))
+            if view is None:
+                continue  # it moved on since the digest was queued
+            if item.get("waits") == "approval" and view.may_sign(actor) is None:
+                continue  # signed meanwhile, or the role is gone
+            rel = view.release
+            link = await self._permalink(rel.card_channel, rel.card_ts)
+            lines.append(DigestLine(view, str(item.get("waits")), link, item.get("detail") or {}))
+        return lines
 
     async def _give_back(self, release_id: int, token: str, error: str, attempts: int) -> None:
         """Return the lease so the rows are retried, later each time they fail again."""
@@ -264,8 +323,6 @@ class Deliverer:
             return  # the moment passed before delivery: asking now would be noise
         what = f"{rel.project} @ {view.pin.short}" if view.pin else rel.project
         text = f"{rel.rel_id} ({escape(what)}) needs your sign-off: {escape(rel.title[:200])}"
-        if row.payload.get("reminder"):
-            text = "Reminder: " + text
         link = await self._permalink(rel.card_channel, rel.card_ts)
         users = row.payload.get("users") or await self.directory.users_in_roles(
             view.missing_roles)
@@ -317,7 +374,7 @@ class Deliverer:
             return
         await self._post(rel.card_channel, rel.id, key, text=text, thread_ts=rel.card_ts)
 
-    async def _direct(self, user: str, release_id: int, key: str, **kw: Any) -> None:
+    async def _direct(self, user: str, release_id: int | None, key: str, **kw: Any) -> None:
         """A direct message, at most once: a refusal or an error skips this one person.
 
         Retrying the row would repeat the messages already sent to the others, forever if
@@ -328,8 +385,9 @@ class Deliverer:
         except SlackApiError as exc:
             error = exc.response.get("error")
             maybe = " (it may have arrived)" if error in AMBIGUOUS else ""
-            log.warning("REL-%s: direct message %s to %s failed: %s%s", release_id, key, user,
-                        error, maybe)
+            about = f"REL-{release_id}" if release_id is not None else "reminder digest"
+            log.warning("%s: direct message %s to %s failed: %s%s", about, key, user, error,
+                        maybe)
 
     async def _permalink(self, channel: str | None, ts: str | None) -> str | None:
         """A link to the card, when Slack gives one."""
@@ -341,7 +399,8 @@ class Deliverer:
         except SlackApiError:
             return None
 
-    async def _post(self, channel: str | None, release_id: int, key: str, **kw: Any) -> str:
+    async def _post(self, channel: str | None, release_id: int | None, key: str,
+                    **kw: Any) -> str:
         """chat.postMessage with metadata; mentions in user text stay inert (no link_names)."""
         resp = await self.client.chat_postMessage(
             channel=channel, metadata=_metadata(release_id, key), unfurl_links=False,

@@ -233,20 +233,9 @@ def _stuck(rid: str, d: Payload) -> str:
 NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "held": lambda rid, d: (f"⏸ {rid} was due to deploy but is held{_reason(d)} "
                             "It goes as soon as that is resolved."),
-    "escalation": lambda rid, d: (
-        f"⏰ {rid} is still waiting for sign-off by "
-        f"{escape(', '.join(d.get('waiting_on') or []))}. Please chase it or decide."),
-    "report": lambda rid, d: (
-        f"🧪 {rid} is in test without a test report. Attach it with "
-        f"`/release report {rid} <url> A=0 B=0 C=0`."),
     "verify_now": lambda rid, d: (
         f"📦 {rid} is live in production. Please verify it online now, from the card or with "
         f"`/release verify {rid} pass|fail`."),
-    "verify": lambda rid, d: (
-        f"✔️ {rid} is live in production but not verified yet. Verify it from the card or "
-        f"with `/release verify {rid} pass|fail`."),
-    "verify_deadline": lambda rid, d: (
-        f"⚠️ {rid} is still not verified in production. If in doubt, roll it back."),
     "plan_changes": lambda rid, d: (
         f"🗒 The go-live plan of {rid} needs changes{_reason(d, 'note')}. Edit it with "
         f"`/release plan {rid}`; it is then reviewed again."),
@@ -261,6 +250,6 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
 
 
 def notice_text(notice: str, rel_id: str, detail: Payload) -> str:
-    """A direct message about a release that waits on someone."""
+    """A direct message about one release (reminders go out as digests: handlers.digest)."""
     render = NOTICES.get(notice)
     return clip(render(rel_id, detail) if render else f"{rel_id}: {escape(notice)}")

@@ -240,8 +240,9 @@ class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox"
 
     id: int | None = Field(default=None, primary_key=True)
+    # None for a message to one person about several releases (a reminder digest).
     release_id: int | None = Field(default=None, foreign_key="releases.id", index=True)
-    kind: str = Field(max_length=20)  # card, thread, dm
+    kind: str = Field(max_length=20)  # event, ask, notify; digest
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None, index=True)
@@ -258,6 +259,16 @@ class Reminder(SQLModel, table=True):
 
     release_id: int = Field(foreign_key="releases.id", primary_key=True)
     kind: str = Field(primary_key=True, max_length=40)  # approval, escalation, report, …
+    last_sent: datetime = _ts()
+    count: int = 1
+
+
+class ReminderDigest(SQLModel, table=True):
+    """The last time one person got a reminder digest: at most one per interval."""
+
+    __tablename__ = "reminder_digests"
+
+    user: str = Field(primary_key=True, max_length=32)
     last_sent: datetime = _ts()
     count: int = 1
 

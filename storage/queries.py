@@ -21,6 +21,7 @@ from storage.models import (
     OutboxMessage,
     Release,
     Reminder,
+    ReminderDigest,
     SeenDelivery,
     TestReport,
     WorkItem,
@@ -318,6 +319,28 @@ async def due_reminder(session: AsyncSession, release_id: int, kind: str, *, now
     return True
 
 
+async def due_digest(session: AsyncSession, *, user: str, now: datetime,
+                     every: timedelta) -> bool:
+    """Record a digest to `user` unless one went out less than `every` ago.
+
+    The conditional UPDATE (or the primary key, for a first digest) lets one of two concurrent
+    callers through: the other sees the new `last_sent`, or fails its insert and gets False.
+    """
+    stmt = (update(ReminderDigest)
+            .where(col(ReminderDigest.user) == user, col(ReminderDigest.last_sent) <= now - every)
+            .values(last_sent=now, count=ReminderDigest.count + 1))
+    if (await session.exec(stmt)).rowcount:  # type: ignore[call-overload]
+        return True
+    if await session.get(ReminderDigest, user) is not None:
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(ReminderDigest(user=user, last_sent=now))
+    except IntegrityError:  # a concurrent first digest committed first
+        return False
+    return True
+
+
 async def reminder_of(session: AsyncSession, release_id: int, kind: str) -> Reminder | None:
     """The last reminder of one kind about a release."""
     return await session.get(Reminder, (release_id, kind))
@@ -361,16 +384,19 @@ async def pending_outbox(session: AsyncSession, *, now: datetime, limit: int = 5
 
 
 async def releases_with_outbox(session: AsyncSession, *, now: datetime, limit: int = 20
-                               ) -> Sequence[int]:
-    """Releases with undelivered announcements that nobody is delivering, oldest first."""
+                               ) -> Sequence[int | None]:
+    """Releases with undelivered announcements that nobody is delivering, oldest first.
+
+    None comes first when messages to people (reminder digests) wait too: one query finds both.
+    """
     stmt = (select(OutboxMessage.release_id)
             .where(col(OutboxMessage.sent_at).is_(None),
-                   col(OutboxMessage.release_id).is_not(None),
                    or_(col(OutboxMessage.lease_until).is_(None),
                        col(OutboxMessage.lease_until) < now))
             .group_by(OutboxMessage.release_id)
-            .order_by(func.min(OutboxMessage.id)).limit(limit))
-    return [r for r in (await session.exec(stmt)).all() if r is not None]
+            .order_by(col(OutboxMessage.release_id).is_not(None), func.min(OutboxMessage.id))
+            .limit(limit))
+    return list((await session.exec(stmt)).all())
 
 
 OUTBOX_LOCK = 7301  # advisory-lock namespace for a release's announcements
@@ -411,6 +437,35 @@ async def lease_release_outbox(session: AsyncSession, release_id: int, *, owner:
             .returning(OutboxMessage))
     claimed = (await session.exec(stmt)).scalars().all()
     return sorted(claimed, key=lambda m: m.id or 0)  # RETURNING promises no order
+
+
+async def lease_digest(session: AsyncSession, *, owner: str, now: datetime,
+                       until: datetime) -> OutboxMessage | None:
+    """Claim the oldest undelivered message to a person (no release) that nobody is posting.
+
+    One at a time, so a lease covers one direct message. On PostgreSQL a concurrent claimer
+    waits on the row and then re-checks the lease, so it moves on to the next row.
+    """
+    free = or_(col(OutboxMessage.lease_until).is_(None), col(OutboxMessage.lease_until) < now)
+    oldest = (select(OutboxMessage.id)
+              .where(col(OutboxMessage.release_id).is_(None),
+                     col(OutboxMessage.sent_at).is_(None), free)
+              .order_by(col(OutboxMessage.id)).limit(1).scalar_subquery())
+    stmt = (update(OutboxMessage)
+            .where(col(OutboxMessage.id) == oldest, col(OutboxMessage.sent_at).is_(None), free)
+            .values(lease_until=until, lease_owner=owner, attempts=OutboxMessage.attempts + 1)
+            .returning(OutboxMessage))
+    return (await session.exec(stmt)).scalars().first()
+
+
+async def renew_digest_lease(session: AsyncSession, msg_id: int, *, owner: str, now: datetime,
+                             until: datetime) -> bool:
+    """Extend our lease on one message to a person; False if it is no longer ours."""
+    stmt = (update(OutboxMessage)
+            .where(col(OutboxMessage.id) == msg_id, col(OutboxMessage.sent_at).is_(None),
+                   OutboxMessage.lease_owner == owner, col(OutboxMessage.lease_until) >= now)
+            .values(lease_until=until))
+    return bool((await session.exec(stmt)).rowcount)  # type: ignore[call-overload]
 
 
 async def renew_outbox_lease(session: AsyncSession, release_id: int, *, owner: str,

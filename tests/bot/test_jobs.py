@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from bot import deploys, releases
 from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
-from bot.jobs import Jobs
+from bot.jobs import DIGEST_ITEMS, Jobs
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Refused, State
@@ -17,7 +18,7 @@ from emulators.gitlab import GitLabEmulator
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
-from tests.fixtures import ROLLBACK_STEPS, SALES_WEEK, FakeClock, signed_off, who
+from tests.fixtures import ROLLBACK_STEPS, SALES_WEEK, FakeClock, new_release, signed_off, who
 
 
 @pytest.fixture
@@ -32,6 +33,18 @@ async def notices(deps: Deps, kind: str | None = None) -> list[dict]:
         rows = await q.pending_outbox(session, now=deps.clock(), limit=10_000)
     return [{"kind": m.kind, **m.payload} for m in rows if m.kind in ("notify", "ask")
             and (kind is None or m.payload.get("notice", m.kind) == kind)]
+
+
+async def digests(deps: Deps) -> list[dict]:
+    """Queued reminder digests, oldest first."""
+    async with deps.sessions() as session:
+        rows = await q.pending_outbox(session, now=deps.clock(), limit=10_000)
+    return [m.payload for m in rows if m.kind == "digest"]
+
+
+def waits(digest: dict) -> list[tuple[int, str]]:
+    """(release, what it waits for) of each release a digest names."""
+    return [(i["release"], i["waits"]) for i in digest["items"]]
 
 
 async def state(deps: Deps, rid: int) -> State:
@@ -102,9 +115,9 @@ async def test_campaign_needs_its_time(deps: Deps) -> None:
 
 async def test_approval_reminder_then_escalation_each_once(deps: Deps, jobs: Jobs,
                                                           clock: FakeClock) -> None:
-    """After 4 h the missing approver is asked again; after 24 h the release manager hears."""
+    """After 4 h the missing approver gets a digest, again each 4 h; after 24 h the release
+    manager's digest says so instead."""
     rid = await signed_off(deps, approvers=(DIRECTOR,))
-    start = len(await notices(deps))  # the first ask, queued when sign-off began
     clock.advance(hours=3)
     assert await jobs.remind() == 0
     clock.advance(hours=1)
@@ -113,32 +126,33 @@ async def test_approval_reminder_then_escalation_each_once(deps: Deps, jobs: Job
     clock.advance(hours=3)
     assert await jobs.remind() == 0  # within the 4 h interval
     clock.advance(hours=1)
-    assert await jobs.remind() == 1  # 8 h: asked again
-    asks = [n for n in await notices(deps) if n["kind"] == "ask"][start:]
-    assert len(asks) == 2 and asks[0]["roles"] == ["test_lead"] and asks[0]["reminder"]
+    assert await jobs.remind() == 1  # 8 h: reminded again
+    assert [(d["user"], waits(d)) for d in await digests(deps)] == [
+        (LEAD, [(rid, "approval")]), (LEAD, [(rid, "approval")])]
     clock.advance(hours=16)
     assert await jobs.remind() == 1
-    escalation = await notices(deps, "escalation")
-    assert escalation[0]["roles"] == ["release_manager"]
-    assert escalation[0]["detail"]["waiting_on"] == ["test_lead"]
+    escalation = (await digests(deps))[-1]
+    assert escalation["user"] == OPS and waits(escalation) == [(rid, "escalation")]
+    assert escalation["items"][0]["detail"]["waiting_on"] == ["test_lead"]
     await releases.approve(deps, release_id=rid, actor=who(deps, LEAD))
     clock.advance(hours=48)
     assert await jobs.remind() == 0  # answered: quiet
 
 
 async def test_report_reminder_goes_to_testers(deps: Deps, jobs: Jobs, clock: FakeClock) -> None:
-    """A release in test without a report for 24 h: testers are reminded, once per interval."""
+    """A release in test without a report for 24 h: each tester's digest names it."""
     out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project="web", ref="v1.1.0", title="Copy"))
     clock.advance(hours=24)
-    assert await jobs.remind() == 1
+    assert await jobs.remind() == 2  # the tester and the test lead, who tests too
     assert await jobs.remind() == 0
-    assert (await notices(deps, "report"))[0]["roles"] == ["tester"]
+    assert {d["user"] for d in await digests(deps)} == {TESTER, LEAD}
     await releases.attach_report(deps, release_id=out.release.id, actor=who(deps, TESTER),
                             report=ReportInput("https://r/1", {}))
     clock.advance(hours=24)
-    await jobs.remind()  # now it waits on approvers, not testers
-    assert len(await notices(deps, "report")) == 1
+    await jobs.remind()  # now it waits on sign-off (24 h: escalated), not on testers
+    assert [(d["user"], waits(d)) for d in (await digests(deps))[2:]] == [
+        (OPS, [(out.release.id, "escalation")])]
 
 
 async def test_verification_reminder_then_rollback_prompt(deps: Deps, jobs: Jobs,
@@ -150,15 +164,75 @@ async def test_verification_reminder_then_rollback_prompt(deps: Deps, jobs: Jobs
     clock.advance(minutes=59)
     assert await jobs.remind() == 0
     clock.advance(minutes=1)
-    assert await jobs.remind() == 1
-    assert (await notices(deps, "verify"))[0]["roles"] == ["tester"]
+    assert await jobs.remind() == 2
+    assert {(d["user"], w) for d in await digests(deps) for w in waits(d)} == {
+        (TESTER, (rid, "verify")), (LEAD, (rid, "verify"))}
     clock.advance(minutes=180)
     assert await jobs.remind() == 1
-    assert (await notices(deps, "verify_deadline"))[0]["roles"] == ["release_manager"]
+    last = (await digests(deps))[-1]
+    assert last["user"] == OPS and waits(last) == [(rid, "verify_deadline")]
     assert await jobs.remind() == 0
     await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=True)
     clock.advance(hours=5)
     assert await jobs.remind() == 0
+
+
+async def test_a_tester_with_many_waiting_releases_gets_one_digest_per_interval(
+        deps: Deps, jobs: Jobs, clock: FakeClock) -> None:
+    """45 releases wait for a report: one digest per tester each 4 h, naming 40, counting 45."""
+    rids = [await new_release(deps, project="web") for _ in range(DIGEST_ITEMS + 5)]
+    clock.advance(hours=24)
+    assert await jobs.remind() == 2
+    for _ in range(3):
+        assert await jobs.remind() == 0
+    tester = next(d for d in await digests(deps) if d["user"] == TESTER)
+    assert tester["total"] == len(rids) and waits(tester) == [
+        (rid, "report") for rid in rids[:DIGEST_ITEMS]]
+    clock.advance(hours=3, minutes=59)
+    assert await jobs.remind() == 0
+    clock.advance(minutes=1)
+    assert await jobs.remind() == 2
+    assert sorted(d["user"] for d in await digests(deps)) == sorted([LEAD, LEAD, TESTER, TESTER])
+
+
+async def test_an_approvers_digest_names_only_what_they_may_sign(deps: Deps, jobs: Jobs,
+                                                                 clock: FakeClock) -> None:
+    """The tech director filed one release: their digest names only the other one."""
+    theirs = await releases.request_release(deps, actor=who(deps, DIRECTOR), new=NewRelease(
+        project="web", ref="v1.1.0", title="Director's own"))
+    other = await new_release(deps, project="web")
+    for rid in (theirs.release.id, other):
+        await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+                                     report=ReportInput("https://ci/r/1", {}))
+    clock.advance(hours=4)
+    assert await jobs.remind() == 2
+    by_user = {d["user"]: waits(d) for d in await digests(deps)}
+    assert by_user == {DIRECTOR: [(other, "approval")],
+                       LEAD: [(theirs.release.id, "approval"), (other, "approval")]}
+
+
+async def test_the_release_managers_escalations_and_deadlines_share_one_digest(
+        deps: Deps, jobs: Jobs, clock: FakeClock) -> None:
+    """A sign-off overdue and a verification overdue: one digest, escalation first."""
+    live = await signed_off(deps, project="web")
+    start = await deploys.start_deploy(deps, release_id=live, actor=who(deps, OPS))
+    await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="success")
+    stuck = await signed_off(deps, approvers=(DIRECTOR,), project="web", ref="v2.0.0")
+    clock.advance(hours=24)
+    await jobs.remind()
+    ops = [d for d in await digests(deps) if d["user"] == OPS]
+    assert len(ops) == 1 and waits(ops[0]) == [(stuck, "escalation"), (live, "verify_deadline")]
+
+
+async def test_racing_reminder_passes_queue_one_digest_each(deps: Deps, jobs: Jobs,
+                                                           clock: FakeClock) -> None:
+    """Two replicas' passes at once (a slow tick overlapping the next): one digest per person."""
+    for _ in range(3):
+        await new_release(deps, project="web")
+    clock.advance(hours=24)
+    results = await asyncio.gather(*(jobs.remind() for _ in range(4)))
+    assert sum(results) == 2
+    assert sorted(d["user"] for d in await digests(deps)) == sorted([LEAD, TESTER])
 
 
 async def test_observation_ends_in_close_with_notes(deps: Deps, jobs: Jobs,

@@ -13,17 +13,22 @@ from sqlalchemy import event
 from sqlmodel import col, select
 
 from bot import releases
+from bot.deploys import Deployer
+from bot.jobs import Jobs
 from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
-from emulators.sample import DEV, DIRECTOR, TESTER
+from emulators.gitlab import GitLabEmulator
+from emulators.sample import DEV, DIRECTOR, LEAD, TESTER, sample_policy
 from emulators.slack import SlackEmulator
+from handlers.blocks import ActionId
 from handlers.delivery import LEASE, PARALLEL, Deliverer, LeaseLost
 from handlers.directory import Directory
+from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
 from storage.db import transaction
 from storage.models import OutboxMessage
-from tests.fixtures import FakeClock
+from tests.fixtures import FakeClock, gitlab_client
 
 
 @pytest.fixture
@@ -216,3 +221,82 @@ async def test_mark_sent_commits_with_a_failed_renewal(deps: Deps, slack: SlackE
     with pytest.raises(LeaseLost):
         await d._renew(rid, "not-the-holder", rows[0].id)
     assert (await outbox(deps, rid))[0].sent_at is not None
+
+
+async def reminded(deps: Deps, d: Deliverer, gitlab: GitLabEmulator, clock: FakeClock,
+                   n: int) -> list[int]:
+    """n releases waiting 4 h for sign-off, their cards and asks posted, digests queued."""
+    rids = [await filed(deps, "web") for _ in range(n)]
+    await d.deliver_pending()
+    clock.advance(hours=4)
+    jobs = Jobs(deps, Deployer(deps, gitlab_client(gitlab)), notes_mrkdwn, people=d.directory)
+    assert await jobs.remind() == 2  # the tech director and the test lead
+    return rids
+
+
+def digest_dms(slack: SlackEmulator, user: str) -> list[Any]:
+    """The reminder digests a person got."""
+    return [m for m in slack.dms(user) if m.text.startswith("Reminder:")]
+
+
+async def test_a_digest_is_one_dm_linking_each_card_with_approve(
+        deps: Deps, slack: SlackEmulator, gitlab: GitLabEmulator, clock: FakeClock) -> None:
+    """Three releases wait on the test lead: one message, each card linked, Approve beside it;
+    the director already signed one meanwhile, so their digest names the other two."""
+    d = deliverer(deps, slack)
+    rids = await reminded(deps, d, gitlab, clock, 3)
+    await releases.approve(deps, release_id=rids[0], actor=actor_for(deps.policy, DIRECTOR))
+    await d.deliver_pending()
+    [lead] = digest_dms(slack, LEAD)
+    assert lead.text == f"Reminder: 3 releases are waiting on you: REL-{rids[0]}, " \
+                        f"REL-{rids[1]}, REL-{rids[2]}"
+    drawn = lead.blocks[1:]
+    values = [b["accessory"]["value"].split(":") for b in drawn]  # id:revision:state
+    assert [(int(v[0]), v[2]) for v in values] == [(r, "ready_for_signoff") for r in rids]
+    assert all(b["accessory"]["action_id"] == ActionId.APPROVE for b in drawn)
+    assert all("/archives/C0RELEASES/p" in b["text"]["text"] for b in drawn)
+    [director] = digest_dms(slack, DIRECTOR)
+    assert [b["accessory"]["value"].split(":")[0] for b in director.blocks[1:]] == [
+        str(r) for r in rids[1:]]
+    assert await d.deliver_pending() == 0
+    assert len(digest_dms(slack, LEAD)) == 1
+
+
+async def test_a_digest_whose_releases_all_moved_on_is_not_sent(
+        deps: Deps, slack: SlackEmulator, gitlab: GitLabEmulator, clock: FakeClock) -> None:
+    """Signed before delivery: the director gets no reminder, and the row is done."""
+    d = deliverer(deps, slack)
+    [rid] = await reminded(deps, d, gitlab, clock, 1)
+    await releases.approve(deps, release_id=rid, actor=actor_for(deps.policy, DIRECTOR))
+    await d.deliver_pending()
+    assert digest_dms(slack, DIRECTOR) == [] and len(digest_dms(slack, LEAD)) == 1
+    async with deps.sessions() as session:
+        assert await q.outbox_backlog(session) == 0
+
+
+async def test_two_replicas_post_each_digest_once(
+        deps: Deps, slack: SlackEmulator, gitlab: GitLabEmulator, clock: FakeClock) -> None:
+    """Two deliverers racing over the same digests: each is posted by one of them."""
+    first, second = deliverer(deps, slack), deliverer(deps, slack)
+    await reminded(deps, first, gitlab, clock, 2)
+    await asyncio.gather(first.deliver_pending(), second.deliver_pending(),
+                         first.deliver_digests(), second.deliver_digests())
+    keys = [k for k in post_keys(slack) if k.startswith("digest:")]
+    assert len(keys) == 2 and len(set(keys)) == 2
+    assert len(digest_dms(slack, LEAD)) == len(digest_dms(slack, DIRECTOR)) == 1
+
+
+async def test_a_user_groups_members_get_their_digest(
+        deps: Deps, slack: SlackEmulator, gitlab: GitLabEmulator, clock: FakeClock) -> None:
+    """Testers given as a Slack user group: its member is reminded, as asks reach groups."""
+    deps.policy = sample_policy(roles={"tester": ["S0TESTERS"]})
+    slack.usergroups["S0TESTERS"] = ["U0QA"]
+    d = deliverer(deps, slack)
+    out = await releases.request_release(deps, actor=actor_for(deps.policy, DEV), new=NewRelease(
+        project="web", ref="v1.1.0", title="Copy"))
+    clock.advance(hours=24)
+    jobs = Jobs(deps, Deployer(deps, gitlab_client(gitlab)), notes_mrkdwn, people=d.directory)
+    assert await jobs.remind() == 1
+    await d.deliver_pending()
+    [qa] = digest_dms(slack, "U0QA")
+    assert qa.text == f"Reminder: {out.release.rel_id} is waiting on you: {out.release.rel_id}"

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -339,8 +340,9 @@ def check_pipelines(f: Fleet, final: dict[int, str]) -> None:
 
 
 def check_reminder(f: Fleet, rid: int) -> None:
-    """The approver who never signed got exactly one reminder."""
-    reminders = [m for m in f.slack.dms(LEAD) if m.text.startswith(f"Reminder: REL-{rid} ")]
+    """The approver who never signed got exactly one reminder (a digest naming it)."""
+    reminders = [m for m in f.slack.dms(LEAD)
+                 if m.text.startswith("Reminder:") and re.search(rf"\bREL-{rid}\b", m.text)]
     assert len(reminders) == 1
 
 

@@ -17,7 +17,7 @@ from storage.models import Approval, AuditEntry, Deployment, Release, TestReport
 
 TABLES = {"releases", "work_items", "test_reports", "approvals", "checklist_ticks",
           "deployments", "deploy_locks", "audit_trail", "outbox", "seen_deliveries", "leases",
-          "reminders"}
+          "reminders", "reminder_digests"}
 
 
 async def test_migrated_from_empty_to_head(db_url: str) -> None:

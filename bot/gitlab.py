@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import gitlab
 import requests
@@ -95,6 +95,59 @@ class MergeRequest:
     commit_shas: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class User:
+    """The user a token belongs to."""
+
+    id: int
+    username: str
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """A project as GitLab names it now, with the CI/CD settings shown to maintainers.
+
+    variables_restricted and variables_role are None when GitLab did not show them (the
+    token's user is below Maintainer, or the instance predates the minimum role).
+    """
+
+    id: int
+    path: str
+    default_branch: str
+    variables_restricted: bool | None
+    variables_role: str | None
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One entry of a protected tag or environment: a role, or one user, group or deploy key."""
+
+    level: int | None  # the role's access level; None for a user, group or deploy key entry
+    user_id: int | None
+    group_id: int | None
+    description: str
+
+
+@dataclass(frozen=True)
+class ProtectedTag:
+    """A protected tag name or wildcard and who may create tags it covers."""
+
+    name: str
+    create: tuple[AccessRule, ...]
+
+
+class ProjectIds(Protocol):
+    """Where learned project IDs are kept, so that every replica calls GitLab by the same ID."""
+
+    async def load(self) -> dict[str, int]:
+        """Every path (lower case) with the ID learned for it."""
+        ...
+
+    async def save(self, path: str, project_id: int) -> int:
+        """Keep path's ID unless one is kept already; the ID kept either way."""
+        ...
+
+
 class _ShortRetryGitlab(gitlab.Gitlab):
     """python-gitlab that never sleeps on 429 and retries 5xx and timeouts only briefly."""
 
@@ -110,16 +163,23 @@ class GitLabClient:
     """Async access to one GitLab instance; the only place that uses python-gitlab."""
 
     def __init__(self, url: str, token: str | None, *, timeout: float = 10.0,
-                 on_call: Callable[[str, int], None] | None = None) -> None:
-        """Build the python-gitlab client; no request is made yet; on_call sees every answer."""
+                 on_call: Callable[[str, int], None] | None = None,
+                 ids: ProjectIds | None = None) -> None:
+        """Build the python-gitlab client; no request is made yet; on_call sees every answer.
+
+        ids keeps the numeric IDs learned for project paths; without it they live only as
+        long as this client.
+        """
         self._on_call = on_call
+        self._ids = ids
+        self._learned: dict[str, int] = {}
         # python-gitlab drops the 429 response before raising, so a hook keeps its Retry-After.
         self._local = threading.local()
         session = requests.Session()
         session.hooks["response"].append(self._remember_retry_after)
         self._gl = _ShortRetryGitlab(url, private_token=token, retry_transient_errors=True,
                                      timeout=timeout, session=session)
-        self._projects: dict[str, Project] = {}
+        self._projects: dict[int, Project] = {}
 
     # ------------------------------------------------------------ pipelines
 
@@ -127,14 +187,14 @@ class GitLabClient:
         self, project: ProjectRef, ref: str, variables: Mapping[str, str],
     ) -> Pipeline:
         """Start a pipeline on ref with these CI variables."""
-        p = self._project(project)
+        p = await self._project(project)
         data = {"ref": ref, "variables": [{"key": k, "value": v} for k, v in variables.items()]}
         created = await self._run(project, lambda: p.pipelines.create(data), f"ref {ref}")
         return _pipeline(project, created.attributes)
 
     async def get_pipeline(self, project: ProjectRef, pipeline_id: int) -> Pipeline:
         """One pipeline, with its finish time and duration."""
-        p = self._project(project)
+        p = await self._project(project)
         found = await self._run(project, lambda: p.pipelines.get(pipeline_id),
                                 f"pipeline {pipeline_id}")
         return _pipeline(project, found.attributes)
@@ -148,7 +208,7 @@ class GitLabClient:
         history); with it, every page GitLab links to is read, so no change since the
         cursor is skipped, and no request is made past the last page.
         """
-        p = self._project(project)
+        p = await self._project(project)
         query: dict[str, Any] = {"order_by": "updated_at", "sort": "desc", "per_page": per_page}
         if since is not None:
             query["updated_after"] = _iso(since)
@@ -163,7 +223,7 @@ class GitLabClient:
 
     async def failed_job(self, project: ProjectRef, pipeline_id: int) -> Job | None:
         """The failed job that failed the pipeline: of the latest stage, not allowed to fail."""
-        pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
+        pipeline = (await self._project(project)).pipelines.get(pipeline_id, lazy=True)
         jobs = await self._run(
             project, lambda: pipeline.jobs.list(scope="failed", per_page=100, get_all=False),
             f"pipeline {pipeline_id}",
@@ -178,7 +238,7 @@ class GitLabClient:
 
     async def compare(self, project: ProjectRef, from_ref: str, to_ref: str) -> list[Commit]:
         """Commits in to_ref but not in from_ref, oldest first."""
-        p = self._project(project)
+        p = await self._project(project)
         result = await self._run(project, lambda: p.repository_compare(from_ref, to_ref),
                                  f"ref {from_ref} or {to_ref}")
         return [_commit(row) for row in _as_dict(result).get("commits") or []]
@@ -187,14 +247,14 @@ class GitLabClient:
         self, project: ProjectRef, ref: str, *, limit: int = 20,
     ) -> list[Commit]:
         """The newest `limit` commits reachable from ref, oldest first (one request)."""
-        p = self._project(project)
+        p = await self._project(project)
         rows = await self._run(project, lambda: p.commits.list(
             ref_name=ref, per_page=limit, get_all=False), f"ref {ref}")
         return [_commit(row.attributes) for row in reversed(rows)]
 
     async def is_ancestor(self, project: ProjectRef, ref: str, branch: str) -> bool:
         """Whether ref's commit is contained in branch (their merge base is ref itself)."""
-        p = self._project(project)
+        p = await self._project(project)
 
         def check() -> bool:
             """Resolve ref to a sha unless it is one, then ask for the merge base."""
@@ -206,7 +266,7 @@ class GitLabClient:
 
     async def resolve(self, project: ProjectRef, ref: str) -> str:
         """The full SHA of the commit a branch, tag or SHA names now."""
-        p = self._project(project)
+        p = await self._project(project)
         found = await self._run(project, lambda: p.commits.get(ref), f"ref {ref}")
         return str(found.id)
 
@@ -216,7 +276,7 @@ class GitLabClient:
 
     async def ensure_tag(self, project: ProjectRef, name: str, sha: str) -> str:
         """Tag sha as name unless the tag exists; the SHA the tag points at either way."""
-        p = self._project(project)
+        p = await self._project(project)
 
         def tag() -> str:
             """Read the tag; create it when GitLab says there is none."""
@@ -232,7 +292,7 @@ class GitLabClient:
     async def last_deployment(self, project: ProjectRef,
                               environment: str) -> tuple[str, str] | None:
         """(sha, ref) of GitLab's newest successful deployment to environment, or None."""
-        p = self._project(project)
+        p = await self._project(project)
         found = await self._run(project, lambda: p.deployments.list(
             environment=environment, status="success", order_by="id", sort="desc",
             per_page=1, get_all=False))
@@ -240,12 +300,11 @@ class GitLabClient:
 
     async def default_branch(self, project: ProjectRef) -> str:
         """The project's default branch."""
-        found = await self._run(project, lambda: self._gl.projects.get(project))
-        return str(found.default_branch)
+        return (await self.project_settings(project)).default_branch
 
     async def tag_exists(self, project: ProjectRef, name: str) -> bool:
         """Whether the tag exists (an unknown project is still an error)."""
-        p = self._project(project)
+        p = await self._project(project)
 
         def check() -> bool:
             """A 404 for the tag is an answer; one for the project is not."""
@@ -273,7 +332,7 @@ class GitLabClient:
         """
         if not commits:
             return []
-        p = self._project(project)
+        p = await self._project(project)
         wanted = [c.sha for c in commits]
         since = _window_start(commits)
         return await self._run(project, lambda: _find_merge_requests(p, wanted, since))
@@ -285,7 +344,7 @@ class GitLabClient:
         ref: str | None = None,
     ) -> str:
         """Create a release on tag (tagging ref first if the tag is new); its web URL."""
-        p = self._project(project)
+        p = await self._project(project)
         data = {"tag_name": tag, "name": name, "description": description}
         if ref is not None:
             data["ref"] = ref
@@ -301,22 +360,111 @@ class GitLabClient:
 
     async def check(self) -> str:
         """The username the token belongs to (GET /user)."""
+        return (await self.whoami()).username
 
-        def whoami() -> str:
+    async def whoami(self) -> User:
+        """The user the token belongs to (GET /user)."""
+
+        def read() -> User:
             """Authenticate and read the current user."""
             self._gl.auth()
-            return str(getattr(self._gl.user, "username", ""))
+            user = self._gl.user
+            return User(int(getattr(user, "id", 0)), str(getattr(user, "username", "")))
 
-        return await self._run(None, whoami)
+        return await self._run(None, read)
+
+    # ------------------------------------------------------------ project IDs
+    # A policy names a project by path, which a rename or transfer in GitLab changes; its
+    # numeric ID never does. So the first call learns the ID (GET /projects/:path) and every
+    # call after goes by ID. The ID is kept in the database (ids), not only here: after a
+    # rename the old path no longer leads to the project (older GitLab answers 404, newer
+    # refuses writes with 405, and a new project may take the path over), so a replica
+    # started after the rename could not learn it again.
+
+    async def project_id(self, project: ProjectRef) -> int:
+        """The numeric ID of a project named by ID or path, learned on first use and kept."""
+        known = await self.known_id(project)
+        if known is not None:
+            return known
+        found = await self._run(project, lambda: self._gl.projects.get(project))
+        project_id = int(found.id)
+        if self._ids is not None:
+            project_id = await self._ids.save(str(project).lower(), project_id)
+        self._learned[str(project).lower()] = project_id
+        return project_id
+
+    async def known_id(self, project: ProjectRef) -> int | None:
+        """The ID a project reference stands for, if known here or kept; no GitLab call."""
+        if isinstance(project, int) or project.isdigit():
+            return int(project)
+        key = project.lower()
+        if key not in self._learned and self._ids is not None:
+            self._learned.update(await self._ids.load())
+        return self._learned.get(key)
+
+    # ------------------------------------------------------------ settings `check` reads
+
+    async def project_settings(self, project: ProjectRef) -> ProjectSettings:
+        """The project's current path, default branch and pipeline variable settings."""
+        project_id = await self.project_id(project)
+        found = await self._run(project, lambda: self._gl.projects.get(project_id))
+        attrs = found.attributes
+        role = attrs.get("ci_pipeline_variables_minimum_override_role")
+        restricted = attrs.get("restrict_user_defined_variables")
+        return ProjectSettings(
+            id=int(attrs["id"]), path=str(attrs.get("path_with_namespace") or ""),
+            default_branch=str(attrs.get("default_branch") or ""),
+            variables_restricted=None if restricted is None else bool(restricted),
+            variables_role=None if role is None else str(role))
+
+    async def access_level(self, project: ProjectRef, user_id: int) -> int:
+        """The user's access level in the project, inherited included (0: not a member)."""
+        p = await self._project(project)
+
+        def read() -> int:
+            """A 404 for the member means no access; one for the project is an error."""
+            try:
+                return int(p.members_all.get(user_id).access_level)
+            except gitlab.GitlabGetError as exc:
+                if exc.response_code == 404 and "project" not in _text(exc.error_message).lower():
+                    return 0
+                raise
+
+        return await self._run(project, read)
+
+    async def protected_tags(self, project: ProjectRef) -> list[ProtectedTag]:
+        """Every protected tag rule (GitLab shows them to maintainers only)."""
+        p = await self._project(project)
+        rows = await self._run(project, lambda: [
+            item.attributes for item in p.protectedtags.list(get_all=True)])
+        return [ProtectedTag(str(row["name"]), tuple(
+            _access_rule(entry) for entry in row.get("create_access_levels") or ()))
+            for row in rows]
+
+    async def environment_protected(self, project: ProjectRef, name: str) -> bool:
+        """Whether the environment is protected (GitLab answers maintainers only)."""
+        p = await self._project(project)
+
+        def read() -> bool:
+            """404 for the name means not protected; one for the project is an error."""
+            try:
+                p.protected_environments.get(name)
+            except gitlab.GitlabGetError as exc:
+                if exc.response_code == 404 and "project" not in _text(exc.error_message).lower():
+                    return False
+                raise
+            return True
+
+        return await self._run(project, read)
 
     # ------------------------------------------------------------ plumbing
 
-    def _project(self, project: ProjectRef) -> Project:
-        """A lazy project object, cached so no call spends a GET on the project itself."""
-        key = str(project)
-        if key not in self._projects:
-            self._projects[key] = self._gl.projects.get(project, lazy=True)
-        return self._projects[key]
+    async def _project(self, project: ProjectRef) -> Project:
+        """A lazy project object by numeric ID, so a rename in GitLab changes nothing here."""
+        project_id = await self.project_id(project)
+        if project_id not in self._projects:
+            self._projects[project_id] = self._gl.projects.get(project_id, lazy=True)
+        return self._projects[project_id]
 
     async def _run(
         self, project: ProjectRef | None, fn: Callable[[], T], what: str | None = None,
@@ -417,6 +565,20 @@ def _job(row: Mapping[str, Any]) -> Job:
     return Job(id=int(row["id"]), name=str(row.get("name") or ""),
                stage=str(row.get("stage") or ""), status=str(row.get("status") or ""),
                web_url=str(row.get("web_url") or ""), failure_reason=row.get("failure_reason"))
+
+
+def _access_rule(row: Mapping[str, Any]) -> AccessRule:
+    """An AccessRule from a protected ref's access level entry.
+
+    Entries for a user, group or deploy key keep a level in the API (40), which is not a role.
+    """
+    user, group, key = row.get("user_id"), row.get("group_id"), row.get("deploy_key_id")
+    level = row.get("access_level")
+    return AccessRule(
+        level=None if user or group or key or level is None else int(level),
+        user_id=None if user is None else int(user),
+        group_id=None if group is None else int(group),
+        description=str(row.get("access_level_description") or ""))
 
 
 def _commit(row: Mapping[str, Any]) -> Commit:

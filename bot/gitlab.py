@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ _MR_LOOKUPS = 5
 # Commit dates are set by clients; allow for their clocks being a little off.
 _CLOCK_SKEW = timedelta(hours=1)
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
+# How often at most the kept project IDs are read again for a path not learned yet.
+_RELOAD_SECONDS = 60.0
 FINAL = frozenset({"success", "failed", "canceled", "skipped"})  # pipeline statuses that stay
 
 
@@ -173,6 +176,9 @@ class GitLabClient:
         self._on_call = on_call
         self._ids = ids
         self._learned: dict[str, int] = {}
+        self._loaded_at = -_RELOAD_SECONDS  # never
+        self._loading = asyncio.Lock()
+        self._learning: dict[str, asyncio.Lock] = {}
         # python-gitlab drops the 429 response before raising, so a hook keeps its Retry-After.
         self._local = threading.local()
         session = requests.Session()
@@ -386,11 +392,15 @@ class GitLabClient:
         known = await self.known_id(project)
         if known is not None:
             return known
-        found = await self._run(project, lambda: self._gl.projects.get(project))
-        project_id = int(found.id)
-        if self._ids is not None:
-            project_id = await self._ids.save(str(project).lower(), project_id)
-        self._learned[str(project).lower()] = project_id
+        key = str(project).lower()
+        async with self._learning.setdefault(key, asyncio.Lock()):  # one look-up per path
+            if key in self._learned:
+                return self._learned[key]
+            found = await self._run(project, lambda: self._gl.projects.get(project))
+            project_id = int(found.id)
+            if self._ids is not None:
+                project_id = await self._ids.save(key, project_id)
+            self._learned[key] = project_id
         return project_id
 
     async def known_id(self, project: ProjectRef) -> int | None:
@@ -398,8 +408,13 @@ class GitLabClient:
         if isinstance(project, int) or project.isdigit():
             return int(project)
         key = project.lower()
-        if key not in self._learned and self._ids is not None:
-            self._learned.update(await self._ids.load())
+        if key in self._learned or self._ids is None:
+            return self._learned.get(key)
+        async with self._loading:  # callers waiting for the same read share it
+            # A path nobody has learned costs one read of the kept IDs a minute, not one a call.
+            if key not in self._learned and time.monotonic() - self._loaded_at > _RELOAD_SECONDS:
+                self._learned.update(await self._ids.load())
+                self._loaded_at = time.monotonic()
         return self._learned.get(key)
 
     # ------------------------------------------------------------ settings `check` reads

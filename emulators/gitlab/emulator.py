@@ -286,11 +286,6 @@ class GitLabEmulator(PipelineEngine):
         p.path = new_path
         return p
 
-    def moved_from(self, ref: str) -> Project | None:
-        """The project a path reaches only through a redirect route (its old path), if any."""
-        project_id = self._redirects.get(ref.lower())
-        return None if project_id is None else self.projects[project_id]
-
     def set_access_level(
         self, project: Project | int | str, username: str, level: int | None,
     ) -> None:

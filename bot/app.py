@@ -17,6 +17,7 @@ from bot.gitlab import GitLabClient
 from bot.jobs import Jobs, Poller
 from bot.metrics import Metrics
 from bot.policy import Policy
+from bot.project_ids import StoredProjectIds
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.transition import Clock, Deps, system_clock
@@ -85,7 +86,8 @@ async def _gitlab(app: web.Application) -> AsyncIterator[None]:
     token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else None
     calls = app[METRICS].gitlab_calls
     client = GitLabClient(settings.gitlab_url, token,
-                          on_call=lambda name, status: calls.labels(name, str(status)).inc())
+                          on_call=lambda name, status: calls.labels(name, str(status)).inc(),
+                          ids=StoredProjectIds(app[DEPS].sessions, app[DEPS].clock))
     app[DEPS] = replace(app[DEPS], gitlab=client)  # services pin commits through it
     deployer = Deployer(app[DEPS], client)
     secret = settings.gitlab_webhook_secret

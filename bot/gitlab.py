@@ -6,10 +6,11 @@ import asyncio
 import itertools
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import gitlab
 import requests
@@ -27,6 +28,8 @@ _MR_LOOKUPS = 5
 # Commit dates are set by clients; allow for their clocks being a little off.
 _CLOCK_SKEW = timedelta(hours=1)
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
+# How often at most the kept project IDs are read again for a path not learned yet.
+_RELOAD_SECONDS = 60.0
 FINAL = frozenset({"success", "failed", "canceled", "skipped"})  # pipeline statuses that stay
 # A pipeline in one of these waits on a person (a manual job) or a timer (a delayed job): it
 # will not end by itself. Every other status (created, waiting_for_resource, preparing,
@@ -99,6 +102,59 @@ class MergeRequest:
     commit_shas: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class User:
+    """The user a token belongs to."""
+
+    id: int
+    username: str
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """A project as GitLab names it now, with the CI/CD settings shown to maintainers.
+
+    variables_restricted and variables_role are None when GitLab did not show them (the
+    token's user is below Maintainer, or the instance predates the minimum role).
+    """
+
+    id: int
+    path: str
+    default_branch: str
+    variables_restricted: bool | None
+    variables_role: str | None
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One entry of a protected tag or environment: a role, or one user, group or deploy key."""
+
+    level: int | None  # the role's access level; None for a user, group or deploy key entry
+    user_id: int | None
+    group_id: int | None
+    description: str
+
+
+@dataclass(frozen=True)
+class ProtectedTag:
+    """A protected tag name or wildcard and who may create tags it covers."""
+
+    name: str
+    create: tuple[AccessRule, ...]
+
+
+class ProjectIds(Protocol):
+    """Where learned project IDs are kept, so that every replica calls GitLab by the same ID."""
+
+    async def load(self) -> dict[str, int]:
+        """Every path (lower case) with the ID learned for it."""
+        ...
+
+    async def save(self, path: str, project_id: int) -> int:
+        """Keep path's ID unless one is kept already; the ID kept either way."""
+        ...
+
+
 class _ShortRetryGitlab(gitlab.Gitlab):
     """python-gitlab that never sleeps on 429 and retries 5xx and timeouts only briefly."""
 
@@ -114,16 +170,26 @@ class GitLabClient:
     """Async access to one GitLab instance; the only place that uses python-gitlab."""
 
     def __init__(self, url: str, token: str | None, *, timeout: float = 10.0,
-                 on_call: Callable[[str, int], None] | None = None) -> None:
-        """Build the python-gitlab client; no request is made yet; on_call sees every answer."""
+                 on_call: Callable[[str, int], None] | None = None,
+                 ids: ProjectIds | None = None) -> None:
+        """Build the python-gitlab client; no request is made yet; on_call sees every answer.
+
+        ids keeps the numeric IDs learned for project paths; without it they live only as
+        long as this client.
+        """
         self._on_call = on_call
+        self._ids = ids
+        self._learned: dict[str, int] = {}
+        self._loaded_at = -_RELOAD_SECONDS  # never
+        self._loading = asyncio.Lock()
+        self._learning: dict[str, asyncio.Lock] = {}
         # python-gitlab drops the 429 response before raising, so a hook keeps its Retry-After.
         self._local = threading.local()
         session = requests.Session()
         session.hooks["response"].append(self._remember_retry_after)
         self._gl = _ShortRetryGitlab(url, private_token=token, retry_transient_errors=True,
                                      timeout=timeout, session=session)
-        self._projects: dict[str, Project] = {}
+        self._projects: dict[int, Project] = {}
 
     # ------------------------------------------------------------ pipelines
 
@@ -131,14 +197,14 @@ class GitLabClient:
         self, project: ProjectRef, ref: str, variables: Mapping[str, str],
     ) -> Pipeline:
         """Start a pipeline on ref with these CI variables."""
-        p = self._project(project)
+        p = await self._project(project)
         data = {"ref": ref, "variables": [{"key": k, "value": v} for k, v in variables.items()]}
         created = await self._run(project, lambda: p.pipelines.create(data), f"ref {ref}")
         return _pipeline(project, created.attributes)
 
     async def get_pipeline(self, project: ProjectRef, pipeline_id: int) -> Pipeline:
         """One pipeline, with its finish time and duration."""
-        p = self._project(project)
+        p = await self._project(project)
         found = await self._run(project, lambda: p.pipelines.get(pipeline_id),
                                 f"pipeline {pipeline_id}")
         return _pipeline(project, found.attributes)
@@ -149,7 +215,7 @@ class GitLabClient:
         GitLab answers 200 whatever the pipeline's state: a finished one stays as it was, and
         manual jobs are not cancelable, so a pipeline blocked on one may still show manual.
         """
-        pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
+        pipeline = (await self._project(project)).pipelines.get(pipeline_id, lazy=True)
         found = await self._run(project, pipeline.cancel, f"pipeline {pipeline_id}")
         return _pipeline(project, _as_dict(found))
 
@@ -162,7 +228,7 @@ class GitLabClient:
         history); with it, every page GitLab links to is read, so no change since the
         cursor is skipped, and no request is made past the last page.
         """
-        p = self._project(project)
+        p = await self._project(project)
         query: dict[str, Any] = {"order_by": "updated_at", "sort": "desc", "per_page": per_page}
         if since is not None:
             query["updated_after"] = _iso(since)
@@ -177,7 +243,7 @@ class GitLabClient:
 
     async def failed_job(self, project: ProjectRef, pipeline_id: int) -> Job | None:
         """The failed job that failed the pipeline: of the latest stage, not allowed to fail."""
-        pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
+        pipeline = (await self._project(project)).pipelines.get(pipeline_id, lazy=True)
         jobs = await self._run(
             project, lambda: pipeline.jobs.list(scope="failed", per_page=100, get_all=False),
             f"pipeline {pipeline_id}",
@@ -191,7 +257,7 @@ class GitLabClient:
     async def waiting_job(self, project: ProjectRef, pipeline_id: int,
                           status: str) -> Job | None:
         """The job a pipeline waits on: the earliest `manual` or `scheduled` one that blocks."""
-        pipeline = self._project(project).pipelines.get(pipeline_id, lazy=True)
+        pipeline = (await self._project(project)).pipelines.get(pipeline_id, lazy=True)
         jobs = await self._run(
             project, lambda: pipeline.jobs.list(scope=status, per_page=100, get_all=False),
             f"pipeline {pipeline_id}",
@@ -206,7 +272,7 @@ class GitLabClient:
 
     async def compare(self, project: ProjectRef, from_ref: str, to_ref: str) -> list[Commit]:
         """Commits in to_ref but not in from_ref, oldest first."""
-        p = self._project(project)
+        p = await self._project(project)
         result = await self._run(project, lambda: p.repository_compare(from_ref, to_ref),
                                  f"ref {from_ref} or {to_ref}")
         return [_commit(row) for row in _as_dict(result).get("commits") or []]
@@ -215,14 +281,14 @@ class GitLabClient:
         self, project: ProjectRef, ref: str, *, limit: int = 20,
     ) -> list[Commit]:
         """The newest `limit` commits reachable from ref, oldest first (one request)."""
-        p = self._project(project)
+        p = await self._project(project)
         rows = await self._run(project, lambda: p.commits.list(
             ref_name=ref, per_page=limit, get_all=False), f"ref {ref}")
         return [_commit(row.attributes) for row in reversed(rows)]
 
     async def is_ancestor(self, project: ProjectRef, ref: str, branch: str) -> bool:
         """Whether ref's commit is contained in branch (their merge base is ref itself)."""
-        p = self._project(project)
+        p = await self._project(project)
 
         def check() -> bool:
             """Resolve ref to a sha unless it is one, then ask for the merge base."""
@@ -234,7 +300,7 @@ class GitLabClient:
 
     async def resolve(self, project: ProjectRef, ref: str) -> str:
         """The full SHA of the commit a branch, tag or SHA names now."""
-        p = self._project(project)
+        p = await self._project(project)
         found = await self._run(project, lambda: p.commits.get(ref), f"ref {ref}")
         return str(found.id)
 
@@ -244,7 +310,7 @@ class GitLabClient:
 
     async def ensure_tag(self, project: ProjectRef, name: str, sha: str) -> str:
         """Tag sha as name unless the tag exists; the SHA the tag points at either way."""
-        p = self._project(project)
+        p = await self._project(project)
 
         def tag() -> str:
             """Read the tag; create it when GitLab says there is none."""
@@ -260,7 +326,7 @@ class GitLabClient:
     async def last_deployment(self, project: ProjectRef,
                               environment: str) -> tuple[str, str] | None:
         """(sha, ref) of GitLab's newest successful deployment to environment, or None."""
-        p = self._project(project)
+        p = await self._project(project)
         found = await self._run(project, lambda: p.deployments.list(
             environment=environment, status="success", order_by="id", sort="desc",
             per_page=1, get_all=False))
@@ -268,12 +334,11 @@ class GitLabClient:
 
     async def default_branch(self, project: ProjectRef) -> str:
         """The project's default branch."""
-        found = await self._run(project, lambda: self._gl.projects.get(project))
-        return str(found.default_branch)
+        return (await self.project_settings(project)).default_branch
 
     async def tag_exists(self, project: ProjectRef, name: str) -> bool:
         """Whether the tag exists (an unknown project is still an error)."""
-        p = self._project(project)
+        p = await self._project(project)
 
         def check() -> bool:
             """A 404 for the tag is an answer; one for the project is not."""
@@ -301,7 +366,7 @@ class GitLabClient:
         """
         if not commits:
             return []
-        p = self._project(project)
+        p = await self._project(project)
         wanted = [c.sha for c in commits]
         since = _window_start(commits)
         return await self._run(project, lambda: _find_merge_requests(p, wanted, since))
@@ -313,7 +378,7 @@ class GitLabClient:
         ref: str | None = None,
     ) -> str:
         """Create a release on tag (tagging ref first if the tag is new); its web URL."""
-        p = self._project(project)
+        p = await self._project(project)
         data = {"tag_name": tag, "name": name, "description": description}
         if ref is not None:
             data["ref"] = ref
@@ -329,22 +394,120 @@ class GitLabClient:
 
     async def check(self) -> str:
         """The username the token belongs to (GET /user)."""
+        return (await self.whoami()).username
 
-        def whoami() -> str:
+    async def whoami(self) -> User:
+        """The user the token belongs to (GET /user)."""
+
+        def read() -> User:
             """Authenticate and read the current user."""
             self._gl.auth()
-            return str(getattr(self._gl.user, "username", ""))
+            user = self._gl.user
+            return User(int(getattr(user, "id", 0)), str(getattr(user, "username", "")))
 
-        return await self._run(None, whoami)
+        return await self._run(None, read)
+
+    # ------------------------------------------------------------ project IDs
+    # A policy names a project by path, which a rename or transfer in GitLab changes; its
+    # numeric ID never does. So the first call learns the ID (GET /projects/:path) and every
+    # call after goes by ID. The ID is kept in the database (ids), not only here: after a
+    # rename the old path no longer leads to the project (older GitLab answers 404, newer
+    # refuses writes with 405, and a new project may take the path over), so a replica
+    # started after the rename could not learn it again.
+
+    async def project_id(self, project: ProjectRef) -> int:
+        """The numeric ID of a project named by ID or path, learned on first use and kept."""
+        known = await self.known_id(project)
+        if known is not None:
+            return known
+        key = str(project).lower()
+        async with self._learning.setdefault(key, asyncio.Lock()):  # one look-up per path
+            if key in self._learned:
+                return self._learned[key]
+            found = await self._run(project, lambda: self._gl.projects.get(project))
+            project_id = int(found.id)
+            if self._ids is not None:
+                project_id = await self._ids.save(key, project_id)
+            self._learned[key] = project_id
+        return project_id
+
+    async def known_id(self, project: ProjectRef) -> int | None:
+        """The ID a project reference stands for, if known here or kept; no GitLab call."""
+        if isinstance(project, int) or project.isdigit():
+            return int(project)
+        key = project.lower()
+        if key in self._learned or self._ids is None:
+            return self._learned.get(key)
+        async with self._loading:  # callers waiting for the same read share it
+            # A path nobody has learned costs one read of the kept IDs a minute, not one a call.
+            if key not in self._learned and time.monotonic() - self._loaded_at > _RELOAD_SECONDS:
+                self._learned.update(await self._ids.load())
+                self._loaded_at = time.monotonic()
+        return self._learned.get(key)
+
+    # ------------------------------------------------------------ settings `check` reads
+
+    async def project_settings(self, project: ProjectRef) -> ProjectSettings:
+        """The project's current path, default branch and pipeline variable settings."""
+        project_id = await self.project_id(project)
+        found = await self._run(project, lambda: self._gl.projects.get(project_id))
+        attrs = found.attributes
+        role = attrs.get("ci_pipeline_variables_minimum_override_role")
+        restricted = attrs.get("restrict_user_defined_variables")
+        return ProjectSettings(
+            id=int(attrs["id"]), path=str(attrs.get("path_with_namespace") or ""),
+            default_branch=str(attrs.get("default_branch") or ""),
+            variables_restricted=None if restricted is None else bool(restricted),
+            variables_role=None if role is None else str(role))
+
+    async def access_level(self, project: ProjectRef, user_id: int) -> int:
+        """The user's access level in the project, inherited included (0: not a member)."""
+        p = await self._project(project)
+
+        def read() -> int:
+            """A 404 for the member means no access; one for the project is an error."""
+            try:
+                return int(p.members_all.get(user_id).access_level)
+            except gitlab.GitlabGetError as exc:
+                if exc.response_code == 404 and "project" not in _text(exc.error_message).lower():
+                    return 0
+                raise
+
+        return await self._run(project, read)
+
+    async def protected_tags(self, project: ProjectRef) -> list[ProtectedTag]:
+        """Every protected tag rule (GitLab shows them to maintainers only)."""
+        p = await self._project(project)
+        rows = await self._run(project, lambda: [
+            item.attributes for item in p.protectedtags.list(get_all=True)])
+        return [ProtectedTag(str(row["name"]), tuple(
+            _access_rule(entry) for entry in row.get("create_access_levels") or ()))
+            for row in rows]
+
+    async def environment_protected(self, project: ProjectRef, name: str) -> bool:
+        """Whether the environment is protected (GitLab answers maintainers only)."""
+        p = await self._project(project)
+
+        def read() -> bool:
+            """404 for the name means not protected; one for the project is an error."""
+            try:
+                p.protected_environments.get(name)
+            except gitlab.GitlabGetError as exc:
+                if exc.response_code == 404 and "project" not in _text(exc.error_message).lower():
+                    return False
+                raise
+            return True
+
+        return await self._run(project, read)
 
     # ------------------------------------------------------------ plumbing
 
-    def _project(self, project: ProjectRef) -> Project:
-        """A lazy project object, cached so no call spends a GET on the project itself."""
-        key = str(project)
-        if key not in self._projects:
-            self._projects[key] = self._gl.projects.get(project, lazy=True)
-        return self._projects[key]
+    async def _project(self, project: ProjectRef) -> Project:
+        """A lazy project object by numeric ID, so a rename in GitLab changes nothing here."""
+        project_id = await self.project_id(project)
+        if project_id not in self._projects:
+            self._projects[project_id] = self._gl.projects.get(project_id, lazy=True)
+        return self._projects[project_id]
 
     async def _run(
         self, project: ProjectRef | None, fn: Callable[[], T], what: str | None = None,
@@ -445,6 +608,20 @@ def _job(row: Mapping[str, Any]) -> Job:
     return Job(id=int(row["id"]), name=str(row.get("name") or ""),
                stage=str(row.get("stage") or ""), status=str(row.get("status") or ""),
                web_url=str(row.get("web_url") or ""), failure_reason=row.get("failure_reason"))
+
+
+def _access_rule(row: Mapping[str, Any]) -> AccessRule:
+    """An AccessRule from a protected ref's access level entry.
+
+    Entries for a user, group or deploy key keep a level in the API (40), which is not a role.
+    """
+    user, group, key = row.get("user_id"), row.get("group_id"), row.get("deploy_key_id")
+    level = row.get("access_level")
+    return AccessRule(
+        level=None if user or group or key or level is None else int(level),
+        user_id=None if user is None else int(user),
+        group_id=None if group is None else int(group),
+        description=str(row.get("access_level_description") or ""))
 
 
 def _commit(row: Mapping[str, Any]) -> Commit:

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -22,22 +23,33 @@ MAX_BODY = 2 * 1024 * 1024
 BODY_SECONDS = 10.0  # GitLab sends a hook at once; a slower body is a held connection
 
 
-def project_key(policy: Policy, project: dict[str, Any]) -> str | None:
-    """The policy's key for a GitLab project named by path or numeric id."""
+def project_key(policy: Policy, project: dict[str, Any],
+                ids: Mapping[str, int] | None = None) -> str | None:
+    """The policy's key for the GitLab project a hook names: by numeric ID, else by path.
+
+    ids holds the ID known for each policy key. A project whose ID is known matches by that
+    ID alone, so it is found under a new path after a rename, and a project that took its
+    old path over is not taken for it.
+    """
+    known = ids or {}
     path, pid = str(project.get("path_with_namespace") or "").lower(), project.get("id")
+    for key, project_id in known.items():
+        if type(pid) is int and project_id == pid and key in policy.projects:
+            return key
     for key, proj in policy.projects.items():
-        if str(proj.gitlab).lower() in (path, str(pid)):  # GitLab paths ignore case
+        if key not in known and str(proj.gitlab).lower() in (path, str(pid)):  # paths ignore case
             return key
     return None
 
 
-def pipeline_result(policy: Policy, body: dict[str, Any]) -> PipelineResult | None:
+def pipeline_result(policy: Policy, body: dict[str, Any],
+                    ids: Mapping[str, int] | None = None) -> PipelineResult | None:
     """The pipeline a Pipeline Hook names, if it is about one of our projects.
 
     Only a trigger: the hook's status is read again from GitLab before anything moves.
     """
     attrs, project = _part(body, "object_attributes", dict), _part(body, "project", dict)
-    key = project_key(policy, project)
+    key = project_key(policy, project, ids)
     if body.get("object_kind") != "pipeline" or key is None or type(attrs.get("id")) is not int:
         return None
     return PipelineResult(key, attrs["id"], str(attrs.get("status") or ""))
@@ -71,7 +83,8 @@ class GitLabWebhook:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):  # nested past the parser: 400
             return web.json_response({"error": "body is not JSON"}, status=400)
-        result = pipeline_result(self.deps.policy, body) if isinstance(body, dict) else None
+        result = (pipeline_result(self.deps.policy, body, await self._known_ids())
+                  if isinstance(body, dict) and body.get("object_kind") == "pipeline" else None)
         if result is None:
             return web.json_response({"ok": True, "ignored": True})
         key = request.headers.get("Idempotency-Key") or request.headers.get("X-Gitlab-Event-UUID")
@@ -79,6 +92,19 @@ class GitLabWebhook:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return web.json_response({"ok": True})
+
+    async def _known_ids(self) -> dict[str, int]:
+        """The GitLab ID known for each policy project (none when they cannot be read)."""
+        gitlab, found = self.deployer.gitlab, {}
+        try:
+            for key, project in self.deps.policy.projects.items():
+                project_id = await gitlab.known_id(project.gitlab)
+                if project_id is not None:
+                    found[key] = project_id
+        except Exception:  # the database is away: match by path as before, polling checks
+            log.exception("learned GitLab project IDs unreadable; matching the hook by path")
+            return {}
+        return found
 
     async def _process(self, result: PipelineResult, key: str | None) -> None:
         """Take the result once; a failure leaves it to the poller."""

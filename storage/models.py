@@ -290,3 +290,13 @@ class SeenDelivery(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=200)
     seen_at: datetime = _ts(default_factory=utcnow)
+
+
+class GitLabProject(SQLModel, table=True):
+    """The numeric ID of a project the policy names by path: calls and hooks follow renames."""
+
+    __tablename__ = "gitlab_projects"
+
+    path: str = Field(primary_key=True, max_length=255)  # as the policy names it, lower case
+    gitlab_id: int
+    learned_at: datetime = _ts(default_factory=utcnow)

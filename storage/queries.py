@@ -17,6 +17,7 @@ from storage.models import (
     ChecklistTick,
     DeployLock,
     Deployment,
+    GitLabProject,
     Lease,
     OutboxMessage,
     Release,
@@ -523,3 +524,24 @@ async def outbox_backlog(session: AsyncSession) -> int:
     stmt = select(func.count()).select_from(OutboxMessage).where(
         col(OutboxMessage.sent_at).is_(None))
     return (await session.exec(stmt)).one()
+
+
+async def gitlab_project_ids(session: AsyncSession) -> dict[str, int]:
+    """Every learned GitLab project ID by the (lower-case) path it was learned from."""
+    rows = (await session.exec(select(GitLabProject))).all()
+    return {row.path: row.gitlab_id for row in rows}
+
+
+async def keep_gitlab_project_id(session: AsyncSession, *, path: str, gitlab_id: int,
+                                 at: datetime) -> int:
+    """Keep path's ID unless one is kept already (the first learned wins); the ID kept."""
+    kept = await session.get(GitLabProject, path)
+    if kept is not None:
+        return kept.gitlab_id
+    try:
+        async with session.begin_nested():  # another replica learning it at once: theirs stays
+            session.add(GitLabProject(path=path, gitlab_id=gitlab_id, learned_at=at))
+    except IntegrityError:
+        kept = await session.get(GitLabProject, path)
+        return kept.gitlab_id if kept is not None else gitlab_id
+    return gitlab_id

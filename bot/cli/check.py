@@ -12,15 +12,20 @@ from bot.settings import Settings
 
 @dataclass(frozen=True)
 class CheckLine:
-    """One thing checked: what, whether it passed, and why."""
+    """One thing checked: what, whether it passed, and why.
+
+    warn: it passed, but something is worth changing (people could deploy around the bot).
+    """
 
     ok: bool
     what: str
     detail: str
+    warn: bool = False
 
     def __str__(self) -> str:
-        """`ok    what: detail` or `FAIL  what: detail`."""
-        return f"{'ok  ' if self.ok else 'FAIL'}  {self.what}: {self.detail}"
+        """`ok    what: detail`, `WARN  what: detail` or `FAIL  what: detail`."""
+        mark = "FAIL" if not self.ok else "WARN" if self.warn else "ok  "
+        return f"{mark}  {self.what}: {self.detail}"
 
 
 async def check_all(settings: Settings) -> list[CheckLine]:
@@ -48,25 +53,21 @@ def _check_policy(settings: Settings, lines: list[CheckLine]) -> Policy | None:
 
 
 async def check_gitlab(settings: Settings, policy: Policy | None) -> list[CheckLine]:
-    """The GitLab token, then every project the policy names."""
+    """The GitLab token, then every project the policy names and its settings."""
+    from bot.cli.gitlab_check import check_project  # builds on CheckLine above
+
     if settings.gitlab_token is None:
         token = CheckLine(False, "GitLab token", "GITLAB_TOKEN is not set")
         return [token, *_projects_not_checked(policy, "the GitLab token is not set")]
     gitlab = GitLabClient(settings.gitlab_url, settings.gitlab_token.get_secret_value())
     try:
-        username = await gitlab.check()
+        user = await gitlab.whoami()
     except GitLabError as exc:
         token = CheckLine(False, "GitLab token", f"{settings.gitlab_url}: {exc}")
         return [token, *_projects_not_checked(policy, "the GitLab token does not work")]
-    lines = [CheckLine(True, "GitLab token", f"{settings.gitlab_url} as @{username}")]
-    for key, project in (policy.projects if policy else {}).items():
-        try:
-            branch = await gitlab.default_branch(project.gitlab)
-        except GitLabError as exc:
-            lines.append(CheckLine(False, f"project {key}", f"{project.gitlab}: {exc}"))
-            continue
-        lines.append(CheckLine(True, f"project {key}",
-                               f"{project.gitlab} (default branch {branch})"))
+    lines = [CheckLine(True, "GitLab token", f"{settings.gitlab_url} as @{user.username}")]
+    for key in policy.projects if policy is not None else ():
+        lines += await check_project(gitlab, policy, key, user)
     return lines
 
 
@@ -82,8 +83,10 @@ async def run_check(settings: Settings, out: TextIO) -> int:
     for line in lines:
         print(line, file=out, flush=True)
     failed = sum(not line.ok for line in lines)
+    warned = sum(line.ok and line.warn for line in lines)
+    also = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
     if failed:
-        print(f"{failed} of {len(lines)} checks failed", file=out)
+        print(f"{failed} of {len(lines)} checks failed{also}", file=out)
         return 1
-    print(f"all {len(lines)} checks passed", file=out)
+    print(f"all {len(lines)} checks passed{also}", file=out)
     return 0

@@ -19,18 +19,29 @@ GitLab behaviour the emulator does not model yet:
   tag, job, deployment or merge request webhooks, only pipeline hooks, and no hook retries.
 - Protected branches: only the default branch is protected (maintainers push and merge);
   no per-branch rules, no code owner approval, no force-push rules.
-- Protected environments are listed but do not stop a deploy job of a user below the level
-  (GitLab fails it with protected_environment_failure); no deployment approvals.
-- Tags: no deletion, no signed tags, no tag-name rules beyond git check-ref-format; a
-  protected tag allows whoever any matching rule allows (no per-user or group rules).
+- Protected environments are listed (to maintainers) but do not stop a deploy job of a user
+  below the level (GitLab fails it with protected_environment_failure); no deployment
+  approvals, no group-level protected environments, and they answer on every tier (GitLab
+  has them in Premium only).
+- Tags: no deletion, no signed tags, no tag-name rules beyond git check-ref-format. Protected
+  tag and environment rules take a role and single users (set-up helpers only: POST
+  /protected_tags takes create_access_level, not allowed_to_create); no group or deploy-key
+  entries, no protected tag updates or unprotecting.
 - Members are per project only: no groups, inheritance, invitations, expiry or custom roles;
-  current_user is the only user who makes API calls, and there is no sudo or impersonation.
+  current_user is the only user who makes API calls, and there is no sudo or impersonation;
+  no instance administrators (access level 60 never matches).
 - Repository: file contents are whole strings per path; no binary files, modes, renames,
   submodules, large-diff collapsing, or merge commits with more than one parent.
-- The pipeline variables restriction knows no_one_allowed ... owner; there are no project,
-  group or instance CI/CD variables, no masking and no pipeline inputs.
-- Projects have no visibility rules beyond "private to members", no archiving, deletion,
-  forks or transfers between namespaces beyond rename_project.
+- The pipeline variables restriction knows no_one_allowed ... owner and
+  restrict_user_defined_variables, always both (GitLab before 17.1 had only the latter); no
+  namespace default role; there are no project, group or instance CI/CD variables, no
+  masking and no pipeline inputs.
+- Projects have no visibility rules beyond "private to members", no archiving, deletion or
+  forks; rename_project renames or moves one project (no group renames). Its old path
+  redirects GETs (301 to the same URL by id) and refuses other methods (405) on every route,
+  where GitLab lets a few endpoints (such as pipeline triggers) follow the old path
+  silently; redirect_moved_projects=False gives older GitLab's 404. A redirect ends only
+  when a new project takes the path.
 - Environments never stop, auto-stop or get deleted; deployments come from deploy jobs, or
   from record_deployment (what POST /deployments records; that route itself is not served).
 - Pagination is offset-based only (no keyset), and rate limits come only from fail().

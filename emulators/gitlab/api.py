@@ -215,15 +215,15 @@ def h_create_tag(ctx: Ctx) -> web.Response:
 
 
 def h_protected_tags(ctx: Ctx) -> web.Response:
-    """GET /projects/:id/protected_tags."""
-    p = ctx.project()
+    """GET /projects/:id/protected_tags (read_protected_tags: maintainers only)."""
+    p = _admin_project(ctx)
     return paginate(ctx, list(p.protected_tags.values()),
                     lambda rule: ctx.view.protected_ref(rule, "create_access_levels"))
 
 
 def h_protected_tag(ctx: Ctx) -> web.Response:
     """GET /projects/:id/protected_tags/:name (the name or wildcard exactly as protected)."""
-    rule = ctx.project().protected_tags.get(ctx.params["name"])
+    rule = _admin_project(ctx).protected_tags.get(ctx.params["name"])
     if rule is None:
         raise record_not_found()
     return json_answer(ctx.view.protected_ref(rule, "create_access_levels"))

@@ -93,6 +93,13 @@ async def c_push(emu: GitLabEmulator, request: web.Request) -> web.Response:
     return json_answer(View(emu.base_url).commit(p, commit), status=201)
 
 
+async def c_rename(emu: GitLabEmulator, request: web.Request) -> web.Response:
+    """POST /_emulator/rename {project, path}: rename or move a project; its id stays."""
+    body = await _control_body(request)
+    p = emu.rename_project(body["project"], str(body["path"]))
+    return json_answer(View(emu.base_url).project(p, emu.current_user))
+
+
 async def c_hook(emu: GitLabEmulator, request: web.Request) -> web.Response:
     """POST /_emulator/hook {url, secret}: register (url null: remove) the automatic hook."""
     body = await _control_body(request)
@@ -119,6 +126,7 @@ CONTROL_ROUTES: tuple[tuple[str, str, ControlHandler], ...] = (
     ("POST", "/_emulator/auto", c_auto),
     ("POST", "/_emulator/hook", c_hook),
     ("POST", "/_emulator/push", c_push),
+    ("POST", "/_emulator/rename", c_rename),
 )
 
 

@@ -32,6 +32,7 @@ from emulators.gitlab.records import (
     HookDelivery,
     JobSpec,
     MergeRequest,
+    Moved,
     Pipeline,
     Project,
     ProtectedRef,
@@ -72,6 +73,8 @@ class GitLabEmulator(PipelineEngine):
         self.webhook_secret = webhook_secret
         self.latency = 0.0
         self.canceling_seconds = 0.1
+        # GitLab 16.x and later redirect API calls that name a moved project by its old path.
+        self.redirect_moved_projects = True
         self.projects: dict[int, Project] = {}
         self.pipelines: dict[int, Pipeline] = {}
         self.calls: list[Call] = []
@@ -276,7 +279,12 @@ class GitLabEmulator(PipelineEngine):
         self._redirects.pop(path.lower(), None)
 
     def rename_project(self, project: Project | int | str, new_path: str) -> Project:
-        """Move a project to a new path; its id stays and its old path keeps redirecting."""
+        """Move a project to a new path (a rename or a transfer); its id stays.
+
+        The old path becomes a redirect route: the API answers a GET through it with 301 to
+        the same URL by numeric id and any other method with 405 (404 instead when
+        redirect_moved_projects is off, as GitLab did before it redirected API calls).
+        """
         p = self.project(project)
         self._claim_path(new_path, owner=p)
         self._redirects[p.path.lower()] = p.id
@@ -302,23 +310,34 @@ class GitLabEmulator(PipelineEngine):
 
     def protect_tag(
         self, project: Project | int | str, pattern: str, create_access_level: int = MAINTAINER,
+        *, users: Sequence[str] = (),
     ) -> ProtectedRef:
-        """Protect tags matching pattern (wildcards allowed); 0 lets no one create them."""
+        """Protect tags matching pattern (wildcards allowed); 0 lets no one create them.
+
+        users are usernames allowed to create them whatever their role (Premium).
+        """
         p = self.project(project)
         if pattern in p.protected_tags:
             raise GitLabError(422, ["Name has already been taken"])
-        rule = ProtectedRef(pattern, [(self._next_id("access_level"), create_access_level)])
+        rule = self._protected_ref(pattern, create_access_level, users)
         p.protected_tags[pattern] = rule
         return rule
 
     def protect_environment(
         self, project: Project | int | str, name: str, deploy_access_level: int = MAINTAINER,
+        *, users: Sequence[str] = (),
     ) -> ProtectedRef:
-        """Protect an environment: only deploy_access_level and up may deploy to it."""
+        """Protect an environment: only deploy_access_level and up (and users) may deploy."""
         p = self.project(project)
-        rule = ProtectedRef(name, [(self._next_id("access_level"), deploy_access_level)])
+        rule = self._protected_ref(name, deploy_access_level, users)
         p.protected_environments[name] = rule
         return rule
+
+    def _protected_ref(self, name: str, level: int | None, users: Sequence[str]) -> ProtectedRef:
+        """A rule with one role entry (None: users only) and one entry per user."""
+        roles = [] if level is None else [(self._next_id("access_level"), level)]
+        return ProtectedRef(name, roles, [(self._next_id("access_level"), self.user(u))
+                                          for u in users])
 
     # ------------------------------------------------------------ repository
 
@@ -426,7 +445,8 @@ class GitLabEmulator(PipelineEngine):
             raise GitLabError(400, f"Target {ref} is invalid")
         if name in p.tags:
             raise GitLabError(400, f"Tag {name} already exists")
-        if not may_create_tag(p, name, level):
+        if not may_create_tag(p, name, self.current_user):
+            # Tags::CreateService's refusal, which the API always answers with 400.
             raise GitLabError(400, "You are not allowed to create this tag as it is protected.")
         tag = Tag(name, commit.sha, message.strip(), self.now())
         p.tags[name] = tag
@@ -467,10 +487,18 @@ class GitLabEmulator(PipelineEngine):
         return self.create_release(self.project(project), tag_name, name, description, ref)
 
     def seed_demo(self) -> None:
-        """Create acme/payments (id 1) and acme/web (id 2) with tags v1.0.0, v1.1.0 and MRs."""
+        """Create acme/payments (id 1) and acme/web (id 2) with tags v1.0.0, v1.1.0 and MRs.
+
+        Both are set up as docs/operations.md asks: production and release/* tags protected
+        for maintainers, pipeline variables for maintainers, and the bot a maintainer.
+        """
         start = self.now() - timedelta(days=10)
         self._seed_payments(self.add_project("acme/payments", id=1), start)
         self._seed_web(self.add_project("acme/web", id=2), start)
+        for p in (self.projects[1], self.projects[2]):
+            self.set_variables_role(p, "maintainer")
+            self.protect_tag(p, "release/*", MAINTAINER)
+            self.protect_environment(p, "production", MAINTAINER)
 
     def _seed_payments(self, p: Project, start: datetime) -> None:
         """Payments history: two merged MRs between v1.0.0 and v1.1.0, one after."""
@@ -524,8 +552,7 @@ class GitLabEmulator(PipelineEngine):
         released_at: datetime | None = None,
     ) -> Release:
         """Create a release, tagging ref first when the tag does not exist yet."""
-        if tag_name not in p.tags and not may_create_tag(
-                p, tag_name, p.access_level(self.current_user)):
+        if tag_name not in p.tags and not may_create_tag(p, tag_name, self.current_user):
             raise GitLabError(403, "You are not allowed to create this tag as it is protected.")
         if tag_name in p.releases:
             raise GitLabError(409, "Release already exists")
@@ -664,6 +691,10 @@ class GitLabEmulator(PipelineEngine):
             response = await self._answer(request, route, params, path, canonical)
         except GitLabError as exc:
             response = web.json_response(exc.body, status=exc.status)
+        except Moved as exc:  # Grape's redirect: a text body and the new Location
+            response = web.Response(
+                status=301, text=f"This resource has been moved permanently to {exc.location}.",
+                headers={"Location": exc.location})
         self.calls.append(Call(request.method, path, query_dict(request), self.now(),
                                response.status, canonical))
         return response

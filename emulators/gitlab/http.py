@@ -18,6 +18,7 @@ from emulators.gitlab.records import (
     Commit,
     Fault,
     GitLabError,
+    Moved,
     Pipeline,
     Project,
     not_found,
@@ -114,7 +115,21 @@ class Ctx:
             raise not_found("Project") from None
         if self.level(project) < GUEST:
             raise not_found("Project")
+        if not ref.isdigit() and project.path.lower() != ref.lower():
+            self._moved(project)
         return project
+
+    def _moved(self, project: Project) -> None:
+        """find_project! on an old path: a GET is redirected to the id, anything else refused."""
+        if not self.emu.redirect_moved_projects:
+            raise not_found("Project")
+        if self.request.method != "GET":
+            raise GitLabError(405, "Non GET methods are not allowed for moved projects")
+        raw = self.request.rel_url.raw_path
+        spelled = raw.split("/")[4]
+        path = raw.replace(f"/projects/{spelled}", f"/projects/{project.id}", 1)
+        query = self.request.rel_url.raw_query_string
+        raise Moved(f"{base_of(self.request)}{path}{'?' + query if query else ''}")
 
     def level(self, project: Project) -> int:
         """The access level of the token's user in project."""

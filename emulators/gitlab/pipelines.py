@@ -80,7 +80,7 @@ class PipelineEngine(ABC):
             raise forbidden()
         if cleaned and not _may_set_variables(p, level):
             raise _chain_error("Insufficient permissions to set pipeline variables")
-        if not self._may_run_on(p, ref, level):
+        if not self._may_run_on(p, ref, self.current_user):
             raise _chain_error(
                 f"You do not have sufficient permission to run a pipeline on '{ref}'. Please "
                 "select a different branch or contact your administrator for assistance.")
@@ -91,12 +91,12 @@ class PipelineEngine(ABC):
         return self._new_pipeline(p, ref, cleaned, source)
 
     @staticmethod
-    def _may_run_on(p: Project, ref: str, level: int) -> bool:
+    def _may_run_on(p: Project, ref: str, user: User) -> bool:
         """Protected refs: the default branch takes a maintainer, a protected tag its creators."""
         if ref in p.branches:
-            return ref != p.default_branch or level >= MAINTAINER
+            return ref != p.default_branch or p.access_level(user) >= MAINTAINER
         if ref in p.tags:
-            return may_create_tag(p, ref, level)
+            return may_create_tag(p, ref, user)
         return True  # an unknown ref is refused afterwards, as "Reference not found"
 
     def _new_pipeline(
@@ -366,12 +366,16 @@ class PipelineEngine(ABC):
 # ---------------------------------------------------------------- rules
 
 
-def may_create_tag(p: Project, name: str, level: int) -> bool:
-    """Gitlab::UserAccess#can_create_tag?: a developer, unless a protected pattern says more."""
+def may_create_tag(p: Project, name: str, user: User) -> bool:
+    """Gitlab::UserAccess#can_create_tag?: a developer, unless a protected pattern says more.
+
+    Any one matching rule that lets the user in is enough (protected_ref_accessible_to?).
+    """
+    level = p.access_level(user)
     rules = [rule for rule in p.protected_tags.values() if ref_matches(rule.name, name)]
     if not rules:
         return level >= DEVELOPER
-    return any(allowed and level >= allowed for rule in rules for _, allowed in rule.access_levels)
+    return any(rule.allows(user, level) for rule in rules)
 
 
 def _may_set_variables(p: Project, level: int) -> bool:

@@ -122,6 +122,15 @@ class GitLabError(Exception):
         self.body: dict[str, Any] = {"error": error} if error is not None else {"message": message}
 
 
+class Moved(Exception):
+    """A GET that named a renamed project by its old path: Grape's permanent redirect."""
+
+    def __init__(self, location: str) -> None:
+        """Keep where the project lives now (the same URL with its numeric id)."""
+        super().__init__(f"301 {location}")
+        self.location = location
+
+
 def not_found(what: str = "") -> GitLabError:
     """GitLab's 404 wording: '404 Project Not Found', or '404 Not Found'."""
     return GitLabError(404, f"404 {what} Not Found" if what else "404 Not Found")
@@ -176,10 +185,22 @@ class Tag:
 
 @dataclass(eq=False)
 class ProtectedRef:
-    """A protected tag or environment: a name (tags: a wildcard pattern) and who may act."""
+    """A protected tag or environment: a name (tags: a wildcard pattern) and who may act.
+
+    Roles go in access_levels; single users (a Premium feature) in users.
+    """
 
     name: str
     access_levels: list[tuple[int, int]]  # (access level record id, access level)
+    users: list[tuple[int, User]] = field(default_factory=list)  # (record id, user)
+
+    def allows(self, user: User, level: int) -> bool:
+        """ProtectedRefAccess#check_access: a role at or below level, or this very user.
+
+        Access level 0 is "No one"; a user entry still needs a member who may push.
+        """
+        return (any(allowed and level >= allowed for _, allowed in self.access_levels)
+                or any(u.id == user.id and level >= DEVELOPER for _, u in self.users))
 
 
 @dataclass(eq=False)

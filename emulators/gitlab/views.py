@@ -154,6 +154,10 @@ class View:
         levels = [{"id": level_id, "access_level": level,
                    "access_level_description": ACCESS_DESCRIPTIONS.get(level, str(level)),
                    "user_id": None, "group_id": None} for level_id, level in ref.access_levels]
+        # A user entry keeps the column's default level (40) and is described by the name.
+        levels += [{"id": level_id, "access_level": MAINTAINER,
+                    "access_level_description": user.name, "user_id": user.id,
+                    "group_id": None} for level_id, user in ref.users]
         if key == "create_access_levels":
             return {"name": ref.name,
                     key: [level | {"deploy_key_id": None} for level in levels]}

@@ -56,6 +56,7 @@ async def test_pipelines_updated_since_is_one_request(
     emu.clock = lambda: cursor + timedelta(seconds=5)
     fresh = emu.create_pipeline(1, "main", [])
     emu.set_status(fresh.id, "running")
+    await client.project_id("acme/payments")  # learned once per project, then kept
     emu.reset_calls()
     changed = await client.pipelines_updated_since("acme/payments", cursor)
     assert [p.id for p in changed] == [fresh.id]
@@ -260,3 +261,64 @@ async def test_unreachable_gitlab() -> None:
     with pytest.raises(GitLabError) as err:
         await client.check()
     assert (err.value.status, str(err.value)) == (None, "GitLab unavailable: ConnectionError")
+
+
+# ---------------------------------------------------------------- project IDs
+
+
+class DictIds:
+    """A ProjectIds kept in a dict, as the database keeps it for every replica."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+
+    async def load(self) -> dict[str, int]:
+        """Every kept ID."""
+        return dict(self.rows)
+
+    async def save(self, path: str, project_id: int) -> int:
+        """The first ID kept for a path wins."""
+        return self.rows.setdefault(path, project_id)
+
+
+async def test_a_path_is_looked_up_once_then_calls_go_by_id(
+    emu: GitLabEmulator, client: GitLabClient,
+) -> None:
+    """One GET /projects/:path, then every call names the project by its numeric ID."""
+    created = await client.create_pipeline("ACME/Payments", "v1.1.0", DEPLOY)
+    await client.get_pipeline("acme/payments", created.id)  # paths ignore case
+    assert [(c.method, c.path) for c in emu.calls] == [
+        ("GET", "/api/v4/projects/ACME%2FPayments"), ("POST", "/api/v4/projects/1/pipeline"),
+        ("GET", f"/api/v4/projects/1/pipelines/{created.id}")]
+    assert await client.known_id("acme/payments") == 1 and await client.known_id(7) == 7
+
+
+async def test_a_renamed_project_keeps_working_by_its_kept_id(emu: GitLabEmulator) -> None:
+    """After a rename a new client (another replica) uses the kept ID; the old path is gone."""
+    ids = DictIds()
+    first = GitLabClient(emu.url, TOKEN, timeout=5, ids=ids)
+    assert await first.project_id("acme/payments") == 1
+    assert ids.rows == {"acme/payments": 1}
+    emu.rename_project(1, "acme/billing")
+    emu.redirect_moved_projects = False  # the harshest case: the old path answers 404
+    emu.add_project("acme/payments", id=9)  # and another project takes the old path over
+    emu.reset_calls()
+    second = GitLabClient(emu.url, TOKEN, timeout=5, ids=ids)
+    created = await second.create_pipeline("acme/payments", "v1.1.0", DEPLOY)
+    assert emu.pipelines[created.id].project.id == 1
+    assert (await second.project_settings("acme/payments")).path == "acme/billing"
+    assert emu.count("/projects/acme%2Fpayments") == 0
+    fresh = GitLabClient(emu.url, TOKEN, timeout=5)  # nothing kept: it learns the new owner
+    assert await fresh.project_id("acme/payments") == 9
+
+
+async def test_a_redirecting_gitlab_teaches_the_id_through_the_old_path(
+    emu: GitLabEmulator, client: GitLabClient,
+) -> None:
+    """GitLab's 301 for a GET by an old path leads to the ID; the write then goes by ID."""
+    emu.rename_project(1, "acme/billing")
+    created = await client.create_pipeline("acme/payments", "v1.1.0", DEPLOY)
+    assert emu.pipelines[created.id].project.id == 1
+    assert [(c.method, c.path, c.status) for c in emu.calls] == [
+        ("GET", "/api/v4/projects/acme%2Fpayments", 301), ("GET", "/api/v4/projects/1", 200),
+        ("POST", "/api/v4/projects/1/pipeline", 201)]

@@ -85,7 +85,7 @@ async def test_create_tag_and_its_refusals(emu: GitLabEmulator, gl: gitlab.Gitla
     head = emu.projects[1].branches["main"]
     tag = await run(lambda: project.tags.create({"tag_name": "release/REL-1", "ref": head}))
     assert (tag.name, tag.target, tag.commit["id"], tag.protected) == (
-        "release/REL-1", head, head, False)
+        "release/REL-1", head, head, True)  # the sample protects release/* for maintainers
     assert emu.calls[-1].status == 201
     assert await refused(lambda: project.tags.create(
         {"tag_name": "release/REL-1", "ref": "main"})) == (400, "Tag release/REL-1 already exists")
@@ -97,11 +97,11 @@ async def test_create_tag_and_its_refusals(emu: GitLabEmulator, gl: gitlab.Gitla
 
 async def test_protected_tags_stop_a_developer(emu: GitLabEmulator, gl: gitlab.Gitlab) -> None:
     project = gl.projects.get(1, lazy=True)
-    rule = await run(lambda: project.protectedtags.create({"name": "release/*"}))
+    rule = await run(lambda: project.protectedtags.create({"name": "hotfix/*"}))
     assert rule.create_access_levels[0]["access_level"] == MAINTAINER
     assert rule.create_access_levels[0]["access_level_description"] == "Maintainers"
     listed = await run(lambda: project.protectedtags.list(get_all=True))
-    assert [r.name for r in listed] == ["release/*"]
+    assert [r.name for r in listed] == ["release/*", "hotfix/*"]
     emu.set_access_level(1, "releasebot", DEVELOPER)
     member = await run(lambda: project.members_all.get(emu.current_user.id))
     assert member.access_level == DEVELOPER
@@ -110,13 +110,33 @@ async def test_protected_tags_stop_a_developer(emu: GitLabEmulator, gl: gitlab.G
     assert (await run(lambda: project.tags.create({"tag_name": "v9", "ref": "main"}))).name == "v9"
     assert await refused(lambda: project.protectedtags.create({"name": "v*"})) == (
         403, "403 Forbidden")
+    # Reading the rules is a maintainer's right too (read_protected_tags).
+    assert await refused(lambda: project.protectedtags.list(get_all=True)) == (
+        403, "403 Forbidden")
+
+
+async def test_a_protected_tag_may_allow_one_user(emu: GitLabEmulator, gl: gitlab.Gitlab) -> None:
+    """A user entry lets that developer create; it reads as access level 40 with a user_id."""
+    emu.protect_tag(1, "deploy/*", 0, users=["releasebot"])
+    emu.set_access_level(1, "releasebot", DEVELOPER)
+    project = gl.projects.get(1, lazy=True)
+    assert (await run(lambda: project.tags.create({"tag_name": "deploy/1", "ref": "main"}))
+            ).name == "deploy/1"
+    emu.set_access_level(1, "releasebot", MAINTAINER)
+    rule = await run(lambda: project.protectedtags.get("deploy/*"))
+    assert [(a["access_level"], a["user_id"], a["access_level_description"])
+            for a in rule.create_access_levels] == [
+        (0, None, "No one"), (MAINTAINER, emu.current_user.id, "ReleaseBot")]
+    emu.set_access_level(1, "someone", DEVELOPER)
+    emu.current_user = emu.user("someone")
+    assert (await refused(lambda: project.tags.create({"tag_name": "deploy/2", "ref": "main"}))
+            )[0] == 400
 
 
 async def test_a_pipeline_on_a_protected_tag_needs_the_right_to_create_it(
     emu: GitLabEmulator, gl: gitlab.Gitlab,
 ) -> None:
-    emu.add_tag(1, "release/REL-1", "main")
-    emu.protect_tag(1, "release/*", MAINTAINER)
+    emu.add_tag(1, "release/REL-1", "main")  # release/* is protected for maintainers
     emu.set_access_level(1, "releasebot", DEVELOPER)
     project = gl.projects.get(1, lazy=True)
     code, message = await refused(lambda: project.pipelines.create({"ref": "release/REL-1"}))
@@ -281,7 +301,7 @@ async def test_pipeline_variables_restricted_by_role(
 ) -> None:
     project = await run(lambda: gl.projects.get(1))
     assert (project.ci_pipeline_variables_minimum_override_role,
-            project.restrict_user_defined_variables) == ("developer", True)
+            project.restrict_user_defined_variables) == ("maintainer", True)
     assert project.permissions["project_access"]["access_level"] == MAINTAINER
     emu.set_variables_role(1, "owner")
     assert await refused(lambda: project.pipelines.create(
@@ -347,6 +367,7 @@ async def test_compare_returns_real_diffs(emu: GitLabEmulator, gl: gitlab.Gitlab
 async def test_project_paths_are_case_insensitive_and_follow_renames(
     emu: GitLabEmulator, gl: gitlab.Gitlab,
 ) -> None:
+    """A GET by the old path is redirected to the id (python-gitlab follows it)."""
     assert (await run(lambda: gl.projects.get("ACME/Payments"))).id == 1
     emu.rename_project(1, "acme/billing")
     renamed = await run(lambda: gl.projects.get("acme/payments"))
@@ -355,6 +376,34 @@ async def test_project_paths_are_case_insensitive_and_follow_renames(
     assert (await refused(lambda: gl.projects.get("payments")))[0] == 404
     emu.set_access_level(2, "releasebot", None)
     assert await refused(lambda: gl.projects.get(2)) == (404, "404 Project Not Found")
+
+
+async def test_a_moved_project_redirects_gets_and_refuses_writes(emu: GitLabEmulator) -> None:
+    """find_project!: 301 to /projects/:id for GET, 405 for POST, by the old path only."""
+    emu.rename_project("acme/payments", "acme/billing")
+    headers = {"PRIVATE-TOKEN": TOKEN}
+    api = f"{emu.url}/api/v4/projects"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(f"{api}/acme%2Fpayments/pipelines?per_page=5",
+                            allow_redirects=False) as resp:
+            assert resp.status == 301
+            assert resp.headers["Location"] == f"{api}/1/pipelines?per_page=5"
+            assert "moved permanently" in await resp.text()
+        async with http.post(f"{api}/acme%2Fpayments/pipeline", json={"ref": "main"}) as resp:
+            assert (resp.status, await resp.json()) == (
+                405, {"message": "Non GET methods are not allowed for moved projects"})
+        async with http.post(f"{api}/acme%2Fbilling/pipeline", json={"ref": "release"}) as resp:
+            assert resp.status == 201
+        emu.redirect_moved_projects = False  # GitLab before API redirects: the old path is gone
+        async with http.get(f"{api}/acme%2Fpayments", allow_redirects=False) as resp:
+            assert (resp.status, await resp.json()) == (404, {"message": "404 Project Not Found"})
+        emu.add_project("acme/payments", id=7)  # a new project takes the old path over
+        emu.redirect_moved_projects = True
+        async with http.get(f"{api}/acme%2Fpayments") as resp:
+            assert (await resp.json())["id"] == 7
+        async with http.post(f"{emu.url}/_emulator/rename",
+                             json={"project": 7, "path": "acme/payments-old"}) as resp:
+            assert (await resp.json())["path_with_namespace"] == "acme/payments-old"
 
 
 # ---------------------------------------------------------------- pipelines on tags

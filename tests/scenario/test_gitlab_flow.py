@@ -219,6 +219,8 @@ async def test_poll_cost_grows_with_projects_not_pipelines(db_url: str, policy: 
     """0 calls when idle, 1 for one deploy, 2 for 20 deploys over 2 projects."""
     async with running_app(db_url, policy) as h:
         poller = h.app[POLLER]
+        for key in ("web", "payments"):  # each project's ID is looked up once, then kept
+            await poller.deployer.gitlab.project_id(policy.project(key).gitlab)
         h.gitlab.reset_calls()
         await poller.poll_once()
         assert h.gitlab.count("/projects") == 0

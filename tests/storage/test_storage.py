@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from bot.project_ids import StoredProjectIds
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker, transaction
 from storage.migrate import alembic_config
@@ -17,7 +19,7 @@ from storage.models import Approval, AuditEntry, Deployment, Release, TestReport
 
 TABLES = {"releases", "work_items", "test_reports", "approvals", "checklist_ticks",
           "deployments", "deploy_locks", "audit_trail", "outbox", "seen_deliveries", "leases",
-          "reminders", "reminder_digests"}
+          "reminders", "reminder_digests", "gitlab_projects"}
 
 
 async def test_migrated_from_empty_to_head(db_url: str) -> None:
@@ -132,4 +134,17 @@ async def test_seen_delivery_keys(db_url: str) -> None:
         assert await q.mark_seen(s, "slack:Ev1", now)
     async with transaction(sessions) as s:
         assert not await q.mark_seen(s, "slack:Ev1", now)
+    await engine.dispose()
+
+
+async def test_gitlab_project_ids_first_kept_wins(db_url: str) -> None:
+    """Two replicas learning one path at once: both go on with the ID kept first."""
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    ids = StoredProjectIds(sessions, lambda: datetime.now(UTC))
+    kept = await asyncio.gather(ids.save("acme/payments", 1), ids.save("acme/payments", 1))
+    assert kept == [1, 1]
+    assert await ids.save("acme/payments", 7) == 1
+    assert await ids.save("acme/web", 2) == 2
+    assert await ids.load() == {"acme/payments": 1, "acme/web": 2}
     await engine.dispose()

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from bot.cli.check import run_check
+from bot.cli.gitlab_check import variables_line
+from bot.gitlab import ProjectSettings, User
 from bot.settings import Settings, load_settings
-from emulators.gitlab import GitLabEmulator
+from emulators.gitlab import DEVELOPER, MAINTAINER, REPORTER, GitLabEmulator
 from emulators.sample import (
     OPS,
     SAMPLE_POLICY_YAML,
@@ -72,11 +74,17 @@ async def test_good_config_passes_every_check(tmp_path: Path, emus: Any) -> None
     lines = stdout.decode().splitlines()
     expected = ["policy file", "Slack token", "release channel", "role tech_director",
                 "role test_lead", "role tester", "role executive", "role release_manager",
-                "GitLab token", "project payments", "project web"]
-    assert [line_for(lines, what).startswith("ok  ") for what in expected] == [True] * 11
+                "GitLab token", *project_lines("payments"), *project_lines("web")]
+    assert [line_for(lines, what).startswith("ok  ") for what in expected] == [True] * 19
     assert "U0TESTLEAD (User U0TESTLEAD), U0TESTER" in line_for(lines, "role tester")
-    assert "acme/payments (default branch main)" in line_for(lines, "project payments")
-    assert lines[-1] == "all 11 checks passed"
+    assert "acme/payments (id 1, default branch main)" in line_for(lines, "project payments")
+    assert lines[-1] == "all 19 checks passed"
+
+
+def project_lines(key: str) -> list[str]:
+    """What `check` says about each project."""
+    return [f"project {key}", f"{key} role", f"{key} release tags", f"{key} pipeline variables",
+            f"{key} production"]
 
 
 async def test_wrong_slack_token(tmp_path: Path, emus: Any) -> None:
@@ -172,3 +180,117 @@ async def test_bad_policy_and_no_tokens(tmp_path: Path, emus: Any) -> None:
     assert line_for(lines, "policy file").startswith(f"FAIL  policy file: {tmp_path}")
     assert line_for(lines, "Slack token") == "FAIL  Slack token: SLACK_BOT_TOKEN is not set"
     assert line_for(lines, "GitLab token") == "FAIL  GitLab token: GITLAB_TOKEN is not set"
+
+
+# ---------------------------------------------------------------- GitLab settings per project
+
+
+async def test_a_protected_tag_that_keeps_the_bot_out_fails(tmp_path: Path, emus: Any) -> None:
+    """release/* for no one: every deploy would stop at its tag; the line names the setting."""
+    gitlab = emus[1]
+    gitlab.projects[1].protected_tags.clear()
+    gitlab.protect_tag(1, "release/*", 0)
+    code, lines = await checked(check_env(tmp_path, *emus))
+    assert code == 1
+    assert line_for(lines, "payments release tags") == (
+        'FAIL  payments release tags: protected tag release/* does not let @releasebot '
+        '(Maintainer) create release/* tags, so every deploy stops at its tag; in Settings > '
+        'Repository > Protected tags add Maintainers or @releasebot to "Allowed to create" for '
+        'release/*')
+    with pytest.raises(Exception, match="not allowed to create this tag"):
+        gitlab.create_tag(1, "release/REL-1", "main")  # what the bot would meet
+    gitlab.projects[1].protected_tags.clear()
+    gitlab.protect_tag(1, "release/*", 0, users=["releasebot"])
+    code, lines = await checked(check_env(tmp_path, *emus))
+    assert code == 0 and line_for(lines, "payments release tags").startswith("ok  ")
+
+
+async def test_unprotected_release_tags_and_production_warn(tmp_path: Path, emus: Any) -> None:
+    """Nothing stops the bot, but people could deploy around it: WARN, exit 0."""
+    gitlab = emus[1]
+    gitlab.projects[2].protected_tags.clear()
+    gitlab.projects[2].protected_environments.clear()
+    code, lines = await checked(check_env(tmp_path, *emus))
+    assert code == 0 and lines[-1] == "all 19 checks passed, 2 warnings"
+    assert line_for(lines, "web release tags").startswith(
+        "WARN  web release tags: no protected tag covers release/*: anyone with the Developer "
+        "role can create a release tag; protect release/* in Settings > Repository > "
+        "Protected tags")
+    assert line_for(lines, "web production") == (
+        "WARN  web production: environment production is not protected: anyone who can run a "
+        "pipeline can deploy to it without the bot; protect it in Settings > CI/CD > Protected "
+        "environments (GitLab Premium) and allow the bot's user only")
+    assert line_for(lines, "payments production").startswith("ok  ")
+
+
+async def test_pipeline_variables_restricted_above_the_bot_fail(tmp_path: Path,
+                                                                emus: Any) -> None:
+    """Owner only, or no one (GitLab.com's default for new projects): every deploy is a 400."""
+    gitlab = emus[1]
+    gitlab.set_variables_role(1, "owner")
+    gitlab.set_variables_role(2, "no_one_allowed")
+    code, lines = await checked(check_env(tmp_path, *emus))
+    assert code == 1
+    fix = ("GitLab refuses every deploy with \"Insufficient permissions to set pipeline "
+           "variables\"; in Settings > CI/CD > Variables > Minimum role to use pipeline "
+           "variables, choose Maintainer")
+    assert line_for(lines, "payments pipeline variables") == (
+        "FAIL  payments pipeline variables: only Owners and up may set pipeline variables "
+        f"(owner) and @releasebot is Maintainer: {fix}")
+    assert line_for(lines, "web pipeline variables") == (
+        "FAIL  web pipeline variables: no one may set pipeline variables (no_one_allowed) and "
+        f"@releasebot is Maintainer: {fix}")
+    with pytest.raises(Exception, match="Insufficient permissions to set pipeline variables"):
+        gitlab.create_pipeline(2, "main", [{"key": "DEPLOY_ENV", "value": "production"}])
+
+
+async def test_pipeline_variables_looser_than_the_bot_warn(tmp_path: Path, emus: Any) -> None:
+    """Developers may set variables (or nothing is restricted): it works, and it warns."""
+    gitlab = emus[1]
+    gitlab.set_variables_role(1, "developer")
+    gitlab.projects[2].restrict_user_defined_variables = False
+    code, lines = await checked(check_env(tmp_path, *emus))
+    assert code == 0
+    assert line_for(lines, "payments pipeline variables") == (
+        "WARN  payments pipeline variables: Developers may set pipeline variables (developer), "
+        "so they can run deploy pipelines with variables of their own; in Settings > CI/CD > "
+        "Variables > Minimum role to use pipeline variables, choose Maintainer, the bot's role")
+    assert line_for(lines, "web pipeline variables").startswith(
+        "WARN  web pipeline variables: not restricted: anyone with the Developer role")
+
+
+def test_the_older_restriction_means_maintainers() -> None:
+    """restrict_user_defined_variables alone (before the minimum role): maintainers only."""
+    older = ProjectSettings(id=1, path="acme/payments", default_branch="main",
+                            variables_restricted=True, variables_role=None)
+    bot = User(1, "releasebot")
+    assert variables_line("payments", older, bot, MAINTAINER).ok
+    assert not variables_line("payments", older, bot, DEVELOPER).warn
+    assert not variables_line("payments", older, bot, DEVELOPER).ok
+
+
+async def test_a_token_below_developer_or_maintainer(tmp_path: Path, emus: Any) -> None:
+    """Reporter: no tags, no pipelines (FAIL); Developer: works, settings unread (WARN)."""
+    gitlab = emus[1]
+    gitlab.set_access_level(1, "releasebot", REPORTER)
+    gitlab.set_access_level(2, "releasebot", DEVELOPER)
+    code, lines = await checked(check_env(tmp_path, *emus))
+    assert code == 1
+    assert line_for(lines, "payments role") == (
+        "FAIL  payments role: @releasebot is Reporter: it cannot create tags or run pipelines; "
+        "give it the Maintainer role in Manage > Members")
+    assert line_for(lines, "payments release tags").startswith("FAIL  ")
+    assert line_for(lines, "web role").startswith("WARN  web role: @releasebot is Developer; ")
+    assert line_for(lines, "web production") == (
+        "WARN  web production: not checked: needs the Maintainer role")
+
+
+async def test_a_renamed_project_warns_with_its_new_path(tmp_path: Path, emus: Any) -> None:
+    """GitLab's redirect still finds it; the line gives the path to put in the policy."""
+    emus[1].rename_project(1, "acme/billing")
+    code, lines = await checked(check_env(tmp_path, *emus))
+    assert code == 0
+    assert line_for(lines, "project payments") == (
+        "WARN  project payments: acme/payments is now acme/billing (id 1, default branch main): "
+        "renamed or moved in GitLab; the bot follows the project by its id, but set "
+        "`gitlab: acme/billing` in the policy")

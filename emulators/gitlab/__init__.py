@@ -31,7 +31,8 @@ GitLab behaviour the emulator does not model yet:
   current_user is the only user who makes API calls, and there is no sudo or impersonation;
   no instance administrators (access level 60 never matches).
 - Repository: file contents are whole strings per path; no binary files, modes, renames,
-  submodules, large-diff collapsing, or merge commits with more than one parent.
+  submodules or large-diff collapsing; merge() makes two-parent merge commits, nothing makes
+  octopus merges.
 - The pipeline variables restriction knows no_one_allowed ... owner and
   restrict_user_defined_variables, always both (GitLab before 17.1 had only the latter); no
   namespace default role; there are no project, group or instance CI/CD variables, no

@@ -115,6 +115,12 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler.start()
     app[SCHEDULER] = scheduler
     yield
+    # Stop firing, then let ticks in flight finish: APScheduler's shutdown would cancel them
+    # inside a database call, and one left running would outlive the engine. A tick handed to
+    # the loop just before the pause registers itself at its first step.
+    scheduler.pause()
+    await asyncio.sleep(0)
+    await finish_tasks(scheduler.running)
     scheduler.stop()
 
 

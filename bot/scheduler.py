@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ class Scheduler:
         self.owner = uuid.uuid4().hex
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.ran: dict[str, int] = {}
+        self.running: set[asyncio.Task[None]] = set()  # ticks in flight, awaited on stop
 
     def every(self, name: str, seconds: float, job: Job) -> None:
         """Run `job` about every `seconds`, on whichever replica claims the tick."""
@@ -42,12 +44,17 @@ class Scheduler:
         """The job wrapped in its slot claim and a guard that keeps the scheduler alive."""
 
         async def tick() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self.running.add(task)  # type: ignore[arg-type]
             try:
                 if await self.claim(name, seconds):
                     await job()
                     self.ran[name] = self.ran.get(name, 0) + 1
             except Exception:  # one failed tick must not stop the next
                 log.exception("scheduled job %s failed", name)
+            finally:
+                self.running.discard(task)  # type: ignore[arg-type]
 
         return tick
 
@@ -67,6 +74,11 @@ class Scheduler:
         """Start inside the running loop (APScheduler 3 needs it)."""
         self.scheduler.start()
         log.info("scheduler started as replica %s", self.owner)
+
+    def pause(self) -> None:
+        """Fire no more ticks; those running go on (see `running`)."""
+        if self.scheduler.running:
+            self.scheduler.pause()
 
     def stop(self) -> None:
         """Stop without waiting for running jobs; their work is in the database."""

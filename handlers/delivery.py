@@ -18,7 +18,13 @@ from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import Event, State
 from handlers.blocks import escape, mention, ref_text, section
-from handlers.cards import approval_buttons, build_release_card, rollback_button
+from handlers.cards import (
+    acceptance_buttons,
+    approval_buttons,
+    arm_button,
+    build_release_card,
+    rollback_button,
+)
 from handlers.directory import Directory
 from handlers.render import event_text, notice_text, payload_event
 from handlers.status import close_summary
@@ -274,9 +280,9 @@ class Deliverer:
         users = list(dict.fromkeys([*payload.get("users", []), *in_roles]))
         text = notice_text(payload.get("notice", ""), rel.rel_id, payload.get("detail") or {})
         blocks = [section(text)]
-        if payload.get("notice") == "verify_deadline" and view.state is State.DEPLOYED:
+        if buttons := prompt_buttons(view, str(payload.get("notice", ""))):
             blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
-                           "elements": [rollback_button(view)]})
+                           "elements": buttons})
         for user in users:
             await self._direct(user, rel.id, f"notify:{row.id}:{user}", text=text, blocks=blocks)
 
@@ -339,6 +345,17 @@ class Deliverer:
             if not cursor:
                 return None
         return None
+
+
+def prompt_buttons(view: ReleaseView, notice: str) -> list[dict[str, Any]]:
+    """The buttons a notice carries while what it prompts is still possible (else none)."""
+    if notice == "verify_deadline" and view.state is State.DEPLOYED:
+        return [rollback_button(view)]
+    if notice == "accept":
+        return acceptance_buttons(view)
+    if notice == "arm":
+        return arm_button(view)
+    return []
 
 
 def ask_blocks(view: ReleaseView, link: str | None) -> list[dict[str, Any]]:

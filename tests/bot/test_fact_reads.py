@@ -37,6 +37,7 @@ from tests.fixtures import SALES_WEEK
 FIELDS: dict[Stored, tuple[str, ...]] = {
     "report": ("report",), "approvals": ("approvals",), "ticks": ("checklist_done",),
     "deployments": ("deployed_envs", "started_envs", "rollback_ref"),
+    "acceptances": ("accepted_envs",),
     "gate": ("gate_open", "gate_reason", "gate_next"),
 }
 DEFAULTS = vars(Facts(state=State.REQUESTED, requester=""))  # what nothing read leaves
@@ -62,7 +63,9 @@ def facts_in(states: list[State]) -> st.SearchStrategy[Facts]:
         deployed_envs=st.frozensets(st.sampled_from(ENVS)),
         started_envs=st.frozensets(st.sampled_from(ENVS)), has_schedule=st.booleans(),
         rollback_ref=st.none() | st.just("v1"), requester_can_deploy=st.booleans(),
-        one_person_many_roles=st.booleans())
+        one_person_many_roles=st.booleans(),
+        accepted_envs=st.frozensets(st.sampled_from(ENVS)), armed=st.booleans(),
+        rel_id=st.sampled_from(("", "REL-7")))
 ctxs = st.builds(
     Ctx, actor=st.builds(Actor, st.sampled_from(USERS), st.frozensets(st.sampled_from(ROLES))),
     reason=st.sampled_from(("", "why")), environment=st.none() | st.sampled_from(ENVS),

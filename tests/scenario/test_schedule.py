@@ -44,8 +44,10 @@ async def test_campaign_deploys_itself_at_its_time(db_url: str, policy: Policy) 
         await scheduled_campaign(h)
         calendar = await h.says(DEV, "calendar")
         assert "2026-11-23 20:00 CST *REL-1*" in calendar and "Deploys are open now" in calendar
+        assert "_scheduled_ · not armed" in calendar
         assert await h.says(OPS, "arm REL-1") == (
             "Armed: REL-1 deploys on its own at 2026-11-23 20:00 CST.")
+        assert "_scheduled_ · armed" in await h.says(DEV, "calendar")
         clock.jump_to(EIGHT_PM)
         await wait_for(lambda: h.pipeline_of(1) is not None, 10)
         pipeline = h.pipeline_of(1)

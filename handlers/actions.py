@@ -153,12 +153,10 @@ async def _verify_fail(rt: Runtime, user: str, rid: int, rev: int | None, body: 
     event = await transition.check_event(
         rt.deps, release_id=rid, event=lambda facts: verdict_event(facts, False, env),
         revision=rev, environment=env, actor=await rt.directory.actor(user))
+    title, label = "Verification failed", "What is wrong?"
     if event is Event.ACCEPTANCE_FAIL:
-        view = build_reason_modal(FormId.VERIFY_FAIL, f"{str(env).capitalize()} failed",
-                                  f"What is wrong on {env}?", rid, rev, environment=env)
-    else:
-        view = build_reason_modal(FormId.VERIFY_FAIL, "Verification failed", "What is wrong?",
-                                  rid, rev, environment=env)
+        title, label = f"{str(env).capitalize()} failed", f"What is wrong on {env}?"
+    view = build_reason_modal(FormId.VERIFY_FAIL, title, label, rid, rev, environment=env)
     return await _open(rt, body, view, f"/release verify REL-{rid} fail <note>")
 
 

@@ -1,7 +1,7 @@
 """Figure 5: Slack calls per release from request to close, and updates that change nothing.
 
 A `payments` release (staging then production) goes the whole way through the running app:
-request, report, two Approve clicks, checklist, Deploy staging, Deploy production, verify,
+request, report, two Approve clicks, checklist, Deploy staging, accept, Deploy production, verify,
 close. Every call the emulator receives is counted by method. Then every `chat.update` is
 compared with the content it replaced: one that shows exactly what was there is a call that
 changes nothing. A second walk adds what people do: a double click on Approve, a look at
@@ -66,7 +66,7 @@ async def walk(app: App, rid: int, *, people_too: bool) -> None:
         await app.click(OPS, ActionId.DEPLOY)
         app.gitlab.set_status(app.pipeline_of(rid).id, "success")
         await app.poll()
-    await app.click(TESTER, ActionId.VERIFY_PASS)
+        await app.click(TESTER, ActionId.VERIFY_PASS)  # "Staging OK", then verification
     await app.command(OPS, f"close REL-{rid}")
 
 

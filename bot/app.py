@@ -118,9 +118,13 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler.start()
     app[SCHEDULER] = scheduler
     yield
-    scheduler.stop()
-    # A tick cut off at the loop's close could hang inside the SQLite driver: let it end first.
+    # Stop firing, then let ticks in flight finish: APScheduler's shutdown would cancel them
+    # inside a database call, and one left running would outlive the engine. A tick handed to
+    # the loop just before the pause registers itself at its first step.
+    scheduler.pause()
+    await asyncio.sleep(0)
     await finish_tasks(scheduler.ticks)
+    scheduler.stop()
 
 
 async def socket_mode(app: web.Application) -> AsyncIterator[None]:

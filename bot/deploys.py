@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.gitlab import FINAL, WAITING, GitLabClient, GitLabError, Pipeline
+from bot.releases import clean_text
 from bot.transition import (
+    Apply,
     Deps,
     Outcome,
     check_event,
@@ -39,6 +42,7 @@ from bot.workflow import (
     Facts,
     Refused,
     State,
+    verdict_event,
 )
 from storage import queries as q
 from storage.models import Deployment, Release
@@ -85,6 +89,16 @@ class Shipped:
 def release_tag(deps: Deps, release_id: int) -> str:
     """The tag every deploy of a release runs on."""
     return f"{deps.policy.tag_prefix}REL-{release_id}"
+
+
+def ship_tag(deps: Deps, release: Release, deployments: Sequence[Deployment]) -> str:
+    """The tag this revision ships on: the release's own, unless an earlier revision shipped
+    another commit under it (a new ref after a failed acceptance); then one of its own, so that
+    every tag keeps naming exactly the commit it shipped, for rollback."""
+    tag = release_tag(deps, release.id)
+    taken = any(d.ref == tag and d.sha != release.pinned_sha for d in deployments
+                if not d.rollback)
+    return f"{tag}-r{release.revision}" if taken else tag
 
 
 def running(dep: Deployment | None) -> Shipped | None:
@@ -145,7 +159,8 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
         if unknown and gitlab_live is None and not facts.rollback_steps:
             raise LiveUnknown(release.project, env)  # the rest allows it: now ask GitLab
         await _environment_free(session, release, env, facts.production)
-        ships = Shipped(release_tag(deps, release.id), release.pinned_sha, release.id)
+        tag = ship_tag(deps, release, await q.deployments_of(session, release.id))
+        ships = Shipped(tag, release.pinned_sha, release.id)
         dep = await _hold(session, deps, release, env, actor, rollback=False, ships=ships,
                           before=before)
         outcome = await record(session, deps, release, Event.DEPLOY, actor, dest, {
@@ -300,18 +315,21 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
               "url": dep.pipeline_url, "status": dep.status, "failed_job": failed_job,
               "failed_job_url": failed_job_url, "error": error, "deployment": dep.id,
               "seconds": round((now - started).total_seconds()) if started else None}
-    event = _result_event(dep, status)
-    outcome = await step(session, deps, release, event,
-                         Ctx(SYSTEM, environment=dep.environment), detail_of(detail))
-    if event is Event.DEPLOY_SUCCEEDED and dep.environment == _production(deps, release):
+    out = await step(session, deps, release, _result_event(dep, status),
+                     Ctx(SYSTEM, environment=dep.environment), detail_of(detail))
+    if out.event is Event.DEPLOY_SUCCEEDED and _before_production(deps, dep):
+        # Testers accept there before anything goes further: ask them now, not on a timer.
+        notify(session, deps, release, "accept", roles=["tester"], environment=dep.environment)
+    elif out.event is Event.DEPLOY_SUCCEEDED:
         # Testers verify online as soon as production runs it; reminders follow as before.
         notify(session, deps, release, "verify_now", roles=["tester"])
-    return outcome
+    return out
 
 
-def _production(deps: Deps, release: Release) -> str:
-    """The project's last environment."""
-    return deps.policy.project(release.project).production
+def _before_production(deps: Deps, dep: Deployment) -> bool:
+    """Whether the deployment's environment comes before the project's production."""
+    project = deps.policy.projects.get(dep.project)
+    return project is not None and dep.environment != project.environments[-1]
 
 
 # --- stuck pipelines: reported once per reason; abandoned by the release manager ---------------
@@ -424,16 +442,51 @@ async def abandon_deploy(deps: Deps, *, deployment_id: int, actor: Actor, reason
 # --- after the deploy -----------------------------------------------------------------------------
 
 async def verify(deps: Deps, *, release_id: int, actor: Actor, passed: bool,
-                 note: str = "", revision: int | None = None) -> Outcome:
-    """Online verification; a pass starts observation (or closes when there is none)."""
-    event = Event.VERIFY_PASS if passed else Event.VERIFY_FAIL
+                 note: str = "", revision: int | None = None,
+                 environment: str | None = None) -> Outcome:
+    """A tester's verdict on the newest environment reached (or the one a button names).
+
+    Before production it is acceptance: a pass lets the next environment be deployed, a fail
+    holds the release for a new ref or cancel. In production it is online verification: a
+    pass starts observation (or closes when there is none).
+    """
+    note = clean_text(note).strip()
+
+    async def work(session: AsyncSession) -> Outcome:
+        release = await locked(session, release_id)
+        check_revision(release, revision)
+        facts = await load_facts(session, deps, release, frozenset({"deployments"}))
+        event = verdict_event(facts, passed, environment)
+        env = environment or facts.newest_env
+        ctx = Ctx(actor, reason=note, revision=revision, environment=env)
+        if event in (Event.ACCEPTANCE_PASS, Event.ACCEPTANCE_FAIL):
+            return await step(session, deps, release, event, ctx,
+                              _accepted(deps, actor, str(env), passed, note))
+        return await step(session, deps, release, event, ctx, _verified(note))
+
+    return await run_in_transaction(deps, work)
+
+
+def _accepted(deps: Deps, actor: Actor, env: str, passed: bool, note: str) -> Apply:
+    """Record the acceptance verdict on `env` (one per revision and environment)."""
 
     async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
-        rel.verification_note = note.strip() or None
-        return {"note": note.strip()}
+        q.add_acceptance(session, release=rel, environment=env, passed=passed,
+                         tester=actor.user, note=note, at=deps.clock())
+        following = facts.environments[facts.environments.index(env) + 1]
+        return {"environment": env, "note": note, "passed": passed, "next": following}
 
-    ctx = Ctx(actor, reason=note, revision=revision)
-    return await transition(deps, release_id, event, ctx, apply)
+    return apply
+
+
+def _verified(note: str) -> Apply:
+    """Record the online verification's note."""
+
+    async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
+        rel.verification_note = note or None
+        return {"note": note}
+
+    return apply
 
 
 async def close(deps: Deps, *, release_id: int, actor: Actor, revision: int | None = None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import deploys, releases, transition
+from bot import calendar, deploys, releases, transition
 from bot.deploys import Deployer, PipelineResult
 from bot.gitlab import FINAL, WAITING, GitLabError, Pipeline
 from bot.notes import NotesRenderer, notes_text
@@ -74,8 +74,12 @@ class Jobs:
             views = [await load_view(session, self.deps.policy, r) for r in due]
         started = 0
         for view in views:
-            if view.state is State.DEPLOYED and view.next_env is None:
-                continue  # production is done: nothing left to do on schedule
+            if view.state is State.DEPLOYED and (view.next_env is None or
+                                                 view.awaiting_acceptance):
+                continue  # production is done, or testers have yet to accept what comes before
+            if view.unarmed:  # nobody confirmed it may go unattended: wait, and ask once
+                await self._ask_to_arm(view.release)
+                continue
             try:
                 await self.deployer.deploy(release_id=view.release.id, actor=SYSTEM)
                 started += 1
@@ -84,6 +88,18 @@ class Jobs:
                     continue
                 await releases.hold(self.deps, release_id=view.release.id, reason=exc.sentence)
         return started
+
+    async def _ask_to_arm(self, release: Release) -> int:
+        """Ask the release managers, once an interval, to arm a release whose time has come."""
+        when = release.scheduled_at and calendar.format_local(release.scheduled_at,
+                                                              self.deps.policy)
+        every = timedelta(hours=self.deps.policy.reminders.interval_hours)
+        async with transaction(self.deps.sessions) as session:
+            if not await q.due_reminder(session, release.id, "arm", now=self.now, every=every):
+                return 0
+            transition.notify(session, self.deps, release, "arm", roles=["release_manager"],
+                              when=when)
+        return 1
 
     # --- reminders: one digest per person and interval ------------------------------------------
 

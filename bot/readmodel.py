@@ -9,10 +9,21 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.plan import missing as plan_missing
 from bot.policy import Policy, ReleaseType, TypePolicy
-from bot.transition import reached_envs
-from bot.workflow import Actor, Facts, Pin, State, can_sign
+from bot.transition import is_armed, reached_envs
+from bot.workflow import (
+    Actor,
+    Event,
+    Facts,
+    Pin,
+    State,
+    allowed_events,
+    awaiting_acceptance,
+    can_sign,
+    newest_env,
+)
 from storage import queries as q
 from storage.models import (
+    Acceptance,
     Approval,
     AuditEntry,
     ChecklistTick,
@@ -49,6 +60,7 @@ class ReleaseView:
     def plan_waits_for_review(self) -> bool:
         """A reviewer is configured and has not approved the plan as it is."""
         return self.plan_reviewer is not None and self.release.plan_review != "ok"
+    acceptances: Sequence[Acceptance] = ()  # testers' verdicts before production, this revision
 
     @property
     def state(self) -> State:
@@ -94,6 +106,36 @@ class ReleaseView:
         return next((e for e in self.environments if e not in self.done_envs), None)
 
     @property
+    def newest_env(self) -> str | None:
+        """The latest environment this revision reached."""
+        return newest_env(self.environments, self.done_envs)
+
+    @property
+    def accepted(self) -> dict[str, Acceptance]:
+        """Environment → the tester's verdict there, this revision."""
+        return {a.environment: a for a in self.acceptances}
+
+    @property
+    def awaiting_acceptance(self) -> str | None:
+        """The environment before production where a tester's pass is due now, if any."""
+        if self.state is not State.DEPLOYED:
+            return None
+        passed = [env for env, a in self.accepted.items() if a.passed]
+        return awaiting_acceptance(self.environments, self.done_envs, passed)
+
+    @property
+    def armed(self) -> bool:
+        """The release manager armed this revision's scheduled deploy."""
+        return is_armed(self.release)
+
+    @property
+    def unarmed(self) -> bool:
+        """A planned deploy still to go that the release manager could arm and has not."""
+        rel = self.release
+        return (rel.scheduled_at is not None and not self.armed and self.next_env is not None
+                and Event.ARM in allowed_events(self.state))
+
+    @property
     def active_deployment(self) -> Deployment | None:
         """The pipeline running now, if any."""
         return next((d for d in reversed(self.deployments)
@@ -118,17 +160,21 @@ async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
     roles = tuple(rules.approvers) if rules else ()
     project = policy.projects.get(release.project)
     envs = tuple(project.environments) if project else ("production",)
+    deployments = await q.deployments_of(session, release.id)
     return ReleaseView(
         release=release, required_roles=roles,
         approvals=await q.approvals_of(session, release),
         report=await q.latest_report(session, release),
         # Each query is a round trip: skip the ticks when there is no checklist to tick.
         ticks=await q.ticks_of(session, release.id) if release.checklist else (),
-        deployments=await q.deployments_of(session, release.id),
+        deployments=deployments,
         environments=envs,
         work_items=await q.work_items_of(session, release.id) if full else (),
         audit=await q.audit_of(session, release.id, last=TIMELINE_ROWS) if full else (),
         one_person_many_roles=policy.one_person_many_roles,
         plan_required=tuple(rules.plan.required) if rules else (),
         plan_reviewer=rules.plan.reviewer if rules else None,
+        # Acceptances exist only once an environment before production has been deployed.
+        acceptances=(await q.acceptances_of(session, release)
+                     if len(envs) > 1 and deployments else ()),
     )

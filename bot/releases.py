@@ -12,6 +12,7 @@ from typing import Any
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import calendar
 from bot.plan import clean_plan
 from bot.plan import too_long as plan_too_long
 from bot.policy import Policy, PolicyError, ReleaseType
@@ -379,6 +380,26 @@ async def hold(deps: Deps, *, release_id: int, reason: str) -> Outcome | None:
         return out
 
     return await run_in_transaction(deps, work)
+
+
+async def arm(deps: Deps, *, release_id: int, actor: Actor,
+              revision: int | None = None) -> Outcome:
+    """The release manager lets a scheduled or held release deploy on its own at its time.
+
+    Arming is for the current revision: a new ref or report voids it, as it voids approvals.
+    """
+
+    async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
+        now = deps.clock()
+        release.armed_by, release.armed_at = actor.user, now
+        release.armed_revision = release.revision
+        planned = release.scheduled_at
+        return {"at": now.isoformat(), "revision": release.revision,
+                "scheduled_at": planned and planned.isoformat(),
+                "when": planned and calendar.format_local(planned, deps.policy),
+                "held": release.hold_reason}
+
+    return await transition(deps, release_id, Event.ARM, Ctx(actor, revision=revision), apply)
 
 
 async def cancel(deps: Deps, *, release_id: int, actor: Actor, reason: str = "") -> Outcome:

@@ -73,6 +73,11 @@ class Scheduler:
         self.scheduler.start()
         log.info("scheduler started as replica %s", self.owner)
 
+    def pause(self) -> None:
+        """Fire no more ticks; those running go on (see `ticks`)."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+
     def stop(self) -> None:
         """Fire no more ticks; those running are in `ticks`, for the app to let finish."""
         if self.scheduler.running:

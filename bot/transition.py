@@ -217,7 +217,8 @@ async def load_facts(session: AsyncSession, deps: Deps, release: Release,
         requester_can_deploy=type_policy.requester_can_deploy,
         one_person_many_roles=policy.one_person_many_roles,
         pinned=bool(release.pinned_sha) and release.pinned_revision == release.revision,
-        rel_id=release.rel_id, **_plan_facts(release, type_policy.plan),
+        armed=is_armed(release), rel_id=release.rel_id,
+        **_plan_facts(release, type_policy.plan),
         **stored, **gate, **(await _merge_back_facts(session, deps, release, reads)),
     )
 
@@ -263,7 +264,15 @@ async def _stored_facts(session: AsyncSession, release: Release, limits: dict[st
                                           if not d.rollback and d.revision == release.revision)
         undo = rollback_target(deployments)
         facts["rollback_ref"] = undo and (undo.previous_ref or undo.previous_sha)
+    if "acceptances" in reads:
+        verdicts = await q.acceptances_of(session, release)
+        facts["accepted_envs"] = frozenset(a.environment for a in verdicts if a.passed)
     return facts
+
+
+def is_armed(release: Release) -> bool:
+    """The release manager armed this revision's scheduled deploy (a new revision voids it)."""
+    return release.armed_by is not None and release.armed_revision == release.revision
 
 
 def reached_envs(deployments: Sequence[Deployment], revision: int) -> frozenset[str]:
@@ -344,22 +353,28 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
     return await record(session, deps, release, event, ctx.actor, dest, detail)
 
 
-async def check_event(deps: Deps, *, release_id: int, event: Event, actor: Actor,
-                      revision: int | None = None, reason: str | None = None) -> None:
+async def check_event(deps: Deps, *, release_id: int, event: Event | Callable[[Facts], Event],
+                      actor: Actor, revision: int | None = None,
+                      environment: str | None = None, reason: str | None = None) -> Event:
     """Refuse now, changing nothing, what `event` would be refused for apart from its reason.
 
     A button that opens a form for the reason asks first, so nobody writes a note that the
     table would refuse for another cause; the note itself is checked when the event happens.
-    With `reason` the reason is checked too (before a GitLab call that can't be undone).
+    `event` may be chosen from the facts (a verdict is acceptance or verification); the event
+    checked is returned. With `reason` the reason is checked too (before a GitLab call that
+    can't be undone).
     """
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
         if release is None:
             raise Refused(f"There is no release REL-{release_id}.")
         check_revision(release, revision)
-        facts = await load_facts(session, deps, release, EVENTS[event].reads)
-    ctx = Ctx(actor, reason=reason or "", revision=revision)
-    traced_decide(deps, release, facts, event, ctx, reason_follows=reason is None)
+        reads = EVENTS[event].reads if isinstance(event, Event) else EVERYTHING
+        facts = await load_facts(session, deps, release, reads)
+    chosen = event if isinstance(event, Event) else event(facts)
+    ctx = Ctx(actor, reason=reason or "", revision=revision, environment=environment)
+    traced_decide(deps, release, facts, chosen, ctx, reason_follows=reason is None)
+    return chosen
 
 
 def traced_decide(deps: Deps, release: Release, facts: Facts, event: Event, ctx: Ctx, *,

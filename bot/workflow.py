@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -20,6 +20,7 @@ class State(StrEnum):
     SCHEDULED = "scheduled"
     DEPLOYING = "deploying"
     DEPLOYED = "deployed"
+    ACCEPTANCE_FAILED = "acceptance_failed"  # a tester failed it before production
     VERIFICATION_FAILED = "verification_failed"
     VERIFIED = "verified"
     OBSERVING = "observing"
@@ -68,6 +69,8 @@ class Event(StrEnum):
     PIPELINE_STARTED = "pipeline started"
     DEPLOY_SUCCEEDED = "deploy succeeded"
     DEPLOY_FAILED = "deploy failed"
+    ACCEPTANCE_PASS = "acceptance pass"  # a tester passes it on an environment before production
+    ACCEPTANCE_FAIL = "acceptance fail"
     VERIFY_PASS = "verify pass"
     VERIFY_FAIL = "verify fail"
     OBSERVE = "observe"
@@ -81,6 +84,7 @@ class Event(StrEnum):
     EDIT_PLAN = "edit plan"
     PLAN_OK = "approve plan"
     PLAN_CHANGES = "ask plan changes"
+    ARM = "arm"  # the release manager lets a scheduled or held release deploy on its own
 
 
 class Who(StrEnum):
@@ -148,11 +152,13 @@ class Facts:
     plan_review_note: str = ""
     rollback_steps: bool = False  # the plan says how to roll back by hand
     previous_known: bool = True  # the environment's live version before a deploy is known
-    rel_id: str = "This release"  # how refusals name the release
     # Shipped hotfixes of the project that the pinned commit lacks, e.g. "REL-5 (`hotfix/1.2.1`
     # @ abc1234)"; empty where merge-back is not enforced or the release is itself a hotfix.
     merge_back_missing: tuple[str, ...] = ()
     merge_back_checked: bool = True  # False: GitLab must be asked before this can be decided
+    accepted_envs: frozenset[str] = frozenset()  # passed by a tester in this revision
+    armed: bool = False  # the release manager armed this revision's scheduled deploy
+    rel_id: str = "This release"  # how refusals name the release (REL-n when known)
 
     @property
     def missing_roles(self) -> list[str]:
@@ -163,6 +169,32 @@ class Facts:
     def production(self) -> str:
         """The last environment is the one people use."""
         return self.environments[-1]
+
+    @property
+    def newest_env(self) -> str | None:
+        """The latest environment in order this revision reached."""
+        return newest_env(self.environments, self.deployed_envs)
+
+    @property
+    def awaiting_acceptance(self) -> str | None:
+        """The environment before production a tester has yet to pass, if any."""
+        return awaiting_acceptance(self.environments, self.deployed_envs, self.accepted_envs)
+
+
+def newest_env(environments: Sequence[str], reached: Collection[str]) -> str | None:
+    """The latest of `environments`, in order, that was reached."""
+    return next((e for e in reversed(environments) if e in reached), None)
+
+
+def awaiting_acceptance(environments: Sequence[str], reached: Collection[str],
+                        accepted: Collection[str]) -> str | None:
+    """The newest reached environment, when it comes before production and is not accepted.
+
+    Acceptance before promotion, in one place: the deploy guard, the verify command, the card
+    and the scheduler all ask this.
+    """
+    env = newest_env(environments, reached)
+    return env if env is not None and env != environments[-1] and env not in accepted else None
 
 
 @dataclass(frozen=True)
@@ -412,7 +444,56 @@ def environment_in_order(facts: Facts, ctx: Ctx) -> str | None:
         return f"This release is already deployed to {env}."
     earlier = facts.environments[: facts.environments.index(env)]
     missing = [e for e in earlier if e not in facts.deployed_envs]
-    return f"Deploy to {', '.join(missing)} first." if missing else None
+    if missing:
+        return f"Deploy to {', '.join(missing)} first."
+    unaccepted = next((e for e in earlier if e not in facts.accepted_envs), None)
+    return unaccepted and not_accepted_sentence(facts, unaccepted)
+
+
+def not_accepted_sentence(facts: Facts, env: str) -> str:
+    """What holds a release on an environment a tester has not passed yet."""
+    return (f"{_rel(facts)} is on {env} and not yet accepted there: a tester passes it with "
+            f"`/release verify {facts.rel_id or '<ID>'} pass`.")
+
+
+def _rel(facts: Facts) -> str:
+    """The release as a sentence names it."""
+    return facts.rel_id or "This release"
+
+
+def acceptance_due(facts: Facts, ctx: Ctx) -> str | None:
+    """A verdict on the newest environment before production, once in each revision."""
+    env, newest = ctx.environment, facts.newest_env
+    if newest is None:
+        return f"{_rel(facts)} is not deployed anywhere yet."
+    if env != newest:
+        return f"{_rel(facts)} is on {newest} now, not {env}; look at the updated card."
+    if env == facts.production:
+        return f"{_rel(facts)} is in {env}: what is due there is online verification."
+    if env in facts.accepted_envs:
+        after = facts.environments[facts.environments.index(env) + 1]
+        return f"{_rel(facts)} is already accepted on {env}; {after} is next."
+    return None
+
+
+def armable(facts: Facts, ctx: Ctx) -> str | None:
+    """Only a planned deploy is armed, once in each revision, until production is reached."""
+    if not facts.has_schedule:
+        return (f"{_rel(facts)} has no planned time, so there is nothing to arm; deploy it "
+                "from the card when ready.")
+    if facts.production in facts.deployed_envs:
+        return f"{_rel(facts)} is already deployed to {facts.production}."
+    if facts.armed:
+        return f"{_rel(facts)} is already armed."
+    return None
+
+
+def armed_if_unattended(facts: Facts, ctx: Ctx) -> str | None:
+    """The bot deploys a scheduled release on its own only once the release manager armed it."""
+    if not ctx.actor.is_system or not facts.has_schedule or facts.armed:
+        return None
+    return (f"{_rel(facts)} is not armed: it deploys on its own only after the release manager "
+            f"arms it (`/release arm {facts.rel_id or '<ID>'}`).")
 
 
 def production_deployed(facts: Facts, ctx: Ctx) -> str | None:
@@ -511,9 +592,12 @@ def was_requested(facts: Facts, ctx: Ctx) -> bool:
 
 _S, _W = State, Who
 _SIGN = (plan_ready, may_sign, hotfixes_merged)
-_DEPLOY_GUARDS = (signed_off, commit_pinned, plan_ready, checklist_done, environment_in_order,
-                  way_back, gate_open)
+# Unarmed comes first: the scheduler asks the release manager to arm before it holds a release
+# for a freeze, so "it goes as soon as that is resolved" is then true.
+_DEPLOY_GUARDS = (armed_if_unattended, signed_off, commit_pinned, plan_ready, checklist_done,
+                  environment_in_order, way_back, gate_open)
 _EDITORS = (_W.REQUESTER, _W.RELEASE_MANAGER)
+_REWORK = (*BEFORE_DEPLOY, State.ACCEPTANCE_FAILED)  # a new ref restarts testing
 
 TABLE: tuple[Transition, ...] = (
     Transition((_S.REQUESTED,), Event.START_TESTING, _S.TESTING, (_W.TESTER,)),
@@ -534,11 +618,11 @@ TABLE: tuple[Transition, ...] = (
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, None, (_W.APPROVER,), _SIGN),
     Transition(BEFORE_DEPLOY, Event.REJECT, _S.REJECTED, (_W.APPROVER, _W.EXECUTIVE),
                (needs_reason,)),
-    Transition(BEFORE_DEPLOY, Event.CHANGE_REF, None, (_W.REQUESTER, _W.RELEASE_MANAGER),
+    Transition(_REWORK, Event.CHANGE_REF, None, (_W.REQUESTER, _W.RELEASE_MANAGER),
                when=(was_requested,)),
-    Transition(BEFORE_DEPLOY, Event.CHANGE_REF, _S.READY_FOR_SIGNOFF,
+    Transition(_REWORK, Event.CHANGE_REF, _S.READY_FOR_SIGNOFF,
                (_W.REQUESTER, _W.RELEASE_MANAGER), when=(no_report_needed,)),
-    Transition(BEFORE_DEPLOY, Event.CHANGE_REF, _S.TESTING, (_W.REQUESTER, _W.RELEASE_MANAGER)),
+    Transition(_REWORK, Event.CHANGE_REF, _S.TESTING, (_W.REQUESTER, _W.RELEASE_MANAGER)),
     Transition(PREPARING, Event.TICK, None, (_W.RELEASE_MANAGER,),
                (valid_items,)),
     Transition(PREPARING, Event.OVERRIDE_GATE, None, (_W.EXECUTIVE,),
@@ -548,6 +632,9 @@ TABLE: tuple[Transition, ...] = (
                (_W.DEPLOYER, _W.SYSTEM), _DEPLOY_GUARDS),
     Transition((_S.DEPLOYING,), Event.DEPLOY_SUCCEEDED, _S.DEPLOYED, (_W.SYSTEM,)),
     Transition((_S.DEPLOYING,), Event.DEPLOY_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
+    Transition((_S.DEPLOYED,), Event.ACCEPTANCE_PASS, None, (_W.TESTER,), (acceptance_due,)),
+    Transition((_S.DEPLOYED,), Event.ACCEPTANCE_FAIL, _S.ACCEPTANCE_FAILED, (_W.TESTER,),
+               (acceptance_due, needs_reason)),
     Transition((_S.DEPLOYED, _S.VERIFICATION_FAILED), Event.VERIFY_PASS, _S.VERIFIED,
                (_W.TESTER,), (production_deployed,)),
     Transition((_S.DEPLOYED,), Event.VERIFY_FAIL, _S.VERIFICATION_FAILED, (_W.TESTER,),
@@ -555,7 +642,7 @@ TABLE: tuple[Transition, ...] = (
     Transition((_S.VERIFIED,), Event.OBSERVE, _S.OBSERVING, (_W.SYSTEM,)),
     Transition((_S.VERIFIED, _S.OBSERVING), Event.CLOSE, _S.CLOSED,
                (_W.RELEASE_MANAGER, _W.SYSTEM)),
-    Transition((*LIVE, _S.DEPLOY_FAILED), Event.ROLLBACK, _S.ROLLING_BACK,
+    Transition((*LIVE, _S.DEPLOY_FAILED, _S.ACCEPTANCE_FAILED), Event.ROLLBACK, _S.ROLLING_BACK,
                (_W.RELEASE_MANAGER,), (can_roll_back,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
@@ -563,9 +650,10 @@ TABLE: tuple[Transition, ...] = (
     Transition((_S.DEPLOYING, _S.ROLLING_BACK), Event.ABANDON, _S.DEPLOY_FAILED,
                (_W.RELEASE_MANAGER,), (needs_reason,)),
     Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
-    Transition((_S.DEPLOYED, _S.DEPLOY_FAILED), Event.CANCEL, _S.CANCELLED,
+    Transition((_S.DEPLOYED, _S.DEPLOY_FAILED, _S.ACCEPTANCE_FAILED), Event.CANCEL, _S.CANCELLED,
                (_W.REQUESTER, _W.RELEASE_MANAGER), (production_not_started,)),
     Transition(LIVE, Event.PUBLISH_NOTES, None, (_W.RELEASE_MANAGER,)),
+    Transition((*SIGNED_OFF, _S.DEPLOYED), Event.ARM, None, (_W.RELEASE_MANAGER,), (armable,)),
 )
 
 
@@ -573,9 +661,10 @@ TABLE: tuple[Transition, ...] = (
 
 # The facts kept beyond the release row (and the deploy gate). Each event reads only those its
 # guards, selectors or effects need; tests/bot/test_fact_reads.py checks the rest never matter.
-Stored = Literal["report", "approvals", "ticks", "deployments", "gate", "merge_back"]
-EVERYTHING: frozenset[Stored] = frozenset(("report", "approvals", "ticks", "deployments", "gate",
-                                           "merge_back"))
+Stored = Literal["report", "approvals", "ticks", "deployments", "acceptances", "gate",
+                 "merge_back"]
+EVERYTHING: frozenset[Stored] = frozenset(("report", "approvals", "ticks", "deployments",
+                                           "acceptances", "gate", "merge_back"))
 
 
 @dataclass(frozen=True)
@@ -603,10 +692,15 @@ EVENTS: dict[Event, EventSpec] = {
     Event.TICK: _reads("ticks"),  # ticking an item twice adds no second row
     Event.OVERRIDE_GATE: _reads("gate"),  # the closed gate it lifts, for the audit
     Event.HOLD: _reads(),
-    Event.DEPLOY: _reads("approvals", "ticks", "deployments", "gate", notice="deploy"),
+    Event.DEPLOY: _reads("approvals", "ticks", "deployments", "acceptances", "gate",
+                         notice="deploy"),
     Event.PIPELINE_STARTED: _reads(broadcast=True),
     Event.DEPLOY_SUCCEEDED: _reads(broadcast=True, notice="deploy"),
     Event.DEPLOY_FAILED: _reads(broadcast=True, notice="deploy"),
+    Event.ACCEPTANCE_PASS: _reads("deployments", "acceptances", broadcast=True,
+                                  notice="verification"),
+    Event.ACCEPTANCE_FAIL: _reads("deployments", "acceptances", broadcast=True,
+                                  notice="verification"),
     Event.VERIFY_PASS: _reads("deployments", broadcast=True, notice="verification"),
     Event.VERIFY_FAIL: _reads("deployments", broadcast=True, notice="verification"),
     Event.OBSERVE: _reads(),
@@ -620,6 +714,7 @@ EVENTS: dict[Event, EventSpec] = {
     Event.EDIT_PLAN: _reads("approvals", "report"),  # voids approvals; keeps the report
     Event.PLAN_OK: _reads(),
     Event.PLAN_CHANGES: _reads(),
+    Event.ARM: _reads("deployments"),  # nothing to arm once production is reached
 }
 
 
@@ -670,6 +765,25 @@ def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False
     return row.dest or facts.state
 
 
+def _no_acceptance(state: State) -> str:
+    """Why there is no acceptance verdict to give in this state."""
+    if state is State.ACCEPTANCE_FAILED:
+        return ("This release already failed acceptance: give it a new ref "
+                "(`/release ref <ID> <ref>`) to test again, or cancel it.")
+    return f"There is nothing to accept while a release is {state.label}."
+
+
+def verdict_event(facts: Facts, passed: bool, environment: str | None = None) -> Event:
+    """A tester's pass or fail: acceptance on an environment before production, else verification.
+
+    `environment` is the one a button was drawn for; a command means the newest one reached.
+    """
+    env = environment or facts.newest_env
+    if env is None or env == facts.production:
+        return Event.VERIFY_PASS if passed else Event.VERIFY_FAIL
+    return Event.ACCEPTANCE_PASS if passed else Event.ACCEPTANCE_FAIL
+
+
 def refusal(event: Event, state: State) -> str:
     """A plain sentence for an event the state never allows."""
     if event is Event.CANCEL and state not in TERMINAL:
@@ -683,4 +797,8 @@ def refusal(event: Event, state: State) -> str:
                 f"{state.label}.")
     if event is Event.ABANDON:
         return f"Only a running deploy or rollback can be abandoned; this release is {state.label}."
+    if event in (Event.ACCEPTANCE_PASS, Event.ACCEPTANCE_FAIL):
+        return _no_acceptance(state)
+    if event is Event.ARM:
+        return f"A release is armed once it is signed off; this one is {state.label}."
     return f"You can't {event.value} a release that is {state.label}."

@@ -9,10 +9,10 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import deploys, golive, releases, transition
-from bot.workflow import Event, Refused, State
+from bot.workflow import Event, Refused, State, verdict_event
 from handlers import answer
 from handlers.answer import STALE_BUTTON, Asker, Reply, answer_after, open_form, tell
-from handlers.blocks import ActionId, FormId, parse_value
+from handlers.blocks import ActionId, FormId, parse_value, value_environment
 from handlers.commands import close_release, release_notes
 from handlers.modals import build_reason_modal, build_report_modal
 from handlers.plan_form import open_plan_form
@@ -142,18 +142,34 @@ async def _deploy(rt: Runtime, user: str, rid: int, rev: int | None, body: Body)
 
 
 async def _verify_pass(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    """Acceptance on the environment the button names, or verification in production."""
     out = await deploys.verify(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
-                               passed=True, revision=rev)
+                               passed=True, revision=rev, environment=_drawn_env(body))
     return answer.verified(out, True)
 
 
 async def _verify_fail(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     """Ask the table first, so nobody writes a note it would refuse for another cause."""
-    await transition.check_event(rt.deps, release_id=rid, event=Event.VERIFY_FAIL, revision=rev,
-                          actor=await rt.directory.actor(user))
-    view = build_reason_modal(FormId.VERIFY_FAIL, "Verification failed", "What is wrong?", rid,
-                              rev)
+    env = _drawn_env(body)
+    event = await transition.check_event(
+        rt.deps, release_id=rid, event=lambda facts: verdict_event(facts, False, env),
+        revision=rev, environment=env, actor=await rt.directory.actor(user))
+    title, label = "Verification failed", "What is wrong?"
+    if event is Event.ACCEPTANCE_FAIL:
+        title, label = f"{str(env).capitalize()} failed", f"What is wrong on {env}?"
+    view = build_reason_modal(FormId.VERIFY_FAIL, title, label, rid, rev, environment=env)
     return await _open(rt, body, view, f"/release verify REL-{rid} fail <note>")
+
+
+def _drawn_env(body: Body) -> str | None:
+    """The environment a verdict button was drawn for."""
+    return value_environment(str((body.get("actions") or [{}])[0].get("value") or ""))
+
+
+async def _arm(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+    out = await releases.arm(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
+                             revision=rev)
+    return answer.armed(out)
 
 
 async def _rollback(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
@@ -208,4 +224,5 @@ BUTTONS: dict[str, Click] = {
     ActionId.PLAN_CHANGES: _plan_changes,
     ActionId.NOTES: _notes,
     ActionId.ABANDON: _abandon,
+    ActionId.ARM: _arm,
 }

@@ -133,10 +133,24 @@ def deploy_started(out: Outcome) -> str:
 
 
 def verified(out: Outcome, passed: bool) -> str:
-    """The verification, acknowledged."""
+    """The acceptance or verification, acknowledged."""
+    rid, env = out.release.rel_id, escape(str(out.detail.get("environment")))
+    if out.event is Event.ACCEPTANCE_PASS:
+        return (f"Recorded: {rid} passed acceptance on {env}; it may now be deployed to "
+                f"{escape(str(out.detail.get('next')))}.")
+    if out.event is Event.ACCEPTANCE_FAIL:
+        return (f"Recorded: {rid} failed acceptance on {env}. It is held until a new ref "
+                f"(`/release ref {rid} <ref>`) or a cancel.")
     if passed:
         return f"Verified {out.release.rel_id}; the observation period has started."
     return f"Recorded the failed verification of {out.release.rel_id}. Roll back from the card."
+
+
+def armed(out: Outcome) -> str:
+    """The scheduled deploy may now go on its own."""
+    when = out.detail.get("when")
+    at = f" at {escape(str(when))}" if when else ""
+    return f"Armed: {out.release.rel_id} deploys on its own{at}."
 
 
 def rolling_back(out: Outcome) -> str:

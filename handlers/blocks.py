@@ -31,6 +31,7 @@ class ActionId:
     ROLLBACK = "release_rollback"
     CLOSE = "release_close"
     ABANDON = "release_abandon"
+    ARM = "release_arm"
     CHECKLIST = "release_checklist"
     EDIT_PLAN = "release_edit_plan"
     PLAN_OK = "release_plan_ok"
@@ -54,7 +55,7 @@ STATE_ICON = {
     State.REQUESTED: "📝", State.TESTING: "🧪", State.READY_FOR_SIGNOFF: "✍️",
     State.APPROVED: "✅", State.SCHEDULED: "🗓️", State.DEPLOYING: "🚀", State.DEPLOYED: "📦",
     State.VERIFICATION_FAILED: "⚠️", State.VERIFIED: "✔️", State.OBSERVING: "👀",
-    State.CLOSED: "🏁", State.REJECTED: "⛔", State.CANCELLED: "🚫",
+    State.CLOSED: "🏁", State.REJECTED: "⛔", State.CANCELLED: "🚫", State.ACCEPTANCE_FAILED: "🚧",
     State.DEPLOY_FAILED: "❌", State.ROLLING_BACK: "⏪", State.ROLLED_BACK: "↩️",
 }
 
@@ -119,10 +120,20 @@ def confirm(title: str, text: str, yes: str, danger: bool = False) -> Block:
     return dialog
 
 
-def button_value(view: ReleaseView) -> str:
-    """`id:revision:state`: lets a click tell whether the card it came from is stale."""
+def button_value(view: ReleaseView, environment: str | None = None) -> str:
+    """`id:revision:state[:environment]`: lets a click tell whether its card is stale.
+
+    A verdict button names its environment: "Staging OK" must never pass production.
+    """
     rel = view.release
-    return f"{rel.id}:{rel.revision}:{rel.state}"
+    value = f"{rel.id}:{rel.revision}:{rel.state}"
+    return f"{value}:{environment}" if environment else value
+
+
+def value_environment(value: str) -> str | None:
+    """The environment a button value or form's metadata names, if any (see `button_value`)."""
+    parts = value.split(":", 3)
+    return (parts[3] or None) if len(parts) > 3 else None
 
 
 def parse_value(value: str) -> tuple[int, int | None, str | None]:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from bot.mergeback import missing_labels
 from bot.plan import listed
 from bot.readmodel import ReleaseView
-from bot.workflow import Event, State, allowed_events, merge_back_sentence
+from bot.workflow import BEFORE_DEPLOY, Event, State, allowed_events, merge_back_sentence
 from handlers.blocks import (
     STATE_ICON,
     ActionId,
@@ -26,6 +26,7 @@ from handlers.blocks import (
     section,
     title_line,
 )
+from storage.models import Acceptance
 
 
 def build_release_card(view: ReleaseView, tz: ZoneInfo) -> tuple[str, list[Block]]:
@@ -55,7 +56,7 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
         f"*Project* {escape(rel.project)}   *Ref* {ref_text(view)}",
     ]
     if rel.scheduled_at:
-        lines.append(f"*Deploys at* {local_time(rel.scheduled_at, tz)}")
+        lines.append(f"*Deploys at* {local_time(rel.scheduled_at, tz)}{arming_text(view, tz)}")
     elif rel.planned_window:
         lines.append(f"*Planned* {escape(rel.planned_window)}")
     if dep := view.active_deployment:
@@ -65,6 +66,16 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
         at = f" @ `{escape(dep.sha[:7])}`" if dep.sha else ""
         lines.append(f"{kind} `{escape(ref)}`{at} to {escape(dep.environment)}: {link}")
     return "\n".join(lines)
+
+
+def arming_text(view: ReleaseView, tz: ZoneInfo) -> str:
+    """Whether the planned deploy may go on its own: armed by whom and when, or not yet."""
+    rel = view.release
+    if view.armed and rel.armed_by:
+        return f"   ·   armed by {mention(rel.armed_by)} at {local_time(rel.armed_at, tz)}"
+    if view.next_env is not None and view.state in (*BEFORE_DEPLOY, State.DEPLOYED):
+        return "   ·   not armed: deploys only after the release manager arms it"
+    return ""
 
 
 def progress_text(view: ReleaseView) -> str:
@@ -117,12 +128,23 @@ def checklist_line(view: ReleaseView) -> str:
 
 
 def deploys_line(view: ReleaseView) -> str:
-    """Where this release has been deployed, in order."""
-    marks = []
-    for env in view.environments:
-        mark = "✅" if env in view.done_envs else "▫️"
-        marks.append(f"{mark} {escape(env)}")
+    """Where this release has been deployed, in order, with testers' acceptance."""
+    marks = [env_mark(view, env) for env in view.environments]
     return "*Deploys* " + "  →  ".join(marks)
+
+
+def env_mark(view: ReleaseView, env: str) -> str:
+    """One environment: not reached, reached, or reached and passed or failed by a tester."""
+    name = escape(env)
+    if env not in view.done_envs:
+        return f"▫️ {name}"
+    verdict = view.accepted.get(env)
+    if verdict is not None:
+        said = "accepted" if verdict.passed else "failed acceptance"
+        return f"{'✅' if verdict.passed else '🚧'} {name} ({said} by {mention(verdict.tester)})"
+    if env == view.awaiting_acceptance:
+        return f"📦 {name} (awaiting acceptance)"
+    return f"✅ {name}"
 
 
 def notes_text(view: ReleaseView) -> str:
@@ -134,6 +156,10 @@ def notes_text(view: ReleaseView) -> str:
     if rel.gate_override_by:
         notes.append(f"🔓 Freeze/window override by {mention(rel.gate_override_by)}: "
                      f"{escape(rel.gate_override_reason or '')}")
+    if view.state is State.ACCEPTANCE_FAILED and (failed := _failed_acceptance(view)):
+        notes.append(f"🚧 Failed acceptance on {escape(failed.environment)}: "
+                     f"{escape(failed.note)}. A new ref (`/release ref {rel.rel_id} <ref>`) "
+                     "restarts testing; or cancel it.")
     if rel.verification_note and view.state is State.VERIFICATION_FAILED:
         notes.append(f"⚠️ Verification failed: {escape(rel.verification_note)}")
     if _first_in_production(view):
@@ -154,6 +180,11 @@ def _first_in_production(view: ReleaseView) -> bool:
     prod = view.environments[-1]
     return any(d.environment == prod and not d.rollback and d.previous_sha is None
                and d.previous_ref is None for d in view.deployments)
+
+
+def _failed_acceptance(view: ReleaseView) -> Acceptance | None:
+    """The tester's failing verdict of this revision, if there is one."""
+    return next((a for a in view.acceptances if not a.passed), None)
 
 
 def checklist_block(view: ReleaseView) -> Block:
@@ -182,8 +213,8 @@ def _button(label: str, action: str) -> Callable[[ReleaseView], list[Block]]:
 
 
 def deploy_button(view: ReleaseView) -> list[Block]:
-    """Deploy to the next environment; none once production is done."""
-    if view.state is State.DEPLOYED and view.next_env is None:
+    """Deploy to the next environment; none before acceptance nor once production is done."""
+    if view.state is State.DEPLOYED and (view.next_env is None or view.awaiting_acceptance):
         return []
     env = view.next_env or view.environments[-1]
     return [button(f"Deploy to {env}", ActionId.DEPLOY, button_value(view), "primary", confirm(
@@ -194,9 +225,35 @@ def verify_buttons(view: ReleaseView) -> list[Block]:
     """Passed or failed, once production is deployed."""
     if view.next_env:
         return []
-    value = button_value(view)
+    value = button_value(view, view.environments[-1])
     return [button("Verification passed", ActionId.VERIFY_PASS, value, "primary"),
             button("Verification failed", ActionId.VERIFY_FAIL, value, "danger")]
+
+
+def acceptance_buttons(view: ReleaseView) -> list[Block]:
+    """"Staging OK" / "Staging failed", while a tester's verdict there is due."""
+    env = view.awaiting_acceptance
+    if env is None:
+        return []
+    value, name = button_value(view, env), env.capitalize()
+    return [button(f"{name} OK", ActionId.VERIFY_PASS, value, "primary", confirm(
+                f"{name} OK?", f"Pass {view.release.rel_id} on {escape(env)}, so that "
+                f"{escape(_after(view, env))} may be deployed?", "Pass")),
+            button(f"{name} failed", ActionId.VERIFY_FAIL, value, "danger")]
+
+
+def _after(view: ReleaseView, env: str) -> str:
+    """The environment that follows `env`."""
+    return view.environments[view.environments.index(env) + 1]
+
+
+def arm_button(view: ReleaseView) -> list[Block]:
+    """Arm a planned deploy so that it goes on its own at its time."""
+    if not view.unarmed:
+        return []
+    return [button("Arm", ActionId.ARM, button_value(view), "primary", confirm(
+        "Arm the scheduled deploy?", f"{view.release.rel_id} will deploy on its own at its "
+        "planned time, or as soon as a freeze or window allows after it.", "Arm"))]
 
 
 def rollback_button(view: ReleaseView) -> Block:
@@ -245,7 +302,9 @@ _BUTTONS: dict[Event, Callable[[ReleaseView], list[Block]]] = {
     Event.START_TESTING: _button("Start testing", ActionId.START_TESTING),
     Event.APPROVE: approval_buttons,
     Event.EDIT_PLAN: plan_buttons,
+    Event.ARM: arm_button,
     Event.DEPLOY: deploy_button,
+    Event.ACCEPTANCE_FAIL: acceptance_buttons,
     Event.VERIFY_FAIL: verify_buttons,
     Event.ROLLBACK: lambda view: [rollback_button(view)],
     Event.CLOSE: _button("Close", ActionId.CLOSE),

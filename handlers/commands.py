@@ -168,6 +168,13 @@ async def _verify(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     return answer.verified(out, passed)
 
 
+async def _arm(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
+    """Let a scheduled or held release deploy on its own."""
+    out = await releases.arm(rt.deps, release_id=p.release_id or 0,
+                             actor=await rt.directory.actor(user))
+    return answer.armed(out)
+
+
 async def _rollback(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Redeploy the previous version."""
     out = await rt.deployer.rollback(release_id=p.release_id or 0, reason=p.rest,
@@ -280,8 +287,11 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
     Sub("override", "/release override <ID> <reason…>",
         "executive: deploy in a freeze or outside windows", _override, min_args=1),
     Sub("deploy", "/release deploy <ID> [environment]", "start the deploy pipeline", _deploy),
-    Sub("verify", "/release verify <ID> pass|fail [note…]", "online verification result",
-        _verify, min_args=1),
+    Sub("verify", "/release verify <ID> pass|fail [note…]",
+        "a tester's verdict on the newest environment: acceptance before production, "
+        "online verification in it", _verify, min_args=1),
+    Sub("arm", "/release arm <ID>",
+        "release manager: let a scheduled or held release deploy on its own", _arm),
     Sub("rollback", "/release rollback <ID> [reason…]", "redeploy the previous version",
         _rollback),
     Sub("abandon", "/release abandon <ID> <reason…>",

@@ -20,7 +20,9 @@ from bot.workflow import Event, State
 from handlers.blocks import ActionId, button, escape, mention, ref_text, section
 from handlers.cards import (
     abandon_button,
+    acceptance_buttons,
     approval_buttons,
+    arm_button,
     build_release_card,
     rollback_button,
     verify_buttons,
@@ -343,12 +345,9 @@ class Deliverer:
             await self._post_thread_line(view, f"notify:{row.id}:thread", text,
                                          retrying=row.attempts > 1)
         blocks = [section(text)]
-        if prompt := _prompt_button(payload.get("notice"), view):
+        if buttons := prompt_buttons(view, str(payload.get("notice", ""))):
             blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
-                           "elements": [prompt]})
-        elif payload.get("notice") in VERIFY_ASKS and view.state is State.DEPLOYED:
-            blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
-                           "elements": verify_buttons(view)})
+                           "elements": buttons})
         for user in users:
             await self._direct(user, rel.id, f"notify:{row.id}:{user}", text=text, blocks=blocks)
 
@@ -437,13 +436,19 @@ class Deliverer:
         return None
 
 
-def _prompt_button(notice: str | None, view: ReleaseView) -> dict[str, Any] | None:
-    """The button a notice offers while its moment lasts: roll back, or abandon a stuck deploy."""
+def prompt_buttons(view: ReleaseView, notice: str) -> list[dict[str, Any]]:
+    """The buttons a notice carries while what it prompts is still possible (else none)."""
     if notice == "verify_deadline" and view.state is State.DEPLOYED:
-        return rollback_button(view)
+        return [rollback_button(view)]
     if notice == "stuck" and view.state in (State.DEPLOYING, State.ROLLING_BACK):
-        return abandon_button(view)
-    return None
+        return [abandon_button(view)]
+    if notice in VERIFY_ASKS and view.state is State.DEPLOYED:
+        return verify_buttons(view)
+    if notice == "accept":
+        return acceptance_buttons(view)
+    if notice == "arm":
+        return arm_button(view)
+    return []
 
 
 def ask_blocks(view: ReleaseView, link: str | None) -> list[dict[str, Any]]:

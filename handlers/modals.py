@@ -103,9 +103,12 @@ def plan_values(values: dict[str, Any], fields: tuple[PlanField, ...] = tuple(Pl
 
 
 def build_reason_modal(callback_id: str, title: str, label: str, release_id: int,
-                       revision: int | None, optional: bool = False) -> Block:
-    """Asks for a reason (reject, failed verification)."""
+                       revision: int | None, optional: bool = False,
+                       environment: str | None = None) -> Block:
+    """Asks for a reason (reject, failed verification or acceptance on `environment`)."""
     meta = f"{release_id}:{revision if revision is not None else ''}"
+    if environment:  # the same layout as a button value: `value_environment` reads it
+        meta += f"::{environment}"
     return _modal(callback_id, title, "Submit",
                   [_text_input("reason", label, multiline=True, optional=optional)], meta)
 
@@ -196,6 +199,7 @@ def parse_report_view(values: dict[str, Any]) -> tuple[tuple[str, dict[str, int]
 def parse_metadata(meta: str) -> tuple[int, int | None]:
     """`release_id:revision` from a modal's private_metadata."""
     rid, _, rev = meta.partition(":")
+    rev = rev.partition(":")[0]
     if not is_id(rid):
         raise ValueError("bad modal metadata")
     return int(rid), int(rev) if is_id(rev) else None

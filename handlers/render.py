@@ -147,6 +147,26 @@ def _plan_ok(p: Payload, d: Payload) -> str:
     return f"🗒 {mention(p['actor'])} approved the go-live plan{role}{_reason(d, 'note')}."
 
 
+def _accepted(p: Payload, d: Payload) -> str:
+    env = escape(str(d.get("environment")))
+    nxt = escape(str(d.get("next")))
+    return (f"✅ {mention(p['actor'])} accepted the release on {env}{_reason(d, 'note')}. "
+            f"It may now be deployed to {nxt}.")
+
+
+def _not_accepted(p: Payload, d: Payload) -> str:
+    env = escape(str(d.get("environment")))
+    return (f"🚧 {mention(p['actor'])} failed the release on {env}{_reason(d, 'note')}. "
+            "It is held: a new ref restarts testing, or it is cancelled.")
+
+
+def _armed(p: Payload, d: Payload) -> str:
+    when = f" at {escape(str(d['when']))}" if d.get("when") else " at its planned time"
+    held = " once deploys are open again" if d.get("held") else ""
+    return (f"🔑 {mention(p['actor'])} armed the scheduled deploy: it goes on its own"
+            f"{when}{held}.")
+
+
 _E = Event
 RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.REQUEST: _request,
@@ -163,6 +183,8 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.PIPELINE_STARTED: _pipeline,
     _E.DEPLOY_SUCCEEDED: _deployed,
     _E.DEPLOY_FAILED: _deploy_failed,
+    _E.ACCEPTANCE_PASS: _accepted,
+    _E.ACCEPTANCE_FAIL: _not_accepted,
     _E.VERIFY_PASS: _simple("✔️", "verified the release in production", "note"),
     _E.VERIFY_FAIL: _simple("⚠️", "found a problem in production", "note"),
     _E.OBSERVE: lambda p, d: "👀 Observation period started.",
@@ -179,6 +201,7 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.PUBLISH_NOTES: lambda p, d: (f"📰 {mention(p['actor'])} published the release notes of "
                                     f"`{escape(str(d.get('tag')))}` as a "
                                     f"{_link(d.get('url'), 'GitLab release')}."),
+    _E.ARM: _armed,
 }
 
 
@@ -242,6 +265,14 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "plan_review": lambda rid, d: (
         f"🗒 The go-live plan of {rid} is complete and waits for your review: Plan OK on the "
         f"card, or `/release review {rid} ok|changes <note>`."),
+    "accept": lambda rid, d: (
+        f"🧪 {rid} is deployed to {escape(str(d.get('environment')))}: please run the "
+        f"acceptance cases there, then pass or fail it from the card or with "
+        f"`/release verify {rid} pass|fail [note]`. It goes no further until you do."),
+    "arm": lambda rid, d: (
+        f"🔑 {rid} was due to deploy{' at ' + escape(str(d['when'])) if d.get('when') else ''} "
+        f"but is not armed: it deploys on its own only after the release manager arms it. "
+        f"Arm it from the card or with `/release arm {rid}`."),
     "merge_back": lambda rid, d: (
         f"🔀 Hotfix {rid} (`{escape(str(d.get('ref')))}`) is not merged into the default "
         f"branch yet{' and is overdue' if d.get('overdue') else ''}: please merge it back."),

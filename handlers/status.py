@@ -8,7 +8,7 @@ from bot import calendar
 from bot.deploys import Shipped, running
 from bot.plan import PlanField
 from bot.readmodel import ReleaseView, load_view
-from bot.transition import Deps
+from bot.transition import Deps, is_armed
 from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
 from handlers.blocks import (
     STATE_ICON,
@@ -146,7 +146,8 @@ async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:
     freezes = [f for f in policy.freezes if f.to >= today]
     lines = ["*Scheduled releases*"] + [
         f"• {calendar.format_local(r.scheduled_at, policy)} *{r.rel_id}* {escape(r.project)} "
-        f"`{escape(r.ref)}` — {escape(clip(r.title, 80))} · _{State(r.state).label}_"
+        f"`{escape(r.ref)}` — {escape(clip(r.title, 80))} · _{State(r.state).label}_ · "
+        f"{'armed' if is_armed(r) else 'not armed'}"
         for r in coming[:20] if r.scheduled_at] or ["*Scheduled releases*", "• none"]
     lines += ["", f"*Release windows* {escape(calendar.describe_windows(policy))} "
               f"({escape(policy.timezone)})", "*Freezes*"]

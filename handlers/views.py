@@ -10,7 +10,7 @@ from bot import deploys, golive, releases
 from bot.workflow import Refused, reason_sentence
 from handlers import answer
 from handlers.answer import STALE_FORM, Asker, Reply, Work, answer_after
-from handlers.blocks import clip
+from handlers.blocks import clip, value_environment
 from handlers.modals import (
     field_value,
     parse_metadata,
@@ -128,9 +128,10 @@ async def on_verify_fail_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> 
 
     async def act() -> Reply:
         release_id, revision = _target(body)
+        env = value_environment((body.get("view") or {}).get("private_metadata") or "")
         out = await deploys.verify(runtime.deps, release_id=release_id, passed=False, note=note,
                                    actor=await runtime.directory.actor(_user(body)),
-                                   revision=revision)
+                                   revision=revision, environment=env)
         return answer.verified(out, False)
 
     await _finish(ack, runtime, body, act, None)

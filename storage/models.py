@@ -83,6 +83,10 @@ class Release(SQLModel, table=True):
     gate_override_reason: str | None = Field(default=None, max_length=4000)
     hold_reason: str | None = Field(default=None, max_length=4000)
     verification_note: str | None = Field(default=None, max_length=4000)
+    # Who let the scheduled deploy of which revision go on its own, and when.
+    armed_by: str | None = Field(default=None, max_length=32)
+    armed_at: datetime | None = _ts(default=None)
+    armed_revision: int | None = None
     card_channel: str | None = Field(default=None, max_length=32)
     card_ts: str | None = Field(default=None, max_length=32)
     card_hash: str | None = Field(default=None, max_length=64)  # skip chat.update of no change
@@ -187,6 +191,23 @@ class Deployment(SQLModel, table=True):
     started_by: str = Field(max_length=32)
     started_at: datetime = _ts(default_factory=utcnow)
     finished_at: datetime | None = _ts(default=None)
+
+
+class Acceptance(SQLModel, table=True):
+    """A tester's pass or fail of one revision on an environment before production."""
+
+    __tablename__ = "acceptances"
+    __table_args__ = (UniqueConstraint("release_id", "revision", "environment",
+                                       name="uq_acceptance"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    revision: int
+    environment: str = Field(max_length=64)
+    passed: bool
+    tester: str = Field(max_length=32)
+    note: str = Field(default="", max_length=4000)
+    created_at: datetime = _ts(default_factory=utcnow)
 
 
 class DeployLock(SQLModel, table=True):

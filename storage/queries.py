@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import (
+    Acceptance,
     Approval,
     AuditEntry,
     ChecklistTick,
@@ -77,6 +78,15 @@ async def deployments_of(session: AsyncSession, release_id: int) -> Sequence[Dep
     """Every deploy and rollback of a release, oldest first."""
     stmt = select(Deployment).where(Deployment.release_id == release_id)
     return (await session.exec(stmt.order_by(col(Deployment.id)))).all()
+
+
+async def acceptances_of(session: AsyncSession, release: Release,
+                         current_only: bool = True) -> Sequence[Acceptance]:
+    """Testers' verdicts before production, of the current revision (or all, oldest first)."""
+    stmt = select(Acceptance).where(Acceptance.release_id == release.id)
+    if current_only:
+        stmt = stmt.where(Acceptance.revision == release.revision)
+    return (await session.exec(stmt.order_by(col(Acceptance.id)))).all()
 
 
 async def work_items_of(session: AsyncSession, release_id: int) -> Sequence[WorkItem]:
@@ -239,6 +249,16 @@ def add_approval(session: AsyncSession, *, release: Release, role: str | None, a
                         approver=approver, seat=seat, comment=comment, created_at=at)
     session.add(approval)
     return approval
+
+
+def add_acceptance(session: AsyncSession, *, release: Release, environment: str, passed: bool,
+                   tester: str, note: str, at: datetime) -> Acceptance:
+    """Record a verdict on an environment; the unique key refuses a second one at commit."""
+    acceptance = Acceptance(release_id=release.id, revision=release.revision,
+                            environment=environment, passed=passed, tester=tester, note=note,
+                            created_at=at)
+    session.add(acceptance)
+    return acceptance
 
 
 def add_ticks(session: AsyncSession, *, release_id: int, items: Sequence[int], by: str,

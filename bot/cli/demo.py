@@ -1,4 +1,4 @@
-"""`releasebot demo` and `releasebot say`: two releases end to end against built-in emulators.
+"""`releasebot demo` and `releasebot say`: three releases end to end against built-in emulators.
 
 Nothing here needs settings, a policy file or the network: Slack and GitLab are the project's own
 emulators on loopback, the database is SQLite in a temporary folder, and scripted people send
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -20,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -107,6 +109,21 @@ def message_lines(text: str, blocks: list[dict[str, Any]] | None,
 
 # --- the running demo ---------------------------------------------------------------------------
 
+class DemoClock:
+    """Real time, moved forward when the script jumps to a planned deploy time."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        """Now, shifted."""
+        return datetime.now(UTC) + self.offset
+
+    def jump_to(self, when: datetime) -> None:
+        """From now on, time continues from `when`."""
+        self.offset = when - datetime.now(UTC)
+
+
 @dataclass
 class Demo:
     """The bot on loopback with both emulators, the signed driver, and the step log."""
@@ -120,6 +137,7 @@ class Demo:
     folder: Path
     out: TextIO
     pause: float = 0.0
+    clock: DemoClock = field(default_factory=DemoClock)
 
     # -- what the reader of the step log sees --------------------------------------------------
 
@@ -265,9 +283,13 @@ async def standard_release(d: Demo) -> int:
     await d.click(DIRECTOR, ActionId.APPROVE, rid)
     await d.click(LEAD, ActionId.APPROVE, rid)
     await d.say(OPS, f"check REL-{rid} 1 2")
-    for env in ("staging", "production"):
-        if await d.pipeline(rid) != "deployed":
-            raise DemoStop(f"REL-{rid}'s {env} deploy did not succeed")
+    if await d.pipeline(rid) != "deployed":
+        raise DemoStop(f"REL-{rid}'s staging deploy did not succeed")
+    d.log("      (Tariq and Lena are asked to run their acceptance cases on staging)")
+    await d.say(OPS, f"deploy REL-{rid} production")  # refused: staging is not accepted yet
+    await d.click(TESTER, ActionId.VERIFY_PASS, rid)  # "Staging OK"
+    if await d.pipeline(rid) != "deployed":
+        raise DemoStop(f"REL-{rid}'s production deploy did not succeed")
     await d.click(TESTER, ActionId.VERIFY_PASS, rid)
     await d.click(OPS, ActionId.CLOSE, rid)
     return rid
@@ -300,6 +322,7 @@ async def emergency_release(d: Demo) -> int:
     await d.say(OPS, f"check REL-{rid} 1 2")
     if await d.pipeline(rid) != "deployed":
         raise DemoStop(f"REL-{rid}'s staging deploy did not succeed")
+    await d.say(TESTER, f"verify REL-{rid} pass payouts time out after 5 s on staging")
     d.log("      (scripted: GitLab's production job for this hotfix is going to fail)")
     d.gitlab.auto_advance(every=PIPELINE_STEP, fail_refs=[f"release/REL-{rid}"])  # its tag
     outcome = await d.pipeline(rid)
@@ -310,20 +333,55 @@ async def emergency_release(d: Demo) -> int:
     return rid
 
 
+async def scheduled_release(d: Demo) -> int:
+    """A campaign planned two hours ahead: unarmed at its time it waits; armed, it deploys."""
+    d.log("\n3. A campaign launch planned for later, armed by the release manager\n")
+    tz = d.app[POLICY].tz
+    launch = (d.clock().astimezone(tz) + timedelta(hours=2)).replace(minute=0, second=0,
+                                                                      microsecond=0)
+    at = f"{launch:%Y-%m-%d %H:%M}"
+    rid = _filed(await d.say(DEV, f'request web v1.1.0 Winter sale landing page --type campaign '
+                                  f'--at "{at}"'))
+    # web's first release through the bot: GitLab knows no earlier production deployment here,
+    # so production waits for written rollback steps.
+    await d.say(DEV, f"plan REL-{rid} rollback Switch the landing page flag off; the old page "
+                     "stays deployed beside it")
+    await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/web-sale A=0 B=0 C=0")
+    await d.click(DIRECTOR, ActionId.APPROVE, rid)
+    await d.click(LEAD, ActionId.APPROVE, rid)
+    d.log(f"      (scripted: the clock jumps to {at}, the planned time)")
+    d.clock.jump_to(launch)
+    await d.wait(lambda: bool(d.slack.dms(OPS)) and "not armed" in d.slack.dms(OPS)[-1].text,
+                 f"nobody asked Olga to arm REL-{rid}")
+    await d.settle()
+    d.log(f"      ⋯ REL-{rid} does not deploy on its own; Olga is asked to arm it")
+    await d.say(OPS, f"arm REL-{rid}")
+    d.log("      ⋯ the scheduler deploys it; GitLab reports back through the webhook")
+    await d.wait_db(lambda rel: rel.state == "deployed", rid,
+                    f"REL-{rid} was not deployed after it was armed")
+    await d.settle()
+    await d.click(TESTER, ActionId.VERIFY_PASS, rid)
+    return rid
+
+
 # --- did it really happen? ------------------------------------------------------------------------
 
-async def verify(d: Demo, first: int, second: int) -> list[str]:
+async def verify(d: Demo, first: int, second: int, third: int | None = None) -> list[str]:
     """What is missing from a complete run (empty when everything happened)."""
     problems = []
-    for rid, want in ((first, "closed"), (second, "rolled_back")):
+    wanted = [(first, "closed"), (second, "rolled_back")]
+    wanted += [(third, "observing")] if third is not None else []
+    for rid, want in wanted:
         got = await d.state(rid)
         if got != want:
             problems.append(f"REL-{rid} is {got.replace('_', ' ')}, not {want.replace('_', ' ')}")
     cards = d.slack.messages(CHANNEL)
-    if len(cards) != 2:
+    if len(cards) != len(wanted):
         problems.append(f"{CHANNEL_NAME} has {len(cards)} top-level messages, not one per release")
-    for rid in (first, second):
+    for rid, _ in wanted:
         problems += await announced_once(d, rid)
+    if third is not None and (await d.release(third)).armed_by != OPS:
+        problems.append(f"REL-{third} deployed without Olga arming it")
     live = (await d.release(first)).pinned_sha or "?"
     async with d.app[DEPS].sessions() as session:
         back = [dep for dep in await q.deployments_of(session, second) if dep.rollback]
@@ -410,7 +468,8 @@ async def staged(out: TextIO, port: int = 0, pause: float = 0.0) -> AsyncIterato
         async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
             _cast(slack, gitlab)
             settings = _settings(folder, slack, gitlab, secret, hook_secret, port)
-            runner = web.AppRunner(create_app(settings, policy), access_log=None)
+            clock = DemoClock()
+            runner = web.AppRunner(create_app(settings, policy, clock=clock), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
             url = f"http://127.0.0.1:{runner.addresses[0][1]}"
@@ -418,7 +477,7 @@ async def staged(out: TextIO, port: int = 0, pause: float = 0.0) -> AsyncIterato
             try:
                 async with SlackDriver(url, secret, slack) as driver:
                     yield Demo(runner.app, url, secret, slack, gitlab, driver, folder, out,
-                               pause)
+                               pause, clock)
             finally:
                 gitlab.register_hook(None)
                 await runner.cleanup()
@@ -453,6 +512,7 @@ def _settings(folder: Path, slack: SlackEmulator, gitlab: GitLabEmulator, secret
         slack_bot_token="xoxb-demo", slack_signing_secret=secret, slack_api_url=slack.base_url,
         database_url=f"sqlite+aiosqlite:///{folder / 'releasebot.db'}", gitlab_url=gitlab.url,
         gitlab_token=gitlab.token, gitlab_webhook_secret=hook_secret, gitlab_poll_seconds=2,
+        scheduler_seconds=1,  # the scripted clock jump is noticed at once
         releasebot_config=folder / "releasebot.yml", host="127.0.0.1", port=port or 3000)
 
 
@@ -468,6 +528,8 @@ async def run_demo(out: TextIO, *, slow: bool = False, keep: bool = False,
     """Run both releases, print what people saw, verify it; 0 only if it all happened."""
     _safe_output(out)
     quiet_token_warning()  # read by people new to the bot: no harmless warnings in it
+    # The demo's scheduler ticks every second; one skipped while the last still runs is harmless.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     async with staged(out, port, SLOW_PAUSE if slow else 0.0) as d:
         _intro(d)
         problems, rids = await _play(d)
@@ -487,6 +549,7 @@ async def _play(d: Demo) -> tuple[list[str], tuple[int, ...]]:
     try:
         rids.append(await standard_release(d))
         rids.append(await emergency_release(d))
+        rids.append(await scheduled_release(d))
     except DemoStop as exc:
         return [str(exc)], ()
     return [], tuple(rids)
@@ -519,9 +582,10 @@ def _verdict(d: Demo, problems: list[str], rids: tuple[int, ...]) -> None:
     """Say whether the flow really happened, and what is missing if not."""
     d.log("")
     if not problems:
-        first, second = rids
-        d.log(f"Demo complete: REL-{first} closed, REL-{second} rolled back to the version "
-              f"REL-{first} put live; every announcement appeared once.")
+        first, second, third = rids
+        d.log(f"Demo complete: REL-{first} accepted on staging and closed, REL-{second} rolled "
+              f"back to the version REL-{first} put live, REL-{third} deployed at its time once "
+              "armed; every announcement appeared once.")
         return
     d.log("Demo FAILED; missing:")
     for problem in problems:

@@ -13,7 +13,7 @@ from emulators.sample import DEV, OPS, TESTER
 from handlers.blocks import ActionId
 from tests.adversarial.common import audit, row_counts
 from tests.scenario.harness import Harness, running_app
-from tests.scenario.test_gitlab_flow import approved, deploy_and_finish
+from tests.scenario.test_gitlab_flow import approved, through_production
 
 
 def refusals(h: Harness, event: str) -> float:
@@ -42,8 +42,7 @@ async def test_close_checks_the_role_before_asking_gitlab(db_url: str, policy: P
     """A developer's close is refused without a single GitLab request for release notes."""
     async with running_app(db_url, policy) as h:
         rid = await approved(h)
-        for _ in range(2):
-            await deploy_and_finish(h, rid)
+        await through_production(h, rid)
         await h.click(TESTER, ActionId.VERIFY_PASS)
         await h.settle()
         calls, before = len(h.gitlab.calls), await row_counts(h)
@@ -64,8 +63,7 @@ async def test_publish_needs_a_deployed_release_and_is_audited(db_url: str,
         assert len(h.gitlab.calls) == calls and await row_counts(h) == before
         assert "v1.0.0" not in h.gitlab.projects[1].releases
         rid = await approved(h)
-        for _ in range(2):
-            await deploy_and_finish(h, rid)
+        await through_production(h, rid)
         assert "Published v1.1.0" in await h.says(OPS, f"notes REL-{rid} publish")
         entry = (await audit(h, rid))[-1]
         assert (entry.actor, entry.action, entry.detail["tag"]) == (OPS, "publish notes", "v1.1.0")

@@ -33,6 +33,14 @@ async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:
         done = await deploys.finish_deploy(deps, deployment_id=start.deployment.id,
                                            status="success")
         assert done.to_state is State.DEPLOYED and done.detail["seconds"] == 180
+        if env == "staging":
+            with pytest.raises(Refused, match=f"REL-{rid} is on staging and not yet accepted"):
+                await deploys.start_deploy(deps, release_id=rid, actor=ops)
+            passed = await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER),
+                                          passed=True, note="cases re-run")
+            assert passed.event is Event.ACCEPTANCE_PASS and passed.to_state is State.DEPLOYED
+            assert passed.detail == {"environment": "staging", "note": "cases re-run",
+                                     "passed": True, "next": "production"}
     out = await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=True)
     assert out.to_state is State.VERIFIED
     assert await state_of(deps, rid) is State.OBSERVING
@@ -181,6 +189,7 @@ async def test_staging_is_reserved_until_production_or_cancel(deps: Deps) -> Non
     await deployed(deps, second)
     third = await signed_off(deps)
     await releases.tick(deps, release_id=third, actor=ops, items=(1, 2))
+    await deploys.verify(deps, release_id=second, actor=who(deps, TESTER), passed=True)
     await deployed(deps, second)  # production: staging is free again
     await deployed(deps, third)
 

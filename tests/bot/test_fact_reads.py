@@ -37,6 +37,7 @@ from tests.fixtures import SALES_WEEK
 FIELDS: dict[Stored, tuple[str, ...]] = {
     "report": ("report",), "approvals": ("approvals",), "ticks": ("checklist_done",),
     "deployments": ("deployed_envs", "started_envs", "rollback_ref"),
+    "acceptances": ("accepted_envs",),
     "gate": ("gate_open", "gate_reason", "gate_next"),
     "merge_back": ("merge_back_missing", "merge_back_checked"),
 }
@@ -65,7 +66,9 @@ def facts_in(states: list[State]) -> st.SearchStrategy[Facts]:
         rollback_ref=st.none() | st.just("v1"), requester_can_deploy=st.booleans(),
         one_person_many_roles=st.booleans(),
         merge_back_missing=st.sampled_from(((), ("REL-5 (`hotfix/1` @ abc1234)",))),
-        merge_back_checked=st.booleans())
+        merge_back_checked=st.booleans(),
+        accepted_envs=st.frozensets(st.sampled_from(ENVS)), armed=st.booleans(),
+        rel_id=st.sampled_from(("", "REL-7")))
 ctxs = st.builds(
     Ctx, actor=st.builds(Actor, st.sampled_from(USERS), st.frozensets(st.sampled_from(ROLES))),
     reason=st.sampled_from(("", "why")), environment=st.none() | st.sampled_from(ENVS),

@@ -88,6 +88,7 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
     at = clock.now + timedelta(hours=2)
     rid = await signed_off(deps, scheduled_at=at, type="campaign")
     assert await state(deps, rid) is State.SCHEDULED
+    await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
     assert await jobs.deploy_due() == 0 and await notices(deps, "held") == []
     clock.advance(hours=2)
     assert await jobs.deploy_due() == 0
@@ -104,6 +105,90 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
     assert [p.ref for p in gitlab.pipelines.values()] == [f"release/REL-{rid}"]
     assert [p.sha for p in gitlab.pipelines.values()] == [gitlab.resolve(
         gitlab.project("acme/payments"), "v1.1.0").sha]
+
+
+async def test_an_unarmed_release_waits_at_its_time_and_asks_once(
+        deps: Deps, jobs: Jobs, clock: FakeClock, gitlab: GitLabEmulator) -> None:
+    """Unarmed, nothing deploys; the release manager is asked once an interval; armed, it goes."""
+    rid = await signed_off(deps, project="web", scheduled_at=clock.now + timedelta(hours=2),
+                           type="campaign")
+    clock.advance(hours=2)
+    assert await jobs.deploy_due() == 0 and await jobs.deploy_due() == 0
+    [asked] = await notices(deps, "arm")
+    assert asked["roles"] == ["release_manager"] and asked["detail"] == {
+        "when": "2026-11-23 14:00 CST"}
+    assert await notices(deps, "held") == [] and gitlab.pipelines == {}
+    clock.advance(hours=deps.policy.reminders.interval_hours)
+    assert await jobs.deploy_due() == 0 and len(await notices(deps, "arm")) == 2
+    with pytest.raises(Refused, match="release manager"):
+        await releases.arm(deps, release_id=rid, actor=who(deps, DEV))
+    out = await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    assert out.detail["at"] == clock.now.isoformat() and out.to_state is State.SCHEDULED
+    with pytest.raises(Refused, match=f"REL-{rid} is already armed."):
+        await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    assert await jobs.deploy_due() == 1 and await state(deps, rid) is State.DEPLOYING
+    async with deps.sessions() as session:
+        trail = await q.audit_of(session, rid)
+    arming = next(a for a in trail if a.action == "arm")
+    assert (arming.actor, arming.at) == (OPS, clock.now)
+
+
+async def test_armed_in_a_freeze_it_goes_when_the_freeze_ends(
+        deps: Deps, jobs: Jobs, clock: FakeClock) -> None:
+    """Held by a freeze, an armed release deploys itself once the freeze is over."""
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
+    rid = await signed_off(deps, project="web", scheduled_at=clock.now + timedelta(hours=2),
+                           type="campaign")
+    await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    clock.advance(hours=2)
+    assert await jobs.deploy_due() == 0
+    [held] = await notices(deps, "held")
+    assert "Sales week" in held["detail"]["reason"]
+    clock.now = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 the day after the freeze
+    assert await jobs.deploy_due() == 1 and await state(deps, rid) is State.DEPLOYING
+
+
+async def test_a_new_revision_voids_arming(deps: Deps, jobs: Jobs, clock: FakeClock) -> None:
+    """A new ref needs testing, sign-off and arming again; arming waits for sign-off."""
+    rid = await signed_off(deps, project="web", scheduled_at=clock.now + timedelta(hours=2),
+                           type="campaign")
+    await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    await releases.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v1.2.0")
+    with pytest.raises(Refused, match="armed once it is signed off; this one is testing"):
+        await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+                                 report=ReportInput("https://ci/r/2", {}))
+    for user in (DIRECTOR, LEAD):
+        await releases.approve(deps, release_id=rid, actor=who(deps, user))
+    assert await state(deps, rid) is State.SCHEDULED
+    clock.advance(hours=2)
+    assert await jobs.deploy_due() == 0 and len(await notices(deps, "arm")) == 1
+    await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    assert await jobs.deploy_due() == 1
+
+
+async def test_the_scheduler_never_promotes_past_an_unaccepted_environment(
+        deps: Deps, jobs: Jobs, clock: FakeClock, gitlab: GitLabEmulator) -> None:
+    """Staging goes on schedule; production waits for a tester's pass there, then goes too."""
+    rid = await signed_off(deps, scheduled_at=clock.now + timedelta(hours=2), type="campaign")
+    await releases.tick(deps, release_id=rid, actor=who(deps, OPS), items=(1, 2))
+    await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    clock.advance(hours=2)
+    assert await jobs.deploy_due() == 1
+    async with deps.sessions() as session:
+        [staging] = await q.deployments_of(session, rid)
+    await deploys.finish_deploy(deps, deployment_id=staging.id, status="success")
+    [asked] = await notices(deps, "accept")
+    assert asked["roles"] == ["tester"] and asked["detail"] == {"environment": "staging"}
+    for _ in range(3):
+        clock.advance(minutes=30)
+        assert await jobs.deploy_due() == 0
+    assert len(gitlab.pipelines) == 1 and await state(deps, rid) is State.DEPLOYED
+    await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=True)
+    assert await jobs.deploy_due() == 1
+    async with deps.sessions() as session:
+        assert [d.environment for d in await q.deployments_of(session, rid)] == [
+            "staging", "production"]
 
 
 async def test_campaign_needs_its_time(deps: Deps) -> None:

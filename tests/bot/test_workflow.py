@@ -18,6 +18,7 @@ from bot.workflow import (
     TransitionError,
     allowed_events,
     decide,
+    verdict_event,
 )
 
 S, E = State, Event
@@ -34,7 +35,7 @@ BASE = Facts(state=S.REQUESTED, requester=DEV.user, required_roles=("tech_direct
              report=GOOD, checklist_total=2, checklist_done=frozenset({1, 2}),
              environments=("staging", "production"), rollback_ref="v1.0.0",
              allow_known_issues=True, bypass_allowed=True, plan_reviewer="tech_director",
-             plan_review="ok")
+             plan_review="ok", rel_id="REL-5")
 
 # The specification, written out independently of the table: (state, event) -> destination
 # with facts where every guard holds. Pairs missing here must be refused.
@@ -48,7 +49,7 @@ EXPECTED: dict[tuple[State, Event], State] = {
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
     (S.REQUESTED, E.CHANGE_REF): S.REQUESTED,
     **{(s, E.CHANGE_REF): S.TESTING for s in
-       (S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+       (S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.ACCEPTANCE_FAILED)},
     **{(s, E.TICK): s for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOY_FAILED)},
     **{(s, E.OVERRIDE_GATE): s for s in
@@ -59,6 +60,8 @@ EXPECTED: dict[tuple[State, Event], State] = {
        (S.APPROVED, S.SCHEDULED, S.DEPLOYED, S.DEPLOY_FAILED)},
     (S.DEPLOYING, E.DEPLOY_SUCCEEDED): S.DEPLOYED,
     (S.DEPLOYING, E.DEPLOY_FAILED): S.DEPLOY_FAILED,
+    (S.DEPLOYED, E.ACCEPTANCE_PASS): S.DEPLOYED,
+    (S.DEPLOYED, E.ACCEPTANCE_FAIL): S.ACCEPTANCE_FAILED,
     (S.DEPLOYED, E.VERIFY_PASS): S.VERIFIED,
     (S.VERIFICATION_FAILED, E.VERIFY_PASS): S.VERIFIED,
     (S.DEPLOYED, E.VERIFY_FAIL): S.VERIFICATION_FAILED,
@@ -66,14 +69,15 @@ EXPECTED: dict[tuple[State, Event], State] = {
     (S.VERIFIED, E.CLOSE): S.CLOSED,
     (S.OBSERVING, E.CLOSE): S.CLOSED,
     **{(s, E.ROLLBACK): S.ROLLING_BACK for s in
-       (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING, S.DEPLOY_FAILED)},
+       (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING, S.DEPLOY_FAILED,
+        S.ACCEPTANCE_FAILED)},
     (S.ROLLING_BACK, E.ROLLBACK_SUCCEEDED): S.ROLLED_BACK,
     (S.ROLLING_BACK, E.ROLLBACK_FAILED): S.DEPLOY_FAILED,
     (S.DEPLOYING, E.ABANDON): S.DEPLOY_FAILED,  # a stuck pipeline, given up: counts as failed
     (S.ROLLING_BACK, E.ABANDON): S.DEPLOY_FAILED,
     **{(s, E.CANCEL): S.CANCELLED for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOYED,
-        S.DEPLOY_FAILED)},  # after a deploy, only until production starts
+        S.DEPLOY_FAILED, S.ACCEPTANCE_FAILED)},  # after a deploy, until production starts
     **{(s, E.PUBLISH_NOTES): s for s in
        (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING)},
     # The go-live plan: edited before deploy (a signed-off release is signed off again),
@@ -82,6 +86,7 @@ EXPECTED: dict[tuple[State, Event], State] = {
     **{(s, E.EDIT_PLAN): S.READY_FOR_SIGNOFF for s in (S.APPROVED, S.SCHEDULED)},
     **{(s, event): s for event in (E.PLAN_OK, E.PLAN_CHANGES) for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+    **{(s, E.ARM): s for s in (S.APPROVED, S.SCHEDULED, S.DEPLOYED)},
 }
 
 ACTOR = {
@@ -89,7 +94,7 @@ ACTOR = {
     E.REJECT: DIRECTOR, E.CHANGE_REF: DEV, E.TICK: OPS, E.OVERRIDE_GATE: CTO, E.DEPLOY: OPS,
     E.VERIFY_PASS: TESTER, E.VERIFY_FAIL: TESTER, E.CLOSE: OPS, E.ROLLBACK: OPS, E.CANCEL: DEV,
     E.PUBLISH_NOTES: OPS, E.EDIT_PLAN: DEV, E.PLAN_OK: DIRECTOR, E.PLAN_CHANGES: DIRECTOR,
-    E.ABANDON: OPS,
+    E.ABANDON: OPS, E.ACCEPTANCE_PASS: TESTER, E.ACCEPTANCE_FAIL: TESTER, E.ARM: OPS,
 }
 
 
@@ -109,6 +114,11 @@ def happy(state: State, event: Event) -> tuple[Facts, Ctx]:
         ctx = replace(ctx, environment="staging")
     if event in (E.VERIFY_PASS, E.VERIFY_FAIL):
         facts = replace(facts, deployed_envs=frozenset({"staging", "production"}))
+    if event in (E.ACCEPTANCE_PASS, E.ACCEPTANCE_FAIL):
+        facts = replace(facts, deployed_envs=frozenset({"staging"}))
+        ctx = replace(ctx, environment="staging")
+    if event is E.ARM:
+        facts = replace(facts, has_schedule=True)
     return facts, ctx
 
 
@@ -278,7 +288,8 @@ def test_staging_before_production() -> None:
     facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"})
     assert refused(facts, E.DEPLOY, Ctx(OPS, environment="production")) == (
         "Deploy to staging first.")
-    after = replace(facts, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}))
+    after = replace(facts, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}),
+                    accepted_envs=frozenset({"staging"}))
     assert decide(after, E.DEPLOY, Ctx(OPS, environment="production")) is S.DEPLOYING
     assert "already deployed to staging" in refused(after, E.DEPLOY,
                                                     Ctx(OPS, environment="staging"))
@@ -387,7 +398,8 @@ def test_the_plan_review_is_the_reviewers_and_not_the_requesters() -> None:
 def test_production_needs_a_way_back() -> None:
     """No known earlier version and no rollback steps: production is refused, staging is not."""
     facts, ctx = happy(S.DEPLOYED, E.DEPLOY)
-    facts = replace(facts, deployed_envs=frozenset({"staging"}), previous_known=False)
+    facts = replace(facts, deployed_envs=frozenset({"staging"}),
+                    accepted_envs=frozenset({"staging"}), previous_known=False)
     prod = replace(ctx, environment="production")
     with pytest.raises(TransitionError) as err:
         decide(facts, E.DEPLOY, prod)
@@ -416,3 +428,86 @@ def test_labels() -> None:
     """The words people see."""
     assert S.READY_FOR_SIGNOFF.label == "ready for sign-off"
     assert S.DEPLOY_FAILED.label == "deploy failed"
+
+
+def test_production_waits_for_acceptance_on_staging() -> None:
+    """A tester passes the release on staging before production may be deployed."""
+    facts = replace(BASE, state=S.DEPLOYED, approvals={"tech_director": "a", "test_lead": "b"},
+                    deployed_envs=frozenset({"staging"}))
+    assert refused(facts, E.DEPLOY, Ctx(OPS, environment="production")) == (
+        "REL-5 is on staging and not yet accepted there: a tester passes it with "
+        "`/release verify REL-5 pass`.")
+    assert facts.awaiting_acceptance == "staging"
+    accepted = replace(facts, accepted_envs=frozenset({"staging"}))
+    assert accepted.awaiting_acceptance is None
+    assert decide(accepted, E.DEPLOY, Ctx(OPS, environment="production")) is S.DEPLOYING
+
+
+def test_a_verdict_is_acceptance_before_production_and_verification_in_it() -> None:
+    """`/release verify` applies to the newest environment reached; a button names its own."""
+    staged = replace(BASE, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}))
+    assert verdict_event(staged, True) is E.ACCEPTANCE_PASS
+    assert verdict_event(staged, False) is E.ACCEPTANCE_FAIL
+    live = replace(staged, deployed_envs=frozenset({"staging", "production"}))
+    assert verdict_event(live, True) is E.VERIFY_PASS
+    assert verdict_event(live, True, "staging") is E.ACCEPTANCE_PASS
+    single = replace(BASE, state=S.DEPLOYED, environments=("production",),
+                     deployed_envs=frozenset({"production"}))
+    assert verdict_event(single, False) is E.VERIFY_FAIL
+
+
+def test_acceptance_is_given_once_on_the_newest_environment() -> None:
+    """A tester's verdict: once a revision, on the environment the release is on, with a note
+    when it fails; a stale "Staging OK" never passes production."""
+    staged = replace(BASE, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}))
+    ctx = Ctx(TESTER, environment="staging")
+    assert decide(staged, E.ACCEPTANCE_PASS, ctx) is S.DEPLOYED
+    assert refused(staged, E.ACCEPTANCE_FAIL, ctx) == "Please give a reason."
+    assert decide(staged, E.ACCEPTANCE_FAIL, replace(ctx, reason="500s")) is S.ACCEPTANCE_FAILED
+    assert "tester" in refused(staged, E.ACCEPTANCE_PASS, Ctx(OPS, environment="staging"))
+    done = replace(staged, accepted_envs=frozenset({"staging"}))
+    assert refused(done, E.ACCEPTANCE_PASS, ctx) == (
+        "REL-5 is already accepted on staging; production is next.")
+    live = replace(done, deployed_envs=frozenset({"staging", "production"}))
+    assert refused(live, E.ACCEPTANCE_PASS, ctx) == (
+        "REL-5 is on production now, not staging; look at the updated card.")
+
+
+def test_a_failed_acceptance_holds_for_a_new_ref_or_cancel() -> None:
+    """No deploy and no second verdict; a new ref restarts testing, cancel ends it."""
+    failed = replace(BASE, state=S.ACCEPTANCE_FAILED, deployed_envs=frozenset({"staging"}),
+                     started_envs=frozenset({"staging"}))
+    assert allowed_events(S.ACCEPTANCE_FAILED) == {E.CHANGE_REF, E.CANCEL, E.ROLLBACK}
+    assert refused(failed, E.ACCEPTANCE_PASS, Ctx(TESTER, environment="staging")) == (
+        "This release already failed acceptance: give it a new ref (`/release ref <ID> <ref>`) "
+        "to test again, or cancel it.")
+    assert "can't deploy" in refused(failed, E.DEPLOY, Ctx(OPS, environment="production"))
+    assert decide(failed, E.CHANGE_REF, Ctx(DEV)) is S.TESTING
+    assert decide(failed, E.CANCEL, Ctx(DEV)) is S.CANCELLED
+    assert S.ACCEPTANCE_FAILED.label == "acceptance failed"
+
+
+def test_the_bot_deploys_on_schedule_only_when_armed() -> None:
+    """Unattended deploys need the release manager's arming; people deploying need none."""
+    facts = replace(BASE, state=S.SCHEDULED, has_schedule=True,
+                    approvals={"tech_director": "a", "test_lead": "b"})
+    ctx = Ctx(SYSTEM, environment="staging")
+    assert refused(facts, E.DEPLOY, ctx) == (
+        "REL-5 is not armed: it deploys on its own only after the release manager arms it "
+        "(`/release arm REL-5`).")
+    assert decide(replace(facts, armed=True), E.DEPLOY, ctx) is S.DEPLOYING
+    assert decide(facts, E.DEPLOY, Ctx(OPS, environment="staging")) is S.DEPLOYING
+
+
+def test_arming() -> None:
+    """The release manager arms a signed-off planned deploy, once a revision."""
+    facts = replace(BASE, state=S.SCHEDULED, has_schedule=True)
+    assert decide(facts, E.ARM, Ctx(OPS)) is S.SCHEDULED
+    assert "release manager" in refused(facts, E.ARM, Ctx(DEV))
+    assert refused(replace(facts, armed=True), E.ARM, Ctx(OPS)) == "REL-5 is already armed."
+    unplanned = replace(facts, state=S.APPROVED, has_schedule=False)
+    assert "no planned time" in refused(unplanned, E.ARM, Ctx(OPS))
+    live = replace(facts, state=S.DEPLOYED, deployed_envs=frozenset({"staging", "production"}))
+    assert refused(live, E.ARM, Ctx(OPS)) == "REL-5 is already deployed to production."
+    assert refused(replace(facts, state=S.TESTING), E.ARM, Ctx(OPS)) == (
+        "A release is armed once it is signed off; this one is testing.")

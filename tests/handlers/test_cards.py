@@ -23,11 +23,13 @@ from handlers.blocks import (
     escape,
     mention,
     parse_value,
+    value_environment,
 )
 from handlers.cards import build_release_card, card_buttons, checklist_block
 from handlers.home import awaiting, build_home
 from handlers.status import deploys_text, details_text, timeline_text
 from storage.models import (
+    Acceptance,
     Approval,
     AuditEntry,
     ChecklistTick,
@@ -78,7 +80,8 @@ def make_view(state: State = State.READY_FOR_SIGNOFF, *, release: Release | None
               ticks: Sequence[int] = (), deployments: Sequence[Deployment] = (),
               environments: tuple[str, ...] = ("staging", "production"),
               required_roles: tuple[str, ...] = ROLES, work_items: Sequence[WorkItem] = (),
-              audit: Sequence[AuditEntry] = (), **fields: Any) -> ReleaseView:
+              audit: Sequence[AuditEntry] = (), acceptances: Sequence[Acceptance] = (),
+              **fields: Any) -> ReleaseView:
     """A ReleaseView put together by hand."""
     rel = release or make_release(state, **fields)
     return ReleaseView(
@@ -86,7 +89,13 @@ def make_view(state: State = State.READY_FOR_SIGNOFF, *, release: Release | None
         report=test_report,
         ticks=[ChecklistTick(release_id=42, item=i, ticked_by="U0OPS") for i in ticks],
         deployments=list(deployments), environments=environments,
-        work_items=list(work_items), audit=list(audit))
+        work_items=list(work_items), audit=list(audit), acceptances=list(acceptances))
+
+
+def verdict(env: str = "staging", passed: bool = True, note: str = "") -> Acceptance:
+    """A tester's verdict on an environment before production."""
+    return Acceptance(release_id=42, revision=1, environment=env, passed=passed,
+                      tester="U0TESTER", note=note)
 
 
 def walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -164,7 +173,8 @@ BUTTONS: list[tuple[State, tuple[str, ...], list[str]]] = [
     (State.APPROVED, (), [REPORT, DEPLOY_STAGING]),
     (State.SCHEDULED, (), [REPORT, DEPLOY_STAGING]),
     (State.DEPLOYING, (), ["Abandon"]),
-    (State.DEPLOYED, ("staging",), [DEPLOY_PROD, "Roll back"]),
+    (State.DEPLOYED, ("staging",), ["Staging OK", "Staging failed", "Roll back"]),
+    (State.ACCEPTANCE_FAILED, ("staging",), ["Roll back"]),
     (State.DEPLOYED, ("staging", "production"),
      ["Verification passed", "Verification failed", "Roll back"]),
     (State.VERIFICATION_FAILED, ("staging", "production"), ["Roll back"]),
@@ -195,6 +205,31 @@ def test_each_state_offers_exactly_its_buttons(state: State, done: tuple[str, ..
     _, blocks = card(view)
     actions = [b for b in blocks if b.get("block_id") == "card:42"]
     assert len(actions) == (1 if expected else 0)
+
+
+def test_production_is_offered_once_staging_is_accepted() -> None:
+    """A tester's pass on staging turns "Staging OK" into "Deploy to production"."""
+    view = make_view(State.DEPLOYED, deployments=[deployment("staging")],
+                     acceptances=[verdict()])
+    assert labels(view) == [DEPLOY_PROD, "Roll back"]
+    ok = by_label(make_view(State.DEPLOYED, deployments=[deployment("staging")]))["Staging OK"]
+    assert ok["confirm"]["text"]["text"] == (
+        "Pass REL-42 on staging, so that production may be deployed?")
+    assert value_environment(ok["value"]) == "staging"
+
+
+def test_a_scheduled_release_offers_arm_until_armed() -> None:
+    """Arm is offered on a signed-off planned deploy, and gone once armed for this revision."""
+    at = datetime(2026, 12, 24, 12, 0, tzinfo=UTC)
+    assert labels(make_view(State.SCHEDULED, scheduled_at=at)) == [REPORT, "Arm", DEPLOY_STAGING]
+    armed = make_view(State.SCHEDULED, scheduled_at=at, armed_by="U0OPS", armed_at=at,
+                      armed_revision=1)
+    assert labels(armed) == [REPORT, DEPLOY_STAGING]
+    stale = make_view(State.SCHEDULED, scheduled_at=at, armed_by="U0OPS", armed_at=at,
+                      armed_revision=1, revision=2)
+    assert "Arm" in labels(stale)
+    assert labels(make_view(State.READY_FOR_SIGNOFF, scheduled_at=at)) == [
+        REPORT, "Approve", "Reject"]
 
 
 def test_a_project_with_one_environment_deploys_to_production() -> None:
@@ -262,11 +297,15 @@ def test_deploy_confirms_the_environment() -> None:
 @pytest.mark.parametrize("state", list(State))
 def test_button_values_are_short_ids_that_round_trip(rid: int, revision: int,
                                                      state: State) -> None:
-    """Every value is `id:revision:state`, at most 255 characters, and parses back."""
+    """Every value is `id:revision:state` (a verdict adds its environment), at most 255
+    characters, and parses back."""
     view = make_view(state, id=rid, revision=revision, title=HOSTILE * 100,
                      deployments=[deployment("staging", revision=revision)])
     for b in card_buttons(view):
-        assert b["value"] == button_value(view) == f"{rid}:{revision}:{state.value}"
+        env = value_environment(b["value"])
+        assert b["value"] == button_value(view, env)
+        assert b["value"] == f"{rid}:{revision}:{state.value}" + (f":{env}" if env else "")
+        assert env is None or b["action_id"] in (ActionId.VERIFY_PASS, ActionId.VERIFY_FAIL)
         assert len(b["value"]) <= MAX_VALUE
         assert parse_value(b["value"]) == (rid, revision, state.value)
 
@@ -443,7 +482,19 @@ def test_deploy_progress_per_environment() -> None:
     """Each environment in order, ticked when this revision reached it."""
     assert progress(make_view(State.APPROVED))[3] == "*Deploys* ▫️ staging  →  ▫️ production"
     view = make_view(State.DEPLOYED, deployments=[deployment("staging")])
-    assert progress(view)[3] == "*Deploys* ✅ staging  →  ▫️ production"
+    assert progress(view)[3] == "*Deploys* 📦 staging (awaiting acceptance)  →  ▫️ production"
+    accepted = make_view(State.DEPLOYED, deployments=[deployment("staging")],
+                         acceptances=[verdict()])
+    assert progress(accepted)[3] == (
+        "*Deploys* ✅ staging (accepted by <@U0TESTER>)  →  ▫️ production")
+    failed = make_view(State.ACCEPTANCE_FAILED, deployments=[deployment("staging")],
+                       acceptances=[verdict(passed=False, note="totals off <!here>")])
+    assert progress(failed)[3] == (
+        "*Deploys* 🚧 staging (failed acceptance by <@U0TESTER>)  →  ▫️ production")
+    _, blocks = card(failed)
+    assert blocks[3]["elements"][0]["text"] == (
+        "🚧 Failed acceptance on staging: totals off &lt;!here&gt;. A new ref "
+        "(`/release ref REL-42 <ref>`) restarts testing; or cancel it.")
 
 
 def test_summary_shows_state_people_and_timing() -> None:
@@ -452,7 +503,13 @@ def test_summary_shows_state_people_and_timing() -> None:
     lines = block_text(card(view)[1], 1).split("\n")
     assert lines[0] == ("🗓️ *Scheduled*   ·   standard release   ·   requested by <@U0DEV>")
     assert lines[1] == "*Project* payments   *Ref* `v1.1.0`"
-    assert lines[2] == "*Deploys at* 2026-12-24 20:00 CST"
+    assert lines[2] == ("*Deploys at* 2026-12-24 20:00 CST   ·   not armed: deploys only after "
+                        "the release manager arms it")
+    armed = make_view(State.SCHEDULED, scheduled_at=datetime(2026, 12, 24, 12, 0, tzinfo=UTC),
+                      armed_by="U0OPS", armed_at=datetime(2026, 12, 23, 2, 5, tzinfo=UTC),
+                      armed_revision=1)
+    assert block_text(card(armed)[1], 1).split("\n")[2] == (
+        "*Deploys at* 2026-12-24 20:00 CST   ·   armed by <@U0OPS> at 2026-12-23 10:05 CST")
 
 
 def test_summary_shows_a_running_pipeline() -> None:

@@ -40,6 +40,7 @@ EVERY_SUBCOMMAND = [
     ("deploy REL-42 staging", "deploy", 42, ("staging",)),
     ("verify REL-42 pass", "verify", 42, ("pass",)),
     ("verify 42 fail checkout returns 500", "verify", 42, ("fail", "checkout", "returns", "500")),
+    ("arm REL-42", "arm", 42, ()),
     ("rollback REL-42", "rollback", 42, ()),
     ("rollback REL-42 error rate doubled", "rollback", 42, ("error", "rate", "doubled")),
     ("abandon REL-42 stuck on a manual job", "abandon", 42, ("stuck", "on", "a", "manual", "job")),

@@ -69,6 +69,22 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
                       "❌ Deploy to production failed at job "
                       "<https://gitlab.example/j/5|migrate>: exit code 1 "
                       "(<https://gitlab.example/p/992|pipeline>). Roll back from the card."),
+    "acceptance pass": ("deployed", "deployed",
+                        {"environment": "staging", "note": "cases re-run", "passed": True,
+                         "next": "production"},
+                        "✅ <@U0ACTOR> accepted the release on staging: cases re-run. It may "
+                        "now be deployed to production."),
+    "acceptance fail": ("deployed", "acceptance_failed",
+                        {"environment": "staging", "note": "totals off", "passed": False,
+                         "next": "production"},
+                        "🚧 <@U0ACTOR> failed the release on staging: totals off. It is held: "
+                        "a new ref restarts testing, or it is cancelled."),
+    "arm": ("scheduled", "scheduled",
+            {"at": "2026-11-23T06:00:00+00:00", "revision": 1,
+             "scheduled_at": "2026-11-23T12:00:00+00:00", "when": "2026-11-23 20:00 CST",
+             "held": None},
+            "🔑 <@U0ACTOR> armed the scheduled deploy: it goes on its own at 2026-11-23 20:00 "
+            "CST."),
     "verify pass": ("deployed", "verified", {"note": "checkout works"},
                     "✔️ <@U0ACTOR> verified the release in production: checkout works."),
     "verify fail": ("deployed", "verification_failed", {"note": "500s on /pay"},
@@ -154,6 +170,7 @@ def test_an_empty_detail_still_renders(event: str) -> None:
     ("override gate", "reason"), ("rollback", "reason"), ("approve", "comment"),
     ("verify pass", "note"), ("verify fail", "note"), ("deploy failed", "error"),
     ("abandon", "reason"),
+    ("acceptance pass", "note"), ("acceptance fail", "note"),
 ])
 def test_reasons_are_escaped(event: str, key: str) -> None:
     """A reason saying `<!here>` is shown, not obeyed."""
@@ -275,3 +292,15 @@ def test_a_stuck_job_name_is_escaped() -> None:
                                           "stage": "<!here>"})
     assert not any(raw in text for raw in RAW_MARKUP)
 
+
+def test_testers_are_asked_to_accept_and_the_release_manager_to_arm() -> None:
+    """The direct messages that prompt an acceptance verdict and an arming say what to type."""
+    assert notice_text("accept", "REL-5", {"environment": "staging"}) == (
+        "🧪 REL-5 is deployed to staging: please run the acceptance cases there, then pass or "
+        "fail it from the card or with `/release verify REL-5 pass|fail [note]`. It goes no "
+        "further until you do.")
+    assert notice_text("arm", "REL-5", {"when": "2026-11-23 20:00 CST"}) == (
+        "🔑 REL-5 was due to deploy at 2026-11-23 20:00 CST but is not armed: it deploys on its "
+        "own only after the release manager arms it. Arm it from the card or with "
+        "`/release arm REL-5`.")
+    assert "<!here>" not in notice_text("accept", "REL-5", {"environment": HOSTILE})

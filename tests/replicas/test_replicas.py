@@ -293,14 +293,31 @@ async def waiting_for_signoff(f: Fleet) -> int:
 
 
 async def scheduled_release(f: Fleet) -> int:
-    """A campaign at the next minute (+1) that deploys itself with nobody clicking."""
+    """A campaign at the next minute (+1), armed, that deploys itself with nobody clicking."""
     at = (datetime.now(UTC) + timedelta(minutes=2)).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
     await f.say(DEV, f'request p9 main sale --type campaign --at "{at}"')
     rid = await created(f, "sale")
     await step(f, rid, TESTER, f"report REL-{rid} https://ci/r/s", {"ready_for_signoff"})
     await f.say(DIRECTOR, f"approve REL-{rid}")
     await step(f, rid, LEAD, f"approve REL-{rid}", {"scheduled"}, again=(DIRECTOR, "approve"))
-    return rid
+    for _ in range(30):  # the release manager arms it, again if a replica lost the first try
+        await f.say(OPS, f"arm REL-{rid}")
+        if await armed(f, rid):
+            return rid
+        await asyncio.sleep(1)
+    raise AssertionError(f"REL-{rid} was never armed")
+
+
+async def armed(f: Fleet, rid: int) -> bool:
+    """Whether the release manager's arming of the release is stored."""
+    engine = make_engine(f.db_url)
+    try:
+        async with engine.connect() as conn:
+            by = (await conn.execute(text("SELECT armed_by FROM releases WHERE id = :rid"),
+                                     {"rid": rid})).scalar_one()
+    finally:
+        await engine.dispose()
+    return by is not None
 
 
 async def quiet(f: Fleet) -> bool:

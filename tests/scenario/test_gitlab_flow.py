@@ -51,6 +51,14 @@ async def deploy_and_finish(h: Harness, rid: int, status: str = "success") -> in
     return pipeline.id
 
 
+async def through_production(h: Harness, rid: int) -> None:
+    """Deploy staging, a tester passes it there, then deploy production."""
+    await deploy_and_finish(h, rid)
+    await h.says(TESTER, f"verify REL-{rid} pass")
+    await h.settle()  # the card shows Deploy to production
+    await deploy_and_finish(h, rid)
+
+
 async def test_staging_then_production_then_verified(db_url: str, policy: Policy) -> None:
     """Deploy staging, then production, each announced once; verification starts observation."""
     async with running_app(db_url, policy) as h:
@@ -70,6 +78,9 @@ async def test_staging_then_production_then_verified(db_url: str, policy: Policy
         h.gitlab.set_status(pipeline.id, "success")
         assert await h.poll() == 1
         assert await h.poll() == 0
+        assert h.buttons(rid)[0] == ActionId.VERIFY_PASS and "Staging OK" in str(h.card(rid).blocks)
+        assert "Recorded: REL-1 passed acceptance on staging" in await h.click(
+            TESTER, ActionId.VERIFY_PASS)
         assert h.buttons(rid)[0] == ActionId.DEPLOY and "production" in str(h.card(rid).blocks)
         await deploy_and_finish(h, rid)
         assert ActionId.VERIFY_PASS in h.buttons(rid) and ActionId.ROLLBACK in h.buttons(rid)
@@ -77,7 +88,7 @@ async def test_staging_then_production_then_verified(db_url: str, policy: Policy
         assert await state(h, rid) == "observing"
         thread = "\n".join(h.thread(rid))
         assert thread.count("📦 Deployed") == 2 and "pipeline" in thread
-        assert [b for b in broadcasts(h) if "Deployed" in b] and len(broadcasts(h)) == 5
+        assert [b for b in broadcasts(h) if "Deployed" in b] and len(broadcasts(h)) == 6
         assert sum("pipeline <http" in b for b in broadcasts(h)) == 2
         assert len(h.slack.messages(CHANNEL)) == 1
 
@@ -87,8 +98,7 @@ async def test_a_failed_verification_is_refused_alike_every_way(db_url: str,
     """Button, form and command ask the same table: a tester only, and never without a note."""
     async with running_app(db_url, policy) as h:
         rid = await approved(h)
-        await deploy_and_finish(h, rid)
-        await deploy_and_finish(h, rid)
+        await through_production(h, rid)
         assert "Only a tester can do that." in await h.click(OPS, ActionId.VERIFY_FAIL)
         assert h.slack.modals(OPS) == []
         assert await h.click(TESTER, ActionId.VERIFY_FAIL) == ""
@@ -239,8 +249,7 @@ async def test_release_notes_listed_published_and_posted_at_close(db_url: str,
     """Notes between the previous release and this one; a tag becomes a GitLab Release."""
     async with running_app(db_url, policy) as h:
         first = await approved(h, "payments", "v1.0.0")
-        for _ in range(2):
-            await deploy_and_finish(h, first)
+        await through_production(h, first)
         await h.says(TESTER, f"verify REL-{first} pass")  # production takes one change at a time
         rid = await approved(h, "payments", "v1.1.0")
         notes = await h.says(DEV, f"notes REL-{rid}")
@@ -250,8 +259,7 @@ async def test_release_notes_listed_published_and_posted_at_close(db_url: str,
         assert "published once the release is deployed" in await h.says(
             OPS, f"notes REL-{rid} publish")
         assert "v1.1.0" not in h.gitlab.projects[1].releases
-        for _ in range(2):
-            await deploy_and_finish(h, rid)
+        await through_production(h, rid)
         assert "Only the release manager" in await h.says(DEV, f"notes REL-{rid} publish")
         answer = await h.says(OPS, f"notes REL-{rid} publish")
         assert "Published v1.1.0 as a GitLab release" in answer

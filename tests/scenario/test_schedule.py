@@ -1,32 +1,54 @@
-"""The scheduled half through the running app: nobody clicks, the scheduler does it."""
+"""The scheduled half through the running app: nobody clicks Deploy, the scheduler does it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from bot.policy import Policy
+from emulators.gitlab import variable
 from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
+from handlers.blocks import ActionId
 from tests.fixtures import ShiftClock
-from tests.scenario.harness import running_app, wait_for
+from tests.scenario.harness import Harness, readable, running_app, wait_for
 from tests.scenario.test_gitlab_flow import state
+
+NOON = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # Monday noon in Shanghai
+EIGHT_PM = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 20:00 in Shanghai
+
+
+async def scheduled_campaign(h: Harness) -> None:
+    """REL-1: a campaign for 20:00, reported, signed off and its checklist ticked."""
+    answer = await h.says(DEV, 'request payments v1.1.0 Winter sale --type campaign '
+                               '--at "2026-11-23 20:00"')
+    assert "Filed REL-1" in answer, answer
+    await h.says(TESTER, "report REL-1 https://ci/r/1")
+    await h.says(DIRECTOR, "approve REL-1")
+    await h.says(LEAD, "approve REL-1")
+    await h.says(OPS, "check REL-1 1 2")
+    await h.settle()
+    assert await state(h, 1) == "scheduled"
+
+
+def pipelines(h: Harness) -> list[str]:
+    """Each pipeline's DEPLOY_ENV, in order."""
+    return [variable(p.variables, "DEPLOY_ENV")
+            for p in sorted(h.gitlab.pipelines.values(), key=lambda p: p.id)]
 
 
 async def test_campaign_deploys_itself_at_its_time(db_url: str, policy: Policy) -> None:
-    """Requested with --at, signed off, checklist done: at its time the pipeline starts."""
+    """Requested with --at, signed off, checklist done, armed: at its time the pipeline starts."""
     clock = ShiftClock()
-    clock.jump_to(datetime(2026, 11, 23, 4, 0, tzinfo=UTC))  # Monday noon in Shanghai
+    clock.jump_to(NOON)
     async with running_app(db_url, policy, clock=clock, scheduler_seconds=1) as h:
-        answer = await h.says(DEV, 'request payments v1.1.0 Winter sale --type campaign '
-                                   '--at "2026-11-23 20:00"')
-        assert "Filed REL-1" in answer, answer
-        await h.says(TESTER, "report REL-1 https://ci/r/1")
-        await h.says(DIRECTOR, "approve REL-1")
-        await h.says(LEAD, "approve REL-1")
-        await h.says(OPS, "check REL-1 1 2")
+        await scheduled_campaign(h)
         calendar = await h.says(DEV, "calendar")
         assert "2026-11-23 20:00 CST *REL-1*" in calendar and "Deploys are open now" in calendar
-        assert await state(h, 1) == "scheduled"
-        clock.jump_to(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))  # 20:00 in Shanghai
+        assert "_scheduled_ · not armed" in calendar
+        assert await h.says(OPS, "arm REL-1") == (
+            "Armed: REL-1 deploys on its own at 2026-11-23 20:00 CST.")
+        assert "_scheduled_ · armed" in await h.says(DEV, "calendar")
+        clock.jump_to(EIGHT_PM)
         await wait_for(lambda: h.pipeline_of(1) is not None, 10)
         pipeline = h.pipeline_of(1)
         assert pipeline.ref == "release/REL-1"
@@ -36,3 +58,45 @@ async def test_campaign_deploys_itself_at_its_time(db_url: str, policy: Policy) 
         assert await state(h, 1) == "deploying"
         assert any("started the deploy" in t for t in h.thread(1))
         assert len([p for p in h.gitlab.pipelines.values()]) == 1
+
+
+async def test_unarmed_it_waits_and_asks_then_armed_it_goes_and_waits_for_acceptance(
+        db_url: str, policy: Policy) -> None:
+    """At its time an unarmed release does not deploy and the release manager is asked once,
+    with an Arm button; armed, staging goes; production waits for a tester's pass there."""
+    clock = ShiftClock()
+    clock.jump_to(NOON)
+    async with running_app(db_url, policy, clock=clock, scheduler_seconds=1) as h:
+        await scheduled_campaign(h)
+        card = readable(h.card(1))
+        assert "not armed: deploys only after the release manager arms it" in card
+        assert ActionId.ARM in h.buttons(1)
+        assert "Only the release manager can do that." in await h.says(DEV, "arm REL-1")
+
+        clock.jump_to(EIGHT_PM)
+        await wait_for(lambda: len(h.slack.dms(OPS)) > 0, 10)
+        await asyncio.sleep(2.5)  # a few more scheduler ticks: still waiting, asked only once
+        await h.settle()
+        assert h.gitlab.pipelines == {} and await state(h, 1) == "scheduled"
+        [asked] = h.slack.dms(OPS)
+        assert asked.text == ("🔑 REL-1 was due to deploy at 2026-11-23 20:00 CST but is not "
+                              "armed: it deploys on its own only after the release manager "
+                              "arms it. Arm it from the card or with `/release arm REL-1`.")
+
+        answer = await h.click(OPS, ActionId.ARM, channel=h.slack.dm_channel(OPS))
+        assert answer.startswith("Armed: REL-1 deploys on its own at 2026-11-23 20:00 CST.")
+        await wait_for(lambda: h.pipeline_of(1) is not None, 10)
+        await h.settle()
+        assert any("armed the scheduled deploy: it goes on its own at 2026-11-23 20:00 CST."
+                   in t for t in h.thread(1))
+        assert f"armed by <@{OPS}> at 2026-11-23 20:0" in readable(h.card(1))
+
+        h.gitlab.set_status(h.pipeline_of(1).id, "success")
+        assert await h.poll() == 1
+        await asyncio.sleep(2.5)  # the scheduler ticks, and leaves production alone
+        assert pipelines(h) == ["staging"] and await state(h, 1) == "deployed"
+        assert "accepted there" in await h.says(OPS, "deploy REL-1")
+        await h.says(TESTER, "verify REL-1 pass")
+        await wait_for(lambda: len(h.gitlab.pipelines) == 2, 10)
+        await h.settle()
+        assert pipelines(h) == ["staging", "production"]

@@ -32,8 +32,8 @@ def in_order(text: str, *parts: str) -> bool:
     return True
 
 
-def test_demo_runs_both_releases_and_prints_the_channel(tmp_path: Path) -> None:
-    """Exit 0; two cards in their final states; each thread in order; names, never IDs."""
+def test_demo_runs_its_releases_and_prints_the_channel(tmp_path: Path) -> None:
+    """Exit 0; three cards in their final states; each thread in order; names, never IDs."""
     result = subprocess.run([sys.executable, "-m", "bot", "demo"], capture_output=True,
                             text=True, env=clean_env(tmp_path), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -41,7 +41,8 @@ def test_demo_runs_both_releases_and_prints_the_channel(tmp_path: Path) -> None:
     out = result.stdout
     channel = out[out.index(TRANSCRIPT):]
     first = channel[:channel.index("┌ REL-2")]
-    second = channel[channel.index("┌ REL-2"):channel.index("═══ Direct messages")]
+    second = channel[channel.index("┌ REL-2"):channel.index("┌ REL-3")]
+    third = channel[channel.index("┌ REL-3"):channel.index("═══ Direct messages")]
     assert "┌ REL-1 · payments — Refunds API and currency rounding fix" in first
     assert "🏁 Closed" in first and "requested by Dana (developer)" in first
     assert in_order(first, "requested a standard release of payments at `v1.1.0`",
@@ -49,20 +50,32 @@ def test_demo_runs_both_releases_and_prints_the_channel(tmp_path: Path) -> None:
                     "Diego (tech director) approved as tech_director",
                     "Lena (test lead) approved as test_lead", "ticked checklist item 1, 2",
                     "started the deploy of `v1.1.0` @ `",
-                    "Deployed `v1.1.0` @ `", "to staging", "Deployed `v1.1.0` @ `", "to production",
+                    "Deployed `v1.1.0` @ `", "to staging",
+                    "Tariq (tester) accepted the release on staging",
+                    "Deployed `v1.1.0` @ `", "to production",
                     "verified the release in production", "REL-1 is closed")
+    assert "✅ staging (accepted by Tariq (tester))  →  ✅ production" in first
+    assert in_order(out, "/release deploy REL-1 production", "REL-1 is on staging and not yet "
+                    "accepted there", "clicks [Staging OK] on REL-1")
     assert "↩️ Rolled back" in second and "emergency release" in second
     assert in_order(second, "`hotfix/payout-timeout`", "does not meet the go-live standard",
                     "Chen (CTO) accepted the open bugs", "Chen (CTO) approved as executive",
                     "Deployed `hotfix/payout-timeout` @ `", "to staging",
-                    "Deploy to production failed", "Olga (release manager) is rolling back "
-                    "production to `release/REL-1` @ `", "Rolled back production to "
-                    "`release/REL-1` @ `")
+                    "accepted the release on staging", "Deploy to production failed",
+                    "Olga (release manager) is rolling back production to `release/REL-1` @ `",
+                    "Rolled back production to `release/REL-1` @ `")
     assert "[also sent to #releases]" in second
+    assert "👀 Observing" in third and "campaign release" in third
+    assert "armed by Olga (release manager) at" in third
+    assert in_order(third, "All sign-offs are in: scheduled",
+                    "Olga (release manager) armed the scheduled deploy: it goes on its own at",
+                    "ReleaseBot started the deploy", "Deployed `v1.1.0`")
+    assert in_order(out, "═══ Direct messages", "to Tariq (tester): 🧪 REL-1 is deployed to "
+                    "staging", "to Olga (release manager): 🔑 REL-3 was due to deploy at")
     assert "<@" not in out and "U0" not in out and "&lt;" not in out
     assert in_order(out, "═══ Who did what", "REL-1", "Olga (release manager)", "close",
                     "REL-2", "rollback succeeded", "rolling back → rolled back")
-    assert "Demo complete: REL-1 closed, REL-2 rolled back" in out
+    assert "Demo complete: REL-1 accepted on staging and closed, REL-2 rolled back" in out
 
 
 async def test_an_unfinished_flow_is_reported_not_passed() -> None:

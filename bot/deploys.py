@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.gitlab import FINAL, GitLabClient, GitLabError
+from bot.releases import clean_text
 from bot.transition import (
     Deps,
     Outcome,
@@ -27,7 +28,6 @@ from bot.transition import (
 )
 from bot.workflow import (
     ACTIVE,
-    EVENTS,
     SYSTEM,
     UNVERIFIED,
     Actor,
@@ -36,6 +36,7 @@ from bot.workflow import (
     Facts,
     Refused,
     State,
+    reads_for,
 )
 from storage import queries as q
 from storage.models import Deployment, Release
@@ -84,6 +85,19 @@ def release_tag(deps: Deps, release_id: int) -> str:
     return f"{deps.policy.tag_prefix}REL-{release_id}"
 
 
+async def _tag_for(session: AsyncSession, deps: Deps, release: Release) -> str:
+    """The release's tag; a fix set after a failed verification ships on a tag of its own.
+
+    That is the one way a release deploys a second commit; its first tag stays where it was.
+    """
+    tag = release_tag(deps, release.id)
+    shipped = {d.sha for d in await q.deployments_of(session, release.id)
+               if not d.rollback and d.sha}
+    if release.pinned_sha and shipped - {release.pinned_sha}:
+        return f"{tag}-{release.pinned_sha[:7]}"
+    return tag
+
+
 def running(dep: Deployment | None) -> Shipped | None:
     """What a successful deploy or rollback left running in its environment."""
     return None if dep is None else Shipped(dep.ref, dep.sha, dep.runs_release_id)
@@ -112,12 +126,13 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
     async def work(session: AsyncSession) -> DeployStart:
         release = await locked(session, release_id)
         check_revision(release, revision)
-        facts = await load_facts(session, deps, release, EVENTS[Event.DEPLOY].reads)
+        facts = await load_facts(session, deps, release,
+                                 reads_for(Event.DEPLOY, State(release.state)))
         env = environment or next_environment(facts)
         dest = traced_decide(deps, release, facts, Event.DEPLOY, Ctx(actor, environment=env))
         await _environment_free(session, release, env, facts.production)
         before = running(await q.live_deployment(session, release.project, env))
-        ships = Shipped(release_tag(deps, release.id), release.pinned_sha, release.id)
+        ships = Shipped(await _tag_for(session, deps, release), release.pinned_sha, release.id)
         dep = await _hold(session, deps, release, env, actor, rollback=False, ships=ships,
                           before=before)
         outcome = await record(session, deps, release, Event.DEPLOY, actor, dest, {
@@ -171,6 +186,9 @@ async def _environment_free(session: AsyncSession, release: Release, env: str,
     if live is None or live.release_id in (None, release.id):
         return
     other = await q.get_release(session, live.release_id)
+    if other is not None and State(other.state) is State.VERIFICATION_FAILED:
+        raise Refused(f"{release.project} {production} runs {other.rel_id}, which failed its "
+                      f"verification: roll it back first.")
     if other is not None and State(other.state) in UNVERIFIED:
         raise Refused(f"{release.project} {production} runs {other.rel_id}, which is not "
                       f"verified yet: verify it or roll it back first.")
@@ -292,13 +310,13 @@ async def verify(deps: Deps, *, release_id: int, actor: Actor, passed: bool,
 
 
 async def close(deps: Deps, *, release_id: int, actor: Actor, revision: int | None = None,
-                notes: str = "") -> Outcome:
-    """End the release (after observation, or early by the release manager)."""
+                notes: str = "", reason: str = "") -> Outcome:
+    """End the release after observation (early only by an executive, with a reason)."""
 
     async def work(session: AsyncSession) -> Outcome:
         release = await locked(session, release_id)
         check_revision(release, revision)
-        return await close_step(session, deps, release, actor, notes)
+        return await close_step(session, deps, release, actor, notes, clean_text(reason))
 
     return await run_in_transaction(deps, work)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.policy import Policy, ReleaseType
+from bot.policy import ChecklistItem, Policy, ReleaseType, checklist_of
 from bot.transition import reached_envs
 from bot.workflow import Actor, Facts, Pin, State, can_sign
 from storage import queries as q
@@ -85,6 +85,11 @@ class ReleaseView:
         """The pipeline running now, if any."""
         return next((d for d in reversed(self.deployments)
                      if d.status in ("pending", "running")), None)
+
+    @property
+    def checklist(self) -> list[ChecklistItem]:
+        """The release's checklist items, each with the role that ticks it."""
+        return checklist_of(self.release.checklist)
 
     @property
     def ticked(self) -> set[int]:

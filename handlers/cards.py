@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
+from bot.policy import ChecklistItem
 from bot.readmodel import ReleaseView
 from bot.workflow import Event, State, allowed_events
 from handlers.blocks import (
@@ -126,11 +127,17 @@ def notes_text(view: ReleaseView) -> str:
     return clip("\n".join(notes))
 
 
+def item_text(step: ChecklistItem, limit: int = 75) -> str:
+    """A checklist item, with the role that ticks it when that is not the release manager."""
+    role = f" _({escape(step.role)})_" if step.role else ""
+    return escape(clip(step.item, max(limit - len(role), 20))) + role
+
+
 def checklist_block(view: ReleaseView) -> Block:
     """The pre-release checklist as checkboxes the release manager ticks."""
-    options = [{"text": {"type": "mrkdwn", "text": clip(f"{i}. {escape(item)}", 75)},
+    options = [{"text": {"type": "mrkdwn", "text": clip(f"{i}. {item_text(step)}", 75)},
                 "value": f"{view.release.id}:{i}"}
-               for i, item in enumerate(view.release.checklist[:10], start=1)]
+               for i, step in enumerate(view.checklist[:10], start=1)]
     element: Block = {"type": "checkboxes", "action_id": ActionId.CHECKLIST, "options": options}
     initial = [o for i, o in enumerate(options, start=1) if i in view.ticked]
     if initial:

@@ -17,7 +17,7 @@ from emulators.gitlab import GitLabEmulator
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
-from tests.fixtures import SALES_WEEK, FakeClock, signed_off, who
+from tests.fixtures import SALES_WEEK, FakeClock, signed_off, tick_all, who
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
     assert "Checklist items still open: 1, 2" in held[0]["detail"]["reason"]
     async with deps.sessions() as session:
         assert (await q.get_release(session, rid)).hold_reason
-    await releases.tick(deps, release_id=rid, actor=who(deps, OPS), items=(1, 2))
+    await tick_all(deps, rid)
     assert await jobs.deploy_due() == 1
     assert await state(deps, rid) is State.DEPLOYING
     assert [p.ref for p in gitlab.pipelines.values()] == [f"release/REL-{rid}"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.policy import Policy
-from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from tests.fixtures import ShiftClock
 from tests.scenario.harness import running_app, wait_for
 from tests.scenario.test_gitlab_flow import state
@@ -23,6 +23,7 @@ async def test_campaign_deploys_itself_at_its_time(db_url: str, policy: Policy) 
         await h.says(DIRECTOR, "approve REL-1")
         await h.says(LEAD, "approve REL-1")
         await h.says(OPS, "check REL-1 1 2")
+        await h.says(DBA, "check REL-1 3")
         calendar = await h.says(DEV, "calendar")
         assert "2026-11-23 20:00 CST *REL-1*" in calendar and "Deploys are open now" in calendar
         assert await state(h, 1) == "scheduled"

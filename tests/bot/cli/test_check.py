@@ -72,11 +72,11 @@ async def test_good_config_passes_every_check(tmp_path: Path, emus: Any) -> None
     lines = stdout.decode().splitlines()
     expected = ["policy file", "Slack token", "release channel", "role tech_director",
                 "role test_lead", "role tester", "role executive", "role release_manager",
-                "GitLab token", "project payments", "project web"]
-    assert [line_for(lines, what).startswith("ok  ") for what in expected] == [True] * 11
+                "role dba", "role operations", "GitLab token", "project payments", "project web"]
+    assert [line_for(lines, what).startswith("ok  ") for what in expected] == [True] * 13
     assert "U0TESTLEAD (User U0TESTLEAD), U0TESTER" in line_for(lines, "role tester")
     assert "acme/payments (default branch main)" in line_for(lines, "project payments")
-    assert lines[-1] == "all 11 checks passed"
+    assert lines[-1] == "all 13 checks passed"
 
 
 async def test_wrong_slack_token(tmp_path: Path, emus: Any) -> None:

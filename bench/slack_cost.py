@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.common import database
 from bench.inproc import App, running_app
-from emulators.sample import CHANNEL, DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import CHANNEL, DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 
 Json = dict[str, Any]
@@ -62,6 +62,7 @@ async def walk(app: App, rid: int, *, people_too: bool) -> None:
     if people_too:
         await app.click(DEV, ActionId.DEPLOY)  # not the release manager: refused
     await app.command(OPS, f"check REL-{rid} 1 2")
+    await app.command(DBA, f"check REL-{rid} 3")
     for _env in ("staging", "production"):
         await app.click(OPS, ActionId.DEPLOY)
         app.gitlab.set_status(app.pipeline_of(rid).id, "success")

@@ -21,7 +21,7 @@ from sqlalchemy import event, text
 from bench.common import percentiles, policy
 from bot import releases, transition
 from bot.people import actor_for
-from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from storage.db import make_engine, make_sessionmaker
 
 Json = dict[str, Any]
@@ -39,7 +39,7 @@ async def measure(db_url: str, *, seconds: float, workers: int) -> Json:
     pol = policy()
     engine = make_engine(db_url)
     deps = transition.Deps(sessions=make_sessionmaker(engine), policy=pol)
-    who = {u: actor_for(pol, u) for u in (DEV, TESTER, DIRECTOR, LEAD, OPS)}
+    who = {u: actor_for(pol, u) for u in (DEV, TESTER, DIRECTOR, LEAD, OPS, DBA)}
     done: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     latency: list[float] = []
@@ -51,7 +51,7 @@ async def measure(db_url: str, *, seconds: float, workers: int) -> Json:
         statements[sql.split(None, 1)[0].upper()] += 1
 
     def steps(rid: int) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
-        """The four transitions after the request, for one release."""
+        """The transitions after the request, for one release."""
         report = releases.ReportInput(url=f"https://ci.example/r/{rid}", bugs={"A": 0, "C": 1})
         return [
             ("attach_report", lambda: releases.attach_report(
@@ -59,6 +59,7 @@ async def measure(db_url: str, *, seconds: float, workers: int) -> Json:
             ("approve", lambda: releases.approve(deps, release_id=rid, actor=who[DIRECTOR])),
             ("approve", lambda: releases.approve(deps, release_id=rid, actor=who[LEAD])),
             ("tick", lambda: releases.tick(deps, release_id=rid, actor=who[OPS], items=(1, 2))),
+            ("tick", lambda: releases.tick(deps, release_id=rid, actor=who[DBA], items=(3,))),
         ]
 
     async def timed(name: str, call: Callable[[], Awaitable[Any]]) -> Any:

@@ -33,7 +33,6 @@ from bot.transition import (
 )
 from bot.workflow import (
     ACTIVE,
-    EVENTS,
     SYSTEM,
     UNVERIFIED,
     Actor,
@@ -42,6 +41,7 @@ from bot.workflow import (
     Facts,
     Refused,
     State,
+    reads_for,
     verdict_event,
 )
 from storage import queries as q
@@ -148,7 +148,8 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
     async def work(session: AsyncSession) -> DeployStart:
         release = await locked(session, release_id)
         check_revision(release, revision)
-        facts = await load_facts(session, deps, release, EVENTS[Event.DEPLOY].reads)
+        facts = await load_facts(session, deps, release,
+                                 reads_for(Event.DEPLOY, State(release.state)))
         env = environment or next_environment(facts)
         before = running(await q.live_deployment(session, release.project, env))
         if before is None and gitlab_live is not None:
@@ -214,6 +215,9 @@ async def _environment_free(session: AsyncSession, release: Release, env: str,
     if live is None or live.release_id in (None, release.id):
         return
     other = await q.get_release(session, live.release_id)
+    if other is not None and State(other.state) is State.VERIFICATION_FAILED:
+        raise Refused(f"{release.project} {production} runs {other.rel_id}, which failed its "
+                      f"verification: roll it back first.")
     if other is not None and State(other.state) in UNVERIFIED:
         raise Refused(f"{release.project} {production} runs {other.rel_id}, which is not "
                       f"verified yet: verify it or roll it back first.")
@@ -490,13 +494,13 @@ def _verified(note: str) -> Apply:
 
 
 async def close(deps: Deps, *, release_id: int, actor: Actor, revision: int | None = None,
-                notes: str = "") -> Outcome:
-    """End the release (after observation, or early by the release manager)."""
+                notes: str = "", reason: str = "") -> Outcome:
+    """End the release after observation (early only by an executive, with a reason)."""
 
     async def work(session: AsyncSession) -> Outcome:
         release = await locked(session, release_id)
         check_revision(release, revision)
-        return await close_step(session, deps, release, actor, notes)
+        return await close_step(session, deps, release, actor, notes, clean_text(reason))
 
     return await run_in_transaction(deps, work)
 

@@ -235,6 +235,45 @@ class TypePolicy(_Model):
         return roles
 
 
+class ChecklistItem(_Model):
+    """A pre-release checklist step and the role that ticks it (the release manager's if none)."""
+
+    item: str
+    role: str | None = None
+
+    @property
+    def owner(self) -> str:
+        """The role whose holders tick this item."""
+        return self.role or "release_manager"
+
+    def stored(self) -> str | dict[str, str]:
+        """As a release keeps it: plain text, or the item with its role."""
+        return self.item if self.role is None else {"item": self.item, "role": self.role}
+
+    @field_validator("item")
+    @classmethod
+    def _says_something(cls, item: str) -> str:
+        """An empty step can't be ticked meaningfully."""
+        if not item.strip():
+            raise _invalid("is an empty checklist item")
+        return item
+
+
+def _checklist_item(value: Any) -> Any:
+    """An item written as plain text is ticked by the release manager."""
+    return {"item": value} if isinstance(value, str) else value
+
+
+def checklist_of(stored: Sequence[Any]) -> list[ChecklistItem]:
+    """A release's checklist as it was copied from the policy when it was requested.
+
+    Stored rows were validated when the policy was read; they are shown, never refused now.
+    """
+    items = (_checklist_item(entry) for entry in stored)
+    return [ChecklistItem.model_construct(item=str(e.get("item", "")), role=e.get("role"))
+            for e in items if isinstance(e, dict)]
+
+
 class Project(_Model):
     """A GitLab project people can release."""
 
@@ -244,7 +283,7 @@ class Project(_Model):
         Annotated[str, BeforeValidator(_variable_name)],
         Annotated[str, BeforeValidator(_variable_value)],
     ] = {}
-    checklist: list[str] = []
+    checklist: list[Annotated[ChecklistItem, BeforeValidator(_checklist_item)]] = []
     default_branch: str | None = None
 
     @property
@@ -279,15 +318,6 @@ class Project(_Model):
             if name in names[:i]:
                 raise _invalid(f"lists {name!r} twice", at=(i,))
         return names
-
-    @field_validator("checklist")
-    @classmethod
-    def _checklist(cls, items: list[str]) -> list[str]:
-        """Every item must say something."""
-        for i, item in enumerate(items):
-            if not item.strip():
-                raise _invalid("is an empty checklist item", at=(i,))
-        return items
 
 
 class Window(_Model):
@@ -550,6 +580,11 @@ def _role_problems(policy: Policy) -> Iterator[tuple[tuple[str | int, ...], str]
     defined = ", ".join(sorted(policy.roles)) or "none"
     if "release_manager" not in policy.roles:
         yield ("roles",), "must define release_manager (who deploys, rolls back and closes)"
+    for key, project in policy.projects.items():
+        for i, step in enumerate(project.checklist):
+            if step.role is not None and step.role not in policy.roles:
+                at = ("projects", key, "checklist", i, "role")
+                yield at, f"unknown role {step.role!r}; roles defined: {defined}"
     for release_type, rules in policy.policies.items():
         for i, role in enumerate(rules.approvers):
             if role not in policy.roles:

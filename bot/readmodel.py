@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.plan import missing as plan_missing
-from bot.policy import Policy, ReleaseType, TypePolicy
+from bot.policy import ChecklistItem, Policy, ReleaseType, TypePolicy, checklist_of
 from bot.transition import is_armed, reached_envs
 from bot.workflow import (
     Actor,
@@ -140,6 +140,11 @@ class ReleaseView:
         """The pipeline running now, if any."""
         return next((d for d in reversed(self.deployments)
                      if d.status in ("pending", "running")), None)
+
+    @property
+    def checklist(self) -> list[ChecklistItem]:
+        """The release's checklist items, each with the role that ticks it."""
+        return checklist_of(self.release.checklist)
 
     @property
     def ticked(self) -> set[int]:

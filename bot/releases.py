@@ -202,7 +202,7 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
             title=new.title, type=new.type, requester=actor.user, state=first.value,
             scheduled_at=new.scheduled_at, planned_window=new.planned_window,
             plan=dict(new.plan), created_at=now, updated_at=now, state_since=now,
-            checklist=list(deps.policy.project(new.project).checklist))
+            checklist=[step.stored() for step in deps.policy.project(new.project).checklist])
         await q.create_release(session, release=release, work_items=new.work_items)
         detail = {"project": new.project, "ref": release.ref, "type": new.type}
         return await record(session, deps, release, Event.REQUEST, actor, first, detail,

@@ -20,7 +20,7 @@ from bot import calendar, mergeback
 from bot.gitlab import GitLabClient, GitLabError
 from bot.plan import PlanField
 from bot.plan import missing as plan_missing
-from bot.policy import Notice, PlanPolicy, Policy, ReleaseType
+from bot.policy import Notice, PlanPolicy, Policy, ReleaseType, checklist_of
 from bot.workflow import (
     EVENTS,
     EVERYTHING,
@@ -38,6 +38,7 @@ from bot.workflow import (
     Stored,
     TransitionError,
     decide,
+    reads_for,
 )
 from storage import queries as q
 from storage.db import SessionMaker, transaction
@@ -218,6 +219,10 @@ async def load_facts(session: AsyncSession, deps: Deps, release: Release,
         one_person_many_roles=policy.one_person_many_roles,
         pinned=bool(release.pinned_sha) and release.pinned_revision == release.revision,
         armed=is_armed(release), rel_id=release.rel_id,
+        known_issue_types=tuple(t.value for t, rules in policy.policies.items()
+                                if rules.allow_known_issues),
+        checklist_roles=tuple(step.owner for step in checklist_of(release.checklist)),
+        observing_until=_observing_until(deps, release),
         **_plan_facts(release, type_policy.plan),
         **stored, **gate, **(await _merge_back_facts(session, deps, release, reads)),
     )
@@ -242,6 +247,14 @@ async def _merge_back_facts(session: AsyncSession, deps: Deps, release: Release,
         return {}
     checked, missing = mergeback.stored_missing(release, hotfixes)
     return {"merge_back_checked": checked, "merge_back_missing": missing}
+
+
+def _observing_until(deps: Deps, release: Release) -> str | None:
+    """When observation ends, as people read it, while it still runs."""
+    until = release.observe_until
+    if until is None or until <= deps.clock():
+        return None
+    return calendar.format_local(until, deps.policy)
 
 
 async def _stored_facts(session: AsyncSession, release: Release, limits: dict[str, int],
@@ -345,7 +358,7 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
                apply: Apply = _no_effect) -> Outcome:
     """Inside a transaction: check the event against the table, apply it and record it."""
     check_revision(release, ctx.revision)
-    facts = await load_facts(session, deps, release, EVENTS[event].reads)
+    facts = await load_facts(session, deps, release, reads_for(event, State(release.state)))
     dest = traced_decide(deps, release, facts, event, ctx)
     if not facts.merge_back_checked:  # allowed but for merge-back: ask GitLab, then decide again
         raise MergeBackNeeded(release.id)
@@ -369,7 +382,8 @@ async def check_event(deps: Deps, *, release_id: int, event: Event | Callable[[F
         if release is None:
             raise Refused(f"There is no release REL-{release_id}.")
         check_revision(release, revision)
-        reads = EVENTS[event].reads if isinstance(event, Event) else EVERYTHING
+        reads = (reads_for(event, State(release.state)) if isinstance(event, Event)
+                 else EVERYTHING)
         facts = await load_facts(session, deps, release, reads)
     chosen = event if isinstance(event, Event) else event(facts)
     ctx = Ctx(actor, reason=reason or "", revision=revision, environment=environment)
@@ -498,14 +512,49 @@ _ENTER: dict[Effect, Callable[[AsyncSession, Deps, Release, datetime], Awaitable
 
 
 async def close_step(session: AsyncSession, deps: Deps, release: Release,
-                     actor: Actor, notes: str = "") -> Outcome:
-    """Close inside a transaction; the notes go into the announcement."""
+                     actor: Actor, notes: str = "", reason: str = "") -> Outcome:
+    """Close inside a transaction and hand the release over to operations.
 
-    async def apply(_s: AsyncSession, rel: Release, _f: Facts) -> dict[str, Any]:
+    The announcement carries the release notes, the issues it ships with and its impact; an
+    early close (an executive's, before observation ends) carries the reason.
+    """
+
+    async def apply(_s: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
         rel.closed_at = deps.clock()
-        return {"notes": notes} if notes else {}
+        detail = await close_detail(session, deps, rel)
+        if facts.observing_until and reason.strip():
+            detail["early"] = {"until": facts.observing_until, "reason": reason.strip(),
+                               "by": actor.user}
+        return {"notes": notes, **detail} if notes else detail
 
-    return await step(session, deps, release, Event.CLOSE, Ctx(actor), apply)
+    out = await step(session, deps, release, Event.CLOSE, Ctx(actor, reason=reason), apply)
+    handover = {k: v for k, v in out.detail.items() if k != "notes"}
+    notify(session, deps, release, "handover", roles=["operations"], **handover)
+    return out
+
+
+async def close_detail(session: AsyncSession, deps: Deps, release: Release) -> dict[str, Any]:
+    """What the handover says: the release, its remaining issues and its impact."""
+    detail: dict[str, Any] = {"project": release.project, "ref": release.ref,
+                              "title": release.title,
+                              "remaining": await remaining_issues(session, deps, release)}
+    if impact := release.plan.get(PlanField.IMPACT):  # the go-live plan's impact scope
+        detail["impact"] = impact
+    return detail
+
+
+async def remaining_issues(session: AsyncSession, deps: Deps,
+                           release: Release) -> dict[str, Any] | None:
+    """The open bugs the release ships with and, where they broke the standard, who accepted."""
+    report = await q.latest_report(session, release)
+    if report is None:
+        return None
+    bugs = {"A": report.bugs_a, "B": report.bugs_b, "C": report.bugs_c}
+    if not any(bugs.values()):
+        return None
+    failures = Report(bugs=bugs, limits=type_limits(deps, release)).failures
+    return {"bugs": bugs, "failures": failures, "accepted_by": release.risk_accepted_by,
+            "reason": release.risk_reason}
 
 
 def notify(session: AsyncSession, deps: Deps, release: Release, notice: str, *,

@@ -97,7 +97,13 @@ class Who(StrEnum):
     REQUESTER = "requester"
     DEPLOYER = "deployer"
     PLAN_REVIEWER = "plan reviewer"
+    ITEM_OWNER = "item owner"  # the release manager, or a role that ticks a checklist item
     SYSTEM = "system"
+
+
+def _bugs(count: int, severity: str) -> str:
+    """'1 open B bug', '2 open A bugs'."""
+    return f"{count} open {severity} bug{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ class Report:
     @property
     def failures(self) -> list[str]:
         """The go-live standard's failures, e.g. ['2 open A bugs (limit 0)']."""
-        return [f"{self.bugs.get(sev, 0)} open {sev} bugs (limit {limit})"
+        return [f"{_bugs(self.bugs.get(sev, 0), sev)} (limit {limit})"
                 for sev, limit in sorted(self.limits.items()) if self.bugs.get(sev, 0) > limit]
 
     @property
@@ -159,6 +165,9 @@ class Facts:
     accepted_envs: frozenset[str] = frozenset()  # passed by a tester in this revision
     armed: bool = False  # the release manager armed this revision's scheduled deploy
     rel_id: str = "This release"  # how refusals name the release (REL-n when known)
+    known_issue_types: tuple[str, ...] = ()  # release types that may ship accepted open bugs
+    checklist_roles: tuple[str, ...] = ()  # the role ticking each item; none: release manager's
+    observing_until: str | None = None  # when observation ends, while it still runs
 
     @property
     def missing_roles(self) -> list[str]:
@@ -179,6 +188,17 @@ class Facts:
     def awaiting_acceptance(self) -> str | None:
         """The environment before production a tester has yet to pass, if any."""
         return awaiting_acceptance(self.environments, self.deployed_envs, self.accepted_envs)
+
+
+    def item_role(self, item: int) -> str:
+        """The role that ticks checklist item `item` (1-based)."""
+        roles = self.checklist_roles
+        return roles[item - 1] if 0 < item <= len(roles) else "release_manager"
+
+    @property
+    def item_owners(self) -> frozenset[str]:
+        """Every role that ticks some checklist item."""
+        return frozenset(self.item_role(i) for i in range(1, self.checklist_total + 1))
 
 
 def newest_env(environments: Sequence[str], reached: Collection[str]) -> str | None:
@@ -309,6 +329,8 @@ def may(who: Who, facts: Facts, actor: Actor) -> bool:
     if who is Who.DEPLOYER:
         return "release_manager" in actor.roles or (
             facts.requester_can_deploy and actor.user == facts.requester)
+    if who is Who.ITEM_OWNER:
+        return bool(actor.roles & (facts.item_owners | {"release_manager"}))
     return who.value in actor.roles
 
 
@@ -316,15 +338,22 @@ _WHO_WORDS = {
     Who.TESTER: "a tester", Who.APPROVER: "an approver of this release",
     Who.EXECUTIVE: "an executive", Who.RELEASE_MANAGER: "the release manager",
     Who.REQUESTER: "the requester", Who.DEPLOYER: "the release manager",
-    Who.PLAN_REVIEWER: "the go-live plan's reviewer",
+    Who.PLAN_REVIEWER: "the go-live plan's reviewer", Who.ITEM_OWNER: "the release manager",
     Who.SYSTEM: "the bot",
 }
 
 
-def who_sentence(who: tuple[Who, ...]) -> str:
+def who_sentence(who: tuple[Who, ...], facts: Facts | None = None) -> str:
     """'Only a tester or the release manager can do that.'"""
     words = [_WHO_WORDS[w] for w in who if w is not Who.SYSTEM] or ["the bot"]
+    if Who.ITEM_OWNER in who and facts is not None:
+        words += [_a(role) for role in sorted(facts.item_owners - {"release_manager"})]
     return f"Only {' or '.join(dict.fromkeys(words))} can do that."
+
+
+def _a(role: str) -> str:
+    """'a dba', 'an operations' (role names are the policy's words)."""
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
 
 
 # --- guards ---------------------------------------------------------------------------------------
@@ -362,6 +391,55 @@ def not_own_release(facts: Facts, ctx: Ctx) -> str | None:
     if ctx.actor.user != facts.requester:
         return None
     return "You requested this release, so someone else must decide that (four eyes)."
+
+
+def handed_over(task: str) -> Check:
+    """Separated duties: a requester hands the release to testers and never does `task`."""
+
+    def guard(facts: Facts, ctx: Ctx) -> str | None:
+        if ctx.actor.user != facts.requester:
+            return None
+        return f"You requested this release, so another tester must {task} (separated duties)."
+
+    guard.__doc__ = f"The requester does not {task}."
+    return guard
+
+
+own_test = handed_over("test it")
+own_report = handed_over("attach its test report")
+own_verification = handed_over("verify it")
+
+
+def owns_items(facts: Facts, ctx: Ctx) -> str | None:
+    """Each checklist item is ticked only by its role (the DBA's items by a DBA)."""
+    new = [i for i in ctx.items if i not in facts.checklist_done]
+    for role in dict.fromkeys(facts.item_role(i) for i in new):
+        if role not in ctx.actor.roles:
+            theirs = [str(i) for i in new if facts.item_role(i) == role]
+            who = "the release manager" if role == "release_manager" else _a(role)
+            many = "s" if len(theirs) > 1 else ""
+            return f"Only {who} can tick checklist item{many} {', '.join(theirs)}."
+    return None
+
+
+def observation_over(facts: Facts, ctx: Ctx) -> str | None:
+    """Observation runs its course; only an executive ends it early, and not for their own."""
+    if facts.observing_until is None or ctx.actor.is_system:
+        return None
+    if "executive" not in ctx.actor.roles:
+        return (f"{facts.rel_id} is under observation until {facts.observing_until}; it closes "
+                "on its own then. Only an executive may end observation early, with a reason.")
+    return not_own_release(facts, ctx)
+
+
+def early_close_reason(facts: Facts, ctx: Ctx) -> str | None:
+    """Ending observation early needs words, kept in the audit trail."""
+    if facts.observing_until is None or ctx.actor.is_system:
+        return None
+    if not ctx.reason.strip():
+        return (f"Ending observation early needs a reason: "
+                f"`/release close {facts.rel_id} <reason…>`.")
+    return reason_sentence(ctx.reason)  # too long
 
 
 def report_fails(facts: Facts, ctx: Ctx) -> str | None:
@@ -496,6 +574,19 @@ def armed_if_unattended(facts: Facts, ctx: Ctx) -> str | None:
             f"arms it (`/release arm {facts.rel_id or '<ID>'}`).")
 
 
+def nothing_to_roll_back(facts: Facts, ctx: Ctx) -> str | None:
+    """After a failed verification a new ref is the way on only when rollback is impossible.
+
+    Otherwise production would keep a version that failed while the new ref is tested, and the
+    release could even be cancelled from testing, leaving it there: roll back first.
+    """
+    if facts.rollback_ref is None:
+        return None
+    return (f"{facts.rel_id} failed its online verification and still runs in "
+            f"{facts.production}: roll it back first (`/release rollback {facts.rel_id}`), "
+            "then ship the fix as a new release.")
+
+
 def production_deployed(facts: Facts, ctx: Ctx) -> str | None:
     """Verification is of production."""
     if facts.production in facts.deployed_envs:
@@ -600,9 +691,10 @@ _EDITORS = (_W.REQUESTER, _W.RELEASE_MANAGER)
 _REWORK = (*BEFORE_DEPLOY, State.ACCEPTANCE_FAILED)  # a new ref restarts testing
 
 TABLE: tuple[Transition, ...] = (
-    Transition((_S.REQUESTED,), Event.START_TESTING, _S.TESTING, (_W.TESTER,)),
-    Transition(BEFORE_DEPLOY, Event.REPORT, _S.READY_FOR_SIGNOFF, (_W.TESTER,), when=(report_ok,)),
-    Transition(BEFORE_DEPLOY, Event.REPORT, _S.TESTING, (_W.TESTER,)),
+    Transition((_S.REQUESTED,), Event.START_TESTING, _S.TESTING, (_W.TESTER,), (own_test,)),
+    Transition(BEFORE_DEPLOY, Event.REPORT, _S.READY_FOR_SIGNOFF, (_W.TESTER,), (own_report,),
+               when=(report_ok,)),
+    Transition(BEFORE_DEPLOY, Event.REPORT, _S.TESTING, (_W.TESTER,), (own_report,)),
     Transition((_S.TESTING,), Event.ACCEPT_RISK, _S.READY_FOR_SIGNOFF, (_W.EXECUTIVE,),
                (not_own_release, known_issues_allowed, report_fails, needs_reason)),
     Transition(SIGNED_OFF, Event.EDIT_PLAN, _S.READY_FOR_SIGNOFF, _EDITORS),
@@ -623,8 +715,13 @@ TABLE: tuple[Transition, ...] = (
     Transition(_REWORK, Event.CHANGE_REF, _S.READY_FOR_SIGNOFF,
                (_W.REQUESTER, _W.RELEASE_MANAGER), when=(no_report_needed,)),
     Transition(_REWORK, Event.CHANGE_REF, _S.TESTING, (_W.REQUESTER, _W.RELEASE_MANAGER)),
-    Transition(PREPARING, Event.TICK, None, (_W.RELEASE_MANAGER,),
-               (valid_items,)),
+    # A failed verification is fixed by a new revision only where nothing can be rolled back.
+    Transition((_S.VERIFICATION_FAILED,), Event.CHANGE_REF, _S.READY_FOR_SIGNOFF,
+               (_W.REQUESTER, _W.RELEASE_MANAGER), (nothing_to_roll_back,),
+               when=(no_report_needed,)),
+    Transition((_S.VERIFICATION_FAILED,), Event.CHANGE_REF, _S.TESTING,
+               (_W.REQUESTER, _W.RELEASE_MANAGER), (nothing_to_roll_back,)),
+    Transition(PREPARING, Event.TICK, None, (_W.ITEM_OWNER,), (valid_items, owns_items)),
     Transition(PREPARING, Event.OVERRIDE_GATE, None, (_W.EXECUTIVE,),
                (not_own_release, bypass_allowed, needs_reason)),
     Transition(BEFORE_DEPLOY, Event.HOLD, None, (_W.SYSTEM,)),
@@ -632,16 +729,19 @@ TABLE: tuple[Transition, ...] = (
                (_W.DEPLOYER, _W.SYSTEM), _DEPLOY_GUARDS),
     Transition((_S.DEPLOYING,), Event.DEPLOY_SUCCEEDED, _S.DEPLOYED, (_W.SYSTEM,)),
     Transition((_S.DEPLOYING,), Event.DEPLOY_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
-    Transition((_S.DEPLOYED,), Event.ACCEPTANCE_PASS, None, (_W.TESTER,), (acceptance_due,)),
+    Transition((_S.DEPLOYED,), Event.ACCEPTANCE_PASS, None, (_W.TESTER,),
+               (own_verification, acceptance_due)),
     Transition((_S.DEPLOYED,), Event.ACCEPTANCE_FAIL, _S.ACCEPTANCE_FAILED, (_W.TESTER,),
-               (acceptance_due, needs_reason)),
-    Transition((_S.DEPLOYED, _S.VERIFICATION_FAILED), Event.VERIFY_PASS, _S.VERIFIED,
-               (_W.TESTER,), (production_deployed,)),
+               (own_verification, acceptance_due, needs_reason)),
+    # A verdict stays a verdict: a failed verification is never passed later (see refusal).
+    Transition((_S.DEPLOYED,), Event.VERIFY_PASS, _S.VERIFIED, (_W.TESTER,),
+               (own_verification, production_deployed)),
     Transition((_S.DEPLOYED,), Event.VERIFY_FAIL, _S.VERIFICATION_FAILED, (_W.TESTER,),
-               (production_deployed, needs_reason)),
+               (own_verification, production_deployed, needs_reason)),
     Transition((_S.VERIFIED,), Event.OBSERVE, _S.OBSERVING, (_W.SYSTEM,)),
     Transition((_S.VERIFIED, _S.OBSERVING), Event.CLOSE, _S.CLOSED,
-               (_W.RELEASE_MANAGER, _W.SYSTEM)),
+               (_W.RELEASE_MANAGER, _W.EXECUTIVE, _W.SYSTEM),
+               (observation_over, early_close_reason)),
     Transition((*LIVE, _S.DEPLOY_FAILED, _S.ACCEPTANCE_FAILED), Event.ROLLBACK, _S.ROLLING_BACK,
                (_W.RELEASE_MANAGER,), (can_roll_back,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
@@ -688,7 +788,8 @@ EVENTS: dict[Event, EventSpec] = {
     Event.ACCEPT_RISK: _reads("report"),
     Event.APPROVE: _reads("approvals", "merge_back", notice="signoff"),  # the last one only
     Event.REJECT: _reads(),
-    Event.CHANGE_REF: _reads("approvals"),  # how many approvals the new ref voids
+    # How many approvals the new ref voids; after a failed verification, whether to roll back.
+    Event.CHANGE_REF: _reads("approvals", "deployments"),
     Event.TICK: _reads("ticks"),  # ticking an item twice adds no second row
     Event.OVERRIDE_GATE: _reads("gate"),  # the closed gate it lifts, for the audit
     Event.HOLD: _reads(),
@@ -734,6 +835,14 @@ ON_ENTER: dict[State, tuple[Effect, ...]] = {
 }
 
 
+REASON_GUARDS = (needs_reason, early_close_reason)  # a form asks for the reason after the rest
+
+
+def reads_for(event: Event, state: State) -> frozenset[Stored]:
+    """The stored facts deciding `event` needs; a refusal by state explains from all of them."""
+    return EVENTS[event].reads if rows_for(state, event) else EVERYTHING
+
+
 def rows_for(state: State, event: Event) -> list[Transition]:
     """The table's rows for one (state, event) pair, in order."""
     return [t for t in TABLE if t.event is event and state in t.sources]
@@ -751,14 +860,14 @@ def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False
     """
     rows = rows_for(facts.state, event)
     if not rows:
-        raise TransitionError(event, facts.state, refusal(event, facts.state))
+        raise TransitionError(event, facts.state, refusal(event, facts))
     row = next((r for r in rows if all(c(facts, ctx) for c in r.when)), None)
     if row is None:  # the table ends each event with an unconditional row; this is a table bug
         raise TransitionError(event, facts.state, "That isn't possible right now.")
     if not any(may(w, facts, ctx.actor) for w in row.who):
-        raise TransitionError(event, facts.state, who_sentence(row.who), forbidden=True)
+        raise TransitionError(event, facts.state, who_sentence(row.who, facts), forbidden=True)
     for guard in row.guards:
-        if reason_follows and guard is needs_reason:
+        if reason_follows and guard in REASON_GUARDS:
             continue
         if sentence := guard(facts, ctx):
             raise TransitionError(event, facts.state, sentence)
@@ -784,13 +893,12 @@ def verdict_event(facts: Facts, passed: bool, environment: str | None = None) ->
     return Event.ACCEPTANCE_PASS if passed else Event.ACCEPTANCE_FAIL
 
 
-def refusal(event: Event, state: State) -> str:
-    """A plain sentence for an event the state never allows."""
+def refusal(event: Event, facts: Facts) -> str:
+    """Why the release's state never allows `event`: what holds it and what would free it."""
+    state = facts.state
     if event is Event.CANCEL and state not in TERMINAL:
         return "A release can only be cancelled until its production deploy starts."
-    if state in TERMINAL:
-        return f"This release is {state.label}; nothing more can happen to it."
-    if event is Event.PUBLISH_NOTES:
+    if event is Event.PUBLISH_NOTES and state not in TERMINAL:
         return "Release notes are published once the release is deployed."
     if event in (Event.EDIT_PLAN, Event.PLAN_OK, Event.PLAN_CHANGES):
         return (f"The go-live plan is settled once deploys start; this release is "
@@ -801,4 +909,130 @@ def refusal(event: Event, state: State) -> str:
         return _no_acceptance(state)
     if event is Event.ARM:
         return f"A release is armed once it is signed off; this one is {state.label}."
-    return f"You can't {event.value} a release that is {state.label}."
+    return standing(facts)
+
+
+def standing(facts: Facts) -> str:
+    """Where the release stands, what holds it there and what would move it on."""
+    return _STANDING.get(facts.state, _over)(facts)
+
+
+def _untested(facts: Facts) -> str:
+    """Requested or in testing: the report it lacks, or the bugs its report shows."""
+    rel = facts.rel_id
+    where = f"{rel} is {'in testing' if facts.state is State.TESTING else 'requested'}"
+    report = facts.report
+    if report is None or report.passes or report.accepted:
+        return (f"{where}: no test report yet. A tester attaches one with "
+                f"`/release report {rel} <url> A=n B=n C=n`.")
+    return (f"{where}: its report shows {'; '.join(report.failures)}. "
+            f"It needs a passing report{_acceptance(facts)}.")
+
+
+def _acceptance(facts: Facts) -> str:
+    """The executive's way past a failing report, where some release type has one."""
+    if facts.allow_known_issues:
+        return (f", or an executive's acceptance of the open bugs "
+                f"(`/release accept {facts.rel_id} <reason…>`)")
+    if not facts.known_issue_types:
+        return ""
+    return f", or an executive's acceptance on {_a(' or '.join(facts.known_issue_types))} release"
+
+
+def _signing(facts: Facts) -> str:
+    """Ready for sign-off: the roles still to approve."""
+    rel, missing = facts.rel_id, facts.missing_roles
+    if not missing:
+        return f"{rel} is ready for sign-off."
+    return (f"{rel} is ready for sign-off: waiting for {' and '.join(missing)}. It is approved "
+            f"once {'they approve' if len(missing) > 1 else 'that role approves'} "
+            f"(`/release approve {rel}`).")
+
+
+def _signed(facts: Facts) -> str:
+    """Approved or scheduled: what still stands between it and the deploy."""
+    ctx = Ctx(SYSTEM)
+    holds = [s for g in (signed_off, commit_pinned, checklist_done, gate_open)
+             if (s := g(facts, ctx))]
+    where = f"{facts.rel_id} is {facts.state.label} and not deployed yet."
+    if holds:
+        those = "that is" if len(holds) == 1 else "these are"
+        return f"{where} {' '.join(holds)} It can deploy once {those} cleared."
+    if facts.state is State.SCHEDULED:
+        return f"{where} It deploys at its planned time."
+    return f"{where} The release manager deploys it with `/release deploy {facts.rel_id}`."
+
+
+def _deploying(facts: Facts) -> str:
+    """A pipeline runs: its result decides."""
+    return (f"{facts.rel_id} is deploying: its pipeline is still running. Wait for the result "
+            "on the card; a pipeline cancelled in GitLab counts as a failed deploy.")
+
+
+def _deployed(facts: Facts) -> str:
+    """Deployed: production comes next, or its online verification."""
+    rel, prod = facts.rel_id, facts.production
+    done = [e for e in facts.environments if e in facts.deployed_envs]
+    if env := facts.awaiting_acceptance:
+        return not_accepted_sentence(facts, env)
+    if prod not in facts.deployed_envs:
+        nxt = next(e for e in facts.environments if e not in facts.deployed_envs)
+        where = f"deployed to {', '.join(done)}" if done else "deployed"
+        return f"{rel} is {where}; {nxt} comes next (`/release deploy {rel} {nxt}`)."
+    return (f"{rel} is deployed to {prod} but not verified yet. A tester verifies it with "
+            f"`/release verify {rel} pass|fail`; the release manager may roll it back.")
+
+
+def _failed_verification(facts: Facts) -> str:
+    """A verdict stays a verdict: the way on is rollback, or a new revision."""
+    rel = facts.rel_id
+    where = f"{rel} failed its online verification, and that verdict stands."
+    if facts.rollback_ref:
+        return (f"{where} Roll it back with `/release rollback {rel}`, then ship the fix as a "
+                "new release.")
+    return (f"{where} There is no earlier version to roll back to, so set the fixed ref with "
+            f"`/release ref {rel} <ref>`: it is tested and signed off again.")
+
+
+def _observed(facts: Facts) -> str:
+    """Verified: observation runs, then the release closes."""
+    rel = facts.rel_id
+    if facts.observing_until:
+        return (f"{rel} is verified and under observation until {facts.observing_until}; "
+                "then it closes and is handed over to operations.")
+    return f"{rel} is verified and its observation is over; the release manager closes it."
+
+
+def _deploy_failed(facts: Facts) -> str:
+    """A deploy failed: deploy again or roll back."""
+    rel = facts.rel_id
+    back = ", or rolls it back" if facts.rollback_ref else ""
+    return (f"{rel}'s last deploy failed. The release manager deploys again with "
+            f"`/release deploy {rel}`{back}.")
+
+
+def _rolling_back(facts: Facts) -> str:
+    """A rollback pipeline runs."""
+    return (f"{facts.rel_id} is rolling back: its rollback pipeline is still running. Wait for "
+            "the result on the card.")
+
+
+def _over(facts: Facts) -> str:
+    """Closed, rejected, cancelled or rolled back: it stays so."""
+    after = {State.CLOSED: " Later changes go out as a new release.",
+             State.REJECTED: " Once the rework is done, request a new release.",
+             State.ROLLED_BACK: " Ship the fix as a new release."}
+    return (f"{facts.rel_id} is {facts.state.label}; nothing more can happen to it."
+            f"{after.get(facts.state, '')}")
+
+
+_STANDING: dict[State, Callable[[Facts], str]] = {
+    State.REQUESTED: _untested, State.TESTING: _untested,
+    State.READY_FOR_SIGNOFF: _signing, State.APPROVED: _signed, State.SCHEDULED: _signed,
+    State.DEPLOYING: _deploying, State.DEPLOYED: _deployed,
+    State.VERIFICATION_FAILED: _failed_verification,
+    State.VERIFIED: _observed, State.OBSERVING: _observed,
+    State.DEPLOY_FAILED: _deploy_failed, State.ROLLING_BACK: _rolling_back,
+    State.ACCEPTANCE_FAILED: lambda facts: _no_acceptance(facts.state).replace(
+        "This release", facts.rel_id, 1),
+}

@@ -1,4 +1,4 @@
-"""The sample world: one release channel, six people and the policy they work under.
+"""The sample world: one release channel, eight people and the policy they work under.
 
 The demo, the tests and the benchmarks all use it; a variant is this sample with a few keys
 changed (`sample_policy_yaml(freezes=[...])`), never a second copy.
@@ -21,6 +21,8 @@ LEAD = "U0TESTLEAD"
 DIRECTOR = "U0DIRECTOR"
 CTO = "U0CTO"
 OPS = "U0OPS"
+DBA = "U0DBA"
+SUPPORT = "U0SUPPORT"
 
 
 class Person(NamedTuple):
@@ -38,6 +40,8 @@ PEOPLE: dict[str, Person] = {
     DIRECTOR: Person("diego", "Diego (tech director)"),
     CTO: Person("chen", "Chen (CTO)"),
     OPS: Person("olga", "Olga (release manager)"),
+    DBA: Person("dmitri", "Dmitri (DBA)"),
+    SUPPORT: Person("sofia", "Sofia (operations)"),
 }
 
 # The text as an operator would write it (tests that check line numbers rely on its layout),
@@ -51,12 +55,15 @@ roles:
   tester: [U0TESTLEAD, U0TESTER]
   executive: [U0CTO]
   release_manager: [U0OPS]
+  dba: [U0DBA]
+  operations: [U0SUPPORT]
 projects:
   payments:
     gitlab: acme/payments
     environments: [staging, production]
     deploy_variables: {DEPLOY: "true"}
-    checklist: ["Database backup taken", "Rollback plan reviewed"]
+    checklist: ["Database backup taken", "Rollback plan reviewed",
+                {item: "DB scripts run in advance", role: dba}]
   web:
     gitlab: acme/web
     environments: [production]

@@ -83,6 +83,13 @@ def mention(user: str) -> str:
     return f"<@{user}>" if user and user[0] in "UW" and user.isalnum() else escape(user)
 
 
+def member(member_id: str) -> str:
+    """A policy role member: a user's mention, or a user group's."""
+    if member_id[:1] == "S" and member_id.isalnum():
+        return f"<!subteam^{member_id}>"
+    return mention(member_id)
+
+
 def section(text: str, accessory: Block | None = None) -> Block:
     """A mrkdwn section, clipped to Slack's limit."""
     block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from bot.mergeback import missing_labels
 from bot.plan import listed
+from bot.policy import ChecklistItem
 from bot.readmodel import ReleaseView
 from bot.workflow import BEFORE_DEPLOY, Event, State, allowed_events, merge_back_sentence
 from handlers.blocks import (
@@ -187,11 +188,17 @@ def _failed_acceptance(view: ReleaseView) -> Acceptance | None:
     return next((a for a in view.acceptances if not a.passed), None)
 
 
+def item_text(step: ChecklistItem, limit: int = 75) -> str:
+    """A checklist item, with the role that ticks it when that is not the release manager."""
+    role = f" _({escape(step.role)})_" if step.role else ""
+    return escape(clip(step.item, max(limit - len(role), 20))) + role
+
+
 def checklist_block(view: ReleaseView) -> Block:
     """The pre-release checklist as checkboxes the release manager ticks."""
-    options = [{"text": {"type": "mrkdwn", "text": clip(f"{i}. {escape(item)}", 75)},
+    options = [{"text": {"type": "mrkdwn", "text": clip(f"{i}. {item_text(step)}", 75)},
                 "value": f"{view.release.id}:{i}"}
-               for i, item in enumerate(view.release.checklist[:10], start=1)]
+               for i, step in enumerate(view.checklist[:10], start=1)]
     element: Block = {"type": "checkboxes", "action_id": ActionId.CHECKLIST, "options": options}
     initial = [o for i, o in enumerate(options, start=1) if i in view.ticked]
     if initial:

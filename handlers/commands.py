@@ -190,19 +190,20 @@ async def _abandon(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def _close(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """End the observation period now."""
-    out = await close_release(rt, p.release_id or 0, await rt.directory.actor(user))
+    """Close after observation; an executive may end it early with a reason."""
+    out = await close_release(rt, p.release_id or 0, await rt.directory.actor(user),
+                              reason=p.rest)
     return answer.closed(out)
 
 
 async def close_release(rt: Runtime, release_id: int, actor: Actor,
-                        revision: int | None = None) -> transition.Outcome:
+                        revision: int | None = None, reason: str = "") -> transition.Outcome:
     """Close with the release notes attached to the announcement (role checked before GitLab)."""
     await transition.check_event(rt.deps, release_id=release_id, event=Event.CLOSE, actor=actor,
                                  revision=revision)
     notes = await notes_text(rt.deps, rt.deployer, release_id=release_id, render=notes_mrkdwn)
     return await deploys.close(rt.deps, release_id=release_id, actor=actor, revision=revision,
-                               notes=notes)
+                               notes=notes, reason=reason)
 
 
 async def _notes(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
@@ -298,7 +299,8 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
         "release manager: cancel a stuck deploy pipeline; the deploy counts as failed", _abandon,
         min_args=1),
     Sub("cancel", "/release cancel <ID> [reason…]", "withdraw a release before deploy", _cancel),
-    Sub("close", "/release close <ID>", "end the observation period now", _close),
+    Sub("close", "/release close <ID> [reason…]",
+        "close after observation (an executive may end it early, with a reason)", _close),
     Sub("notes", "/release notes <ID>", "release notes since what was live", _notes),
     Sub("calendar", "/release calendar", "scheduled releases, windows and freezes", _calendar,
         takes_id=False),

@@ -261,7 +261,8 @@ class Deliverer:
         async with self.deps.sessions() as session:
             release = await q.get_release(session, release_id)
             view = await load_view(session, self.deps.policy, release, full=True)
-        return close_summary(view, self.deps.policy.tz, (payload.get("detail") or {}).get("notes"))
+        return close_summary(view, self.deps.policy.tz, payload.get("detail") or {},
+                             self.deps.policy.users_in_role("operations"))
 
     async def _load(self, session: AsyncSession, release_id: int) -> ReleaseView:
         """The release as this session sees it."""

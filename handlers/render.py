@@ -167,6 +167,15 @@ def _armed(p: Payload, d: Payload) -> str:
             f"{when}{held}.")
 
 
+def _closed(p: Payload, d: Payload) -> str:
+    """Closed and handed over; an executive's early end of observation says so."""
+    early = d.get("early")
+    line = "🏁 The release is closed and handed over to operations."
+    if isinstance(early, dict):
+        line += f" {mention(p['actor'])} ended observation early{_reason(early)}."
+    return line + (f"\n*Release notes*\n{d['notes']}" if d.get("notes") else "")
+
+
 _E = Event
 RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.REQUEST: _request,
@@ -188,8 +197,7 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.VERIFY_PASS: _simple("✔️", "verified the release in production", "note"),
     _E.VERIFY_FAIL: _simple("⚠️", "found a problem in production", "note"),
     _E.OBSERVE: lambda p, d: "👀 Observation period started.",
-    _E.CLOSE: lambda p, d: "🏁 The release is closed." + (
-        f"\n*Release notes*\n{d['notes']}" if d.get("notes") else ""),
+    _E.CLOSE: _closed,
     _E.ROLLBACK: _rollback,
     _E.ROLLBACK_SUCCEEDED: _rolled_back,
     _E.ROLLBACK_FAILED: _rollback_failed,
@@ -253,6 +261,32 @@ def _stuck(rid: str, d: Payload) -> str:
             f"`/release abandon {rid} {escape('<reason>')}` (or Abandon on the card).")
 
 
+def _handover(rid: str, d: Payload) -> str:
+    """The direct message operations get when a release closes."""
+    impact = f" Impact: {escape(clip(str(d['impact']), 500))}." if d.get("impact") else ""
+    return (f"🤝 {rid} is handed over to operations: {escape(str(d.get('project')))} "
+            f"`{escape(str(d.get('ref')))}` — {escape(clip(str(d.get('title')), 200))}. "
+            f"Remaining issues: {remaining_text(d.get('remaining'))}.{impact}")
+
+
+def remaining_text(remaining: Any) -> str:
+    """The open bugs a release ships with, and who accepted those over the standard."""
+    if not isinstance(remaining, dict):
+        return "none known (no open bugs in the test report)"
+    bugs = remaining.get("bugs") or {}
+    counts = " · ".join(f"{sev} {bugs.get(sev, 0)}" for sev in "ABC")
+    failures = remaining.get("failures") or []
+    if not failures:
+        return f"{counts} open, within the go-live standard"
+    over = "; ".join(escape(str(f)) for f in failures)
+    who = remaining.get("accepted_by")
+    if not who:
+        return f"{counts} open; over the standard: {over}"
+    why = f": {escape(clip(str(remaining.get('reason') or ''), 500))}" if remaining.get(
+        "reason") else ""
+    return f"{counts} open; {over}, accepted by {mention(str(who))}{why}"
+
+
 NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "held": lambda rid, d: (f"⏸ {rid} was due to deploy but is held{_reason(d)} "
                             "It goes as soon as that is resolved."),
@@ -277,6 +311,7 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
         f"🔀 Hotfix {rid} (`{escape(str(d.get('ref')))}`) is not merged into the default "
         f"branch yet{' and is overdue' if d.get('overdue') else ''}: please merge it back."),
     "stuck": _stuck,
+    "handover": _handover,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bot import calendar
@@ -16,12 +17,14 @@ from handlers.blocks import (
     context,
     escape,
     local_time,
+    member,
     mention,
     ref_text,
     safe_url,
     section,
 )
-from handlers.cards import build_release_card, plan_line
+from handlers.cards import build_release_card, item_text, plan_line
+from handlers.render import remaining_text
 from storage import queries as q
 
 
@@ -69,9 +72,9 @@ def details_text(view: ReleaseView) -> str:
     if view.work_items:
         items = ", ".join(escape(w.reference) for w in view.work_items[:20])
         lines.append(f"*Work items* {clip(items, 800)}")
-    for i, item in enumerate(rel.checklist, start=1):
+    for i, step in enumerate(view.checklist, start=1):
         mark = "☑️" if i in view.ticked else "⬜"
-        lines.append(f"{mark} {i}. {escape(clip(item, 150))}")
+        lines.append(f"{mark} {i}. {item_text(step, 150)}")
     return clip("\n".join(lines))
 
 
@@ -118,8 +121,9 @@ async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[s
                    context("`/release status REL-n` shows one in full.")]
 
 
-def close_summary(view: ReleaseView, tz: Any, notes: str | None) -> str:
-    """The report posted when a release closes."""
+def close_summary(view: ReleaseView, tz: Any, detail: dict[str, Any],
+                  operations: Sequence[str] = ()) -> str:
+    """The report posted when a release closes, ending with its handover to operations."""
     rel = view.release
     signoffs = ", ".join(f"{escape(a.role)} {mention(a.approver)}" for a in view.approvals)
     rep = view.report
@@ -128,10 +132,32 @@ def close_summary(view: ReleaseView, tz: Any, notes: str | None) -> str:
     parts = [f"🏁 *{rel.rel_id} is closed.* {escape(rel.project)} {ref_text(view)} — "
              f"{escape(clip(rel.title, 200))}",
              f"*Signed off by* {signoffs or 'nobody'}   *Report* {report}",
-             deploys_text(view, tz), timeline_text(view, tz)]
-    if notes:
+             f"*Remaining issues* {remaining_text(detail.get('remaining'))}"]
+    if impact := detail.get("impact"):  # the go-live plan's impact, once plans exist
+        parts.append(f"*Impact* {escape(clip(str(impact), 1000))}")
+    if early := early_text(detail):
+        parts.append(early)
+    parts += [handover_text(operations), deploys_text(view, tz), timeline_text(view, tz)]
+    if notes := detail.get("notes"):
         parts.append(f"*Release notes*\n{notes}")
     return clip("\n\n".join(parts), 3900)
+
+
+def early_text(detail: dict[str, Any]) -> str:
+    """An executive's early end of observation, with the reason."""
+    early = detail.get("early")
+    if not isinstance(early, dict):
+        return ""
+    return (f"*Observation ended early* by {mention(str(early.get('by')))} (it was to run "
+            f"until {escape(str(early.get('until')))}): "
+            f"{escape(clip(str(early.get('reason') or ''), 500))}")
+
+
+def handover_text(operations: Sequence[str]) -> str:
+    """Who takes the system over now."""
+    if not operations:
+        return "*Handover* no operations role in the policy, so nobody was told."
+    return f"*Handed over to operations* {', '.join(member(m) for m in operations)}"
 
 
 async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:

@@ -76,7 +76,9 @@ class Release(SQLModel, table=True):
     plan_review: str | None = Field(default=None, max_length=10)  # "ok" or "changes"
     plan_reviewed_by: str | None = Field(default=None, max_length=32)
     plan_review_note: str | None = Field(default=None, max_length=4000)
-    checklist: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Copied from the policy at request: an item's text, or {item, role} when a role ticks it.
+    checklist: list[str | dict[str, str]] = Field(default_factory=list,
+                                                 sa_column=Column(JSON, nullable=False))
     risk_accepted_by: str | None = Field(default=None, max_length=32)
     risk_reason: str | None = Field(default=None, max_length=4000)
     gate_override_by: str | None = Field(default=None, max_length=32)

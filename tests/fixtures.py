@@ -20,7 +20,7 @@ from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Actor, State
 from emulators.gitlab import GitLabEmulator
-from emulators.sample import DEV, DIRECTOR, LEAD, TESTER
+from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from storage import queries as q
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -144,6 +144,12 @@ async def signed_off(deps: Deps, approvers: tuple[str, ...] = (DIRECTOR, LEAD),
     for user in approvers:
         await releases.approve(deps, release_id=rid, actor=who(deps, user))
     return rid
+
+
+async def tick_all(deps: Deps, rid: int) -> None:
+    """Tick the payments checklist: the release manager's items, then the DBA's."""
+    await releases.tick(deps, release_id=rid, actor=who(deps, OPS), items=(1, 2))
+    await releases.tick(deps, release_id=rid, actor=who(deps, DBA), items=(3,))
 
 
 async def state_of(deps: Deps, rid: int) -> State:

@@ -38,6 +38,7 @@ from emulators.gitlab import GitLabEmulator
 from emulators.sample import (
     CHANNEL,
     CTO,
+    DBA,
     DEV,
     DIRECTOR,
     LEAD,
@@ -283,6 +284,7 @@ async def standard_release(d: Demo) -> int:
     await d.click(DIRECTOR, ActionId.APPROVE, rid)
     await d.click(LEAD, ActionId.APPROVE, rid)
     await d.say(OPS, f"check REL-{rid} 1 2")
+    await d.say(DBA, f"check REL-{rid} 3")
     if await d.pipeline(rid) != "deployed":
         raise DemoStop(f"REL-{rid}'s staging deploy did not succeed")
     d.log("      (Tariq and Lena are asked to run their acceptance cases on staging)")
@@ -291,7 +293,9 @@ async def standard_release(d: Demo) -> int:
     if await d.pipeline(rid) != "deployed":
         raise DemoStop(f"REL-{rid}'s production deploy did not succeed")
     await d.click(TESTER, ActionId.VERIFY_PASS, rid)
-    await d.click(OPS, ActionId.CLOSE, rid)
+    await d.click(OPS, ActionId.CLOSE, rid)  # refused: observation runs its course
+    await d.say(CTO, f"close REL-{rid} Quiet night, all payment metrics normal; ending "
+                     "observation early")
     return rid
 
 
@@ -320,6 +324,7 @@ async def emergency_release(d: Demo) -> int:
     await d.click(CTO, ActionId.APPROVE, rid)
     await d.click(DIRECTOR, ActionId.APPROVE, rid)
     await d.say(OPS, f"check REL-{rid} 1 2")
+    await d.say(DBA, f"check REL-{rid} 3")
     if await d.pipeline(rid) != "deployed":
         raise DemoStop(f"REL-{rid}'s staging deploy did not succeed")
     await d.say(TESTER, f"verify REL-{rid} pass payouts time out after 5 s on staging")

@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import SQLModel, func, select
 
 from bot.app import DEPS
-from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 from storage import queries as q
 from storage.models import Approval, AuditEntry, Release
@@ -85,6 +85,7 @@ async def signed(h: Harness, text: str = "web v1.1.0 Copy fix") -> int:
     assert "You approved" in await h.says(LEAD, f"approve REL-{rid}")
     if text.startswith("payments"):
         assert "ticked" in await h.says(OPS, f"check REL-{rid} 1 2")
+        assert "ticked" in await h.says(DBA, f"check REL-{rid} 3")
     await h.settle()
     return rid
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bot.app import RUNTIME, WEBHOOK
 from bot.policy import Policy
 from emulators.gitlab import View
-from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import CTO, DBA, DEV, DIRECTOR, LEAD, OPS, SUPPORT, TESTER
 from emulators.slack_driver import FORM
 from handlers.blocks import ActionId, FormId
 from tests.adversarial.common import bot_texts, ready, signed
@@ -24,7 +24,7 @@ from tests.handlers.test_fuzz import mixed_text as any_text
 from tests.scenario.harness import HOOK_SECRET, Harness, running_app, wait_for
 
 T = TypeVar("T")
-PEOPLE = [DEV, TESTER, LEAD, DIRECTOR, OPS, CTO]
+PEOPLE = [DEV, TESTER, LEAD, DIRECTOR, OPS, CTO, DBA, SUPPORT]
 EXAMPLES = 60
 HOSTILE = ["<!channel>", "<!here>", "<!everyone>", "<@U123>", "<@W999|boss>",
            "<!subteam^S123|@team>", "<https://evil.example|click>", "@channel", "&lt;!here&gt;"]

@@ -13,7 +13,15 @@ from emulators.gitlab import GitLabEmulator, variable
 from emulators.sample import CTO, DEV, DIRECTOR, OPS, TESTER, sample_policy
 from handlers.status import status_blocks
 from storage import queries as q
-from tests.fixtures import SALES_WEEK, FakeClock, gitlab_client, signed_off, state_of, who
+from tests.fixtures import (
+    SALES_WEEK,
+    FakeClock,
+    gitlab_client,
+    signed_off,
+    state_of,
+    tick_all,
+    who,
+)
 
 
 async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:
@@ -23,7 +31,7 @@ async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:
     ops = who(deps, OPS)
     with pytest.raises(Refused, match="Checklist items still open: 1, 2"):
         await deploys.start_deploy(deps, release_id=rid, actor=ops)
-    await releases.tick(deps, release_id=rid, actor=ops, items=(1, 2))
+    await tick_all(deps, rid)
     for env in ("staging", "production"):
         start = await deploys.start_deploy(deps, release_id=rid, actor=ops)
         assert start.deployment.environment == env
@@ -44,6 +52,9 @@ async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:
     out = await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=True)
     assert out.to_state is State.VERIFIED
     assert await state_of(deps, rid) is State.OBSERVING
+    with pytest.raises(Refused, match="under observation until 2026-11-24 12:06 CST"):
+        await deploys.close(deps, release_id=rid, actor=ops)
+    clock.advance(hours=24)
     closed = await deploys.close(deps, release_id=rid, actor=ops)
     assert closed.to_state is State.CLOSED
 
@@ -180,7 +191,7 @@ async def test_staging_is_reserved_until_production_or_cancel(deps: Deps) -> Non
     ops = who(deps, OPS)
     first, second = await signed_off(deps), await signed_off(deps)
     for rid in (first, second):
-        await releases.tick(deps, release_id=rid, actor=ops, items=(1, 2))
+        await tick_all(deps, rid)
     await deployed(deps, first)
     with pytest.raises(Refused, match=f"payments staging is reserved for REL-{first} until it "
                                       "reaches production, is rolled back or is cancelled"):
@@ -188,7 +199,7 @@ async def test_staging_is_reserved_until_production_or_cancel(deps: Deps) -> Non
     await releases.cancel(deps, release_id=first, actor=who(deps, DEV), reason="superseded")
     await deployed(deps, second)
     third = await signed_off(deps)
-    await releases.tick(deps, release_id=third, actor=ops, items=(1, 2))
+    await tick_all(deps, third)
     await deploys.verify(deps, release_id=second, actor=who(deps, TESTER), passed=True)
     await deployed(deps, second)  # production: staging is free again
     await deployed(deps, third)

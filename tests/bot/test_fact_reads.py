@@ -138,7 +138,7 @@ async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps)
     await releases.tick(deps, release_id=rid, actor=who("U0OPS"), items=(1, 2))
     again = await releases.tick(deps, release_id=rid, actor=who("U0OPS"), items=(2,))
     await engine.dispose()
-    assert again.to_state is State.APPROVED and again.detail == {"items": [], "done": 2, "total": 2}
+    assert again.to_state is State.APPROVED and again.detail == {"items": [], "done": 2, "total": 3}
     # The passing report runs twice: its first attempt finds the release entering sign-off,
     # GitLab resolves the ref outside the transaction, and the second attempt pins the commit;
     # in between, the project's shipped hotfixes are read for the merge-back check. Each

@@ -18,7 +18,15 @@ from emulators.gitlab import GitLabEmulator
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
-from tests.fixtures import ROLLBACK_STEPS, SALES_WEEK, FakeClock, new_release, signed_off, who
+from tests.fixtures import (
+    ROLLBACK_STEPS,
+    SALES_WEEK,
+    FakeClock,
+    new_release,
+    signed_off,
+    tick_all,
+    who,
+)
 
 
 @pytest.fixture
@@ -99,7 +107,7 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
     assert "Checklist items still open: 1, 2" in held[0]["detail"]["reason"]
     async with deps.sessions() as session:
         assert (await q.get_release(session, rid)).hold_reason
-    await releases.tick(deps, release_id=rid, actor=who(deps, OPS), items=(1, 2))
+    await tick_all(deps, rid)
     assert await jobs.deploy_due() == 1
     assert await state(deps, rid) is State.DEPLOYING
     assert [p.ref for p in gitlab.pipelines.values()] == [f"release/REL-{rid}"]
@@ -171,7 +179,7 @@ async def test_the_scheduler_never_promotes_past_an_unaccepted_environment(
         deps: Deps, jobs: Jobs, clock: FakeClock, gitlab: GitLabEmulator) -> None:
     """Staging goes on schedule; production waits for a tester's pass there, then goes too."""
     rid = await signed_off(deps, scheduled_at=clock.now + timedelta(hours=2), type="campaign")
-    await releases.tick(deps, release_id=rid, actor=who(deps, OPS), items=(1, 2))
+    await tick_all(deps, rid)
     await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
     clock.advance(hours=2)
     assert await jobs.deploy_due() == 1

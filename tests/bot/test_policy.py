@@ -89,7 +89,8 @@ def test_interface_sample_loads() -> None:
     assert payments.environments == ["staging", "production"]
     assert payments.production == "production"
     assert payments.deploy_variables == {"DEPLOY": "true"}
-    assert payments.checklist == ["Database backup taken", "Rollback plan reviewed"]
+    assert [(c.item, c.owner) for c in payments.checklist] == [
+        ("Database backup taken", "release_manager"), ("Rollback plan reviewed", "release_manager")]
     assert set(policy.policies) == set(ReleaseType)
     standard = policy.type_policy(ReleaseType.STANDARD)
     assert standard.approvers == ["tech_director", "test_lead"]
@@ -293,6 +294,18 @@ BROKEN = [
         "allow_known_issues, approvers, bypass_freeze, max_open_bugs, merge_back_days, plan, "
         "requester_can_deploy, require_test_report",
         id="unknown type policy key",
+    ),
+    pytest.param(
+        edited('"Rollback plan reviewed"]', '"Rollback plan reviewed",\n'
+               '                {item: "DB scripts run in advance", role: dba}]'),
+        "releasebot.yml:15: projects.payments.checklist.2.role: unknown role 'dba'; roles "
+        "defined: executive, release_manager, tech_director, test_lead, tester",
+        id="unknown role of a checklist item",
+    ),
+    pytest.param(
+        edited('"Rollback plan reviewed"]', '"Rollback plan reviewed", {item: "  "}]'),
+        "releasebot.yml:14: projects.payments.checklist.2.item: is an empty checklist item",
+        id="empty checklist item",
     ),
     pytest.param(
         edited("hotfix:    {approvers: [test_lead]}", "hotfix:    {approvers: [qa_lead]}"),

@@ -17,13 +17,13 @@ from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Refused, State
-from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
+from emulators.sample import CTO, DBA, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
 from tests.fixtures import ROLLBACK_STEPS, FakeClock, gitlab_client, sample_gitlab
 
-PEOPLE = [DEV, TESTER, LEAD, DIRECTOR, OPS, CTO]
-STEPS = ["test", "report_ok", "report_bad", "accept", "approve", "reject", "ref", "tick",
+PEOPLE = [DEV, TESTER, LEAD, DIRECTOR, OPS, CTO, DBA]
+STEPS = ["test", "report_ok", "report_bad", "accept", "approve", "reject", "ref", "tick", "tick_db",
          "override", "deploy", "deploy_prod", "succeed", "fail", "verify_ok", "verify_bad",
          "rollback", "cancel", "close", "arm"]
 step_strategy = st.tuples(st.sampled_from(STEPS), st.sampled_from(PEOPLE))
@@ -50,6 +50,7 @@ async def apply_step(deps: Deps, rid: int, name: str, user: str) -> None:
         "reject": lambda: releases.reject(deps, release_id=rid, actor=who, reason="no"),
         "ref": lambda: releases.change_ref(deps, release_id=rid, actor=who, ref="v9"),
         "tick": lambda: releases.tick(deps, release_id=rid, actor=who, items=(1, 2)),
+        "tick_db": lambda: releases.tick(deps, release_id=rid, actor=who, items=(3,)),
         "override": lambda: releases.override_gate(deps, release_id=rid, actor=who, reason="x"),
         "deploy": lambda: deploys.start_deploy(deps, release_id=rid, actor=who),
         "deploy_prod": lambda: deploys.start_deploy(deps, release_id=rid, actor=who,
@@ -59,7 +60,7 @@ async def apply_step(deps: Deps, rid: int, name: str, user: str) -> None:
                                              note="broken"),
         "rollback": lambda: deploys.start_rollback(deps, release_id=rid, actor=who),
         "cancel": lambda: releases.cancel(deps, release_id=rid, actor=who),
-        "close": lambda: deploys.close(deps, release_id=rid, actor=who),
+        "close": lambda: deploys.close(deps, release_id=rid, actor=who, reason="all quiet"),
         "arm": lambda: releases.arm(deps, release_id=rid, actor=who),
     }
     try:
@@ -96,7 +97,7 @@ async def check_invariants(deps: Deps, rid: int) -> None:
         signed = {a.role: a.approver for a in approvals if a.revision == dep.revision}
         assert set(signed) == {"tech_director", "test_lead"}
         assert release.requester not in signed.values()
-        assert ticks == {1, 2}
+        assert ticks == {1, 2, 3}
         if dep.environment == "production":  # never past an environment not accepted
             assert (dep.revision, "staging") in passed
 
@@ -144,7 +145,8 @@ def test_random_sequences_keep_the_invariants(sqlite_db: str, steps: list[tuple[
 def test_a_known_good_sequence_reaches_closed(sqlite_db: str) -> None:
     """The strategy can reach the end: the property test is not vacuous."""
     steps = [("report_ok", "U0TESTER"), ("approve", "U0DIRECTOR"), ("approve", "U0TESTLEAD"),
-             ("tick", "U0OPS"), ("deploy", "U0OPS"), ("succeed", "U0OPS"),
+             ("tick", "U0OPS"), ("tick_db", "U0DBA"), ("deploy", "U0OPS"), ("succeed", "U0OPS"),
              ("verify_ok", "U0TESTER"), ("deploy", "U0OPS"), ("succeed", "U0OPS"),
-             ("verify_ok", "U0TESTER"), ("close", "U0OPS")]
+             ("verify_ok", "U0TESTER"), ("close", "U0OPS"),
+             ("close", "U0CTO")]  # the release manager waits: observation
     assert asyncio.run(run_sequence(sqlite_db, steps)) == "closed"

@@ -12,7 +12,7 @@ from bot.transition import Deps
 from bot.workflow import Event, Refused, State, reason_sentence
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER
 from storage import queries as q
-from tests.fixtures import new_release, signed_off, state_of, who
+from tests.fixtures import new_release, signed_off, state_of, tick_all, who
 
 
 async def test_request_gets_an_id_audit_and_announcement(deps: Deps) -> None:
@@ -23,7 +23,8 @@ async def test_request_gets_an_id_audit_and_announcement(deps: Deps) -> None:
         audit = await q.audit_of(session, rid)
         backlog = await q.outbox_backlog(session)
     assert release.rel_id == f"REL-{rid}" and release.state == "requested"
-    assert release.checklist == ["Database backup taken", "Rollback plan reviewed"]
+    assert release.checklist == ["Database backup taken", "Rollback plan reviewed",
+                                 {"item": "DB scripts run in advance", "role": "dba"}]
     assert [(a.action, a.from_state, a.to_state) for a in audit] == [
         ("request", None, "requested")]
     assert backlog == 1
@@ -75,7 +76,7 @@ async def test_failing_report_blocks_and_emergency_executive_accepts(deps: Deps)
     rid = await new_release(deps)
     out = await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                                   report=ReportInput("https://ci/r/2", {"A": 1}))
-    assert out.to_state is State.TESTING and out.detail["failures"] == ["1 open A bugs (limit 0)"]
+    assert out.to_state is State.TESTING and out.detail["failures"] == ["1 open A bug (limit 0)"]
     with pytest.raises(Refused, match="can't ship with open bugs"):
         await releases.accept_risk(deps, release_id=rid, actor=who(deps, CTO), reason="outage")
     emergency = await new_release(deps, type="emergency")
@@ -131,7 +132,7 @@ async def test_cancel_until_production_starts(deps: Deps) -> None:
     assert out.to_state is State.CANCELLED
     ops = who(deps, OPS)
     rid = await signed_off(deps)
-    await releases.tick(deps, release_id=rid, actor=ops, items=(1, 2))
+    await tick_all(deps, rid)
     staged = await deploys.start_deploy(deps, release_id=rid, actor=ops)
     await deploys.finish_deploy(deps, deployment_id=staged.deployment.id, status="success")
     out = await releases.cancel(deps, release_id=rid, actor=who(deps, DEV), reason="too late")

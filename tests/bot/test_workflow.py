@@ -50,6 +50,7 @@ EXPECTED: dict[tuple[State, Event], State] = {
     (S.REQUESTED, E.CHANGE_REF): S.REQUESTED,
     **{(s, E.CHANGE_REF): S.TESTING for s in
        (S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.ACCEPTANCE_FAILED)},
+    (S.VERIFICATION_FAILED, E.CHANGE_REF): S.TESTING,  # only with nothing to roll back to
     **{(s, E.TICK): s for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOY_FAILED)},
     **{(s, E.OVERRIDE_GATE): s for s in
@@ -63,7 +64,6 @@ EXPECTED: dict[tuple[State, Event], State] = {
     (S.DEPLOYED, E.ACCEPTANCE_PASS): S.DEPLOYED,
     (S.DEPLOYED, E.ACCEPTANCE_FAIL): S.ACCEPTANCE_FAILED,
     (S.DEPLOYED, E.VERIFY_PASS): S.VERIFIED,
-    (S.VERIFICATION_FAILED, E.VERIFY_PASS): S.VERIFIED,
     (S.DEPLOYED, E.VERIFY_FAIL): S.VERIFICATION_FAILED,
     (S.VERIFIED, E.OBSERVE): S.OBSERVING,
     (S.VERIFIED, E.CLOSE): S.CLOSED,
@@ -119,6 +119,8 @@ def happy(state: State, event: Event) -> tuple[Facts, Ctx]:
         ctx = replace(ctx, environment="staging")
     if event is E.ARM:
         facts = replace(facts, has_schedule=True)
+    if event is E.CHANGE_REF:
+        facts = replace(facts, rollback_ref=None)
     return facts, ctx
 
 
@@ -133,7 +135,8 @@ def test_every_state_event_pair(state: State, event: Event) -> None:
     with pytest.raises(TransitionError) as err:
         decide(facts, event, ctx)
     assert event.value in str(err.value) and state.value in str(err.value)
-    assert err.value.sentence and "_" not in err.value.sentence  # labels, not stored values
+    sentence = err.value.sentence
+    assert sentence and not any(s.value in sentence for s in State if "_" in s.value)  # labels
 
 
 @pytest.mark.parametrize("state", list(State))
@@ -220,7 +223,7 @@ def test_go_live_standard() -> None:
     """A report with open A/B bugs or too many C bugs keeps the release in testing."""
     facts = replace(BASE, state=S.TESTING)
     assert decide(facts, E.REPORT, Ctx(TESTER, report=BAD)) is S.TESTING
-    assert BAD.failures == ["1 open A bugs (limit 0)", "9 open C bugs (limit 5)"]
+    assert BAD.failures == ["1 open A bug (limit 0)", "9 open C bugs (limit 5)"]
     at_limit = Report(bugs={"A": 0, "B": 0, "C": 5}, limits=LIMITS)
     assert decide(facts, E.REPORT, Ctx(TESTER, report=at_limit)) is S.READY_FOR_SIGNOFF
     assert "tester" in refused(facts, E.REPORT, Ctx(DEV, report=GOOD))
@@ -481,7 +484,9 @@ def test_a_failed_acceptance_holds_for_a_new_ref_or_cancel() -> None:
     assert refused(failed, E.ACCEPTANCE_PASS, Ctx(TESTER, environment="staging")) == (
         "This release already failed acceptance: give it a new ref (`/release ref <ID> <ref>`) "
         "to test again, or cancel it.")
-    assert "can't deploy" in refused(failed, E.DEPLOY, Ctx(OPS, environment="production"))
+    assert refused(failed, E.DEPLOY, Ctx(OPS, environment="production")) == (
+        "REL-5 already failed acceptance: give it a new ref (`/release ref <ID> <ref>`) to test "
+        "again, or cancel it.")
     assert decide(failed, E.CHANGE_REF, Ctx(DEV)) is S.TESTING
     assert decide(failed, E.CANCEL, Ctx(DEV)) is S.CANCELLED
     assert S.ACCEPTANCE_FAILED.label == "acceptance failed"
@@ -511,3 +516,177 @@ def test_arming() -> None:
     assert refused(live, E.ARM, Ctx(OPS)) == "REL-5 is already deployed to production."
     assert refused(replace(facts, state=S.TESTING), E.ARM, Ctx(OPS)) == (
         "A release is armed once it is signed off; this one is testing.")
+
+
+# --- refusals say what holds the release and what would free it -----------------------------------
+
+REL5 = replace(BASE, rel_id="REL-5", known_issue_types=("emergency",), allow_known_issues=False)
+
+
+def test_in_testing_names_the_open_bugs_and_the_way_on() -> None:
+    """Approving or deploying a release whose report fails names its bugs and the way past."""
+    one_b = Report(bugs={"A": 0, "B": 1, "C": 0}, limits=LIMITS)
+    facts = replace(REL5, state=S.TESTING, report=one_b)
+    sentence = ("REL-5 is in testing: its report shows 1 open B bug (limit 0). It needs a "
+                "passing report, or an executive's acceptance on an emergency release.")
+    assert refused(facts, E.APPROVE, Ctx(LEAD)) == sentence
+    assert refused(facts, E.DEPLOY, Ctx(OPS, environment="staging")) == sentence
+    own_type = replace(facts, allow_known_issues=True)
+    assert refused(own_type, E.APPROVE, Ctx(LEAD)) == (
+        "REL-5 is in testing: its report shows 1 open B bug (limit 0). It needs a passing "
+        "report, or an executive's acceptance of the open bugs (`/release accept REL-5 "
+        "<reason…>`).")
+    nobody = replace(facts, known_issue_types=())
+    assert refused(nobody, E.APPROVE, Ctx(LEAD)) == (
+        "REL-5 is in testing: its report shows 1 open B bug (limit 0). It needs a passing "
+        "report.")
+
+
+def test_without_a_report_the_tester_is_shown_the_command() -> None:
+    """Requested or in testing with no report: who attaches one, and how."""
+    for state, where in ((S.REQUESTED, "requested"), (S.TESTING, "in testing")):
+        facts = replace(REL5, state=state, report=None)
+        assert refused(facts, E.APPROVE, Ctx(LEAD)) == (
+            f"REL-5 is {where}: no test report yet. A tester attaches one with "
+            "`/release report REL-5 <url> A=n B=n C=n`.")
+
+
+def test_sign_off_names_the_roles_still_missing() -> None:
+    """Ready for sign-off: which roles it waits for."""
+    facts = replace(REL5, state=S.READY_FOR_SIGNOFF, approvals={"tech_director": "U0X"})
+    assert refused(facts, E.DEPLOY, Ctx(OPS, environment="staging")) == (
+        "REL-5 is ready for sign-off: waiting for test_lead. It is approved once that role "
+        "approves (`/release approve REL-5`).")
+    none = replace(facts, approvals={})
+    assert "waiting for tech_director and test_lead. It is approved once they approve" in (
+        refused(none, E.VERIFY_PASS, Ctx(TESTER)))
+
+
+def test_approved_names_the_checklist_and_the_gate() -> None:
+    """Approved but held: the open checklist items and the closed gate, then the way on."""
+    facts = replace(REL5, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"},
+                    checklist_total=3, checklist_done=frozenset({1}), gate_open=False,
+                    gate_reason="Sales week", bypass_allowed=False)
+    assert refused(facts, E.VERIFY_PASS, Ctx(TESTER)) == (
+        "REL-5 is approved and not deployed yet. Checklist items still open: 2, 3. Deploys "
+        "are closed now: Sales week. It can deploy once these are cleared.")
+    clear = replace(facts, checklist_done=frozenset({1, 2, 3}), gate_open=True)
+    assert refused(clear, E.CLOSE, Ctx(OPS)) == (
+        "REL-5 is approved and not deployed yet. The release manager deploys it with "
+        "`/release deploy REL-5`.")
+    assert refused(replace(clear, state=S.SCHEDULED), E.CLOSE, Ctx(OPS)).endswith(
+        "It deploys at its planned time.")
+
+
+def test_after_the_deploy_each_state_says_what_comes_next() -> None:
+    """Deploying, deployed, deploy failed, rolling back: what people wait for or do."""
+    assert refused(replace(REL5, state=S.DEPLOYING), E.APPROVE, Ctx(LEAD)) == (
+        "REL-5 is deploying: its pipeline is still running. Wait for the result on the card; "
+        "a pipeline cancelled in GitLab counts as a failed deploy.")
+    unaccepted = replace(REL5, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}))
+    assert refused(unaccepted, E.CLOSE, Ctx(OPS)) == (
+        "REL-5 is on staging and not yet accepted there: a tester passes it with "
+        "`/release verify REL-5 pass`.")
+    staged = replace(unaccepted, accepted_envs=frozenset({"staging"}))
+    assert refused(staged, E.CLOSE, Ctx(OPS)) == (
+        "REL-5 is deployed to staging; production comes next (`/release deploy REL-5 "
+        "production`).")
+    live = replace(staged, deployed_envs=frozenset({"staging", "production"}))
+    assert refused(live, E.CLOSE, Ctx(OPS)) == (
+        "REL-5 is deployed to production but not verified yet. A tester verifies it with "
+        "`/release verify REL-5 pass|fail`; the release manager may roll it back.")
+    assert refused(replace(REL5, state=S.DEPLOY_FAILED), E.CLOSE, Ctx(OPS)) == (
+        "REL-5's last deploy failed. The release manager deploys again with "
+        "`/release deploy REL-5`, or rolls it back.")
+    assert "rollback pipeline is still running" in refused(
+        replace(REL5, state=S.ROLLING_BACK), E.CLOSE, Ctx(OPS))
+    observing = replace(REL5, state=S.OBSERVING, observing_until="2026-11-24 12:00 CST")
+    assert refused(observing, E.DEPLOY, Ctx(OPS, environment="production")) == (
+        "REL-5 is verified and under observation until 2026-11-24 12:00 CST; then it closes "
+        "and is handed over to operations.")
+
+
+def test_ended_releases_stay_ended() -> None:
+    """Terminal states keep their sentence, with what to do instead."""
+    assert refused(replace(REL5, state=S.REJECTED), E.APPROVE, Ctx(LEAD)) == (
+        "REL-5 is rejected; nothing more can happen to it. Once the rework is done, request "
+        "a new release.")
+    assert refused(replace(REL5, state=S.ROLLED_BACK), E.DEPLOY, Ctx(OPS)) == (
+        "REL-5 is rolled back; nothing more can happen to it. Ship the fix as a new release.")
+
+
+# --- separated duties ----------------------------------------------------------------------------
+
+def test_the_requester_neither_tests_nor_verifies_their_own_release() -> None:
+    """A developer who is also a tester hands their release over to another tester."""
+    dev_tester = Actor(DEV.user, frozenset({"tester"}))
+    ctx = Ctx(dev_tester, report=GOOD, reason="broken")
+    assert refused(replace(BASE, state=S.REQUESTED), E.START_TESTING, ctx) == (
+        "You requested this release, so another tester must test it (separated duties).")
+    assert refused(replace(BASE, state=S.TESTING), E.REPORT, ctx) == (
+        "You requested this release, so another tester must attach its test report "
+        "(separated duties).")
+    live = replace(BASE, state=S.DEPLOYED, deployed_envs=frozenset({"staging", "production"}))
+    for event in (E.VERIFY_PASS, E.VERIFY_FAIL):
+        assert refused(live, event, ctx) == (
+            "You requested this release, so another tester must verify it (separated duties).")
+    assert decide(live, E.VERIFY_PASS, Ctx(TESTER)) is S.VERIFIED
+
+
+DBA = Actor("U0DBA", frozenset({"dba"}))
+
+
+def test_a_checklist_item_with_a_role_is_ticked_by_that_role_only() -> None:
+    """The DBA ticks the DB item; the release manager the others; neither the other's."""
+    facts = replace(BASE, state=S.APPROVED, checklist_total=3, checklist_done=frozenset(),
+                    checklist_roles=("release_manager", "release_manager", "dba"))
+    assert decide(facts, E.TICK, Ctx(OPS, items=(1, 2))) is S.APPROVED
+    assert decide(facts, E.TICK, Ctx(DBA, items=(3,))) is S.APPROVED
+    assert refused(facts, E.TICK, Ctx(OPS, items=(1, 3))) == (
+        "Only a dba can tick checklist item 3.")
+    assert refused(facts, E.TICK, Ctx(DBA, items=(1, 2, 3))) == (
+        "Only the release manager can tick checklist items 1, 2.")
+    assert refused(facts, E.TICK, Ctx(TESTER, items=(3,))) == (
+        "Only the release manager or a dba can do that.")
+    done = replace(facts, checklist_done=frozenset({3}))  # the card resends ticked boxes
+    assert decide(done, E.TICK, Ctx(OPS, items=(1, 3))) is S.APPROVED
+
+
+# --- a verdict stays a verdict -------------------------------------------------------------------
+
+def test_a_failed_verification_is_never_passed_later() -> None:
+    """After a failure: roll back, or (with nothing to roll back to) a new ref."""
+    failed = replace(REL5, state=S.VERIFICATION_FAILED,
+                     deployed_envs=frozenset({"staging", "production"}))
+    assert refused(failed, E.VERIFY_PASS, Ctx(TESTER)) == (
+        "REL-5 failed its online verification, and that verdict stands. Roll it back with "
+        "`/release rollback REL-5`, then ship the fix as a new release.")
+    assert decide(failed, E.ROLLBACK, Ctx(OPS)) is S.ROLLING_BACK
+    assert refused(failed, E.CHANGE_REF, Ctx(DEV)) == (
+        "REL-5 failed its online verification and still runs in production: roll it back "
+        "first (`/release rollback REL-5`), then ship the fix as a new release.")
+    first_ever = replace(failed, rollback_ref=None)
+    assert "set the fixed ref with `/release ref REL-5 <ref>`" in refused(
+        first_ever, E.VERIFY_PASS, Ctx(TESTER))
+    assert decide(first_ever, E.CHANGE_REF, Ctx(DEV)) is S.TESTING
+    assert decide(replace(first_ever, report_required=False), E.CHANGE_REF,
+                  Ctx(DEV)) is S.READY_FOR_SIGNOFF
+
+
+# --- observation means observation ---------------------------------------------------------------
+
+def test_observation_ends_early_only_by_an_executive_with_a_reason() -> None:
+    """The release manager waits; an executive other than the requester gives a reason."""
+    observing = replace(REL5, state=S.OBSERVING, observing_until="2026-11-24 12:00 CST")
+    assert refused(observing, E.CLOSE, Ctx(OPS)) == (
+        "REL-5 is under observation until 2026-11-24 12:00 CST; it closes on its own then. "
+        "Only an executive may end observation early, with a reason.")
+    assert refused(observing, E.CLOSE, Ctx(CTO)) == (
+        "Ending observation early needs a reason: `/release close REL-5 <reason…>`.")
+    assert decide(observing, E.CLOSE, Ctx(CTO, reason="quiet night")) is S.CLOSED
+    own = Actor(DEV.user, frozenset({"executive"}))
+    assert "someone else must decide" in refused(observing, E.CLOSE, Ctx(own, reason="x"))
+    assert decide(observing, E.CLOSE, Ctx(SYSTEM)) is S.CLOSED
+    over = replace(observing, observing_until=None)
+    assert decide(over, E.CLOSE, Ctx(OPS)) is S.CLOSED
+    assert "Only the release manager or an executive" in refused(over, E.CLOSE, Ctx(TESTER))

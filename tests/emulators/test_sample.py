@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from emulators.sample import CHANNEL, CTO, DIRECTOR, LEAD, OPS, PEOPLE, TESTER, sample_policy
+from emulators.sample import (
+    CHANNEL,
+    CTO,
+    DBA,
+    DIRECTOR,
+    LEAD,
+    OPS,
+    PEOPLE,
+    SUPPORT,
+    TESTER,
+    sample_policy,
+)
 
 
 def test_the_policy_names_the_sample_channel_and_people() -> None:
@@ -11,7 +22,7 @@ def test_the_policy_names_the_sample_channel_and_people() -> None:
     assert policy.release_channel == CHANNEL
     assert policy.roles == {"tech_director": [DIRECTOR], "test_lead": [LEAD],
                             "tester": [LEAD, TESTER], "executive": [CTO],
-                            "release_manager": [OPS]}
+                            "release_manager": [OPS], "dba": [DBA], "operations": [SUPPORT]}
     assert {user for users in policy.roles.values() for user in users} <= set(PEOPLE)
 
 

@@ -7,7 +7,7 @@ from sqlmodel import select
 from bot.app import DEPS, POLLER
 from bot.policy import Policy
 from emulators.gitlab import variable
-from emulators.sample import CHANNEL, DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import CHANNEL, CTO, DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 from storage import queries as q
 from storage.db import transaction
@@ -25,6 +25,7 @@ async def approved(h: Harness, project: str = "payments", ref: str = "v1.1.0") -
     await h.says(LEAD, f"approve REL-{rid}")
     if project == "payments":
         await h.says(OPS, f"check REL-{rid} 1 2")
+        await h.says(DBA, f"check REL-{rid} 3")
     await h.settle()
     return rid
 
@@ -266,7 +267,8 @@ async def test_release_notes_listed_published_and_posted_at_close(db_url: str,
         assert "v1.1.0" in h.gitlab.projects[1].releases
         assert "already exists" in await h.says(OPS, f"notes REL-{rid} publish")
         await h.click(TESTER, ActionId.VERIFY_PASS)
-        assert f"REL-{rid} is closed" in await h.says(OPS, f"close REL-{rid}")
+        assert "under observation until" in await h.says(OPS, f"close REL-{rid}")
+        assert f"REL-{rid} is closed" in await h.says(CTO, f"close REL-{rid} all quiet")
         await h.settle()
         closing = h.thread(rid)[-1]
         assert f"REL-{rid} is closed" in closing and titles[0] in closing

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from bot.policy import Policy
 from emulators.gitlab import variable
-from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 from tests.fixtures import ShiftClock
 from tests.scenario.harness import Harness, readable, running_app, wait_for
@@ -26,6 +26,7 @@ async def scheduled_campaign(h: Harness) -> None:
     await h.says(DIRECTOR, "approve REL-1")
     await h.says(LEAD, "approve REL-1")
     await h.says(OPS, "check REL-1 1 2")
+    await h.says(DBA, "check REL-1 3")
     await h.settle()
     assert await state(h, 1) == "scheduled"
 

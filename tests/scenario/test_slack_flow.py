@@ -11,7 +11,7 @@ import pytest
 
 from bot.app import DEPS
 from bot.policy import Policy
-from emulators.sample import CHANNEL, CTO, DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import CHANNEL, CTO, DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId, FormId
 from storage import queries as q
 from tests.scenario.harness import Harness, running_app
@@ -70,7 +70,9 @@ async def test_happy_path_to_ready_to_deploy(db_url: str, policy: Policy) -> Non
         assert answer.status == 200
         await h.command(OPS, f"check REL-{rid} 1 2")
         await h.settle()
-        assert len(options) == 2
+        await h.command(DBA, f"check REL-{rid} 3")
+        await h.settle()
+        assert len(options) == 3
         assert ActionId.DEPLOY in h.buttons(rid)
         thread = "\n".join(h.thread(rid))
         for words in ("requested", "test report", "approved as tech_director",
@@ -110,11 +112,11 @@ SUBCOMMANDS = [
     Say(DEV, "ref REL-1 v1.1.1", "now points at `v1.1.1`", moves=True),
     Say(OPS, "check REL-1 9", "No checklist item 9"),
     Say(CTO, "override REL-1 please", "can't bypass"),
-    Say(OPS, "deploy REL-1", "can't deploy a release that is testing"),
-    Say(TESTER, "verify REL-1 pass", "can't verify pass a release that is testing"),
+    Say(OPS, "deploy REL-1", "REL-1 is in testing: no test report yet. A tester attaches one"),
+    Say(TESTER, "verify REL-1 pass", "REL-1 is in testing: no test report yet."),
     Say(TESTER, "verify REL-1 maybe", "Say pass or fail"),
-    Say(OPS, "rollback REL-1", "can't rollback a release that is testing"),
-    Say(OPS, "close REL-1", "can't close a release that is testing"),
+    Say(OPS, "rollback REL-1", "REL-1 is in testing: no test report yet."),
+    Say(OPS, "close REL-1", "REL-1 is in testing: no test report yet."),
     Say(DEV, "cancel REL-1 not needed", "REL-1 is cancelled", moves=True),
     Say(LEAD, "reject REL-1 nope", "is cancelled; nothing more"),
     Say(DEV, "notes REL-1", "Release notes of REL-1"),

@@ -74,11 +74,12 @@ async def test_good_config_passes_every_check(tmp_path: Path, emus: Any) -> None
     lines = stdout.decode().splitlines()
     expected = ["policy file", "Slack token", "release channel", "role tech_director",
                 "role test_lead", "role tester", "role executive", "role release_manager",
-                "GitLab token", *project_lines("payments"), *project_lines("web")]
-    assert [line_for(lines, what).startswith("ok  ") for what in expected] == [True] * 19
+                "role dba", "role operations", "GitLab token", *project_lines("payments"),
+                *project_lines("web")]
+    assert [line_for(lines, what).startswith("ok  ") for what in expected] == [True] * 21
     assert "U0TESTLEAD (User U0TESTLEAD), U0TESTER" in line_for(lines, "role tester")
     assert "acme/payments (id 1, default branch main)" in line_for(lines, "project payments")
-    assert lines[-1] == "all 19 checks passed"
+    assert lines[-1] == "all 21 checks passed"
 
 
 def project_lines(key: str) -> list[str]:
@@ -211,7 +212,7 @@ async def test_unprotected_release_tags_and_production_warn(tmp_path: Path, emus
     gitlab.projects[2].protected_tags.clear()
     gitlab.projects[2].protected_environments.clear()
     code, lines = await checked(check_env(tmp_path, *emus))
-    assert code == 0 and lines[-1] == "all 19 checks passed, 2 warnings"
+    assert code == 0 and lines[-1] == "all 21 checks passed, 2 warnings"
     assert line_for(lines, "web release tags").startswith(
         "WARN  web release tags: no protected tag covers release/*: anyone with the Developer "
         "role can create a release tag; protect release/* in Settings > Repository > "

@@ -109,7 +109,7 @@ async def test_a_staging_failure_holds_the_release_until_a_new_ref(db_url: str,
         assert "Acceptance failed" in text and "🚧 staging (failed acceptance by" in text
         assert "Failed acceptance on staging: refund totals are off by a cent." in text
         assert labels(h, rid) == ["Roll back"]
-        assert "You can't deploy a release that is acceptance failed." in await h.says(
+        assert "REL-1 already failed acceptance: give it a new ref" in await h.says(
             OPS, "deploy REL-1 production")
         assert "already failed acceptance" in await h.says(TESTER, "verify REL-1 pass")
 

@@ -31,7 +31,10 @@ async def filed(h: Harness, text: str, user: str = DEV) -> int:
 async def live(h: Harness, project: str = "payments", ref: str = "v1.1.0") -> int:
     """A release deployed everywhere, waiting for its online verification."""
     rid = await approved(h, project, ref)
-    for _ in range(2 if project == "payments" else 1):
+    await deploy_and_finish(h, rid)
+    if project == "payments":  # staging first, accepted there by a tester
+        await h.says(TESTER, f"verify REL-{rid} pass")
+        await h.settle()
         await deploy_and_finish(h, rid)
     assert await state(h, rid) == "deployed"
     return rid
@@ -138,6 +141,8 @@ async def test_a_failed_verification_is_rolled_back_not_passed(db_url: str,
             f"back first (`/release rollback REL-{rid}`), then ship the fix as a new release.")
         other = await approved(h, "payments", "v1.1.1")
         await deploy_and_finish(h, other)
+        await h.says(TESTER, f"verify REL-{other} pass")  # accepted on staging
+        await h.settle()
         assert await h.click(OPS, ActionId.DEPLOY) == (
             f"payments production runs REL-{rid}, which failed its verification: roll it back "
             "first.")
@@ -152,7 +157,15 @@ async def test_with_nothing_to_roll_back_a_new_ref_is_the_way_on(db_url: str,
                                                                  policy: Policy) -> None:
     """A first release that fails verification is fixed by a new ref, tested and signed again."""
     async with running_app(db_url, policy) as h:
-        rid = await live(h, "web", "v1.1.0")
+        h.gitlab.project("acme/web").deployments.clear()  # GitLab never deployed web before
+        answer = await h.says(DEV, "request web v1.1.0 Footer")
+        rid = int(answer.split("REL-")[1].split(".")[0])
+        await h.says(DEV, f"plan REL-{rid} rollback Restore the old footer by hand")
+        await h.says(TESTER, f"report REL-{rid} https://ci/r/{rid}")
+        await h.says(DIRECTOR, f"approve REL-{rid}")
+        await h.says(LEAD, f"approve REL-{rid}")
+        await h.settle()
+        await deploy_and_finish(h, rid)
         await h.says(TESTER, f"verify REL-{rid} fail footer missing")
         assert "There is no recorded previous version" in await h.says(OPS, f"rollback REL-{rid}")
         assert "set the fixed ref with `/release ref" in await h.says(
@@ -165,7 +178,9 @@ async def test_with_nothing_to_roll_back_a_new_ref_is_the_way_on(db_url: str,
         await h.settle()
         await deploy_and_finish(h, rid)
         fixed = h.pipeline_of(rid)  # the fix ships on a tag of its own; the first one stays
-        assert fixed.ref == f"release/REL-{rid}-{fixed.sha[:7]}"
+        async with h.app[DEPS].sessions() as session:
+            revision = (await q.get_release(session, rid)).revision
+        assert fixed.ref == f"release/REL-{rid}-r{revision}"
         assert "Verified" in await h.says(TESTER, f"verify REL-{rid} pass")
 
 

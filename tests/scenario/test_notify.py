@@ -51,6 +51,7 @@ async def test_testers_are_asked_the_moment_production_is_deployed(db_url: str,
         asked = "is live in production. Please verify it online now"
         await ship(h, rid)  # staging
         assert dms_saying(h, TESTER, asked) == []
+        await h.says(TESTER, f"verify REL-{rid} pass")  # accepted on staging
         await ship(h, rid)  # production
         await h.settle()
         for tester in (TESTER, LEAD):

@@ -54,7 +54,7 @@ async def test_notes_name_the_known_issues_and_who_accepted_them(db_url: str,
         await h.says(CTO, f"accept REL-{rid} Double charges cost more than one layout bug")
         notes = await h.says(DIRECTOR, f"notes REL-{rid}")
         assert "*Known issues*\n• Open bugs: A 0 · B 1 · C 2\n" in notes
-        assert (f"• Shipped with known issues (1 open B bugs (limit 0)), accepted by <@{CTO}>: "
+        assert (f"• Shipped with known issues (1 open B bug (limit 0)), accepted by <@{CTO}>: "
                 "Double charges cost more than one layout bug") in notes
         asked = await h.click(DIRECTOR, ActionId.NOTES, str(rid),
                               channel=h.slack.dm_channel(DIRECTOR))

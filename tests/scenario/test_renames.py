@@ -7,7 +7,7 @@ import aiohttp
 from bot.app import DEPS, WEBHOOK
 from bot.policy import Policy
 from emulators.gitlab import View
-from emulators.sample import OPS
+from emulators.sample import OPS, TESTER
 from handlers.blocks import ActionId
 from handlers.gitlab_webhook import project_key
 from storage import queries as q
@@ -40,6 +40,9 @@ async def test_a_renamed_project_deploys_polls_and_takes_hooks(db_url: str,
         h.gitlab.reset_calls()
         # A replica started after the rename knows the ID from the database alone.
         async with running_app(db_url, policy, emus=emus) as h:
+            await h.says(TESTER, f"verify REL-{rid} pass")  # staging accepted
+            await h.settle()
+            h.gitlab.reset_calls()
             await h.click(OPS, ActionId.DEPLOY)
             production = h.pipeline_of(rid)
             assert (production.project.id, production.ref) == (1, f"release/REL-{rid}")

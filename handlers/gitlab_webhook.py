@@ -55,6 +55,16 @@ def pipeline_result(policy: Policy, body: dict[str, Any],
     return PipelineResult(key, attrs["id"], str(attrs.get("status") or ""))
 
 
+async def _read_up_to(request: web.Request, limit: int) -> bytes:
+    """The body until its end or past `limit` bytes (one read returns only what has arrived)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await request.content.read(limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def _part(body: dict[str, Any], key: str, kind: type) -> Any:
     """One part of a hook body, or an empty one when it is missing or of another type."""
     value = body.get(key)
@@ -74,7 +84,7 @@ class GitLabWebhook:
         if not self.secret or not hmac.compare_digest(token.encode(), self.secret.encode()):
             return web.json_response({"error": "invalid token"}, status=401)
         try:  # a sender trickling its body must not hold the connection for minutes
-            raw = await asyncio.wait_for(request.content.read(MAX_BODY + 1), BODY_SECONDS)
+            raw = await asyncio.wait_for(_read_up_to(request, MAX_BODY + 1), BODY_SECONDS)
         except TimeoutError:
             return web.json_response({"error": "body not received in time"}, status=408)
         if len(raw) > MAX_BODY:

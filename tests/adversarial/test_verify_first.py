@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from functools import partial
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 
 from bot.app import DEPS
 from bot.policy import Policy
 from emulators.slack_driver import FORM
+from handlers import gitlab_webhook, http
 from tests.adversarial.common import row_counts
 from tests.scenario.harness import HOOK_SECRET, Harness, running_app
 
@@ -103,3 +107,30 @@ async def test_healthz_says_only_ok_or_not(db_url: str, policy: Policy) -> None:
                 assert (resp.status, await resp.json()) == (503, {"ok": False})
         finally:
             h.app[DEPS].sessions = real  # type: ignore[assignment]
+
+
+async def _trickle(h: Harness, path: str, headers: str = f"Content-Type: {FORM}\r\n") -> bytes:
+    """Send headers promising 100 bytes, then only 2; the status line the bot answers with."""
+    host, port = h.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\n{headers}"
+                 "Content-Length: 100\r\n\r\nab".encode())
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_trickled_body_is_a_408_and_frees_the_connection(
+        db_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender holding a connection open by trickling its body is cut off; nothing is written."""
+    monkeypatch.setattr(http, "read_body", partial(http.read_body, within=0.3))
+    monkeypatch.setattr(gitlab_webhook, "BODY_SECONDS", 0.3)
+    async with running_app(db_url, policy) as h:
+        rows = await row_counts(h)
+        assert (await _trickle(h, "/slack/events")).startswith(b"HTTP/1.1 408")
+        token = (f"Content-Type: application/json\r\nX-Gitlab-Event: Pipeline Hook\r\n"
+                 f"X-Gitlab-Token: {HOOK_SECRET}\r\n")
+        assert (await _trickle(h, "/gitlab/webhook", token)).startswith(b"HTTP/1.1 408")
+        assert await row_counts(h) == rows

@@ -9,7 +9,7 @@ from bot.mergeback import missing_labels
 from bot.plan import listed
 from bot.policy import ChecklistItem
 from bot.readmodel import ReleaseView
-from bot.workflow import BEFORE_DEPLOY, Event, State, allowed_events, merge_back_sentence
+from bot.workflow import BEFORE_DEPLOY, LIVE, Event, State, allowed_events, merge_back_sentence
 from handlers.blocks import (
     STATE_ICON,
     ActionId,
@@ -177,7 +177,9 @@ def notes_text(view: ReleaseView) -> str:
 
 
 def _first_in_production(view: ReleaseView) -> bool:
-    """This release's production deploy replaced no known version (a project's first)."""
+    """While it may still need undoing: its production deploy replaced no known version."""
+    if view.state not in (State.DEPLOYING, *LIVE, State.DEPLOY_FAILED):
+        return False
     prod = view.environments[-1]
     return any(d.environment == prod and not d.rollback and d.previous_sha is None
                and d.previous_ref is None for d in view.deployments)

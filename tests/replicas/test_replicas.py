@@ -87,6 +87,8 @@ def seed_gitlab(gitlab: GitLabEmulator) -> None:
         gitlab.add_project(f"acme/p{i}")
         gitlab.add_commit(f"acme/p{i}", title="Initial", branches=["main"])
         gitlab.add_commit(f"acme/p{i}", title="Broken", branches=["bad"], parent="main")
+        # Production ran main before the bot came: GitLab's record is each deploy's way back.
+        gitlab.record_deployment(f"acme/p{i}", "production", "main")
     # Pipelines take a few seconds, so several poll ticks fall inside each.
     gitlab.auto_advance(steps=("pending", "running", "success"), every=1.5, fail_refs={"bad"})
 

@@ -280,19 +280,26 @@ def _result_event(dep: Deployment, status: str) -> Event:
     return Event.DEPLOY_SUCCEEDED if status == "success" else Event.DEPLOY_FAILED
 
 
+async def _locked_deployment(session: AsyncSession,
+                             deployment_id: int) -> tuple[Deployment, Release]:
+    """A deployment and its release, both locked, the deployment read after the release lock."""
+    dep = await q.get_deployment(session, deployment_id=deployment_id, lock=True)
+    if dep is None:
+        raise Refused(f"No deployment {deployment_id}.")
+    release = await locked(session, dep.release_id)
+    # Read again after the release lock: a racing finisher may have committed meanwhile.
+    dep = await q.get_deployment(session, deployment_id=deployment_id, fresh=True)
+    assert dep is not None  # deployments are never deleted
+    return dep, release
+
+
 async def finish_deploy(deps: Deps, *, deployment_id: int, status: str,
                         failed_job: str | None = None, failed_job_url: str | None = None,
                         error: str | None = None) -> Outcome:
     """A pipeline ended; announced once however many times GitLab or the poller report it."""
 
     async def work(session: AsyncSession) -> Outcome:
-        dep = await q.get_deployment(session, deployment_id=deployment_id, lock=True)
-        if dep is None:
-            raise Refused(f"No deployment {deployment_id}.")
-        release = await locked(session, dep.release_id)
-        # Read again after the release lock: a racing finisher may have committed meanwhile.
-        dep = await q.get_deployment(session, deployment_id=deployment_id, fresh=True)
-        assert dep is not None  # deployments are never deleted
+        dep, release = await _locked_deployment(session, deployment_id)
         if dep.status in FINAL:
             state = State(release.state)
             return Outcome(release, _result_event(dep, dep.status), state, state,
@@ -418,12 +425,7 @@ async def abandon_deploy(deps: Deps, *, deployment_id: int, actor: Actor, reason
     """Count the deploy as failed and free its environment, as the release manager asked."""
 
     async def work(session: AsyncSession) -> Outcome:
-        dep = await q.get_deployment(session, deployment_id=deployment_id, lock=True)
-        if dep is None:
-            raise Refused(f"No deployment {deployment_id}.")
-        release = await locked(session, dep.release_id)
-        dep = await q.get_deployment(session, deployment_id=deployment_id, fresh=True)
-        assert dep is not None  # deployments are never deleted
+        dep, release = await _locked_deployment(session, deployment_id)
         if dep.status in FINAL:
             raise Refused(f"{release.rel_id}'s pipeline ended meanwhile ({dep.status}); "
                           "look at the card.")

@@ -380,7 +380,8 @@ class SlackEmulator:
         await self.sockets[-1].send_json({"envelope_id": envelope_id, "type": kind,
                                           "payload": payload, "accepts_response_payload": True,
                                           "retry_attempt": 0, "retry_reason": ""})
-        return await asyncio.wait_for(waiter, within)
+        async with asyncio.timeout(within):
+            return await waiter
 
     def reset(self) -> None:
         """Forget traffic, stored state, faults and latency; keep users/groups/channels config."""

@@ -84,7 +84,8 @@ class GitLabWebhook:
         if not self.secret or not hmac.compare_digest(token.encode(), self.secret.encode()):
             return web.json_response({"error": "invalid token"}, status=401)
         try:  # a sender trickling its body must not hold the connection for minutes
-            raw = await asyncio.wait_for(_read_up_to(request, MAX_BODY + 1), BODY_SECONDS)
+            async with asyncio.timeout(BODY_SECONDS):  # not wait_for: it may swallow a cancel
+                raw = await _read_up_to(request, MAX_BODY + 1)
         except TimeoutError:
             return web.json_response({"error": "body not received in time"}, status=408)
         if len(raw) > MAX_BODY:

@@ -33,6 +33,8 @@ from handlers.delivery import Deliverer
 from handlers.directory import Directory
 from handlers.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 
 class CountingWebClient(AsyncWebClient):
     """The Web API client, counting every call by method and outcome for /metrics."""
@@ -185,10 +187,12 @@ async def slack_adapter(settings: Settings, policy: Policy, deps: Deps, deployer
     task = asyncio.create_task(runtime.deliverer.run(), name="outbox")
     yield SlackAdapter(bolt, runtime, settings, metrics)
     with contextlib.suppress(TimeoutError):  # acked work is finished, not lost
-        await asyncio.wait_for(runtime.idle.wait(), stop_within)
+        async with asyncio.timeout(stop_within):
+            await runtime.idle.wait()
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # Bounded: a loop that ignored its cancel must not hold the whole stop (and its log says so).
+    if not (await asyncio.wait({task}, timeout=stop_within))[0]:
+        log.error("the outbox deliverer did not stop within %.0f s", stop_within)
     await http.close()
 
 
@@ -239,6 +243,7 @@ def _ssl_check(raw: bytes) -> bool:
 async def read_body(request: web.Request, within: float = BODY_SECONDS) -> bytes | None:
     """The whole body, or None when the sender is too slow (a held connection costs memory)."""
     try:
-        return await asyncio.wait_for(request.read(), within)
+        async with asyncio.timeout(within):  # not wait_for: on 3.11 it may swallow a cancel
+            return await request.read()
     except TimeoutError:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -161,4 +162,20 @@ async def running_app(db_url: str, policy: Policy, *, clock: Clock = system_cloc
         async with SlackDriver(url, SECRET, slack) as driver:
             yield Harness(app, url, slack, driver, gitlab)
     finally:
-        await runner.cleanup()
+        watchdog = asyncio.create_task(_dump_tasks_after(STOP_WATCH))
+        try:
+            await runner.cleanup()
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+
+
+STOP_WATCH = 30.0  # the app's own stop is bounded at 10 s per stage; longer is a hang to see
+
+
+async def _dump_tasks_after(seconds: float) -> None:
+    """Print every task's stack if the app has not stopped by then: a hang shows where."""
+    await asyncio.sleep(seconds)
+    print(f"app still stopping after {seconds:.0f} s; its tasks:", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)

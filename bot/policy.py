@@ -54,6 +54,24 @@ class ReleaseType(StrEnum):
     CAMPAIGN = "campaign"
 
 
+class Ground(StrEnum):
+    """The seeds' grounds for an emergency release (紧急上线资格)."""
+
+    LIVE_BUG = "live_bug"
+    URGENT_REVISION = "urgent_revision"
+    STRATEGIC = "strategic"
+
+    @property
+    def label(self) -> str:
+        """The words people see."""
+        return _GROUND_LABELS[self]
+
+
+_GROUND_LABELS = {Ground.LIVE_BUG: "a serious bug is live",
+                  Ground.URGENT_REVISION: "an urgent revision",
+                  Ground.STRATEGIC: "an urgent strategic deployment"}
+
+
 class Weekday(StrEnum):
     """A day of the week as written in `windows`."""
 
@@ -224,6 +242,9 @@ class TypePolicy(_Model):
     require_test_report: bool = True
     merge_back_days: int | None = Field(None, ge=1)
     plan: PlanPolicy = PlanPolicy()
+    # The grounds a request of this type must name, with a reason; None: the type's default
+    # (an emergency needs one of the seeds' three, other types none).
+    grounds: list[Ground] | None = None
 
     @field_validator("approvers")
     @classmethod
@@ -554,6 +575,21 @@ class Policy(_Model):
             return self.projects[key]
         known = ", ".join(sorted(self.projects))
         raise PolicyError(f"There is no project {key[:40]!r}; known projects: {known}.")
+
+    def grounds_of(self, release_type: ReleaseType | str) -> list[Ground]:
+        """The grounds a request of this type must name one of ([]: none needed)."""
+        rules = self.type_policy(release_type)
+        if rules.grounds is not None:
+            return list(rules.grounds)
+        return list(Ground) if release_type == ReleaseType.EMERGENCY else []
+
+    def sole_signer_roles(self, release_type: ReleaseType | str, requester: str) -> list[str]:
+        """Required roles only the requester holds: nobody can sign them (four eyes).
+
+        A role with a user group in it may have other members, so it is never named here.
+        """
+        return [role for role in self.type_policy(release_type).approvers
+                if (members := self.roles.get(role, [])) and set(members) == {requester}]
 
     def users_in_role(self, role: str) -> list[str]:
         """The raw IDs in a role (users and S… user groups); [] for an unknown role."""

@@ -50,6 +50,7 @@ class ReleaseView:
     one_person_many_roles: bool = False
     plan_required: tuple[str, ...] = ()  # go-live plan fields the type requires
     plan_reviewer: str | None = None  # the role that reviews the plan; None: no review
+    sole_signers: tuple[str, ...] = ()  # required roles only the requester holds
 
     @property
     def plan_missing(self) -> tuple[str, ...]:
@@ -179,6 +180,8 @@ async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
         one_person_many_roles=policy.one_person_many_roles,
         plan_required=tuple(rules.plan.required) if rules else (),
         plan_reviewer=rules.plan.reviewer if rules else None,
+        sole_signers=tuple(policy.sole_signer_roles(release.type, release.requester))
+        if rules else (),
         # Acceptances exist only once an environment before production has been deployed.
         acceptances=(await q.acceptances_of(session, release)
                      if len(envs) > 1 and deployments else ()),

@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import calendar
 from bot.plan import clean_plan
 from bot.plan import too_long as plan_too_long
-from bot.policy import Policy, PolicyError, ReleaseType
+from bot.policy import Ground, Policy, PolicyError, ReleaseType
 from bot.transition import (
     Deps,
     Outcome,
@@ -68,11 +68,15 @@ class NewRelease:
     planned_window: str = ""
     work_items: tuple[tuple[str, str], ...] = ()  # (kind, reference)
     plan: Mapping[str, str] = field(default_factory=dict)  # the go-live plan, PlanField → text
+    ground: str = ""  # an emergency's ground (bot.policy.Ground), with its reason
+    reason: str = ""
 
 
 # Free-text fields of a request, as people call them; their limits are the columns'.
 _TEXT_FIELDS = {"project": "project", "ref": "ref", "title": "title", "type": "type",
-                "version_label": "version", "planned_window": "planned window"}
+                "version_label": "version", "planned_window": "planned window",
+                "ground": "ground", "reason": "reason"}
+_COLUMNS = {"ground": "ground", "reason": "ground_reason"}  # where a field is stored, if renamed
 # Kept out of stored text: controls (but line breaks and tabs), format and bidi characters,
 # surrogates and private use. They hide or reorder what people read.
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co"})
@@ -124,6 +128,8 @@ def request_problems(new: NewRelease, *, policy: Policy, now: datetime) -> dict[
     except (ValueError, PolicyError):
         allowed = ", ".join(t.value for t in ReleaseType if t in policy.policies)
         problems["type"] = f"Unknown release type {new.type[:30]!r}; use one of {allowed}."
+    else:
+        problems.update(_ground_problems(new, policy.grounds_of(new.type)))
     if sentence := ref_problem(new.ref):
         problems["ref"] = sentence
     if not new.title:
@@ -138,12 +144,30 @@ def request_problems(new: NewRelease, *, policy: Policy, now: datetime) -> dict[
     return problems
 
 
+def _ground_problems(new: NewRelease, grounds: list[Ground]) -> dict[str, str]:
+    """An emergency names one of its grounds and why; other types take none."""
+    if not grounds:
+        if new.ground:
+            return {"ground": f"Only an emergency release names a ground; this is {new.type}."}
+        return {}
+    problems = {}
+    listed = ", ".join(f"{g.value} ({g.label})" for g in grounds)
+    kind = f"{'An' if new.type[:1] in 'aeiou' else 'A'} {new.type} release"
+    if not new.ground:
+        problems["ground"] = f"{kind} needs its ground: --ground {listed}."
+    elif new.ground not in grounds:
+        problems["ground"] = f"Unknown ground {new.ground[:30]!r}; use one of {listed}."
+    if not new.reason:
+        problems["reason"] = f'{kind} needs its reason: --reason "what is broken or urgent".'
+    return problems
+
+
 def _length_problems(new: NewRelease) -> dict[str, str]:
     """Each field longer than its column, with the limit named."""
     problems = {}
     for name, label in _TEXT_FIELDS.items():
-        if name != "ref" and (
-                sentence := too_long(label, getattr(new, name), column_limit(Release, name))):
+        limit = column_limit(Release, _COLUMNS.get(name, name))
+        if name != "ref" and (sentence := too_long(label, getattr(new, name), limit)):
             problems[name] = sentence
     limit = column_limit(WorkItem, "reference")
     if long := next((ref for _, ref in new.work_items if len(ref) > limit), None):
@@ -202,9 +226,13 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
             title=new.title, type=new.type, requester=actor.user, state=first.value,
             scheduled_at=new.scheduled_at, planned_window=new.planned_window,
             plan=dict(new.plan), created_at=now, updated_at=now, state_since=now,
+            ground=new.ground or None, ground_reason=new.reason or None,
             checklist=[step.stored() for step in deps.policy.project(new.project).checklist])
         await q.create_release(session, release=release, work_items=new.work_items)
-        detail = {"project": new.project, "ref": release.ref, "type": new.type}
+        detail = {"project": new.project, "ref": release.ref, "type": new.type,
+                  **({"ground": new.ground, "reason": new.reason} if new.ground else {}),
+                  **({"sole_signers": sole} if (sole := deps.policy.sole_signer_roles(
+                      new.type, actor.user)) else {})}
         return await record(session, deps, release, Event.REQUEST, actor, first, detail,
                             created=True)
 
@@ -313,11 +341,12 @@ async def approve(deps: Deps, *, release_id: int, actor: Actor, comment: str = "
 
 async def reject(deps: Deps, *, release_id: int, actor: Actor, reason: str,
                  revision: int | None = None) -> Outcome:
-    """Stop the release; a reason is required."""
+    """Send the release back for rework; a reason is required."""
     reason = clean_text(reason)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
-        return {"reason": reason.strip()}
+        release.rejected_by, release.rejection_reason = actor.user, reason.strip()
+        return {"reason": reason.strip(), "requester": release.requester}
 
     ctx = Ctx(actor, reason=reason, revision=revision)
     return await transition(deps, release_id, Event.REJECT, ctx, apply)

@@ -40,7 +40,7 @@ class State(StrEnum):
 _LABELS = {State.READY_FOR_SIGNOFF: "ready for sign-off"}
 
 # Named sets of states: every other module uses these rather than writing states out.
-TERMINAL = (State.CLOSED, State.REJECTED, State.CANCELLED, State.ROLLED_BACK)
+TERMINAL = (State.CLOSED, State.CANCELLED, State.ROLLED_BACK)
 ACTIVE = tuple(s for s in State if s not in TERMINAL)
 BEFORE_DEPLOY = (State.REQUESTED, State.TESTING, State.READY_FOR_SIGNOFF, State.APPROVED,
                  State.SCHEDULED)
@@ -48,6 +48,8 @@ SIGNED_OFF = (State.APPROVED, State.SCHEDULED)
 LIVE = (State.DEPLOYED, State.VERIFICATION_FAILED, State.VERIFIED, State.OBSERVING)
 PREPARING = (*BEFORE_DEPLOY, State.DEPLOY_FAILED)  # the checklist and gate can still change
 UNTESTED = (State.REQUESTED, State.TESTING)  # waiting for a test report
+# Not deployed yet and open to rework: a rejected release comes back with a new ref or report.
+REWORKABLE = (*BEFORE_DEPLOY, State.REJECTED)
 WENT_LIVE = (State.VERIFIED, State.OBSERVING, State.CLOSED)  # verified in production
 UNVERIFIED = (State.DEPLOYED, State.VERIFICATION_FAILED)  # live, not yet verified
 
@@ -688,26 +690,27 @@ _SIGN = (plan_ready, may_sign, hotfixes_merged)
 _DEPLOY_GUARDS = (armed_if_unattended, signed_off, commit_pinned, plan_ready, checklist_done,
                   environment_in_order, way_back, gate_open)
 _EDITORS = (_W.REQUESTER, _W.RELEASE_MANAGER)
-_REWORK = (*BEFORE_DEPLOY, State.ACCEPTANCE_FAILED)  # a new ref restarts testing
+_REWORK = (*REWORKABLE, State.ACCEPTANCE_FAILED)  # a new ref restarts testing
 
 TABLE: tuple[Transition, ...] = (
     Transition((_S.REQUESTED,), Event.START_TESTING, _S.TESTING, (_W.TESTER,), (own_test,)),
-    Transition(BEFORE_DEPLOY, Event.REPORT, _S.READY_FOR_SIGNOFF, (_W.TESTER,), (own_report,),
+    Transition(REWORKABLE, Event.REPORT, _S.READY_FOR_SIGNOFF, (_W.TESTER,), (own_report,),
                when=(report_ok,)),
-    Transition(BEFORE_DEPLOY, Event.REPORT, _S.TESTING, (_W.TESTER,), (own_report,)),
+    Transition(REWORKABLE, Event.REPORT, _S.TESTING, (_W.TESTER,), (own_report,)),
     Transition((_S.TESTING,), Event.ACCEPT_RISK, _S.READY_FOR_SIGNOFF, (_W.EXECUTIVE,),
                (not_own_release, known_issues_allowed, report_fails, needs_reason)),
     Transition(SIGNED_OFF, Event.EDIT_PLAN, _S.READY_FOR_SIGNOFF, _EDITORS),
-    Transition(BEFORE_DEPLOY, Event.EDIT_PLAN, None, _EDITORS),
-    Transition(BEFORE_DEPLOY, Event.PLAN_OK, None, (_W.PLAN_REVIEWER,),
+    Transition(REWORKABLE, Event.EDIT_PLAN, None, _EDITORS),
+    Transition(REWORKABLE, Event.PLAN_OK, None, (_W.PLAN_REVIEWER,),
                (plan_reviewed_by_policy, not_own_release, plan_complete, plan_not_approved)),
-    Transition(BEFORE_DEPLOY, Event.PLAN_CHANGES, None, (_W.PLAN_REVIEWER,),
+    Transition(REWORKABLE, Event.PLAN_CHANGES, None, (_W.PLAN_REVIEWER,),
                (plan_reviewed_by_policy, not_own_release, needs_reason)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.SCHEDULED, (_W.APPROVER,), _SIGN,
                when=(completes_signoff, scheduled)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.APPROVED, (_W.APPROVER,), _SIGN,
                when=(completes_signoff,)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, None, (_W.APPROVER,), _SIGN),
+    # Rejected goes back for rework (如不通过,返回开发): a new ref or report, or cancel.
     Transition(BEFORE_DEPLOY, Event.REJECT, _S.REJECTED, (_W.APPROVER, _W.EXECUTIVE),
                (needs_reason,)),
     Transition(_REWORK, Event.CHANGE_REF, None, (_W.REQUESTER, _W.RELEASE_MANAGER),
@@ -749,7 +752,7 @@ TABLE: tuple[Transition, ...] = (
     # A stuck pipeline: the release manager gives up on it; it counts as failed.
     Transition((_S.DEPLOYING, _S.ROLLING_BACK), Event.ABANDON, _S.DEPLOY_FAILED,
                (_W.RELEASE_MANAGER,), (needs_reason,)),
-    Transition(BEFORE_DEPLOY, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
+    Transition(REWORKABLE, Event.CANCEL, _S.CANCELLED, (_W.REQUESTER, _W.RELEASE_MANAGER)),
     Transition((_S.DEPLOYED, _S.DEPLOY_FAILED, _S.ACCEPTANCE_FAILED), Event.CANCEL, _S.CANCELLED,
                (_W.REQUESTER, _W.RELEASE_MANAGER), (production_not_started,)),
     Transition(LIVE, Event.PUBLISH_NOTES, None, (_W.RELEASE_MANAGER,)),
@@ -1017,10 +1020,16 @@ def _rolling_back(facts: Facts) -> str:
             "the result on the card.")
 
 
+def _rejected(facts: Facts) -> str:
+    """Rejected: back with its requester for rework."""
+    rel = facts.rel_id
+    return (f"{rel} was rejected and is back for rework. A new ref (`/release ref {rel} "
+            f"<ref>`) or a new test report restarts testing; `/release cancel {rel}` ends it.")
+
+
 def _over(facts: Facts) -> str:
-    """Closed, rejected, cancelled or rolled back: it stays so."""
+    """Closed, cancelled or rolled back: it stays so."""
     after = {State.CLOSED: " Later changes go out as a new release.",
-             State.REJECTED: " Once the rework is done, request a new release.",
              State.ROLLED_BACK: " Ship the fix as a new release."}
     return (f"{facts.rel_id} is {facts.state.label}; nothing more can happen to it."
             f"{after.get(facts.state, '')}")
@@ -1033,6 +1042,7 @@ _STANDING: dict[State, Callable[[Facts], str]] = {
     State.VERIFICATION_FAILED: _failed_verification,
     State.VERIFIED: _observed, State.OBSERVING: _observed,
     State.DEPLOY_FAILED: _deploy_failed, State.ROLLING_BACK: _rolling_back,
+    State.REJECTED: _rejected,
     State.ACCEPTANCE_FAILED: lambda facts: _no_acceptance(facts.state).replace(
         "This release", facts.rel_id, 1),
 }

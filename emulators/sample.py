@@ -69,8 +69,9 @@ projects:
     environments: [production]
 policies:
   standard:  {approvers: [tech_director, test_lead], max_open_bugs: {A: 0, B: 0, C: 5}}
-  emergency: {approvers: [executive, tech_director], allow_known_issues: true, bypass_freeze: true}
-  hotfix:    {approvers: [test_lead]}
+  emergency: {approvers: [executive, tech_director, test_lead], allow_known_issues: true,
+              bypass_freeze: true}
+  hotfix:    {approvers: [tech_director, test_lead]}
   campaign:  {approvers: [tech_director, test_lead]}
 observation_hours: 24
 windows: []

@@ -19,6 +19,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.transition import Outcome
 from bot.workflow import Event, Refused
 from handlers.blocks import Block, clip, escape
+from handlers.render import sole_signer_sentence
 
 if TYPE_CHECKING:  # the runtime imports the deliverer, which must not import listeners' code
     from handlers.runtime import Runtime
@@ -73,8 +74,11 @@ async def open_form(rt: Runtime, trigger_id: str, view: Block, fallback: str) ->
 # --- what each change is answered with, whichever way it was asked -------------------------------
 
 def filed(out: Outcome, channel: str) -> str:
-    """A new release, and where its card is."""
-    return f"Filed {out.release.rel_id}. Its card is in <#{channel}>."
+    """A new release, where its card is, and a role nobody else can sign."""
+    text = f"Filed {out.release.rel_id}. Its card is in <#{channel}>."
+    if sole := out.detail.get("sole_signers"):
+        text += " " + sole_signer_sentence(sole)
+    return text
 
 
 def plan_edited(out: Outcome) -> str:

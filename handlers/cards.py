@@ -9,7 +9,15 @@ from bot.mergeback import missing_labels
 from bot.plan import listed
 from bot.policy import ChecklistItem
 from bot.readmodel import ReleaseView
-from bot.workflow import BEFORE_DEPLOY, LIVE, Event, State, allowed_events, merge_back_sentence
+from bot.workflow import (
+    BEFORE_DEPLOY,
+    LIVE,
+    UNTESTED,
+    Event,
+    State,
+    allowed_events,
+    merge_back_sentence,
+)
 from handlers.blocks import (
     STATE_ICON,
     ActionId,
@@ -27,6 +35,7 @@ from handlers.blocks import (
     section,
     title_line,
 )
+from handlers.render import ground_text, sole_signer_sentence
 from storage.models import Acceptance
 
 
@@ -152,6 +161,14 @@ def notes_text(view: ReleaseView) -> str:
     """Holds, overrides and verification notes worth a grey line."""
     rel = view.release
     notes = []
+    if rel.ground:
+        notes.append(f"🚨 {escape(ground_text(rel.ground))}: {escape(rel.ground_reason or '')}")
+    if view.state is State.REJECTED and rel.rejection_reason:
+        notes.append(f"⛔ Rejected by {mention(rel.rejected_by or '')}: "
+                     f"{escape(rel.rejection_reason)}. Back for rework: a new ref or test report "
+                     "restarts testing; or cancel it.")
+    if view.sole_signers and view.state in (*UNTESTED, State.READY_FOR_SIGNOFF, State.REJECTED):
+        notes.append(escape(sole_signer_sentence(list(view.sole_signers))))
     if rel.hold_reason and view.state is State.SCHEDULED:
         notes.append(f"⏸ Held: {escape(rel.hold_reason)}")
     if rel.gate_override_by:

@@ -61,7 +61,9 @@ async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     kind = p.options.get("type", ReleaseType.STANDARD.value).lower()
     title = " ".join(p.words[2:]) or f"{p.words[0]} {p.words[1]}"
     new = releases.NewRelease(project=p.words[0], ref=p.words[1], title=title, type=kind,
-                         version_label=p.options.get("version", ""), scheduled_at=scheduled)
+                              version_label=p.options.get("version", ""), scheduled_at=scheduled,
+                              ground=p.options.get("ground", "").lower(),
+                              reason=p.options.get("reason", ""))
     out = await releases.request_release(rt.deps, actor=await rt.directory.actor(user), new=new)
     return answer.filed(out, policy.release_channel)
 
@@ -264,7 +266,7 @@ async def _help(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
     Sub("request", '/release request [<project> <ref> [title…] [--type standard|emergency|hotfix|'
-        'campaign] [--at "YYYY-MM-DD HH:MM"] [--version V]]',
+        'campaign] [--at "YYYY-MM-DD HH:MM"] [--version V] [--ground G --reason "…"]]',
         "open a release (no arguments: a form)", _request, takes_id=False),
     Sub("list", "/release list [active|mine|all]", "releases, newest first", _list,
         takes_id=False),
@@ -275,7 +277,7 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
     Sub("accept", "/release accept <ID> <reason…>",
         "executive: ship with known issues", _accept, min_args=1),
     Sub("approve", "/release approve <ID> [comment…]", "sign off for your role", _approve),
-    Sub("reject", "/release reject <ID> <reason…>", "stop the release", _reject, min_args=1),
+    Sub("reject", "/release reject <ID> <reason…>", "send it back for rework", _reject, min_args=1),
     Sub("ref", "/release ref <ID> <new ref>", "point the release at another ref", _ref,
         min_args=1),
     Sub("plan", "/release plan <ID> [impact|rollback|db_scripts|stop_services|deploy_order|"

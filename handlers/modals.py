@@ -7,7 +7,7 @@ from typing import Any
 
 from bot import calendar
 from bot.plan import PLAN_LIMIT, PlanField, clean_plan
-from bot.policy import Policy, ReleaseType
+from bot.policy import Ground, Policy, ReleaseType
 from bot.releases import MAX_REF, NewRelease, request_problems
 from handlers.blocks import Block, FormId, clip, is_id
 
@@ -27,8 +27,8 @@ def _text_input(block_id: str, label: str, *, multiline: bool = False, optional:
             "label": {"type": "plain_text", "text": label}}
 
 
-def _select(block_id: str, label: str, options: list[tuple[str, str]], initial: str | None = None
-            ) -> Block:
+def _select(block_id: str, label: str, options: list[tuple[str, str]], initial: str | None = None,
+            *, optional: bool = False) -> Block:
     """A static select of (value, label) pairs."""
     opts = [{"text": {"type": "plain_text", "text": clip(text, 75)}, "value": value}
             for value, text in options[:100]]
@@ -36,7 +36,7 @@ def _select(block_id: str, label: str, options: list[tuple[str, str]], initial: 
     chosen = next((o for o in opts if o["value"] == initial), None)
     if chosen:
         element["initial_option"] = chosen
-    return {"type": "input", "block_id": block_id, "element": element,
+    return {"type": "input", "block_id": block_id, "optional": optional, "element": element,
             "label": {"type": "plain_text", "text": label}}
 
 
@@ -60,6 +60,11 @@ def build_request_modal(policy: Policy, channel: str = "") -> Block:
         _text_input("version", "Version", optional=True, placeholder="1.4.0", max_length=100),
         _text_input("title", "Title", placeholder="Faster checkout", max_length=3000),
         _select("type", "Release type", types, ReleaseType.STANDARD.value),
+        _select("ground", "Emergency ground (emergency only)",
+                [(g.value, g.label.capitalize()) for g in Ground], optional=True),
+        _text_input("reason", "Why it is urgent (emergency only)", multiline=True, optional=True,
+                    placeholder="Payouts time out for every merchant since 09:40",
+                    max_length=3000),
         _text_input("at", f"Deploy at ({policy.timezone}, YYYY-MM-DD HH:MM)", optional=True,
                     placeholder="2026-12-24 20:00", max_length=16),
         _text_input("window", "Planned window", optional=True, max_length=200,
@@ -149,6 +154,10 @@ _REQUEST_FIELDS = {"project": "project", "type": "type", "ref": "ref", "title": 
                    "planned_window": "window", "work_items": "items"}
 
 
+_FORM_WORDS = {"ground": "Choose the ground of this emergency release.",
+               "reason": "Say why this release is urgent."}
+
+
 def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
                        ) -> tuple[NewRelease | None, dict[str, str]]:
     """A submitted request form → a request, or errors by block id to show in the modal.
@@ -170,8 +179,12 @@ def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
         planned_window=field_value(values, "window"),
         work_items=work_items(field_value(values, "items")),
         plan=plan_values(values, REQUEST_PLAN_FIELDS),
+        ground=field_value(values, "ground"), reason=field_value(values, "reason"),
     )
     problems = request_problems(new, policy=policy, now=now)
+    for name, sentence in _FORM_WORDS.items():  # the command's sentences name its options
+        if name in problems and not getattr(new, name):
+            problems[name] = sentence
     for name, sentence in problems.items():
         errors.setdefault(_REQUEST_FIELDS.get(name, name), sentence)  # plan_<field> as is
     if errors:

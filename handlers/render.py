@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bot.policy import Ground
 from bot.workflow import Event
 from handlers.blocks import clip, escape, mention, safe_url
 
@@ -18,6 +19,21 @@ def _link(url: Any, label: str) -> str:
     return label
 
 
+def sole_signer_sentence(roles: list[str]) -> str:
+    """Roles only the requester holds: someone else must be given them to sign (plain text)."""
+    them = "it" if len(roles) == 1 else "them"
+    return (f"⚠️ Only the requester holds {' and '.join(roles)}, so nobody can sign {them} "
+            "(four eyes): add another holder to the policy's roles.")
+
+
+def ground_text(ground: str) -> str:
+    """'Emergency: a serious bug is live' (plain text)."""
+    try:
+        return f"Emergency: {Ground(ground).label}"
+    except ValueError:  # a ground no version of the policy knows: show it as stored
+        return f"Emergency: {ground}"
+
+
 def _reason(d: Payload, key: str = "reason") -> str:
     """`: reason` when there is one."""
     text = str(d.get(key) or "").strip()
@@ -27,8 +43,13 @@ def _reason(d: Payload, key: str = "reason") -> str:
 def _request(p: Payload, d: Payload) -> str:
     kind = escape(str(d.get("type")))
     article = "an" if kind[:1] in "aeiou" else "a"
-    return (f"📝 {mention(p['actor'])} requested {article} {kind} release of "
+    line = (f"📝 {mention(p['actor'])} requested {article} {kind} release of "
             f"{escape(str(d.get('project')))} at `{escape(str(d.get('ref')))}`.")
+    if d.get("ground"):
+        line += f"\n🚨 {escape(ground_text(str(d['ground'])))}{_reason(d)}."
+    if d.get("sole_signers"):
+        line += "\n" + escape(sole_signer_sentence([str(r) for r in d["sole_signers"]]))
+    return line
 
 
 def _report(p: Payload, d: Payload) -> str:
@@ -116,6 +137,13 @@ def _simple(icon: str, verb: str, key: str = "reason") -> Callable[[Payload, Pay
     return lambda p, d: f"{icon} {mention(p['actor'])} {verb}{_reason(d, key)}."
 
 
+def _rejected(p: Payload, d: Payload) -> str:
+    """Rejected, and back with the requester for rework."""
+    back = f"{mention(str(d['requester']))}, it" if d.get("requester") else "It"
+    return (f"⛔ {mention(p['actor'])} rejected the release{_reason(d)}. {back} is back for "
+            "rework: a new ref or test report restarts testing, or cancel it.")
+
+
 def _tick(p: Payload, d: Payload) -> str:
     items = ", ".join(str(i) for i in d.get("items", []))
     return (f"☑️ {mention(p['actor'])} ticked checklist item {items or '(none new)'} "
@@ -183,7 +211,7 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.REPORT: _report,
     _E.ACCEPT_RISK: _simple("⚠️", "accepted the open bugs as a known risk"),
     _E.APPROVE: _approve,
-    _E.REJECT: _simple("⛔", "rejected the release"),
+    _E.REJECT: _rejected,
     _E.CHANGE_REF: _ref,
     _E.TICK: _tick,
     _E.OVERRIDE_GATE: _simple("🔓", "allowed this release to deploy outside the windows/freeze"),

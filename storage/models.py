@@ -79,6 +79,12 @@ class Release(SQLModel, table=True):
     # Copied from the policy at request: an item's text, or {item, role} when a role ticks it.
     checklist: list[str | dict[str, str]] = Field(default_factory=list,
                                                  sa_column=Column(JSON, nullable=False))
+    # An emergency's ground (bot.policy.Ground) and why, given at request.
+    ground: str | None = Field(default=None, max_length=32)
+    ground_reason: str | None = Field(default=None, max_length=4000)
+    # The last rejection, shown while the release waits for rework.
+    rejected_by: str | None = Field(default=None, max_length=32)
+    rejection_reason: str | None = Field(default=None, max_length=4000)
     risk_accepted_by: str | None = Field(default=None, max_length=32)
     risk_reason: str | None = Field(default=None, max_length=4000)
     gate_override_by: str | None = Field(default=None, max_length=32)

@@ -125,10 +125,16 @@ def who(deps: Deps, user: str) -> Actor:
 ROLLBACK_STEPS = {"rollback": "Redeploy the previous release tag; no database changes"}
 
 
+# An emergency request's ground and reason, as typed after `--type emergency`.
+EMERGENCY = '--ground live_bug --reason "Payouts are down"'
+
+
 async def new_release(deps: Deps, *, project: str = "payments", type: str = "standard",
                       ref: str = "v1.1.0", plan: dict[str, str] = ROLLBACK_STEPS,
                       **kw: object) -> int:
     """File a release as the developer, with rollback steps unless told otherwise; its number."""
+    if deps.policy.grounds_of(type):  # an emergency names its ground and reason
+        kw = {"ground": "live_bug", "reason": "Payouts are down", **kw}
     out = await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
         project=project, ref=ref, title="Faster checkout", type=type, plan=plan,
         **kw))  # type: ignore[arg-type]

@@ -281,6 +281,9 @@ async def standard_release(d: Demo) -> int:
     await d.click(TESTER, ActionId.START_TESTING, rid)
     await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/payments-1.1.0 "
                         "A=0 B=0 C=2")
+    await d.say(LEAD, f"reject REL-{rid} Refunds in JPY were never tested; back to testing")
+    await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/payments-1.1.0-jpy "
+                        "A=0 B=0 C=2")
     await d.click(DIRECTOR, ActionId.APPROVE, rid)
     await d.click(LEAD, ActionId.APPROVE, rid)
     await d.say(OPS, f"check REL-{rid} 1 2")
@@ -316,13 +319,15 @@ async def emergency_release(d: Demo) -> int:
     d.gitlab.add_commit("acme/payments", title="Time out payout webhooks after 5 s",
                         branches=[HOTFIX_REF], parent="v1.1.0", author="dana")
     rid = _filed(await d.say(DEV, f"request payments {HOTFIX_REF} Payout webhooks hang "
-                                  "--type emergency"))
+                                  '--type emergency --ground live_bug --reason "Merchant '
+                                  'payouts have hung since 09:40"'))
     await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/payout-hotfix "
                         "A=0 B=1 C=0")
     await d.say(CTO, f"accept REL-{rid} Merchants are not being paid; the open B bug is a "
                      "misleading log line")
     await d.click(CTO, ActionId.APPROVE, rid)
     await d.click(DIRECTOR, ActionId.APPROVE, rid)
+    await d.click(LEAD, ActionId.APPROVE, rid)
     await d.say(OPS, f"check REL-{rid} 1 2")
     await d.say(DBA, f"check REL-{rid} 3")
     if await d.pipeline(rid) != "deployed":

@@ -19,6 +19,7 @@ from tests.adversarial.common import (
     release,
     thread_count,
 )
+from tests.fixtures import EMERGENCY
 from tests.scenario.harness import Harness, running_app
 from tests.scenario.test_slack_flow import submit_modal, text_values
 
@@ -76,7 +77,7 @@ async def test_an_executive_acceptance_of_open_bugs_is_audited(db_url: str,
                                                                policy: Policy) -> None:
     """An emergency release with an A bug: only the executive, with a reason, lets it on."""
     async with running_app(db_url, policy) as h:
-        rid = await filed(h, "payments v3.0.0 Outage fix --type emergency")
+        rid = await filed(h, "payments v3.0.0 Outage fix --type emergency " + EMERGENCY)
         assert "does not meet" in await h.says(TESTER, f"report REL-{rid} https://ci/r/1 A=1")
         for user, text, refusal in (
                 (DIRECTOR, f"accept REL-{rid} ship it", "Only an executive"),
@@ -114,11 +115,12 @@ async def test_freeze_bypass_needs_the_executive_and_a_reason(db_url: str) -> No
     """In a freeze only an emergency deploys, after the executive's audited override."""
     async with running_app(db_url, sample_policy(freezes=[FOREVER_FROZEN])) as h:
         normal = await ready(h, "web v1.0.0 Normal")
-        urgent = await ready(h, "web v1.1.0 Urgent --type emergency")
+        urgent = await ready(h, "web v1.1.0 Urgent --type emergency " + EMERGENCY)
         await h.says(DIRECTOR, f"approve REL-{normal}")
         await h.says(LEAD, f"approve REL-{normal}")
         await h.says(DIRECTOR, f"approve REL-{urgent}")
         await h.says(CTO, f"approve REL-{urgent}")
+        await h.says(LEAD, f"approve REL-{urgent}")
         assert (await release(h, urgent)).state == "approved"
         for rid in (normal, urgent):
             assert "Change freeze" in await h.says(OPS, f"deploy REL-{rid}")

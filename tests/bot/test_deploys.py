@@ -10,7 +10,7 @@ from bot import deploys, releases
 from bot.transition import Deps
 from bot.workflow import Event, Refused, State
 from emulators.gitlab import GitLabEmulator, variable
-from emulators.sample import CTO, DEV, DIRECTOR, OPS, TESTER, sample_policy
+from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.status import status_blocks
 from storage import queries as q
 from tests.fixtures import (
@@ -63,7 +63,7 @@ async def test_freeze_refuses_with_reason_and_executive_override(deps: Deps,
                                                                  clock: FakeClock) -> None:
     """In a freeze, deploy names the freeze; an emergency override by the executive opens it."""
     deps.policy = sample_policy(freezes=[SALES_WEEK])
-    rid = await signed_off(deps, (CTO, DIRECTOR), project="web", type="emergency")
+    rid = await signed_off(deps, (CTO, DIRECTOR, LEAD), project="web", type="emergency")
     ops = who(deps, OPS)
     with pytest.raises(Refused, match="Sales week"):
         await deploys.start_deploy(deps, release_id=rid, actor=ops)

@@ -154,7 +154,8 @@ async def test_an_override_names_the_gate_it_lifts(deps: Deps) -> None:
     deps.policy = sample_policy(freezes=[SALES_WEEK])
     out = await releases.request_release(
         deps, actor=actor_for(deps.policy, "U0DEV"),
-        new=NewRelease(project="web", ref="v1.1.0", title="Hotfix", type="emergency"))
+        new=NewRelease(project="web", ref="v1.1.0", title="Hotfix", type="emergency",
+                       ground="live_bug", reason="Payouts are down"))
     lifted = await releases.override_gate(deps, release_id=out.release.id, reason="outage",
                                      actor=actor_for(deps.policy, "U0CTO"))
     assert "Sales week" in lifted.detail["gate"]

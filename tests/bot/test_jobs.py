@@ -358,7 +358,8 @@ async def test_hotfix_merge_back_reminded_until_merged(deps: Deps, jobs: Jobs, c
     rid = out.release.id
     await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
                             report=ReportInput("https://r/1", {}))
-    await releases.approve(deps, release_id=rid, actor=who(deps, LEAD))
+    for approver in (DIRECTOR, LEAD):
+        await releases.approve(deps, release_id=rid, actor=who(deps, approver))
     start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
     await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="success")
     await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=True)
@@ -380,7 +381,7 @@ async def test_hotfix_merge_back_reminded_until_merged(deps: Deps, jobs: Jobs, c
 async def test_emergency_override_is_audited_and_shown(deps: Deps, clock: FakeClock) -> None:
     """Only an executive, with a reason; the audit row says who and why."""
     deps.policy = sample_policy(freezes=[SALES_WEEK])
-    rid = await signed_off(deps, (CTO, DIRECTOR), project="web", type="emergency")
+    rid = await signed_off(deps, (CTO, DIRECTOR, LEAD), project="web", type="emergency")
     with pytest.raises(Refused, match="reason"):
         await releases.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason=" ")
     await releases.override_gate(deps, release_id=rid, actor=who(deps, CTO), reason="card outage")

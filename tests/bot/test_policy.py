@@ -291,8 +291,8 @@ BROKEN = [
         edited("  hotfix:    {approvers: [test_lead]}",
                "  hotfix:    {approvers: [test_lead], approver: [x]}"),
         "releasebot.yml:18: policies.hotfix.approver: unknown key 'approver'; allowed keys: "
-        "allow_known_issues, approvers, bypass_freeze, max_open_bugs, merge_back_days, plan, "
-        "requester_can_deploy, require_test_report",
+        "allow_known_issues, approvers, bypass_freeze, grounds, max_open_bugs, merge_back_days, "
+        "plan, requester_can_deploy, require_test_report",
         id="unknown type policy key",
     ),
     pytest.param(

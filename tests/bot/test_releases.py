@@ -51,6 +51,56 @@ def test_request_problems_name_their_fields(deps: Deps) -> None:
                                          policy=deps.policy, now=deps.clock())
 
 
+def test_an_emergency_names_its_ground_and_reason(deps: Deps) -> None:
+    """The seeds' grounds only, with a reason; other types take no ground."""
+    def problems(**kw: str) -> dict[str, str]:
+        return releases.request_problems(NewRelease("web", "v1", "Outage", **kw),
+                                         policy=deps.policy, now=deps.clock())
+
+    assert problems(type="emergency") == {
+        "ground": "An emergency release needs its ground: --ground live_bug (a serious bug is "
+                  "live), urgent_revision (an urgent revision), strategic (an urgent strategic "
+                  "deployment).",
+        "reason": 'An emergency release needs its reason: --reason "what is broken or urgent".'}
+    assert list(problems(type="emergency", ground="boredom", reason="why not")) == ["ground"]
+    assert "Unknown ground 'boredom'" in problems(type="emergency", ground="boredom")["ground"]
+    assert problems(type="emergency", ground="strategic", reason="Launch with the bank") == {}
+    assert problems(ground="live_bug") == {
+        "ground": "Only an emergency release names a ground; this is standard."}
+    assert "reason" in problems(type="emergency", ground="live_bug", reason="x" * 4001)
+
+
+async def test_an_emergency_keeps_its_ground_and_the_audit_says_it(deps: Deps) -> None:
+    """Ground and reason are stored, audited and announced with the request."""
+    rid = await new_release(deps, type="emergency", ground="urgent_revision",
+                            reason="The bank changes its API on Friday")
+    async with deps.sessions() as session:
+        release = await q.get_release(session, rid)
+        audit = await q.audit_of(session, rid)
+    assert (release.ground, release.ground_reason) == (
+        "urgent_revision", "The bank changes its API on Friday")
+    assert audit[0].detail["ground"] == "urgent_revision"
+    assert audit[0].detail["reason"] == "The bank changes its API on Friday"
+
+
+async def test_a_sole_tech_director_requester_is_told_at_once(deps: Deps) -> None:
+    """Only the requester holds tech_director: the request says nobody can sign it."""
+    out = await releases.request_release(deps, actor=who(deps, DIRECTOR), new=NewRelease(
+        project="web", ref="v1.1.0", title="Director's own", plan={"rollback": "redeploy"}))
+    assert out.detail["sole_signers"] == ["tech_director"]
+    deps.policy = deps.policy.model_copy(update={"roles": {
+        **deps.policy.roles, "tech_director": [DIRECTOR, CTO]}})
+    out = await releases.request_release(deps, actor=who(deps, DIRECTOR), new=NewRelease(
+        project="web", ref="v1.1.0", title="Director's own", plan={"rollback": "redeploy"}))
+    assert "sole_signers" not in out.detail
+    rid = out.release.id
+    await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+                                 report=ReportInput("https://ci/r/1", {}))
+    for user in (CTO, LEAD):  # another holder signs for tech_director
+        await releases.approve(deps, release_id=rid, actor=who(deps, user))
+    assert await state_of(deps, rid) == "approved"
+
+
 async def test_a_new_ref_follows_the_request_rule(deps: Deps) -> None:
     """`ref` is refused with the very sentence a request with that ref gets."""
     rid = await new_release(deps)

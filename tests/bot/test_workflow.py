@@ -42,14 +42,15 @@ BASE = Facts(state=S.REQUESTED, requester=DEV.user, required_roles=("tech_direct
 EXPECTED: dict[tuple[State, Event], State] = {
     (S.REQUESTED, E.START_TESTING): S.TESTING,
     **{(s, E.REPORT): S.READY_FOR_SIGNOFF for s in
-       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.REJECTED)},
     (S.TESTING, E.ACCEPT_RISK): S.READY_FOR_SIGNOFF,
     (S.READY_FOR_SIGNOFF, E.APPROVE): S.APPROVED,
     **{(s, E.REJECT): S.REJECTED for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
     (S.REQUESTED, E.CHANGE_REF): S.REQUESTED,
     **{(s, E.CHANGE_REF): S.TESTING for s in
-       (S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.ACCEPTANCE_FAILED)},
+       (S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.ACCEPTANCE_FAILED,
+        S.REJECTED)},  # a rejected release comes back for rework
     (S.VERIFICATION_FAILED, E.CHANGE_REF): S.TESTING,  # only with nothing to roll back to
     **{(s, E.TICK): s for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOY_FAILED)},
@@ -77,15 +78,16 @@ EXPECTED: dict[tuple[State, Event], State] = {
     (S.ROLLING_BACK, E.ABANDON): S.DEPLOY_FAILED,
     **{(s, E.CANCEL): S.CANCELLED for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOYED,
-        S.DEPLOY_FAILED, S.ACCEPTANCE_FAILED)},  # after a deploy, until production starts
+        S.DEPLOY_FAILED, S.ACCEPTANCE_FAILED, S.REJECTED)},  # until production starts
     **{(s, E.PUBLISH_NOTES): s for s in
        (S.DEPLOYED, S.VERIFICATION_FAILED, S.VERIFIED, S.OBSERVING)},
     # The go-live plan: edited before deploy (a signed-off release is signed off again),
     # approved or sent back by its reviewer.
-    **{(s, E.EDIT_PLAN): s for s in (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF)},
+    **{(s, E.EDIT_PLAN): s for s in
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.REJECTED)},
     **{(s, E.EDIT_PLAN): S.READY_FOR_SIGNOFF for s in (S.APPROVED, S.SCHEDULED)},
     **{(s, event): s for event in (E.PLAN_OK, E.PLAN_CHANGES) for s in
-       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+       (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.REJECTED)},
     **{(s, E.ARM): s for s in (S.APPROVED, S.SCHEDULED, S.DEPLOYED)},
 }
 
@@ -415,8 +417,8 @@ def test_production_needs_a_way_back() -> None:
 
 
 def test_terminal_states_refuse_everything() -> None:
-    """A closed, rejected, cancelled or rolled back release stays so."""
-    for state in (S.CLOSED, S.REJECTED, S.CANCELLED, S.ROLLED_BACK):
+    """A closed, cancelled or rolled back release stays so."""
+    for state in (S.CLOSED, S.CANCELLED, S.ROLLED_BACK):
         assert allowed_events(state) == set()
         assert f"is {state.label}" in refused(replace(BASE, state=state), E.APPROVE, Ctx(LEAD))
 
@@ -606,11 +608,21 @@ def test_after_the_deploy_each_state_says_what_comes_next() -> None:
         "and is handed over to operations.")
 
 
+def test_a_rejected_release_waits_for_rework() -> None:
+    """Rejected is not an end: the refusal says how the rework comes back."""
+    rejected = replace(REL5, state=S.REJECTED)
+    assert refused(rejected, E.APPROVE, Ctx(LEAD)) == (
+        "REL-5 was rejected and is back for rework. A new ref (`/release ref REL-5 <ref>`) or "
+        "a new test report restarts testing; `/release cancel REL-5` ends it.")
+    assert refused(rejected, E.REJECT, Ctx(DIRECTOR, reason="again")).startswith(
+        "REL-5 was rejected")
+    assert decide(rejected, E.CHANGE_REF, Ctx(DEV)) is S.TESTING
+
+
 def test_ended_releases_stay_ended() -> None:
     """Terminal states keep their sentence, with what to do instead."""
-    assert refused(replace(REL5, state=S.REJECTED), E.APPROVE, Ctx(LEAD)) == (
-        "REL-5 is rejected; nothing more can happen to it. Once the rework is done, request "
-        "a new release.")
+    assert refused(replace(REL5, state=S.CLOSED), E.APPROVE, Ctx(LEAD)) == (
+        "REL-5 is closed; nothing more can happen to it. Later changes go out as a new release.")
     assert refused(replace(REL5, state=S.ROLLED_BACK), E.DEPLOY, Ctx(OPS)) == (
         "REL-5 is rolled back; nothing more can happen to it. Ship the fix as a new release.")
 

@@ -181,7 +181,7 @@ BUTTONS: list[tuple[State, tuple[str, ...], list[str]]] = [
     (State.VERIFIED, ("staging", "production"), ["Roll back", "Close"]),
     (State.OBSERVING, ("staging", "production"), ["Roll back", "Close"]),
     (State.CLOSED, ("staging", "production"), []),
-    (State.REJECTED, (), []),
+    (State.REJECTED, (), ["Attach test report"]),  # back for rework
     (State.CANCELLED, (), []),
     (State.DEPLOY_FAILED, (), [DEPLOY_STAGING, "Roll back"]),
     (State.DEPLOY_FAILED, ("staging",), [DEPLOY_PROD, "Roll back"]),

@@ -31,8 +31,9 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
     "approve": ("ready_for_signoff", "ready_for_signoff",
                 {"role": "tech_director", "comment": "lgtm", "missing": ["test_lead"]},
                 "✅ <@U0ACTOR> approved as tech_director: lgtm. Still waiting for test_lead."),
-    "reject": ("ready_for_signoff", "rejected", {"reason": "build is red"},
-               "⛔ <@U0ACTOR> rejected the release: build is red."),
+    "reject": ("ready_for_signoff", "rejected", {"reason": "build is red", "requester": "U0DEV"},
+               "⛔ <@U0ACTOR> rejected the release: build is red. <@U0DEV>, it is back for "
+               "rework: a new ref or test report restarts testing, or cancel it."),
     "change ref": ("ready_for_signoff", "testing",
                    {"old_ref": "v1.1.0", "ref": "v1.1.1", "voided_approvals": True},
                    "🔀 <@U0ACTOR> changed the ref from `v1.1.0` to `v1.1.1`. "

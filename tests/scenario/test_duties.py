@@ -10,7 +10,7 @@ from bot.policy import Policy
 from emulators.sample import CTO, DBA, DEV, DIRECTOR, LEAD, OPS, SUPPORT, TESTER, sample_policy
 from handlers.blocks import ActionId
 from storage import queries as q
-from tests.fixtures import ShiftClock
+from tests.fixtures import EMERGENCY, ShiftClock
 from tests.scenario.harness import Harness, running_app
 from tests.scenario.test_gitlab_flow import approved, deploy_and_finish, state
 
@@ -228,11 +228,11 @@ async def test_an_executive_ends_observation_early_with_a_reason(db_url: str,
                                                                   policy: Policy) -> None:
     """Early close: a reason, the accepted bugs and who accepted them, and the handover."""
     async with running_app(db_url, policy) as h:
-        rid = await filed(h, "web v1.1.0 Payout fix --type emergency")
+        rid = await filed(h, "web v1.1.0 Payout fix --type emergency " + EMERGENCY)
         await h.says(TESTER, f"report REL-{rid} https://ci/r/1 B=1 C=2")
         await h.says(CTO, f"accept REL-{rid} Merchants are not paid; the B bug is a log line")
-        await h.says(CTO, f"approve REL-{rid}")
-        await h.says(DIRECTOR, f"approve REL-{rid}")
+        for approver in (CTO, DIRECTOR, LEAD):
+            await h.says(approver, f"approve REL-{rid}")
         await h.settle()
         await deploy_and_finish(h, rid)
         await h.says(TESTER, f"verify REL-{rid} pass")

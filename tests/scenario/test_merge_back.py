@@ -23,6 +23,7 @@ async def ship_hotfix(h: Harness) -> tuple[int, str]:
                               branches=[HOTFIX], parent="v1.1.0")
     rid = await requested(h, f"web {HOTFIX} Empty cart crash --type hotfix")
     await h.says(TESTER, f"report REL-{rid} https://ci/r/{rid}")
+    await h.says(DIRECTOR, f"approve REL-{rid}")
     await h.says(LEAD, f"approve REL-{rid}")
     await live(h, rid)
     return rid, fix.sha

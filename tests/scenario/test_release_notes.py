@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.policy import Policy
 from emulators.sample import CTO, DEV, DIRECTOR, OPS, TESTER
 from handlers.blocks import ActionId
+from tests.fixtures import EMERGENCY
 from tests.scenario.harness import Harness, running_app
 from tests.scenario.test_gitlab_flow import approved
 
@@ -48,7 +49,8 @@ async def test_notes_name_the_known_issues_and_who_accepted_them(db_url: str,
                                                                  policy: Policy) -> None:
     """An emergency shipped with an open B bug: the notes say so, with the executive and why."""
     async with running_app(db_url, policy) as h:
-        answer = await h.says(DEV, "request web v1.1.0 Stop the double charge --type emergency")
+        answer = await h.says(
+            DEV, "request web v1.1.0 Stop the double charge --type emergency " + EMERGENCY)
         rid = int(answer.split("REL-")[1].split(".")[0])
         await h.says(TESTER, f"report REL-{rid} https://ci/r/1 A=0 B=1 C=2")
         await h.says(CTO, f"accept REL-{rid} Double charges cost more than one layout bug")

@@ -98,6 +98,8 @@ SUBCOMMANDS = [
     Say(DEV, "", "/release request"),
     Say(DEV, "frobnicate", "Unknown subcommand 'frobnicate'"),
     Say(TESTER, "report REL-1", "Usage: `/release report"),
+    Say(DEV, "request web v1.1.0 Outage --type emergency", "An emergency release needs its "
+        "ground: --ground live_bug (a serious bug is live), urgent_revision"),
     Say(DEV, "request web v1.1.0 Copy fix --type hotfix", "Filed REL-1", moves=True),
     Say(DEV, "list", "REL-1"),
     Say(DEV, "list mine", "REL-1"),
@@ -108,6 +110,7 @@ SUBCOMMANDS = [
     Say(CTO, "accept REL-1 outage", "can't ship with open bugs"),
     Say(TESTER, "report REL-1 https://r/2 A=0 C=1", "meets the go-live", moves=True),
     Say(LEAD, "approve REL-1 lgtm", "approved REL-1 as test_lead", moves=True),
+    Say(DIRECTOR, "approve REL-1", "approved REL-1 as tech_director", moves=True),
     Say(DEV, "status REL-1", "*Approved*"),
     Say(DEV, "ref REL-1 v1.1.1", "now points at `v1.1.1`", moves=True),
     Say(OPS, "check REL-1 9", "No checklist item 9"),

@@ -170,11 +170,12 @@ async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:
     gate = calendar.deploy_gate(now, policy)
     today = now.astimezone(policy.tz).date()
     freezes = [f for f in policy.freezes if f.to >= today]
-    lines = ["*Scheduled releases*"] + [
+    lines = ["*Scheduled releases*"]
+    lines += [
         f"• {calendar.format_local(r.scheduled_at, policy)} *{r.rel_id}* {escape(r.project)} "
         f"`{escape(r.ref)}` — {escape(clip(r.title, 80))} · _{State(r.state).label}_ · "
         f"{'armed' if is_armed(r) else 'not armed'}"
-        for r in coming[:20] if r.scheduled_at] or ["*Scheduled releases*", "• none"]
+        for r in coming[:20] if r.scheduled_at] or ["• none"]
     lines += ["", f"*Release windows* {escape(calendar.describe_windows(policy))} "
               f"({escape(policy.timezone)})", "*Freezes*"]
     lines += [f"• {f.start} to {f.to}: {escape(f.reason)}" for f in freezes] or ["• none"]

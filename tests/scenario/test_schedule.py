@@ -42,6 +42,7 @@ async def test_campaign_deploys_itself_at_its_time(db_url: str, policy: Policy) 
     clock = ShiftClock()
     clock.jump_to(NOON)
     async with running_app(db_url, policy, clock=clock, scheduler_seconds=1) as h:
+        assert "*Scheduled releases*\n• none\n" in await h.says(DEV, "calendar")
         await scheduled_campaign(h)
         calendar = await h.says(DEV, "calendar")
         assert "2026-11-23 20:00 CST *REL-1*" in calendar and "Deploys are open now" in calendar

@@ -28,6 +28,20 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
     "accept risk": ("ready_for_signoff", "ready_for_signoff",
                     {"reason": "cosmetic only", "failures": ["1 open B bugs (limit 0)"]},
                     "⚠️ <@U0ACTOR> accepted the open bugs as a known risk: cosmetic only."),
+    "new bugs": ("approved", "testing",
+                 {"moment": "deploy", "more": 0, "voided_approvals": 2,
+                  "new": [{"id": "#7", "severity": "B", "title": "Refunds <!here> twice",
+                           "url": "https://gitlab.example/acme/web/-/issues/7"}],
+                  "tracker": {"source": "GitLab issues", "where": "milestone v1.2.0",
+                              "url": "https://gitlab.example/acme/web/-/issues?state=opened",
+                              "read_at": "2026-11-23T06:00:00+00:00",
+                              "counts": {"A": 0, "B": 1, "C": 0}}},
+                 "🐞 New open bugs since the test report, counted in "
+                 "<https://gitlab.example/acme/web/-/issues?state=opened|GitLab issues> "
+                 "(milestone v1.2.0), found before the production deploy: "
+                 "<https://gitlab.example/acme/web/-/issues/7|#7> (B) Refunds &lt;!here&gt; "
+                 "twice. Back to *testing*: it needs a new test report and sign-off; earlier "
+                 "approvals no longer count."),
     "approve": ("ready_for_signoff", "ready_for_signoff",
                 {"role": "tech_director", "comment": "lgtm", "missing": ["test_lead"]},
                 "✅ <@U0ACTOR> approved as tech_director: lgtm. Still waiting for test_lead."),

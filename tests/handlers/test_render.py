@@ -179,6 +179,22 @@ def test_an_empty_detail_still_renders(event: str) -> None:
     assert event_text(payload(event, {})).strip()
 
 
+def test_a_report_with_a_tracker_links_its_list() -> None:
+    """Counts a tracker gave say where they were counted, linked."""
+    tracker = {"source": "ZenTao", "where": "product 3", "url": "https://zentao.example/bugs",
+               "counts": {"A": 0, "B": 1, "C": 3}}
+    text = event_text(payload("report", EVENTS["report"][2] | {"tracker": tracker}))
+    assert "A 0 · B 1 · C 3, counted in <https://zentao.example/bugs|ZenTao> (product 3) — " \
+           "does *not* meet" in text
+
+
+def test_an_acceptance_names_the_bugs_it_covers() -> None:
+    """The executive accepts the tracker's bugs by name; later ones are not covered."""
+    detail = {"reason": "merchants unpaid", "bugs": ["#5 (B)", "#9 (B)"]}
+    assert event_text(payload("accept risk", detail)) == (
+        "⚠️ <@U0ACTOR> accepted the open bugs #5 (B), #9 (B) as a known risk: merchants unpaid.")
+
+
 @pytest.mark.parametrize(("event", "key"), [
     ("reject", "reason"), ("cancel", "reason"), ("accept risk", "reason"), ("hold", "reason"),
     ("override gate", "reason"), ("rollback", "reason"), ("approve", "comment"),

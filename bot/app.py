@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.bugs import BugPoller
 from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
 from bot.jobs import Jobs, Poller
@@ -20,6 +21,7 @@ from bot.policy import Policy
 from bot.project_ids import StoredProjectIds
 from bot.scheduler import Scheduler
 from bot.settings import Settings
+from bot.trackers.registry import build_trackers
 from bot.transition import Clock, Deps, system_clock
 from handlers.gitlab_webhook import GitLabWebhook
 from handlers.http import SlackAdapter, slack_adapter
@@ -42,7 +44,9 @@ POLLER = web.AppKey("poller", Poller)
 WEBHOOK = web.AppKey("webhook", GitLabWebhook)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 JOBS = web.AppKey("jobs", Jobs)
+BUGS = web.AppKey("bugs", BugPoller)
 STOP_SECONDS = 10.0  # how long a stopping app lets acked Slack work and webhook results finish
+RECOUNT_SECONDS = 300  # how often signed-off releases have their open bugs counted again
 
 
 def create_app(settings: Settings, policy: Policy, *, clock: Clock = system_clock,
@@ -88,7 +92,11 @@ async def _gitlab(app: web.Application) -> AsyncIterator[None]:
     client = GitLabClient(settings.gitlab_url, token,
                           on_call=lambda name, status: calls.labels(name, str(status)).inc(),
                           ids=StoredProjectIds(app[DEPS].sessions, app[DEPS].clock))
-    app[DEPS] = replace(app[DEPS], gitlab=client)  # services pin commits through it
+    trackers = build_trackers(app[POLICY], client, zentao_account=settings.zentao_account,
+                              zentao_password=settings.zentao_password, clock=app[DEPS].clock)
+    # Services pin commits through GitLab and count open bugs through the trackers.
+    app[DEPS] = replace(app[DEPS], gitlab=client, trackers=trackers)
+    app[BUGS] = BugPoller(app[DEPS])
     deployer = Deployer(app[DEPS], client)
     secret = settings.gitlab_webhook_secret
     app[DEPLOYER], app[POLLER] = deployer, Poller(app[DEPS], deployer)
@@ -115,6 +123,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     for name, job in (("deploy-due", jobs.deploy_due), ("remind", jobs.remind),
                       ("close-observed", jobs.close_observed), ("merge-back", jobs.merge_back)):
         scheduler.every(name, every, job)
+    if app[DEPS].trackers and app[DEPS].trackers.items():
+        scheduler.every("bug-recount", max(every, RECOUNT_SECONDS), app[BUGS].poll_once)
     scheduler.start()
     app[SCHEDULER] = scheduler
     yield

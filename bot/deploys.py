@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import bugs
 from bot.gitlab import FINAL, WAITING, GitLabClient, GitLabError, Pipeline
 from bot.releases import clean_text
+from bot.trackers import BugCount
 from bot.transition import (
     Apply,
     Deps,
@@ -138,11 +140,13 @@ class GitLabLive:
 
 async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
                        environment: str | None = None, revision: int | None = None,
-                       gitlab_live: GitLabLive | None = None) -> DeployStart:
+                       gitlab_live: GitLabLive | None = None,
+                       recount: BugCount | None = None) -> DeployStart:
     """Commit to deploying the release's current ref to one environment.
 
     Production needs a way back: a version known to run there before (the bot's record, else
-    GitLab's, passed in as `gitlab_live` once asked), or rollback steps in the plan.
+    GitLab's, passed in as `gitlab_live` once asked), or rollback steps in the plan. A tracked
+    release needs its bugs counted again (`recount`, once asked) before production.
     """
 
     async def work(session: AsyncSession) -> DeployStart:
@@ -159,6 +163,8 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
         dest = traced_decide(deps, release, facts, Event.DEPLOY, Ctx(actor, environment=env))
         if unknown and gitlab_live is None and not facts.rollback_steps:
             raise LiveUnknown(release.project, env)  # the rest allows it: now ask GitLab
+        if env == facts.production:
+            bugs.gate(session, deps, release, recount, "deploy")
         await _environment_free(session, release, env, facts.production)
         tag = ship_tag(deps, release, await q.deployments_of(session, release.id))
         ships = Shipped(tag, release.pinned_sha, release.id)
@@ -520,12 +526,20 @@ class Deployer:
         """Deploy the release's ref to its next (or the named) environment."""
         args: dict[str, Any] = {"release_id": release_id, "actor": actor,
                                 "environment": environment, "revision": revision}
-        try:
-            start = await start_deploy(self.deps, **args)
-        except LiveUnknown as need:  # only GitLab can tell whether there is a way back
-            found = await self._gitlab_live(need.project, need.environment)
-            start = await start_deploy(self.deps, **args, gitlab_live=GitLabLive(found))
-        return await self.launch(start.deployment)
+        for _ in range(3):  # each question is asked outside the transaction, at most once
+            try:
+                start = await start_deploy(self.deps, **args)
+                return await self.launch(start.deployment)
+            except LiveUnknown as need:  # only GitLab can tell whether there is a way back
+                if "gitlab_live" in args:
+                    break
+                found = await self._gitlab_live(need.project, need.environment)
+                args["gitlab_live"] = GitLabLive(found)
+            except bugs.RecountNeeded:  # production: the tracker counts the open bugs again
+                if "recount" in args:
+                    break
+                args["recount"] = await bugs.recount(self.deps, release_id, moment="deploy")
+        raise Refused(f"REL-{release_id} changed while it was being checked; please try again.")
 
     async def rollback(self, *, release_id: int, actor: Actor, reason: str = "",
                        revision: int | None = None) -> Outcome:

@@ -25,6 +25,8 @@ _RETRIES = 1
 _MR_PAGES = 3
 # At most this many per-commit merge request look-ups per call.
 _MR_LOOKUPS = 5
+# Open issues read at most per count (50 pages of 100): past this, the count would be a guess.
+MAX_ISSUES = 5000
 # Commit dates are set by clients; allow for their clocks being a little off.
 _CLOCK_SKEW = timedelta(hours=1)
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
@@ -100,6 +102,16 @@ class MergeRequest:
     merged_at: datetime | None
     labels: tuple[str, ...]
     commit_shas: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Issue:
+    """An issue, as a bug tracker counts it: its number, title, labels and link."""
+
+    iid: int
+    title: str
+    labels: tuple[str, ...]
+    web_url: str
 
 
 @dataclass(frozen=True)
@@ -370,6 +382,54 @@ class GitLabClient:
         wanted = [c.sha for c in commits]
         since = _window_start(commits)
         return await self._run(project, lambda: _find_merge_requests(p, wanted, since))
+
+    # ------------------------------------------------------------ issues (a bug tracker)
+
+    async def open_issues(self, project: ProjectRef, *, milestone: str | None = None,
+                          labels: Iterable[str] = ()) -> list[Issue]:
+        """Every open issue of a milestone (by title) and/or carrying all `labels`, oldest first.
+
+        GitLab's next-page links are followed; past MAX_ISSUES the count is refused rather
+        than guessed.
+        """
+        p = await self._project(project)
+        query: dict[str, Any] = {"state": "opened", "order_by": "created_at", "sort": "asc",
+                                 "per_page": 100}
+        if milestone is not None:
+            query["milestone"] = milestone
+        if wanted := ",".join(labels):
+            query["labels"] = wanted
+
+        def fetch() -> list[dict[str, Any]]:
+            """Follow the pages, one more row than allowed to notice an overflow."""
+            pages = p.issues.list(iterator=True, **query)
+            return [item.attributes for item in itertools.islice(pages, MAX_ISSUES + 1)]
+
+        rows = await self._run(project, fetch, "issues")
+        if len(rows) > MAX_ISSUES:
+            raise GitLabError(f"GitLab lists more than {MAX_ISSUES} open issues in {project}")
+        return [Issue(int(row["iid"]), str(row.get("title") or ""),
+                      tuple(str(label) for label in row.get("labels") or ()),
+                      str(row.get("web_url") or "")) for row in rows]
+
+    async def milestone_exists(self, project: ProjectRef, title: str) -> bool:
+        """Whether the project (or a group above it) has a milestone with exactly this title."""
+        p = await self._project(project)
+        rows = await self._run(project, lambda: [item.attributes for item in p.milestones.list(
+            title=title, include_ancestors=True, per_page=20, get_all=False)])
+        return any(row.get("title") == title for row in rows)
+
+    async def label_names(self, project: ProjectRef) -> set[str]:
+        """The names of every label the project's issues can carry (its own and its groups')."""
+        p = await self._project(project)
+        rows = await self._run(project, lambda: [
+            item.attributes for item in p.labels.list(iterator=True, per_page=100)])
+        return {str(row.get("name") or "") for row in rows}
+
+    @property
+    def base_url(self) -> str:
+        """The GitLab instance's address, for links people follow."""
+        return str(self._gl.url).rstrip("/")
 
     # ------------------------------------------------------------ releases and identity
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import calendar, deploys, releases, transition
+from bot import bugs, calendar, deploys, releases, transition
 from bot.deploys import Deployer, PipelineResult
 from bot.gitlab import FINAL, WAITING, GitLabError, Pipeline
 from bot.notes import NotesRenderer, notes_text
@@ -83,6 +83,8 @@ class Jobs:
             try:
                 await self.deployer.deploy(release_id=view.release.id, actor=SYSTEM)
                 started += 1
+            except bugs.SentBack:
+                continue  # new bugs: back in testing, and its thread says why
             except Refused as exc:
                 if view.state is State.DEPLOYED:
                     continue

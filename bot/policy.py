@@ -8,6 +8,7 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -295,6 +296,118 @@ def checklist_of(stored: Sequence[Any]) -> list[ChecklistItem]:
             for e in items if isinstance(e, dict)]
 
 
+class Severity(StrEnum):
+    """The go-live standard's bug severities."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+
+
+class TrackerKind(StrEnum):
+    """Where a project's bugs are tracked."""
+
+    GITLAB = "gitlab"  # the project's GitLab issues, by severity label
+    ZENTAO = "zentao"  # a ZenTao product's bugs, by severity number
+
+
+class TrackerScope(StrEnum):
+    """Which GitLab issues belong to a release."""
+
+    MILESTONE = "milestone"  # the milestone named as the release's version (else its ref)
+    LABEL = "label"  # labelled with the release ID, e.g. REL-42
+
+
+DEFAULT_LABELS = {Severity.A: "severity::A", Severity.B: "severity::B", Severity.C: "severity::C"}
+DEFAULT_SEVERITY_MAP = {1: Severity.A, 2: Severity.B, 3: Severity.C, 4: Severity.C}
+_GITLAB_KEYS = ("labels", "scope")
+_ZENTAO_KEYS = ("url", "product", "build", "project", "severity_map")
+
+
+def _tracker_kind(value: Any) -> TrackerKind:
+    """`gitlab` or `zentao`."""
+    if isinstance(value, str) and value in {k.value for k in TrackerKind}:
+        return TrackerKind(value)
+    raise _invalid(f"unknown bug tracker kind {_shown(value)}; kinds: {', '.join(TrackerKind)}")
+
+
+def _tracker_url(value: Any) -> str:
+    """ZenTao's address (what comes before /api.php), without credentials in it."""
+    text = value.strip().rstrip("/") if isinstance(value, str) else ""
+    text = text.removesuffix("/api.php/v1").removesuffix("/api.php")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _invalid(f"must be an http(s) URL like https://zentao.example.com "
+                       f"(got {_shown(value)})")
+    if parts.username or parts.password:
+        raise _invalid("must not hold an account or password: set ZENTAO_ACCOUNT and "
+                       "ZENTAO_PASSWORD instead")
+    return text
+
+
+class BugTracker(_Model):
+    """Where a project's open bugs are counted: GitLab issues or a ZenTao product."""
+
+    kind: Annotated[TrackerKind, BeforeValidator(_tracker_kind)]
+    labels: dict[Severity, str] | None = None  # gitlab: severity -> label
+    scope: TrackerScope | None = None  # gitlab: milestone (default) or label
+    url: Annotated[str, BeforeValidator(_tracker_url)] | None = None  # zentao
+    product: int | None = Field(None, gt=0)  # zentao: the product's ID
+    build: str | None = None  # zentao: only bugs found in this build (ID)
+    project: int | None = Field(None, gt=0)  # zentao: only bugs of this project (ID)
+    severity_map: dict[Annotated[int, Field(gt=0)], Severity] | None = None  # zentao
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> BugTracker:
+        """Each kind has its own keys; ZenTao needs its address and product."""
+        other = _ZENTAO_KEYS if self.kind is TrackerKind.GITLAB else _GITLAB_KEYS
+        for key in other:
+            if getattr(self, key) is not None:
+                raise _invalid(f"is not a key of a {self.kind} tracker", at=(key,))
+        if self.kind is TrackerKind.ZENTAO:
+            for key in ("url", "product"):
+                if getattr(self, key) is None:
+                    raise _invalid(f"a zentao tracker needs `{key}`", at=(key,))
+        if self.labels is not None:
+            _check_labels(self.labels)
+        return self
+
+    @field_validator("build", mode="before")
+    @classmethod
+    def _build_id(cls, value: Any) -> Any:
+        """A build ID as ZenTao lists it in a bug's openedBuild (`trunk` or a number)."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def severity_labels(self) -> dict[Severity, str]:
+        """GitLab: the label that marks each severity."""
+        return dict(self.labels) if self.labels is not None else dict(DEFAULT_LABELS)
+
+    @property
+    def severities(self) -> dict[int, Severity]:
+        """ZenTao: the go-live severity of each ZenTao severity number."""
+        return dict(self.severity_map) if self.severity_map is not None else dict(
+            DEFAULT_SEVERITY_MAP)
+
+    @property
+    def issue_scope(self) -> TrackerScope:
+        """GitLab: which issues are the release's."""
+        return self.scope or TrackerScope.MILESTONE
+
+
+def _check_labels(labels: dict[Severity, str]) -> None:
+    """A label for every severity, each a different one: an unlabelled severity counts nothing."""
+    missing = [s.value for s in Severity if s not in labels]
+    if missing:
+        raise _invalid(f"needs a label for {', '.join(missing)} too (every severity counts)",
+                       at=("labels",))
+    for sev, label in labels.items():
+        if not label.strip() or "," in label:
+            raise _invalid(f"{_shown(label)} is not a GitLab label name", at=("labels", sev))
+    if len(set(labels.values())) < len(labels):
+        raise _invalid("gives two severities the same label", at=("labels",))
+
+
 class Project(_Model):
     """A GitLab project people can release."""
 
@@ -306,6 +419,7 @@ class Project(_Model):
     ] = {}
     checklist: list[Annotated[ChecklistItem, BeforeValidator(_checklist_item)]] = []
     default_branch: str | None = None
+    bug_tracker: BugTracker | None = None  # where its open bugs are counted
 
     @property
     def production(self) -> str:

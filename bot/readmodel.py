@@ -30,6 +30,7 @@ from storage.models import (
     Deployment,
     Release,
     TestReport,
+    TrackerCount,
     WorkItem,
 )
 
@@ -62,6 +63,7 @@ class ReleaseView:
         """A reviewer is configured and has not approved the plan as it is."""
         return self.plan_reviewer is not None and self.release.plan_review != "ok"
     acceptances: Sequence[Acceptance] = ()  # testers' verdicts before production, this revision
+    bug_count: TrackerCount | None = None  # what the bug tracker said last, if it counts them
 
     @property
     def state(self) -> State:
@@ -185,4 +187,6 @@ async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
         # Acceptances exist only once an environment before production has been deployed.
         acceptances=(await q.acceptances_of(session, release)
                      if len(envs) > 1 and deployments else ()),
+        bug_count=(await q.latest_bug_count(session, release.id)
+                   if project and project.bug_tracker else None),
     )

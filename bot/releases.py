@@ -12,11 +12,13 @@ from typing import Any
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import calendar
+from bot import bugs, calendar
 from bot.plan import clean_plan
 from bot.plan import too_long as plan_too_long
 from bot.policy import Ground, Policy, PolicyError, ReleaseType
+from bot.trackers import BugCount
 from bot.transition import (
+    Apply,
     Deps,
     Outcome,
     ask_approvers,
@@ -27,6 +29,7 @@ from bot.transition import (
     step,
     transition,
     type_limits,
+    void_approvals,
 )
 from bot.workflow import (
     ACTIVE,
@@ -277,34 +280,35 @@ def _check_report(report: ReportInput) -> None:
 
 async def attach_report(deps: Deps, *, release_id: int, actor: Actor, report: ReportInput,
                         revision: int | None = None) -> Outcome:
-    """File a test report; a new report voids earlier approvals."""
+    """File a test report; a new report voids earlier approvals.
+
+    With a bug tracker the counts are the tracker's (typed ones may only be higher); a tracker
+    that can't be read refuses the report, so no count is ever missing.
+    """
     _check_report(report)
-    bugs = {k: report.bugs.get(k, 0) for k in "ABC"}
+    count = await bugs.count_for_report(deps, release_id=release_id, actor=actor,
+                                        revision=revision)
+    counts = bugs.report_counts(f"REL-{release_id}", report.bugs, count)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
-        voided = _void_approvals(release, facts)
-        rep = Report(bugs=bugs, limits=type_limits(deps, release))
-        q.add_report(session, release=release, url=report.url, bugs=bugs, passes=rep.passes,
+        voided = void_approvals(release, facts)
+        rep = Report(bugs=counts, limits=type_limits(deps, release))
+        q.add_report(session, release=release, url=report.url, bugs=counts, passes=rep.passes,
                      reporter=actor.user, at=deps.clock())
-        return {"url": report.url, "bugs": bugs, "passes": rep.passes,
-                "failures": rep.failures, "voided_approvals": voided}
+        detail = {"url": report.url, "bugs": counts, "passes": rep.passes,
+                  "failures": rep.failures, "voided_approvals": voided}
+        if count is not None:
+            bugs.keep(session, release, count, "report")
+            detail["tracker"] = count.summary()
+        return detail
 
     async def work(session: AsyncSession) -> Outcome:
         release = await locked(session, release_id)
-        ctx = Ctx(actor, report=Report(bugs=bugs, limits=type_limits(deps, release)),
+        ctx = Ctx(actor, report=Report(bugs=counts, limits=type_limits(deps, release)),
                   revision=revision)
         return await step(session, deps, release, Event.REPORT, ctx, apply)
 
     return await run_in_transaction(deps, work)
-
-
-def _void_approvals(release: Release, facts: Facts) -> int:
-    """Start a new revision: approvals, reports, risk acceptance and override stop counting."""
-    release.revision += 1
-    release.risk_accepted_by = release.risk_reason = None
-    # An override was given for what was then to ship; a new ref or report must earn its own.
-    release.gate_override_by = release.gate_override_reason = None
-    return len(facts.approvals)
 
 
 async def accept_risk(deps: Deps, *, release_id: int, actor: Actor, reason: str) -> Outcome:
@@ -313,30 +317,55 @@ async def accept_risk(deps: Deps, *, release_id: int, actor: Actor, reason: str)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         release.risk_accepted_by, release.risk_reason = actor.user, reason.strip()
-        return {"reason": reason.strip(), "failures": facts.report.failures if facts.report else []}
+        detail = {"reason": reason.strip(),
+                  "failures": facts.report.failures if facts.report else []}
+        if named := await bugs.accepted_bugs(session, release, facts):
+            detail["bugs"] = named  # the acceptance covers these, never bugs found later
+        return detail
 
     return await transition(deps, release_id, Event.ACCEPT_RISK, Ctx(actor, reason=reason), apply)
 
 
 async def approve(deps: Deps, *, release_id: int, actor: Actor, comment: str = "",
                   revision: int | None = None) -> Outcome:
-    """Sign off for one role; the last needed approval moves the release on."""
+    """Sign off for one role; the last needed approval moves the release on.
+
+    The last one first has a tracked release's bugs counted again: new open bugs send it back
+    to testing instead (bugs.SentBack), and a tracker that can't be read refuses it.
+    """
     comment = clean_text(comment)
+    ctx = Ctx(actor, reason=comment, revision=revision)
+    try:
+        return await transition(deps, release_id, Event.APPROVE, ctx,
+                                _approval(deps, actor, comment, None))
+    except bugs.RecountNeeded:
+        count = await bugs.recount(deps, release_id, moment="signoff")
+    try:
+        return await transition(deps, release_id, Event.APPROVE, ctx,
+                                _approval(deps, actor, comment, count))
+    except bugs.RecountNeeded:  # tracked since: the count taken is no longer the gate's
+        raise Refused(f"REL-{release_id} changed while its bugs were being counted; please "
+                      "try again.") from None
+
+
+def _approval(deps: Deps, actor: Actor, comment: str, count: BugCount | None) -> Apply:
+    """Record one sign-off; the last one keeps the tracker's fresh count beside it."""
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         role = can_sign(facts, actor)
+        missing = [r for r in facts.missing_roles if r != role]
+        if not missing:
+            bugs.gate(session, deps, release, count, "signoff")
         seat = (role or "") if facts.one_person_many_roles else ""  # else one row per person
         # The unique keys refuse a concurrent duplicate at commit; the retry then decides anew.
         q.add_approval(session, release=release, role=role, approver=actor.user, seat=seat,
                        comment=comment[:3000], at=deps.clock())
-        missing = [r for r in facts.missing_roles if r != role]
         signed = replace(facts, approvals={**facts.approvals, str(role): actor.user})
         if missing and can_sign(signed, actor):  # one person, several roles: ask for the next
             await ask_approvers(session, deps, release, deps.clock(), users=[actor.user])
         return {"role": role, "comment": comment[:3000], "missing": missing}
 
-    ctx = Ctx(actor, reason=comment, revision=revision)
-    return await transition(deps, release_id, Event.APPROVE, ctx, apply)
+    return apply
 
 
 async def reject(deps: Deps, *, release_id: int, actor: Actor, reason: str,
@@ -360,7 +389,7 @@ async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str) -> 
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         old = release.ref
-        voided = _void_approvals(release, facts)
+        voided = void_approvals(release, facts)
         release.ref = ref
         return {"old_ref": old, "ref": ref, "voided_approvals": voided}
 

@@ -23,6 +23,8 @@ _PURPOSES = {
     "slack_app_token": "Socket Mode needs an app-level token (xapp-…) with connections:write",
     "gitlab_token": "a GitLab token with api scope runs the deploy pipelines",
     "gitlab_webhook_secret": "it must equal the X-Gitlab-Token header of GitLab's webhooks",
+    "zentao_account": "a ZenTao bug tracker in the policy is read as this account",
+    "zentao_password": "a ZenTao bug tracker in the policy is read with this password",
 }
 
 
@@ -69,6 +71,8 @@ class Settings(BaseSettings):
     gitlab_token: SecretStr | None = None
     gitlab_webhook_secret: SecretStr | None = None
     metrics_token: SecretStr | None = None  # when set, /metrics wants `Authorization: Bearer …`
+    zentao_account: str | None = None  # reads a ZenTao bug tracker (POST /api.php/v1/tokens)
+    zentao_password: SecretStr | None = None
     gitlab_poll_seconds: int = 30
     scheduler_seconds: int = 60  # how often reminders, scheduled deploys and closes are checked
     releasebot_config: Path = Path("releasebot.yml")

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
@@ -44,6 +44,9 @@ from storage import queries as q
 from storage.db import SessionMaker, transaction
 from storage.models import Deployment, Release, TestReport
 
+if TYPE_CHECKING:
+    from bot.trackers.registry import Trackers
+
 Clock = Callable[[], datetime]
 _RETRIES = 8
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
@@ -65,6 +68,7 @@ class Deps:
     on_transition: Callable[[str, str], None] | None = None  # metrics: (event, new state)
     gitlab: GitLabClient | None = None  # resolves refs to the commits a release pins
     on_refused: Callable[[str], None] | None = None  # metrics: an event refused for lack of role
+    trackers: Trackers | None = None  # count each tracked project's open bugs
 
 
 @dataclass(frozen=True)
@@ -309,6 +313,15 @@ def _report_facts(report: TestReport | None, limits: dict[str, int],
         return None
     bugs = {"A": report.bugs_a, "B": report.bugs_b, "C": report.bugs_c}
     return Report(bugs=bugs, limits=limits, accepted=release.risk_accepted_by is not None)
+
+
+def void_approvals(release: Release, facts: Facts) -> int:
+    """Start a new revision: approvals, reports, risk acceptance and override stop counting."""
+    release.revision += 1
+    release.risk_accepted_by = release.risk_reason = None
+    # An override was given for what was then to ship; a new ref or report must earn its own.
+    release.gate_override_by = release.gate_override_reason = None
+    return len(facts.approvals)
 
 
 def type_limits(deps: Deps, release: Release) -> dict[str, int]:

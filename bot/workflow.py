@@ -87,6 +87,7 @@ class Event(StrEnum):
     PLAN_OK = "approve plan"
     PLAN_CHANGES = "ask plan changes"
     ARM = "arm"  # the release manager lets a scheduled or held release deploy on its own
+    NEW_BUGS = "new bugs"  # the bug tracker shows open bugs the test report did not
 
 
 class Who(StrEnum):
@@ -757,6 +758,9 @@ TABLE: tuple[Transition, ...] = (
                (_W.REQUESTER, _W.RELEASE_MANAGER), (production_not_started,)),
     Transition(LIVE, Event.PUBLISH_NOTES, None, (_W.RELEASE_MANAGER,)),
     Transition((*SIGNED_OFF, _S.DEPLOYED), Event.ARM, None, (_W.RELEASE_MANAGER,), (armable,)),
+    # A recount before a gate closes (or on the bot's poll) finds new open bugs: test again.
+    Transition((_S.READY_FOR_SIGNOFF, *SIGNED_OFF, _S.DEPLOYED, _S.DEPLOY_FAILED),
+               Event.NEW_BUGS, _S.TESTING, (_W.SYSTEM,), (production_not_started,)),
 )
 
 
@@ -819,6 +823,7 @@ EVENTS: dict[Event, EventSpec] = {
     Event.PLAN_OK: _reads(),
     Event.PLAN_CHANGES: _reads(),
     Event.ARM: _reads("deployments"),  # nothing to arm once production is reached
+    Event.NEW_BUGS: _reads("approvals", "deployments"),  # voids these; not once production began
 }
 
 

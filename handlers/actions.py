@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import deploys, golive, releases, transition
+from bot import bugs, deploys, golive, releases, transition
 from bot.workflow import Event, Refused, State, verdict_event
 from handlers import answer
 from handlers.answer import STALE_BUTTON, Asker, Reply, answer_after, open_form, tell
@@ -118,8 +118,13 @@ async def _reject(rt: Runtime, user: str, rid: int, rev: int | None, body: Body)
 
 
 async def _report(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
-    return await _open(rt, body, build_report_modal(rid, rev),
-                       f"/release report REL-{rid} <url> A=0 B=0 C=0")
+    async with rt.deps.sessions() as session:
+        release = await q.get_release(session, rid)
+    tracker = release and bugs.tracker_of(rt.deps, release)
+    source = tracker.source if tracker else None
+    counts = "[A=n B=n C=n]" if source else "A=0 B=0 C=0"
+    return await _open(rt, body, build_report_modal(rid, rev, source),
+                       f"/release report REL-{rid} <url> {counts}")
 
 
 async def _checklist(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:

@@ -105,10 +105,16 @@ def testing(out: Outcome) -> str:
 
 
 def report_attached(out: Outcome) -> str:
-    """A test report, measured against the go-live standard."""
+    """A test report, measured against the go-live standard (with the tracker's counts)."""
+    rid, tracker = out.release.rel_id, out.detail.get("tracker")
+    if isinstance(tracker, dict):
+        bugs = out.detail["bugs"]
+        counts = " · ".join(f"{sev} {bugs.get(sev, 0)}" for sev in "ABC")
+        rid = (f"{rid} with {counts} open ({escape(str(tracker.get('source')))}, "
+               f"{escape(str(tracker.get('where')))})")
     if out.detail["passes"]:
-        return f"Report attached to {out.release.rel_id}; it meets the go-live standard."
-    return (f"Report attached to {out.release.rel_id}, but it does not meet the go-live standard: "
+        return f"Report attached to {rid}; it meets the go-live standard."
+    return (f"Report attached to {rid}, but it does not meet the go-live standard: "
             f"{'; '.join(out.detail['failures'])}.")
 
 

@@ -45,7 +45,7 @@ def build_release_card(view: ReleaseView, tz: ZoneInfo) -> tuple[str, list[Block
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title_line(view)}},
         section(summary_text(view, tz)),
-        section(progress_text(view)),
+        section(progress_text(view, tz)),
     ]
     if notes := notes_text(view):
         blocks.append(context(notes))
@@ -88,9 +88,10 @@ def arming_text(view: ReleaseView, tz: ZoneInfo) -> str:
     return ""
 
 
-def progress_text(view: ReleaseView) -> str:
-    """Test report, sign-offs, checklist and deploys, one line each."""
-    return "\n".join([report_line(view), signoff_line(view), checklist_line(view),
+def progress_text(view: ReleaseView, tz: ZoneInfo) -> str:
+    """Test report (and the tracker's count), sign-offs, checklist and deploys, a line each."""
+    bugs = [line] if (line := tracker_line(view, tz)) else []
+    return "\n".join([report_line(view), *bugs, signoff_line(view), checklist_line(view),
                       deploys_line(view), plan_line(view)])
 
 
@@ -119,6 +120,16 @@ def report_line(view: ReleaseView) -> str:
         verdict += f"; risk accepted by {mention(view.release.risk_accepted_by)}"
     return (f"*Test report* <{escape(rep.url)}|link> by {mention(rep.reporter)}: "
             f"A {rep.bugs_a} · B {rep.bugs_b} · C {rep.bugs_c} — {verdict}")
+
+
+def tracker_line(view: ReleaseView, tz: ZoneInfo) -> str:
+    """The open bugs the tracker counted last, linked to its list, and when they were read."""
+    row = view.bug_count
+    if row is None:
+        return ""
+    source = f"<{safe_url(row.url)}|{escape(row.source)}>" if row.url else escape(row.source)
+    return (f"*Open bugs* A {row.bugs_a} · B {row.bugs_b} · C {row.bugs_c} in {source} "
+            f"({escape(clip(row.scope, 200))}), read {local_time(row.read_at, tz)}")
 
 
 def signoff_line(view: ReleaseView) -> str:

@@ -118,11 +118,16 @@ def build_reason_modal(callback_id: str, title: str, label: str, release_id: int
                   [_text_input("reason", label, multiline=True, optional=optional)], meta)
 
 
-def build_report_modal(release_id: int, revision: int | None) -> Block:
-    """The test report link and open-bug counts."""
+def build_report_modal(release_id: int, revision: int | None, tracker: str | None = None
+                       ) -> Block:
+    """The test report link and open-bug counts; with a `tracker` the counts are its own."""
     meta = f"{release_id}:{revision if revision is not None else ''}"
-    counts = [_text_input(sev, f"Open {sev} bugs", initial="0", max_length=5)
-              for sev in ("A", "B", "C")]
+    if tracker:  # left empty, each count is the tracker's; typed, it may only be higher
+        counts = [_text_input(sev, f"Open {sev} bugs (empty: the count in {tracker})",
+                              optional=True, max_length=5) for sev in ("A", "B", "C")]
+    else:
+        counts = [_text_input(sev, f"Open {sev} bugs", initial="0", max_length=5)
+                  for sev in ("A", "B", "C")]
     return _modal(FormId.REPORT, "Test report", "Attach",
                   [_text_input("url", "Report link", placeholder="https://…", max_length=2000),
                    *counts], meta)
@@ -199,12 +204,12 @@ def parse_report_view(values: dict[str, Any]) -> tuple[tuple[str, dict[str, int]
     url = field_value(values, "url")
     if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
         errors["url"] = "A link starting with https://"
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = {}  # a count left empty is not given: 0, or the tracker's
     for sev in ("A", "B", "C"):
-        raw = field_value(values, sev) or "0"
-        if not raw.isdecimal():
+        raw = field_value(values, sev)
+        if raw and not raw.isdecimal():
             errors[sev] = "A whole number, 0 or more."
-        else:
+        elif raw:
             counts[sev] = int(raw)
     return (None, errors) if errors else ((url, counts), {})
 

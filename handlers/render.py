@@ -60,7 +60,39 @@ def _report(p: Payload, d: Payload) -> str:
                "; ".join(d.get("failures", [])) + ")")
     voided = " Earlier approvals no longer count." if d.get("voided_approvals") else ""
     return (f"🧪 {mention(p['actor'])} attached a {_link(d.get('url'), 'test report')}: "
-            f"{counts} — {verdict}.{voided}")
+            f"{counts}{_counted_in(d)} — {verdict}.{voided}")
+
+
+def _counted_in(d: Payload) -> str:
+    """`, counted in GitLab issues (milestone v1.2.0)`, linked, when a tracker gave the counts."""
+    tracker = d.get("tracker")
+    if not isinstance(tracker, dict):
+        return ""
+    source = _link(tracker.get("url"), escape(str(tracker.get("source"))))
+    return f", counted in {source} ({escape(clip(str(tracker.get('where')), 200))})"
+
+
+_FOUND = {"signoff": "before sign-off completed", "deploy": "before the production deploy",
+          "poll": "when the bot counted again"}
+
+
+def _new_bugs(p: Payload, d: Payload) -> str:
+    """A recount found open bugs the test report did not list: back to testing."""
+    named = [f"{_link(b.get('url'), escape(str(b.get('id'))))} ({escape(str(b.get('severity')))})"
+             f" {escape(clip(str(b.get('title')), 80))}"
+             for b in d.get("new") or [] if isinstance(b, dict)]
+    more = f" and {d['more']} more" if d.get("more") else ""
+    found = _FOUND.get(str(d.get("moment")), "when the bot counted again")
+    return (f"🐞 New open bugs since the test report{_counted_in(d)}, found {found}: "
+            f"{'; '.join(named) or 'see the tracker'}{more}. Back to *testing*: it needs a new "
+            "test report and sign-off; earlier approvals no longer count.")
+
+
+def _accept_risk(p: Payload, d: Payload) -> str:
+    """An executive's acceptance, naming the tracker's bugs it covers when it knows them."""
+    named = [escape(str(bug)) for bug in d.get("bugs") or []][:30]
+    what = f"the open bugs {', '.join(named)}" if named else "the open bugs"
+    return f"⚠️ {mention(p['actor'])} accepted {what} as a known risk{_reason(d)}."
 
 
 def _approve(p: Payload, d: Payload) -> str:
@@ -209,7 +241,7 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.REQUEST: _request,
     _E.START_TESTING: _simple("🧪", "started testing"),
     _E.REPORT: _report,
-    _E.ACCEPT_RISK: _simple("⚠️", "accepted the open bugs as a known risk"),
+    _E.ACCEPT_RISK: _accept_risk,
     _E.APPROVE: _approve,
     _E.REJECT: _rejected,
     _E.CHANGE_REF: _ref,
@@ -238,6 +270,7 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
                                     f"`{escape(str(d.get('tag')))}` as a "
                                     f"{_link(d.get('url'), 'GitLab release')}."),
     _E.ARM: _armed,
+    _E.NEW_BUGS: _new_bugs,
 }
 
 

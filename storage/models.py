@@ -141,6 +141,26 @@ class TestReport(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
 
 
+class TrackerCount(SQLModel, table=True):
+    """What the project's bug tracker said of a release's open bugs, and when it was read."""
+
+    __tablename__ = "bug_counts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    revision: int
+    moment: str = Field(max_length=20)  # report, signoff, deploy or recount (new bugs found)
+    source: str = Field(max_length=40)  # GitLab issues, ZenTao
+    scope: str = Field(max_length=300)  # milestone v1.2.0, label REL-4, product 3
+    url: str = Field(max_length=2000)  # the tracker's list of them
+    bugs_a: int = 0
+    bugs_b: int = 0
+    bugs_c: int = 0
+    # The open bugs' tracker IDs by severity: {"A": ["#12"], "B": [], "C": ["#3", "#9"]}.
+    ids: dict[str, list[str]] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    read_at: datetime = _ts(default_factory=utcnow)
+
+
 class Approval(SQLModel, table=True):
     """One person's sign-off for one role of one revision; the database keeps it unique."""
 

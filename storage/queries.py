@@ -26,6 +26,7 @@ from storage.models import (
     ReminderDigest,
     SeenDelivery,
     TestReport,
+    TrackerCount,
     WorkItem,
 )
 
@@ -240,6 +241,28 @@ def add_report(session: AsyncSession, *, release: Release, url: str, bugs: dict[
                         reporter=reporter, created_at=at)
     session.add(report)
     return report
+
+
+def add_bug_count(session: AsyncSession, *, release: Release, moment: str, source: str,
+                  scope: str, url: str, ids: dict[str, list[str]],
+                  read_at: datetime) -> TrackerCount:
+    """Keep what the tracker said of the release's current revision at one of its gates."""
+    row = TrackerCount(release_id=release.id, revision=release.revision, moment=moment,
+                   source=source[:40], scope=scope[:300], url=url[:2000],
+                   bugs_a=len(ids.get("A", [])), bugs_b=len(ids.get("B", [])),
+                   bugs_c=len(ids.get("C", [])), ids=ids, read_at=read_at)
+    session.add(row)
+    return row
+
+
+async def latest_bug_count(session: AsyncSession, release_id: int,
+                           moment: str | None = None) -> TrackerCount | None:
+    """The newest tracker count kept for a release (of one moment, when given)."""
+    stmt = select(TrackerCount).where(TrackerCount.release_id == release_id)
+    if moment is not None:
+        stmt = stmt.where(TrackerCount.moment == moment)
+    stmt = stmt.order_by(col(TrackerCount.id).desc()).limit(1)
+    return (await session.exec(stmt)).first()
 
 
 def add_approval(session: AsyncSession, *, release: Release, role: str | None, approver: str,

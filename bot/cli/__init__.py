@@ -66,12 +66,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.app import create_app, socket_mode
     from bot.logs import setup_logging
+    from bot.trackers.registry import uses_zentao
 
     if args.socket_mode:
         require(settings, "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
     else:  # every HTTP request from Slack must be verified: no secret, no start
         require(settings, "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
     policy = load_policy(settings.releasebot_config)
+    if uses_zentao(policy):  # its bugs can't be counted without the bot's ZenTao account
+        require(settings, "ZENTAO_ACCOUNT", "ZENTAO_PASSWORD")
     setup_logging()
     app = create_app(settings, policy)
     if args.socket_mode:

@@ -29,13 +29,15 @@ class CheckLine:
 
 
 async def check_all(settings: Settings) -> list[CheckLine]:
-    """Every check, in the order an operator fixes things: policy, Slack, GitLab."""
-    from handlers.slack_check import check_slack  # imported here: it builds on CheckLine above
+    """Every check, in the order an operator fixes things: policy, Slack, GitLab, trackers."""
+    from bot.cli.tracker_check import check_trackers  # these build on CheckLine above
+    from handlers.slack_check import check_slack
 
     lines: list[CheckLine] = []
     policy = _check_policy(settings, lines)
     lines += await check_slack(settings, policy)
     lines += await check_gitlab(settings, policy)
+    lines += await check_trackers(settings, policy)
     return lines
 
 

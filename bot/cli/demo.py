@@ -61,9 +61,12 @@ SLOW_PAUSE = 1.5
 WAIT = 30.0
 
 BOT_NAME = "ReleaseBot"
-# The sample policy, with standard releases needing a go-live plan the tech director reviews.
-DEMO_POLICY_YAML = sample_policy_yaml(policies={"standard": {"plan": {
-    "required": ["impact", "rollback", "db_scripts"], "reviewer": "tech_director"}}})
+# The sample policy, with standard releases needing a go-live plan the tech director reviews,
+# and web's open bugs counted in its GitLab issues (by severity label, per milestone).
+DEMO_POLICY_YAML = sample_policy_yaml(
+    policies={"standard": {"plan": {"required": ["impact", "rollback", "db_scripts"],
+                                    "reviewer": "tech_director"}}},
+    projects={"web": {"bug_tracker": {"kind": "gitlab"}}})
 
 class DemoStop(Exception):
     """The scripted flow cannot go on; the message says what did not happen."""
@@ -344,8 +347,10 @@ async def emergency_release(d: Demo) -> int:
 
 
 async def scheduled_release(d: Demo) -> int:
-    """A campaign planned two hours ahead: unarmed at its time it waits; armed, it deploys."""
-    d.log("\n3. A campaign launch planned for later, armed by the release manager\n")
+    """A campaign planned two hours ahead, its bugs counted in GitLab issues: a B bug holds it
+    in testing until fixed; unarmed at its time it waits; armed, it deploys."""
+    d.log("\n3. A campaign launch planned for later, its bugs counted in GitLab issues, armed "
+          "by the release manager\n")
     tz = d.app[POLICY].tz
     launch = (d.clock().astimezone(tz) + timedelta(hours=2)).replace(minute=0, second=0,
                                                                       microsecond=0)
@@ -356,7 +361,10 @@ async def scheduled_release(d: Demo) -> int:
     # so production waits for written rollback steps.
     await d.say(DEV, f"plan REL-{rid} rollback Switch the landing page flag off; the old page "
                      "stays deployed beside it")
-    await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/web-sale A=0 B=0 C=0")
+    await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/web-sale")
+    d.log(f"      (scripted: the fix for {SALE_BUG} is merged; GitLab closes the issue)")
+    d.gitlab.close_issue("acme/web", int(SALE_BUG[1:]))
+    await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/web-sale-2")
     await d.click(DIRECTOR, ActionId.APPROVE, rid)
     await d.click(LEAD, ActionId.APPROVE, rid)
     d.log(f"      (scripted: the clock jumps to {at}, the planned time)")
@@ -392,6 +400,8 @@ async def verify(d: Demo, first: int, second: int, third: int | None = None) -> 
         problems += await announced_once(d, rid)
     if third is not None and (await d.release(third)).armed_by != OPS:
         problems.append(f"REL-{third} deployed without Olga arming it")
+    if third is not None:
+        problems += await _counted_in_gitlab(d, third)
     live = (await d.release(first)).pinned_sha or "?"
     async with d.app[DEPS].sessions() as session:
         back = [dep for dep in await q.deployments_of(session, second) if dep.rollback]
@@ -399,6 +409,18 @@ async def verify(d: Demo, first: int, second: int, third: int | None = None) -> 
         problems.append(f"REL-{second} was not rolled back to `{live[:7]}`, the commit "
                         f"REL-{first} put live")
     return problems
+
+
+async def _counted_in_gitlab(d: Demo, rid: int) -> list[str]:
+    """The release's report took GitLab's counts, and production was counted again."""
+    async with d.app[DEPS].sessions() as session:
+        last = await q.latest_bug_count(session, rid)
+        report = await q.latest_bug_count(session, rid, "report")
+    if report is None or (report.bugs_b, report.bugs_c) != (0, 1):
+        return [f"REL-{rid}'s test report did not take GitLab's count of open bugs"]
+    if last is None or last.moment != "deploy":
+        return [f"REL-{rid}'s bugs were not counted again before production"]
+    return []
 
 
 async def announced_once(d: Demo, rid: int) -> list[str]:
@@ -501,6 +523,23 @@ def _cast(slack: SlackEmulator, gitlab: GitLabEmulator) -> None:
     slack.channels[CHANNEL] = {"name": CHANNEL_NAME.lstrip("#")}
     gitlab.seed_demo()
     gitlab.auto_advance(every=PIPELINE_STEP)
+    _web_issues(gitlab)
+
+
+SALE_BUG = "#2"  # the B bug the sale's first test report finds in GitLab
+
+
+def _web_issues(gitlab: GitLabEmulator) -> None:
+    """acme/web's issues: the sale's milestone (its ref, v1.1.0) has a B and a C bug open."""
+    for sev in "ABC":
+        gitlab.add_label("acme/web", f"severity::{sev}")
+    gitlab.add_issue("acme/web", "Old footer crash", labels=["severity::A"], milestone="v1.0.0")
+    gitlab.close_issue("acme/web", 1)
+    gitlab.add_issue("acme/web", "Sale banner hides the checkout button",
+                     labels=["severity::B"], milestone="v1.1.0", author="tariq")
+    gitlab.add_issue("acme/web", "Countdown font too small", labels=["severity::C"],
+                     milestone="v1.1.0", author="tariq")
+    gitlab.add_issue("acme/web", "Idea: confetti on purchase", milestone="v1.1.0")
 
 
 class DemoSettings(Settings):
@@ -594,8 +633,8 @@ def _verdict(d: Demo, problems: list[str], rids: tuple[int, ...]) -> None:
     if not problems:
         first, second, third = rids
         d.log(f"Demo complete: REL-{first} accepted on staging and closed, REL-{second} rolled "
-              f"back to the version REL-{first} put live, REL-{third} deployed at its time once "
-              "armed; every announcement appeared once.")
+              f"back to the version REL-{first} put live, REL-{third} tested against GitLab's "
+              "open bugs and deployed at its time once armed; every announcement appeared once.")
         return
     d.log("Demo FAILED; missing:")
     for problem in problems:

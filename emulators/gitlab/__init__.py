@@ -2,6 +2,7 @@
 
 Modules: records (the data and GitLab's vocabulary), ci (how job statuses add up to a
 pipeline's), repository (history, trees, diffs), pipelines (creating and moving pipelines),
+issues (issues, labels and milestones),
 views (API entities and webhook bodies), http and api (requests and routes), emulator (the
 server and its set-up helpers), control (/_emulator/* endpoints and the CLI).
 
@@ -46,6 +47,11 @@ GitLab behaviour the emulator does not model yet:
 - Environments never stop, auto-stop or get deleted; deployments come from deploy jobs, or
   from record_deployment (what POST /deployments records; that route itself is not served).
 - Pagination is offset-based only (no keyset), and rate limits come only from fail().
+- Issues, labels and milestones are made by set-up helpers (add_issue, close_issue, …): no
+  issue writes through the API, no notes, assignees, weights, epics, confidential or group
+  issues, and no group labels or milestones (include_ancestors finds project ones only); the
+  `Upcoming` and `Started` milestone filters are plain titles here; label filters match names
+  exactly.
 """
 
 from emulators.gitlab.emulator import GitLabEmulator

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from emulators.gitlab.http import Ctx, json_answer, order, paginate, within
+from emulators.gitlab.issues import h_issue, h_issues, h_labels, h_milestones
 from emulators.gitlab.records import (
     API,
     DEPLOYMENT_STATUSES,
@@ -514,6 +515,10 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", _R + "/commits/(?P<sha>[^/]+)/merge_requests", h_commit_mrs),
     _route("GET", _R + "/compare", h_compare),
     _route("GET", _R + "/merge_base", h_merge_base),
+    _route("GET", _P + "/issues", h_issues),
+    _route("GET", _P + r"/issues/(?P<iid>\d+)", h_issue),
+    _route("GET", _P + "/labels", h_labels),
+    _route("GET", _P + "/milestones", h_milestones),
     _route("GET", _P + "/merge_requests", h_merge_requests),
     _route("GET", _P + r"/merge_requests/(?P<iid>\d+)", h_merge_request),
     _route("POST", _P + "/releases", h_create_release),

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from emulators.gitlab.api import Route, match_route
 from emulators.gitlab.http import Ctx, base_of, fault_response, matches, query_dict, read_body
+from emulators.gitlab.issues import IssueBook
 from emulators.gitlab.pipelines import PipelineEngine, may_create_tag
 from emulators.gitlab.records import (
     DEVELOPER,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from emulators.gitlab.control import ControlHandler
 
 
-class GitLabEmulator(PipelineEngine):
+class GitLabEmulator(PipelineEngine, IssueBook):
     """An in-memory GitLab served over HTTP, scripted by the test that owns it.
 
     The token belongs to current_user, a maintainer of every project it adds unless
@@ -87,7 +88,8 @@ class GitLabEmulator(PipelineEngine):
         self._redirects: dict[str, int] = {}
         self._ids: dict[str, int] = {"pipeline": 1000, "job": 5000, "deployment": 300,
                                      "environment": 10, "merge_request": 7000, "commit": 0,
-                                     "access_level": 0}
+                                     "access_level": 0, "issue": 9000, "label": 60,
+                                     "milestone": 40}
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._session: aiohttp.ClientSession | None = None

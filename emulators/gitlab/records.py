@@ -25,6 +25,8 @@ CANCELABLE = frozenset({"created", "waiting_for_resource", "preparing", "waiting
 RETRYABLE = frozenset({"failed", "canceled", "canceling"})
 DEPLOYMENT_STATUSES = ("created", "running", "success", "failed", "canceled", "skipped", "blocked")
 MR_STATES = ("opened", "closed", "locked", "merged", "all")
+ISSUE_STATES = ("opened", "closed", "all")
+ISSUE_TYPES = ("issue", "incident", "test_case", "task")
 
 # Gitlab::Access levels.
 NO_ACCESS, GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 0, 10, 20, 30, 40, 50
@@ -225,6 +227,44 @@ class MergeRequest:
 
 
 @dataclass(eq=False)
+class Label:
+    """A project label issues and merge requests carry."""
+
+    id: int
+    name: str
+    color: str = "#6699cc"
+    description: str | None = None
+
+
+@dataclass(eq=False)
+class Milestone:
+    """A project milestone, found by its title."""
+
+    id: int
+    iid: int
+    title: str
+    created_at: datetime
+    state: str = "active"  # or closed
+
+
+@dataclass(eq=False)
+class Issue:
+    """A project issue: opened or closed, with labels and perhaps a milestone."""
+
+    id: int
+    iid: int
+    title: str
+    author: User
+    created_at: datetime
+    updated_at: datetime
+    labels: list[str]
+    milestone: Milestone | None = None
+    state: str = "opened"  # or closed
+    closed_at: datetime | None = None
+    issue_type: str = "issue"  # issue, incident, test_case or task
+
+
+@dataclass(eq=False)
 class Release:
     """A release attached to a tag."""
 
@@ -400,6 +440,9 @@ class Project:
     releases: dict[str, Release] = field(default_factory=dict)
     environments: dict[str, Environment] = field(default_factory=dict)
     deployments: list[Deployment] = field(default_factory=list)
+    labels: dict[str, Label] = field(default_factory=dict)  # by name
+    milestones: dict[str, Milestone] = field(default_factory=dict)  # by title
+    issues: dict[int, Issue] = field(default_factory=dict)  # by iid
     next_pipeline_iid: int = 1
     next_deployment_iid: int = 1
 

@@ -12,8 +12,11 @@ from emulators.gitlab.records import (
     Commit,
     Deployment,
     Environment,
+    Issue,
     Job,
+    Label,
     MergeRequest,
+    Milestone,
     Pipeline,
     Project,
     ProtectedRef,
@@ -193,6 +196,45 @@ class View:
             "squash": mr.squash_commit_sha is not None,
             "references": {"short": f"!{mr.iid}", "full": f"{p.path}!{mr.iid}"},
             "web_url": f"{self.project_url(p)}/-/merge_requests/{mr.iid}",
+        }
+
+    def milestone(self, m: Milestone, p: Project) -> dict[str, Any]:
+        """Milestone entity (a project milestone)."""
+        return {
+            "id": m.id, "iid": m.iid, "project_id": p.id, "title": m.title, "description": "",
+            "state": m.state, "created_at": iso(m.created_at), "updated_at": iso(m.created_at),
+            "due_date": None, "start_date": None, "expired": False,
+            "web_url": f"{self.project_url(p)}/-/milestones/{m.iid}",
+        }
+
+    def label(self, label: Label) -> dict[str, Any]:
+        """Label entity, as GET /projects/:id/labels lists it."""
+        return {
+            "id": label.id, "name": label.name, "description": label.description,
+            "description_html": "", "text_color": "#FFFFFF", "color": label.color,
+            "subscribed": False, "priority": None, "is_project_label": True,
+        }
+
+    def issue(self, i: Issue, p: Project) -> dict[str, Any]:
+        """Issue entity, as the issues list answers."""
+        url = f"{self.project_url(p)}/-/issues/{i.iid}"
+        return {
+            "id": i.id, "iid": i.iid, "project_id": p.id, "title": i.title, "description": "",
+            "state": i.state, "created_at": iso(i.created_at), "updated_at": iso(i.updated_at),
+            "closed_at": iso(i.closed_at), "closed_by": None, "labels": list(i.labels),
+            "milestone": self.milestone(i.milestone, p) if i.milestone else None,
+            "assignees": [], "assignee": None, "author": self.user(i.author),
+            "type": i.issue_type.upper(), "issue_type": i.issue_type,
+            "user_notes_count": 0, "merge_requests_count": 0, "upvotes": 0, "downvotes": 0,
+            "due_date": None, "confidential": False, "discussion_locked": None,
+            "web_url": url, "severity": "UNKNOWN", "moved_to_id": None,
+            "time_stats": {"time_estimate": 0, "total_time_spent": 0,
+                           "human_time_estimate": None, "human_total_time_spent": None},
+            "task_completion_status": {"count": 0, "completed_count": 0}, "has_tasks": False,
+            "references": {"short": f"#{i.iid}", "relative": f"#{i.iid}",
+                           "full": f"{p.path}#{i.iid}"},
+            "_links": {"self": f"{self.base}/api/v4/projects/{p.id}/issues/{i.iid}",
+                       "project": f"{self.base}/api/v4/projects/{p.id}"},
         }
 
     def tag(self, t: Tag, p: Project) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, time
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from bot.people import user_groups
 from bot.policy import (
     BugLimits,
+    BugTracker,
     Freeze,
     MergeBack,
     Notice,
@@ -20,12 +22,15 @@ from bot.policy import (
     Project,
     ReleaseType,
     Reminders,
+    Severity,
+    TrackerScope,
     TypePolicy,
     Weekday,
     Window,
     load_policy,
     parse_policy,
 )
+from emulators.sample import sample_policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "releasebot.example.yml"
 
@@ -123,7 +128,7 @@ def test_example_file_loads() -> None:
 
 def test_example_file_shows_every_key() -> None:
     text = EXAMPLE.read_text()
-    for model in (Policy, Project, TypePolicy, BugLimits, Window, Freeze, Reminders):
+    for model in (Policy, Project, TypePolicy, BugLimits, Window, Freeze, Reminders, BugTracker):
         for name, info in model.model_fields.items():
             key = info.alias or name
             assert re.search(rf"(?<![\w.]){key}:", text), f"{model.__name__}.{key} is not shown"
@@ -284,7 +289,8 @@ BROKEN = [
     pytest.param(
         edited("    checklist:", "    check_list: []\n    checklist:"),
         "releasebot.yml:14: projects.payments.check_list: unknown key 'check_list'; "
-        "allowed keys: checklist, default_branch, deploy_variables, environments, gitlab",
+        "allowed keys: bug_tracker, checklist, default_branch, deploy_variables, environments, "
+        "gitlab",
         id="unknown project key",
     ),
     pytest.param(
@@ -509,3 +515,46 @@ def test_byte_order_mark_is_fine(tmp_path: Path) -> None:
 def test_unsafe_tags_are_refused() -> None:
     message = error_of(SAMPLE + "x: !!python/object/apply:os.system [echo hi]\n")
     assert message.startswith("releasebot.yml:23: invalid YAML: could not determine a constructor")
+
+
+# --- bug trackers ---------------------------------------------------------------------------------
+
+def test_a_bug_tracker_per_project_with_its_defaults() -> None:
+    """GitLab issues by severity label per milestone; ZenTao by severity 1-4, product needed."""
+    policy = sample_policy(projects={
+        "web": {"bug_tracker": {"kind": "gitlab"}},
+        "payments": {"bug_tracker": {"kind": "zentao", "url": "https://z.example/api.php/v1/",
+                                     "product": 3, "build": 12}}})
+    gitlab, zentao = (policy.project(k).bug_tracker for k in ("web", "payments"))
+    assert gitlab is not None and zentao is not None
+    assert gitlab.issue_scope is TrackerScope.MILESTONE
+    assert gitlab.severity_labels == {Severity.A: "severity::A", Severity.B: "severity::B",
+                                      Severity.C: "severity::C"}
+    assert (zentao.url, zentao.product, zentao.build) == ("https://z.example", 3, "12")
+    assert zentao.severities == {1: Severity.A, 2: Severity.B, 3: Severity.C, 4: Severity.C}
+
+
+@pytest.mark.parametrize(("tracker", "message"), [
+    ({"kind": "jira"}, "bug_tracker.kind: unknown bug tracker kind 'jira'; kinds: gitlab, "
+                       "zentao"),
+    ({"kind": "zentao", "product": 1}, "bug_tracker.url: a zentao tracker needs `url`"),
+    ({"kind": "zentao", "url": "https://z"}, "bug_tracker.product: a zentao tracker needs "
+                                             "`product`"),
+    ({"kind": "gitlab", "product": 1}, "bug_tracker.product: is not a key of a gitlab tracker"),
+    ({"kind": "zentao", "url": "https://bot:pw@z", "product": 1},
+     "bug_tracker.url: must not hold an account or password: set ZENTAO_ACCOUNT and "
+     "ZENTAO_PASSWORD instead"),
+    ({"kind": "gitlab", "labels": {"A": "P1", "B": "P2"}},
+     "bug_tracker.labels: needs a label for C too (every severity counts)"),
+    ({"kind": "gitlab", "labels": {"A": "P1", "B": "P1", "C": "P3"}},
+     "bug_tracker.labels: gives two severities the same label"),
+    ({"kind": "zentao", "url": "https://z", "product": 1, "severity_map": {1: "D"}},
+     "bug_tracker.severity_map.1: input should be 'A', 'B' or 'C'"),
+])
+def test_a_bug_tracker_that_cannot_count_is_refused(tracker: dict[str, Any],
+                                                    message: str) -> None:
+    """Each mistake is named with its key; a password in the URL is never echoed."""
+    with pytest.raises(PolicyError) as err:
+        sample_policy(projects={"web": {"bug_tracker": tracker}})
+    assert str(err.value).endswith(f"projects.web.{message}")
+    assert "pw@" not in str(err.value)

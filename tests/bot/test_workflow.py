@@ -89,6 +89,9 @@ EXPECTED: dict[tuple[State, Event], State] = {
     **{(s, event): s for event in (E.PLAN_OK, E.PLAN_CHANGES) for s in
        (S.REQUESTED, S.TESTING, S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.REJECTED)},
     **{(s, E.ARM): s for s in (S.APPROVED, S.SCHEDULED, S.DEPLOYED)},
+    # The bug tracker shows new open bugs before production began: back to testing.
+    **{(s, E.NEW_BUGS): S.TESTING for s in
+       (S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOYED, S.DEPLOY_FAILED)},
 }
 
 ACTOR = {
@@ -329,6 +332,18 @@ def test_cancel_until_production_starts() -> None:
         begun = replace(staged, started_envs=frozenset(envs))
         assert refused(begun, E.CANCEL, Ctx(DEV)) == (
             "A production deploy has started; roll back instead of cancelling.")
+
+
+def test_new_bugs_send_back_to_testing_until_production_starts() -> None:
+    """Only the bot sends a release back for new bugs, and not once production has begun."""
+    envs = ("staging", "production")
+    staged = replace(BASE, state=S.DEPLOYED, environments=envs,
+                     started_envs=frozenset({"staging"}))
+    assert decide(staged, E.NEW_BUGS, Ctx(SYSTEM)) is S.TESTING
+    assert refused(staged, E.NEW_BUGS, Ctx(OPS)) == "Only the bot can do that."
+    begun = replace(staged, state=S.DEPLOY_FAILED, started_envs=frozenset(envs))
+    assert refused(begun, E.NEW_BUGS, Ctx(SYSTEM)) == (
+        "A production deploy has started; roll back instead of cancelling.")
 
 
 def test_only_the_release_manager_abandons_with_a_reason() -> None:

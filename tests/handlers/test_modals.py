@@ -251,9 +251,18 @@ def test_bad_metadata_is_a_value_error(meta: str) -> None:
 
 
 def test_a_good_report() -> None:
-    """A link and counts; an empty count means 0."""
+    """A link and counts; an empty count is not given (0, or the tracker's count)."""
     values = submitted(url="https://ci.example/r/1", A="0", B="2", C="")
-    assert parse_report_view(values) == (("https://ci.example/r/1", {"A": 0, "B": 2, "C": 0}), {})
+    assert parse_report_view(values) == (("https://ci.example/r/1", {"A": 0, "B": 2}), {})
+
+
+def test_with_a_tracker_the_counts_are_optional_and_empty() -> None:
+    """Left empty, each count is the tracker's; the label says so."""
+    modal = build_report_modal(42, 3, "GitLab issues")
+    counts = modal["blocks"][1:]
+    assert [b["optional"] for b in counts] == [True, True, True]
+    assert [b["element"].get("initial_value") for b in counts] == [None, None, None]
+    assert counts[0]["label"]["text"] == "Open A bugs (empty: the count in GitLab issues)"
 
 
 @pytest.mark.parametrize("url", ["", "ci.example/r/1", "ftp://ci.example", "javascript:alert(1)",

@@ -28,6 +28,20 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
     "accept risk": ("ready_for_signoff", "ready_for_signoff",
                     {"reason": "cosmetic only", "failures": ["1 open B bugs (limit 0)"]},
                     "⚠️ <@U0ACTOR> accepted the open bugs as a known risk: cosmetic only."),
+    "new bugs": ("approved", "testing",
+                 {"moment": "deploy", "more": 0, "voided_approvals": 2,
+                  "new": [{"id": "#7", "severity": "B", "title": "Refunds <!here> twice",
+                           "url": "https://gitlab.example/acme/web/-/issues/7"}],
+                  "tracker": {"source": "GitLab issues", "where": "milestone v1.2.0",
+                              "url": "https://gitlab.example/acme/web/-/issues?state=opened",
+                              "read_at": "2026-11-23T06:00:00+00:00",
+                              "counts": {"A": 0, "B": 1, "C": 0}}},
+                 "🐞 New open bugs since the test report, counted in "
+                 "<https://gitlab.example/acme/web/-/issues?state=opened|GitLab issues> "
+                 "(milestone v1.2.0), found before the production deploy: "
+                 "<https://gitlab.example/acme/web/-/issues/7|#7> (B) Refunds &lt;!here&gt; "
+                 "twice. Back to *testing*: it needs a new test report and sign-off; earlier "
+                 "approvals no longer count."),
     "approve": ("ready_for_signoff", "ready_for_signoff",
                 {"role": "tech_director", "comment": "lgtm", "missing": ["test_lead"]},
                 "✅ <@U0ACTOR> approved as tech_director: lgtm. Still waiting for test_lead."),
@@ -164,6 +178,22 @@ def test_broadcast_does_not_change_the_text(event: str) -> None:
 def test_an_empty_detail_still_renders(event: str) -> None:
     """Older rows with less detail still make a line."""
     assert event_text(payload(event, {})).strip()
+
+
+def test_a_report_with_a_tracker_links_its_list() -> None:
+    """Counts a tracker gave say where they were counted, linked."""
+    tracker = {"source": "ZenTao", "where": "product 3", "url": "https://zentao.example/bugs",
+               "counts": {"A": 0, "B": 1, "C": 3}}
+    text = event_text(payload("report", EVENTS["report"][2] | {"tracker": tracker}))
+    assert "A 0 · B 1 · C 3, counted in <https://zentao.example/bugs|ZenTao> (product 3) — " \
+           "does *not* meet" in text
+
+
+def test_an_acceptance_names_the_bugs_it_covers() -> None:
+    """The executive accepts the tracker's bugs by name; later ones are not covered."""
+    detail = {"reason": "merchants unpaid", "bugs": ["#5 (B)", "#9 (B)"]}
+    assert event_text(payload("accept risk", detail)) == (
+        "⚠️ <@U0ACTOR> accepted the open bugs #5 (B), #9 (B) as a known risk: merchants unpaid.")
 
 
 @pytest.mark.parametrize(("event", "key"), [

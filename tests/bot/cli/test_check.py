@@ -23,6 +23,7 @@ from emulators.sample import (
     sample_policy_yaml,
 )
 from emulators.slack import SlackEmulator
+from emulators.zentao import ZenTaoEmulator
 
 
 @pytest.fixture
@@ -295,3 +296,48 @@ async def test_a_renamed_project_warns_with_its_new_path(tmp_path: Path, emus: A
         "WARN  project payments: acme/payments is now acme/billing (id 1, default branch main): "
         "renamed or moved in GitLab; the bot follows the project by its id, but set "
         "`gitlab: acme/billing` in the policy")
+
+
+# --- bug trackers ---------------------------------------------------------------------------------
+
+def tracked_policy(zentao_url: str, **zentao: Any) -> str:
+    """The sample policy with payments' bugs in ZenTao and web's in GitLab issues."""
+    payments = {"kind": "zentao", "url": zentao_url, "product": 1, **zentao}
+    return sample_policy_yaml(projects={"payments": {"bug_tracker": payments},
+                                        "web": {"bug_tracker": {"kind": "gitlab"}}})
+
+
+async def test_trackers_credentials_and_mapping_are_checked(tmp_path: Path, emus: Any) -> None:
+    """Each tracker reads; a missing severity label fails; ZenTao's unmapped severities warn;
+    the password never shows."""
+    async with ZenTaoEmulator() as zentao:
+        zentao.add_product("Payments")
+        zentao.add_bug(1, "Cosmetic", severity=5)
+        env = check_env(tmp_path, *emus, policy=tracked_policy(zentao.url),
+                        ZENTAO_ACCOUNT=zentao.account, ZENTAO_PASSWORD=zentao.password)
+        code, lines = await checked(env)
+        assert code == 1
+        web = line_for(lines, "web bug tracker")
+        assert web == ("FAIL  web bug tracker: acme/web has no label severity::A, severity::B, "
+                       "severity::C: issues can't carry that severity, so none would be counted; "
+                       "create it in Manage > Labels or change bug_tracker.labels")
+        assert line_for(lines, "payments bug tracker") == (
+            f"ok    payments bug tracker: ZenTao at {zentao.url} as releasebot: product 1 "
+            "(Payments); severity 1 = A, 2 = B, 3 = C, 4 = C")
+        assert line_for(lines, "payments severities") == (
+            "WARN  payments severities: ZenTao has active bugs no go-live severity counts (1 of "
+            "severity 5); add their severity to bug_tracker.severity_map")
+        for sev in "ABC":
+            emus[1].add_label("acme/web", f"severity::{sev}")
+        code, lines = await checked({**env, "ZENTAO_PASSWORD": "not-the-password"})
+        assert line_for(lines, "web bug tracker").startswith(
+            "ok    web bug tracker: GitLab issues of acme/web: open issues of the milestone "
+            "named as the release's version; severity::A = A")
+        assert line_for(lines, "payments bug tracker").startswith(
+            f"FAIL  payments bug tracker: ZenTao at {zentao.url}: ZenTao refused the bot's "
+            "account (ZENTAO_ACCOUNT, ZENTAO_PASSWORD)")
+        assert not any("not-the-password" in line or zentao.password in line for line in lines)
+        del env["ZENTAO_PASSWORD"]
+        _, lines = await checked(env)
+        assert "ZENTAO_ACCOUNT and ZENTAO_PASSWORD are not set" in line_for(
+            lines, "payments bug tracker")

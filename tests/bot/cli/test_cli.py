@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from emulators.gitlab import GitLabEmulator
-from emulators.sample import SAMPLE_POLICY_YAML
+from emulators.sample import SAMPLE_POLICY_YAML, sample_policy_yaml
 from emulators.slack import SlackEmulator
 from emulators.slack_driver import SlackDriver
 from tests.scenario.harness import wait_for
@@ -64,6 +64,20 @@ def test_bad_policy_file_names_file_line_and_reason(tmp_path: Path) -> None:
     result = releasebot("serve", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"releasebot: {bad}:6: roles.test_lead.0: 'banana'")
+
+
+def test_serve_needs_zentaos_account_when_the_policy_counts_bugs_there(tmp_path: Path) -> None:
+    """A ZenTao bug tracker without ZENTAO_ACCOUNT/ZENTAO_PASSWORD: one line, no start."""
+    tracked = tmp_path / "policy.yml"
+    tracked.write_text(sample_policy_yaml(projects={"web": {"bug_tracker": {
+        "kind": "zentao", "url": "https://zentao.example", "product": 1}}}))
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
+           "RELEASEBOT_CONFIG": str(tracked), "ZENTAO_ACCOUNT": "releasebot"}
+    result = releasebot("serve", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "releasebot: ZENTAO_PASSWORD is not set: a ZenTao bug tracker in the policy is read "
+        "with this password; set it in the environment or in .env")
 
 
 def test_migrate_creates_the_schema(tmp_path: Path) -> None:

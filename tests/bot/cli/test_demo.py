@@ -67,6 +67,10 @@ def test_demo_runs_its_releases_and_prints_the_channel(tmp_path: Path) -> None:
     assert "[also sent to #releases]" in second
     assert "👀 Observing" in third and "campaign release" in third
     assert "armed by Olga (release manager) at" in third
+    assert in_order(third, "Open bugs A 0 · B 0 · C 1 in GitLab issues (milestone v1.1.0), read",
+                    "A 0 · B 1 · C 1, counted in GitLab issues (milestone v1.1.0) — does not "
+                    "meet the go-live standard", "A 0 · B 0 · C 1, counted in GitLab issues "
+                    "(milestone v1.1.0) — meets the go-live standard")
     assert in_order(third, "All sign-offs are in: scheduled",
                     "Olga (release manager) armed the scheduled deploy: it goes on its own at",
                     "ReleaseBot started the deploy", "Deployed `v1.1.0`")

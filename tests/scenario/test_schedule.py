@@ -5,16 +5,37 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from bot.app import DEPS
 from bot.policy import Policy
 from emulators.gitlab import variable
 from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
+from storage import queries as q
 from tests.fixtures import ShiftClock
 from tests.scenario.harness import Harness, readable, running_app, wait_for
 from tests.scenario.test_gitlab_flow import state
 
 NOON = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # Monday noon in Shanghai
 EIGHT_PM = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 20:00 in Shanghai
+
+
+async def started(h: Harness, rid: int, pipelines: int) -> None:
+    """Wait until the scheduler's deploy has its pipeline in GitLab and on record in the bot.
+
+    GitLab has the pipeline a moment before the bot's own transaction records it; a poll in
+    between would find nothing of the bot's to follow.
+    """
+    async def recorded() -> bool:
+        async with h.app[DEPS].sessions() as session:
+            runs = [d for d in await q.deployments_of(session, rid) if d.pipeline_id]
+        return len(runs) == pipelines
+
+    await wait_for(lambda: len(h.gitlab.pipelines) == pipelines, 10)
+    for _ in range(500):
+        if await recorded():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"REL-{rid}'s pipeline {pipelines} was never recorded")
 
 
 async def scheduled_campaign(h: Harness) -> None:
@@ -51,7 +72,7 @@ async def test_campaign_deploys_itself_at_its_time(db_url: str, policy: Policy) 
             "Armed: REL-1 deploys on its own at 2026-11-23 20:00 CST.")
         assert "_scheduled_ · armed" in await h.says(DEV, "calendar")
         clock.jump_to(EIGHT_PM)
-        await wait_for(lambda: h.pipeline_of(1) is not None, 10)
+        await started(h, 1, 1)
         pipeline = h.pipeline_of(1)
         assert pipeline.ref == "release/REL-1"
         assert pipeline.sha == h.gitlab.resolve(h.gitlab.project(pipeline.project.id),
@@ -87,7 +108,7 @@ async def test_unarmed_it_waits_and_asks_then_armed_it_goes_and_waits_for_accept
 
         answer = await h.click(OPS, ActionId.ARM, channel=h.slack.dm_channel(OPS))
         assert answer.startswith("Armed: REL-1 deploys on its own at 2026-11-23 20:00 CST.")
-        await wait_for(lambda: h.pipeline_of(1) is not None, 10)
+        await started(h, 1, 1)
         await h.settle()
         assert any("armed the scheduled deploy: it goes on its own at 2026-11-23 20:00 CST."
                    in t for t in h.thread(1))
@@ -99,6 +120,6 @@ async def test_unarmed_it_waits_and_asks_then_armed_it_goes_and_waits_for_accept
         assert pipelines(h) == ["staging"] and await state(h, 1) == "deployed"
         assert "accepted there" in await h.says(OPS, "deploy REL-1")
         await h.says(TESTER, "verify REL-1 pass")
-        await wait_for(lambda: len(h.gitlab.pipelines) == 2, 10)
+        await started(h, 1, 2)
         await h.settle()
         assert pipelines(h) == ["staging", "production"]

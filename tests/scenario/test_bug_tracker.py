@@ -18,6 +18,7 @@ from emulators.zentao import ZenTaoEmulator
 from handlers.blocks import ActionId
 from storage import queries as q
 from storage.models import Approval, AuditEntry, OutboxMessage, TestReport
+from tests.fixtures import EMERGENCY
 from tests.scenario.harness import Harness, emulators, readable, running_app
 from tests.scenario.test_gitlab_flow import state
 
@@ -130,8 +131,9 @@ def tracked(db_url: str, bugs: Bugs, **types: Any) -> Any:
 
 async def requested(h: Harness, kind: str = "standard") -> int:
     """web v1.1.0, version 1.2.0 (GitLab's milestone)."""
+    ground = f" {EMERGENCY}" if kind == "emergency" else ""
     answer = await h.says(DEV, f"request web v1.1.0 Faster checkout --version 1.2.0 "
-                               f"--type {kind}")
+                               f"--type {kind}{ground}")
     return int(answer.split("REL-")[1].split(".")[0])
 
 
@@ -267,6 +269,7 @@ async def test_an_executives_acceptance_covers_only_the_bugs_it_named(db_url: st
         await h.settle()
         assert f"accepted the open bugs {known} (B) as a known risk" in h.thread(rid)[-1]
         await h.says(DIRECTOR, f"approve REL-{rid}")
+        await h.says(LEAD, f"approve REL-{rid}")
         assert await h.app[BUGS].poll_once() == 0  # the accepted bug alone changes nothing
         assert await state(h, rid) == "ready_for_signoff"
         new = bugs.open("B", "Payout sent twice")

@@ -167,7 +167,7 @@ def notes_text(view: ReleaseView) -> str:
         notes.append(f"↩️ Nothing ran in {escape(view.environments[-1])} before this release as "
                      "far as ReleaseBot and GitLab know: a rollback is by hand, following the "
                      "go-live plan's rollback steps")
-    if view.state is State.READY_FOR_SIGNOFF and (missing := missing_labels(rel)):
+    if view.state is State.READY_FOR_SIGNOFF and (missing := missing_labels(rel, view.components)):
         notes.append(f"🔀 {escape(merge_back_sentence(rel.rel_id, missing))}")
     if rel.newer_commits and view.pin:
         many = "commit that is" if rel.newer_commits == 1 else "commits that are"
@@ -227,7 +227,7 @@ def deploy_button(view: ReleaseView) -> list[Block]:
         return []
     env = view.next_env or view.environments[-1]
     return [button(f"Deploy to {env}", ActionId.DEPLOY, button_value(view), "primary", confirm(
-        "Deploy?", f"Start the {env} deploy pipeline for {view.release.rel_id}?", "Deploy"))]
+        "Deploy?", f"Start the {escape(env)} deploy pipeline for {view.release.rel_id}?", "Deploy"))]
 
 
 def verify_buttons(view: ReleaseView) -> list[Block]:

@@ -34,7 +34,7 @@ class Sub:
 
 _QUOTES = str.maketrans({"“": '"', "”": '"', "\u00a0": " "})
 MAX_COMMAND = 4000  # Slack's own limit for slash command text is about this
-_OPTIONS = {"--type": "type", "--at": "at", "--version": "version"}
+_OPTIONS = {"--type": "type", "--at": "at", "--version": "version", "--order": "order"}
 
 
 @dataclass(frozen=True)

@@ -220,15 +220,17 @@ async def continue_train(session: AsyncSession, deps: Deps, release: Release,
     comps = {c.project: c for c in await q.components_of(session, release)}
     comp, env = comps[waiting[0]], done.environment
     actor = Actor(done.started_by)
+    train = train_of(list(comps), deps.policy)
     try:
-        production = train_of(list(comps), deps.policy).environments[-1]
+        production = train.environments[-1]
         await _environment_free(session, deps, release, comp.project, env, production)
         before = running(await q.live_deployment(session, comp.project, env))
         return await _deploy_component(session, deps, release, comp, env, actor,
                                        await q.deployments_of(session, release.id), before)
     except Refused as exc:
         detail = {"environment": env, "component": comp.project, "ref": comp.ref,
-                  "train": True, "error": exc.sentence}
+                  "train": True, "error": exc.sentence,
+                  **await _stopped(session, release, train, env, comp.project)}
         await step(session, deps, release, Event.DEPLOY_FAILED,
                    Ctx(SYSTEM, environment=env), detail_of(detail))
         return None
@@ -441,6 +443,8 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
     waiting, undo = await _what_follows(session, release, dep, train)
     if len(comps) > 1:
         detail["train"] = True
+        if dep.status != "success" and not dep.rollback:
+            detail |= await _stopped(session, release, train, dep.environment, dep.project)
     if nxt := (waiting[0] if waiting else undo[0].project if undo else None):
         detail["next"] = nxt
     out = await step(session, deps, release, _result_event(dep, status),
@@ -457,6 +461,16 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
         # Testers verify online as soon as production runs it; reminders follow as before.
         notify(session, deps, release, "verify_now", roles=["tester"])
     return replace(out, follow_up=follow_up)
+
+
+async def _stopped(session: AsyncSession, release: Release, train: Train, env: str,
+                   project: str) -> dict[str, list[str]]:
+    """A train stopped at `project`: the components that did not deploy after it, and what a
+    rollback would undo, in its order."""
+    deployments = await q.deployments_of(session, release.id)
+    waiting = train.waiting(deployments, release.revision, env)
+    return {"stopped": [p for p in waiting if p != project],
+            "undo": [d.project for d in rollback_targets(deployments, train.projects)]}
 
 
 async def _what_follows(session: AsyncSession, release: Release, dep: Deployment,
@@ -562,10 +576,12 @@ async def abandon_deploy(deps: Deps, *, deployment_id: int, actor: Actor, reason
             dep.status, dep.finished_at = "canceled", deps.clock()
             await q.release_deploy_lock(session, project=dep.project,
                                         environment=dep.environment, release_id=rel.id)
-            return {"environment": dep.environment, "rollback": dep.rollback,
-                    "pipeline": dep.pipeline_id, "url": dep.pipeline_url, "tag": dep.ref,
-                    "sha": dep.sha, "reason": reason.strip(), "gitlab_status": gitlab_status,
-                    "deployment": dep.id}
+            train = len(await q.components_of(session, rel)) > 1
+            return {"environment": dep.environment, "component": dep.project,
+                    "rollback": dep.rollback, "pipeline": dep.pipeline_id,
+                    "url": dep.pipeline_url, "tag": dep.ref, "sha": dep.sha,
+                    "reason": reason.strip(), "gitlab_status": gitlab_status,
+                    "deployment": dep.id, **({"train": True} if train else {})}
 
         ctx = Ctx(actor, reason=reason, environment=dep.environment, revision=revision)
         return await step(session, deps, release, Event.ABANDON, ctx, apply)

@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.plan import missing as plan_missing
 from bot.policy import ChecklistItem, Policy, ReleaseType, TypePolicy, checklist_of
-from bot.trains import Train, train_of
+from bot.trains import Train, rollback_targets, train_of
 from bot.transition import is_armed
 from bot.workflow import (
     Actor,
@@ -109,6 +109,28 @@ class ReleaseView:
         projects = tuple(c.project for c in self.components) or (self.release.project,)
         return Train(projects, {p: tuple(self.component_envs.get(p, self.environments))
                                 for p in projects})
+
+    @property
+    def rollback_order(self) -> list[str]:
+        """The components a rollback would undo now, in the order it undoes them."""
+        return [d.project for d in rollback_targets(self.deployments, self.train.projects)]
+
+    def cell(self, project: str, env: str) -> str | None:
+        """Where one component stands in one environment in this revision: None (not going
+        there), "waiting", "deploying", "deployed", "failed", "rolling back", "rolled back" or
+        "rollback failed"."""
+        if env not in self.train.envs.get(project, ()):
+            return None
+        mine = [d for d in self.deployments if d.project == project and d.environment == env
+                and d.revision == self.release.revision]
+        if not mine:
+            return "waiting"
+        last = mine[-1]
+        if last.status in ("pending", "running"):
+            return "rolling back" if last.rollback else "deploying"
+        if last.status == "success":
+            return "rolled back" if last.rollback else "deployed"
+        return "rollback failed" if last.rollback else "failed"
 
     @property
     def done_envs(self) -> list[str]:

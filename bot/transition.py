@@ -540,6 +540,8 @@ async def close_detail(session: AsyncSession, deps: Deps, release: Release) -> d
     detail: dict[str, Any] = {"project": release.project, "ref": release.ref,
                               "title": release.title,
                               "remaining": await remaining_issues(session, deps, release)}
+    if len(comps := await q.components_of(session, release)) > 1:
+        detail["components"] = [{"project": c.project, "ref": c.ref} for c in comps]
     if impact := release.plan.get(PlanField.IMPACT):  # the go-live plan's impact scope
         detail["impact"] = impact
     return detail

@@ -241,8 +241,11 @@ async def _publish(rt: Runtime, release_id: int, user: str) -> Reply:
     """Publish the notes as a GitLab Release (tags only; release manager)."""
     published = await publish_notes(rt.deps, rt.deployer, release_id=release_id,
                                     actor=await rt.directory.actor(user))
-    return (f"Published {escape(published.ref)} as a GitLab release: "
-            f"<{safe_url(published.url)}>")
+    if len(published) == 1:
+        return (f"Published {escape(published[0].ref)} as a GitLab release: "
+                f"<{safe_url(published[0].url)}>")
+    return "Published as GitLab releases: " + ", ".join(
+        f"{escape(p.project)} {escape(p.ref)} <{safe_url(p.url)}>" for p in published)
 
 
 async def _plan(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:

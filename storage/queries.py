@@ -136,6 +136,14 @@ async def audit_of(session: AsyncSession, release_id: int,
     return list(reversed(newest))
 
 
+async def release_projects(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    """The (first) project of each release, by id."""
+    if not ids:
+        return {}
+    stmt = select(Release.id, Release.project).where(col(Release.id).in_(ids))
+    return {rid: project for rid, project in (await session.exec(stmt)).all()}
+
+
 async def audit_page(session: AsyncSession, *, after_id: int, since: datetime | None,
                      limit: int) -> Sequence[AuditEntry]:
     """The next page of the whole audit trail in id order (keyset paging: no OFFSET rescans)."""

@@ -216,7 +216,8 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
     type_policy = deps.policy.type_policy(ReleaseType(new.type))
     first = State.REQUESTED if type_policy.require_test_report else State.READY_FOR_SIGNOFF
     refs = dict(new.parts)
-    parts = [(p, refs[p]) for p in deploy_order(list(refs), new.order, deps.policy)]
+    parts = [(p, refs[p]) for p in deploy_order(list(refs), new.order,
+                                                deps.policy.dependencies)]
     if len(parts) > 1:
         await _refs_exist(deps, parts)
     lead_project, lead_ref = parts[0]

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from bot.graph import before, find_cycle, ordered
+from bot.graph import Graph, before, find_cycle, ordered
 from bot.policy import Policy
 from storage.models import Deployment
 
@@ -38,7 +38,7 @@ def repeated(projects: Sequence[str]) -> str | None:
     return next((p for i, p in enumerate(projects) if p in projects[:i]), None)
 
 
-def order_problem(projects: Sequence[str], order: Sequence[str], policy: Policy) -> str | None:
+def order_problem(projects: Sequence[str], order: Sequence[str], depends: Graph) -> str | None:
     """Why `--order` can't be followed: it names a stranger or a project twice, or contradicts
     `depends_on` (it may only add to that order)."""
     if twice := repeated(order):
@@ -48,19 +48,19 @@ def order_problem(projects: Sequence[str], order: Sequence[str], policy: Policy)
                 f"({', '.join(projects)}).")
     for i, first in enumerate(order):
         for later in order[i + 1:]:
-            if later in before(policy.dependencies, first):
+            if later in before(depends, first):
                 return (f"--order {','.join(order)} contradicts depends_on: {first} depends on "
                         f"{later}, so {later} deploys first.")
     return None
 
 
-def deploy_order(projects: Sequence[str], order: Sequence[str], policy: Policy) -> list[str]:
+def deploy_order(projects: Sequence[str], order: Sequence[str], depends: Graph) -> list[str]:
     """The projects in the order a train deploys them: after what they depend on (directly or
     through projects outside the train), then as `--order` tightens it, else as typed.
 
     ValueError names a cycle, should the combined order go round in a circle.
     """
-    graph: dict[str, set[str]] = {p: before(policy.dependencies, p) & set(projects)
+    graph: dict[str, set[str]] = {p: before(depends, p) & set(projects) - {p}
                                   for p in projects}
     for first, then in pairwise(order):
         graph[then].add(first)
@@ -119,11 +119,11 @@ def train_problems(parts: Sequence[tuple[str, str]], order: Sequence[str],
         train_environments(projects, policy)
     except ValueError as exc:
         problems["components"] = str(exc)
-    if order and (sentence := order_problem(projects, order, policy)):
+    if order and (sentence := order_problem(projects, order, policy.dependencies)):
         problems["order"] = sentence
     elif not problems:
         try:
-            deploy_order(projects, order, policy)
+            deploy_order(projects, order, policy.dependencies)
         except ValueError as exc:
             problems["order"] = str(exc)
     return problems

@@ -537,7 +537,9 @@ async def report_stuck(deps: Deps, *, deployment_id: int, stuck: Stuck) -> bool:
                 session, release.id, stuck_key(dep, stuck.kind), now=deps.clock(),
                 every=STUCK_ONCE):
             return False
+        train = len(await q.components_of(session, release)) > 1
         notify(session, deps, release, "stuck", roles=["release_manager"], thread=True,
+               component=dep.project if train else None,
                environment=dep.environment, rollback=dep.rollback, pipeline=dep.pipeline_id,
                url=dep.pipeline_url, kind=stuck.kind, status=stuck.status,
                minutes=stuck.minutes, job=stuck.job, stage=stuck.stage)
@@ -669,7 +671,10 @@ class Deployer:
         except LiveUnknown as need:  # only GitLab can tell whether there is a way back
             found = {p: await self._gitlab_live(p, need.environment) for p in need.projects}
             start = await start_deploy(self.deps, **args, gitlab_live=GitLabLive(found))
-        return await self.launch(start.deployment)
+        out = await self.launch(start.deployment)
+        if after := start.outcome.detail.get("components", [])[1:]:  # for the answer only
+            return replace(out, detail={**out.detail, "then": after})
+        return out
 
     async def rollback(self, *, release_id: int, actor: Actor, reason: str = "",
                        revision: int | None = None) -> Outcome:

@@ -82,10 +82,13 @@ def _then(d: Payload) -> str:
 
 def _deploy(p: Payload, d: Payload) -> str:
     env = escape(str(d.get("environment")))
-    if d.get("train"):
+    if d.get("train") and len(d.get("components") or ()) > 1:
         order = _names(d.get("components"))
         return (f"🚀 {mention(p['actor'])} started the deploy to {env}, one pipeline at a "
                 f"time: {order} (first {_of(d)}{_version(d)}).")
+    if d.get("train"):
+        return (f"🚀 {mention(p['actor'])} started the deploy of {_of(d)}{_version(d)} to "
+                f"{env}, the only project of the train still to go there.")
     return f"🚀 {mention(p['actor'])} started the deploy of {_version(d)} to {env}."
 
 
@@ -305,7 +308,8 @@ def _stuck(rid: str, d: Payload) -> str:
     pipeline = _link(d.get("url"), f"pipeline #{d.get('pipeline')}")
     unblock = "Start the job in GitLab, or" if d.get("kind") in ("manual", "scheduled") else (
         "Look at it in GitLab, or")
-    return (f"⏳ The {escape(str(d.get('environment')))} {what} of {rid} is stuck: "
+    of = f"{escape(str(d['component']))} in " if d.get("component") else ""
+    return (f"⏳ The {escape(str(d.get('environment')))} {what} of {of}{rid} is stuck: "
             f"{_stuck_reason(d)} ({pipeline}). {unblock} give it up with "
             f"`/release abandon {rid} {escape('<reason>')}` (or Abandon on the card).")
 

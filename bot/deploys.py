@@ -165,8 +165,9 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
         dest = traced_decide(deps, release, facts, Event.DEPLOY, Ctx(actor, environment=env))
         if unknown and gitlab_live is None and not facts.rollback_steps:
             raise LiveUnknown(unknown, env)  # the rest allows it: now ask GitLab
-        for project in waiting:
+        for project in waiting:  # the train starts only when every project of it may go
             await _environment_free(session, deps, release, project, env, facts.production)
+            await _not_busy(session, release, project, env)
         comp = next(c for c in comps if c.project == waiting[0])
         dep = await _deploy_component(session, deps, release, comp, env, actor, deployments,
                                       before[comp.project])
@@ -179,6 +180,13 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
         return DeployStart(outcome, dep)
 
     return await run_in_transaction(deps, work)
+
+
+async def _not_busy(session: AsyncSession, release: Release, project: str, env: str) -> None:
+    """Refuse while another release's pipeline holds the project's environment."""
+    holder = await q.deploy_lock_holder(session, project=project, environment=env)
+    if holder is not None and holder != release.id:
+        raise Refused(f"{project} {env} is busy: REL-{holder} is deploying.")
 
 
 async def _live(session: AsyncSession, project: str, env: str,

@@ -220,6 +220,13 @@ async def take_deploy_lock(session: AsyncSession, *, project: str, environment: 
     return lock
 
 
+async def deploy_lock_holder(session: AsyncSession, *, project: str,
+                             environment: str) -> int | None:
+    """The release whose pipeline holds this project's environment now, if any."""
+    held = await session.get(DeployLock, (project, environment))
+    return held.release_id if held is not None else None
+
+
 async def release_deploy_lock(session: AsyncSession, *, project: str, environment: str,
                               release_id: int) -> None:
     """Let the next deploy of this project's environment go."""

@@ -16,6 +16,7 @@ from storage import queries as q
 from tests.fixtures import THREE_PROJECTS
 from tests.scenario.harness import Harness, emulators, readable, running_app
 from tests.scenario.test_gitlab_flow import broadcasts, state
+from tests.scenario.test_merge_back import HOTFIX, ship_hotfix
 from tests.scenario.test_slack_flow import select, submit_modal, text_values
 
 TRAIN = "payments@v2.0.0 web@v2.0.0 ledger@v2.0.0"
@@ -301,3 +302,22 @@ async def test_release_notes_of_each_component_in_one_message(db_url: str,
         assert "Add payout webhooks" in notes[payments:web]
         assert "Update footer links" in notes[web:]
         assert notes.count("Known issues") == 1
+
+
+async def test_each_component_must_contain_its_projects_shipped_hotfixes(
+        db_url: str, policy: Policy) -> None:
+    """A hotfix shipped to web holds a train's sign-off while web's pinned commit lacks it,
+    named; merged, and the train given web's new commit, it signs off."""
+    async with running_app(db_url, policy) as h:
+        fix, sha = await ship_hotfix(h)
+        rid = await filed(h, "payments@main web@main Loyalty points")
+        await h.says(TESTER, f"report REL-{rid} https://ci/r/{rid}")
+        refusal = (f"REL-{rid} does not contain hotfix REL-{fix} (`{HOTFIX}` @ {sha[:7]}): "
+                   "merge it back first.")
+        assert await h.says(DIRECTOR, f"approve REL-{rid}") == refusal
+        h.gitlab.merge("acme/web", HOTFIX, "main")
+        await h.says(DEV, f"ref REL-{rid} web@main")
+        await h.says(TESTER, f"report REL-{rid} https://ci/r/{rid}b")
+        assert f"You approved REL-{rid}" in await h.says(DIRECTOR, f"approve REL-{rid}")
+        assert f"You approved REL-{rid}" in await h.says(LEAD, f"approve REL-{rid}")
+        assert await state(h, rid) == "approved"

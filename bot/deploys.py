@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +14,7 @@ from bot import bugs
 from bot.gitlab import FINAL, WAITING, GitLabClient, GitLabError, Pipeline
 from bot.releases import clean_text
 from bot.trackers import BugCount
+from bot.trains import Train, rollback_targets, train_of
 from bot.transition import (
     Apply,
     Deps,
@@ -25,9 +26,7 @@ from bot.transition import (
     load_facts,
     locked,
     notify,
-    reached_envs,
     record,
-    rollback_target,
     run_in_transaction,
     step,
     traced_decide,
@@ -47,7 +46,7 @@ from bot.workflow import (
     verdict_event,
 )
 from storage import queries as q
-from storage.models import Deployment, Release
+from storage.models import Deployment, Release, ReleaseComponent
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +92,15 @@ def release_tag(deps: Deps, release_id: int) -> str:
     return f"{deps.policy.tag_prefix}REL-{release_id}"
 
 
-def ship_tag(deps: Deps, release: Release, deployments: Sequence[Deployment]) -> str:
-    """The tag this revision ships on: the release's own, unless an earlier revision shipped
-    another commit under it (a new ref after a failed acceptance); then one of its own, so that
-    every tag keeps naming exactly the commit it shipped, for rollback."""
+def ship_tag(deps: Deps, release: Release, comp: ReleaseComponent,
+             deployments: Sequence[Deployment]) -> str:
+    """The tag this revision of a component ships on: the release's own, unless an earlier
+    revision shipped another commit of the project under it (a new ref after a failed
+    acceptance); then one of its own, so that every tag keeps naming exactly the commit it
+    shipped, for rollback."""
     tag = release_tag(deps, release.id)
-    taken = any(d.ref == tag and d.sha != release.pinned_sha for d in deployments
-                if not d.rollback)
+    taken = any(d.ref == tag and d.sha != comp.pinned_sha for d in deployments
+                if not d.rollback and d.project == comp.project)
     return f"{tag}-r{release.revision}" if taken else tag
 
 
@@ -108,17 +109,18 @@ def running(dep: Deployment | None) -> Shipped | None:
     return None if dep is None else Shipped(dep.ref, dep.sha, dep.runs_release_id)
 
 
-async def _hold(session: AsyncSession, deps: Deps, release: Release, env: str, actor: Actor,
-                *, rollback: bool, ships: Shipped, before: Shipped | None) -> Deployment:
-    """Take the environment's deploy lock and write the deployment row."""
-    lock = await q.take_deploy_lock(session, project=release.project, environment=env,
+async def _hold(session: AsyncSession, deps: Deps, release: Release, project: str, env: str,
+                actor: Actor, *, rollback: bool, ships: Shipped,
+                before: Shipped | None) -> Deployment:
+    """Take the component's environment's deploy lock and write the deployment row."""
+    lock = await q.take_deploy_lock(session, project=project, environment=env,
                                     release_id=release.id, holder=actor.user)
     if lock.release_id != release.id:
-        raise Refused(f"{release.project} {env} is busy: REL-{lock.release_id} is deploying.")
+        raise Refused(f"{project} {env} is busy: REL-{lock.release_id} is deploying.")
     before = before or Shipped(None)
     return await q.add_deployment(
-        session, release=release, environment=env, rollback=rollback, started_by=actor.user,
-        at=deps.clock(), ref=ships.ref or release.ref, sha=ships.sha,
+        session, release=release, project=project, environment=env, rollback=rollback,
+        started_by=actor.user, at=deps.clock(), ref=ships.ref or release.ref, sha=ships.sha,
         runs_release_id=ships.release_id, previous_ref=before.ref, previous_sha=before.sha,
         previous_release_id=before.release_id)
 
@@ -126,27 +128,29 @@ async def _hold(session: AsyncSession, deps: Deps, release: Release, env: str, a
 class LiveUnknown(Exception):
     """A production deploy with no rollback steps: ask GitLab what runs there, then decide."""
 
-    def __init__(self, project: str, environment: str) -> None:
-        super().__init__(f"{project} {environment}")
-        self.project, self.environment = project, environment
+    def __init__(self, projects: list[str], environment: str) -> None:
+        super().__init__(f"{', '.join(projects)} {environment}")
+        self.projects, self.environment = projects, environment
 
 
 @dataclass(frozen=True)
 class GitLabLive:
-    """What GitLab's environment record says runs there (`found` None: nothing)."""
+    """What GitLab's environment records say runs there, by project (None: nothing)."""
 
-    found: Shipped | None
+    found: Mapping[str, Shipped | None]
 
 
 async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
                        environment: str | None = None, revision: int | None = None,
                        gitlab_live: GitLabLive | None = None,
                        recount: BugCount | None = None) -> DeployStart:
-    """Commit to deploying the release's current ref to one environment.
+    """Commit to deploying the release to one environment: its first component still to go
+    there; the others follow one at a time as each succeeds (`continue_train`).
 
-    Production needs a way back: a version known to run there before (the bot's record, else
-    GitLab's, passed in as `gitlab_live` once asked), or rollback steps in the plan. A tracked
-    release needs its bugs counted again (`recount`, once asked) before production.
+    Each of them must find its environment free, and production needs a way back for each: a
+    version known to run there before (the bot's record, else GitLab's, passed in as
+    `gitlab_live` once asked), or rollback steps in the plan. A tracked release needs its bugs
+    counted again (`recount`, once asked) before production.
     """
 
     async def work(session: AsyncSession) -> DeployStart:
@@ -155,96 +159,196 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
         facts = await load_facts(session, deps, release,
                                  reads_for(Event.DEPLOY, State(release.state)))
         env = environment or next_environment(facts)
-        before = running(await q.live_deployment(session, release.project, env))
-        if before is None and gitlab_live is not None:
-            before = gitlab_live.found
-        unknown = env == facts.production and before is None
+        comps = await q.components_of(session, release)
+        train = train_of([c.project for c in comps], deps.policy)
+        deployments = await q.deployments_of(session, release.id)
+        waiting = train.waiting(deployments, release.revision, env)
+        before = {p: await _live(session, p, env, gitlab_live) for p in waiting}
+        unknown = [p for p in waiting if env == facts.production and before[p] is None]
         facts = replace(facts, previous_known=not (unknown and gitlab_live is not None))
         dest = traced_decide(deps, release, facts, Event.DEPLOY, Ctx(actor, environment=env))
         if unknown and gitlab_live is None and not facts.rollback_steps:
-            raise LiveUnknown(release.project, env)  # the rest allows it: now ask GitLab
+            raise LiveUnknown(unknown, env)  # the rest allows it: now ask GitLab
         if env == facts.production:
             bugs.gate(session, deps, release, recount, "deploy")
-        await _environment_free(session, release, env, facts.production)
-        tag = ship_tag(deps, release, await q.deployments_of(session, release.id))
-        ships = Shipped(tag, release.pinned_sha, release.id)
-        dep = await _hold(session, deps, release, env, actor, rollback=False, ships=ships,
-                          before=before)
-        outcome = await record(session, deps, release, Event.DEPLOY, actor, dest, {
-            "environment": env, "ref": release.ref, "sha": release.pinned_sha, "tag": dep.ref,
-            "previous_ref": dep.previous_ref, "previous_sha": dep.previous_sha,
-            "deployment": dep.id})
+        for project in waiting:  # the train starts only when every project of it may go
+            await _environment_free(session, deps, release, project, env, facts.production)
+            await _not_busy(session, release, project, env)
+        comp = next(c for c in comps if c.project == waiting[0])
+        dep = await _deploy_component(session, deps, release, comp, env, actor, deployments,
+                                      before[comp.project])
+        detail = {"environment": env, **_component_detail(dep, comp, len(comps) > 1),
+                  "previous_ref": dep.previous_ref, "previous_sha": dep.previous_sha,
+                  "deployment": dep.id}
+        if len(comps) > 1:
+            detail["components"] = list(waiting)
+        outcome = await record(session, deps, release, Event.DEPLOY, actor, dest, detail)
         return DeployStart(outcome, dep)
 
     return await run_in_transaction(deps, work)
 
 
+async def _not_busy(session: AsyncSession, release: Release, project: str, env: str) -> None:
+    """Refuse while another release's pipeline holds the project's environment."""
+    holder = await q.deploy_lock_holder(session, project=project, environment=env)
+    if holder is not None and holder != release.id:
+        raise Refused(f"{project} {env} is busy: REL-{holder} is deploying.")
+
+
+async def _live(session: AsyncSession, project: str, env: str,
+                gitlab_live: GitLabLive | None) -> Shipped | None:
+    """What runs in a project's environment: the bot's record, else GitLab's once asked."""
+    found = running(await q.live_deployment(session, project, env))
+    if found is None and gitlab_live is not None:
+        return gitlab_live.found.get(project)
+    return found
+
+
+def _component_detail(dep: Deployment, comp: ReleaseComponent, train: bool) -> dict[str, Any]:
+    """How a deploy row names what it ships: the component, its ref, commit and tag."""
+    detail: dict[str, Any] = {"component": comp.project, "ref": comp.ref, "sha": dep.sha,
+                              "tag": dep.ref}
+    if train:
+        detail["train"] = True  # thread lines name the component
+    return detail
+
+
+async def _deploy_component(session: AsyncSession, deps: Deps, release: Release,
+                            comp: ReleaseComponent, env: str, actor: Actor,
+                            deployments: Sequence[Deployment],
+                            before: Shipped | None) -> Deployment:
+    """Hold one component's environment and record its deploy on its own tag."""
+    tag = ship_tag(deps, release, comp, deployments)
+    ships = Shipped(tag, comp.pinned_sha, release.id)
+    return await _hold(session, deps, release, comp.project, env, actor, rollback=False,
+                       ships=ships, before=before)
+
+
+async def continue_train(session: AsyncSession, deps: Deps, release: Release,
+                         done: Deployment, waiting: Sequence[str]) -> Deployment | None:
+    """After a component deployed, commit to the next one in that environment.
+
+    The train stops, as a failed deploy naming the component, when its environment is held
+    or reserved by another release now.
+    """
+    comps = {c.project: c for c in await q.components_of(session, release)}
+    comp, env = comps[waiting[0]], done.environment
+    actor = Actor(done.started_by)
+    train = train_of(list(comps), deps.policy)
+    try:
+        production = train.environments[-1]
+        await _environment_free(session, deps, release, comp.project, env, production)
+        before = running(await q.live_deployment(session, comp.project, env))
+        return await _deploy_component(session, deps, release, comp, env, actor,
+                                       await q.deployments_of(session, release.id), before)
+    except Refused as exc:
+        detail = {"environment": env, "component": comp.project, "ref": comp.ref,
+                  "train": True, "error": exc.sentence,
+                  **await _stopped(session, release, train, env, comp.project)}
+        await step(session, deps, release, Event.DEPLOY_FAILED,
+                   Ctx(SYSTEM, environment=env), detail_of(detail))
+        return None
+
+
 async def start_rollback(deps: Deps, *, release_id: int, actor: Actor, reason: str = "",
                          revision: int | None = None) -> DeployStart:
-    """Commit to redeploying the version that was live before this release."""
+    """Commit to redeploying what was live before this release: in the environment it last
+    deployed to, each component it changed there, last deployed first, one at a time."""
     holder: list[Deployment] = []
 
     async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
-        undo = rollback_target(await q.deployments_of(session, rel.id))
-        if undo is None:  # the can_roll_back guard has already refused this
+        comps = await q.components_of(session, rel)
+        targets = rollback_targets(await q.deployments_of(session, rel.id),
+                                   [c.project for c in comps])
+        if not targets:  # the can_roll_back guard has already refused this
             raise Refused("There is no recorded previous version to roll back to.")
-        await _still_ours(session, rel, undo.environment)
-        back = _rollback_ref(deps, rel, undo)
-        ships = Shipped(back, undo.previous_sha, undo.previous_release_id)
-        dep = await _hold(session, deps, rel, undo.environment, actor, rollback=True,
-                          ships=ships, before=running(undo))
+        dep = await _roll_back(session, deps, rel, targets[0], actor)
         holder[:] = [dep]
-        return {"environment": dep.environment, "ref": undo.previous_ref or back,
-                "sha": undo.previous_sha, "tag": back, "reason": reason.strip(),
-                "deployment": dep.id}
+        detail = {"environment": dep.environment, **_rollback_detail(dep, targets[0]),
+                  "reason": reason.strip(), "deployment": dep.id}
+        if len(comps) > 1:
+            detail |= {"train": True, "components": [t.project for t in targets]}
+        return detail
 
     ctx = Ctx(actor, reason=reason, revision=revision)
     outcome = await transition(deps, release_id, Event.ROLLBACK, ctx, apply)
     return DeployStart(outcome, holder[0])
 
 
-async def _environment_free(session: AsyncSession, release: Release, env: str,
-                            production: str) -> None:
+async def _roll_back(session: AsyncSession, deps: Deps, release: Release, undo: Deployment,
+                     actor: Actor) -> Deployment:
+    """Hold the environment again and record the redeploy of what `undo` replaced."""
+    await _still_ours(session, release, undo.project, undo.environment)
+    back = _rollback_ref(deps, release, undo)
+    ships = Shipped(back, undo.previous_sha, undo.previous_release_id)
+    return await _hold(session, deps, release, undo.project, undo.environment, actor,
+                       rollback=True, ships=ships, before=running(undo))
+
+
+def _rollback_detail(dep: Deployment, undo: Deployment) -> dict[str, Any]:
+    """How a rollback row names what it puts back: the component, the ref, commit and tag."""
+    return {"component": dep.project, "ref": undo.previous_ref or dep.ref,
+            "sha": undo.previous_sha, "tag": dep.ref}
+
+
+async def continue_rollback(session: AsyncSession, deps: Deps, release: Release,
+                            done: Deployment, undo: Deployment) -> Deployment | None:
+    """After one component rolled back, commit to rolling back the next (None: it can't be,
+    recorded as a failed rollback naming the component)."""
+    try:
+        return await _roll_back(session, deps, release, undo, Actor(done.started_by))
+    except Refused as exc:
+        detail = {"environment": undo.environment, "component": undo.project, "train": True,
+                  "error": exc.sentence}
+        await step(session, deps, release, Event.ROLLBACK_FAILED,
+                   Ctx(SYSTEM, environment=undo.environment), detail_of(detail))
+        return None
+
+
+async def _environment_free(session: AsyncSession, deps: Deps, release: Release, project: str,
+                            env: str, production: str) -> None:
     """Refuse a deploy that would overwrite what another release holds or has not verified.
 
-    An environment before production is reserved from a release's successful deploy there
-    until it reaches production, is rolled back or is cancelled; production takes one
-    unverified change at a time.
+    A project's environment before production is reserved from a release's successful deploy
+    there until the release (all of its train) reaches production, is rolled back or is
+    cancelled; production takes one unverified change at a time.
     """
     if env != production:
-        for other in await q.deployed_releases(session, release.project, env, states=ACTIVE):
-            if other.id != release.id and not await _reached(session, other, production):
-                raise Refused(f"{release.project} {env} is reserved for {other.rel_id} until "
+        for other in await q.deployed_releases(session, project, env, states=ACTIVE):
+            if other.id != release.id and not await _reached(session, deps, other, production):
+                raise Refused(f"{project} {env} is reserved for {other.rel_id} until "
                               f"it reaches {production}, is rolled back or is cancelled.")
         return
-    live = running(await q.live_deployment(session, release.project, env))
+    live = running(await q.live_deployment(session, project, env))
     if live is None or live.release_id in (None, release.id):
         return
     other = await q.get_release(session, live.release_id)
     if other is not None and State(other.state) is State.VERIFICATION_FAILED:
-        raise Refused(f"{release.project} {production} runs {other.rel_id}, which failed its "
+        raise Refused(f"{project} {production} runs {other.rel_id}, which failed its "
                       f"verification: roll it back first.")
     if other is not None and State(other.state) in UNVERIFIED:
-        raise Refused(f"{release.project} {production} runs {other.rel_id}, which is not "
+        raise Refused(f"{project} {production} runs {other.rel_id}, which is not "
                       f"verified yet: verify it or roll it back first.")
 
 
-async def _reached(session: AsyncSession, release: Release, env: str) -> bool:
-    """Whether this revision of the release deployed to env successfully."""
-    return env in reached_envs(await q.deployments_of(session, release.id), release.revision)
+async def _reached(session: AsyncSession, deps: Deps, release: Release, env: str) -> bool:
+    """Whether this revision of the release (every component going there) deployed to env."""
+    comps = await q.components_of(session, release)
+    train = train_of([c.project for c in comps], deps.policy)
+    return env in train.reached(await q.deployments_of(session, release.id), release.revision)
 
 
-async def _still_ours(session: AsyncSession, release: Release, env: str) -> None:
-    """Roll back only what this release put in env, while it is still there."""
-    latest = await q.latest_deployment(session, release.project, env)
+async def _still_ours(session: AsyncSession, release: Release, project: str, env: str) -> None:
+    """Roll back only what this release put in a project's env, while it is still there."""
+    latest = await q.latest_deployment(session, project, env)
     if latest is None or (latest.release_id == release.id and not latest.rollback):
         return
-    runs = running(await q.live_deployment(session, release.project, env))
+    runs = running(await q.live_deployment(session, project, env))
     holder = runs.release_id if runs else None
     if holder is not None and holder != release.id:
-        raise Refused(f"{release.project} {env} runs REL-{holder} now; roll back REL-{holder} "
+        raise Refused(f"{project} {env} runs REL-{holder} now; roll back REL-{holder} "
                       "first.")
-    raise Refused(f"{release.project} {env} no longer runs {release.rel_id}; "
+    raise Refused(f"{project} {env} no longer runs {release.rel_id}; "
                   "rolling it back would overwrite what runs there now.")
 
 
@@ -268,15 +372,29 @@ async def record_pipeline(deps: Deps, *, deployment_id: int, pipeline_id: int, u
         dep.pipeline_id, dep.pipeline_url, dep.status = pipeline_id, url, "running"
         if dep.previous_ref is None and dep.previous_sha is None and previous is not None:
             dep.previous_ref, dep.previous_sha = previous.ref, previous.sha
+        comps = await q.components_of(session, release)
         if not dep.rollback:
-            release.newer_commits = newer_commits
-        detail = {"environment": dep.environment, "pipeline": pipeline_id, "url": url,
-                  "ref": dep.ref, "sha": dep.sha, "rollback": dep.rollback,
-                  "deployment": dep.id}
+            await _newer_commits(session, release, comps, dep.project, newer_commits)
+        detail = {"environment": dep.environment, "component": dep.project,
+                  "pipeline": pipeline_id, "url": url, "ref": dep.ref, "sha": dep.sha,
+                  "rollback": dep.rollback, "deployment": dep.id}
+        if len(comps) > 1:
+            detail["train"] = True
         return await record(session, deps, release, Event.PIPELINE_STARTED, SYSTEM,
                             State(release.state), detail)
 
     return await run_in_transaction(deps, work)
+
+
+async def _newer_commits(session: AsyncSession, release: Release,
+                         comps: Sequence[ReleaseComponent], project: str, count: int) -> None:
+    """Keep how far a component's ref moved on beyond its pin (the first component's on the
+    release row too, where a one-project release's card reads it)."""
+    for comp in comps:
+        if comp.project == project:
+            comp.newer_commits = count
+    if comps and comps[0].project == project:
+        release.newer_commits = count
 
 
 def _result_event(dep: Deployment, status: str) -> Event:
@@ -319,34 +437,66 @@ async def finish_deploy(deps: Deps, *, deployment_id: int, status: str,
 async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Deployment,
                   status: str, failed_job: str | None, failed_job_url: str | None,
                   error: str | None) -> Outcome:
-    """Write the result, free the environment and move the release."""
+    """Write the result, free the environment and move the release; a train goes on with its
+    next component (or rollback), committed here and started by the caller."""
     now = deps.clock()
     dep.status = status if status in FINAL else "failed"
     dep.finished_at, dep.failed_job, dep.failed_job_url = now, failed_job, failed_job_url
     await q.release_deploy_lock(session, project=dep.project, environment=dep.environment,
                                 release_id=release.id)
+    comps = await q.components_of(session, release)
+    comp = next((c for c in comps if c.project == dep.project), comps[0])
+    train = train_of([c.project for c in comps], deps.policy)
     started = dep.started_at
-    shown = dep.ref if dep.rollback else release.ref  # people know a release by its ref
-    detail = {"environment": dep.environment, "ref": shown, "sha": dep.sha, "tag": dep.ref,
-              "pipeline": dep.pipeline_id,
+    shown = dep.ref if dep.rollback else comp.ref  # people know a release by its ref
+    detail = {"environment": dep.environment, "component": dep.project, "ref": shown,
+              "sha": dep.sha, "tag": dep.ref, "pipeline": dep.pipeline_id,
               "url": dep.pipeline_url, "status": dep.status, "failed_job": failed_job,
               "failed_job_url": failed_job_url, "error": error, "deployment": dep.id,
               "seconds": round((now - started).total_seconds()) if started else None}
+    waiting, undo = await _what_follows(session, release, dep, train)
+    if len(comps) > 1:
+        detail["train"] = True
+        if dep.status != "success" and not dep.rollback:
+            detail |= await _stopped(session, release, train, dep.environment, dep.project)
+    if nxt := (waiting[0] if waiting else undo[0].project if undo else None):
+        detail["next"] = nxt
     out = await step(session, deps, release, _result_event(dep, status),
                      Ctx(SYSTEM, environment=dep.environment), detail_of(detail))
-    if out.event is Event.DEPLOY_SUCCEEDED and _before_production(deps, dep):
+    follow_up = None
+    if out.event is Event.DEPLOY_SUCCEEDED and out.to_state is State.DEPLOYING:
+        follow_up = await continue_train(session, deps, release, dep, waiting)
+    elif out.event is Event.ROLLBACK_SUCCEEDED and out.to_state is State.ROLLING_BACK:
+        follow_up = await continue_rollback(session, deps, release, dep, undo[0])
+    elif out.event is Event.DEPLOY_SUCCEEDED and dep.environment != train.environments[-1]:
         # Testers accept there before anything goes further: ask them now, not on a timer.
         notify(session, deps, release, "accept", roles=["tester"], environment=dep.environment)
     elif out.event is Event.DEPLOY_SUCCEEDED:
         # Testers verify online as soon as production runs it; reminders follow as before.
         notify(session, deps, release, "verify_now", roles=["tester"])
-    return out
+    return replace(out, follow_up=follow_up)
 
 
-def _before_production(deps: Deps, dep: Deployment) -> bool:
-    """Whether the deployment's environment comes before the project's production."""
-    project = deps.policy.projects.get(dep.project)
-    return project is not None and dep.environment != project.environments[-1]
+async def _stopped(session: AsyncSession, release: Release, train: Train, env: str,
+                   project: str) -> dict[str, list[str]]:
+    """A train stopped at `project`: the components that did not deploy after it, and what a
+    rollback would undo, in its order."""
+    deployments = await q.deployments_of(session, release.id)
+    waiting = train.waiting(deployments, release.revision, env)
+    return {"stopped": [p for p in waiting if p != project],
+            "undo": [d.project for d in rollback_targets(deployments, train.projects)]}
+
+
+async def _what_follows(session: AsyncSession, release: Release, dep: Deployment,
+                        train: Train) -> tuple[tuple[str, ...], list[Deployment]]:
+    """After a successful deploy, the components still to go to its environment; after a
+    successful rollback, the deploys still to undo (nothing follows a failure)."""
+    if dep.status != "success":
+        return (), []
+    deployments = await q.deployments_of(session, release.id)  # with this one's result
+    if dep.rollback:
+        return (), rollback_targets(deployments, train.projects)
+    return train.waiting(deployments, release.revision, dep.environment), []
 
 
 # --- stuck pipelines: reported once per reason; abandoned by the release manager ---------------
@@ -401,7 +551,9 @@ async def report_stuck(deps: Deps, *, deployment_id: int, stuck: Stuck) -> bool:
                 session, release.id, stuck_key(dep, stuck.kind), now=deps.clock(),
                 every=STUCK_ONCE):
             return False
+        train = len(await q.components_of(session, release)) > 1
         notify(session, deps, release, "stuck", roles=["release_manager"], thread=True,
+               component=dep.project if train else None,
                environment=dep.environment, rollback=dep.rollback, pipeline=dep.pipeline_id,
                url=dep.pipeline_url, kind=stuck.kind, status=stuck.status,
                minutes=stuck.minutes, job=stuck.job, stage=stuck.stage)
@@ -440,10 +592,12 @@ async def abandon_deploy(deps: Deps, *, deployment_id: int, actor: Actor, reason
             dep.status, dep.finished_at = "canceled", deps.clock()
             await q.release_deploy_lock(session, project=dep.project,
                                         environment=dep.environment, release_id=rel.id)
-            return {"environment": dep.environment, "rollback": dep.rollback,
-                    "pipeline": dep.pipeline_id, "url": dep.pipeline_url, "tag": dep.ref,
-                    "sha": dep.sha, "reason": reason.strip(), "gitlab_status": gitlab_status,
-                    "deployment": dep.id}
+            train = len(await q.components_of(session, rel)) > 1
+            return {"environment": dep.environment, "component": dep.project,
+                    "rollback": dep.rollback, "pipeline": dep.pipeline_id,
+                    "url": dep.pipeline_url, "tag": dep.ref, "sha": dep.sha,
+                    "reason": reason.strip(), "gitlab_status": gitlab_status,
+                    "deployment": dep.id, **({"train": True} if train else {})}
 
         ctx = Ctx(actor, reason=reason, environment=dep.environment, revision=revision)
         return await step(session, deps, release, Event.ABANDON, ctx, apply)
@@ -529,17 +683,27 @@ class Deployer:
         for _ in range(3):  # each question is asked outside the transaction, at most once
             try:
                 start = await start_deploy(self.deps, **args)
-                return await self.launch(start.deployment)
+                break
             except LiveUnknown as need:  # only GitLab can tell whether there is a way back
                 if "gitlab_live" in args:
-                    break
-                found = await self._gitlab_live(need.project, need.environment)
+                    raise self._changed(release_id) from None
+                found = {p: await self._gitlab_live(p, need.environment) for p in need.projects}
                 args["gitlab_live"] = GitLabLive(found)
             except bugs.RecountNeeded:  # production: the tracker counts the open bugs again
                 if "recount" in args:
-                    break
+                    raise self._changed(release_id) from None
                 args["recount"] = await bugs.recount(self.deps, release_id, moment="deploy")
-        raise Refused(f"REL-{release_id} changed while it was being checked; please try again.")
+        else:
+            raise self._changed(release_id)
+        out = await self.launch(start.deployment)
+        if after := start.outcome.detail.get("components", [])[1:]:  # for the answer only
+            return replace(out, detail={**out.detail, "then": after})
+        return out
+
+    @staticmethod
+    def _changed(release_id: int) -> Refused:
+        """The release moved between a question to GitLab or the tracker and the decision."""
+        return Refused(f"REL-{release_id} changed while it was being checked; please try again.")
 
     async def rollback(self, *, release_id: int, actor: Actor, reason: str = "",
                        revision: int | None = None) -> Outcome:
@@ -600,13 +764,15 @@ class Deployer:
         return Shipped(found[1], found[0]) if found else None
 
     async def _newer_commits(self, project: str | int, dep: Deployment) -> int:
-        """How far the release's ref has moved on since its commit was pinned (best effort)."""
+        """How far the component's ref has moved on since its commit was pinned (best effort)."""
         async with self.deps.sessions() as session:
             release = await q.get_release(session, dep.release_id)
-        if release is None or not dep.sha or release.ref == dep.sha:
+            comps = await q.components_of(session, release) if release else []
+        ref = next((c.ref for c in comps if c.project == dep.project), None)
+        if ref is None or not dep.sha or ref == dep.sha:
             return 0
         try:
-            return await self.gitlab.commits_between(project, dep.sha, release.ref)
+            return await self.gitlab.commits_between(project, dep.sha, ref)
         except GitLabError as exc:
             log.info("REL-%s: newer commits unknown: %s", dep.release_id, exc)
             return 0
@@ -644,8 +810,11 @@ class Deployer:
         job, url = result.failed_job, result.failed_job_url
         if result.status == "failed" and url is None:
             job, url = await self._failed_job(dep, job)
-        return await finish_deploy(self.deps, deployment_id=dep.id, status=result.status,
-                                   failed_job=job, failed_job_url=url)
+        out = await finish_deploy(self.deps, deployment_id=dep.id, status=result.status,
+                                  failed_job=job, failed_job_url=url)
+        if out.follow_up is not None:  # a train's next component (or rollback) goes now
+            await self.launch(out.follow_up)
+        return out
 
     async def _failed_job(self, dep: Deployment,
                           known: str | None) -> tuple[str | None, str | None]:

@@ -217,15 +217,20 @@ class Jobs:
         return 1
 
     async def _merged(self, rel: Release) -> bool:
-        """Whether the hotfix is in the default branch (unknown counts as merged: no false nags)."""
-        project = self.deps.policy.project(rel.project)
+        """Whether the hotfix (each project of a hotfix train) is in its default branch
+        (unknown counts as merged: no false nags)."""
+        async with self.deps.sessions() as session:
+            comps = await q.components_of(session, rel)
+        gitlab = self.deployer.gitlab
         try:
-            branch = project.default_branch or await self.deployer.gitlab.default_branch(
-                project.gitlab)
-            return await self.deployer.gitlab.is_ancestor(project.gitlab, rel.ref, branch)
+            for comp in comps:
+                project = self.deps.policy.project(comp.project)
+                branch = project.default_branch or await gitlab.default_branch(project.gitlab)
+                if not await gitlab.is_ancestor(project.gitlab, comp.ref, branch):
+                    return False
         except GitLabError as exc:
             log.info("REL-%s merge-back not checked: %s", rel.id, exc)
-            return True
+        return True
 
 
 # --- watching running pipelines: one GitLab request per project with a deploy running ------------

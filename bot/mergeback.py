@@ -8,6 +8,7 @@ and know when it no longer covers what shipped since.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,18 +18,19 @@ from bot.gitlab import GitLabClient, GitLabError
 from bot.policy import MergeBack, Policy, ReleaseType
 from bot.workflow import LIVE, Refused, State
 from storage import queries as q
-from storage.models import Release
+from storage.models import Release, ReleaseComponent
 
 SHIPPED = (*LIVE, State.CLOSED)  # a hotfix in production now, or closed after it went live
 
 
 @dataclass(frozen=True)
 class Hotfix:
-    """A hotfix release that reached production, and the commit it shipped."""
+    """A hotfix release that reached a project's production, and the commit it shipped there."""
 
     release_id: int
     ref: str
     sha: str
+    project: str = ""  # the project it shipped to (a hotfix train may ship to several)
 
     @property
     def label(self) -> str:
@@ -47,12 +49,24 @@ def enforced(policy: Policy, release: Release) -> bool:
 
 
 async def shipped_hotfixes(session: AsyncSession, policy: Policy,
-                           project: str) -> list[Hotfix]:
-    """The project's hotfixes whose current revision deployed to production and still counts."""
-    production = policy.project(project).production
-    found = await q.deployed_releases(session, project, production, states=SHIPPED)
-    return [Hotfix(r.id, r.ref, r.pinned_sha or r.ref) for r in sorted(found, key=_id)
-            if r.type == ReleaseType.HOTFIX.value]
+                           projects: Sequence[str]) -> list[Hotfix]:
+    """The projects' hotfixes whose current revision deployed to production and still counts."""
+    found: list[Hotfix] = []
+    for project in projects:
+        if project not in policy.projects:
+            continue
+        production = policy.project(project).production
+        shipped = await q.deployed_releases(session, project, production, states=SHIPPED)
+        for r in sorted(shipped, key=_id):
+            if r.type == ReleaseType.HOTFIX.value:
+                found.append(await _shipped_to(session, r, project))
+    return found
+
+
+async def _shipped_to(session: AsyncSession, release: Release, project: str) -> Hotfix:
+    """A hotfix release as shipped to one project: that component's ref and commit."""
+    comp = next(c for c in await q.components_of(session, release) if c.project == project)
+    return Hotfix(release.id or 0, comp.ref, comp.pinned_sha or comp.ref, project)
 
 
 def _id(release: Release) -> int:
@@ -60,20 +74,31 @@ def _id(release: Release) -> int:
     return release.id or 0
 
 
-def current_pin(release: Release) -> str | None:
-    """The commit this revision was pinned to, if it has one."""
-    if release.pinned_sha and release.pinned_revision == release.revision:
-        return release.pinned_sha
-    return None
+def current_pins(release: Release, components: Sequence[ReleaseComponent]) -> dict[str, str]:
+    """Project → the commit this revision was pinned to; empty before its pin (no components
+    given: the release row's own)."""
+    if not (release.pinned_sha and release.pinned_revision == release.revision):
+        return {}
+    if not components:
+        return {release.project: release.pinned_sha}
+    return {c.project: c.pinned_sha for c in components if c.pinned_sha}
 
 
-def stored_missing(release: Release, hotfixes: list[Hotfix]) -> tuple[bool, tuple[str, ...]]:
-    """(checked, labels of hotfixes lacking) from the stored check of the pinned commit.
+def pin_key(pins: dict[str, str]) -> str | None:
+    """What a stored check is of: the one commit, or each project's (None: nothing pinned)."""
+    if len(pins) <= 1:
+        return next(iter(pins.values()), None)
+    return ",".join(f"{project}:{sha}" for project, sha in pins.items())
 
-    Not checked when the check was of another commit or some shipped hotfix is not in it.
+
+def stored_missing(release: Release, pins: dict[str, str],
+                   hotfixes: list[Hotfix]) -> tuple[bool, tuple[str, ...]]:
+    """(checked, labels of hotfixes lacking) from the stored check of the pinned commits.
+
+    Not checked when the check was of other commits or some shipped hotfix is not in it.
     """
     stored = release.merge_back or {}
-    if stored.get("sha") != current_pin(release):
+    if stored.get("sha") != pin_key(pins):
         return False, ()
     checked = set(stored.get("checked") or [])
     if any(h.release_id not in checked for h in hotfixes):
@@ -82,10 +107,11 @@ def stored_missing(release: Release, hotfixes: list[Hotfix]) -> tuple[bool, tupl
     return True, tuple(_label(m) for m in stored.get("missing") or [] if m.get("id") in live)
 
 
-def missing_labels(release: Release) -> list[str]:
-    """The hotfixes the pinned commit lacked when last checked (for the card)."""
+def missing_labels(release: Release, components: Sequence[ReleaseComponent]) -> list[str]:
+    """The hotfixes the pinned commits lacked when last checked (for the card)."""
     stored = release.merge_back or {}
-    if not current_pin(release) or stored.get("sha") != current_pin(release):
+    key = pin_key(current_pins(release, components))
+    if key is None or stored.get("sha") != key:
         return []
     return [_label(m) for m in stored.get("missing") or []]
 
@@ -95,25 +121,27 @@ def _label(stored: dict[str, Any]) -> str:
     return Hotfix(int(stored["id"]), str(stored["ref"]), str(stored["sha"])).label
 
 
-async def check(gitlab: GitLabClient, policy: Policy, project_key: str, rel_id: str, sha: str,
+async def check(gitlab: GitLabClient, policy: Policy, pins: dict[str, str], rel_id: str,
                 hotfixes: list[Hotfix]) -> dict[str, Any]:
-    """Ask GitLab which hotfixes `sha` of release `rel_id` lacks; the value to store.
+    """Ask GitLab which hotfixes release `rel_id`'s pinned commits lack; the value to store.
 
-    Never inside a transaction.
+    Each hotfix is looked for in the commit pinned for the project it shipped to. Never inside
+    a transaction.
     """
-    project = policy.project(project_key).gitlab
 
     async def lacks(fix: Hotfix) -> bool:
+        sha = pins[fix.project]
         if fix.sha == sha:
             return False
         try:
-            return not await gitlab.is_ancestor(project, fix.sha, sha)
+            return not await gitlab.is_ancestor(policy.project(fix.project).gitlab, fix.sha, sha)
         except GitLabError as exc:
             if exc.status == 404:  # no merge base: unrelated histories, so certainly lacking
                 return True
             raise Refused(f"GitLab can't tell whether {rel_id} contains hotfix "
                           f"REL-{fix.release_id}: {exc}") from None
 
-    answers = await asyncio.gather(*(lacks(fix) for fix in hotfixes))
-    return {"sha": sha, "checked": [h.release_id for h in hotfixes],
-            "missing": [h.stored() for h, lack in zip(hotfixes, answers, strict=True) if lack]}
+    mine = [h for h in hotfixes if h.project in pins]
+    answers = await asyncio.gather(*(lacks(fix) for fix in mine))
+    return {"sha": pin_key(pins), "checked": sorted({h.release_id for h in mine}),
+            "missing": [h.stored() for h, lack in zip(mine, answers, strict=True) if lack]}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,7 +15,7 @@ from bot.plan import PlanField
 from bot.transition import Deps, check_event, detail_of, transition, type_limits
 from bot.workflow import Actor, Ctx, Event, Refused, Report
 from storage import queries as q
-from storage.models import Release, TestReport
+from storage.models import Release, ReleaseComponent, TestReport
 
 # A first release has no previous tag to compare with; this many recent commits stand in.
 FIRST_RELEASE_COMMITS = 20
@@ -171,47 +172,66 @@ def _md(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
-async def notes_for(deps: Deps, deployer: Deployer, *, release_id: int) -> ReleaseNotes:
-    """A release's notes: from what was live in production before it to its pinned commit."""
+async def notes_for(deps: Deps, deployer: Deployer, *,
+                    release_id: int) -> list[ReleaseNotes | NotesUnavailable]:
+    """A release's notes, one per component in deploy order: from what was live in that
+    project's production before the release to its pinned commit. The known issues and the
+    impact, the release's own, go with the first."""
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
         if release is None:
             raise Refused(f"There is no release REL-{release_id}.")
-        before = await live_before(session, deps, release)
+        comps = await q.components_of(session, release)
+        befores = [await live_before(session, deps, release, c.project) for c in comps]
         issues = known_issues(await q.latest_report(session, release), release,
                               type_limits(deps, release))
-    project = deps.policy.project(release.project)
+    found: list[ReleaseNotes | NotesUnavailable] = []
+    for i, (comp, before) in enumerate(zip(comps, befores, strict=True)):
+        try:
+            notes = await _component_notes(deployer, deps, comp, before)
+        except GitLabError as exc:
+            found.append(NotesUnavailable(f"{comp.project}: {exc}" if len(comps) > 1
+                                          else str(exc)))
+            continue
+        found.append(notes if i else replace(notes, known_issues=issues,
+                                             impact=plan_impact(release)))
+    return found
+
+
+async def _component_notes(deployer: Deployer, deps: Deps, comp: ReleaseComponent,
+                           before: Shipped | None) -> ReleaseNotes:
+    """One component's changes since what ran in its production before."""
+    project = deps.policy.project(comp.project)
     if before is _UNASKED:  # the bot has no record: GitLab may know what it last deployed
         before = await _gitlab_live(deployer.gitlab, project.gitlab, project.production)
-    to = release.pinned_sha or release.ref
+    to = comp.pinned_sha or comp.ref
     if before is not None and (before.sha or before.ref) == to:
         before = None  # GitLab's newest deployment is this release's own
     start = before and (before.sha or before.ref)
     notes = await build_notes(deployer.gitlab, project.gitlab, start, to)
-    pin = f" @ {release.pinned_sha[:7]}" if release.pinned_sha else ""
-    return replace(notes, to_ref=release.ref, from_label=before and shipped_label(before),
-                   to_label=f"{release.ref}{pin}", known_issues=issues,
-                   impact=plan_impact(release))
+    pin = f" @ {comp.pinned_sha[:7]}" if comp.pinned_sha else ""
+    return replace(notes, to_ref=comp.ref, from_label=before and shipped_label(before),
+                   to_label=f"{comp.ref}{pin}")
 
 
 _UNASKED = Shipped(None)  # the bot's records don't say; ask GitLab
 
 
-async def live_before(session: AsyncSession, deps: Deps, release: Release) -> Shipped | None:
-    """What ran in production before this release: its own deploy's record, else what runs now.
-
-    None: nothing ran there (a first release); _UNASKED: the bot has no record of it.
+async def live_before(session: AsyncSession, deps: Deps, release: Release,
+                      project: str) -> Shipped | None:
+    """What ran in a project's production before this release: its own deploy's record, else
+    what runs now. None: nothing ran there (a first release); _UNASKED: the bot has no record.
     """
-    production = deps.policy.project(release.project).production
+    production = deps.policy.project(project).production
     ours = [d for d in await q.deployments_of(session, release.id)
-            if d.environment == production and not d.rollback]
+            if d.environment == production and not d.rollback and d.project == project]
     if ours:
         known = [d for d in ours if d.previous_sha or d.previous_ref]
         if not known:
             return None
         dep = known[-1]
         return Shipped(dep.previous_ref, dep.previous_sha, dep.previous_release_id)
-    live = running(await q.live_deployment(session, release.project, production))
+    live = running(await q.live_deployment(session, project, production))
     return live if live is not None and live.release_id != release.id else _UNASKED
 
 
@@ -256,16 +276,26 @@ class NotesUnavailable:
         return f"Release notes are not available: {self.reason}"
 
 
-NotesRenderer = Callable[[ReleaseNotes | NotesUnavailable], str]
+class NotesRenderer(Protocol):
+    """Notes (or why there are none) as text of at most `limit` characters."""
+
+    def __call__(self, notes: ReleaseNotes | NotesUnavailable, limit: int = ...) -> str:
+        """The text."""
+        ...
+
+
+NOTES_LIMIT = 2900  # one message's worth, shared by a train's components
 
 
 async def notes_text(deps: Deps, deployer: Deployer, *, release_id: int,
                      render: NotesRenderer) -> str:
-    """The notes, or why there are none, as `render` writes them."""
-    try:
-        return render(await notes_for(deps, deployer, release_id=release_id))
-    except GitLabError as exc:
-        return render(NotesUnavailable(str(exc)))
+    """The notes, or why there are none, as `render` writes them: a train's, one component
+    after the other in one text, each within its share of one message."""
+    found = await notes_for(deps, deployer, release_id=release_id)
+    if len(found) == 1:
+        return render(found[0])
+    share = NOTES_LIMIT // len(found) - 2
+    return "\n\n".join(render(notes, limit=share) for notes in found)
 
 
 @dataclass(frozen=True)
@@ -274,29 +304,61 @@ class Published:
 
     ref: str
     url: str
+    project: str = ""  # the component's project (a train publishes one release per tag)
 
 
 async def publish_notes(deps: Deps, deployer: Deployer, *, release_id: int,
-                        actor: Actor) -> Published:
-    """Publish a deployed release's notes as a GitLab Release (tags only; release manager).
+                        actor: Actor) -> list[Published]:
+    """Publish a deployed release's notes as GitLab Releases (tags only; release manager):
+    each component whose ref is a tag gets one in its project.
 
-    The role and the state are checked before GitLab is asked; the publication is audited.
+    The role and the state are checked before GitLab is asked; what was published is audited,
+    also when GitLab refuses a later component.
     """
     await check_event(deps, release_id=release_id, event=Event.PUBLISH_NOTES, actor=actor)
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
-    if release is None:
-        raise Refused(f"There is no release REL-{release_id}.")
-    project = deps.policy.project(release.project).gitlab
+        if release is None:
+            raise Refused(f"There is no release REL-{release_id}.")
+        comps = await q.components_of(session, release)
+    done: list[Published] = []
+    failure: Refused | None = None
     try:
-        if not await deployer.gitlab.tag_exists(project, release.ref):
-            raise Refused(f"`{release.ref}` is not a tag; only tags can be published as releases.")
         notes = await notes_for(deps, deployer, release_id=release_id)
+        for comp, note in zip(comps, notes, strict=True):
+            if found := await _publish_one(deps, deployer, release, comp, note, len(comps) > 1):
+                done.append(found)
+    except Refused as exc:
+        failure = exc
+    if done:
+        detail: dict[str, Any] = {"tag": done[0].ref, "url": done[0].url}
+        if len(comps) > 1:
+            detail["published"] = [{"project": p.project, "tag": p.ref, "url": p.url}
+                                   for p in done]
+        await transition(deps, release_id, Event.PUBLISH_NOTES, Ctx(actor), detail_of(detail))
+    if failure is not None:
+        raise failure
+    if not done:
+        raise Refused(f"None of {release.rel_id}'s refs is a tag; only tags can be published "
+                      "as releases.")
+    return done
+
+
+async def _publish_one(deps: Deps, deployer: Deployer, release: Release,
+                       comp: ReleaseComponent, notes: ReleaseNotes | NotesUnavailable,
+                       train: bool) -> Published | None:
+    """One component's notes as a GitLab Release of its tag (a train skips refs not tags)."""
+    project = deps.policy.project(comp.project).gitlab
+    try:
+        if not await deployer.gitlab.tag_exists(project, comp.ref):
+            if train:
+                return None
+            raise Refused(f"`{comp.ref}` is not a tag; only tags can be published as releases.")
+        if isinstance(notes, NotesUnavailable):
+            raise Refused(notes.sentence)
         url = await deployer.gitlab.create_release(
-            project, release.ref, f"{release.rel_id} {release.title[:200]}",
+            project, comp.ref, f"{release.rel_id} {release.title[:200]}",
             notes.render_markdown())
     except GitLabError as exc:
-        raise Refused(str(exc)) from None
-    await transition(deps, release_id, Event.PUBLISH_NOTES, Ctx(actor),
-                     detail_of({"tag": release.ref, "url": url}))
-    return Published(release.ref, url)
+        raise Refused(f"{comp.project}: {exc}" if train else str(exc)) from None
+    return Published(comp.ref, url, comp.project)

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.graph import find_cycle
 from bot.plan import PlanField
 
 CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -420,6 +421,8 @@ class Project(_Model):
     checklist: list[Annotated[ChecklistItem, BeforeValidator(_checklist_item)]] = []
     default_branch: str | None = None
     bug_tracker: BugTracker | None = None  # where its open bugs are counted
+    # Projects a release train deploys before this one, in each environment.
+    depends_on: list[Annotated[str, BeforeValidator(_project_key)]] = []
 
     @property
     def production(self) -> str:
@@ -668,6 +671,18 @@ class Policy(_Model):
             raise _invalid(reason, at=at)
         return self
 
+    @model_validator(mode="after")
+    def _dependencies_known(self) -> Policy:
+        """`depends_on` names other projects of the file, and never goes round in a circle."""
+        for at, reason in _dependency_problems(self):
+            raise _invalid(reason, at=at)
+        return self
+
+    @property
+    def dependencies(self) -> dict[str, list[str]]:
+        """Project key → the projects deployed before it (`depends_on`)."""
+        return {key: list(project.depends_on) for key, project in self.projects.items()}
+
     def type_policy(self, release_type: ReleaseType | str) -> TypePolicy:
         """The rules for a release type; PolicyError when the file has none."""
         try:
@@ -723,6 +738,21 @@ class Policy(_Model):
         if days is None and ReleaseType(release_type) is ReleaseType.HOTFIX:
             return HOTFIX_MERGE_BACK_DAYS
         return days
+
+
+def _dependency_problems(policy: Policy) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Where `depends_on` names an unknown project or itself, or projects depend in a circle."""
+    known = ", ".join(sorted(policy.projects))
+    for key, project in policy.projects.items():
+        for i, other in enumerate(project.depends_on):
+            at = ("projects", key, "depends_on", i)
+            if other == key:
+                yield at, "a project can't depend on itself"
+            elif other not in policy.projects:
+                yield at, f"unknown project {other!r}; projects defined: {known}"
+    if cycle := find_cycle(policy.dependencies):
+        yield ("projects", cycle[0], "depends_on"), (
+            f"the projects depend on each other in a circle: {' → '.join(cycle)}")
 
 
 def _role_problems(policy: Policy) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.plan import missing as plan_missing
 from bot.policy import ChecklistItem, Policy, ReleaseType, TypePolicy, checklist_of
-from bot.transition import is_armed, reached_envs
+from bot.trains import Train, rollback_targets, train_of
+from bot.transition import is_armed
 from bot.workflow import (
     Actor,
     Event,
@@ -29,6 +30,7 @@ from storage.models import (
     ChecklistTick,
     Deployment,
     Release,
+    ReleaseComponent,
     TestReport,
     TrackerCount,
     WorkItem,
@@ -52,6 +54,8 @@ class ReleaseView:
     plan_required: tuple[str, ...] = ()  # go-live plan fields the type requires
     plan_reviewer: str | None = None  # the role that reviews the plan; None: no review
     sole_signers: tuple[str, ...] = ()  # required roles only the requester holds
+    components: Sequence[ReleaseComponent] = ()  # in deploy order; one unless a train
+    component_envs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def plan_missing(self) -> tuple[str, ...]:
@@ -98,9 +102,43 @@ class ReleaseView:
         return can_sign(facts, actor)
 
     @property
+    def is_train(self) -> bool:
+        """A release of several projects."""
+        return len(self.components) > 1
+
+    @property
+    def train(self) -> Train:
+        """The components and the environments each deploys to."""
+        projects = tuple(c.project for c in self.components) or (self.release.project,)
+        return Train(projects, {p: tuple(self.component_envs.get(p, self.environments))
+                                for p in projects})
+
+    @property
+    def rollback_order(self) -> list[str]:
+        """The components a rollback would undo now, in the order it undoes them."""
+        return [d.project for d in rollback_targets(self.deployments, self.train.projects)]
+
+    def cell(self, project: str, env: str) -> str | None:
+        """Where one component stands in one environment in this revision: None (not going
+        there), "waiting", "deploying", "deployed", "failed", "rolling back", "rolled back" or
+        "rollback failed"."""
+        if env not in self.train.envs.get(project, ()):
+            return None
+        mine = [d for d in self.deployments if d.project == project and d.environment == env
+                and d.revision == self.release.revision]
+        if not mine:
+            return "waiting"
+        last = mine[-1]
+        if last.status in ("pending", "running"):
+            return "rolling back" if last.rollback else "deploying"
+        if last.status == "success":
+            return "rolled back" if last.rollback else "deployed"
+        return "rollback failed" if last.rollback else "failed"
+
+    @property
     def done_envs(self) -> list[str]:
-        """Environments this revision reached, in order."""
-        ok = reached_envs(self.deployments, self.release.revision)
+        """Environments this revision reached with every component, in order."""
+        ok = self.train.reached(self.deployments, self.release.revision)
         return [e for e in self.environments if e in ok]
 
     @property
@@ -166,9 +204,11 @@ async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
     except Exception:  # a type dropped from the policy since: show the release anyway
         rules = None
     roles = tuple(rules.approvers) if rules else ()
-    project = policy.projects.get(release.project)
-    envs = tuple(project.environments) if project else ("production",)
+    components = await q.components_of(session, release)
+    train = train_of([c.project for c in components], policy)
+    envs = train.environments
     deployments = await q.deployments_of(session, release.id)
+    project = policy.projects.get(release.project)  # the first component's: its bug tracker
     return ReleaseView(
         release=release, required_roles=roles,
         approvals=await q.approvals_of(session, release),
@@ -176,7 +216,7 @@ async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
         # Each query is a round trip: skip the ticks when there is no checklist to tick.
         ticks=await q.ticks_of(session, release.id) if release.checklist else (),
         deployments=deployments,
-        environments=envs,
+        environments=envs, components=components, component_envs=train.envs,
         work_items=await q.work_items_of(session, release.id) if full else (),
         audit=await q.audit_of(session, release.id, last=TIMELINE_ROWS) if full else (),
         one_person_many_roles=policy.one_person_many_roles,

@@ -13,10 +13,12 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import bugs, calendar
+from bot.gitlab import GitLabError
 from bot.plan import clean_plan
 from bot.plan import too_long as plan_too_long
 from bot.policy import Ground, Policy, PolicyError, ReleaseType
 from bot.trackers import BugCount
+from bot.trains import deploy_order, train_problems
 from bot.transition import (
     Apply,
     Deps,
@@ -44,7 +46,7 @@ from bot.workflow import (
     can_sign,
 )
 from storage import queries as q
-from storage.models import Release, WorkItem
+from storage.models import Release, ReleaseComponent, WorkItem
 
 _ID = re.compile(r"^(?:rel-?)?(\d{1,9})$", re.IGNORECASE)
 MAX_REF = 255
@@ -73,6 +75,15 @@ class NewRelease:
     plan: Mapping[str, str] = field(default_factory=dict)  # the go-live plan, PlanField → text
     ground: str = ""  # an emergency's ground (bot.policy.Ground), with its reason
     reason: str = ""
+    # A train: the other (project, ref) pairs after `project` and `ref`, as typed, and the
+    # projects in the order `--order` asks for (it may only tighten `depends_on`).
+    more: tuple[tuple[str, str], ...] = ()
+    order: tuple[str, ...] = ()
+
+    @property
+    def parts(self) -> tuple[tuple[str, str], ...]:
+        """Every (project, ref) of the request, as typed."""
+        return ((self.project, self.ref), *self.more)
 
 
 # Free-text fields of a request, as people call them; their limits are the columns'.
@@ -103,7 +114,10 @@ def cleaned(new: NewRelease) -> NewRelease:
     texts = {f: clean_text(getattr(new, f)).strip() for f in _TEXT_FIELDS if f != "ref"}
     items = tuple((kind, clean_text(ref).strip()) for kind, ref in new.work_items)
     plan = clean_plan({k: clean_text(v) for k, v in new.plan.items()})
-    return replace(new, **texts, ref=new.ref.strip(), work_items=items, plan=plan)
+    more = tuple((clean_text(p).strip(), r.strip()) for p, r in new.more)
+    order = tuple(clean_text(p).strip() for p in new.order)
+    return replace(new, **texts, ref=new.ref.strip(), work_items=items, plan=plan, more=more,
+                   order=order)
 
 
 def too_long(label: str, text: str, limit: int) -> str | None:
@@ -135,6 +149,11 @@ def request_problems(new: NewRelease, *, policy: Policy, now: datetime) -> dict[
         problems.update(_ground_problems(new, policy.grounds_of(new.type)))
     if sentence := ref_problem(new.ref):
         problems["ref"] = sentence
+    if sentence := next((f"{project}: {s}" for project, ref in new.more
+                         if (s := ref_problem(ref))), None):
+        problems["components"] = sentence
+    for key, sentence in train_problems(new.parts, new.order, policy).items():
+        problems.setdefault(key, sentence)
     if not new.title:
         problems["title"] = "Please give the release a title."
     if new.scheduled_at is not None and new.scheduled_at <= now:
@@ -214,32 +233,68 @@ def _git_ref_rule(ref: str) -> str | None:
 
 
 async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outcome:
-    """File a new release (`REL-n`), announce it, and ask testers or approvers."""
+    """File a new release (`REL-n`), announce it, and ask testers or approvers.
+
+    A train's refs are looked up in GitLab first: one missing is refused, nothing filed.
+    """
     if problems := request_problems(new, policy=deps.policy, now=deps.clock()):
         raise Refused(" ".join(problems.values()))
     new = cleaned(new)
     type_policy = deps.policy.type_policy(ReleaseType(new.type))
     first = State.REQUESTED if type_policy.require_test_report else State.READY_FOR_SIGNOFF
+    refs = dict(new.parts)
+    parts = [(p, refs[p]) for p in deploy_order(list(refs), new.order,
+                                                deps.policy.dependencies)]
+    if len(parts) > 1:
+        await _refs_exist(deps, parts)
+    lead_project, lead_ref = parts[0]
 
     async def work(session: AsyncSession) -> Outcome:
         now = deps.clock()
         await _within_limits(session, deps.policy, actor.user, now)
         release = Release(
-            project=new.project, ref=new.ref, version_label=new.version_label,
+            project=lead_project, ref=lead_ref, version_label=new.version_label,
             title=new.title, type=new.type, requester=actor.user, state=first.value,
             scheduled_at=new.scheduled_at, planned_window=new.planned_window,
             plan=dict(new.plan), created_at=now, updated_at=now, state_since=now,
             ground=new.ground or None, ground_reason=new.reason or None,
-            checklist=[step.stored() for step in deps.policy.project(new.project).checklist])
-        await q.create_release(session, release=release, work_items=new.work_items)
-        detail = {"project": new.project, "ref": release.ref, "type": new.type,
-                  **({"ground": new.ground, "reason": new.reason} if new.ground else {}),
-                  **({"sole_signers": sole} if (sole := deps.policy.sole_signer_roles(
-                      new.type, actor.user)) else {})}
+            checklist=_checklist(deps.policy, [p for p, _ in parts]))
+        await q.create_release(session, release=release, work_items=new.work_items,
+                               components=parts)
+        detail: dict[str, Any] = {"project": lead_project, "ref": release.ref,
+                                  "type": new.type}
+        if len(parts) > 1:
+            detail["components"] = [{"project": p, "ref": r} for p, r in parts]
+        if new.ground:
+            detail.update(ground=new.ground, reason=new.reason)
+        if sole := deps.policy.sole_signer_roles(new.type, actor.user):
+            detail["sole_signers"] = sole
         return await record(session, deps, release, Event.REQUEST, actor, first, detail,
                             created=True)
 
     return await run_in_transaction(deps, work)
+
+
+def _checklist(policy: Policy, projects: list[str]) -> list[str | dict[str, str]]:
+    """The projects' checklists as one: each item once, in deploy order."""
+    items: list[str | dict[str, str]] = []
+    for project in projects:
+        items += [s for step in policy.project(project).checklist
+                  if (s := step.stored()) not in items]
+    return items
+
+
+async def _refs_exist(deps: Deps, parts: list[tuple[str, str]]) -> None:
+    """Refuse, naming it, a ref GitLab doesn't have (skipped when GitLab is not connected)."""
+    if deps.gitlab is None:
+        return
+    for project, ref in parts:
+        try:
+            await deps.gitlab.resolve(deps.policy.project(project).gitlab, ref)
+        except GitLabError as exc:
+            if exc.status == 404:
+                raise Refused(f"GitLab has no ref `{ref}` in {project}.") from None
+            raise Refused(f"GitLab can't look up `{ref}` in {project}: {exc}") from None
 
 
 async def _within_limits(session: AsyncSession, policy: Policy, requester: str,
@@ -381,19 +436,42 @@ async def reject(deps: Deps, *, release_id: int, actor: Actor, reason: str,
     return await transition(deps, release_id, Event.REJECT, ctx, apply)
 
 
-async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str) -> Outcome:
-    """Point the release at another ref; approvals and the report of the old one stop counting."""
+async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str,
+                     project: str | None = None) -> Outcome:
+    """Point the release (a train: its component `project`) at another ref; approvals and the
+    report of the old one stop counting, for the whole release."""
     ref = ref.strip()
     if sentence := ref_problem(ref):
         raise Refused(sentence)
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
-        old = release.ref
+        comps = await q.components_of(session, release)
+        comp = _component(release, comps, project)
+        old = comp.ref
         voided = void_approvals(release, facts)
-        release.ref = ref
-        return {"old_ref": old, "ref": ref, "voided_approvals": voided}
+        comp.ref = ref
+        if comp.position == 0:
+            release.ref = ref  # the row names its first component
+        detail: dict[str, Any] = {"old_ref": old, "ref": ref, "voided_approvals": voided,
+                                  "component": comp.project}
+        return detail | ({"train": True} if len(comps) > 1 else {})
 
     return await transition(deps, release_id, Event.CHANGE_REF, Ctx(actor), apply)
+
+
+def _component(release: Release, comps: list[ReleaseComponent],
+               project: str | None) -> ReleaseComponent:
+    """The component a ref change names (a one-project release's own when none is named)."""
+    names = ", ".join(c.project for c in comps)
+    if project is None:
+        if len(comps) > 1:
+            raise Refused(f"{release.rel_id} is a train of {names}: name the project, e.g. "
+                          f"`/release ref {release.rel_id} {comps[-1].project}@<ref>`.")
+        return comps[0]
+    found = next((c for c in comps if c.project == project), None)
+    if found is None:
+        raise Refused(f"{project} is not part of {release.rel_id} ({names}).")
+    return found
 
 
 async def tick(deps: Deps, *, release_id: int, actor: Actor, items: tuple[int, ...]) -> Outcome:

@@ -21,6 +21,7 @@ from bot.gitlab import GitLabClient, GitLabError
 from bot.plan import PlanField
 from bot.plan import missing as plan_missing
 from bot.policy import Notice, PlanPolicy, Policy, ReleaseType, checklist_of
+from bot.trains import Train, rollback_targets, train_of
 from bot.workflow import (
     EVENTS,
     EVERYTHING,
@@ -81,14 +82,16 @@ class Outcome:
     to_state: State
     detail: dict[str, Any] = field(default_factory=dict)
     changed: bool = True
+    # A train's next deploy or rollback, committed with this outcome: its pipeline starts next.
+    follow_up: Deployment | None = None
 
 
 class PinNeeded(Exception):
-    """A release is entering sign-off: its ref must be resolved to a commit first."""
+    """A release is entering sign-off: each component's ref must be resolved to a commit first."""
 
-    def __init__(self, project: str, ref: str, merge_back_of: str | None = None) -> None:
-        super().__init__(f"{project} {ref}")
-        self.project, self.ref = project, ref
+    def __init__(self, parts: list[tuple[str, str]], merge_back_of: str | None = None) -> None:
+        super().__init__(", ".join(f"{project} {ref}" for project, ref in parts))
+        self.parts = parts  # (project, ref) of each component
         self.merge_back_of = merge_back_of  # the release (REL-n) whose merge-back is enforced
 
 
@@ -100,10 +103,10 @@ class MergeBackNeeded(Exception):
         self.release_id = release_id
 
 
-# The commit resolved for the transaction being retried, and the hotfixes it lacks. The first
-# attempt decides without GitLab (so refused events never call it); only one entering sign-off
-# resolves and retries.
-_PIN: ContextVar[Pin | None] = ContextVar("pin", default=None)
+# The commits resolved for the transaction being retried, by (project, ref), and the hotfixes
+# they lack. The first attempt decides without GitLab (so refused events never call it); only
+# one entering sign-off resolves and retries.
+_PINS: ContextVar[dict[tuple[str, str], Pin] | None] = ContextVar("pins", default=None)
 _PIN_MERGE_BACK: ContextVar[dict[str, Any] | None] = ContextVar("pin_merge_back", default=None)
 _AGAIN = "The release changed while its commit was being looked up; please try again."
 
@@ -117,16 +120,16 @@ async def run_in_transaction(deps: Deps, work: Callable[[AsyncSession], Awaitabl
     try:
         return await _attempts(deps, work)
     except PinNeeded as need:
-        pin = await resolve_pin(deps, need.project, need.ref)
-        token = _PIN.set(pin)
-        checked = _PIN_MERGE_BACK.set(await _pin_merge_back(deps, need, pin))
+        pins = {part: await resolve_pin(deps, *part) for part in need.parts}
+        token = _PINS.set(pins)
+        checked = _PIN_MERGE_BACK.set(await _pin_merge_back(deps, need, pins))
         try:
             return await _attempts(deps, work)
         except (PinNeeded, MergeBackNeeded):  # the ref changed again between the two attempts
             raise Refused(_AGAIN) from None
         finally:
             _PIN_MERGE_BACK.reset(checked)
-            _PIN.reset(token)
+            _PINS.reset(token)
     except MergeBackNeeded as need:
         await check_merge_back(deps, need.release_id)
         try:
@@ -135,36 +138,40 @@ async def run_in_transaction(deps: Deps, work: Callable[[AsyncSession], Awaitabl
             raise Refused(_AGAIN) from None
 
 
-async def _pin_merge_back(deps: Deps, need: PinNeeded, pin: Pin) -> dict[str, Any] | None:
-    """The merge-back check of a commit about to be pinned (None: not needed, or GitLab failed).
+async def _pin_merge_back(deps: Deps, need: PinNeeded,
+                          pins: dict[tuple[str, str], Pin]) -> dict[str, Any] | None:
+    """The merge-back check of commits about to be pinned (None: not needed, or GitLab failed).
 
     A failure here does not stop the pin: the sign-off asks GitLab again and refuses then.
     """
     if need.merge_back_of is None or deps.gitlab is None:
         return None
+    shas = {project: pin.sha for (project, _), pin in pins.items()}
     async with deps.sessions() as session:
-        hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, need.project)
+        hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, list(shas))
     try:
-        return await mergeback.check(deps.gitlab, deps.policy, need.project, need.merge_back_of,
-                                     pin.sha, hotfixes)
+        return await mergeback.check(deps.gitlab, deps.policy, shas, need.merge_back_of,
+                                     hotfixes)
     except Refused as exc:
         log.info("%s: merge-back not checked at pin: %s", need.merge_back_of, exc.sentence)
         return None
 
 
 async def check_merge_back(deps: Deps, release_id: int) -> None:
-    """Check the release's pinned commit against every shipped hotfix and store the answer."""
+    """Check the release's pinned commits against every shipped hotfix and store the answer."""
     async with deps.sessions() as session:
         release = await q.get_release(session, release_id)
-        if release is None or not (sha := mergeback.current_pin(release)):
+        if release is None:
             return
-        hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, release.project)
+        pins = mergeback.current_pins(release, await q.components_of(session, release))
+        if not pins or not release.pinned_sha:
+            return
+        hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, list(pins))
     if deps.gitlab is None:
         raise Refused("GitLab is not connected, so the hotfixes merged back can't be checked.")
-    answer = await mergeback.check(deps.gitlab, deps.policy, release.project, release.rel_id,
-                                   sha, hotfixes)
+    answer = await mergeback.check(deps.gitlab, deps.policy, pins, release.rel_id, hotfixes)
     async with transaction(deps.sessions) as session:
-        await q.save_merge_back(session, release_id, sha=sha, value=answer)
+        await q.save_merge_back(session, release_id, sha=release.pinned_sha, value=answer)
 
 
 async def resolve_pin(deps: Deps, project: str, ref: str) -> Pin:
@@ -207,7 +214,10 @@ async def load_facts(session: AsyncSession, deps: Deps, release: Release,
     """What the workflow's guards look at, read inside the transaction (`reads` of the rest)."""
     policy = deps.policy
     type_policy = policy.type_policy(ReleaseType(release.type))
-    stored = await _stored_facts(session, release, type_limits(deps, release), reads)
+    # The train's environments matter only beside its deploys: the components are read then.
+    train = (train_of([c.project for c in await q.components_of(session, release)], policy)
+             if "deployments" in reads else train_of([release.project], policy))
+    stored = await _stored_facts(session, release, train, type_limits(deps, release), reads)
     gate = _gate_facts(deps) if "gate" in reads else {}
     return Facts(
         state=State(release.state), requester=release.requester,
@@ -217,7 +227,7 @@ async def load_facts(session: AsyncSession, deps: Deps, release: Release,
         bypass_allowed=type_policy.bypass_freeze,
         gate_overridden=release.gate_override_by is not None,
         checklist_total=len(release.checklist),
-        environments=tuple(policy.project(release.project).environments),
+        environments=train.environments,
         has_schedule=release.scheduled_at is not None,
         requester_can_deploy=type_policy.requester_can_deploy,
         one_person_many_roles=policy.one_person_many_roles,
@@ -244,12 +254,13 @@ async def _merge_back_facts(session: AsyncSession, deps: Deps, release: Release,
                             reads: frozenset[Stored]) -> dict[str, Any]:
     """Which shipped hotfixes the pinned commit lacks, as far as the stored check knows."""
     if ("merge_back" not in reads or not mergeback.enforced(deps.policy, release)
-            or not mergeback.current_pin(release)):
+            or release.pinned_revision != release.revision or not release.pinned_sha):
         return {}
-    hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, release.project)
+    pins = mergeback.current_pins(release, await q.components_of(session, release))
+    hotfixes = await mergeback.shipped_hotfixes(session, deps.policy, list(pins))
     if not hotfixes:
         return {}
-    checked, missing = mergeback.stored_missing(release, hotfixes)
+    checked, missing = mergeback.stored_missing(release, pins, hotfixes)
     return {"merge_back_checked": checked, "merge_back_missing": missing}
 
 
@@ -261,8 +272,8 @@ def _observing_until(deps: Deps, release: Release) -> str | None:
     return calendar.format_local(until, deps.policy)
 
 
-async def _stored_facts(session: AsyncSession, release: Release, limits: dict[str, int],
-                        reads: frozenset[Stored]) -> dict[str, Any]:
+async def _stored_facts(session: AsyncSession, release: Release, train: Train,
+                        limits: dict[str, int], reads: frozenset[Stored]) -> dict[str, Any]:
     """The facts kept in other tables: one query for each kind the event reads."""
     facts: dict[str, Any] = {}
     if "report" in reads:
@@ -276,11 +287,11 @@ async def _stored_facts(session: AsyncSession, release: Release, limits: dict[st
         facts["checklist_done"] = frozenset(t.item for t in ticks)
     if "deployments" in reads:
         deployments = await q.deployments_of(session, release.id)
-        facts["deployed_envs"] = reached_envs(deployments, release.revision)
+        facts["deployed_envs"] = train.reached(deployments, release.revision)
         facts["started_envs"] = frozenset(d.environment for d in deployments
                                           if not d.rollback and d.revision == release.revision)
-        undo = rollback_target(deployments)
-        facts["rollback_ref"] = undo and (undo.previous_ref or undo.previous_sha)
+        undo = rollback_targets(deployments, train.projects)
+        facts["rollback_ref"] = undo[0].previous_ref or undo[0].previous_sha if undo else None
     if "acceptances" in reads:
         verdicts = await q.acceptances_of(session, release)
         facts["accepted_envs"] = frozenset(a.environment for a in verdicts if a.passed)
@@ -290,12 +301,6 @@ async def _stored_facts(session: AsyncSession, release: Release, limits: dict[st
 def is_armed(release: Release) -> bool:
     """The release manager armed this revision's scheduled deploy (a new revision voids it)."""
     return release.armed_by is not None and release.armed_revision == release.revision
-
-
-def reached_envs(deployments: Sequence[Deployment], revision: int) -> frozenset[str]:
-    """Environments this revision of a release was deployed to successfully."""
-    return frozenset(d.environment for d in deployments
-                     if d.status == "success" and not d.rollback and d.revision == revision)
 
 
 def _gate_facts(deps: Deps) -> dict[str, Any]:
@@ -328,14 +333,6 @@ def type_limits(deps: Deps, release: Release) -> dict[str, int]:
     """The go-live standard of the release's type, as a plain mapping."""
     limits = deps.policy.type_policy(ReleaseType(release.type)).max_open_bugs
     return {"A": limits.A, "B": limits.B, "C": limits.C}
-
-
-def rollback_target(deployments: Sequence[Deployment]) -> Deployment | None:
-    """The deploy a rollback undoes: this release's newest one that replaced a known version."""
-    for dep in reversed(list(deployments)):
-        if not dep.rollback and (dep.previous_ref or dep.previous_sha):
-            return dep
-    return None
 
 
 # --- one event ----------------------------------------------------------------------------------
@@ -480,14 +477,19 @@ async def _pin_commit(session: AsyncSession, deps: Deps, release: Release,
                       now: datetime) -> None:
     """Pin the revision's commit (approvals sign it); first ask GitLab, outside the transaction."""
     if release.pinned_sha and release.pinned_revision == release.revision:
-        return  # a new revision of the same commit (the plan changed): approvers sign it again
-    pin = _PIN.get()
-    if pin is None or pin.ref != release.ref:
+        return  # a new revision of the same commits (the plan changed): approvers sign again
+    comps = await q.components_of(session, release)
+    pins = _PINS.get() or {}
+    wanted = [(c.project, c.ref) for c in comps]
+    if any(part not in pins for part in wanted):
         enforced = mergeback.enforced(deps.policy, release)
-        raise PinNeeded(release.project, release.ref, release.rel_id if enforced else None)
-    release.pinned_sha, release.pinned_revision = pin.sha, release.revision
+        raise PinNeeded(wanted, release.rel_id if enforced else None)
+    for comp in comps:
+        comp.pinned_sha = pins[(comp.project, comp.ref)].sha
+    release.pinned_sha, release.pinned_revision = comps[0].pinned_sha, release.revision
     checked = _PIN_MERGE_BACK.get()
-    release.merge_back = checked if checked and checked.get("sha") == pin.sha else None
+    key = mergeback.pin_key({c.project: c.pinned_sha for c in comps if c.pinned_sha})
+    release.merge_back = checked if checked and checked.get("sha") == key else None
 
 
 async def _ask(session: AsyncSession, deps: Deps, release: Release, now: datetime) -> None:
@@ -551,6 +553,8 @@ async def close_detail(session: AsyncSession, deps: Deps, release: Release) -> d
     detail: dict[str, Any] = {"project": release.project, "ref": release.ref,
                               "title": release.title,
                               "remaining": await remaining_issues(session, deps, release)}
+    if len(comps := await q.components_of(session, release)) > 1:
+        detail["components"] = [{"project": c.project, "ref": c.ref} for c in comps]
     if impact := release.plan.get(PlanField.IMPACT):  # the go-live plan's impact scope
         detail["impact"] = impact
     return detail

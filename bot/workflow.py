@@ -682,6 +682,16 @@ def was_requested(facts: Facts, ctx: Ctx) -> bool:
     return facts.state is State.REQUESTED
 
 
+def train_goes_on(facts: Facts, ctx: Ctx) -> bool:
+    """A train's component deployed, and others still go to that environment after it."""
+    return ctx.environment is not None and ctx.environment not in facts.deployed_envs
+
+
+def more_to_roll_back(facts: Facts, ctx: Ctx) -> bool:
+    """A train's component rolled back, and others still wait to be."""
+    return facts.rollback_ref is not None
+
+
 # --- the table ------------------------------------------------------------------------------------
 
 _S, _W = State, Who
@@ -731,6 +741,9 @@ TABLE: tuple[Transition, ...] = (
     Transition(BEFORE_DEPLOY, Event.HOLD, None, (_W.SYSTEM,)),
     Transition((*SIGNED_OFF, _S.DEPLOYED, _S.DEPLOY_FAILED), Event.DEPLOY, _S.DEPLOYING,
                (_W.DEPLOYER, _W.SYSTEM), _DEPLOY_GUARDS),
+    # A train deploys one component at a time: it stays deploying until the last one is done.
+    Transition((_S.DEPLOYING,), Event.DEPLOY_SUCCEEDED, None, (_W.SYSTEM,),
+               when=(train_goes_on,)),
     Transition((_S.DEPLOYING,), Event.DEPLOY_SUCCEEDED, _S.DEPLOYED, (_W.SYSTEM,)),
     Transition((_S.DEPLOYING,), Event.DEPLOY_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
     Transition((_S.DEPLOYED,), Event.ACCEPTANCE_PASS, None, (_W.TESTER,),
@@ -748,6 +761,8 @@ TABLE: tuple[Transition, ...] = (
                (observation_over, early_close_reason)),
     Transition((*LIVE, _S.DEPLOY_FAILED, _S.ACCEPTANCE_FAILED), Event.ROLLBACK, _S.ROLLING_BACK,
                (_W.RELEASE_MANAGER,), (can_roll_back,)),
+    Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, None, (_W.SYSTEM,),
+               when=(more_to_roll_back,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_SUCCEEDED, _S.ROLLED_BACK, (_W.SYSTEM,)),
     Transition((_S.ROLLING_BACK,), Event.ROLLBACK_FAILED, _S.DEPLOY_FAILED, (_W.SYSTEM,)),
     # A stuck pipeline: the release manager gives up on it; it counts as failed.
@@ -803,7 +818,8 @@ EVENTS: dict[Event, EventSpec] = {
     Event.DEPLOY: _reads("approvals", "ticks", "deployments", "acceptances", "gate",
                          notice="deploy"),
     Event.PIPELINE_STARTED: _reads(broadcast=True),
-    Event.DEPLOY_SUCCEEDED: _reads(broadcast=True, notice="deploy"),
+    # Whether a train's environment is done; whether more of it waits to be rolled back.
+    Event.DEPLOY_SUCCEEDED: _reads("deployments", broadcast=True, notice="deploy"),
     Event.DEPLOY_FAILED: _reads(broadcast=True, notice="deploy"),
     Event.ACCEPTANCE_PASS: _reads("deployments", "acceptances", broadcast=True,
                                   notice="verification"),
@@ -814,7 +830,7 @@ EVENTS: dict[Event, EventSpec] = {
     Event.OBSERVE: _reads(),
     Event.CLOSE: _reads(notice="close"),
     Event.ROLLBACK: _reads("deployments", notice="rollback"),
-    Event.ROLLBACK_SUCCEEDED: _reads(broadcast=True, notice="rollback"),
+    Event.ROLLBACK_SUCCEEDED: _reads("deployments", broadcast=True, notice="rollback"),
     Event.ROLLBACK_FAILED: _reads(broadcast=True, notice="rollback"),
     Event.ABANDON: _reads(broadcast=True, notice="deploy"),
     Event.CANCEL: _reads("deployments"),  # whether production has begun

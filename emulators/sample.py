@@ -67,6 +67,7 @@ projects:
   web:
     gitlab: acme/web
     environments: [production]
+    depends_on: [payments]           # a train deploys payments first
 policies:
   standard:  {approvers: [tech_director, test_lead], max_open_bugs: {A: 0, B: 0, C: 5}}
   emergency: {approvers: [executive, tech_director, test_lead], allow_known_issues: true,

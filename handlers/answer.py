@@ -139,6 +139,13 @@ def deploy_started(out: Outcome) -> str:
     if out.event is Event.DEPLOY_FAILED:
         return (f"The {escape(str(env))} pipeline of {out.release.rel_id} did not start: "
                 f"{escape(str(out.detail.get('error')))}")
+    if out.detail.get("train"):
+        then = out.detail.get("then") or []
+        follow = (f"; then {', '.join(escape(str(p)) for p in then)}, one pipeline at a time"
+                  if then else "")
+        return (f"{out.release.rel_id}: the {env} pipeline of "
+                f"{escape(str(out.detail.get('component')))} is running{follow}. Follow it on "
+                "the card.")
     return f"{out.release.rel_id}: the {env} pipeline is running. Follow it on the card."
 
 
@@ -170,6 +177,10 @@ def rolling_back(out: Outcome) -> str:
                 f"{escape(str(out.detail.get('error')))}")
     sha = out.detail.get("sha")
     at = f" @ `{sha[:7]}`" if isinstance(sha, str) and sha else ""
+    if out.detail.get("train"):
+        return (f"Rolling {out.release.rel_id} back, one pipeline at a time, last deployed "
+                f"first: {escape(str(out.detail.get('component')))} to "
+                f"`{escape(str(out.detail.get('ref')))}`{at} now.")
     return f"Rolling {out.release.rel_id} back to `{escape(str(out.detail.get('ref')))}`{at}."
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.readmodel import ReleaseView
 from bot.workflow import State
+from storage.models import ReleaseComponent
 
 Block = dict[str, Any]
 
@@ -163,13 +165,41 @@ def local_time(dt: datetime | None, tz: ZoneInfo) -> str:
 
 
 def title_line(view: ReleaseView) -> str:
-    """`REL-42 · payments v1.1.0 — Faster checkout` (plain text for the header)."""
+    """`REL-42 · payments v1.1.0 — Faster checkout` (plain text for the header); a train names
+    its projects, or the first and how many more."""
     rel = view.release
     label = f" {rel.version_label}" if rel.version_label else ""
-    return clip(f"{rel.rel_id} · {rel.project}{label} — {rel.title}", MAX_HEADER)
+    names = [c.project for c in view.components] if view.is_train else [rel.project]
+    projects = " + ".join(names)
+    if len(projects) > 60:
+        projects = f"{names[0]} + {len(names) - 1} more"
+    return clip(f"{rel.rel_id} · {projects}{label} — {rel.title}", MAX_HEADER)
 
 
 def ref_text(view: ReleaseView) -> str:
     """`v1.2.0` @ `3f2a9c1` once pinned, else just the ref."""
     ref = f"`{escape(view.release.ref)}`"
     return f"{ref} @ `{view.pin.short}`" if view.pin else ref
+
+
+SHOWN_COMPONENTS = 3  # a one-line summary names this many of a train's projects
+
+
+def component_text(comp: ReleaseComponent, pinned: bool = False) -> str:
+    """`payments` `v1.2.0` @ `3f2a9c1`: one component, its ref and (once pinned) its commit."""
+    sha = f" @ `{escape(comp.pinned_sha[:7])}`" if pinned and comp.pinned_sha else ""
+    return f"{escape(clip(comp.project, 40))} `{escape(clip(comp.ref, 60))}`{sha}"
+
+
+def components_line(components: Sequence[ReleaseComponent], pinned: bool = False) -> str:
+    """A train in one line, in deploy order: a few components, then how many more."""
+    shown = " → ".join(component_text(c, pinned) for c in components[:SHOWN_COMPONENTS])
+    more = len(components) - SHOWN_COMPONENTS
+    return shown + (f" → +{more} more" if more > 0 else "")
+
+
+def subject_text(view: ReleaseView) -> str:
+    """What a release ships, in one line: `payments `v1.1.0` @ `3f2a9c1``, or its train."""
+    if view.is_train:
+        return components_line(view.components, view.pin is not None)
+    return f"{escape(view.release.project)} {ref_text(view)}"

@@ -25,6 +25,7 @@ from handlers.blocks import (
     button,
     button_value,
     clip,
+    component_text,
     confirm,
     context,
     escape,
@@ -39,14 +40,20 @@ from handlers.render import ground_text, sole_signer_sentence
 from storage.models import Acceptance
 
 
-def build_release_card(view: ReleaseView, tz: ZoneInfo) -> tuple[str, list[Block]]:
-    """The card's fallback text and blocks, with only the buttons the state allows."""
+def build_release_card(view: ReleaseView, tz: ZoneInfo, *,
+                       matrix: bool = True) -> tuple[str, list[Block]]:
+    """The card's fallback text and blocks, with only the buttons the state allows.
+
+    A train's card shows its matrix (components × environments) unless `matrix` is False.
+    """
     rel = view.release
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title_line(view)}},
         section(summary_text(view, tz)),
         section(progress_text(view, tz)),
     ]
+    if view.is_train and matrix:
+        blocks.append(section(matrix_text(view)))
     if notes := notes_text(view):
         blocks.append(context(notes))
     if actions := card_buttons(view):
@@ -63,7 +70,9 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
     lines = [
         f"{STATE_ICON[view.state]} *{view.state.label.capitalize()}*"
         f"   ·   {escape(rel.type)} release   ·   requested by {mention(rel.requester)}",
-        f"*Project* {escape(rel.project)}   *Ref* {ref_text(view)}",
+        (f"*Train* {len(view.components)} projects, deployed in this order: "
+         f"{escape(' → '.join(c.project for c in view.components))}" if view.is_train else
+         f"*Project* {escape(rel.project)}   *Ref* {ref_text(view)}"),
     ]
     if rel.scheduled_at:
         lines.append(f"*Deploys at* {local_time(rel.scheduled_at, tz)}{arming_text(view, tz)}")
@@ -72,10 +81,38 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
     if dep := view.active_deployment:
         url = dep.pipeline_url
         link = f"<{safe_url(url)}|pipeline>" if url else "pipeline starting"
-        kind, ref = ("Rolling back to", dep.ref) if dep.rollback else ("Deploying", rel.ref)
+        ref = dep.ref if dep.rollback else _ref_of(view, dep.project)
+        what = f" {escape(dep.project)}" if view.is_train else ""
+        kind = f"Rolling back{what} to" if dep.rollback else f"Deploying{what}"
         at = f" @ `{escape(dep.sha[:7])}`" if dep.sha else ""
         lines.append(f"{kind} `{escape(ref)}`{at} to {escape(dep.environment)}: {link}")
     return "\n".join(lines)
+
+
+def _ref_of(view: ReleaseView, project: str) -> str:
+    """The ref a component ships (the release's own for a one-project release)."""
+    return next((c.ref for c in view.components if c.project == project), view.release.ref)
+
+
+CELL_ICON = {"waiting": "▫️", "deploying": "⏳", "deployed": "✅", "failed": "❌",
+             "rolling back": "⏪", "rolled back": "↩️", "rollback failed": "🔥"}
+MATRIX_LINE = 280  # ten components' lines stay within one section's 3000 characters
+
+
+def matrix_text(view: ReleaseView) -> str:
+    """Components as rows, environments as columns: each cell's state, each pinned commit."""
+    lines = [f"*Components* (in deploy order) × {escape(' → '.join(view.environments))}"]
+    for comp in view.components:
+        cells = []
+        for env in view.environments:
+            state = view.cell(comp.project, env)
+            mark = "—" if state is None else CELL_ICON[state]
+            cells.append(f"{mark} {escape(clip(env, 30))}")
+        row = f"{component_text(comp, view.pin is not None)}   {'  '.join(cells)}"
+        lines.append(clip(row, MATRIX_LINE))
+    lines.append("▫️ waiting · ⏳ deploying · ✅ deployed · ❌ failed · ⏪ rolling back · "
+                 "↩️ rolled back · — not deployed there")
+    return clip("\n".join(lines))
 
 
 def arming_text(view: ReleaseView, tz: ZoneInfo) -> str:
@@ -195,13 +232,22 @@ def notes_text(view: ReleaseView) -> str:
         notes.append(f"↩️ Nothing ran in {escape(view.environments[-1])} before this release as "
                      "far as ReleaseBot and GitLab know: a rollback is by hand, following the "
                      "go-live plan's rollback steps")
-    if view.state is State.READY_FOR_SIGNOFF and (missing := missing_labels(rel)):
+    if view.state is State.READY_FOR_SIGNOFF and (missing := missing_labels(rel, view.components)):
         notes.append(f"🔀 {escape(merge_back_sentence(rel.rel_id, missing))}")
-    if rel.newer_commits and view.pin:
-        many = "commit that is" if rel.newer_commits == 1 else "commits that are"
-        notes.append(f"📌 `{escape(rel.ref)}` has {rel.newer_commits} newer {many} not in this "
-                     f"release (it ships `{view.pin.short}`)")
+    for comp in view.components if view.is_train else ():
+        if comp.newer_commits and view.pin and comp.pinned_sha:
+            notes.append(_newer_note(comp.ref, comp.newer_commits, comp.pinned_sha[:7],
+                                     f"{escape(comp.project)} "))
+    if not view.is_train and rel.newer_commits and view.pin:
+        notes.append(_newer_note(rel.ref, rel.newer_commits, view.pin.short))
     return clip("\n".join(notes))
+
+
+def _newer_note(ref: str, count: int, short: str, whose: str = "") -> str:
+    """A ref moved on beyond the pin: what ships is still the pinned commit."""
+    many = "commit that is" if count == 1 else "commits that are"
+    return (f"📌 {whose}`{escape(ref)}` has {count} newer {many} not in this release (it "
+            f"ships `{escape(short)}`)")
 
 
 def _first_in_production(view: ReleaseView) -> bool:
@@ -254,8 +300,13 @@ def deploy_button(view: ReleaseView) -> list[Block]:
     if view.state is State.DEPLOYED and (view.next_env is None or view.awaiting_acceptance):
         return []
     env = view.next_env or view.environments[-1]
+    rid = view.release.rel_id
+    question = f"Start the {escape(env)} deploy pipeline for {rid}?"
+    if view.is_train:
+        order = ", then ".join(escape(p) for p in view.train.projects_in(env))
+        question = f"Deploy {rid} to {escape(env)}, one pipeline at a time: {order}?"
     return [button(f"Deploy to {env}", ActionId.DEPLOY, button_value(view), "primary", confirm(
-        "Deploy?", f"Start the {env} deploy pipeline for {view.release.rel_id}?", "Deploy"))]
+        "Deploy?", question, "Deploy"))]
 
 
 def verify_buttons(view: ReleaseView) -> list[Block]:
@@ -294,10 +345,13 @@ def arm_button(view: ReleaseView) -> list[Block]:
 
 
 def rollback_button(view: ReleaseView) -> Block:
-    """Roll back, behind a confirmation."""
+    """Roll back, behind a confirmation (a train's names what it undoes, in its order)."""
+    question = f"Redeploy the version that was live before {view.release.rel_id}?"
+    if view.is_train and (order := view.rollback_order):
+        question = (f"Redeploy what ran before {view.release.rel_id}, one pipeline at a time: "
+                    f"{', then '.join(escape(p) for p in order)}?")
     return button("Roll back", ActionId.ROLLBACK, button_value(view), "danger", confirm(
-        "Roll back?", f"Redeploy the version that was live before {view.release.rel_id}?",
-        "Roll back", danger=True))
+        "Roll back?", question, "Roll back", danger=True))
 
 
 def abandon_button(view: ReleaseView) -> Block:

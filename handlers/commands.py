@@ -9,6 +9,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from bot import calendar, deploys, golive, releases, transition
 from bot.notes import notes_text, publish_notes
 from bot.policy import ReleaseType
+from bot.trains import is_component, parse_order, split_component
 from bot.workflow import Actor, Event
 from handlers import answer
 from handlers.answer import Asker, Reply, answer_after, open_form
@@ -46,11 +47,10 @@ async def on_release_command(ack: AsyncAck, body: Body, runtime: Runtime) -> Non
 
 
 async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """With arguments: file it now; without: open the form."""
+    """With arguments: file it now (`project ref` or a train of `project@ref`…); else a form."""
     if not p.words:
         return await _open_request_form(rt, p, body)
-    if len(p.words) < 2:
-        raise UsageError(p.sub, "Give at least a project and a ref.")
+    parts, title_words = _components(p)
     policy = rt.deps.policy
     scheduled = None
     if at := p.options.get("at"):
@@ -59,13 +59,26 @@ async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
         except ValueError as exc:
             raise UsageError(p.sub, str(exc)) from None
     kind = p.options.get("type", ReleaseType.STANDARD.value).lower()
-    title = " ".join(p.words[2:]) or f"{p.words[0]} {p.words[1]}"
-    new = releases.NewRelease(project=p.words[0], ref=p.words[1], title=title, type=kind,
+    title = " ".join(title_words) or ", ".join(f"{project} {ref}" for project, ref in parts)
+    new = releases.NewRelease(project=parts[0][0], ref=parts[0][1], title=title, type=kind,
                               version_label=p.options.get("version", ""), scheduled_at=scheduled,
+                              more=tuple(parts[1:]),
+                              order=parse_order(p.options.get("order", "")),
                               ground=p.options.get("ground", "").lower(),
                               reason=p.options.get("reason", ""))
     out = await releases.request_release(rt.deps, actor=await rt.directory.actor(user), new=new)
     return answer.filed(out, policy.release_channel)
+
+
+def _components(p: Parsed) -> tuple[list[tuple[str, str]], list[str]]:
+    """The (project, ref) pairs a request names, and the words of its title after them."""
+    words = list(p.words)
+    if not is_component(words[0]):
+        if len(words) < 2:
+            raise UsageError(p.sub, "Give at least a project and a ref (or project@ref).")
+        return [(words[0], words[1])], words[2:]
+    count = next((i for i, w in enumerate(words) if not is_component(w)), len(words))
+    return [split_component(w) for w in words[:count]], words[count:]
 
 
 async def _open_request_form(rt: Runtime, p: Parsed, body: Body) -> Reply:
@@ -124,12 +137,17 @@ async def _reject(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def _ref(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """Point the release at another ref."""
+    """Point the release, or one project of a train (`project@ref`), at another ref."""
     if len(p.words) != 1:
-        raise UsageError(p.sub, "Give exactly one ref.")
+        raise UsageError(p.sub, "Give exactly one ref (or project@ref).")
+    project, ref = None, p.words[0]
+    if is_component(ref) and split_component(ref)[0] in rt.deps.policy.projects:
+        project, ref = split_component(ref)
     out = await releases.change_ref(rt.deps, release_id=p.release_id or 0,
-                               actor=await rt.directory.actor(user), ref=p.words[0])
-    return (f"{out.release.rel_id} now points at `{p.words[0]}`; "
+                                    actor=await rt.directory.actor(user), ref=ref,
+                                    project=project)
+    which = f"{project} in " if project else ""
+    return (f"{which}{out.release.rel_id} now points at `{ref}`; "
             "it needs testing and sign-off again.")
 
 
@@ -225,8 +243,11 @@ async def _publish(rt: Runtime, release_id: int, user: str) -> Reply:
     """Publish the notes as a GitLab Release (tags only; release manager)."""
     published = await publish_notes(rt.deps, rt.deployer, release_id=release_id,
                                     actor=await rt.directory.actor(user))
-    return (f"Published {escape(published.ref)} as a GitLab release: "
-            f"<{safe_url(published.url)}>")
+    if len(published) == 1:
+        return (f"Published {escape(published[0].ref)} as a GitLab release: "
+                f"<{safe_url(published[0].url)}>")
+    return "Published as GitLab releases: " + ", ".join(
+        f"{escape(p.project)} {escape(p.ref)} <{safe_url(p.url)}>" for p in published)
 
 
 async def _plan(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
@@ -265,9 +286,11 @@ async def _help(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
-    Sub("request", '/release request [<project> <ref> [title…] [--type standard|emergency|hotfix|'
-        'campaign] [--at "YYYY-MM-DD HH:MM"] [--version V] [--ground G --reason "…"]]',
-        "open a release (no arguments: a form)", _request, takes_id=False),
+    Sub("request", '/release request [<project> <ref> | <project>@<ref> <project>@<ref>…] '
+        '[title…] [--type standard|emergency|hotfix|campaign] [--at "YYYY-MM-DD HH:MM"] '
+        '[--version V] [--order a,b] [--ground G --reason "…"]',
+        "open a release, of one project or a train of several (no arguments: a form)",
+        _request, takes_id=False),
     Sub("list", "/release list [active|mine|all]", "releases, newest first", _list,
         takes_id=False),
     Sub("status", "/release status <ID>", "one release in full", _status),
@@ -279,8 +302,8 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
         "executive: ship with known issues", _accept, min_args=1),
     Sub("approve", "/release approve <ID> [comment…]", "sign off for your role", _approve),
     Sub("reject", "/release reject <ID> <reason…>", "send it back for rework", _reject, min_args=1),
-    Sub("ref", "/release ref <ID> <new ref>", "point the release at another ref", _ref,
-        min_args=1),
+    Sub("ref", "/release ref <ID> <new ref> | <project>@<new ref>",
+        "point the release (or one project of a train) at another ref", _ref, min_args=1),
     Sub("plan", "/release plan <ID> [impact|rollback|db_scripts|stop_services|deploy_order|"
         "planned_time|on_duty <text…>]", "the go-live plan (no part: a form)", _plan),
     Sub("review", "/release review <ID> ok|changes [note…]",

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.readmodel import ReleaseView, load_view
 from bot.transition import Deps
 from bot.workflow import Event, State
-from handlers.blocks import ActionId, button, escape, mention, ref_text, section
+from handlers.blocks import ActionId, button, escape, mention, section, subject_text
 from handlers.cards import (
     abandon_button,
     acceptance_buttons,
@@ -326,7 +326,8 @@ class Deliverer:
         rel = view.release
         if view.state is not State.READY_FOR_SIGNOFF or row.payload.get("revision") != rel.revision:
             return  # the moment passed before delivery: asking now would be noise
-        what = f"{rel.project} @ {view.pin.short}" if view.pin else rel.project
+        what = (", ".join(c.project for c in view.components) if view.is_train else
+                f"{rel.project} @ {view.pin.short}" if view.pin else rel.project)
         text = f"{rel.rel_id} ({escape(what)}) needs your sign-off: {escape(rel.title[:200])}"
         link = await self._permalink(rel.card_channel, rel.card_ts)
         users = row.payload.get("users") or await self.directory.users_in_roles(
@@ -358,7 +359,8 @@ class Deliverer:
         """The policy's `notify`: a line linking the card to channels, a DM to people and groups."""
         rel = view.release
         link = await self._permalink(rel.card_channel, rel.card_ts)
-        text = tell_text(rel.rel_id, f"{rel.project} — {rel.title[:100]}", row.payload, link)
+        names = ", ".join(c.project for c in view.components) if view.is_train else rel.project
+        text = tell_text(rel.rel_id, f"{names} — {rel.title[:100]}", row.payload, link)
         groups = await self.directory.groups()
         targets: dict[str, None] = {}
         for target in row.payload.get("targets") or []:
@@ -459,7 +461,7 @@ def ask_blocks(view: ReleaseView, link: str | None) -> list[dict[str, Any]]:
 
     rel = view.release
     where = f" (<{link}|see the card>)" if link else ""
-    text = (f"*{rel.rel_id}* · {escape(rel.project)} {ref_text(view)} — "
+    text = (f"*{rel.rel_id}* · {subject_text(view)} — "
             f"{escape(rel.title[:500])}\nRequested by {mention(rel.requester)}; "
             f"needs sign-off by {escape(', '.join(view.missing_roles))}{where}.")
     # The notes' button carries the release alone: reading them stays possible as it moves on.

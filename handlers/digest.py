@@ -15,9 +15,9 @@ from handlers.blocks import (
     clip,
     context,
     escape,
-    ref_text,
     safe_url,
     section,
+    subject_text,
 )
 from handlers.cards import approval_buttons, rollback_button
 
@@ -86,7 +86,7 @@ def line_text(line: DigestLine, now: datetime) -> str:
     rel = view.release
     name = f"<{safe_url(line.link)}|{rel.rel_id}>" if line.link else rel.rel_id
     waits = WAITS[line.waits](view, line.detail) if line.waits in WAITS else escape(line.waits)
-    return (f"*{name}* · {escape(rel.project)} {ref_text(view)} — {escape(clip(rel.title, 200))}"
+    return (f"*{name}* · {subject_text(view)} — {escape(clip(rel.title, 200))}"
             f"\n{waits} · {view.state.label} for {waited(now - rel.state_since)}")
 
 

@@ -35,7 +35,8 @@ def build_home(pending: list[ReleaseView], mine: list[ReleaseView], flight: list
             ("Releases in flight", flight, "No releases in flight.")):
         blocks += [{"type": "divider"}, section(f"*{title}*")]
         for view in views[:PER_SECTION]:
-            blocks += build_release_card(view, tz)[1][1:]  # the header block is for the channel
+            # The header is for the channel; a train's matrix stays on its card and `status`.
+            blocks += build_release_card(view, tz, matrix=False)[1][1:]
         if not views:
             blocks.append(context(empty))
     blocks.append(context("Type `/release help` anywhere for every command."))

@@ -9,6 +9,7 @@ from bot import calendar
 from bot.plan import PLAN_LIMIT, PlanField, clean_plan
 from bot.policy import Ground, Policy, ReleaseType
 from bot.releases import MAX_REF, NewRelease, request_problems
+from bot.trains import is_component, parse_order, split_component
 from handlers.blocks import Block, FormId, clip, is_id
 
 WORK_ITEM_KINDS = (("!", "mr"), ("#", "issue"), ("INC", "incident"))
@@ -57,6 +58,11 @@ def build_request_modal(policy: Policy, channel: str = "") -> Block:
         _select("project", "Project", projects, projects[0][0] if len(projects) == 1 else None),
         _text_input("ref", "Ref (branch, tag or commit)", placeholder="v1.4.0",
                     max_length=MAX_REF),
+        _text_input("more", "More projects, for a release train (one per line: project@ref)",
+                    multiline=True, optional=True, placeholder="web@v2.0.0",
+                    max_length=3000),
+        _text_input("order", "Deploy order (optional; it may only add to depends_on)",
+                    optional=True, placeholder="payments, web", max_length=1000),
         _text_input("version", "Version", optional=True, placeholder="1.4.0", max_length=100),
         _text_input("title", "Title", placeholder="Faster checkout", max_length=3000),
         _select("type", "Release type", types, ReleaseType.STANDARD.value),
@@ -156,7 +162,16 @@ def work_items(text: str) -> tuple[tuple[str, str], ...]:
 # Where each of the service's request problems is shown in the form.
 _REQUEST_FIELDS = {"project": "project", "type": "type", "ref": "ref", "title": "title",
                    "scheduled_at": "at", "version_label": "version",
-                   "planned_window": "window", "work_items": "items"}
+                   "planned_window": "window", "work_items": "items", "components": "more",
+                   "order": "order"}
+
+
+def more_components(text: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """The form's extra `project@ref` lines, or a sentence naming the first line that is not."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if bad := next((line for line in lines if not is_component(line)), None):
+        return (), f"Write each project as project@ref, e.g. web@v2.0.0 (not {bad[:40]!r})."
+    return tuple(split_component(line) for line in lines), None
 
 
 _FORM_WORDS = {"ground": "Choose the ground of this emergency release.",
@@ -176,8 +191,12 @@ def parse_request_view(values: dict[str, Any], policy: Policy, now: datetime
             scheduled = calendar.parse_local(at_text, policy)
         except ValueError as exc:  # OverflowError: before year 1 in UTC
             errors["at"] = str(exc)
+    more, bad = more_components(field_value(values, "more"))
+    if bad:
+        errors["more"] = bad
     new = NewRelease(
         project=field_value(values, "project"), ref=field_value(values, "ref"),
+        more=more, order=parse_order(field_value(values, "order")),
         title=field_value(values, "title"),
         type=field_value(values, "type") or ReleaseType.STANDARD.value,
         version_label=field_value(values, "version"), scheduled_at=scheduled,

@@ -35,7 +35,7 @@ class Sub:
 _QUOTES = str.maketrans({"“": '"', "”": '"', "\u00a0": " "})
 MAX_COMMAND = 4000  # Slack's own limit for slash command text is about this
 _OPTIONS = {"--type": "type", "--at": "at", "--version": "version", "--ground": "ground",
-            "--reason": "reason"}
+            "--reason": "reason", "--order": "order"}
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,14 @@ def _reason(d: Payload, key: str = "reason") -> str:
 def _request(p: Payload, d: Payload) -> str:
     kind = escape(str(d.get("type")))
     article = "an" if kind[:1] in "aeiou" else "a"
-    line = (f"📝 {mention(p['actor'])} requested {article} {kind} release of "
-            f"{escape(str(d.get('project')))} at `{escape(str(d.get('ref')))}`.")
+    if isinstance(parts := d.get("components"), list):
+        train = " → ".join(f"{escape(str(c.get('project')))} `{escape(str(c.get('ref')))}`"
+                           for c in parts if isinstance(c, dict))
+        line = (f"📝 {mention(p['actor'])} requested {article} {kind} release train of "
+                f"{len(parts)} projects, deployed in this order: {train}.")
+    else:
+        line = (f"📝 {mention(p['actor'])} requested {article} {kind} release of "
+                f"{escape(str(d.get('project')))} at `{escape(str(d.get('ref')))}`.")
     if d.get("ground"):
         line += f"\n🚨 {escape(ground_text(str(d['ground'])))}{_reason(d)}."
     if d.get("sole_signers"):
@@ -113,52 +119,89 @@ def _version(d: Payload) -> str:
     return f"`{escape(str(d.get('ref')))}`{at}"
 
 
+def _of(d: Payload, before: str = "") -> str:
+    """A train's component, as a line names it (`before` it); nothing for a one-project one."""
+    return f"{before}{escape(str(d.get('component')))} " if d.get("train") else ""
+
+
+def _names(items: Any) -> str:
+    """`ledger, then payments` from a list of project keys."""
+    return ", then ".join(escape(str(i)) for i in items) if isinstance(items, list) else ""
+
+
+def _then(d: Payload) -> str:
+    """` Next: ledger.` when a train goes on with another component."""
+    return f" Next: {escape(str(d['next']))}." if d.get("next") else ""
+
+
 def _deploy(p: Payload, d: Payload) -> str:
-    return (f"🚀 {mention(p['actor'])} started the deploy of {_version(d)} to "
-            f"{escape(str(d.get('environment')))}.")
+    env = escape(str(d.get("environment")))
+    if d.get("train") and len(d.get("components") or ()) > 1:
+        order = _names(d.get("components"))
+        return (f"🚀 {mention(p['actor'])} started the deploy to {env}, one pipeline at a "
+                f"time: {order} (first {_of(d)}{_version(d)}).")
+    if d.get("train"):
+        return (f"🚀 {mention(p['actor'])} started the deploy of {_of(d)}{_version(d)} to "
+                f"{env}, the only project of the train still to go there.")
+    return f"🚀 {mention(p['actor'])} started the deploy of {_version(d)} to {env}."
 
 
 def _pipeline(p: Payload, d: Payload) -> str:
     what = "Rollback" if d.get("rollback") else "Deploy"
-    return (f"⏳ {what} pipeline {_link(d.get('url'), '#' + str(d.get('pipeline')))} is running "
-            f"for {escape(str(d.get('environment')))}.")
+    return (f"⏳ {what} pipeline {_link(d.get('url'), '#' + str(d.get('pipeline')))} "
+            f"{_of(d, 'of ')}is running for {escape(str(d.get('environment')))}.")
 
 
 def _deployed(p: Payload, d: Payload) -> str:
     secs = d.get("seconds")
     took = f" in {secs // 60} min {secs % 60} s" if isinstance(secs, int) else ""
-    return (f"📦 Deployed {_version(d)} to {escape(str(d.get('environment')))}"
-            f"{took} ({_link(d.get('url'), 'pipeline')}).")
+    return (f"📦 Deployed {_of(d)}{_version(d)} to {escape(str(d.get('environment')))}"
+            f"{took} ({_link(d.get('url'), 'pipeline')}).{_then(d)}")
 
 
 def _deploy_failed(p: Payload, d: Payload) -> str:
     job = d.get("failed_job")
     where = f" at job {_link(d.get('failed_job_url'), escape(str(job)))}" if job else ""
     error = _reason(d, "error")
-    return (f"❌ Deploy to {escape(str(d.get('environment')))} failed{where}{error} "
-            f"({_link(d.get('url'), 'pipeline')}). Roll back from the card.")
+    pipeline = f" ({_link(d.get('url'), 'pipeline')})" if d.get("pipeline") or not d.get(
+        "train") else ""
+    line = (f"❌ Deploy {_of(d, 'of ')}to {escape(str(d.get('environment')))} failed{where}"
+            f"{error}{pipeline}.")
+    if not d.get("train"):
+        return line + " Roll back from the card."
+    stopped = f" The train stopped: {_names(d.get('stopped'))} did not deploy." if d.get(
+        "stopped") else " The train stopped."
+    undo = (f" Roll back from the card: {_names(d.get('undo'))}." if d.get("undo")
+            else " Deploy again from the card.")
+    return line + stopped + undo
 
 
 def _rollback(p: Payload, d: Payload) -> str:
-    return (f"⏪ {mention(p['actor'])} is rolling back {escape(str(d.get('environment')))} to "
-            f"{_version(d)}{_reason(d)}.")
+    env = escape(str(d.get("environment")))
+    if d.get("train"):
+        return (f"⏪ {mention(p['actor'])} is rolling back {env}, one pipeline at a time: "
+                f"{_names(d.get('components'))} (first {_of(d)}to {_version(d)}){_reason(d)}.")
+    return f"⏪ {mention(p['actor'])} is rolling back {env} to {_version(d)}{_reason(d)}."
 
 
 def _rolled_back(p: Payload, d: Payload) -> str:
-    return (f"↩️ Rolled back {escape(str(d.get('environment')))} to "
-            f"{_version(d)} ({_link(d.get('url'), 'pipeline')}).")
+    return (f"↩️ Rolled back {_of(d)}{escape(str(d.get('environment')))} to "
+            f"{_version(d)} ({_link(d.get('url'), 'pipeline')}).{_then(d)}")
 
 
 def _rollback_failed(p: Payload, d: Payload) -> str:
-    return (f"🔥 Rollback of {escape(str(d.get('environment')))} failed "
-            f"({_link(d.get('url'), 'pipeline')}). Someone needs to look now.")
+    env = escape(str(d.get("environment")))
+    where = f"{escape(str(d.get('component')))} in {env}" if d.get("train") else env
+    why = (escape(clip(str(d["error"]), 500)) if d.get("train") and not d.get("pipeline")
+           and d.get("error") else _link(d.get("url"), "pipeline"))
+    return f"🔥 Rollback of {where} failed ({why}). Someone needs to look now."
 
 
 def _abandon(p: Payload, d: Payload) -> str:
     what = "rollback" if d.get("rollback") else "deploy"
     left = (" A cancel leaves manual jobs alone: GitLab still shows the pipeline waiting on "
             "one; don't start it." if d.get("gitlab_status") == "manual" else "")
-    return (f"🛑 {mention(p['actor'])} abandoned the {what} to "
+    return (f"🛑 {mention(p['actor'])} abandoned the {what} {_of(d, 'of ')}to "
             f"{escape(str(d.get('environment')))}{_reason(d)} "
             f"({_link(d.get('url'), 'pipeline')} cancelled in GitLab). It counts as failed: "
             f"deploy again or roll back from the card.{left}")
@@ -185,8 +228,9 @@ def _tick(p: Payload, d: Payload) -> str:
 def _ref(p: Payload, d: Payload) -> str:
     voided = " Earlier approvals and the test report no longer count." if d.get(
         "voided_approvals") or p["to"] == "testing" else ""
-    return (f"🔀 {mention(p['actor'])} changed the ref from `{escape(str(d.get('old_ref')))}` to "
-            f"`{escape(str(d.get('ref')))}`.{voided}")
+    whose = f"{escape(str(d.get('component')))}'s ref" if d.get("train") else "the ref"
+    return (f"🔀 {mention(p['actor'])} changed {whose} from `{escape(str(d.get('old_ref')))}` "
+            f"to `{escape(str(d.get('ref')))}`.{voided}")
 
 
 def _plan(p: Payload, d: Payload) -> str:
@@ -225,6 +269,17 @@ def _armed(p: Payload, d: Payload) -> str:
     held = " once deploys are open again" if d.get("held") else ""
     return (f"🔑 {mention(p['actor'])} armed the scheduled deploy: it goes on its own"
             f"{when}{held}.")
+
+
+def _published(p: Payload, d: Payload) -> str:
+    """Release notes made GitLab Releases: of the tag, or of each tag of a train."""
+    if isinstance(many := d.get("published"), list):
+        tags = ", ".join(f"{escape(str(i.get('project')))} "
+                         f"{_link(i.get('url'), escape(str(i.get('tag'))))}"
+                         for i in many if isinstance(i, dict))
+        return f"📰 {mention(p['actor'])} published the release notes as GitLab releases: {tags}."
+    return (f"📰 {mention(p['actor'])} published the release notes of "
+            f"`{escape(str(d.get('tag')))}` as a {_link(d.get('url'), 'GitLab release')}.")
 
 
 def _closed(p: Payload, d: Payload) -> str:
@@ -266,9 +321,7 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.EDIT_PLAN: _plan,
     _E.PLAN_OK: _plan_ok,
     _E.PLAN_CHANGES: _simple("🗒", "asked for changes to the go-live plan", "note"),
-    _E.PUBLISH_NOTES: lambda p, d: (f"📰 {mention(p['actor'])} published the release notes of "
-                                    f"`{escape(str(d.get('tag')))}` as a "
-                                    f"{_link(d.get('url'), 'GitLab release')}."),
+    _E.PUBLISH_NOTES: lambda p, d: _published(p, d),
     _E.ARM: _armed,
     _E.NEW_BUGS: _new_bugs,
 }
@@ -317,7 +370,8 @@ def _stuck(rid: str, d: Payload) -> str:
     pipeline = _link(d.get("url"), f"pipeline #{d.get('pipeline')}")
     unblock = "Start the job in GitLab, or" if d.get("kind") in ("manual", "scheduled") else (
         "Look at it in GitLab, or")
-    return (f"⏳ The {escape(str(d.get('environment')))} {what} of {rid} is stuck: "
+    of = f"{escape(str(d['component']))} in " if d.get("component") else ""
+    return (f"⏳ The {escape(str(d.get('environment')))} {what} of {of}{rid} is stuck: "
             f"{_stuck_reason(d)} ({pipeline}). {unblock} give it up with "
             f"`/release abandon {rid} {escape('<reason>')}` (or Abandon on the card).")
 
@@ -325,8 +379,12 @@ def _stuck(rid: str, d: Payload) -> str:
 def _handover(rid: str, d: Payload) -> str:
     """The direct message operations get when a release closes."""
     impact = f" Impact: {escape(clip(str(d['impact']), 500))}." if d.get("impact") else ""
-    return (f"🤝 {rid} is handed over to operations: {escape(str(d.get('project')))} "
-            f"`{escape(str(d.get('ref')))}` — {escape(clip(str(d.get('title')), 200))}. "
+    what = f"{escape(str(d.get('project')))} `{escape(str(d.get('ref')))}`"
+    if isinstance(parts := d.get("components"), list):
+        what = ", ".join(f"{escape(str(c.get('project')))} `{escape(str(c.get('ref')))}`"
+                         for c in parts if isinstance(c, dict))
+    return (f"🤝 {rid} is handed over to operations: {what} — "
+            f"{escape(clip(str(d.get('title')), 200))}. "
             f"Remaining issues: {remaining_text(d.get('remaining'))}.{impact}")
 
 

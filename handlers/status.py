@@ -14,18 +14,20 @@ from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
 from handlers.blocks import (
     STATE_ICON,
     clip,
+    components_line,
     context,
     escape,
     local_time,
     member,
     mention,
-    ref_text,
     safe_url,
     section,
+    subject_text,
 )
 from handlers.cards import build_release_card, item_text, plan_line
 from handlers.render import remaining_text
 from storage import queries as q
+from storage.models import Release, ReleaseComponent
 
 
 async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str, Any]]]:
@@ -35,8 +37,8 @@ async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str
         if release is None:
             raise Refused(f"There is no release REL-{release_id}.")
         view = await load_view(session, deps.policy, release, full=True)
-        live = {env: running(await q.live_deployment(session, release.project, env))
-                for env in view.environments}
+        live = {(p, env): running(await q.live_deployment(session, p, env))
+                for p in view.train.projects for env in view.train.envs[p]}
     tz = deps.policy.tz
     text, card = build_release_card(view, tz)
     blocks = [b for b in card if b["type"] != "actions"]
@@ -45,19 +47,27 @@ async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str
     return text, blocks[:50]
 
 
-def live_text(view: ReleaseView, live: dict[str, Shipped | None]) -> str:
-    """What runs in each of the project's environments now, as far as the bot knows."""
-    parts = []
-    for env, shipped in live.items():
-        if shipped is None:
-            what = "nothing deployed by ReleaseBot"
-        else:
-            who = "this release" if shipped.release_id == view.release.id else (
-                f"REL-{shipped.release_id}" if shipped.release_id else "a version from before")
-            at = f" @ `{escape(shipped.sha[:7])}`" if shipped.sha else ""
-            what = f"{who} (`{escape(shipped.ref or '?')}`{at})"
-        parts.append(f"{escape(env)}: {what}")
-    return "*Live now* " + "   ·   ".join(parts)
+def live_text(view: ReleaseView, live: dict[tuple[str, str], Shipped | None]) -> str:
+    """What runs in each environment of each component now, as far as the bot knows."""
+    if not view.is_train:
+        return "*Live now* " + "   ·   ".join(
+            f"{escape(env)}: {_running(view, shipped)}" for (_, env), shipped in live.items())
+    lines = ["*Live now*"]
+    for project in view.train.projects:
+        parts = [f"{escape(env)}: {_running(view, shipped)}"
+                 for (p, env), shipped in live.items() if p == project]
+        lines.append(clip(f"• {escape(project)}: " + "   ·   ".join(parts), 280))
+    return clip("\n".join(lines))
+
+
+def _running(view: ReleaseView, shipped: Shipped | None) -> str:
+    """One environment's version: which release put it there, its ref and commit."""
+    if shipped is None:
+        return "nothing deployed by ReleaseBot"
+    who = "this release" if shipped.release_id == view.release.id else (
+        f"REL-{shipped.release_id}" if shipped.release_id else "a version from before")
+    at = f" @ `{escape(shipped.sha[:7])}`" if shipped.sha else ""
+    return f"{who} (`{escape(shipped.ref or '?')}`{at})"
 
 
 def details_text(view: ReleaseView) -> str:
@@ -86,7 +96,8 @@ def deploys_text(view: ReleaseView, tz: Any) -> str:
     for d in view.deployments[-10:]:
         kind = "rollback" if d.rollback else "deploy"
         link = f" <{safe_url(d.pipeline_url)}|#{d.pipeline_id}>" if d.pipeline_url else ""
-        lines.append(f"• {local_time(d.started_at, tz)} {kind} `{escape(d.ref)}` to "
+        of = f" of {escape(d.project)}" if view.is_train else ""
+        lines.append(f"• {local_time(d.started_at, tz)} {kind}{of} `{escape(d.ref)}` to "
                      f"{escape(d.environment)}: {d.status}{link}")
     return clip("\n".join(lines))
 
@@ -109,16 +120,24 @@ async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[s
         rows = await q.list_releases(
             session, states=ACTIVE if which == "active" else None,
             user=user if which == "mine" else None, limit=30)
+        trains = await q.components_for(session, rows)
     if not rows:
         text = {"active": "No releases in flight.", "mine": "You have no releases yet.",
                 "all": "No releases yet."}[which]
         return text, [section(text)]
-    lines = [f"{STATE_ICON[State(r.state)]} *{r.rel_id}* {escape(r.project)} `{escape(r.ref)}` "
+    lines = [f"{STATE_ICON[State(r.state)]} *{r.rel_id}* {what_text(r, trains.get(r.id or 0))} "
              f"— {escape(clip(r.title, 80))} · _{State(r.state).label}_ · {mention(r.requester)}"
              for r in rows]
     title = {"active": "Releases in flight", "mine": "Your releases", "all": "All releases"}[which]
     return title, [section(f"*{title}*"), section(clip("\n".join(lines))),
                    context("`/release status REL-n` shows one in full.")]
+
+
+def what_text(release: Release, components: Sequence[ReleaseComponent] | None) -> str:
+    """A release's project and ref, or its train in one line."""
+    if components and len(components) > 1:
+        return "🚆 " + components_line(components)
+    return f"{escape(release.project)} `{escape(release.ref)}`"
 
 
 def close_summary(view: ReleaseView, tz: Any, detail: dict[str, Any],
@@ -129,7 +148,7 @@ def close_summary(view: ReleaseView, tz: Any, detail: dict[str, Any],
     rep = view.report
     report = (f"<{escape(rep.url)}|test report> (A {rep.bugs_a} · B {rep.bugs_b} · "
               f"C {rep.bugs_c})" if rep else "no test report")
-    parts = [f"🏁 *{rel.rel_id} is closed.* {escape(rel.project)} {ref_text(view)} — "
+    parts = [f"🏁 *{rel.rel_id} is closed.* {subject_text(view)} — "
              f"{escape(clip(rel.title, 200))}",
              f"*Signed off by* {signoffs or 'nobody'}   *Report* {report}",
              f"*Remaining issues* {remaining_text(detail.get('remaining'))}"]
@@ -166,14 +185,16 @@ async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:
     async with deps.sessions() as session:
         coming = [r for r in await q.list_releases(session, states=ACTIVE, limit=200)
                   if r.scheduled_at is not None and r.state in BEFORE_DEPLOY]
+        trains = await q.components_for(session, coming)
     coming.sort(key=lambda r: r.scheduled_at or now)
     gate = calendar.deploy_gate(now, policy)
     today = now.astimezone(policy.tz).date()
     freezes = [f for f in policy.freezes if f.to >= today]
     lines = ["*Scheduled releases*"]
     lines += [
-        f"• {calendar.format_local(r.scheduled_at, policy)} *{r.rel_id}* {escape(r.project)} "
-        f"`{escape(r.ref)}` — {escape(clip(r.title, 80))} · _{State(r.state).label}_ · "
+        f"• {calendar.format_local(r.scheduled_at, policy)} *{r.rel_id}* "
+        f"{what_text(r, trains.get(r.id or 0))} — {escape(clip(r.title, 80))} · "
+        f"_{State(r.state).label}_ · "
         f"{'armed' if is_armed(r) else 'not armed'}"
         for r in coming[:20] if r.scheduled_at] or ["• none"]
     lines += ["", f"*Release windows* {escape(calendar.describe_windows(policy))} "

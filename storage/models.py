@@ -54,6 +54,8 @@ class Release(SQLModel, table=True):
     __mapper_args__ = {"version_id_col": _release_version}
 
     id: int | None = Field(default=None, primary_key=True)
+    # The first component's project and ref (a one-project release's only one); a train's
+    # every component, in deploy order, is a ReleaseComponent row.
     project: str = Field(index=True, max_length=100)
     ref: str = Field(max_length=255)
     version_label: str = Field(default="", max_length=100)
@@ -109,6 +111,24 @@ class Release(SQLModel, table=True):
     def rel_id(self) -> str:
         """The ID people type and see."""
         return f"REL-{self.id}"
+
+
+class ReleaseComponent(SQLModel, table=True):
+    """One project of a release with its ref and pinned commit; position 0 deploys first."""
+
+    __tablename__ = "release_components"
+    __table_args__ = (
+        UniqueConstraint("release_id", "project", name="uq_component_project"),
+        UniqueConstraint("release_id", "position", name="uq_component_position"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    position: int
+    project: str = Field(max_length=100)
+    ref: str = Field(max_length=255)
+    pinned_sha: str | None = Field(default=None, max_length=40)  # of the release's pinned_revision
+    newer_commits: int = 0  # commits the ref had beyond the pin at its last deploy
 
 
 class WorkItem(SQLModel, table=True):

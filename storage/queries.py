@@ -22,6 +22,7 @@ from storage.models import (
     Lease,
     OutboxMessage,
     Release,
+    ReleaseComponent,
     Reminder,
     ReminderDigest,
     SeenDelivery,
@@ -50,6 +51,36 @@ async def lock_release(session: AsyncSession, release_id: int) -> Release | None
 async def get_release(session: AsyncSession, release_id: int) -> Release | None:
     """Read a release without locking it."""
     return await session.get(Release, release_id)
+
+
+async def components_of(session: AsyncSession, release: Release) -> list[ReleaseComponent]:
+    """A release's components in deploy order.
+
+    A release row written without any (by hand, or by a tool) is a train of its own project.
+    """
+    stmt = (select(ReleaseComponent).where(ReleaseComponent.release_id == release.id)
+            .order_by(col(ReleaseComponent.position)))
+    found = list((await session.exec(stmt)).all())
+    return found or [_own_component(release)]
+
+
+def _own_component(release: Release) -> ReleaseComponent:
+    """The one component a release row names itself (not stored)."""
+    return ReleaseComponent(release_id=release.id, position=0, project=release.project,
+                            ref=release.ref, pinned_sha=release.pinned_sha,
+                            newer_commits=release.newer_commits)
+
+
+async def components_for(session: AsyncSession,
+                         releases: Sequence[Release]) -> dict[int, list[ReleaseComponent]]:
+    """The components of several releases in one query, by release id."""
+    ids = [r.id for r in releases]
+    stmt = (select(ReleaseComponent).where(col(ReleaseComponent.release_id).in_(ids))
+            .order_by(col(ReleaseComponent.release_id), col(ReleaseComponent.position)))
+    found: dict[int, list[ReleaseComponent]] = {}
+    for comp in (await session.exec(stmt)).all():
+        found.setdefault(comp.release_id, []).append(comp)
+    return {r.id: found.get(r.id) or [_own_component(r)] for r in releases if r.id is not None}
 
 
 async def approvals_of(session: AsyncSession, release: Release,
@@ -104,6 +135,14 @@ async def audit_of(session: AsyncSession, release_id: int,
         return (await session.exec(stmt.order_by(col(AuditEntry.id)))).all()
     newest = (await session.exec(stmt.order_by(col(AuditEntry.id).desc()).limit(last))).all()
     return list(reversed(newest))
+
+
+async def release_projects(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    """The (first) project of each release, by id."""
+    if not ids:
+        return {}
+    stmt = select(Release.id, Release.project).where(col(Release.id).in_(ids))
+    return {rid: project for rid, project in (await session.exec(stmt)).all()}
 
 
 async def audit_page(session: AsyncSession, *, after_id: int, since: datetime | None,
@@ -182,6 +221,13 @@ async def take_deploy_lock(session: AsyncSession, *, project: str, environment: 
     return lock
 
 
+async def deploy_lock_holder(session: AsyncSession, *, project: str,
+                             environment: str) -> int | None:
+    """The release whose pipeline holds this project's environment now, if any."""
+    held = await session.get(DeployLock, (project, environment))
+    return held.release_id if held is not None else None
+
+
 async def release_deploy_lock(session: AsyncSession, *, project: str, environment: str,
                               release_id: int) -> None:
     """Let the next deploy of this project's environment go."""
@@ -224,12 +270,17 @@ def add_outbox(session: AsyncSession, *, release_id: int | None, kind: str,
 
 
 async def create_release(session: AsyncSession, *, release: Release,
-                         work_items: Sequence[tuple[str, str]] = ()) -> Release:
-    """Insert a new release (its id assigned) with the work items it groups."""
+                         work_items: Sequence[tuple[str, str]] = (),
+                         components: Sequence[tuple[str, str]] = ()) -> Release:
+    """Insert a new release (its id assigned) with the work items it groups and its
+    components, (project, ref) in deploy order (none: the release's own project and ref)."""
     session.add(release)
     await session.flush()
     for kind, reference in work_items:
         session.add(WorkItem(release_id=release.id, kind=kind, reference=reference))
+    for position, (project, ref) in enumerate(components or [(release.project, release.ref)]):
+        session.add(ReleaseComponent(release_id=release.id, position=position, project=project,
+                                     ref=ref))
     return release
 
 
@@ -291,15 +342,15 @@ def add_ticks(session: AsyncSession, *, release_id: int, items: Sequence[int], b
         session.add(ChecklistTick(release_id=release_id, item=item, ticked_by=by, created_at=at))
 
 
-async def add_deployment(session: AsyncSession, *, release: Release, environment: str,
-                         rollback: bool, started_by: str, at: datetime,
+async def add_deployment(session: AsyncSession, *, release: Release, project: str,
+                         environment: str, rollback: bool, started_by: str, at: datetime,
                          **shipped: str | int | None) -> Deployment:
-    """Record a deploy or rollback the bot has committed to (its id assigned).
+    """Record a deploy or rollback of one component the bot has committed to (its id assigned).
 
     `shipped`: ref, sha, runs_release_id, and the previous_ref, previous_sha and
     previous_release_id of what ran there before.
     """
-    dep = Deployment(release_id=release.id, revision=release.revision, project=release.project,
+    dep = Deployment(release_id=release.id, revision=release.revision, project=project,
                      environment=environment, rollback=rollback, started_by=started_by,
                      started_at=at, **shipped)
     session.add(dep)

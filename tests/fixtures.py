@@ -88,9 +88,16 @@ TEST_REFS = ("v1", "v2", "v9", "v1.2", "v1.1.1", "v2.0.0", "v3.0.0", "v3.1.0", "
              *(f"v1.{minor}.0" for minor in range(2, 40)))
 
 
+LEDGER = {"gitlab": "acme/ledger", "environments": ["staging", "production"],
+          "depends_on": ["payments"]}
+# The sample policy with a third project, for three-project trains: payments, ledger, web.
+THREE_PROJECTS: dict[str, Any] = {"ledger": LEDGER, "web": {"depends_on": ["ledger"]}}
+
+
 def seed_gitlab(gitlab: GitLabEmulator) -> GitLabEmulator:
-    """The demo projects, with a tag at main for every ref the tests name."""
+    """The demo projects and acme/ledger, with a tag at main for every ref the tests name."""
     gitlab.seed_demo()
+    _seed_ledger(gitlab)
     for project in gitlab.projects.values():
         for ref in TEST_REFS:
             gitlab.add_tag(project, ref, "main")
@@ -101,6 +108,17 @@ def seed_gitlab(gitlab: GitLabEmulator) -> GitLabEmulator:
         # Production ran v1.0.0 before the bot came: GitLab's record is the first way back.
         gitlab.record_deployment(project, "production", "v1.0.0")
     return gitlab
+
+
+def _seed_ledger(gitlab: GitLabEmulator) -> None:
+    """acme/ledger (id 3), set up as the demo projects are, with v1.0.0 and a commit after."""
+    ledger = gitlab.add_project("acme/ledger", id=3)
+    gitlab.add_commit(ledger, title="Initial commit", author="gina")
+    gitlab.add_tag(ledger, "v1.0.0", "main")
+    gitlab.add_commit(ledger, title="Export the ledger nightly", author="gina")
+    gitlab.set_variables_role(ledger, "maintainer")
+    gitlab.protect_tag(ledger, "release/*")
+    gitlab.protect_environment(ledger, "production")
 
 
 @asynccontextmanager

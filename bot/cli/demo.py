@@ -1,4 +1,4 @@
-"""`releasebot demo` and `releasebot say`: three releases end to end against built-in emulators.
+"""`releasebot demo` and `releasebot say`: four releases end to end against built-in emulators.
 
 Nothing here needs settings, a policy file or the network: Slack and GitLab are the project's own
 emulators on loopback, the database is SQLite in a temporary folder, and scripted people send
@@ -382,13 +382,40 @@ async def scheduled_release(d: Demo) -> int:
     return rid
 
 
+async def release_train(d: Demo) -> int:
+    """web and payments in one release: payments first (web depends on it), staging accepted,
+    then production one pipeline at a time."""
+    d.log("\n4. A release train: web and payments together, deployed in dependency order\n")
+    rid = _filed(await d.say(DEV, "request web@main payments@main Loyalty points at checkout"))
+    await d.say(DEV, f"plan REL-{rid} impact Checkout shows loyalty points; payments stores "
+                     "them")
+    await d.say(DEV, f"plan REL-{rid} rollback Redeploy the previous tags, payments last")
+    await d.say(DEV, f"plan REL-{rid} db_scripts none")
+    await d.click(DIRECTOR, ActionId.PLAN_OK, rid)
+    await d.say(TESTER, f"report REL-{rid} https://qa.example.com/reports/loyalty A=0 B=0 C=1")
+    await d.click(DIRECTOR, ActionId.APPROVE, rid)
+    await d.click(LEAD, ActionId.APPROVE, rid)
+    await d.say(OPS, f"check REL-{rid} 1 2")
+    await d.say(DBA, f"check REL-{rid} 3")
+    if await d.pipeline(rid) != "deployed":  # only payments has a staging environment
+        raise DemoStop(f"REL-{rid}'s staging deploy did not succeed")
+    await d.click(TESTER, ActionId.VERIFY_PASS, rid)  # "Staging OK"
+    d.log("      ⋯ production: payments first, then web, one pipeline after the other")
+    if await d.pipeline(rid) != "deployed":
+        raise DemoStop(f"REL-{rid}'s production deploys did not succeed")
+    await d.click(TESTER, ActionId.VERIFY_PASS, rid)
+    return rid
+
+
 # --- did it really happen? ------------------------------------------------------------------------
 
-async def verify(d: Demo, first: int, second: int, third: int | None = None) -> list[str]:
+async def verify(d: Demo, first: int, second: int, third: int | None = None,
+                 fourth: int | None = None) -> list[str]:
     """What is missing from a complete run (empty when everything happened)."""
     problems = []
     wanted = [(first, "closed"), (second, "rolled_back")]
     wanted += [(third, "observing")] if third is not None else []
+    wanted += [(fourth, "observing")] if fourth is not None else []
     for rid, want in wanted:
         got = await d.state(rid)
         if got != want:
@@ -408,6 +435,8 @@ async def verify(d: Demo, first: int, second: int, third: int | None = None) -> 
     if not back or back[-1].sha != live or back[-1].status != "success":
         problems.append(f"REL-{second} was not rolled back to `{live[:7]}`, the commit "
                         f"REL-{first} put live")
+    if fourth is not None:
+        problems += await _train_in_order(d, fourth)
     return problems
 
 
@@ -420,6 +449,22 @@ async def _counted_in_gitlab(d: Demo, rid: int) -> list[str]:
         return [f"REL-{rid}'s test report did not take GitLab's count of open bugs"]
     if last is None or last.moment != "deploy":
         return [f"REL-{rid}'s bugs were not counted again before production"]
+    return []
+
+
+async def _train_in_order(d: Demo, rid: int) -> list[str]:
+    """The train's pipelines went one at a time: payments to staging, then payments and web
+    to production, each on its pinned commit."""
+    async with d.app[DEPS].sessions() as session:
+        release = await q.get_release(session, rid)
+        pins = {c.project: c.pinned_sha for c in await q.components_of(session, release)}
+        ran = [(dep.project, dep.environment, dep.sha)
+               for dep in await q.deployments_of(session, rid)]
+    wanted = [("payments", "staging", pins.get("payments")),
+              ("payments", "production", pins.get("payments")),
+              ("web", "production", pins.get("web"))]
+    if list(pins) != ["payments", "web"] or ran != wanted:
+        return [f"REL-{rid}'s train did not deploy payments, then web, on their pinned commits"]
     return []
 
 
@@ -574,7 +619,7 @@ def _intro(d: Demo) -> None:
 
 async def run_demo(out: TextIO, *, slow: bool = False, keep: bool = False,
                    port: int = 0) -> int:
-    """Run both releases, print what people saw, verify it; 0 only if it all happened."""
+    """Run every release, print what people saw, verify it; 0 only if it all happened."""
     _safe_output(out)
     quiet_token_warning()  # read by people new to the bot: no harmless warnings in it
     # The demo's scheduler ticks every second; one skipped while the last still runs is harmless.
@@ -593,12 +638,13 @@ async def run_demo(out: TextIO, *, slow: bool = False, keep: bool = False,
 
 
 async def _play(d: Demo) -> tuple[list[str], tuple[int, ...]]:
-    """The scripted flow; what stopped it, if anything, and the two release numbers."""
+    """The scripted flow; what stopped it, if anything, and the release numbers."""
     rids: list[int] = []
     try:
         rids.append(await standard_release(d))
         rids.append(await emergency_release(d))
         rids.append(await scheduled_release(d))
+        rids.append(await release_train(d))
     except DemoStop as exc:
         return [str(exc)], ()
     return [], tuple(rids)
@@ -631,10 +677,11 @@ def _verdict(d: Demo, problems: list[str], rids: tuple[int, ...]) -> None:
     """Say whether the flow really happened, and what is missing if not."""
     d.log("")
     if not problems:
-        first, second, third = rids
+        first, second, third, fourth = rids
         d.log(f"Demo complete: REL-{first} accepted on staging and closed, REL-{second} rolled "
               f"back to the version REL-{first} put live, REL-{third} tested against GitLab's "
-              "open bugs and deployed at its time once armed; every announcement appeared once.")
+              f"open bugs and deployed at its time once armed, the train REL-{fourth} deployed "
+              "payments before web; every announcement appeared once.")
         return
     d.log("Demo FAILED; missing:")
     for problem in problems:

@@ -14,12 +14,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.cli import CommandError
 from bot.settings import Settings
+from bot.workflow import Event
 from storage import queries as q
 from storage.db import make_engine, make_sessionmaker
 from storage.models import AuditEntry
 
 ExportFormat = Literal["csv", "json"]
-COLUMNS = ("id", "release", "at", "actor", "action", "from", "to", "detail")
+COLUMNS = ("id", "release", "at", "actor", "action", "from", "to", "component", "detail")
+# The rows about one component's pipeline: the export names the component of each.
+DEPLOY_ACTIONS = frozenset(e.value for e in (
+    Event.DEPLOY, Event.PIPELINE_STARTED, Event.DEPLOY_SUCCEEDED, Event.DEPLOY_FAILED,
+    Event.ROLLBACK, Event.ROLLBACK_SUCCEEDED, Event.ROLLBACK_FAILED, Event.ABANDON))
 PAGE = 500  # audit rows read per query: memory stays flat however long the trail is
 
 
@@ -37,16 +42,24 @@ def utc_iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def audit_record(entry: AuditEntry) -> dict[str, Any]:
-    """One audit row as exported."""
+def audit_record(entry: AuditEntry, project: str | None = None) -> dict[str, Any]:
+    """One audit row as exported; a deploy row names its component (rows written before
+    trains by the release's own project, `project`)."""
+    component = None
+    if entry.action in DEPLOY_ACTIONS:
+        component = entry.detail.get("component") or project
     return {"id": entry.id, "release": f"REL-{entry.release_id}", "at": utc_iso(entry.at),
             "actor": entry.actor, "action": entry.action, "from": entry.from_state,
-            "to": entry.to_state, "detail": entry.detail}
+            "to": entry.to_state, "component": component, "detail": entry.detail}
 
 
-async def audit_pages(database_url: str, since: datetime | None = None,
-                      page: int = PAGE) -> AsyncIterator[list[AuditEntry]]:
-    """The audit trail in id order, a page at a time (keyset paging: no OFFSET rescans)."""
+async def audit_pages(database_url: str, since: datetime | None = None, page: int = PAGE,
+                      projects: dict[int, str] | None = None
+                      ) -> AsyncIterator[list[AuditEntry]]:
+    """The audit trail in id order, a page at a time (keyset paging: no OFFSET rescans).
+
+    `projects`, when given, is filled with the project of each release on the page.
+    """
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     after = 0
@@ -54,6 +67,9 @@ async def audit_pages(database_url: str, since: datetime | None = None,
         while True:
             async with sessions() as session:
                 rows = list(await q.audit_page(session, after_id=after, since=since, limit=page))
+                if projects is not None and rows:
+                    projects.update(await q.release_projects(
+                        session, {r.release_id for r in rows} - set(projects)))
             if not rows:
                 return
             yield rows
@@ -106,10 +122,11 @@ async def export_audit(database_url: str, out: TextIO, *, fmt: ExportFormat,
     check_database(database_url)
     write, finish = WRITERS[fmt](out)
     count = 0
+    projects: dict[int, str] = {}
     try:
-        async for rows in audit_pages(database_url, since, page):
+        async for rows in audit_pages(database_url, since, page, projects):
             for entry in rows:
-                write(audit_record(entry))
+                write(audit_record(entry, projects.get(entry.release_id)))
             count += len(rows)
     except SQLAlchemyError as exc:
         shown = make_url(database_url).render_as_string(hide_password=True)

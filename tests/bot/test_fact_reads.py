@@ -140,11 +140,12 @@ async def test_a_sign_off_walk_reads_only_what_it_needs(db_url: str, deps: Deps)
     await engine.dispose()
     assert again.to_state is State.APPROVED and again.detail == {"items": [], "done": 2, "total": 3}
     # The passing report runs twice: its first attempt finds the release entering sign-off,
-    # GitLab resolves the ref outside the transaction, and the second attempt pins the commit;
-    # in between, the project's shipped hotfixes are read for the merge-back check. Each
-    # approval reads them too, to know the stored check still covers every one.
+    # reads its components, GitLab resolves their refs outside the transaction, and the second
+    # attempt pins each one's commit; in between, the projects' shipped hotfixes are read for
+    # the merge-back check. Each approval reads the components and those hotfixes too, to know
+    # the stored check still covers every one.
     per_row = 2 if db_url.startswith("postgresql") else 1
-    assert selects == Counter({"request": 1, "report": 5, "approve": 6, "tick": 4,
+    assert selects == Counter({"request": 1, "report": 7, "approve": 8, "tick": 4,
                                "request chain": per_row, "report chain": 2 * per_row,
                                "approve chain": 2 * per_row, "tick chain": 2 * per_row})
 

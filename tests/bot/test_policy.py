@@ -289,8 +289,8 @@ BROKEN = [
     pytest.param(
         edited("    checklist:", "    check_list: []\n    checklist:"),
         "releasebot.yml:14: projects.payments.check_list: unknown key 'check_list'; "
-        "allowed keys: bug_tracker, checklist, default_branch, deploy_variables, environments, "
-        "gitlab",
+        "allowed keys: bug_tracker, checklist, default_branch, depends_on, deploy_variables, "
+        "environments, gitlab",
         id="unknown project key",
     ),
     pytest.param(

@@ -126,6 +126,10 @@ def happy(state: State, event: Event) -> tuple[Facts, Ctx]:
         facts = replace(facts, has_schedule=True)
     if event is E.CHANGE_REF:
         facts = replace(facts, rollback_ref=None)
+    if event is E.DEPLOY_SUCCEEDED:  # the last (or only) component reached production
+        facts = replace(facts, deployed_envs=frozenset({"staging", "production"}))
+    if event is E.ROLLBACK_SUCCEEDED:  # nothing else waits to be rolled back
+        facts = replace(facts, rollback_ref=None)
     return facts, ctx
 
 

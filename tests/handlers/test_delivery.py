@@ -95,7 +95,8 @@ async def test_an_approval_is_delivered_in_few_round_trips(deps: Deps,
         event.remove(engine, "begin", on_begin)
         event.remove(engine, "before_cursor_execute", on_sql)
     # Find the releases; lease and read; renew; mark sent and reread; save the card's hash.
-    assert seen["begin"] <= 5 and seen["sql"] <= 17, seen
+    # (Each read of the release for its card reads its components too.)
+    assert seen["begin"] <= 5 and seen["sql"] <= 19, seen
     assert len(slack.calls_to("chat.update")) == 1
     assert all(m.sent_at is not None for m in await outbox(deps, rid))
 

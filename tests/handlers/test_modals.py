@@ -25,9 +25,10 @@ POLICY: Policy = sample_policy()
 NOW = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 
 PLAN_FIELDS = ["plan_impact", "plan_rollback", "plan_db_scripts", "plan_deploy_order"]
-REQUEST_FIELDS = ["project", "ref", "version", "title", "type", "ground", "reason", "at",
-                  "window", "items", *PLAN_FIELDS]
-OPTIONAL_FIELDS = {"version", "ground", "reason", "at", "window", "items", *PLAN_FIELDS}
+REQUEST_FIELDS = ["project", "ref", "more", "order", "version", "title", "type", "ground",
+                  "reason", "at", "window", "items", *PLAN_FIELDS]
+OPTIONAL_FIELDS = {"more", "order", "version", "ground", "reason", "at", "window", "items",
+                   *PLAN_FIELDS}
 
 
 def submitted(**fields: str) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def test_request_modal_names_the_timezone_and_multiline_fields() -> None:
     assert "Asia/Shanghai" in blocks["at"]["label"]["text"]
     assert blocks["at"]["element"]["max_length"] == 16
     multiline = {b for b, block in blocks.items() if block["element"].get("multiline")}
-    assert multiline == {"reason", "items", *PLAN_FIELDS}
+    assert multiline == {"more", "reason", "items", *PLAN_FIELDS}
 
 
 # --- parsing a submitted request ------------------------------------------------------------------

@@ -33,7 +33,7 @@ def in_order(text: str, *parts: str) -> bool:
 
 
 def test_demo_runs_its_releases_and_prints_the_channel(tmp_path: Path) -> None:
-    """Exit 0; three cards in their final states; each thread in order; names, never IDs."""
+    """Exit 0; four cards in their final states; each thread in order; names, never IDs."""
     result = subprocess.run([sys.executable, "-m", "bot", "demo"], capture_output=True,
                             text=True, env=clean_env(tmp_path), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -42,7 +42,8 @@ def test_demo_runs_its_releases_and_prints_the_channel(tmp_path: Path) -> None:
     channel = out[out.index(TRANSCRIPT):]
     first = channel[:channel.index("┌ REL-2")]
     second = channel[channel.index("┌ REL-2"):channel.index("┌ REL-3")]
-    third = channel[channel.index("┌ REL-3"):channel.index("═══ Direct messages")]
+    third = channel[channel.index("┌ REL-3"):channel.index("┌ REL-4")]
+    fourth = channel[channel.index("┌ REL-4"):channel.index("═══ Direct messages")]
     assert "┌ REL-1 · payments — Refunds API and currency rounding fix" in first
     assert "🏁 Closed" in first and "requested by Dana (developer)" in first
     assert in_order(first, "requested a standard release of payments at `v1.1.0`",
@@ -74,12 +75,26 @@ def test_demo_runs_its_releases_and_prints_the_channel(tmp_path: Path) -> None:
     assert in_order(third, "All sign-offs are in: scheduled",
                     "Olga (release manager) armed the scheduled deploy: it goes on its own at",
                     "ReleaseBot started the deploy", "Deployed `v1.1.0`")
+    assert "┌ REL-4 · payments + web — Loyalty points at checkout" in fourth
+    assert "👀 Observing" in fourth
+    assert "Train 2 projects, deployed in this order: payments → web" in fourth
+    assert in_order(fourth, "payments `main` @ `", "✅ staging  ✅ production",
+                    "web `main` @ `", "— staging  ✅ production")
+    assert in_order(fourth, "requested a standard release train of 2 projects, deployed in this "
+                    "order: payments `main` → web `main`",
+                    "started the deploy of payments `main` @ `", "to staging",
+                    "Deployed payments `main` @ `", "accepted the release on staging",
+                    "started the deploy to production, one pipeline at a time: payments, then "
+                    "web", "Deployed payments `main`", "Next: web.", "pipeline #",
+                    "of web is running for production", "Deployed web `main` @ `",
+                    "verified the release in production")
     assert in_order(out, "═══ Direct messages", "to Tariq (tester): 🧪 REL-1 is deployed to "
                     "staging", "to Olga (release manager): 🔑 REL-3 was due to deploy at")
     assert "<@" not in out and "U0" not in out and "&lt;" not in out
     assert in_order(out, "═══ Who did what", "REL-1", "Olga (release manager)", "close",
                     "REL-2", "rollback succeeded", "rolling back → rolled back")
     assert "Demo complete: REL-1 accepted on staging and closed, REL-2 rolled back" in out
+    assert "the train REL-4 deployed payments before web" in out
 
 
 async def test_an_unfinished_flow_is_reported_not_passed() -> None:

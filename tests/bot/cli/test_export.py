@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import col, select
 
 from bot import deploys, releases
-from bot.cli.export import export_audit, parse_since, utc_iso
+from bot.cli.export import DEPLOY_ACTIONS, export_audit, parse_since, utc_iso
 from bot.people import actor_for
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
@@ -61,6 +61,7 @@ async def stored_rows(deps: Deps) -> list[dict[str, Any]]:
         rows = (await session.exec(select(AuditEntry).order_by(col(AuditEntry.id)))).all()
     return [{"id": e.id, "release": f"REL-{e.release_id}", "at": utc_iso(e.at),
              "actor": e.actor, "action": e.action, "from": e.from_state, "to": e.to_state,
+             "component": e.detail["component"] if e.action in DEPLOY_ACTIONS else None,
              "detail": e.detail} for e in rows]
 
 
@@ -68,7 +69,8 @@ def parsed_csv(text: str) -> list[dict[str, Any]]:
     """CSV back into records: empty `from` is None, ids are ints, detail is JSON."""
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     return [{**r, "id": int(r["id"]), "from": r["from"] or None,
-             "detail": json.loads(r["detail"])} for r in rows]
+             "component": r["component"] or None, "detail": json.loads(r["detail"])}
+            for r in rows]
 
 
 async def trail(deps: Deps, clock: FakeClock) -> None:

@@ -88,10 +88,11 @@ class History:
         checklist = [json.dumps([]), json.dumps(["Database backup taken",
                                                  "Rollback plan reviewed"])]
         payloads = [json.dumps({"event": a}) for a in ACTIONS]
+        plan = json.dumps({"rollback": "redeploy"})
         details = [json.dumps({"k": k}) for k in range(self.per)]
         yield "releases", RELEASE_COLUMNS, (
             (r["id"], r["project"], r["ref"], "", f"Release {r['id']}: routine changes",
-             "standard", r["requester"], r["state"], 1, "", "redeploy", False, "", "",
+             "standard", r["requester"], r["state"], 1, "", plan,
              checklist[r["checklist"] // 2], CHANNEL, f"{1_600_000_000 + r['id']}.000100",
              "0" * 64, ts(r["at"]), ts(r["at"]), ts(r["at"]),
              ts(r["at"] + timedelta(days=2)) if r["state"] == "closed" else None, 10)
@@ -140,8 +141,8 @@ class History:
 
 
 RELEASE_COLUMNS = ["id", "project", "ref", "version_label", "title", "type", "requester",
-                   "state", "revision", "planned_window", "rollback_plan", "db_scripts",
-                   "impact", "deploy_order", "checklist", "card_channel", "card_ts",
+                   "state", "revision", "planned_window", "plan", "checklist",
+                   "card_channel", "card_ts",
                    "card_hash", "created_at", "updated_at", "state_since", "closed_at",
                    "version"]
 DEPLOYED = {"closed", "rolled_back", "deployed", "observing"}

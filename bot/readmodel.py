@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,7 +21,6 @@ from bot.workflow import (
     can_sign,
     newest_env,
 )
-from storage import queries as q
 from storage.models import (
     Acceptance,
     Approval,
@@ -32,6 +31,7 @@ from storage.models import (
     TestReport,
     WorkItem,
 )
+from storage.view_rows import ViewRows, release_view_rows, view_rows_of
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class ReleaseView:
         """A reviewer is configured and has not approved the plan as it is."""
         return self.plan_reviewer is not None and self.release.plan_review != "ok"
     acceptances: Sequence[Acceptance] = ()  # testers' verdicts before production, this revision
+    live: Mapping[str, Deployment | None] = field(default_factory=dict)  # env → what runs there
 
     @property
     def state(self) -> State:
@@ -157,29 +158,33 @@ TIMELINE_ROWS = 25  # what a status or a closing summary shows of the trail
 
 async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
                     full: bool = False) -> ReleaseView:
-    """Read everything shown about a release (`full` adds work items and the recent trail)."""
+    """Everything shown about a release already read (`full` adds work items and the trail)."""
+    return view_of(policy, await view_rows_of(session, release, full=full, trail=TIMELINE_ROWS))
+
+
+async def read_view(session: AsyncSession, policy: Policy, release_id: int, *,
+                    full: bool = False, live: bool = False) -> ReleaseView | None:
+    """A release and everything shown about it, in one statement (`live`: what runs where)."""
+    rows = await release_view_rows(session, release_id, full=full, trail=TIMELINE_ROWS,
+                                   live_in=policy.environment_names if live else ())
+    return None if rows is None else view_of(policy, rows)
+
+
+def view_of(policy: Policy, rows: ViewRows) -> ReleaseView:
+    """The view of stored rows under the policy's rules for the release's type and project."""
+    release = rows.release
     try:
         rules: TypePolicy | None = policy.type_policy(ReleaseType(release.type))
     except Exception:  # a type dropped from the policy since: show the release anyway
         rules = None
-    roles = tuple(rules.approvers) if rules else ()
     project = policy.projects.get(release.project)
     envs = tuple(project.environments) if project else ("production",)
-    deployments = await q.deployments_of(session, release.id)
     return ReleaseView(
-        release=release, required_roles=roles,
-        approvals=await q.approvals_of(session, release),
-        report=await q.latest_report(session, release),
-        # Each query is a round trip: skip the ticks when there is no checklist to tick.
-        ticks=await q.ticks_of(session, release.id) if release.checklist else (),
-        deployments=deployments,
-        environments=envs,
-        work_items=await q.work_items_of(session, release.id) if full else (),
-        audit=await q.audit_of(session, release.id, last=TIMELINE_ROWS) if full else (),
-        one_person_many_roles=policy.one_person_many_roles,
+        release=release, required_roles=tuple(rules.approvers) if rules else (),
+        approvals=rows.approvals, report=rows.report, ticks=rows.ticks,
+        deployments=rows.deployments, environments=envs, work_items=rows.work_items,
+        audit=rows.audit, one_person_many_roles=policy.one_person_many_roles,
         plan_required=tuple(rules.plan.required) if rules else (),
         plan_reviewer=rules.plan.reviewer if rules else None,
-        # Acceptances exist only once an environment before production has been deployed.
-        acceptances=(await q.acceptances_of(session, release)
-                     if len(envs) > 1 and deployments else ()),
-    )
+        acceptances=rows.acceptances,
+        live={env: rows.live.get(env) for env in envs} if rows.live else {})

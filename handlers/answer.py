@@ -19,6 +19,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.transition import Outcome
 from bot.workflow import Event, Refused
 from handlers.blocks import Block, clip, escape
+from storage import queries as q
 
 if TYPE_CHECKING:  # the runtime imports the deliverer, which must not import listeners' code
     from handlers.runtime import Runtime
@@ -46,14 +47,16 @@ async def answer_after(ack: Callable[..., Awaitable[Any]], rt: Runtime, work: Wo
                        asker: Asker, doing: str) -> None:
     """Ack, run `work`, and tell the person how it went; `doing` names it in the log."""
     await ack()
-    try:
-        reply = await work()
-    except Refused as exc:
-        reply = escape(exc.sentence)  # refusals quote what people typed
-    except Exception:
-        log.exception("%s by %s failed", doing, asker.user)
-        reply = SORRY
-    rt.deliverer.kick()  # the work may have queued announcements
+    with q.noting_outbox() as queued:
+        try:
+            reply = await work()
+        except Refused as exc:
+            reply = escape(exc.sentence)  # refusals quote what people typed
+        except Exception:
+            log.exception("%s by %s failed", doing, asker.user)
+            reply = SORRY
+    if queued:  # deliver what the work announced now; a look changed nothing to deliver
+        rt.deliverer.kick(queued)
     if reply:
         text, blocks = (reply, None) if isinstance(reply, str) else reply
         await tell(rt.client, user=asker.user, text=text, blocks=blocks, channel=asker.channel,

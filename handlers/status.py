@@ -8,7 +8,7 @@ from typing import Any
 from bot import calendar
 from bot.deploys import Shipped, running
 from bot.plan import PlanField
-from bot.readmodel import ReleaseView, load_view
+from bot.readmodel import ReleaseView, read_view
 from bot.transition import Deps, is_armed
 from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
 from handlers.blocks import (
@@ -30,13 +30,11 @@ from storage import queries as q
 
 async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str, Any]]]:
     """The card plus checklist, deploys and timeline (no buttons: it is private)."""
-    async with deps.sessions() as session:
-        release = await q.get_release(session, release_id)
-        if release is None:
-            raise Refused(f"There is no release REL-{release_id}.")
-        view = await load_view(session, deps.policy, release, full=True)
-        live = {env: running(await q.live_deployment(session, release.project, env))
-                for env in view.environments}
+    async with deps.sessions() as session:  # one statement: the release and all it shows
+        view = await read_view(session, deps.policy, release_id, full=True, live=True)
+    if view is None:
+        raise Refused(f"There is no release REL-{release_id}.")
+    live = {env: running(dep) for env, dep in view.live.items()}
     tz = deps.policy.tz
     text, card = build_release_card(view, tz)
     blocks = [b for b in card if b["type"] != "actions"]
@@ -106,14 +104,14 @@ def timeline_text(view: ReleaseView, tz: Any) -> str:
 async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[str, Any]]]:
     """Releases newest first, one line each."""
     async with deps.sessions() as session:
-        rows = await q.list_releases(
+        rows = await q.release_lines(
             session, states=ACTIVE if which == "active" else None,
             user=user if which == "mine" else None, limit=30)
     if not rows:
         text = {"active": "No releases in flight.", "mine": "You have no releases yet.",
                 "all": "No releases yet."}[which]
         return text, [section(text)]
-    lines = [f"{STATE_ICON[State(r.state)]} *{r.rel_id}* {escape(r.project)} `{escape(r.ref)}` "
+    lines = [f"{STATE_ICON[State(r.state)]} *REL-{r.id}* {escape(r.project)} `{escape(r.ref)}` "
              f"— {escape(clip(r.title, 80))} · _{State(r.state).label}_ · {mention(r.requester)}"
              for r in rows]
     title = {"active": "Releases in flight", "mine": "Your releases", "all": "All releases"}[which]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -214,11 +216,28 @@ async def last_audit_chain(session: AsyncSession) -> str:
     return (await session.exec(stmt)).first() or ""
 
 
+# The releases (None: a person) a request queued announcements for, while it notes them.
+_QUEUED: ContextVar[set[int | None] | None] = ContextVar("queued_outbox", default=None)
+
+
+@contextmanager
+def noting_outbox() -> Iterator[set[int | None]]:
+    """Note the releases announcements are queued for inside the block (to deliver those)."""
+    queued: set[int | None] = set()
+    token = _QUEUED.set(queued)
+    try:
+        yield queued
+    finally:
+        _QUEUED.reset(token)
+
+
 def add_outbox(session: AsyncSession, *, release_id: int | None, kind: str,
                payload: dict[str, Any], at: datetime) -> OutboxMessage:
     """Queue one announcement, delivered after commit."""
     msg = OutboxMessage(release_id=release_id, kind=kind, payload=payload, created_at=at)
     session.add(msg)
+    if (queued := _QUEUED.get()) is not None:
+        queued.add(release_id)
     return msg
 
 
@@ -295,6 +314,19 @@ async def list_releases(session: AsyncSession, *, states: Sequence[str] | None =
                         user: str | None = None, limit: int = 20) -> Sequence[Release]:
     """Releases newest first, optionally only some states or one person's."""
     stmt = select(Release)
+    if states is not None:
+        stmt = stmt.where(col(Release.state).in_(_values(states)))
+    if user is not None:
+        stmt = stmt.where(Release.requester == user)
+    return (await session.exec(stmt.order_by(col(Release.id).desc()).limit(limit))).all()
+
+
+async def release_lines(session: AsyncSession, *, states: Sequence[str] | None = None,
+                        user: str | None = None, limit: int = 30) -> Sequence[Any]:
+    """What a list shows of each release (id, state, project, ref, title, requester), newest
+    first: the columns alone, without building a Release per row."""
+    stmt = select(Release.id, Release.state, Release.project, Release.ref, Release.title,
+                  Release.requester)
     if states is not None:
         stmt = stmt.where(col(Release.state).in_(_values(states)))
     if user is not None:
@@ -437,8 +469,8 @@ async def _serialize_outbox(session: AsyncSession, release_id: int) -> None:
 
 
 async def lease_release_outbox(session: AsyncSession, release_id: int, *, owner: str,
-                               now: datetime, until: datetime) -> Sequence[OutboxMessage]:
-    """Claim a release's pending announcements for one pass; empty when another has them.
+                               now: datetime, until: datetime) -> Sequence[OutboxMessage] | None:
+    """Claim a release's pending announcements for one pass; None when another has them.
 
     `owner` must be new for each claim: the rows returned are those this call claimed.
     """
@@ -448,7 +480,7 @@ async def lease_release_outbox(session: AsyncSession, release_id: int, *, owner:
                    col(OutboxMessage.lease_until) >= now, OutboxMessage.lease_owner != owner)
             .limit(1))
     if (await session.exec(busy)).first() is not None:
-        return []  # another worker is mid-delivery: keep the thread in order
+        return None  # another worker is mid-delivery: keep the thread in order
     stmt = (update(OutboxMessage)
             .where(col(OutboxMessage.release_id) == release_id,
                    col(OutboxMessage.sent_at).is_(None),
@@ -505,6 +537,20 @@ async def mark_sent(session: AsyncSession, msg_id: int, at: datetime) -> None:
     stmt = update(OutboxMessage).where(col(OutboxMessage.id) == msg_id).values(
         sent_at=at, lease_until=None, last_error=None)
     await session.exec(stmt)  # type: ignore[call-overload]
+
+
+async def mark_sent_many(session: AsyncSession, msg_ids: Sequence[int], at: datetime) -> None:
+    """Announcements delivered (none: nothing to do)."""
+    if msg_ids:
+        stmt = update(OutboxMessage).where(col(OutboxMessage.id).in_(msg_ids)).values(
+            sent_at=at, lease_until=None, last_error=None)
+        await session.exec(stmt)  # type: ignore[call-overload]
+
+
+async def release_version(session: AsyncSession, release_id: int) -> int | None:
+    """The release's row version: it moves with every change people see."""
+    stmt = select(Release.version).where(Release.id == release_id)
+    return (await session.exec(stmt)).first()
 
 
 async def release_outbox_lease(session: AsyncSession, release_id: int, *, owner: str,

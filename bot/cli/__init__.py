@@ -65,7 +65,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from bot.app import create_app, socket_mode
+    from bot.cli.workers import WorkersError, default_workers, serve_workers
     from bot.logs import setup_logging
+    from bot.policy import Policy
 
     if args.socket_mode:
         require(settings, "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
@@ -73,10 +75,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         require(settings, "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
     policy = load_policy(settings.releasebot_config)
     setup_logging()
-    app = create_app(settings, policy)
-    if args.socket_mode:
-        app.cleanup_ctx.append(socket_mode)
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+
+    def build(settings: Settings, policy: Policy) -> web.Application:
+        app = create_app(settings, policy, migrate=workers == 1)
+        if args.socket_mode:
+            app.cleanup_ctx.append(socket_mode)
+        return app
+
+    workers = args.workers or default_workers(settings.database_url)
+    if workers > 1:
+        try:
+            return serve_workers(settings, policy, workers, build=build)
+        except WorkersError as exc:
+            raise CommandError(str(exc)) from None
+    web.run_app(build(settings, policy), host=settings.host, port=settings.port, print=None)
     return 0
 
 
@@ -151,6 +163,13 @@ def _since(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive(text: str) -> int:
+    """argparse type for a count of at least one."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
     """The options of one subcommand."""
     if name in ("serve", "migrate", "policy"):
@@ -162,6 +181,9 @@ def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
     if name == "serve":
         sub.add_argument("--socket-mode", action="store_true",
                          help="take Slack traffic over Socket Mode (needs SLACK_APP_TOKEN)")
+        sub.add_argument("--workers", type=_positive, metavar="N",
+                         help="N processes on the one port, each a full replica (default: one "
+                         "per core on PostgreSQL, 1 on SQLite)")
     elif name == "export":
         sub.add_argument("--format", choices=("csv", "json"), required=True)
         sub.add_argument("--since", type=_since, metavar="YYYY-MM-DD",

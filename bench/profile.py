@@ -51,7 +51,7 @@ async def start_profiled(wd: Path, db_url: str, emus: Json, port: int,
         GITLAB_TOKEN="glpat-bench", GITLAB_WEBHOOK_SECRET=HOOK_SECRET,
         RELEASEBOT_CONFIG=str(write_policy(wd)), HOST="127.0.0.1", PORT=str(port))
     flags = ["--no-cprofile"] if SPY.exists() else []
-    flags += ["--workers", str(workers)] if workers > 1 else []
+    flags += ["--workers", str(workers)]
     proc = await asyncio.create_subprocess_exec(
         PYTHON, "-m", "bench.profiled", str(wd), *flags, cwd=wd, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=(wd / "server.log").open("ab"))
@@ -107,7 +107,8 @@ async def profile(args: argparse.Namespace) -> None:
                     await dump(proc, wd, 1)  # start and seeding are not what we measure
                     for n, kind in enumerate(args.kinds.split(","), start=2):
                         answers = (await _json(emus, "/_bench/responses"))["next"]
-                        spy = await start_spy(proc.pid, wd / f"{kind}.spy", args.seconds)
+                        spy = (await start_spy(proc.pid, wd / f"{kind}.spy", args.seconds)
+                               if args.spy else None)
                         res = await run_load(wd, {**job, "mix": {kind: 1.0}, "think": 1.0,
                                                   "duration": args.seconds, "dup_ratio": 0.0})
                         job["approve_pool"] = job["approve_pool"][len(res["approvals"]):]
@@ -178,6 +179,8 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-spy", dest="spy", action="store_false",
+                        help="CPU and statements only: no py-spy sampling")
     args = parser.parse_args()
     log(f"profiling on {args.db} (load average {os.getloadavg()[0]:.2f})")
     asyncio.run(profile(args))

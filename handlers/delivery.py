@@ -34,7 +34,7 @@ from handlers.directory import Directory
 from handlers.render import event_text, notice_text, payload_event, tell_text
 from handlers.status import close_summary
 from storage import queries as q
-from storage.db import transaction
+from storage.db import one_read, transaction
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -323,8 +323,9 @@ class Deliverer:
         `drawn` (then it is read afresh and returned, its rows still held for its redraw)."""
         async with transaction(self.deps.sessions) as session:
             if shown is not None:
-                await q.save_card(session, hold.release_id, card_hash=shown)
-            version = await q.release_version(session, hold.release_id)
+                version = await q.save_card_hash(session, hold.release_id, shown)
+            else:
+                version = await q.release_version(session, hold.release_id)
             if drawn is not None and version not in (None, drawn.release.version):
                 return await self._load(session, hold.release_id)
             await q.mark_sent_many(session, hold.posted, self.deps.clock())
@@ -363,7 +364,7 @@ class Deliverer:
 
     async def refresh_card(self, release_id: int, force: bool = False) -> bool:
         """Redraw the card in place if what it shows changed; whether an update was sent."""
-        async with self.deps.sessions() as session:
+        async with one_read(self.deps.sessions) as session:
             view = await self._load(session, release_id)
         if view is None or not view.release.card_ts:  # no such release (a forged button), or
             return False  # no card yet

@@ -26,11 +26,12 @@ from handlers.blocks import (
 from handlers.cards import build_release_card, item_text, plan_line
 from handlers.render import remaining_text
 from storage import queries as q
+from storage.db import one_read
 
 
 async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str, Any]]]:
     """The card plus checklist, deploys and timeline (no buttons: it is private)."""
-    async with deps.sessions() as session:  # one statement: the release and all it shows
+    async with one_read(deps.sessions) as session:  # one statement: the release and all it shows
         view = await read_view(session, deps.policy, release_id, full=True, live=True)
     if view is None:
         raise Refused(f"There is no release REL-{release_id}.")
@@ -103,7 +104,7 @@ def timeline_text(view: ReleaseView, tz: Any) -> str:
 
 async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[str, Any]]]:
     """Releases newest first, one line each."""
-    async with deps.sessions() as session:
+    async with one_read(deps.sessions) as session:
         rows = await q.release_lines(
             session, states=ACTIVE if which == "active" else None,
             user=user if which == "mine" else None, limit=30)

@@ -113,7 +113,8 @@ def process_tree(pid: int) -> list[int]:
             continue
     tree, todo = [pid], [pid]
     while todo:
-        below = [child for child, parent in parents.items() if parent == todo.pop()]
+        above = todo.pop()
+        below = [child for child, parent in parents.items() if parent == above]
         tree += below
         todo += below
     return tree

@@ -210,7 +210,8 @@ async def add_audit(session: AsyncSession, *, release_id: int, actor: str, actio
                            params={"key": AUDIT_CHAIN_LOCK})
     row = {"release_id": release_id, "at": at, "actor": actor, "action": action,
            "from_state": from_state, "to_state": to_state, "detail": detail}
-    chain = audit_chain(await last_audit_chain(session), **row)
+    with session.no_autoflush:  # audit rows go in as plain INSERTs: nothing pending to flush
+        chain = audit_chain(await last_audit_chain(session), **row)
     table = AuditEntry.__table__  # type: ignore[attr-defined]
     conn = await session.connection()
     inserted = await conn.execute(insert(table).values(**row, chain=chain).returning(table.c.id))

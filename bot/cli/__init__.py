@@ -62,12 +62,8 @@ def _check_policy(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the bot: Slack over HTTP (or Socket Mode), GitLab webhooks, health, metrics, jobs."""
-    from aiohttp import web
-
-    from bot.app import create_app, socket_mode
     from bot.cli.workers import WorkersError, default_workers, serve_workers
     from bot.logs import setup_logging
-    from bot.policy import Policy
 
     if args.socket_mode:
         require(settings, "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
@@ -75,20 +71,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         require(settings, "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
     policy = load_policy(settings.releasebot_config)
     setup_logging()
-
-    def build(settings: Settings, policy: Policy) -> web.Application:
-        app = create_app(settings, policy, migrate=workers == 1)
-        if args.socket_mode:
-            app.cleanup_ctx.append(socket_mode)
-        return app
-
     workers = args.workers or default_workers(settings.database_url)
     if workers > 1:
         try:
-            return serve_workers(settings, policy, workers, build=build)
+            return serve_workers(settings, policy, workers, socket_mode=args.socket_mode)
         except WorkersError as exc:
             raise CommandError(str(exc)) from None
-    web.run_app(build(settings, policy), host=settings.host, port=settings.port, print=None)
+    from aiohttp import web
+
+    from bot.app import create_app, socket_mode
+
+    app = create_app(settings, policy)
+    if args.socket_mode:
+        app.cleanup_ctx.append(socket_mode)
+    web.run_app(app, host=settings.host, port=settings.port, print=None)
     return 0
 
 

@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import shutil
 import signal
 import socket
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,35 +33,84 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 ORPHAN_CHECK_SECONDS = 1.0  # how often a worker looks whether its parent is still there
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>", or "max <period>"
 
 
 def default_workers(database_url: str) -> int:
     """One per core on PostgreSQL; one on SQLite, whose writers queue on one file lock."""
     if make_url(database_url).get_backend_name() != "postgresql":
         return 1
-    return max(len(os.sched_getaffinity(0)), 1)
+    return cores()
+
+
+def cores(cpu_max: Path = CPU_MAX) -> int:
+    """The CPUs this process may use: its affinity, capped by a container's CPU quota."""
+    count = max(len(os.sched_getaffinity(0)), 1)
+    try:
+        quota, period = cpu_max.read_text().split()
+        return min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file, or "max": no quota
+        return count
 
 
 def serve_workers(settings: Settings, policy: Policy, workers: int, *,
-                  build: Callable[[Settings, Policy], web.Application]) -> int:
-    """Migrate, bind, fork `workers` replicas of the app `build` makes; their exit code."""
-    from storage.migrate import upgrade
-
+                  socket_mode: bool = False) -> int:
+    """Migrate, check the port, fork `workers` replicas of the app; their exit code."""
     port = _free_port(settings.host, settings.port)
-    upgrade(settings.database_url)  # once here, so the workers don't queue on the migration
+    shared = _shared_metrics()
+    try:
+        from bot.app import create_app  # before forking: shared pages
+        from bot.app import socket_mode as socket_ctx
+        from bot.metrics import Metrics
+        from storage.migrate import upgrade
+
+        upgrade(settings.database_url)  # once here, so the workers don't queue on the migration
+
+        def build() -> web.Application:
+            app = create_app(settings, policy, migrate=False,
+                             measured=Metrics(shared=shared))
+            if socket_mode:
+                app.cleanup_ctx.append(socket_ctx)
+            return app
+
+        return _supervise(_fork(workers, settings.host, port, build))
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+def _fork(workers: int, host: str, port: int,
+          build: Callable[[], web.Application]) -> set[int]:
+    """Start the workers; their pids."""
     children: set[int] = set()
     for index in range(workers):
         pid = os.fork()
         if pid == 0:  # the worker: serve until told to stop, never return into the parent's code
             code = 1
             try:
-                code = _worker(index, settings.host, port, build(settings, policy))
+                code = _worker(index, host, port, build())
+            except Exception:  # the parent sees only the exit code: say why here
+                log.exception("worker %d failed", index)
             finally:
                 logging.shutdown()
                 os._exit(code)
         children.add(pid)
-    log.info("serving on %s:%s with %d workers", settings.host, port, workers)
-    return _supervise(children)
+    log.info("serving on %s:%s with %d workers", host, port, workers)
+    return children
+
+
+def _shared_metrics() -> Path | None:
+    """A fresh folder where every worker keeps its metrics, for /metrics to sum them.
+
+    prometheus_client reads PROMETHEUS_MULTIPROC_DIR once, when it is first imported, so it is
+    set here before anything imports it; if something already has, each worker reports its own.
+    """
+    if "prometheus_client" in sys.modules:
+        log.warning("metrics are per worker: prometheus_client was loaded before the workers")
+        return None
+    shared = Path(tempfile.mkdtemp(prefix="releasebot-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
+    return shared
 
 
 def _free_port(host: str, port: int) -> int:

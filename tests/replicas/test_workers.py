@@ -56,11 +56,13 @@ class Pair:
     gitlab: GitLabEmulator
     driver: SlackDriver
     db_url: str
+    commands: int = 0  # signed commands answered so far
 
     async def say(self, user: str, command: str) -> None:
         """A signed /release command."""
         reply = await self.driver.command(user, command)
         assert reply.status == 200, reply.body
+        self.commands += 1
 
 
 @pytest.fixture
@@ -160,6 +162,7 @@ async def test_two_workers_serve_and_everything_happens_once(pair: Pair) -> None
     await asyncio.sleep(3)  # ticks go on: nothing more may happen
     check_once(p, rid)
     await check_slots(p)
+    await check_metrics(p)
 
 
 async def both_workers_answer(p: Pair) -> None:
@@ -171,6 +174,7 @@ async def both_workers_answer(p: Pair) -> None:
                    for s in sessions]
         replies = await asyncio.gather(*(d.command(DEV, "list") for d in drivers))
         assert all(r.status == 200 for r in replies)
+        p.commands += len(replies)
         held = connections_by_worker(p.workers, p.port)
         assert sum(held.values()) == CONNECTIONS and all(held.values()), held
     finally:
@@ -225,3 +229,12 @@ async def check_slots(p: Pair) -> None:
     distinct = await _scalar(
         p, "SELECT count(DISTINCT name) FROM leases WHERE name LIKE 'gitlab-poll@%'")
     assert claimed == distinct > 10
+
+
+async def check_metrics(p: Pair) -> None:
+    """/metrics, whichever worker answers it, counts the commands both workers took."""
+    wanted = f'releasebot_requests_total{{kind="command",status="200"}} {float(p.commands)}'
+    for _ in range(4):  # a new connection each time: the kernel picks the worker
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{p.port}/metrics") as resp:
+            assert wanted in (await resp.text()).splitlines()

@@ -8,16 +8,27 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.workers import default_workers
+from bot.cli.workers import cores, default_workers
 from emulators.sample import SAMPLE_POLICY_YAML
 from tests.bot.cli.test_cli import releasebot
 
 
 def test_one_worker_per_core_on_postgresql_and_one_on_sqlite() -> None:
-    """SQLite's writers share one file lock; PostgreSQL takes every core."""
+    """SQLite's writers share one file lock; PostgreSQL takes every core it may use."""
     assert default_workers("sqlite+aiosqlite:///releasebot.db") == 1
-    cores = len(os.sched_getaffinity(0))
-    assert default_workers("postgresql+asyncpg://u@db/releasebot") == cores
+    assert default_workers("postgresql+asyncpg://u@db/releasebot") == cores()
+
+
+@pytest.mark.parametrize(("cpu_max", "expected"), [
+    ("150000 100000", 2), ("50000 100000", 1), ("max 100000", None), (None, None)])
+def test_a_container_quota_caps_the_cores(tmp_path: Path, cpu_max: str | None,
+                                          expected: int | None) -> None:
+    """A cgroup quota of 1.5 CPUs gives 2 workers at most; no quota, the CPUs it may run on."""
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max + "\n")
+    mine = len(os.sched_getaffinity(0))
+    assert cores(path) == (min(mine, expected) if expected else mine)
 
 
 @pytest.mark.parametrize("given", ["0", "-1", "two"])

@@ -40,9 +40,9 @@ from storage.models import OutboxMessage
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=20)  # renewed while posting, so a dead replica's hold ends soon
 RENEW_AFTER = LEASE / 4  # a lease younger than this is ours still: posts go without renewing
-# Another worker holds a release's announcements: look again after 0.1 s, doubling to 2 s (the
+# Another worker holds a release's announcements: look again after 50 ms, doubling to 2 s (the
 # periodic pass covers it after that), for rows committed after it took them.
-BUSY_FIRST, BUSY_MOST = 0.1, 2.0
+BUSY_FIRST, BUSY_MOST = 0.05, 2.0
 AMBIGUOUS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 META_EVENT = "releasebot_post"
 FIND_PAGES = 10  # how far back (pages of 200) a retry looks for a post that landed

@@ -95,6 +95,8 @@ async def _read(session: AsyncSession, release_id: int, with_release: bool, full
     stmt, defaults = _statement(dialect, with_release, full, trail, len(live_in))
     params = {**defaults, "release_id": release_id,
               **{f"env_{i}": env for i, env in enumerate(live_in)}}
+    if session.new or session.dirty:  # Core skips the ORM's autoflush: do it for it
+        await session.flush()
     conn = await session.connection()  # Core on the session's connection: no ORM step
     value = (await conn.execute(stmt, params)).scalar()
     return json.loads(value) if isinstance(value, str) else value

@@ -33,8 +33,11 @@ from bench.common import (
     log_summary,
     machine_busy,
     percentiles,
+    process_tree,
     rss_mb,
     stop_process,
+    tree_cpu_seconds,
+    tree_rss_mb,
     wait_healthy,
     write_policy,
 )
@@ -57,9 +60,10 @@ async def start_emulators(wd: Path) -> tuple[Proc, Json]:
     return proc, json.loads(line)
 
 
-async def start_server(wd: Path, kind: str, db_url: str, emus: Json, port: int
-                       ) -> tuple[Proc, float]:
-    """The bot (`python -m bot serve`) or the floor; the process and seconds to healthy."""
+async def start_server(wd: Path, kind: str, db_url: str, emus: Json, port: int,
+                       workers: int = 1) -> tuple[Proc, float]:
+    """The bot (`python -m bot serve [--workers N]`) or the floor; the process and seconds
+    until it is healthy (with workers: every one of them started)."""
     log_file = (wd / f"{kind}.log").open("ab")
     started = time.perf_counter()
     if kind == "floor":
@@ -73,9 +77,15 @@ async def start_server(wd: Path, kind: str, db_url: str, emus: Json, port: int
             GITLAB_TOKEN="glpat-bench", GITLAB_WEBHOOK_SECRET=HOOK_SECRET,
             RELEASEBOT_CONFIG=str(write_policy(wd)), HOST="127.0.0.1", PORT=str(port))
         proc = await asyncio.create_subprocess_exec(
-            PYTHON, "-m", "bot", "serve", cwd=wd, env=env,
+            PYTHON, "-m", "bot", "serve", "--workers", str(workers), cwd=wd, env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=log_file)
     await wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+    if workers > 1:  # the first answer came from one worker: give the others their start-up
+        for _ in range(200):
+            if len(process_tree(proc.pid)) > workers:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
     return proc, time.perf_counter() - started
 
 
@@ -224,13 +234,15 @@ async def floor_phase(wd: Path, emus: Json, cfg: Json, duration: float, paced: f
 
 
 async def bot_phase(wd: Path, db_kind: str, cfg: Json, duration: float, paced: float,
-                    think: float, seed_count: int, c2c_clicks: int, settle: float) -> Json:
+                    think: float, seed_count: int, c2c_clicks: int, settle: float,
+                    workers: int = 1) -> Json:
     """The bot, started as deployed, seeded, clicked one at a time, then loaded."""
     emu_proc, emus = await start_emulators(wd)
     try:
         async with database(db_kind, wd, migrate=False) as db_url:
-            return await _bot_run(wd, db_kind, db_url, emus, emu_proc, cfg, duration, paced,
-                                  think, seed_count, c2c_clicks, settle)
+            return {"workers": workers, **await _bot_run(
+                wd, db_kind, db_url, emus, emu_proc, cfg, duration, paced, think, seed_count,
+                c2c_clicks, settle, workers)}
     finally:
         await stop_process(emu_proc)
 
@@ -261,18 +273,18 @@ async def _measured_load(wd: Path, db_url: str, emus: Json, procs: dict[str, Pro
     """One load run on the bot with CPU, answers, card updates and the settling after it."""
     updates_from = (await emulator_json(emus, "/_bench/updates"))["next"]
     responses_from = (await emulator_json(emus, "/_bench/responses"))["next"]
-    cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+    cpu0 = {name: tree_cpu_seconds(p.pid) for name, p in procs.items()}
     busy0 = machine_busy()
     started = time.time()
     res = await run_load(wd, job)
     end = started + res["wall"]
-    cpu = {name: cpu_seconds(p.pid) - cpu0[name] for name, p in procs.items()}
+    cpu = {name: tree_cpu_seconds(p.pid) - cpu0[name] for name, p in procs.items()}
     busy1 = machine_busy()
-    out: Json = {"rss_after_load": rss_mb(procs["server"].pid),
+    out: Json = {"rss_after_load": tree_rss_mb(procs["server"].pid),
                  "outbox_backlog_at_end": await backlog(db_url)}
     expected = len(res["sent"]) - len(res["inline"])  # the rest were answered in the ack
     out["after_load"] = await settle(db_url, emus, responses_from, expected, settle_within)
-    out["rss_after_settle"] = rss_mb(procs["server"].pid)
+    out["rss_after_settle"] = tree_rss_mb(procs["server"].pid)
     gave_up = time.time()
     updates = (await emulator_json(emus, f"/_bench/updates?after={updates_from}"))["updates"]
     responses = (await emulator_json(
@@ -292,13 +304,13 @@ async def cost_per_kind(wd: Path, db_url: str, emus: Json, server: Proc, job: Js
     used = 0
     for kind in ("status", "list", "approve"):
         answers_from = (await emulator_json(emus, "/_bench/responses"))["next"]
-        cpu0 = cpu_seconds(server.pid)
+        cpu0 = tree_cpu_seconds(server.pid)
         res = await run_load(wd, {**job, "mix": {kind: 1.0}, "approve_pool": pool[used:],
                                   "duration": seconds, "think": 2.5, "dup_ratio": 0.0})
         done = await settle(db_url, emus, answers_from,
                             len(res["sent"]) - len(res["inline"]), 30)
         n = len(res["sent"])
-        out[kind] = {"requests": n, "cpu_ms": 1000 * (cpu_seconds(server.pid) - cpu0) / n,
+        out[kind] = {"requests": n, "cpu_ms": 1000 * (tree_cpu_seconds(server.pid) - cpu0) / n,
                      "settled": done["all_answered_after_s"] is not None}
         used += len(res["approvals"]) // 2 + 5
     return out, used
@@ -306,23 +318,24 @@ async def cost_per_kind(wd: Path, db_url: str, emus: Json, server: Proc, job: Js
 
 async def _bot_run(wd: Path, db_kind: str, db_url: str, emus: Json, emu_proc: Proc, cfg: Json,
                    duration: float, paced: float, think: float, seed_count: int,
-                   c2c_clicks: int, settle_s: float) -> Json:
+                   c2c_clicks: int, settle_s: float, workers: int) -> Json:
     """The body of bot_phase, with the database and emulators up."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/slack/events"
-    log(f"bot on {db_kind}: starting (fresh database, migrations run at start)")
-    proc, startup = await start_server(wd, "bot", db_url, emus, port)
+    name = f"{db_kind}, {workers} worker{'s' if workers > 1 else ''}"
+    log(f"bot on {name}: starting (fresh database, migrations run at start)")
+    proc, startup = await start_server(wd, "bot", db_url, emus, port, workers)
     out: Json = {"startup_fresh_db_s": startup}
     procs = {"server": proc, "emulator": emu_proc}
     try:
-        idle0 = cpu_seconds(proc.pid)
+        idle0 = tree_cpu_seconds(proc.pid)
         await asyncio.sleep(2)
-        out["idle_cpu_pct"] = 100 * (cpu_seconds(proc.pid) - idle0) / 2
-        out["rss_idle"] = rss_mb(proc.pid)
+        out["idle_cpu_pct"] = 100 * (tree_cpu_seconds(proc.pid) - idle0) / 2
+        out["rss_idle"] = tree_rss_mb(proc.pid)
         seeded, blocks = await seed_signoff(db_url, emus["slack_root"], seed_count + c2c_clicks)
         c2c_pool, pool = seeded[:c2c_clicks], seeded[c2c_clicks:]
         ts_of = dict(seeded)
-        log(f"bot on {db_kind}: click → channel, {c2c_clicks} clicks one at a time")
+        log(f"bot on {name}: click → channel, {c2c_clicks} clicks one at a time")
         c2c = await run_load(wd, {"mode": "click2channel", "url": url, "secret": SECRET,
                                   "slack_root": emus["slack_root"], "channel": CHANNEL,
                                   "card_blocks": blocks, "pool": c2c_pool})
@@ -333,16 +346,16 @@ async def _bot_run(wd: Path, db_kind: str, db_url: str, emus: Json, emu_proc: Pr
         status_ids = [rid for rid, _ts in seeded]
         job = {**cfg, **base_cfg(emus, url, pool, status_ids, blocks, cfg["clients"])}
         if paced:
-            log(f"bot on {db_kind}: paced ({cfg['clients']} clients, mean think {think} s) "
+            log(f"bot on {name}: paced ({cfg['clients']} clients, mean think {think} s) "
                 f"for {paced:.0f} s")
             out["paced"] = await _measured_load(
                 wd, db_url, emus, procs, {**job, "duration": paced, "think": think}, ts_of, 60)
             pool = pool[out["paced"]["clicks"] // 2 + 10:]
-        log(f"bot on {db_kind}: server CPU per request, each kind alone")
+        log(f"bot on {name}: server CPU per request, each kind alone")
         out["cost_per_kind"], used = await cost_per_kind(wd, db_url, emus, proc, job, pool,
                                                          6 if paced else 2)
         pool = pool[used:]
-        log(f"bot on {db_kind}: {cfg['clients']} clients back to back for {duration:.0f} s")
+        log(f"bot on {name}: {cfg['clients']} clients back to back for {duration:.0f} s")
         closed = await _measured_load(wd, db_url, emus, procs,
                                       {**job, "approve_pool": pool, "duration": duration},
                                       ts_of, settle_s)
@@ -351,19 +364,21 @@ async def _bot_run(wd: Path, db_kind: str, db_url: str, emus: Json, emu_proc: Pr
         out["slack_stats"] = await emulator_json(emus, "/_bench/stats")
     finally:
         await stop_process(proc)
-    log(f"bot on {db_kind}: restart on the migrated database")
-    proc, warm = await start_server(wd, "bot", db_url, emus, free_port())
+    log(f"bot on {name}: restart on the migrated database")
+    proc, warm = await start_server(wd, "bot", db_url, emus, free_port(), workers)
     out["startup_migrated_db_s"] = warm
     await stop_process(proc)
     out["server_log"] = log_summary(wd / "bot.log")
-    (wd / "bot.log").rename(wd / f"bot-{db_kind}.log")
+    (wd / "bot.log").rename(wd / f"bot-{db_kind}-{workers}.log")
     return out
 
 
 async def run(wd: Path, *, dbs: list[str], duration: float = 30, paced: float = 15,
               think: float = 2.0, clients: int = 50, seed_count: int = 5000,
-              c2c_clicks: int = 200, settle: float = 30) -> Json:
-    """Floor, then the bot on each database; everything figures 1, 2 and 7 need."""
+              c2c_clicks: int = 200, settle: float = 30,
+              workers: tuple[int, ...] = (1, 2)) -> Json:
+    """Floor, then the bot on each database with each number of workers; everything
+    figures 1, 2 and 7 need."""
     results: Json = {"clients": clients, "duration_s": duration, "paced_s": paced,
                      "think_s": think, "mix": MIX, "dup_ratio": 0.1, "settle_s": settle}
     cfg = {"clients": clients}
@@ -375,6 +390,8 @@ async def run(wd: Path, *, dbs: list[str], duration: float = 30, paced: float = 
     finally:
         await stop_process(emu_proc)
     for kind in dbs:
-        results[f"bot_{kind}"] = await bot_phase(wd, kind, cfg, duration, paced, think,
-                                                 seed_count, c2c_clicks, settle)
+        for n in workers:
+            key = f"bot_{kind}" if n == 1 else f"bot_{kind}_w{n}"
+            results[key] = await bot_phase(wd, kind, cfg, duration, paced, think, seed_count,
+                                           c2c_clicks, settle, n)
     return results

@@ -28,6 +28,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert
+
 from bench import transitions
 from bench.common import PYTHON, ROOT, bench_env, database, log, percentiles, workdir
 from bench.emulators import BenchSlackEmulator
@@ -43,13 +45,14 @@ KINDS = ("sqlite", "postgres")
 
 async def _unchained(session: Any, *, release_id: int, actor: str, action: str,
                      from_state: str | None, to_state: str, detail: dict[str, Any],
-                     at: datetime) -> AuditEntry:
-    """`queries.add_audit` without the chain: the same row, flushed the same way."""
-    entry = AuditEntry(release_id=release_id, actor=actor, action=action, from_state=from_state,
-                       to_state=to_state, detail=detail, at=at)
-    session.add(entry)
-    await session.flush()
-    return entry
+                     at: datetime) -> int:
+    """`queries.add_audit` without the chain: the same row, inserted the same way."""
+    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    conn = await session.connection()
+    inserted = await conn.execute(insert(table).values(
+        release_id=release_id, actor=actor, action=action, from_state=from_state,
+        to_state=to_state, detail=detail, at=at, chain="").returning(table.c.id))
+    return int(inserted.scalar_one())
 
 
 @contextmanager
@@ -59,7 +62,7 @@ def audit_appends(chained: bool) -> Iterator[list[float]]:
     append = original if chained else _unchained
     samples: list[float] = []
 
-    async def timed(session: Any, **row: Any) -> AuditEntry:
+    async def timed(session: Any, **row: Any) -> int:
         started = time.perf_counter()
         try:
             return await append(session, **row)

@@ -103,6 +103,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and every process below it (`serve --workers`: the parent and its workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, todo = [pid], [pid]
+    while todo:
+        above = todo.pop()
+        below = [child for child, parent in parents.items() if parent == above]
+        tree += below
+        todo += below
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of the process and all processes below it so far (gone ones not counted)."""
+    total = 0.0
+    for each in process_tree(pid):
+        try:
+            total += cpu_seconds(each)
+        except OSError:
+            continue
+    return total
+
+
+def tree_rss_mb(pid: int) -> dict[str, float]:
+    """The largest VmRSS and VmHWM of any process in the tree: the per-process figure."""
+    found = [rss_mb(each) for each in process_tree(pid) if Path(f"/proc/{each}").exists()]
+    return {key: max((r.get(key, 0.0) for r in found), default=0.0)
+            for key in ("VmRSS", "VmHWM")}
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, all cores."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -6,8 +6,9 @@ files a tenth of all releases), ten audit rows and ten delivered outbox rows per
 reports, approvals, deploys, ticks and work items as a real release leaves them; the newest
 twenty releases and five forgotten old ones are still in flight. Then the exact database
 calls of the two commands are timed, on the big history and on one a tenth of its size:
-- status: `get_release` + `load_view(full=True)` (what `handlers.status.status_blocks` reads);
-- list active / mine / all: `queries.list_releases` as `handlers.status.list_text` calls it;
+- status: `read_view(full=True, live=True)`, the one statement `handlers.status.status_blocks`
+  reads the release, its rows, its trail and what runs in each environment with;
+- list active / mine / all: `queries.release_lines` as `handlers.status.list_text` calls it;
 and, for the background jobs that must stay flat too, the outbox and poller queries.
 """
 
@@ -28,12 +29,12 @@ from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
 from bench.common import database, percentiles, policy
-from bot.readmodel import load_view
+from bot.readmodel import read_view
 from bot.transition import Deps
 from emulators.sample import CHANNEL, DIRECTOR, LEAD, OPS
 from handlers.status import ACTIVE, list_text, status_blocks
 from storage import queries as q
-from storage.db import make_engine, make_sessionmaker
+from storage.db import make_engine, make_sessionmaker, one_read
 from storage.models import Release, audit_chain
 
 Json = dict[str, Any]
@@ -88,10 +89,11 @@ class History:
         checklist = [json.dumps([]), json.dumps(["Database backup taken",
                                                  "Rollback plan reviewed"])]
         payloads = [json.dumps({"event": a}) for a in ACTIONS]
+        plan = json.dumps({"rollback": "redeploy"})
         details = [json.dumps({"k": k}) for k in range(self.per)]
         yield "releases", RELEASE_COLUMNS, (
             (r["id"], r["project"], r["ref"], "", f"Release {r['id']}: routine changes",
-             "standard", r["requester"], r["state"], 1, "", "redeploy", False, "", "",
+             "standard", r["requester"], r["state"], 1, "", plan,
              checklist[r["checklist"] // 2], CHANNEL, f"{1_600_000_000 + r['id']}.000100",
              "0" * 64, ts(r["at"]), ts(r["at"]), ts(r["at"]),
              ts(r["at"] + timedelta(days=2)) if r["state"] == "closed" else None, 10)
@@ -140,8 +142,8 @@ class History:
 
 
 RELEASE_COLUMNS = ["id", "project", "ref", "version_label", "title", "type", "requester",
-                   "state", "revision", "planned_window", "rollback_plan", "db_scripts",
-                   "impact", "deploy_order", "checklist", "card_channel", "card_ts",
+                   "state", "revision", "planned_window", "plan", "checklist",
+                   "card_channel", "card_ts",
                    "card_hash", "created_at", "updated_at", "state_since", "closed_at",
                    "version"]
 DEPLOYED = {"closed", "rolled_back", "deployed", "observing"}
@@ -244,14 +246,13 @@ async def queries(url: str, history: History) -> Json:
     typical = USERS[1 + rng.randrange(len(USERS) - 1)]
 
     async def status_db(i: int) -> None:
-        async with deps.sessions() as session:
-            release = await q.get_release(session, ids[i])
-            await load_view(session, pol, release, full=True)
+        async with one_read(deps.sessions) as session:
+            await read_view(session, pol, ids[i], full=True, live=True)
 
     def lister(states: list[str] | None, user: str | None) -> Callable[[int], Awaitable[None]]:
         async def run(_i: int) -> None:
-            async with deps.sessions() as session:
-                await q.list_releases(session, states=states, user=user, limit=30)
+            async with one_read(deps.sessions) as session:
+                await q.release_lines(session, states=states, user=user, limit=30)
         return run
 
     def background(call: Callable[[Any], Awaitable[Any]]) -> Callable[[int], Awaitable[None]]:

@@ -55,7 +55,8 @@ async def main(args: argparse.Namespace) -> Json:
                 data = await ack.run(
                     wd, dbs=args.ack_db.split(","), duration=5 if args.quick else 30,
                     paced=3 if args.quick else 15, seed_count=1000 if args.quick else 5000,
-                    c2c_clicks=20 if args.quick else 200, settle=10 if args.quick else 30)
+                    c2c_clicks=20 if args.quick else 200, settle=10 if args.quick else 30,
+                    workers=tuple(int(n) for n in args.ack_workers.split(",")))
             elif section == "transitions":
                 data = await run_transitions(wd, args.quick)
             elif section == "gitlab":
@@ -92,6 +93,8 @@ def cli() -> None:
                         help="replace only the sections run in an existing --json file")
     parser.add_argument("--ack-db", default="sqlite,postgres",
                         help="databases for the bot in the ack run (default: both)")
+    parser.add_argument("--ack-workers", default="1,2",
+                        help="`serve --workers` counts for the bot in the ack run (default: 1,2)")
     parser.add_argument("--quiet-wait", type=float, default=60,
                         help="seconds to wait for other work on the machine to stop before "
                         "each section (default 60)")

@@ -50,10 +50,11 @@ RECOUNT_SECONDS = 300  # how often signed-off releases have their open bugs coun
 
 
 def create_app(settings: Settings, policy: Policy, *, clock: Clock = system_clock,
-               migrate: bool = True) -> web.Application:
+               migrate: bool = True, measured: Metrics | None = None) -> web.Application:
     """Build the app; nothing starts until aiohttp runs its cleanup contexts."""
     app = web.Application(client_max_size=1024 * 1024)
-    app[SETTINGS], app[POLICY], app[CLOCK], app[METRICS] = settings, policy, clock, Metrics()
+    app[SETTINGS], app[POLICY], app[CLOCK] = settings, policy, clock
+    app[METRICS] = measured or Metrics()  # `serve --workers`: metrics all workers share
     app.cleanup_ctx.append(_database(migrate))
     app.cleanup_ctx.append(_gitlab)
     app.cleanup_ctx.append(_slack)

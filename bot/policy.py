@@ -626,6 +626,11 @@ class Policy(_Model):
         """The zone for windows, freezes and every time shown to people."""
         return ZoneInfo(self.timezone)
 
+    @property
+    def environment_names(self) -> tuple[str, ...]:
+        """Every environment any project has, each once."""
+        return tuple(dict.fromkeys(e for p in self.projects.values() for e in p.environments))
+
     @field_validator("release_channel")
     @classmethod
     def _channel_id(cls, value: str) -> str:

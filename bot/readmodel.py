@@ -35,6 +35,7 @@ from storage.models import (
     TrackerCount,
     WorkItem,
 )
+from storage.view_rows import ViewRows, release_view_rows, view_rows_of
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class ReleaseView:
         return self.plan_reviewer is not None and self.release.plan_review != "ok"
     acceptances: Sequence[Acceptance] = ()  # testers' verdicts before production, this revision
     bug_count: TrackerCount | None = None  # what the bug tracker said last, if it counts them
+    live: Mapping[str, Deployment | None] = field(default_factory=dict)  # env → what runs there
 
     @property
     def state(self) -> State:
@@ -198,35 +200,39 @@ TIMELINE_ROWS = 25  # what a status or a closing summary shows of the trail
 
 async def load_view(session: AsyncSession, policy: Policy, release: Release, *,
                     full: bool = False) -> ReleaseView:
-    """Read everything shown about a release (`full` adds work items and the recent trail)."""
+    """Everything shown about a release already read (`full` adds work items and the trail)."""
+    return view_of(policy, await view_rows_of(session, release, full=full, trail=TIMELINE_ROWS))
+
+
+async def read_view(session: AsyncSession, policy: Policy, release_id: int, *,
+                    full: bool = False, live: bool = False) -> ReleaseView | None:
+    """A release and everything shown about it, in one statement (`live`: what runs where)."""
+    rows = await release_view_rows(session, release_id, full=full, trail=TIMELINE_ROWS,
+                                   live_in=policy.environment_names if live else ())
+    return None if rows is None else view_of(policy, rows)
+
+
+def view_of(policy: Policy, rows: ViewRows) -> ReleaseView:
+    """The view of stored rows under the policy's rules for the release's type and project."""
+    release = rows.release
     try:
         rules: TypePolicy | None = policy.type_policy(ReleaseType(release.type))
     except Exception:  # a type dropped from the policy since: show the release anyway
         rules = None
-    roles = tuple(rules.approvers) if rules else ()
-    components = await q.components_of(session, release)
+    components = rows.components or [q.own_component(release)]
     train = train_of([c.project for c in components], policy)
     envs = train.environments
-    deployments = await q.deployments_of(session, release.id)
     project = policy.projects.get(release.project)  # the first component's: its bug tracker
     return ReleaseView(
-        release=release, required_roles=roles,
-        approvals=await q.approvals_of(session, release),
-        report=await q.latest_report(session, release),
-        # Each query is a round trip: skip the ticks when there is no checklist to tick.
-        ticks=await q.ticks_of(session, release.id) if release.checklist else (),
-        deployments=deployments,
-        environments=envs, components=components, component_envs=train.envs,
-        work_items=await q.work_items_of(session, release.id) if full else (),
-        audit=await q.audit_of(session, release.id, last=TIMELINE_ROWS) if full else (),
-        one_person_many_roles=policy.one_person_many_roles,
+        release=release, required_roles=tuple(rules.approvers) if rules else (),
+        approvals=rows.approvals, report=rows.report, ticks=rows.ticks,
+        deployments=rows.deployments, environments=envs, work_items=rows.work_items,
+        components=components, component_envs=train.envs,
+        audit=rows.audit, one_person_many_roles=policy.one_person_many_roles,
         plan_required=tuple(rules.plan.required) if rules else (),
         plan_reviewer=rules.plan.reviewer if rules else None,
         sole_signers=tuple(policy.sole_signer_roles(release.type, release.requester))
         if rules else (),
-        # Acceptances exist only once an environment before production has been deployed.
-        acceptances=(await q.acceptances_of(session, release)
-                     if len(envs) > 1 and deployments else ()),
-        bug_count=(await q.latest_bug_count(session, release.id)
-                   if project and project.bug_tracker else None),
-    )
+        acceptances=rows.acceptances,
+        bug_count=rows.bug_count if project and project.bug_tracker else None,
+        live={env: rows.live.get(env) for env in envs} if rows.live else {})

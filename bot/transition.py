@@ -6,7 +6,8 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -359,7 +360,9 @@ async def transition(deps: Deps, release_id: int, event: Event, ctx: Ctx,
     """Decide, apply, audit and announce one event, all in one transaction."""
 
     async def work(session: AsyncSession) -> Outcome:
-        return await step(session, deps, await locked(session, release_id), event, ctx, apply)
+        release = await locked(session, release_id)
+        check_drawn(release, _DRAWN.get())
+        return await step(session, deps, release, event, ctx, apply)
 
     return await run_in_transaction(deps, work)
 
@@ -392,6 +395,7 @@ async def check_event(deps: Deps, *, release_id: int, event: Event | Callable[[F
         if release is None:
             raise Refused(f"There is no release REL-{release_id}.")
         check_revision(release, revision)
+        check_drawn(release, _DRAWN.get())
         reads = (reads_for(event, State(release.state)) if isinstance(event, Event)
                  else EVERYTHING)
         facts = await load_facts(session, deps, release, reads)
@@ -414,6 +418,28 @@ def traced_decide(deps: Deps, release: Release, facts: Facts, event: Event, ctx:
             if deps.on_refused is not None:
                 deps.on_refused(event.value)
         raise
+
+
+# The release and state a clicked button was drawn for, while its click is handled: the change
+# it asks for is refused, in the change's own transaction, once the release has moved on.
+_DRAWN: ContextVar[tuple[int, str] | None] = ContextVar("drawn", default=None)
+
+
+@contextmanager
+def drawn_for(release_id: int, state: str | None) -> Iterator[None]:
+    """Within the block, a change to the release refuses unless it is still in `state`."""
+    token = _DRAWN.set((release_id, state) if state is not None else None)
+    try:
+        yield
+    finally:
+        _DRAWN.reset(token)
+
+
+def check_drawn(release: Release, drawn: tuple[int, str] | None) -> None:
+    """A button drawn in another state: the same Deploy means another environment now."""
+    if drawn is not None and drawn[0] == release.id and release.state != drawn[1]:
+        raise Refused(f"{release.rel_id} is {State(release.state).label} now; that button was "
+                      "drawn before it changed. Look at the updated card.")
 
 
 def check_revision(release: Release, revision: int | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import bugs, deploys, golive, releases, transition
-from bot.workflow import Event, Refused, State, verdict_event
+from bot.workflow import Event, Refused, verdict_event
 from handlers import answer
 from handlers.answer import STALE_BUTTON, Asker, Reply, answer_after, open_form, tell
 from handlers.blocks import ActionId, FormId, parse_value, value_environment
@@ -33,9 +33,11 @@ async def on_button(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
         release_id = None
         try:
             release_id, revision, drawn = _target(action)
-            await _still_as_drawn(runtime, release_id, drawn)
-            return await BUTTONS[action["action_id"]](runtime, asker.user, release_id, revision,
-                                                      body)
+            with transition.drawn_for(release_id, drawn):
+                if action["action_id"] not in CHECKED_INSIDE:
+                    await _still_as_drawn(runtime, release_id, drawn)
+                return await BUTTONS[action["action_id"]](runtime, asker.user, release_id,
+                                                          revision, body)
         except Refused:
             if release_id is not None:  # the clicker saw something old: show what is true now
                 await _redraw(runtime, release_id)
@@ -76,11 +78,12 @@ async def _still_as_drawn(rt: Runtime, release_id: int, drawn: str | None) -> No
     this catches what the table would allow but the clicker never saw: Deploy to staging
     becoming production, Verification passed over a recorded failure, Reject after approval.
     """
+    if drawn is None:
+        return
     async with rt.deps.sessions() as session:
         release = await q.get_release(session, release_id)
-    if release is not None and drawn is not None and release.state != drawn:
-        raise Refused(f"{release.rel_id} is {State(release.state).label} now; that button was "
-                      "drawn before it changed. Look at the updated card.")
+    if release is not None:
+        transition.check_drawn(release, (release_id, drawn))
 
 
 async def _redraw(rt: Runtime, release_id: int, force: bool = False) -> None:
@@ -219,6 +222,12 @@ async def _notes(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) 
     """The release notes, privately: approvers read them before they sign."""
     return await release_notes(rt, rid)
 
+
+# Buttons whose first step is the change (or the check before its form) itself: it refuses a
+# stale card in its own transaction, so no read goes ahead of it.
+CHECKED_INSIDE = frozenset({ActionId.APPROVE, ActionId.START_TESTING, ActionId.ARM,
+                            ActionId.PLAN_OK, ActionId.VERIFY_FAIL, ActionId.ABANDON,
+                            ActionId.PLAN_CHANGES})
 
 BUTTONS: dict[str, Click] = {
     ActionId.APPROVE: _approve, ActionId.REJECT: _reject, ActionId.REPORT: _report,

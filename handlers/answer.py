@@ -6,20 +6,21 @@ Commands, buttons and forms all ack, run their work with `answer_after`, and ans
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import ClientError, ClientSession
+from aiohttp import ClientError, ClientSession, ClientTimeout
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.transition import Outcome
 from bot.workflow import Event, Refused
 from handlers.blocks import Block, clip, escape
 from handlers.render import sole_signer_sentence
+from storage import queries as q
 
 if TYPE_CHECKING:  # the runtime imports the deliverer, which must not import listeners' code
     from handlers.runtime import Runtime
@@ -47,14 +48,16 @@ async def answer_after(ack: Callable[..., Awaitable[Any]], rt: Runtime, work: Wo
                        asker: Asker, doing: str) -> None:
     """Ack, run `work`, and tell the person how it went; `doing` names it in the log."""
     await ack()
-    try:
-        reply = await work()
-    except Refused as exc:
-        reply = escape(exc.sentence)  # refusals quote what people typed
-    except Exception:
-        log.exception("%s by %s failed", doing, asker.user)
-        reply = SORRY
-    rt.deliverer.kick()  # the work may have queued announcements
+    with q.noting_outbox() as queued:
+        try:
+            reply = await work()
+        except Refused as exc:
+            reply = escape(exc.sentence)  # refusals quote what people typed
+        except Exception:
+            log.exception("%s by %s failed", doing, asker.user)
+            reply = SORRY
+    if queued:  # deliver what the work announced now; a look changed nothing to deliver
+        rt.deliverer.kick(queued)
     if reply:
         text, blocks = (reply, None) if isinstance(reply, str) else reply
         await tell(rt.client, user=asker.user, text=text, blocks=blocks, channel=asker.channel,
@@ -239,13 +242,32 @@ def _slack_id(value: object, kinds: str) -> bool:
 
 async def _respond(url: str, text: str, blocks: list[dict[str, Any]] | None,
                    session: ClientSession | None) -> bool:
-    """One response_url use; False when Slack refuses it (used five times, or expired)."""
+    """One response_url use; False when Slack refuses it (used five times, or expired).
+
+    Posted straight through aiohttp on the shared connection pool: the SDK's webhook client
+    costs a new client object, headers rebuilt and a response wrapper per answer.
+    """
     if not url.startswith(("https://", "http://")):
         return False
+    body: dict[str, Any] = {"text": text, "response_type": "ephemeral",
+                            "replace_original": False}
+    if blocks is not None:
+        body["blocks"] = blocks
     try:
-        resp = await AsyncWebhookClient(url, timeout=15, session=session).send(
-            text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+        if session is None or session.closed:
+            async with ClientSession(timeout=ClientTimeout(total=15)) as own:
+                return await _post_json(own, url, body)
+        return await _post_json(session, url, body)
     except (ClientError, TimeoutError, OSError) as exc:
         log.info("response_url failed: %s", exc)
         return False
-    return resp.status_code == 200
+
+
+async def _post_json(session: ClientSession, url: str, body: dict[str, Any]) -> bool:
+    """POST the JSON body; whether it was taken (200)."""
+    async with session.post(url, data=json.dumps(body), headers=_JSON) as resp:
+        await resp.read()
+        return resp.status == 200
+
+
+_JSON = {"Content-Type": "application/json;charset=utf-8"}

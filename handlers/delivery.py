@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 import uuid
-from datetime import timedelta
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.readmodel import ReleaseView, load_view
+from bot.readmodel import ReleaseView, read_view
 from bot.transition import Deps
 from bot.workflow import Event, State
 from handlers.blocks import ActionId, button, escape, mention, section, subject_text
@@ -33,11 +34,15 @@ from handlers.directory import Directory
 from handlers.render import event_text, notice_text, payload_event, tell_text
 from handlers.status import close_summary
 from storage import queries as q
-from storage.db import transaction
+from storage.db import one_read, transaction
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(seconds=20)  # renewed before every post, so a dead replica's hold ends soon
+LEASE = timedelta(seconds=20)  # renewed while posting, so a dead replica's hold ends soon
+RENEW_AFTER = LEASE / 4  # a lease younger than this is ours still: posts go without renewing
+# Another worker holds a release's announcements: look again after 50 ms, doubling to 2 s (the
+# periodic pass covers it after that), for rows committed after it took them.
+BUSY_FIRST, BUSY_MOST = 0.05, 2.0
 AMBIGUOUS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 META_EVENT = "releasebot_post"
 FIND_PAGES = 10  # how far back (pages of 200) a retry looks for a post that landed
@@ -47,6 +52,24 @@ PARALLEL = 4  # releases delivered at once; each one's lease keeps its own posts
 RETRY_FIRST, RETRY_MOST = 5.0, 600.0
 NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
 VERIFY_ASKS = frozenset({"verify_now", "verify"})  # testers' asks carry the verify buttons
+
+
+class Card(NamedTuple):
+    """A card drawn once: its fallback text, blocks and their hash."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+    digest: str
+
+
+@dataclass
+class _Hold:
+    """Our lease on one release's announcements during a pass."""
+
+    release_id: int
+    token: str
+    renewed: datetime  # when it was taken or last extended
+    posted: list[int] = field(default_factory=list)  # rows posted, not yet marked sent
 
 
 class LeaseLost(Exception):
@@ -72,9 +95,16 @@ class Deliverer:
         self.owner = uuid.uuid4().hex
         self._wake = asyncio.Event()
         self._pass = asyncio.Lock()  # one pass at a time here; leases keep replicas apart
+        self._due: set[int | None] = set()  # kicked for these releases (None: digests)
+        self._scan = True  # kicked for whatever waits: look it up
+        self._busy: dict[int, int] = {}  # releases another worker was delivering: tries since
 
-    def kick(self) -> None:
-        """Deliver soon: something was just committed."""
+    def kick(self, release_ids: Iterable[int | None] | None = None) -> None:
+        """Deliver soon: something was just committed (for these releases, when known)."""
+        if release_ids is None:
+            self._scan = True
+        else:
+            self._due.update(release_ids)
         self._wake.set()
 
     async def run(self, interval: float = 2.0) -> None:
@@ -82,20 +112,31 @@ class Deliverer:
         while True:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
             # lands as the timeout fires, and this loop would then never stop.
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(interval):
                     await self._wake.wait()
+            except TimeoutError:
+                self._scan = True
             self._wake.clear()
+            due, self._due = self._due, set()
+            scan, self._scan = self._scan, False
             try:
-                await self.deliver_pending()
+                await self.deliver_pending(None if scan else due)
             except Exception:  # the loop must outlive any one failure; the rows stay pending
                 log.exception("outbox delivery failed")
 
-    async def deliver_pending(self) -> int:
-        """One pass over releases with pending announcements, and digests; how many posts."""
+    async def deliver_pending(self, only: set[int | None] | None = None) -> int:
+        """One pass over releases with pending announcements, and digests; how many posts.
+
+        `only`: just these releases (None in it: the digests), known to have new rows; they
+        need no query to find them.
+        """
         async with self._pass:
-            async with self.deps.sessions() as session:
-                waiting = await q.releases_with_outbox(session, now=self.deps.clock())
+            if only is None:
+                async with self.deps.sessions() as session:
+                    waiting = await q.releases_with_outbox(session, now=self.deps.clock())
+            else:
+                waiting = sorted(only, key=lambda r: (r is not None, r or 0))
             release_ids = [r for r in waiting if r is not None]
             slots = asyncio.Semaphore(PARALLEL)
 
@@ -123,10 +164,13 @@ class Deliverer:
                                                 until=now + LEASE)
             # What to post, read in the lease's transaction: one database session fewer.
             view = await self._load(session, release_id) if rows else None
-        if view is None:
+        if rows is None:  # another worker is posting it: look again soon for what it missed
+            self._look_again(release_id)
+        if view is None or not rows:
             return 0
+        self._busy.pop(release_id, None)
         try:
-            return await self._post_all(view, list(rows), token)
+            return await self._post_all(view, list(rows), _Hold(release_id, token, now))
         except (SlackApiError, LeaseLost) as exc:
             error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else "lost"
             log.warning("REL-%s: delivery stopped (%s); will retry", release_id, error)
@@ -134,6 +178,12 @@ class Deliverer:
                 await self._invite_me(view)
             await self._give_back(release_id, token, error, rows[0].attempts)
             return 0
+
+    def _look_again(self, release_id: int) -> None:
+        """Kick this release again shortly, backing off while another worker keeps it."""
+        tries = self._busy[release_id] = self._busy.get(release_id, 0) + 1
+        delay = min(BUSY_FIRST * 2 ** (tries - 1), BUSY_MOST)
+        asyncio.get_running_loop().call_later(delay, self.kick, [release_id])
 
     async def deliver_digests(self) -> int:
         """Post the reminder digests nobody else is posting, each under its own lease."""
@@ -175,9 +225,10 @@ class Deliverer:
         async with self.deps.sessions() as session:
             views = {}
             for item in items:
-                rel = await q.get_release(session, int(item["release"]))
+                view = await read_view(session, self.deps.policy, int(item["release"]))
+                rel = view and view.release
                 if rel and (rel.state, rel.revision) == (item.get("state"), item.get("revision")):
-                    views[rel.id] = await load_view(session, self.deps.policy, rel)
+                    views[rel.id] = view
         lines = []
         for item in items:
             view = views.get(int(item["release"]))
@@ -211,34 +262,52 @@ class Deliverer:
                 log.warning("REL-%s: could not tell %s about the channel: %s",
                             view.release.id, user, exc.response.get("error"))
 
-    async def _renew(self, release_id: int, token: str, posted: int | None) -> None:
-        """Mark the row just posted sent and extend our lease before the next post.
+    async def _renew(self, hold: _Hold, *, now: datetime | None = None) -> None:
+        """Once the lease is a while old, mark the rows posted sent and extend it.
 
-        One transaction for both; the mark commits even when the lease turns out lost, so
-        whoever took over does not post that row again. Then, if it is lost, stop.
+        One transaction for both; the marks commit even when the lease turns out lost, so
+        whoever took over does not post those rows again. Then, if it is lost, stop. A lease
+        taken or extended moments ago is ours still: no round trip for it.
         """
-        now = self.deps.clock()
+        now = now or self.deps.clock()
+        if now - hold.renewed < RENEW_AFTER:
+            return
         async with transaction(self.deps.sessions) as session:
-            if posted is not None:
-                await q.mark_sent(session, posted, now)
-            ours = await q.renew_outbox_lease(session, release_id, owner=token, now=now,
-                                              until=now + LEASE)
+            await q.mark_sent_many(session, hold.posted, now)
+            ours = await q.renew_outbox_lease(session, hold.release_id, owner=hold.token,
+                                              now=now, until=now + LEASE)
+        hold.posted.clear()
+        hold.renewed = now
         if not ours:
-            raise LeaseLost(release_id)
+            raise LeaseLost(hold.release_id)
 
-    async def _post_all(self, view: ReleaseView, rows: list[OutboxMessage], token: str) -> int:
-        """Ensure the card, post each row, then redraw the card once."""
-        release_id = view.release.id
+    async def _post_all(self, view: ReleaseView, rows: list[OutboxMessage], hold: _Hold) -> int:
+        """Ensure the card, post each row, then redraw the card once.
+
+        The rows stay leased until the card is redrawn, so no other worker redraws it at the
+        same time; they are marked sent with the new card's hash in one transaction.
+        """
+        card = self._render(view)
         if not view.release.card_ts:  # a stall since the lease must not let two cards out
-            await self._renew(release_id, token, None)
-        await self._ensure_card(view, retrying=rows[0].attempts > 1)
-        posted = None  # the row posted last: marked sent with the next renewal, or at the end
+            await self._renew(hold)
+        await self._ensure_card(view, card, retrying=rows[0].attempts > 1)
         for row in rows:
-            await self._renew(release_id, token, posted)
+            await self._renew(hold)
             await self._post_row(view, row)
-            posted = row.id
-        await self._redraw(await self._finish(release_id, posted))
+            hold.posted.append(int(row.id or 0))
+        fresh = await self._finish(hold, view, await self._redrawn(hold, view, card))
+        if fresh is not None:  # the release moved on while we posted: show that too
+            await self._finish(hold, None, await self._redrawn(hold, fresh, self._render(fresh)))
         return len(rows)
+
+    async def _redrawn(self, hold: _Hold, view: ReleaseView, card: Card) -> str | None:
+        """The card updated (its new hash, if it changed); a failure still marks what was
+        posted sent before it is raised."""
+        try:
+            return await self._update_card(view, card)
+        except Exception:
+            await self._finish(hold, None, None)
+            raise
 
     async def _post_row(self, view: ReleaseView, row: OutboxMessage) -> None:
         """Post one announcement the way its kind is delivered."""
@@ -251,62 +320,75 @@ class Deliverer:
         elif row.kind == "tell":
             await self._tell(view, row)
 
-    async def _finish(self, release_id: int, posted: int | None) -> ReleaseView:
-        """Mark the last row sent and read the release afresh for the card's redraw."""
+    async def _finish(self, hold: _Hold, drawn: ReleaseView | None,
+                      shown: str | None) -> ReleaseView | None:
+        """Keep the card's new hash; mark the rows sent unless the release moved on since
+        `drawn` (then it is read afresh and returned, its rows still held for its redraw)."""
         async with transaction(self.deps.sessions) as session:
-            if posted is not None:
-                await q.mark_sent(session, posted, self.deps.clock())
-            return await self._load(session, release_id)
+            if shown is not None:
+                version = await q.save_card_hash(session, hold.release_id, shown)
+            else:
+                version = await q.release_version(session, hold.release_id)
+            if drawn is not None and version not in (None, drawn.release.version):
+                return await self._load(session, hold.release_id)
+            await q.mark_sent_many(session, hold.posted, self.deps.clock())
+        hold.posted.clear()
+        return None
 
     async def _summary(self, release_id: int, payload: dict[str, Any]) -> str:
         """The closing report: timeline, sign-offs, report, deploys, release notes."""
         async with self.deps.sessions() as session:
-            release = await q.get_release(session, release_id)
-            view = await load_view(session, self.deps.policy, release, full=True)
+            view = await read_view(session, self.deps.policy, release_id, full=True)
+        assert view is not None, release_id  # a release is never deleted
         return close_summary(view, self.deps.policy.tz, payload.get("detail") or {},
                              self.deps.policy.users_in_role("operations"))
 
-    async def _load(self, session: AsyncSession, release_id: int) -> ReleaseView:
-        """The release as this session sees it."""
-        release = await q.get_release(session, release_id)
-        return await load_view(session, self.deps.policy, release)
+    async def _load(self, session: AsyncSession, release_id: int) -> ReleaseView | None:
+        """The release as this session sees it, in one statement."""
+        return await read_view(session, self.deps.policy, release_id)
 
-    async def _ensure_card(self, view: ReleaseView, retrying: bool) -> None:
+    def _render(self, view: ReleaseView) -> Card:
+        """The card of this view, drawn once for however many uses."""
+        text, blocks = build_release_card(view, self.deps.policy.tz)
+        return Card(text, blocks, card_hash(text, blocks))
+
+    async def _ensure_card(self, view: ReleaseView, card: Card, retrying: bool) -> None:
         """Post the card once; an earlier post that landed despite an error is reused."""
         rel = view.release
         if rel.card_ts:
             return
         channel = self.deps.policy.release_channel
         ts = await self._find_post(channel, rel.id, "card") if retrying else None
-        text, blocks = build_release_card(view, self.deps.policy.tz)
         if ts is None:
-            ts = await self._post(channel, rel.id, "card", text=text, blocks=blocks)
+            ts = await self._post(channel, rel.id, "card", text=card.text, blocks=card.blocks)
         async with transaction(self.deps.sessions) as session:
-            await q.save_card(session, rel.id, channel=channel, ts=ts,
-                              card_hash=card_hash(text, blocks))
-        rel.card_channel, rel.card_ts = channel, ts
+            await q.save_card(session, rel.id, channel=channel, ts=ts, card_hash=card.digest)
+        rel.card_channel, rel.card_ts, rel.card_hash = channel, ts, card.digest
 
     async def refresh_card(self, release_id: int, force: bool = False) -> bool:
         """Redraw the card in place if what it shows changed; whether an update was sent."""
-        async with self.deps.sessions() as session:
-            rel = await q.get_release(session, release_id)
-            if rel is None or not rel.card_ts:  # no card yet, or no such release (a forged button)
-                return False
-            view = await load_view(session, self.deps.policy, rel)
-        return await self._redraw(view, force)
-
-    async def _redraw(self, view: ReleaseView, force: bool = False) -> bool:
-        """Update the posted card to this view unless it already shows it (or `force`)."""
-        rel = view.release
-        text, blocks = build_release_card(view, self.deps.policy.tz)
-        digest = card_hash(text, blocks)
-        if digest == rel.card_hash and not force:
+        async with one_read(self.deps.sessions) as session:
+            view = await self._load(session, release_id)
+        if view is None or not view.release.card_ts:  # no such release (a forged button), or
+            return False  # no card yet
+        shown = await self._update_card(view, self._render(view), force)
+        if shown is None:
             return False
-        await self.client.chat_update(channel=rel.card_channel, ts=rel.card_ts, text=text,
-                                      blocks=blocks)
         async with transaction(self.deps.sessions) as session:
-            await q.save_card(session, rel.id, card_hash=digest)
+            await q.save_card(session, release_id, card_hash=shown)
         return True
+
+    async def _update_card(self, view: ReleaseView, card: Card,
+                           force: bool = False) -> str | None:
+        """chat.update the posted card to `card` unless it shows it already (or `force`);
+        the hash it shows now, when it was updated."""
+        rel = view.release
+        if card.digest == rel.card_hash and not force:
+            return None
+        await self.client.chat_update(channel=rel.card_channel, ts=rel.card_ts, text=card.text,
+                                      blocks=card.blocks)
+        rel.card_hash = card.digest
+        return card.digest
 
     async def _post_event(self, view: ReleaseView, row: OutboxMessage) -> None:
         """One thread reply; results are broadcast to the channel too."""
@@ -332,10 +414,10 @@ class Deliverer:
         link = await self._permalink(rel.card_channel, rel.card_ts)
         users = row.payload.get("users") or await self.directory.users_in_roles(
             view.missing_roles)
+        blocks = ask_blocks(view, link)  # the same for every approver: drawn once
         for user in users:
             if view.may_sign(await self.directory.actor(user)) is None:
                 continue  # the requester, or someone whose every role here is signed
-            blocks = ask_blocks(view, link)
             await self._direct(user, rel.id, f"ask:{row.id}:{user}", text=text, blocks=blocks)
 
     async def _notify(self, view: ReleaseView, row: OutboxMessage) -> None:

@@ -176,9 +176,12 @@ async def slack_adapter(settings: Settings, policy: Policy, deps: Deps, deployer
     secret = settings.slack_signing_secret.get_secret_value() if (
         settings.slack_signing_secret) else ""
     # Bolt gets a token-less client: our authorize function hands it the token per request.
+    # `handle` verifies every HTTP request's signature before Bolt sees it (Socket Mode needs
+    # none), so Bolt does not check it again. Our listeners return once they have acked and
+    # leave their work running (handlers._bind), so Bolt answers as soon as they return.
     bolt = AsyncApp(client=AsyncWebClient(base_url=settings.slack_api_url),
-                    signing_secret=secret, process_before_response=False,
-                    request_verification_enabled=bool(secret), authorize=_authorizer(client))
+                    signing_secret=secret, process_before_response=True,
+                    request_verification_enabled=False, authorize=_authorizer(client))
     directory = Directory(policy, client)
     runtime = Runtime(deps, client, directory, Deliverer(deps, client, directory), deployer,
                       Access(policy.slack, client))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -39,6 +40,7 @@ class Runtime:
     per_user: int = 20
     inflight_by_user: dict[str, int] = field(default_factory=dict)
     on_shed: Callable[[], None] = lambda: None  # counts requests answered "busy"
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # listeners' work after the ack
 
     def admit(self, user: str, shed: bool = True) -> bool:
         """Count a request of `user` in flight; with `shed`, not past the backlog or their share."""
@@ -49,6 +51,13 @@ class Runtime:
         self.inflight += 1
         self.idle.clear()
         return True
+
+    def background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a listener's work as a task, kept referenced until it ends."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     def release(self, user: str) -> None:
         """The request of `user` is done."""

@@ -8,7 +8,7 @@ from typing import Any
 from bot import calendar
 from bot.deploys import Shipped, running
 from bot.plan import PlanField
-from bot.readmodel import ReleaseView, load_view
+from bot.readmodel import ReleaseView, read_view
 from bot.transition import Deps, is_armed
 from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
 from handlers.blocks import (
@@ -27,24 +27,35 @@ from handlers.blocks import (
 from handlers.cards import build_release_card, item_text, plan_line
 from handlers.render import remaining_text
 from storage import queries as q
+from storage.db import one_read
 from storage.models import Release, ReleaseComponent
 
 
 async def status_blocks(deps: Deps, release_id: int) -> tuple[str, list[dict[str, Any]]]:
     """The card plus checklist, deploys and timeline (no buttons: it is private)."""
-    async with deps.sessions() as session:
-        release = await q.get_release(session, release_id)
-        if release is None:
-            raise Refused(f"There is no release REL-{release_id}.")
-        view = await load_view(session, deps.policy, release, full=True)
-        live = {(p, env): running(await q.live_deployment(session, p, env))
-                for p in view.train.projects for env in view.train.envs[p]}
+    async with one_read(deps.sessions) as session:  # one statement: the release and all it shows
+        view = await read_view(session, deps.policy, release_id, full=True, live=True)
+    if view is None:
+        raise Refused(f"There is no release REL-{release_id}.")
+    live = await _live(deps, view)
     tz = deps.policy.tz
     text, card = build_release_card(view, tz)
     blocks = [b for b in card if b["type"] != "actions"]
     blocks += [section(details_text(view)), section(live_text(view, live)),
                section(deploys_text(view, tz)), section(timeline_text(view, tz))]
     return text, blocks[:50]
+
+
+async def _live(deps: Deps, view: ReleaseView) -> dict[tuple[str, str], Shipped | None]:
+    """What runs in each environment of each component; a train's other projects read more."""
+    lead, train = view.release.project, view.train
+    others: dict[tuple[str, str], Shipped | None] = {}
+    if view.is_train:
+        async with deps.sessions() as session:
+            others = {(p, env): running(await q.live_deployment(session, p, env))
+                      for p in train.projects if p != lead for env in train.envs[p]}
+    return {(p, env): running(view.live.get(env)) if p == lead else others[(p, env)]
+            for p in train.projects for env in train.envs[p]}
 
 
 def live_text(view: ReleaseView, live: dict[tuple[str, str], Shipped | None]) -> str:
@@ -116,8 +127,8 @@ def timeline_text(view: ReleaseView, tz: Any) -> str:
 
 async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[str, Any]]]:
     """Releases newest first, one line each."""
-    async with deps.sessions() as session:
-        rows = await q.list_releases(
+    async with one_read(deps.sessions) as session:
+        rows = await q.release_lines(
             session, states=ACTIVE if which == "active" else None,
             user=user if which == "mine" else None, limit=30)
         trains = await q.components_for(session, rows)
@@ -125,7 +136,7 @@ async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[s
         text = {"active": "No releases in flight.", "mine": "You have no releases yet.",
                 "all": "No releases yet."}[which]
         return text, [section(text)]
-    lines = [f"{STATE_ICON[State(r.state)]} *{r.rel_id}* {what_text(r, trains.get(r.id or 0))} "
+    lines = [f"{STATE_ICON[State(r.state)]} *REL-{r.id}* {what_text(r, trains.get(r.id or 0))} "
              f"— {escape(clip(r.title, 80))} · _{State(r.state).label}_ · {mention(r.requester)}"
              for r in rows]
     title = {"active": "Releases in flight", "mine": "Your releases", "all": "All releases"}[which]
@@ -133,7 +144,7 @@ async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[s
                    context("`/release status REL-n` shows one in full.")]
 
 
-def what_text(release: Release, components: Sequence[ReleaseComponent] | None) -> str:
+def what_text(release: Release | Any, components: Sequence[ReleaseComponent] | None) -> str:
     """A release's project and ref, or its train in one line."""
     if components and len(components) > 1:
         return "🚆 " + components_line(components)

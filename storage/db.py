@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 SessionMaker = async_sessionmaker[AsyncSession]
 WRITE_OPTION = "releasebot_write"
+ONE_READ_OPTION = "releasebot_one_read"
 
 
 def make_engine(url: str, **kw: Any) -> AsyncEngine:
@@ -44,9 +45,13 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        # Writers take the lock up front so they queue; readers stay deferred and never block.
-        write = conn.get_execution_options().get(WRITE_OPTION)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Writers take the lock up front so they queue; readers stay deferred and never block;
+        # a single read statement is consistent by itself and needs no BEGIN (a round trip).
+        options = conn.get_execution_options()
+        if options.get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not options.get(ONE_READ_OPTION):
+            conn.exec_driver_sql("BEGIN")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
@@ -65,3 +70,11 @@ async def transaction(sessions: SessionMaker) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
+
+
+@asynccontextmanager
+async def one_read(sessions: SessionMaker) -> AsyncIterator[AsyncSession]:
+    """A session for a single read statement: on SQLite it runs without BEGIN."""
+    async with sessions() as session:
+        await session.connection(execution_options={ONE_READ_OPTION: True})
+        yield session

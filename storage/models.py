@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -218,6 +218,9 @@ class Deployment(SQLModel, table=True):
     """One deploy or rollback pipeline of a release to one environment."""
 
     __tablename__ = "deployments"
+    # What runs in an environment now: its last success, found by one index probe.
+    __table_args__ = (Index("ix_deployments_live", "project", "environment", "status",
+                            "finished_at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="releases.id", index=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, text, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +32,7 @@ from storage.models import (
     TestReport,
     TrackerCount,
     WorkItem,
+    audit_chain,
 )
 
 
@@ -61,10 +65,10 @@ async def components_of(session: AsyncSession, release: Release) -> list[Release
     stmt = (select(ReleaseComponent).where(ReleaseComponent.release_id == release.id)
             .order_by(col(ReleaseComponent.position)))
     found = list((await session.exec(stmt)).all())
-    return found or [_own_component(release)]
+    return found or [own_component(release)]
 
 
-def _own_component(release: Release) -> ReleaseComponent:
+def own_component(release: Release) -> ReleaseComponent:
     """The one component a release row names itself (not stored)."""
     return ReleaseComponent(release_id=release.id, position=0, project=release.project,
                             ref=release.ref, pinned_sha=release.pinned_sha,
@@ -72,15 +76,16 @@ def _own_component(release: Release) -> ReleaseComponent:
 
 
 async def components_for(session: AsyncSession,
-                         releases: Sequence[Release]) -> dict[int, list[ReleaseComponent]]:
-    """The components of several releases in one query, by release id."""
+                         releases: Sequence[Any]) -> dict[int, list[ReleaseComponent]]:
+    """The stored components of several releases in one query, by release id (a release
+    stored without any is missing: it is its own project alone)."""
     ids = [r.id for r in releases]
     stmt = (select(ReleaseComponent).where(col(ReleaseComponent.release_id).in_(ids))
             .order_by(col(ReleaseComponent.release_id), col(ReleaseComponent.position)))
     found: dict[int, list[ReleaseComponent]] = {}
     for comp in (await session.exec(stmt)).all():
         found.setdefault(comp.release_id, []).append(comp)
-    return {r.id: found.get(r.id) or [_own_component(r)] for r in releases if r.id is not None}
+    return found
 
 
 async def approvals_of(session: AsyncSession, release: Release,
@@ -241,18 +246,24 @@ AUDIT_CHAIN_LOCK = 7_246_351_002  # an arbitrary constant naming "ReleaseBot aud
 
 async def add_audit(session: AsyncSession, *, release_id: int, actor: str, action: str,
                     from_state: str | None, to_state: str, detail: dict[str, Any], at: datetime
-                    ) -> AuditEntry:
-    """Append one audit row, chained to the newest row before it."""
+                    ) -> int:
+    """Append one audit row, chained to the newest row before it; its id.
+
+    A plain INSERT, written at once (the next row in this transaction chains from it), without
+    a flush of everything else the session holds.
+    """
     if session.bind.dialect.name == "postgresql":
         # Held until commit: concurrent writers chain one after another, never off the same row.
         await session.exec(text("SELECT pg_advisory_xact_lock(:key)"),  # type: ignore[call-overload]
                            params={"key": AUDIT_CHAIN_LOCK})
-    entry = AuditEntry(release_id=release_id, actor=actor, action=action, from_state=from_state,
-                       to_state=to_state, detail=detail, at=at)
-    entry.chain = entry.chain_from(await last_audit_chain(session))
-    session.add(entry)
-    await session.flush()  # the next row in this transaction chains from this one
-    return entry
+    row = {"release_id": release_id, "at": at, "actor": actor, "action": action,
+           "from_state": from_state, "to_state": to_state, "detail": detail}
+    with session.no_autoflush:  # audit rows go in as plain INSERTs: nothing pending to flush
+        chain = audit_chain(await last_audit_chain(session), **row)
+    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    conn = await session.connection()
+    inserted = await conn.execute(insert(table).values(**row, chain=chain).returning(table.c.id))
+    return int(inserted.scalar_one())
 
 
 async def last_audit_chain(session: AsyncSession) -> str:
@@ -261,11 +272,28 @@ async def last_audit_chain(session: AsyncSession) -> str:
     return (await session.exec(stmt)).first() or ""
 
 
+# The releases (None: a person) a request queued announcements for, while it notes them.
+_QUEUED: ContextVar[set[int | None] | None] = ContextVar("queued_outbox", default=None)
+
+
+@contextmanager
+def noting_outbox() -> Iterator[set[int | None]]:
+    """Note the releases announcements are queued for inside the block (to deliver those)."""
+    queued: set[int | None] = set()
+    token = _QUEUED.set(queued)
+    try:
+        yield queued
+    finally:
+        _QUEUED.reset(token)
+
+
 def add_outbox(session: AsyncSession, *, release_id: int | None, kind: str,
                payload: dict[str, Any], at: datetime) -> OutboxMessage:
     """Queue one announcement, delivered after commit."""
     msg = OutboxMessage(release_id=release_id, kind=kind, payload=payload, created_at=at)
     session.add(msg)
+    if (queued := _QUEUED.get()) is not None:
+        queued.add(release_id)
     return msg
 
 
@@ -374,6 +402,31 @@ async def list_releases(session: AsyncSession, *, states: Sequence[str] | None =
     if user is not None:
         stmt = stmt.where(Release.requester == user)
     return (await session.exec(stmt.order_by(col(Release.id).desc()).limit(limit))).all()
+
+
+_LINE_COLUMNS = (Release.id, Release.state, Release.project, Release.ref, Release.title,
+                 Release.requester)
+
+
+@cache
+def _lines_statement(by_state: bool, by_user: bool) -> Any:
+    """The list query of one shape, built once (its parameters bound per call)."""
+    stmt = select(*_LINE_COLUMNS)
+    if by_state:
+        stmt = stmt.where(col(Release.state).in_(bindparam("states", expanding=True)))
+    if by_user:
+        stmt = stmt.where(Release.requester == bindparam("user"))
+    return stmt.order_by(col(Release.id).desc()).limit(bindparam("limit"))
+
+
+async def release_lines(session: AsyncSession, *, states: Sequence[str] | None = None,
+                        user: str | None = None, limit: int = 30) -> Sequence[Any]:
+    """What a list shows of each release (id, state, project, ref, title, requester), newest
+    first: plain rows from a statement built once, without an ORM object per row."""
+    stmt = _lines_statement(states is not None, user is not None)
+    params = {"states": _values(states or ()), "user": user, "limit": limit}
+    conn = await session.connection()
+    return (await conn.execute(stmt, params)).all()
 
 
 async def requester_load(session: AsyncSession, *, requester: str, open_states: Sequence[str],
@@ -494,6 +547,9 @@ async def releases_with_outbox(session: AsyncSession, *, now: datetime, limit: i
     return list((await session.exec(stmt)).all())
 
 
+# The outbox's bookkeeping updates: no loaded objects to bring in step (the ORM's default
+# evaluates every WHERE clause against the session's objects).
+_NO_SYNC: dict[str, Any] = {"synchronize_session": False}
 OUTBOX_LOCK = 7301  # advisory-lock namespace for a release's announcements
 
 
@@ -511,27 +567,30 @@ async def _serialize_outbox(session: AsyncSession, release_id: int) -> None:
 
 
 async def lease_release_outbox(session: AsyncSession, release_id: int, *, owner: str,
-                               now: datetime, until: datetime) -> Sequence[OutboxMessage]:
-    """Claim a release's pending announcements for one pass; empty when another has them.
+                               now: datetime, until: datetime) -> Sequence[OutboxMessage] | None:
+    """Claim a release's pending announcements for one pass; None when another has them.
 
-    `owner` must be new for each claim: the rows returned are those this call claimed.
+    `owner` must be new for each claim: the rows returned are those this call claimed. The
+    claim and the check that nobody else is mid-delivery are one statement; only when nothing
+    was claimed does a second one tell "busy" from "nothing to do".
     """
     await _serialize_outbox(session, release_id)
     busy = (select(OutboxMessage.id)
             .where(OutboxMessage.release_id == release_id, col(OutboxMessage.sent_at).is_(None),
                    col(OutboxMessage.lease_until) >= now, OutboxMessage.lease_owner != owner)
             .limit(1))
-    if (await session.exec(busy)).first() is not None:
-        return []  # another worker is mid-delivery: keep the thread in order
     stmt = (update(OutboxMessage)
             .where(col(OutboxMessage.release_id) == release_id,
                    col(OutboxMessage.sent_at).is_(None),
                    or_(col(OutboxMessage.lease_until).is_(None),
-                       col(OutboxMessage.lease_until) < now))
+                       col(OutboxMessage.lease_until) < now),
+                   ~busy.exists())  # another worker is mid-delivery: keep the thread in order
             .values(lease_until=until, lease_owner=owner, attempts=OutboxMessage.attempts + 1)
-            .returning(OutboxMessage))
+            .returning(OutboxMessage).execution_options(**_NO_SYNC))
     claimed = (await session.exec(stmt)).scalars().all()
-    return sorted(claimed, key=lambda m: m.id or 0)  # RETURNING promises no order
+    if claimed:
+        return sorted(claimed, key=lambda m: m.id or 0)  # RETURNING promises no order
+    return None if (await session.exec(busy)).first() is not None else []
 
 
 async def lease_digest(session: AsyncSession, *, owner: str, now: datetime,
@@ -559,7 +618,7 @@ async def renew_digest_lease(session: AsyncSession, msg_id: int, *, owner: str, 
     stmt = (update(OutboxMessage)
             .where(col(OutboxMessage.id) == msg_id, col(OutboxMessage.sent_at).is_(None),
                    OutboxMessage.lease_owner == owner, col(OutboxMessage.lease_until) >= now)
-            .values(lease_until=until))
+            .values(lease_until=until).execution_options(**_NO_SYNC))
     return bool((await session.exec(stmt)).rowcount)  # type: ignore[call-overload]
 
 
@@ -570,15 +629,29 @@ async def renew_outbox_lease(session: AsyncSession, release_id: int, *, owner: s
             .where(col(OutboxMessage.release_id) == release_id,
                    col(OutboxMessage.sent_at).is_(None), OutboxMessage.lease_owner == owner,
                    col(OutboxMessage.lease_until) >= now)
-            .values(lease_until=until))
+            .values(lease_until=until).execution_options(**_NO_SYNC))
     return bool((await session.exec(stmt)).rowcount)  # type: ignore[call-overload]
 
 
 async def mark_sent(session: AsyncSession, msg_id: int, at: datetime) -> None:
     """An announcement is delivered."""
     stmt = update(OutboxMessage).where(col(OutboxMessage.id) == msg_id).values(
-        sent_at=at, lease_until=None, last_error=None)
+        sent_at=at, lease_until=None, last_error=None).execution_options(**_NO_SYNC)
     await session.exec(stmt)  # type: ignore[call-overload]
+
+
+async def mark_sent_many(session: AsyncSession, msg_ids: Sequence[int], at: datetime) -> None:
+    """Announcements delivered (none: nothing to do)."""
+    if msg_ids:
+        stmt = update(OutboxMessage).where(col(OutboxMessage.id).in_(msg_ids)).values(
+            sent_at=at, lease_until=None, last_error=None).execution_options(**_NO_SYNC)
+        await session.exec(stmt)  # type: ignore[call-overload]
+
+
+async def release_version(session: AsyncSession, release_id: int) -> int | None:
+    """The release's row version: it moves with every change people see."""
+    stmt = select(Release.version).where(Release.id == release_id)
+    return (await session.exec(stmt)).first()
 
 
 async def release_outbox_lease(session: AsyncSession, release_id: int, *, owner: str,
@@ -587,7 +660,7 @@ async def release_outbox_lease(session: AsyncSession, release_id: int, *, owner:
     stmt = (update(OutboxMessage)
             .where(col(OutboxMessage.release_id) == release_id,
                    col(OutboxMessage.sent_at).is_(None), OutboxMessage.lease_owner == owner)
-            .values(lease_until=retry_at, last_error=error[:500]))
+            .values(lease_until=retry_at, last_error=error[:500]).execution_options(**_NO_SYNC))
     await session.exec(stmt)  # type: ignore[call-overload]
 
 
@@ -599,6 +672,14 @@ async def save_card(session: AsyncSession, release_id: int, *, channel: str | No
         values |= {"card_channel": channel, "card_ts": ts}
     stmt = update(Release).where(col(Release.id) == release_id).values(**values)
     await session.exec(stmt.execution_options(synchronize_session=False))  # type: ignore[call-overload]
+
+
+async def save_card_hash(session: AsyncSession, release_id: int, card_hash: str) -> int | None:
+    """Remember what the card shows now; the release's version, read in the same statement."""
+    stmt = (update(Release).where(col(Release.id) == release_id).values(card_hash=card_hash)
+            .returning(Release.version))
+    result = await session.exec(stmt.execution_options(synchronize_session=False))  # type: ignore[call-overload]
+    return result.scalar()
 
 
 async def save_merge_back(session: AsyncSession, release_id: int, *, sha: str,

@@ -62,9 +62,7 @@ def _check_policy(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the bot: Slack over HTTP (or Socket Mode), GitLab webhooks, health, metrics, jobs."""
-    from aiohttp import web
-
-    from bot.app import create_app, socket_mode
+    from bot.cli.workers import WorkersError, default_workers, serve_workers
     from bot.logs import setup_logging
     from bot.trackers.registry import uses_zentao
 
@@ -76,6 +74,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if uses_zentao(policy):  # its bugs can't be counted without the bot's ZenTao account
         require(settings, "ZENTAO_ACCOUNT", "ZENTAO_PASSWORD")
     setup_logging()
+    workers = args.workers or default_workers(settings.database_url)
+    if workers > 1:
+        try:
+            return serve_workers(settings, policy, workers, socket_mode=args.socket_mode)
+        except WorkersError as exc:
+            raise CommandError(str(exc)) from None
+    from aiohttp import web
+
+    from bot.app import create_app, socket_mode
+
     app = create_app(settings, policy)
     if args.socket_mode:
         app.cleanup_ctx.append(socket_mode)
@@ -154,6 +162,13 @@ def _since(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive(text: str) -> int:
+    """argparse type for a count of at least one."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
     """The options of one subcommand."""
     if name in ("serve", "migrate", "policy"):
@@ -165,6 +180,9 @@ def _add_options(name: str, sub: argparse.ArgumentParser) -> None:
     if name == "serve":
         sub.add_argument("--socket-mode", action="store_true",
                          help="take Slack traffic over Socket Mode (needs SLACK_APP_TOKEN)")
+        sub.add_argument("--workers", type=_positive, metavar="N",
+                         help="N processes on the one port, each a full replica (default: one "
+                         "per core on PostgreSQL, 1 on SQLite)")
     elif name == "export":
         sub.add_argument("--format", choices=("csv", "json"), required=True)
         sub.add_argument("--since", type=_since, metavar="YYYY-MM-DD",

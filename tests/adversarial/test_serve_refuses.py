@@ -40,7 +40,7 @@ def test_no_switch_disables_verification() -> None:
     serve = next(a for a in parser()._subparsers._group_actions  # type: ignore[union-attr]
                  if a.dest == "command").choices["serve"]
     options = {opt for action in serve._actions for opt in action.option_strings}
-    assert options == {"-h", "--help", "--host", "--port", "--socket-mode"}
+    assert options == {"-h", "--help", "--host", "--port", "--socket-mode", "--workers"}
     assert not [f for f in Settings.model_fields if "verif" in f or "insecure" in f]
     with pytest.raises(SettingsError, match="SLACK_SIGNING_SECRET: must not be blank"):
         load_settings(slack_signing_secret=" ")

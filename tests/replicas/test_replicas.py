@@ -134,7 +134,8 @@ async def start_replica(i: int, port: int, slack: SlackEmulator, gitlab: GitLabE
            "DATABASE_URL": db_url, "RELEASEBOT_CONFIG": str(policy)}
     log = (tmp / f"replica{i}.log").open("w")
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "bot", "serve", "--workers", "1", "--host", "127.0.0.1",
+        "--port", str(port),
         env=env, cwd=tmp, stdout=log, stderr=log)
 
 

@@ -131,7 +131,8 @@ async def list_text(deps: Deps, which: str, user: str) -> tuple[str, list[dict[s
         rows = await q.release_lines(
             session, states=ACTIVE if which == "active" else None,
             user=user if which == "mine" else None, limit=30)
-        trains = await q.components_for(session, rows)
+        many = [r for r in rows if r.parts > 1]  # trains: their projects, in one more read
+        trains = await q.components_for(session, many) if many else {}
     if not rows:
         text = {"active": "No releases in flight.", "mine": "You have no releases yet.",
                 "all": "No releases yet."}[which]

@@ -405,7 +405,10 @@ async def list_releases(session: AsyncSession, *, states: Sequence[str] | None =
 
 
 _LINE_COLUMNS = (Release.id, Release.state, Release.project, Release.ref, Release.title,
-                 Release.requester)
+                 Release.requester,
+                 # How many projects it ships: only a train's need reading beyond this row.
+                 select(func.count()).where(col(ReleaseComponent.release_id) == Release.id)
+                 .correlate(Release).scalar_subquery().label("parts"))
 
 
 @cache
@@ -421,8 +424,9 @@ def _lines_statement(by_state: bool, by_user: bool) -> Any:
 
 async def release_lines(session: AsyncSession, *, states: Sequence[str] | None = None,
                         user: str | None = None, limit: int = 30) -> Sequence[Any]:
-    """What a list shows of each release (id, state, project, ref, title, requester), newest
-    first: plain rows from a statement built once, without an ORM object per row."""
+    """What a list shows of each release (id, state, project, ref, title, requester, and how
+    many projects it ships), newest first: plain rows from a statement built once, without an
+    ORM object per row."""
     stmt = _lines_statement(states is not None, user is not None)
     params = {"states": _values(states or ()), "user": user, "limit": limit}
     conn = await session.connection()

@@ -3,8 +3,9 @@
 - Transitions per second with and without the chain: figure 3's walk
   (`bench.transitions.measure`) on fresh databases, once as the bot runs and once with each
   audit row appended without its chain (no lock, no read of the newest row, no hash), with 1
-  and 16 workers. The time spent inside `queries.add_audit` is recorded per audit row in both,
-  so the chain's own cost (and on PostgreSQL the wait for its lock) shows apart from the rest.
+  and 16 workers. The time spent inside `queries.append_audit` (the rows a transaction queued,
+  written just before its commit) is recorded per transaction in both, so the chain's own cost
+  (and on PostgreSQL the wait for its lock) shows apart from the rest.
 - `releasebot audit verify` over 100,000 rows: `bench.history`'s bulk load (10,000 releases, ten
   chained audit rows each), then `verify_chain`, what the command runs, timed in process and
   as the command itself (process start included). The chain must hold.
@@ -24,12 +25,13 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert
 
+import storage.db
 from bench import transitions
 from bench.common import PYTHON, ROOT, bench_env, database, log, percentiles, workdir
 from bench.emulators import BenchSlackEmulator
@@ -43,37 +45,36 @@ Json = dict[str, Any]
 KINDS = ("sqlite", "postgres")
 
 
-async def _unchained(session: Any, *, release_id: int, actor: str, action: str,
-                     from_state: str | None, to_state: str, detail: dict[str, Any],
-                     at: datetime) -> int:
-    """`queries.add_audit` without the chain: the same row, inserted the same way."""
-    table = AuditEntry.__table__  # type: ignore[attr-defined]
-    conn = await session.connection()
-    inserted = await conn.execute(insert(table).values(
-        release_id=release_id, actor=actor, action=action, from_state=from_state,
-        to_state=to_state, detail=detail, at=at, chain="").returning(table.c.id))
-    return int(inserted.scalar_one())
+async def _unchained(session: Any) -> None:
+    """`queries.append_audit` without the chain: the same rows, written the same way."""
+    rows = session.info.pop(q._QUEUED_AUDIT, None)
+    if rows:
+        await session.flush()
+        conn = await session.connection()
+        await conn.execute(insert(AuditEntry.__table__),  # type: ignore[attr-defined]
+                           [{**row, "chain": ""} for row in rows])
 
 
 @contextmanager
 def audit_appends(chained: bool) -> Iterator[list[float]]:
-    """Route every audit append through the chained or the plain version, timing each."""
-    original = q.add_audit
+    """Route every transaction's audit append through the chained or the plain version,
+    timing each."""
+    original = storage.db.append_audit
     append = original if chained else _unchained
     samples: list[float] = []
 
-    async def timed(session: Any, **row: Any) -> int:
+    async def timed(session: Any) -> None:
         started = time.perf_counter()
         try:
-            return await append(session, **row)
+            await append(session)
         finally:
             samples.append(time.perf_counter() - started)
 
-    q.add_audit = timed  # type: ignore[assignment]
+    storage.db.append_audit = timed  # type: ignore[assignment]
     try:
         yield samples
     finally:
-        q.add_audit = original  # type: ignore[assignment]
+        storage.db.append_audit = original  # type: ignore[assignment]
 
 
 async def with_and_without(wd: Path, kind: str, workers: int, seconds: float) -> Json:
@@ -90,7 +91,7 @@ async def with_and_without(wd: Path, kind: str, workers: int, seconds: float) ->
         out[label] = {"per_second": run["per_second"], "transitions": run["transitions"],
                       "failed": run["failed"], "latency": run["latency"],
                       "cpu_ms_per_transition": run["cpu_ms_per_transition"],
-                      "add_audit": percentiles(samples)}
+                      "append_audit": percentiles(samples)}
     out["cost_pct"] = 100 * (1 - out["chained"]["per_second"] / out["plain"]["per_second"])
     return out
 

@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.queries import append_audit
+
 SessionMaker = async_sessionmaker[AsyncSession]
 WRITE_OPTION = "releasebot_write"
 ONE_READ_OPTION = "releasebot_one_read"
@@ -66,6 +68,7 @@ async def transaction(sessions: SessionMaker) -> AsyncIterator[AsyncSession]:
         await session.connection(execution_options={WRITE_OPTION: True})
         try:
             yield session
+            await append_audit(session)  # last: the chain's lock is held only to the commit
         except BaseException:
             await session.rollback()
             raise

@@ -244,26 +244,41 @@ async def release_deploy_lock(session: AsyncSession, *, project: str, environmen
 AUDIT_CHAIN_LOCK = 7_246_351_002  # an arbitrary constant naming "ReleaseBot audit chain"
 
 
+_QUEUED_AUDIT = "releasebot_audit"  # session.info key: audit rows waiting for the commit
+
+
 async def add_audit(session: AsyncSession, *, release_id: int, actor: str, action: str,
                     from_state: str | None, to_state: str, detail: dict[str, Any], at: datetime
-                    ) -> int:
-    """Append one audit row, chained to the newest row before it; its id.
+                    ) -> None:
+    """Queue one audit row of this transaction; `append_audit` chains and writes it at commit.
 
-    A plain INSERT, written at once (the next row in this transaction chains from it), without
-    a flush of everything else the session holds.
+    Chaining takes a lock every writer queues on (PostgreSQL), held until commit: appending
+    the rows as the transaction's last statements keeps that hold short.
     """
+    session.info.setdefault(_QUEUED_AUDIT, []).append(
+        {"release_id": release_id, "at": at, "actor": actor, "action": action,
+         "from_state": from_state, "to_state": to_state, "detail": detail})
+
+
+async def append_audit(session: AsyncSession) -> None:
+    """Chain the queued audit rows to the newest row before them and write them, in order.
+
+    Everything else the session holds is flushed first, so a lost race shows before the lock
+    is taken; then the lock, one read, one INSERT, and the commit follows at once.
+    """
+    rows = session.info.pop(_QUEUED_AUDIT, None)
+    if not rows:
+        return
+    await session.flush()
     if session.bind.dialect.name == "postgresql":
         # Held until commit: concurrent writers chain one after another, never off the same row.
         await session.exec(text("SELECT pg_advisory_xact_lock(:key)"),  # type: ignore[call-overload]
                            params={"key": AUDIT_CHAIN_LOCK})
-    row = {"release_id": release_id, "at": at, "actor": actor, "action": action,
-           "from_state": from_state, "to_state": to_state, "detail": detail}
-    with session.no_autoflush:  # audit rows go in as plain INSERTs: nothing pending to flush
-        chain = audit_chain(await last_audit_chain(session), **row)
-    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    chain = await last_audit_chain(session)
+    for row in rows:
+        chain = row["chain"] = audit_chain(chain, **row)
     conn = await session.connection()
-    inserted = await conn.execute(insert(table).values(**row, chain=chain).returning(table.c.id))
-    return int(inserted.scalar_one())
+    await conn.execute(insert(AuditEntry.__table__), rows)  # type: ignore[attr-defined]
 
 
 async def last_audit_chain(session: AsyncSession) -> str:

@@ -60,6 +60,22 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+class ShiftClock:
+    """Real time moved by an offset: the demo's planned times, and scenarios whose leases and
+    waits must still pass in real time."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        """Now, shifted."""
+        return datetime.now(UTC) + self.offset
+
+    def jump_to(self, when: datetime) -> None:
+        """From now on, time continues from `when`."""
+        self.offset = when - datetime.now(UTC)
+
+
 @dataclass
 class Deps:
     """What the services need: the database, the policy and a clock (injected in tests)."""

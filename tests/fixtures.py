@@ -46,21 +46,6 @@ class FakeClock:
         self.now += timedelta(**kw)
 
 
-class ShiftClock:
-    """Real time moved by an offset: for scenarios where leases and waits must still pass."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        """Now, shifted."""
-        return datetime.now(UTC) + self.offset
-
-    def jump_to(self, when: datetime) -> None:
-        """From now on, time continues from `when`."""
-        self.offset = when - datetime.now(UTC)
-
-
 def postgres_required() -> bool:
     """PostgreSQL tests fail rather than skip unless a person opts out explicitly."""
     return os.environ.get("RELEASEBOT_SKIP_POSTGRES") != "1"

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,6 +33,7 @@ from bot.app import DEPS, POLICY, RUNTIME, create_app
 from bot.cli import CommandError
 from bot.policy import Policy, parse_policy
 from bot.settings import Settings
+from bot.transition import ShiftClock
 from bot.workflow import EVENTS, Event
 from emulators.gitlab import GitLabEmulator
 from emulators.sample import (
@@ -113,21 +114,6 @@ def message_lines(text: str, blocks: list[dict[str, Any]] | None,
 
 # --- the running demo ---------------------------------------------------------------------------
 
-class DemoClock:
-    """Real time, moved forward when the script jumps to a planned deploy time."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        """Now, shifted."""
-        return datetime.now(UTC) + self.offset
-
-    def jump_to(self, when: datetime) -> None:
-        """From now on, time continues from `when`."""
-        self.offset = when - datetime.now(UTC)
-
-
 @dataclass
 class Demo:
     """The bot on loopback with both emulators, the signed driver, and the step log."""
@@ -141,7 +127,7 @@ class Demo:
     folder: Path
     out: TextIO
     pause: float = 0.0
-    clock: DemoClock = field(default_factory=DemoClock)
+    clock: ShiftClock = field(default_factory=ShiftClock)
 
     # -- what the reader of the step log sees --------------------------------------------------
 
@@ -545,7 +531,7 @@ async def staged(out: TextIO, port: int = 0, pause: float = 0.0) -> AsyncIterato
         async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
             _cast(slack, gitlab)
             settings = _settings(folder, slack, gitlab, secret, hook_secret, port)
-            clock = DemoClock()
+            clock = ShiftClock()
             runner = web.AppRunner(create_app(settings, policy, clock=clock), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()

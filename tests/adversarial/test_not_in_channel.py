@@ -8,10 +8,10 @@ from sqlmodel import select
 
 from bot.app import DEPS, RUNTIME
 from bot.policy import Policy
+from bot.transition import ShiftClock
 from emulators.sample import CHANNEL, DEV, OPS
 from storage.models import OutboxMessage
 from tests.adversarial.common import release
-from tests.fixtures import ShiftClock
 from tests.scenario.harness import Harness, running_app, wait_for
 
 

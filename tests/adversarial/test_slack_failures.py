@@ -13,13 +13,13 @@ import aiohttp
 
 from bot.app import RUNTIME
 from bot.policy import Policy
+from bot.transition import ShiftClock
 from emulators.gitlab import GitLabEmulator
 from emulators.sample import CHANNEL, DEV, DIRECTOR, LEAD, TESTER
 from emulators.slack import SlackEmulator, SlackError
 from emulators.slack_driver import FORM, Reply
 from handlers.blocks import ActionId
 from tests.adversarial.common import filed, ready, release, thread_count
-from tests.fixtures import ShiftClock
 from tests.scenario.harness import Harness, running_app, wait_for
 
 HOME = {"type": "app_home_opened", "user": LEAD, "channel": "D0LEAD", "tab": "home"}

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from bot.app import DEPS
 from bot.policy import Policy
+from bot.transition import ShiftClock
 from emulators.sample import CTO, DBA, DEV, DIRECTOR, LEAD, OPS, SUPPORT, TESTER, sample_policy
 from handlers.blocks import ActionId
 from storage import queries as q
-from tests.fixtures import EMERGENCY, ShiftClock
+from tests.fixtures import EMERGENCY
 from tests.scenario.harness import Harness, running_app
 from tests.scenario.test_gitlab_flow import approved, deploy_and_finish, state
 

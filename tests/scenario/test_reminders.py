@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.policy import Policy
+from bot.transition import ShiftClock
 from emulators.sample import DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
-from tests.fixtures import ShiftClock
 from tests.scenario.harness import Harness, running_app, wait_for
 from tests.scenario.test_gitlab_flow import state
 

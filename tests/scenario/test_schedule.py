@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 from bot.app import DEPS
 from bot.policy import Policy
+from bot.transition import ShiftClock
 from emulators.gitlab import variable
 from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
 from handlers.blocks import ActionId
 from storage import queries as q
-from tests.fixtures import ShiftClock
 from tests.scenario.harness import Harness, readable, running_app, wait_for
 from tests.scenario.test_gitlab_flow import state
 

@@ -80,7 +80,7 @@ def filed(out: Outcome, channel: str) -> str:
     """A new release, where its card is, and a role nobody else can sign."""
     text = f"Filed {out.release.rel_id}. Its card is in <#{channel}>."
     if sole := out.detail.get("sole_signers"):
-        text += " " + sole_signer_sentence(sole)
+        text += " " + escape(sole_signer_sentence(sole))  # role names come from the policy
     return text
 
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, case, delete, func, insert, or_, text, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +34,8 @@ from storage.models import (
     WorkItem,
     audit_chain,
 )
+
+_PerRevision = TypeVar("_PerRevision", Approval, Acceptance)  # tables keyed by revision
 
 
 async def ping(session: AsyncSession) -> None:
@@ -91,10 +93,16 @@ async def components_for(session: AsyncSession,
 async def approvals_of(session: AsyncSession, release: Release,
                        current_only: bool = True) -> Sequence[Approval]:
     """Approvals of the release's current revision (or all, oldest first)."""
-    stmt = select(Approval).where(Approval.release_id == release.id)
+    return await _of_revision(session, Approval, release, current_only)
+
+
+async def _of_revision(session: AsyncSession, model: type[_PerRevision], release: Release,
+                       current_only: bool) -> Sequence[_PerRevision]:
+    """A release's rows of a per-revision table, of its current revision or all, oldest first."""
+    stmt = select(model).where(model.release_id == release.id)
     if current_only:
-        stmt = stmt.where(Approval.revision == release.revision)
-    return (await session.exec(stmt.order_by(col(Approval.id)))).all()
+        stmt = stmt.where(model.revision == release.revision)
+    return (await session.exec(stmt.order_by(col(model.id)))).all()
 
 
 async def latest_report(session: AsyncSession, release: Release) -> TestReport | None:
@@ -120,10 +128,7 @@ async def deployments_of(session: AsyncSession, release_id: int) -> Sequence[Dep
 async def acceptances_of(session: AsyncSession, release: Release,
                          current_only: bool = True) -> Sequence[Acceptance]:
     """Testers' verdicts before production, of the current revision (or all, oldest first)."""
-    stmt = select(Acceptance).where(Acceptance.release_id == release.id)
-    if current_only:
-        stmt = stmt.where(Acceptance.revision == release.revision)
-    return (await session.exec(stmt.order_by(col(Acceptance.id)))).all()
+    return await _of_revision(session, Acceptance, release, current_only)
 
 
 async def work_items_of(session: AsyncSession, release_id: int) -> Sequence[WorkItem]:

@@ -7,10 +7,13 @@ from datetime import timedelta
 import pytest
 
 from bot import deploys, releases
+from bot.readmodel import load_view
 from bot.transition import Deps
 from bot.workflow import Event, Refused, State
 from emulators.gitlab import GitLabEmulator, variable
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
+from handlers.blocks import ActionId
+from handlers.cards import build_release_card
 from handlers.status import status_blocks
 from storage import queries as q
 from tests.fixtures import (
@@ -215,3 +218,33 @@ async def test_a_tag_elsewhere_stops_the_deploy(deps: Deps, gitlab: GitLabEmulat
     assert f"the tag release/REL-{rid} already points at" in out.detail["error"]
     assert all(variable(p.variables, "RELEASE_ID") != f"REL-{rid}"
                for p in gitlab.pipelines.values())
+
+
+async def test_a_rollback_never_undoes_an_earlier_environment_instead(
+        deps: Deps, gitlab: GitLabEmulator) -> None:
+    """Staging ran a known version, production nothing known: a failed production is rolled
+    back by hand, never by redeploying staging; the card offers no Roll back button."""
+    payments = gitlab.project("acme/payments")
+    payments.deployments.clear()
+    staging_before = gitlab.record_deployment(payments, "staging", "v1.0.0")
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
+    ops, tester = who(deps, OPS), who(deps, TESTER)
+    rid = await signed_off(deps)  # its plan has rollback steps
+    await tick_all(deps, rid)
+    for env in ("staging", "production"):
+        out = await deployer.deploy(release_id=rid, actor=ops)
+        await deploys.finish_deploy(deps, deployment_id=out.detail["deployment"],
+                                    status="success")
+        await deploys.verify(deps, release_id=rid, actor=tester, passed=env == "staging",
+                             note="checkout returns 500" if env == "production" else "")
+    async with deps.sessions() as session:
+        staging, production = await q.deployments_of(session, rid)
+    assert staging.previous_sha == staging_before.sha and production.previous_sha is None
+    assert await state_of(deps, rid) is State.VERIFICATION_FAILED
+    with pytest.raises(Refused, match="rollback steps by hand"):
+        await deployer.rollback(release_id=rid, actor=ops)
+    async with deps.sessions() as session:
+        assert len(await q.deployments_of(session, rid)) == 2
+        view = await load_view(session, deps.policy, await q.get_release(session, rid))
+    _, blocks = build_release_card(view, deps.policy.tz)
+    assert "a rollback is by hand" in str(blocks) and ActionId.ROLLBACK not in str(blocks)

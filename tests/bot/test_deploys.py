@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from bot import deploys, releases
+from bot.jobs import Poller
 from bot.readmodel import load_view
 from bot.transition import Deps
 from bot.workflow import Event, Refused, State
@@ -248,3 +249,26 @@ async def test_a_rollback_never_undoes_an_earlier_environment_instead(
         view = await load_view(session, deps.policy, await q.get_release(session, rid))
     _, blocks = build_release_card(view, deps.policy.tz)
     assert "a rollback is by hand" in str(blocks) and ActionId.ROLLBACK not in str(blocks)
+
+
+@pytest.mark.parametrize("status", ["success", "manual"])
+async def test_a_pipeline_that_ran_another_commit_changes_nothing(
+        status: str, deps: Deps, gitlab: GitLabEmulator) -> None:
+    """GitLab says the deployment's pipeline ran another commit than the one recorded: neither
+    the webhook's trigger nor the poller moves the release or reports it."""
+    rid = await signed_off(deps, project="web")
+    start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
+    gitlab.set_jobs("acme/web", manual_deploy=status == "manual")
+    other = gitlab.create_pipeline("acme/web", "unapproved",
+                                   [{"key": "DEPLOY_ENV", "value": "production"}])
+    gitlab.set_status(other.id, status)
+    assert other.sha != start.deployment.sha
+    await deploys.record_pipeline(deps, deployment_id=start.deployment.id, pipeline_id=other.id,
+                                  url=f"{gitlab.url}/acme/web/-/pipelines/{other.id}")
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
+    assert await deployer.take_hook("web", other.id) is None
+    assert await Poller(deps, deployer).poll_once() == 0
+    assert await state_of(deps, rid) is State.DEPLOYING
+    async with deps.sessions() as session:
+        rows = await q.pending_outbox(session, now=deps.clock(), limit=1000)
+    assert not [r for r in rows if r.kind == "notify" and r.payload["notice"] == "stuck"]

@@ -155,22 +155,32 @@ async def deployed(deps: Deps, rid: int) -> int:
     return start.deployment.id
 
 
-async def test_only_the_live_release_rolls_back(deps: Deps) -> None:
-    """An older release can't roll back over a newer one; the newer goes back to its commit."""
+async def test_only_the_live_release_rolls_back(deps: Deps, gitlab: GitLabEmulator) -> None:
+    """An older release can't roll back over a newer one; the newer goes back to the older's
+    exact commit, through GitLab, on the older's tag with ROLLBACK=true and RELEASE_SHA."""
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
     for ref in ("v1.0.0", "v1.1.0"):  # the second of these is `first`, with a way back
         first = await signed_off(deps, project="web", ref=ref)
         await deployed(deps, first)
         await deploys.verify(deps, release_id=first, actor=who(deps, TESTER), passed=True)
     second = await signed_off(deps, project="web", ref="main")
     await deployed(deps, second)
+    pipelines = len(gitlab.pipelines)
     with pytest.raises(Refused, match=f"web production runs REL-{second} now; "
                                       f"roll back REL-{second} first"):
-        await deploys.start_rollback(deps, release_id=first, actor=who(deps, OPS))
-    back = await deploys.start_rollback(deps, release_id=second, actor=who(deps, OPS))
+        await deployer.rollback(release_id=first, actor=who(deps, OPS))
+    assert len(gitlab.pipelines) == pipelines  # refused before GitLab is asked anything
+    started = await deployer.rollback(release_id=second, actor=who(deps, OPS))
     async with deps.sessions() as session:
         pinned = (await q.get_release(session, first)).pinned_sha
-    assert (back.deployment.sha, back.deployment.runs_release_id) == (pinned, first)
-    await deploys.finish_deploy(deps, deployment_id=back.deployment.id, status="success")
+        back = await q.get_deployment(session, deployment_id=started.detail["deployment"])
+    assert (back.sha, back.runs_release_id) == (pinned, first)
+    pipeline = gitlab.pipelines[started.detail["pipeline"]]
+    assert (pipeline.ref, pipeline.sha) == (f"release/REL-{first}", pinned)
+    assert {v["key"]: v["value"] for v in pipeline.variables if v["key"] in (
+        "ROLLBACK", "RELEASE_SHA", "DEPLOY_ENV")} == {
+        "ROLLBACK": "true", "RELEASE_SHA": pinned, "DEPLOY_ENV": "production"}
+    await deploys.finish_deploy(deps, deployment_id=back.id, status="success")
     async with deps.sessions() as session:
         live = deploys.running(await q.live_deployment(session, "web", "production"))
     assert live == deploys.Shipped(f"release/REL-{first}", pinned, first)

@@ -800,9 +800,7 @@ class Deployer:
             dep = await q.deployment_by_pipeline(session, result.project, result.pipeline_id)
         if dep is None or dep.status in FINAL:
             return None
-        if dep.sha and result.sha and result.sha != dep.sha:
-            log.warning("REL-%s: pipeline %s ran %s, not the deployment's %s; ignored",
-                        dep.release_id, result.pipeline_id, result.sha, dep.sha)
+        if self.ran_other_commit(dep, result):
             return None
         if result.status in WAITING:
             await self.watch(dep, result.status)
@@ -815,6 +813,15 @@ class Deployer:
         if out.follow_up is not None:  # a train's next component (or rollback) goes now
             await self.launch(out.follow_up)
         return out
+
+    @staticmethod
+    def ran_other_commit(dep: Deployment, result: PipelineResult) -> bool:
+        """GitLab ran another commit than the deployment's: not the bot's to act on (logged)."""
+        if not (dep.sha and result.sha and result.sha != dep.sha):
+            return False
+        log.warning("REL-%s: pipeline %s ran %s, not the deployment's %s; ignored",
+                    dep.release_id, result.pipeline_id, result.sha, dep.sha)
+        return True
 
     async def _failed_job(self, dep: Deployment,
                           known: str | None) -> tuple[str | None, str | None]:

@@ -290,12 +290,14 @@ class Poller:
         return taken
 
     async def _take(self, project: str, dep: Deployment, found: Pipeline) -> int:
-        """A final status moves the release; any other may make the deploy worth reporting."""
-        if found.status in FINAL:
-            out = await self.deployer.take_result(PipelineResult(project, found.id,
-                                                                 found.status, sha=found.sha))
+        """A final or waiting status goes to the deployer, which checks the commit GitLab ran;
+        one still on its way may make the deploy late, if it runs what the bot deployed."""
+        result = PipelineResult(project, found.id, found.status, sha=found.sha)
+        if found.status in FINAL | WAITING:
+            out = await self.deployer.take_result(result)
             return int(out is not None and out.changed)
-        await self.deployer.watch(dep, found.status)
+        if not self.deployer.ran_other_commit(dep, result):
+            await self.deployer.watch(dep, found.status)
         return 0
 
     async def _look_again(self, project: str, dep: Deployment) -> Pipeline | None:

@@ -174,13 +174,15 @@ def rollback_targets(deployments: Sequence[Deployment],
                      projects: Sequence[str]) -> list[Deployment]:
     """The deploys a rollback undoes, in the order it undoes them.
 
-    In the environment this release last deployed to over a known version, each project's
-    latest deploy there that no successful rollback has undone since, last deployed first.
+    In the environment this release last deployed to, each project's latest deploy there over
+    a known version that no successful rollback has undone since, last deployed first. None
+    when that environment ran nothing known before: an earlier environment is never undone in
+    its place, since the newest one would keep running this release.
     """
-    known = [d for d in deployments if not d.rollback and (d.previous_ref or d.previous_sha)]
-    if not known:
+    shipped = [d for d in deployments if not d.rollback]
+    if not shipped:
         return []
-    env = known[-1].environment
+    env = shipped[-1].environment
     targets = []
     for project in reversed(projects):
         mine = [d for d in deployments if d.project == project and d.environment == env]

@@ -192,15 +192,17 @@ async def check_merge_back(deps: Deps, release_id: int) -> None:
 
 
 async def resolve_pin(deps: Deps, project: str, ref: str) -> Pin:
-    """The commit `ref` names now; a full SHA typed as the ref is pinned as it is."""
-    if _FULL_SHA.fullmatch(ref):
-        return Pin(ref, ref)
+    """The commit `ref` names now; a full SHA typed as the ref is pinned as it is, once GitLab
+    has shown the project has it (sign-off of a commit that can't ship would be void)."""
     if deps.gitlab is None:
+        if _FULL_SHA.fullmatch(ref):
+            return Pin(ref, ref)
         raise Refused("GitLab is not connected, so the release's commit can't be pinned.")
     try:
-        return Pin(ref, await deps.gitlab.resolve(deps.policy.project(project).gitlab, ref))
+        found = await deps.gitlab.resolve(deps.policy.project(project).gitlab, ref)
     except GitLabError as exc:
         raise Refused(f"GitLab can't resolve `{ref}` in {project} to a commit: {exc}") from None
+    return Pin(ref, ref if _FULL_SHA.fullmatch(ref) else found)
 
 
 async def _attempts(deps: Deps, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:

@@ -397,7 +397,7 @@ _BUTTONS: dict[Event, Callable[[ReleaseView], list[Block]]] = {
     Event.DEPLOY: deploy_button,
     Event.ACCEPTANCE_FAIL: acceptance_buttons,
     Event.VERIFY_FAIL: verify_buttons,
-    Event.ROLLBACK: lambda view: [rollback_button(view)],
+    Event.ROLLBACK: lambda view: [rollback_button(view)] if view.rollback_order else [],
     Event.CLOSE: _button("Close", ActionId.CLOSE),
     Event.ABANDON: lambda view: [abandon_button(view)],
 }

@@ -46,6 +46,9 @@ GitLab behaviour the emulator does not model yet:
   when a new project takes the path.
 - Environments never stop, auto-stop or get deleted; deployments come from deploy jobs, or
   from record_deployment (what POST /deployments records; that route itself is not served).
+  The environments list filters by name and search only: search is a plain substring, with
+  no 3-character minimum and not exclusive of name, and there is no states filter; the
+  environment entity has no auto_stop_at, description, cluster agent or Kubernetes fields.
 - Pagination is offset-based only (no keyset), and rate limits come only from fail().
 - Issues, labels and milestones are made by set-up helpers (add_issue, close_issue, …): no
   issue writes through the API, no notes, assignees, weights, epics, confidential or group

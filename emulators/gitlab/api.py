@@ -156,6 +156,7 @@ def h_deployments(ctx: Ctx) -> web.Response:
     env, status = ctx.arg("environment"), ctx.choice("status", DEPLOYMENT_STATUSES)
     updated = (ctx.time("updated_after"), ctx.time("updated_before"))
     finished = (ctx.time("finished_after"), ctx.time("finished_before"))
+    _inefficient_deployments_query(ctx, any(updated), any(finished), status)
     items = [d for d in p.deployments
              if (env is None or d.environment.name == env)
              and (status is None or d.status == status)
@@ -168,6 +169,24 @@ def h_deployments(ctx: Ctx) -> web.Response:
             "ref": lambda d: (d.ref, d.id)}
     items = order(items, ctx, keys, "id", default_sort="asc")
     return paginate(ctx, items, lambda d: ctx.view.deployment(d, p))
+
+
+def _inefficient_deployments_query(ctx: Ctx, by_updated: bool, by_finished: bool,
+                                   status: str | None) -> None:
+    """DeploymentsFinder's refusals, which the API answers as 400 Bad request.
+
+    (An `updated_at` filter without `updated_at` sorting is only logged by GitLab.)
+    """
+    sorted_by_finished = ctx.arg("order_by") == "finished_at"
+    if by_updated and by_finished:
+        problem = "Both `updated_at` filter and `finished_at` filter can not be specified"
+    elif by_finished != sorted_by_finished:
+        problem = "`finished_at` filter and `finished_at` sorting must be paired"
+    elif by_finished and status != "success":
+        problem = "`finished_at` filter must be combined with `success` status filter."
+    else:
+        return
+    raise GitLabError(400, f"400 Bad request - {problem}")
 
 
 def h_deployment(ctx: Ctx) -> web.Response:

@@ -34,9 +34,10 @@ NO_ACCESS, GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 0, 10, 20, 30, 40, 50
 VARIABLE_ROLES: dict[str, int | None] = {
     "no_one_allowed": None, "developer": DEVELOPER, "maintainer": MAINTAINER, "owner": OWNER,
 }
-# GitLab's default for new projects on a self-managed instance (the namespace default role);
-# new projects in new namespaces on GitLab.com get no_one_allowed instead (GitLab 17.7).
-DEFAULT_VARIABLES_ROLE = "developer"
+# What GitLab's CI/CD variables docs give as the default when not specified on Self-Managed
+# and Dedicated; new projects in new namespaces on GitLab.com get no_one_allowed instead
+# (GitLab 17.7), and projects migrated from the older setting may show developer.
+DEFAULT_VARIABLES_ROLE = "maintainer"
 # How protected refs describe an access level (ProtectedRefAccess::HUMAN_ACCESS_LEVELS).
 ACCESS_DESCRIPTIONS = {NO_ACCESS: "No one", DEVELOPER: "Developers + Maintainers",
                        MAINTAINER: "Maintainers", 60: "Administrators"}

@@ -7,10 +7,14 @@ from datetime import timedelta
 import pytest
 
 from bot import deploys, releases
+from bot.jobs import Poller
+from bot.readmodel import load_view
 from bot.transition import Deps
 from bot.workflow import Event, Refused, State
 from emulators.gitlab import GitLabEmulator, variable
 from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
+from handlers.blocks import ActionId
+from handlers.cards import build_release_card
 from handlers.status import status_blocks
 from storage import queries as q
 from tests.fixtures import (
@@ -151,22 +155,32 @@ async def deployed(deps: Deps, rid: int) -> int:
     return start.deployment.id
 
 
-async def test_only_the_live_release_rolls_back(deps: Deps) -> None:
-    """An older release can't roll back over a newer one; the newer goes back to its commit."""
+async def test_only_the_live_release_rolls_back(deps: Deps, gitlab: GitLabEmulator) -> None:
+    """An older release can't roll back over a newer one; the newer goes back to the older's
+    exact commit, through GitLab, on the older's tag with ROLLBACK=true and RELEASE_SHA."""
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
     for ref in ("v1.0.0", "v1.1.0"):  # the second of these is `first`, with a way back
         first = await signed_off(deps, project="web", ref=ref)
         await deployed(deps, first)
         await deploys.verify(deps, release_id=first, actor=who(deps, TESTER), passed=True)
     second = await signed_off(deps, project="web", ref="main")
     await deployed(deps, second)
+    pipelines = len(gitlab.pipelines)
     with pytest.raises(Refused, match=f"web production runs REL-{second} now; "
                                       f"roll back REL-{second} first"):
-        await deploys.start_rollback(deps, release_id=first, actor=who(deps, OPS))
-    back = await deploys.start_rollback(deps, release_id=second, actor=who(deps, OPS))
+        await deployer.rollback(release_id=first, actor=who(deps, OPS))
+    assert len(gitlab.pipelines) == pipelines  # refused before GitLab is asked anything
+    started = await deployer.rollback(release_id=second, actor=who(deps, OPS))
     async with deps.sessions() as session:
         pinned = (await q.get_release(session, first)).pinned_sha
-    assert (back.deployment.sha, back.deployment.runs_release_id) == (pinned, first)
-    await deploys.finish_deploy(deps, deployment_id=back.deployment.id, status="success")
+        back = await q.get_deployment(session, deployment_id=started.detail["deployment"])
+    assert (back.sha, back.runs_release_id) == (pinned, first)
+    pipeline = gitlab.pipelines[started.detail["pipeline"]]
+    assert (pipeline.ref, pipeline.sha) == (f"release/REL-{first}", pinned)
+    assert {v["key"]: v["value"] for v in pipeline.variables if v["key"] in (
+        "ROLLBACK", "RELEASE_SHA", "DEPLOY_ENV")} == {
+        "ROLLBACK": "true", "RELEASE_SHA": pinned, "DEPLOY_ENV": "production"}
+    await deploys.finish_deploy(deps, deployment_id=back.id, status="success")
     async with deps.sessions() as session:
         live = deploys.running(await q.live_deployment(session, "web", "production"))
     assert live == deploys.Shipped(f"release/REL-{first}", pinned, first)
@@ -215,3 +229,56 @@ async def test_a_tag_elsewhere_stops_the_deploy(deps: Deps, gitlab: GitLabEmulat
     assert f"the tag release/REL-{rid} already points at" in out.detail["error"]
     assert all(variable(p.variables, "RELEASE_ID") != f"REL-{rid}"
                for p in gitlab.pipelines.values())
+
+
+async def test_a_rollback_never_undoes_an_earlier_environment_instead(
+        deps: Deps, gitlab: GitLabEmulator) -> None:
+    """Staging ran a known version, production nothing known: a failed production is rolled
+    back by hand, never by redeploying staging; the card offers no Roll back button."""
+    payments = gitlab.project("acme/payments")
+    payments.deployments.clear()
+    staging_before = gitlab.record_deployment(payments, "staging", "v1.0.0")
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
+    ops, tester = who(deps, OPS), who(deps, TESTER)
+    rid = await signed_off(deps)  # its plan has rollback steps
+    await tick_all(deps, rid)
+    for env in ("staging", "production"):
+        out = await deployer.deploy(release_id=rid, actor=ops)
+        await deploys.finish_deploy(deps, deployment_id=out.detail["deployment"],
+                                    status="success")
+        await deploys.verify(deps, release_id=rid, actor=tester, passed=env == "staging",
+                             note="checkout returns 500" if env == "production" else "")
+    async with deps.sessions() as session:
+        staging, production = await q.deployments_of(session, rid)
+    assert staging.previous_sha == staging_before.sha and production.previous_sha is None
+    assert await state_of(deps, rid) is State.VERIFICATION_FAILED
+    with pytest.raises(Refused, match="rollback steps by hand"):
+        await deployer.rollback(release_id=rid, actor=ops)
+    async with deps.sessions() as session:
+        assert len(await q.deployments_of(session, rid)) == 2
+        view = await load_view(session, deps.policy, await q.get_release(session, rid))
+    _, blocks = build_release_card(view, deps.policy.tz)
+    assert "a rollback is by hand" in str(blocks) and ActionId.ROLLBACK not in str(blocks)
+
+
+@pytest.mark.parametrize("status", ["success", "manual"])
+async def test_a_pipeline_that_ran_another_commit_changes_nothing(
+        status: str, deps: Deps, gitlab: GitLabEmulator) -> None:
+    """GitLab says the deployment's pipeline ran another commit than the one recorded: neither
+    the webhook's trigger nor the poller moves the release or reports it."""
+    rid = await signed_off(deps, project="web")
+    start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
+    gitlab.set_jobs("acme/web", manual_deploy=status == "manual")
+    other = gitlab.create_pipeline("acme/web", "unapproved",
+                                   [{"key": "DEPLOY_ENV", "value": "production"}])
+    gitlab.set_status(other.id, status)
+    assert other.sha != start.deployment.sha
+    await deploys.record_pipeline(deps, deployment_id=start.deployment.id, pipeline_id=other.id,
+                                  url=f"{gitlab.url}/acme/web/-/pipelines/{other.id}")
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
+    assert await deployer.take_hook("web", other.id) is None
+    assert await Poller(deps, deployer).poll_once() == 0
+    assert await state_of(deps, rid) is State.DEPLOYING
+    async with deps.sessions() as session:
+        rows = await q.pending_outbox(session, now=deps.clock(), limit=1000)
+    assert not [r for r in rows if r.kind == "notify" and r.payload["notice"] == "stuck"]

@@ -10,7 +10,8 @@ from bot import deploys, releases, transition
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from bot.workflow import Event, Refused, State, reason_sentence
-from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.gitlab import GitLabEmulator
+from emulators.sample import CTO, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from storage import queries as q
 from tests.fixtures import new_release, signed_off, state_of, tick_all, who
 
@@ -213,3 +214,40 @@ async def test_a_too_long_reason_is_refused_naming_the_limit(deps: Deps) -> None
     with pytest.raises(Refused, match=r"The reason is too long \(5000 characters; at most 4000\)"):
         await releases.reject(deps, release_id=rid, actor=who(deps, CTO), reason="x" * 5000)
     assert await state_of(deps, rid) is State.REQUESTED
+
+
+async def pinned(deps: Deps, rid: int) -> str | None:
+    """The commit the release's current revision is pinned to."""
+    async with deps.sessions() as session:
+        release = await q.get_release(session, rid)
+    return release.pinned_sha if release.pinned_revision == release.revision else None
+
+
+async def test_every_way_into_sign_off_pins_the_commit(deps: Deps, gitlab: GitLabEmulator) -> None:
+    """A passing report, an executive's acceptance and a type with no report all pin what the
+    ref names in GitLab then; a full SHA typed as the ref is pinned as it is, once GitLab shows
+    the project has it."""
+    head = gitlab.resolve(gitlab.project("acme/payments"), "release")
+    rid = await new_release(deps, ref="release")
+    assert await pinned(deps, rid) is None
+    await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+                                 report=ReportInput("https://ci/r/1", {}))
+    assert await pinned(deps, rid) == head.sha
+    emergency = await new_release(deps, type="emergency", ref="release")
+    await releases.attach_report(deps, release_id=emergency, actor=who(deps, TESTER),
+                                 report=ReportInput("https://ci/r/2", {"B": 1}))
+    assert await pinned(deps, emergency) is None
+    await releases.accept_risk(deps, release_id=emergency, actor=who(deps, CTO),
+                               reason="payouts are down")
+    assert await pinned(deps, emergency) == head.sha
+    deps.policy = sample_policy(policies={"hotfix": {"require_test_report": False}})
+    hotfix = await new_release(deps, type="hotfix", ref="release")
+    assert await state_of(deps, hotfix) is State.READY_FOR_SIGNOFF
+    assert await pinned(deps, hotfix) == head.sha
+    old = gitlab.resolve(gitlab.project("acme/payments"), "v1.0.0")
+    gitlab.reset_calls()
+    by_sha = await new_release(deps, type="hotfix", ref=old.sha)
+    assert await pinned(deps, by_sha) == old.sha
+    assert gitlab.count("/projects/1/repository/commits") == 1  # it exists: asked once
+    with pytest.raises(Refused, match=r"GitLab can't resolve `f{40}` in payments"):
+        await new_release(deps, type="hotfix", ref="f" * 40)  # no such commit: nothing signed

@@ -344,6 +344,30 @@ async def test_environment_last_deployment_and_protection(
     assert (await refused(lambda: project.protected_environments.list(get_all=True)))[0] == 403
 
 
+async def test_deployments_refuse_the_queries_gitlab_refuses(
+    emu: GitLabEmulator, gl: gitlab.Gitlab,
+) -> None:
+    """DeploymentsFinder's pairing rules: finished_at filters need finished_at sorting and
+    status=success, and never come with updated_at filters; what the bot asks passes."""
+    emu.set_status(emu.create_pipeline(1, "v1.0.0", deploy_vars()).id, "success")
+    project = gl.projects.get(1, lazy=True)
+    since = "2020-01-01T00:00:00Z"
+    for bad, problem in (
+            ({"order_by": "finished_at"}, "`finished_at` filter and `finished_at` sorting"),
+            ({"finished_after": since, "status": "success"}, "must be paired"),
+            ({"finished_after": since, "order_by": "finished_at"}, "with `success` status"),
+            ({"finished_after": since, "updated_after": since, "order_by": "finished_at",
+              "status": "success"}, "can not be specified")):
+        code, message = await refused(lambda q=bad: project.deployments.list(**q))
+        assert code == 400 and message.startswith("400 Bad request - ") and problem in message
+    done = await run(lambda: project.deployments.list(
+        finished_after=since, order_by="finished_at", status="success", get_all=False))
+    bots = await run(lambda: project.deployments.list(
+        environment="production", status="success", order_by="id", sort="desc", per_page=1,
+        get_all=False))
+    assert [d.ref for d in done] == [d.ref for d in bots] == ["v1.0.0"]
+
+
 # ---------------------------------------------------------------- compare
 
 

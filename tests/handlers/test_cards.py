@@ -57,10 +57,11 @@ def make_release(state: State = State.READY_FOR_SIGNOFF, **fields: Any) -> Relea
 
 def deployment(env: str, status: str = "success", *, rollback: bool = False, revision: int = 1,
                ref: str = "v1.1.0", **fields: Any) -> Deployment:
-    """One deploy (or rollback) pipeline of release 42."""
+    """One deploy (or rollback) pipeline of release 42, over release 41's known version."""
+    before = {"previous_ref": "release/REL-41", "previous_sha": "9e1d2b4" * 5} | fields
     return Deployment(release_id=42, revision=revision, project="payments", environment=env,
                       ref=ref, rollback=rollback, status=status, started_by="U0OPS",
-                      started_at=T0, **fields)
+                      started_at=T0, **before)
 
 
 def approval(role: str, user: str, revision: int = 1) -> Approval:
@@ -183,7 +184,7 @@ BUTTONS: list[tuple[State, tuple[str, ...], list[str]]] = [
     (State.CLOSED, ("staging", "production"), []),
     (State.REJECTED, (), ["Attach test report"]),  # back for rework
     (State.CANCELLED, (), []),
-    (State.DEPLOY_FAILED, (), [DEPLOY_STAGING, "Roll back"]),
+    (State.DEPLOY_FAILED, (), [DEPLOY_STAGING]),  # nothing on record to roll back to
     (State.DEPLOY_FAILED, ("staging",), [DEPLOY_PROD, "Roll back"]),
     (State.ROLLING_BACK, ("staging", "production"), ["Abandon"]),
     (State.ROLLED_BACK, ("staging", "production"), []),
@@ -285,6 +286,15 @@ def test_roll_back_asks_for_confirmation_in_red() -> None:
     assert button["style"] == "danger"
     assert button["confirm"]["style"] == "danger"
     assert "REL-42" in button["confirm"]["text"]["text"]
+
+
+def test_no_roll_back_button_when_the_newest_environment_ran_nothing_known() -> None:
+    """Production replaced no known version: rollback is by hand, so no button offers it, even
+    though staging could be redeployed."""
+    deployments = [deployment("staging"),
+                   deployment("production", previous_ref=None, previous_sha=None)]
+    view = make_view(State.VERIFICATION_FAILED, deployments=deployments)
+    assert "Roll back" not in labels(view)
 
 
 def test_deploy_confirms_the_environment() -> None:

@@ -59,7 +59,8 @@ async def test_production_waits_for_a_testers_pass_on_staging(db_url: str,
         assert [e["text"]["text"] for e in asked.blocks[1]["elements"]] == [
             "Staging OK", "Staging failed"]
         assert h.slack.dms(LEAD)[-1].text == asked.text
-        assert labels(h, rid) == ["Staging OK", "Staging failed", "Roll back"]
+        # Nothing known ran on staging before: no Roll back button, which could only refuse.
+        assert labels(h, rid) == ["Staging OK", "Staging failed"]
         assert "📦 staging (awaiting acceptance)  →  ▫️ production" in card_text(h, rid)
 
         assert await h.says(OPS, "deploy REL-1 production") == HELD
@@ -75,7 +76,7 @@ async def test_production_waits_for_a_testers_pass_on_staging(db_url: str,
         assert any("accepted the release on staging: cases re-run on staging. It may now be "
                    "deployed to production." in t for t in h.thread(rid))
         assert f"✅ staging (accepted by <@{TESTER}>)" in card_text(h, rid)
-        assert labels(h, rid) == ["Deploy to production", "Roll back"]
+        assert labels(h, rid) == ["Deploy to production"]
         [verdict] = await acceptances(h, rid)
         assert (verdict.environment, verdict.passed, verdict.tester, verdict.note) == (
             "staging", True, TESTER, "cases re-run on staging")
@@ -108,7 +109,7 @@ async def test_a_staging_failure_holds_the_release_until_a_new_ref(db_url: str,
         text = card_text(h, rid)
         assert "Acceptance failed" in text and "🚧 staging (failed acceptance by" in text
         assert "Failed acceptance on staging: refund totals are off by a cent." in text
-        assert labels(h, rid) == ["Roll back"]
+        assert labels(h, rid) == []  # held; nothing known on staging to roll back to
         assert "REL-1 already failed acceptance: give it a new ref" in await h.says(
             OPS, "deploy REL-1 production")
         assert "already failed acceptance" in await h.says(TESTER, "verify REL-1 pass")

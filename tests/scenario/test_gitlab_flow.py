@@ -12,7 +12,7 @@ from handlers.blocks import ActionId
 from storage import queries as q
 from storage.db import transaction
 from storage.models import Deployment, Release, SeenDelivery
-from tests.scenario.harness import Harness, emulators, running_app
+from tests.scenario.harness import Harness, emulators, readable, running_app
 from tests.scenario.test_slack_flow import submit_modal, text_values
 
 
@@ -281,7 +281,12 @@ async def test_a_push_after_sign_off_ships_the_pinned_commit(db_url: str, policy
     async with running_app(db_url, policy) as h:
         signed = h.gitlab.resolve(h.gitlab.project("acme/web"), "release")
         rid = await approved(h, "web", "release")
-        assert f"`release` @ `{signed.sha[:7]}`" in str(h.card(rid).blocks)
+        short = signed.sha[:7]
+        assert f"`release` @ `{short}`" in str(h.card(rid).blocks)
+        asks = [readable(m) for who in (DIRECTOR, LEAD) for m in h.slack.dms(who)
+                if "needs your sign-off" in readable(m)]
+        assert len(asks) == 2 and all(f"@ `{short}`" in ask for ask in asks)
+        assert f"`release` @ `{short}`" in await h.says(DEV, f"status REL-{rid}")
         h.gitlab.push("acme/web", "release", title="Untested change pushed after sign-off")
         await h.click(OPS, ActionId.DEPLOY)
         pipeline = h.pipeline_of(rid)

@@ -66,6 +66,14 @@ def test_demo_runs_its_releases_and_prints_the_channel(tmp_path: Path) -> None:
                     "Olga (release manager) is rolling back production to `release/REL-1` @ `",
                     "Rolled back production to `release/REL-1` @ `")
     assert "[also sent to #releases]" in second
+    # The cards show each pinned commit; the rollback puts back exactly the one REL-1 shipped.
+    first_pin = first.split("Ref `v1.1.0` @ `")[1][:7]
+    second_pin = second.split("Ref `hotfix/payout-timeout` @ `")[1][:7]
+    assert len({first_pin, second_pin}) == 2 and all(len(p) == 7 for p in (first_pin, second_pin))
+    assert in_order(second,
+                    f"started the deploy of `hotfix/payout-timeout` @ `{second_pin}` to production",
+                    f"is rolling back production to `release/REL-1` @ `{first_pin}`",
+                    f"Rolled back production to `release/REL-1` @ `{first_pin}`")
     assert "👀 Observing" in third and "campaign release" in third
     assert "armed by Olga (release manager) at" in third
     assert in_order(third, "Open bugs A 0 · B 0 · C 1 in GitLab issues (milestone v1.1.0), read",

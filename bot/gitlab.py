@@ -337,12 +337,18 @@ class GitLabClient:
 
     async def last_deployment(self, project: ProjectRef,
                               environment: str) -> tuple[str, str] | None:
-        """(sha, ref) of GitLab's newest successful deployment to environment, or None."""
+        """(sha, ref) of the environment's `last_deployment` in GitLab, or None."""
         p = await self._project(project)
-        found = await self._run(project, lambda: p.deployments.list(
-            environment=environment, status="success", order_by="id", sort="desc",
-            per_page=1, get_all=False))
-        return (str(found[0].sha), str(found[0].ref)) if found else None
+
+        def read() -> tuple[str, str] | None:
+            """The list finds the environment by name; only its own page has last_deployment."""
+            found = p.environments.list(name=environment, per_page=1, get_all=False)
+            if not found:
+                return None
+            last = p.environments.get(found[0].id).attributes.get("last_deployment")
+            return (str(last["sha"]), str(last["ref"])) if last else None
+
+        return await self._run(project, read)
 
     async def default_branch(self, project: ProjectRef) -> str:
         """The project's default branch."""

@@ -76,9 +76,14 @@ async def open_form(rt: Runtime, trigger_id: str, view: Block, fallback: str) ->
 
 # --- what each change is answered with, whichever way it was asked -------------------------------
 
-def filed(out: Outcome, channel: str) -> str:
-    """A new release, where its card is, and a role nobody else can sign."""
+def filed(out: Outcome, channel: str, channel_problem: str | None = None) -> str:
+    """A new release, where its card is (or what keeps it out of the channel), and a role
+    nobody else can sign."""
     text = f"Filed {out.release.rel_id}. Its card is in <#{channel}>."
+    if channel_problem:  # Slack refused our last post there: say so, not where the card is
+        text = (f"Filed {out.release.rel_id}. Slack refused my last post in <#{channel}> "
+                f"({channel_problem}): if nobody has yet, please invite me there "
+                "(`/invite @releasebot`); its card follows once I'm in.")
     if sole := out.detail.get("sole_signers"):
         text += " " + escape(sole_signer_sentence(sole))  # role names come from the policy
     return text

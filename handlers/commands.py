@@ -147,7 +147,7 @@ async def _ref(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
                                     actor=await rt.directory.actor(user), ref=ref,
                                     project=project)
     which = f"{project} in " if project else ""
-    return (f"{which}{out.release.rel_id} now points at `{ref}`; "
+    return (f"{which}{out.release.rel_id} now points at `{escape(ref)}`; "
             "it needs testing and sign-off again.")
 
 

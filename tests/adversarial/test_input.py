@@ -101,6 +101,18 @@ async def test_abandon_and_rollback_reasons_are_stored_and_shown_without_them(
         assert not [c for c in shown if c in "\x00\u202e\u200b\u2066"]
 
 
+async def test_a_ref_holding_markup_is_shown_inert(db_url: str, policy: Any) -> None:
+    """`<` `!` `>` are allowed in git ref names: a ref `<!channel>` is filed, changed to
+    `<!here>` and looked at, and no answer, card or thread line pings anyone."""
+    async with running_app(db_url, policy) as h:
+        rid = await filed(h, "web <!channel> Ping")
+        assert "now points at `&lt;!here&gt;`" in await h.says(DEV, f"ref REL-{rid} <!here>")
+        await h.says(DEV, f"status REL-{rid}")
+        await h.says(DEV, "list")
+        await h.settle()
+        assert not [t for t in bot_texts(h) if "<!channel>" in t or "<!here>" in t]
+
+
 async def test_gitlab_error_text_is_escaped_in_the_thread(db_url: str, policy: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """GitLab's refusal quoting `<!channel>` reaches the thread inert, never as a ping."""

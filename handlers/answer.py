@@ -70,7 +70,7 @@ async def open_form(rt: Runtime, trigger_id: str, view: Block, fallback: str) ->
         await rt.client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
         log.info("form not opened: %s", exc.response.get("error"))
-        return f"I couldn't open the form in time. Use `{fallback}` instead."
+        return f"I couldn't open the form in time. Use `{escape(fallback)}` instead."
     return ""
 
 
@@ -165,7 +165,7 @@ def verified(out: Outcome, passed: bool) -> str:
                 f"{escape(str(out.detail.get('next')))}.")
     if out.event is Event.ACCEPTANCE_FAIL:
         return (f"Recorded: {rid} failed acceptance on {env}. It is held until a new ref "
-                f"(`/release ref {rid} <ref>`) or a cancel.")
+                f"(`/release ref {rid} &lt;ref&gt;`) or a cancel.")
     if passed:
         return f"Verified {out.release.rel_id}; the observation period has started."
     return f"Recorded the failed verification of {out.release.rel_id}. Roll back from the card."

@@ -245,7 +245,9 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
     refs = dict(new.parts)
     parts = [(p, refs[p]) for p in deploy_order(list(refs), new.order,
                                                 deps.policy.dependencies)]
-    if len(parts) > 1:
+    if len(parts) > 1:  # a person past their limits gets no GitLab look-ups either
+        async with deps.sessions() as session:
+            await _within_limits(session, deps.policy, actor.user, deps.clock())
         await _refs_exist(deps, parts)
     lead_project, lead_ref = parts[0]
 

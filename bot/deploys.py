@@ -254,6 +254,7 @@ async def start_rollback(deps: Deps, *, release_id: int, actor: Actor, reason: s
                          revision: int | None = None) -> DeployStart:
     """Commit to redeploying what was live before this release: in the environment it last
     deployed to, each component it changed there, last deployed first, one at a time."""
+    reason = clean_text(reason)
     holder: list[Deployment] = []
 
     async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
@@ -874,6 +875,7 @@ class Deployer:
         A pipeline GitLab shows finished before the cancel takes its own result instead;
         any other GitLab error refuses, with nothing written.
         """
+        reason = clean_text(reason)  # checked as it will be stored, before GitLab is asked
         dep = await check_abandon(self.deps, release_id=release_id, actor=actor, reason=reason,
                                   revision=revision)
         found = await self._cancel(dep)

@@ -46,7 +46,7 @@ from bot.workflow import (
     can_sign,
 )
 from storage import queries as q
-from storage.models import Release, ReleaseComponent, WorkItem
+from storage.models import Approval, Release, ReleaseComponent, TestReport, WorkItem
 
 _ID = re.compile(r"^(?:rel-?)?(\d{1,9})$", re.IGNORECASE)
 MAX_REF = 255
@@ -245,7 +245,9 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
     refs = dict(new.parts)
     parts = [(p, refs[p]) for p in deploy_order(list(refs), new.order,
                                                 deps.policy.dependencies)]
-    if len(parts) > 1:
+    if len(parts) > 1:  # a person past their limits gets no GitLab look-ups either
+        async with deps.sessions() as session:
+            await _within_limits(session, deps.policy, actor.user, deps.clock())
         await _refs_exist(deps, parts)
     lead_project, lead_ref = parts[0]
 
@@ -326,8 +328,13 @@ class ReportInput:
 
 
 def _check_report(report: ReportInput) -> None:
-    """A report needs a web link and sane counts."""
-    if not re.match(r"^https?://\S+$", report.url) or len(report.url) > 2000:
+    """A report needs a web link that fits its column, shows as it is stored, and sane counts."""
+    if sentence := too_long("test report link", report.url, column_limit(TestReport, "url")):
+        raise Refused(sentence)
+    if odd := next((c for c in report.url if unicodedata.category(c) in _INVISIBLE), None):
+        raise Refused(f"The test report link may not hold invisible characters; it has "
+                      f"{_codepoint(odd)}.")
+    if not re.match(r"^https?://\S+$", report.url):
         raise Refused("The test report must be an http(s) link.")
     if any(k not in "ABC" or not 0 <= v < 100_000 for k, v in report.bugs.items()):
         raise Refused("Bug counts look like A=0 B=1 C=3.")
@@ -389,6 +396,8 @@ async def approve(deps: Deps, *, release_id: int, actor: Actor, comment: str = "
     to testing instead (bugs.SentBack), and a tracker that can't be read refuses it.
     """
     comment = clean_text(comment)
+    if sentence := too_long("comment", comment, column_limit(Approval, "comment")):
+        raise Refused(sentence)
     ctx = Ctx(actor, reason=comment, revision=revision)
     try:
         return await transition(deps, release_id, Event.APPROVE, ctx,
@@ -414,11 +423,11 @@ def _approval(deps: Deps, actor: Actor, comment: str, count: BugCount | None) ->
         seat = (role or "") if facts.one_person_many_roles else ""  # else one row per person
         # The unique keys refuse a concurrent duplicate at commit; the retry then decides anew.
         q.add_approval(session, release=release, role=role, approver=actor.user, seat=seat,
-                       comment=comment[:3000], at=deps.clock())
+                       comment=comment, at=deps.clock())
         signed = replace(facts, approvals={**facts.approvals, str(role): actor.user})
         if missing and can_sign(signed, actor):  # one person, several roles: ask for the next
             await ask_approvers(session, deps, release, deps.clock(), users=[actor.user])
-        return {"role": role, "comment": comment[:3000], "missing": missing}
+        return {"role": role, "comment": comment, "missing": missing}
 
     return apply
 

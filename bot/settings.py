@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 _ASYNC_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # Sync spellings people paste from other tools, and the async driver they mean.
@@ -46,11 +48,21 @@ def _int_between(value: Any, low: int, high: int | None, reason: str) -> int:
     return int(text)
 
 
+def shown_url(value: str) -> str:
+    """A URL as it may be shown: whatever stands before its last `@` (a user, a password, a
+    token) replaced by ***, the scheme kept. Errors and `check` print URLs only this way."""
+    head, at, host = value.rpartition("@")
+    if not at:
+        return value
+    scheme, sep, _ = head.partition("://")
+    return f"{scheme}://***@{host}" if sep else f"***@{host}"
+
+
 def _http_url(value: str, example: str) -> str:
     """The URL, unless it is not http(s) with a host."""
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _invalid(f"must be an http(s) URL like {example} (got {value!r})")
+        raise _invalid(f"must be an http(s) URL like {example} (got {shown_url(value)!r})")
     return value.strip()
 
 
@@ -113,8 +125,16 @@ class Settings(BaseSettings):
     @field_validator("gitlab_url")
     @classmethod
     def _gitlab_url(cls, value: str) -> str:
-        """python-gitlab appends /api/v4 itself; a trailing slash would double it."""
-        return _http_url(value, "https://gitlab.example.com").rstrip("/")
+        """python-gitlab appends /api/v4 itself; a trailing slash would double it.
+
+        A user or password in the URL is refused: GITLAB_TOKEN authenticates, and python-gitlab
+        would print the URL, password and all, in a warning.
+        """
+        url = _http_url(value, "https://gitlab.example.com").rstrip("/")
+        if "@" in urlsplit(url).netloc:
+            raise _invalid(f"must not hold a user or password; GITLAB_TOKEN authenticates "
+                           f"(got {shown_url(url)!r})")
+        return url
 
     @field_validator("database_url")
     @classmethod
@@ -130,7 +150,16 @@ class Settings(BaseSettings):
                 f"must be an async SQLAlchemy URL starting with sqlite+aiosqlite:// "
                 f"or postgresql+asyncpg:// (got {got})"
             )
-        return f"{scheme}://{rest}"
+        url = f"{scheme}://{rest}"
+        try:
+            host = make_url(url).host or ""
+        except (ValueError, ArgumentError):
+            host = "@"  # unreadable; its text may hold the password, so it is not shown
+        if "@" in host:  # a password with an unescaped @ would make part of it the host
+            raise _invalid(
+                f"can't be read as a database URL (got {scheme}://…): check the port, and "
+                "write @ / : ? # in the user name or password %-escaped (@ as %40)")
+        return url
 
     @field_validator("gitlab_poll_seconds", "scheduler_seconds", mode="before")
     @classmethod

@@ -70,15 +70,20 @@ async def open_form(rt: Runtime, trigger_id: str, view: Block, fallback: str) ->
         await rt.client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
         log.info("form not opened: %s", exc.response.get("error"))
-        return f"I couldn't open the form in time. Use `{fallback}` instead."
+        return f"I couldn't open the form in time. Use `{escape(fallback)}` instead."
     return ""
 
 
 # --- what each change is answered with, whichever way it was asked -------------------------------
 
-def filed(out: Outcome, channel: str) -> str:
-    """A new release, where its card is, and a role nobody else can sign."""
+def filed(out: Outcome, channel: str, channel_problem: str | None = None) -> str:
+    """A new release, where its card is (or what keeps it out of the channel), and a role
+    nobody else can sign."""
     text = f"Filed {out.release.rel_id}. Its card is in <#{channel}>."
+    if channel_problem:  # Slack refused our last post there: say so, not where the card is
+        text = (f"Filed {out.release.rel_id}. Slack refused my last post in <#{channel}> "
+                f"({channel_problem}): if nobody has yet, please invite me there "
+                "(`/invite @releasebot`); its card follows once I'm in.")
     if sole := out.detail.get("sole_signers"):
         text += " " + escape(sole_signer_sentence(sole))  # role names come from the policy
     return text
@@ -160,7 +165,7 @@ def verified(out: Outcome, passed: bool) -> str:
                 f"{escape(str(out.detail.get('next')))}.")
     if out.event is Event.ACCEPTANCE_FAIL:
         return (f"Recorded: {rid} failed acceptance on {env}. It is held until a new ref "
-                f"(`/release ref {rid} <ref>`) or a cancel.")
+                f"(`/release ref {rid} &lt;ref&gt;`) or a cancel.")
     if passed:
         return f"Verified {out.release.rel_id}; the observation period has started."
     return f"Recorded the failed verification of {out.release.rel_id}. Roll back from the card."

@@ -67,7 +67,7 @@ async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
                               ground=p.options.get("ground", "").lower(),
                               reason=p.options.get("reason", ""))
     out = await releases.request_release(rt.deps, actor=await rt.directory.actor(user), new=new)
-    return answer.filed(out, policy.release_channel)
+    return answer.filed(out, policy.release_channel, rt.deliverer.channel_problem)
 
 
 def _components(p: Parsed) -> tuple[list[tuple[str, str]], list[str]]:
@@ -147,7 +147,7 @@ async def _ref(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
                                     actor=await rt.directory.actor(user), ref=ref,
                                     project=project)
     which = f"{project} in " if project else ""
-    return (f"{which}{out.release.rel_id} now points at `{ref}`; "
+    return (f"{which}{out.release.rel_id} now points at `{escape(ref)}`; "
             "it needs testing and sign-off again.")
 
 

@@ -98,6 +98,9 @@ class Deliverer:
         self._due: set[int | None] = set()  # kicked for these releases (None: digests)
         self._scan = True  # kicked for whatever waits: look it up
         self._busy: dict[int, int] = {}  # releases another worker was delivering: tries since
+        # Slack's last word on the release channel when it refused our posts there
+        # (not_in_channel, channel_not_found); None since a delivery went through.
+        self.channel_problem: str | None = None
 
     def kick(self, release_ids: Iterable[int | None] | None = None) -> None:
         """Deliver soon: something was just committed (for these releases, when known)."""
@@ -170,14 +173,18 @@ class Deliverer:
             return 0
         self._busy.pop(release_id, None)
         try:
-            return await self._post_all(view, list(rows), _Hold(release_id, token, now))
+            posted = await self._post_all(view, list(rows), _Hold(release_id, token, now))
         except (SlackApiError, LeaseLost) as exc:
             error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else "lost"
             log.warning("REL-%s: delivery stopped (%s); will retry", release_id, error)
-            if error in NOT_IN_CHANNEL and rows[0].last_error != error:  # news: say it once
-                await self._invite_me(view)
+            if error in NOT_IN_CHANNEL:
+                self.channel_problem = error
+                if rows[0].last_error != error:  # news: say it once
+                    await self._invite_me(view)
             await self._give_back(release_id, token, error, rows[0].attempts)
             return 0
+        self.channel_problem = None
+        return posted
 
     def _look_again(self, release_id: int) -> None:
         """Kick this release again shortly, backing off while another worker keeps it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -26,12 +27,15 @@ async def verify_chain(database_url: str, page: int = PAGE) -> ChainCheck:
     """Walk the trail in id order; stop at the first row whose chain does not follow."""
     previous = ""
     count = 0
-    async for rows in audit_pages(database_url, None, page):
-        for entry in rows:
-            if entry.chain != entry.chain_from(previous):
-                return ChainCheck(count, entry.id, entry.release_id)
-            previous = entry.chain
-            count += 1
+    # Closed here, not by the garbage collector: leaving at a break must still dispose of the
+    # engine inside the loop, or its connections are closed later with a traceback.
+    async with aclosing(audit_pages(database_url, None, page)) as pages:
+        async for rows in pages:
+            for entry in rows:
+                if entry.chain != entry.chain_from(previous):
+                    return ChainCheck(count, entry.id, entry.release_id)
+                previous = entry.chain
+                count += 1
     return ChainCheck(count)
 
 

@@ -52,6 +52,17 @@ async def test_requests_per_hour_are_limited_per_person(db_url: str) -> None:
         assert "Filed" in await h.says(TESTER, "request web v1.4.0 Someone else")
 
 
+async def test_a_train_past_the_limit_asks_gitlab_nothing(db_url: str) -> None:
+    """A person at their hourly limit files a train: refused before its refs are looked up."""
+    policy = sample_policy(limits={"requests_per_hour": 1, "open_releases_per_requester": 50})
+    async with running_app(db_url, policy) as h:
+        assert "Filed" in await h.says(DEV, "request web v1.1.0 First")
+        calls, before = len(h.gitlab.calls), await row_counts(h)
+        answer = await h.says(DEV, "request payments@v1.1.0 web@v1.2.0 Train")
+        assert "the limit is 1" in answer, answer
+        assert len(h.gitlab.calls) == calls and await row_counts(h) == before
+
+
 async def test_open_releases_are_limited_per_person(db_url: str) -> None:
     """With two open releases, a third is refused until one is cancelled."""
     policy = sample_policy(limits={"requests_per_hour": 50, "open_releases_per_requester": 2})

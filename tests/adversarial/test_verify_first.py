@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from functools import partial
 from urllib.parse import urlencode
 
@@ -11,7 +12,9 @@ import aiohttp
 import pytest
 
 from bot.app import DEPS
+from bot.metrics import Metrics
 from bot.policy import Policy
+from emulators.sample import DEV
 from emulators.slack_driver import FORM
 from handlers import gitlab_webhook, http
 from tests.adversarial.common import row_counts
@@ -89,6 +92,27 @@ async def test_metrics_token_is_required_when_set(db_url: str, policy: Policy) -
         assert (await _metrics(h, "wrong"))[0] == 401
         status, text = await _metrics(h, "scrape-me")
         assert status == 200 and b"releasebot_requests" in text
+
+
+async def test_a_slow_metrics_render_does_not_hold_other_requests(
+        db_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering /metrics takes a second (as a huge exposition would): meanwhile Slack's
+    requests are still answered at once, since the rendering runs off the event loop."""
+    render = Metrics.render
+
+    def slow(self: Metrics) -> bytes:
+        time.sleep(1.0)
+        return render(self)
+
+    monkeypatch.setattr(Metrics, "render", slow)
+    async with running_app(db_url, policy) as h:
+        scrape = asyncio.create_task(_metrics(h))
+        await asyncio.sleep(0.1)  # the scrape is rendering now
+        started = time.perf_counter()
+        reply = await h.driver.command(DEV, "help")
+        assert reply.status == 200 and time.perf_counter() - started < 0.5
+        assert not scrape.done()
+        assert (await scrape)[0] == 200
 
 
 async def test_healthz_says_only_ok_or_not(db_url: str, policy: Policy) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, load_settings, require
+from bot.settings import Settings, SettingsError, load_settings, require, shown_url
 
 NAMES = [name.upper() for name in Settings.model_fields]
 
@@ -151,6 +151,26 @@ def test_invalid_values_give_one_line(overrides: dict[str, object], message: str
 
 def test_password_is_not_echoed() -> None:
     assert "hunter2" not in error_of(database_url="mysql://root:hunter2@db/rb")
+
+
+@pytest.mark.parametrize("overrides", [
+    {"gitlab_url": "ftp://deploy:glpat-hunter2@git.acme.io"},
+    {"gitlab_url": "deploy:glpat-hunter2@git.acme.io"},
+    {"gitlab_url": "https://deploy:glpat-hunter2@git.acme.io"},
+    {"slack_api_url": "proxy:hunter2@egress.acme.io/api/"},
+    {"database_url": "postgresql+asyncpg://rb:hunter2@db:notaport/rb"},
+    {"database_url": "postgresql+asyncpg://rb:p@hunter2@db/rb"},  # an unescaped @
+])
+def test_credentials_in_a_url_are_never_echoed(overrides: dict[str, object]) -> None:
+    """A wrong URL is named in one line that shows no user, password or token in it."""
+    message = error_of(**overrides)
+    assert "hunter2" not in message and message.split(":")[0].isupper(), message
+
+
+def test_shown_url_hides_what_stands_before_the_host() -> None:
+    assert shown_url("https://deploy:glpat-x@git.acme.io/x") == "https://***@git.acme.io/x"
+    assert shown_url("deploy:glpat-x@git.acme.io") == "***@git.acme.io"
+    assert shown_url("https://git.acme.io") == "https://git.acme.io"
 
 
 def test_require_passes_when_set() -> None:

@@ -62,6 +62,7 @@ async def test_an_edited_row_is_named(deps: Deps, db_url: str, clock: FakeClock,
     assert (await verify_chain(db_url)).broken_id == target["id"]
     code, _, err = await verify_command(db_url, tmp_path)
     assert code == 1 and f"broken at row {target['id']} ({target['release']})" in err
+    assert err.count("\n") == 1, err  # one line: the break, no traceback after it
 
 
 async def test_a_removed_row_breaks_the_next(deps: Deps, db_url: str, clock: FakeClock) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -54,6 +57,24 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif not options.get(ONE_READ_OPTION):
             conn.exec_driver_sql("BEGIN")
+
+
+async def unreachable(url: str, within: float = 10.0) -> str | None:
+    """Why the database can't be used right now, in a few words; None when it answers."""
+    engine = make_engine(url, pool_size=1, max_overflow=0) if not url.startswith("sqlite") \
+        else make_engine(url)
+    try:
+        async with asyncio.timeout(within), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except TimeoutError:
+        return f"no answer within {within:g} s"
+    except OSError as exc:  # refused, unknown host, no route: the socket's own words
+        return os.strerror(exc.errno) if exc.errno and exc.errno > 0 else str(exc.strerror or exc)
+    except SQLAlchemyError as exc:  # the server answered: no such database, a wrong password
+        return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    finally:
+        await engine.dispose()
+    return None
 
 
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:

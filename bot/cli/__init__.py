@@ -18,10 +18,23 @@ class CommandError(Exception):
     """A command could not do its job; the message is one line for the operator."""
 
 
+def _reach_database(settings: Settings) -> None:
+    """Stop with one line, not a traceback, when the database can't be reached."""
+    from storage.db import unreachable
+
+    url = settings.database_url
+    why = asyncio.run(unreachable(url))
+    if why:
+        server = "" if url.startswith("sqlite") else " and that the server is up"
+        raise CommandError(f"cannot use the database {_safe_url(url)}: {why} "
+                           f"(check DATABASE_URL{server})")
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     """Bring the database schema up to date."""
     from storage.migrate import upgrade
 
+    _reach_database(settings)
     upgrade(settings.database_url)
     print(f"database is up to date ({_safe_url(settings.database_url)})")
     if args.grant_to:
@@ -73,6 +86,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     policy = load_policy(settings.releasebot_config)
     if uses_zentao(policy):  # its bugs can't be counted without the bot's ZenTao account
         require(settings, "ZENTAO_ACCOUNT", "ZENTAO_PASSWORD")
+    _reach_database(settings)
     setup_logging()
     workers = args.workers or default_workers(settings.database_url)
     if workers > 1:
@@ -102,6 +116,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     """Write the audit trail as CSV or JSON."""
     from bot.cli.export import run_export
 
+    _reach_database(settings)
     return asyncio.run(run_export(settings, fmt=args.format, since=args.since,
                                   output=args.output, out=sys.stdout, err=sys.stderr))
 
@@ -110,6 +125,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     """Check the audit trail's hash chain."""
     from bot.cli.audit import run_verify
 
+    _reach_database(settings)
     return asyncio.run(run_verify(settings, sys.stdout, sys.stderr))
 
 

@@ -55,6 +55,27 @@ def test_configuration_errors_are_one_line(tmp_path: Path, env: dict[str, str],
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["migrate"], ["audit", "verify"],
+                                     ["export", "--format", "csv"], ["serve"]])
+@pytest.mark.parametrize(("url", "reason"), [
+    ("postgresql+asyncpg://postgres:hunter2@127.0.0.1:{port}/test", "Connection refused"),
+    ("postgresql+asyncpg://postgres@127.0.0.1:5432/no_such_database_here",
+     'database "no_such_database_here" does not exist'),
+    ("sqlite+aiosqlite:////no/such/folder/releasebot.db", "unable to open database file"),
+])
+def test_a_database_out_of_reach_is_one_line(tmp_path: Path, command: list[str], url: str,
+                                             reason: str) -> None:
+    """A database that is down, missing or unopenable: one line with its reason, no password."""
+    policy = tmp_path / "releasebot.yml"
+    policy.write_text(SAMPLE_POLICY_YAML)
+    env = {"DATABASE_URL": url.format(port=free_port()), "SLACK_BOT_TOKEN": "xoxb-1",
+           "SLACK_SIGNING_SECRET": "s", "RELEASEBOT_CONFIG": str(policy)}
+    result = releasebot(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert reason in result.stderr and "cannot use the database" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.stderr
+
+
 def test_bad_policy_file_names_file_line_and_reason(tmp_path: Path) -> None:
     """An invalid policy stops start-up with the file, the line and the reason."""
     bad = tmp_path / "policy.yml"

@@ -61,8 +61,7 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
 
 async def unreachable(url: str, within: float = 10.0) -> str | None:
     """Why the database can't be used right now, in a few words; None when it answers."""
-    engine = make_engine(url, pool_size=1, max_overflow=0) if not url.startswith("sqlite") \
-        else make_engine(url)
+    engine = make_engine(url)  # its pool opens one connection, on first use
     try:
         async with asyncio.timeout(within), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from typing import Any
 
 from sqlalchemy import event, text
@@ -61,6 +62,9 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
 
 async def unreachable(url: str, within: float = 10.0) -> str | None:
     """Why the database can't be used right now, in a few words; None when it answers."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":  # the stdlib: aiosqlite's thread outlives a failure
+        return _sqlite_unopenable(parsed.database or ":memory:")
     engine = make_engine(url)  # its pool opens one connection, on first use
     try:
         async with asyncio.timeout(within), engine.connect() as conn:
@@ -73,6 +77,16 @@ async def unreachable(url: str, within: float = 10.0) -> str | None:
         return str(getattr(exc, "orig", None) or exc).splitlines()[0]
     finally:
         await engine.dispose()
+    return None
+
+
+def _sqlite_unopenable(path: str) -> str | None:
+    """Why SQLite can't open or create the file, or None."""
+    try:
+        with closing(sqlite3.connect(path, timeout=30)) as conn:
+            conn.execute("SELECT 1")
+    except sqlite3.Error as exc:
+        return str(exc)
     return None
 
 

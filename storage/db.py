@@ -7,6 +7,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
@@ -81,10 +82,15 @@ async def unreachable(url: str, within: float = 10.0) -> str | None:
 
 
 def _sqlite_unopenable(path: str) -> str | None:
-    """Why SQLite can't open or create the file, or None."""
+    """Why SQLite can't use the file, or None; nothing is created (migrate does that)."""
+    if path in ("", ":memory:"):
+        return None
+    file = Path(path)
+    if not file.exists():
+        return None if file.parent.is_dir() else f"there is no folder {file.parent}"
     try:
-        with closing(sqlite3.connect(path, timeout=30)) as conn:
-            conn.execute("SELECT 1")
+        with closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master")
     except sqlite3.Error as exc:
         return str(exc)
     return None

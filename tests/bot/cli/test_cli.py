@@ -61,14 +61,16 @@ def test_configuration_errors_are_one_line(tmp_path: Path, env: dict[str, str],
     ("postgresql+asyncpg://postgres:hunter2@127.0.0.1:{port}/test", "Connection refused"),
     ("postgresql+asyncpg://postgres@127.0.0.1:5432/no_such_database_here",
      'database "no_such_database_here" does not exist'),
-    ("sqlite+aiosqlite:////no/such/folder/releasebot.db", "unable to open database file"),
+    ("sqlite+aiosqlite:////no/such/folder/releasebot.db", "there is no folder /no/such/folder"),
+    ("sqlite+aiosqlite:///{here}/garbage.db", "file is not a database"),
 ])
 def test_a_database_out_of_reach_is_one_line(tmp_path: Path, command: list[str], url: str,
                                              reason: str) -> None:
     """A database that is down, missing or unopenable: one line with its reason, no password."""
     policy = tmp_path / "releasebot.yml"
     policy.write_text(SAMPLE_POLICY_YAML)
-    env = {"DATABASE_URL": url.format(port=free_port()), "SLACK_BOT_TOKEN": "xoxb-1",
+    (tmp_path / "garbage.db").write_bytes(b"not a database, just sixteen bytes or more" * 40)
+    env = {"DATABASE_URL": url.format(port=free_port(), here=tmp_path), "SLACK_BOT_TOKEN": "xoxb-1",
            "SLACK_SIGNING_SECRET": "s", "RELEASEBOT_CONFIG": str(policy)}
     result = releasebot(*command, env=env, cwd=tmp_path)
     assert result.returncode == 1, result.stderr

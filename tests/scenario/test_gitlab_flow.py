@@ -280,12 +280,18 @@ async def test_a_push_after_sign_off_ships_the_pinned_commit(db_url: str, policy
     """The branch moves after approval: the tag and pipeline carry the signed-off commit."""
     async with running_app(db_url, policy) as h:
         signed = h.gitlab.resolve(h.gitlab.project("acme/web"), "release")
-        rid = await approved(h, "web", "release")
         short = signed.sha[:7]
-        assert f"`release` @ `{short}`" in str(h.card(rid).blocks)
+        answer = await h.says(DEV, "request web release Checkout")
+        rid = int(answer.split("REL-")[1].split(".")[0])
+        await h.says(TESTER, f"report REL-{rid} https://ci/r/{rid}")
+        await h.settle()  # the asks are read before anyone signs: a signed ask is not sent
         asks = [readable(m) for who in (DIRECTOR, LEAD) for m in h.slack.dms(who)
                 if "needs your sign-off" in readable(m)]
         assert len(asks) == 2 and all(f"@ `{short}`" in ask for ask in asks)
+        for approver in (DIRECTOR, LEAD):
+            await h.says(approver, f"approve REL-{rid}")
+        await h.settle()
+        assert f"`release` @ `{short}`" in str(h.card(rid).blocks)
         assert f"`release` @ `{short}`" in await h.says(DEV, f"status REL-{rid}")
         h.gitlab.push("acme/web", "release", title="Untested change pushed after sign-off")
         await h.click(OPS, ActionId.DEPLOY)

@@ -164,7 +164,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Two releases end to end, offline, against the built-in emulators."""
+    """Four releases end to end, offline, against the built-in emulators."""
     from bot.cli.demo import run_demo
 
     try:
@@ -195,7 +195,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, Settings], int]]] =
 }
 # Commands that need no settings at all: they run on a fresh machine whatever the environment.
 STANDALONE: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-    "demo": ("run two releases end to end offline against built-in Slack and GitLab", _demo),
+    "demo": ("run four releases end to end offline against built-in Slack and GitLab", _demo),
     "say": ("send one /release command to a running `demo --keep` and print the answer", _say),
 }
 

@@ -830,6 +830,12 @@ _REASONS = {
 }
 
 
+_PYDANTIC_PREFIX = re.compile(r"^(?:Value error|Assertion failed), ")
+# `release_channel: #releases` reads as nothing: the # starts a comment.
+_COMMENT_HINT = ("; a # starts a YAML comment, so quote a value that begins with one; a "
+                 "channel is given by its ID (like C0123ABCD), not its #name")
+
+
 def _reason(error: Any) -> str:
     """Plain wording for one pydantic error."""
     ctx = error.get("ctx") or {}
@@ -837,7 +843,8 @@ def _reason(error: Any) -> str:
         return ctx["reason"]
     template = _REASONS.get(error["type"])
     if template is None:
-        return error["msg"][:1].lower() + error["msg"][1:]
+        msg = _PYDANTIC_PREFIX.sub("", error["msg"])  # "Value error, …" says nothing to people
+        return msg[:1].lower() + msg[1:]
     if error["type"] in ("missing", "extra_forbidden"):
         return template
     return f"{template.format(**ctx)} (got {_shown(error['input'])})"
@@ -865,16 +872,28 @@ def _line_of(root: yaml.Node, loc: Sequence[str | int]) -> int:
     return line
 
 
-def _problems(exc: ValidationError, root: yaml.Node, filename: str) -> list[tuple[int, str]]:
+def _problems(exc: ValidationError, root: yaml.Node, filename: str,
+              text: str) -> list[tuple[int, str]]:
     """Each validation error as (line, `file:line: path: reason`)."""
     problems = []
+    source = text.splitlines()
     for error in exc.errors():
         loc = (*error["loc"], *(error.get("ctx") or {}).get("at", ()))
         path = ".".join(str(p) for p in loc if p != "[key]")
         line = _line_of(root, loc)
         where = f"{filename}:{line}: {path}: " if path else f"{filename}:{line}: "
-        problems.append((line, where + _reason(error)))
+        reason = _reason(error)
+        if error["input"] is None and _value_is_a_comment(source, line):
+            reason += _COMMENT_HINT
+        problems.append((line, where + reason))
     return problems
+
+
+def _value_is_a_comment(source: list[str], line: int) -> bool:
+    """Whether the value on this line (after `key:` or `- `) begins with #."""
+    text = source[line - 1] if 0 < line <= len(source) else ""
+    after = re.match(r"^\s*(?:-\s+)?(?:[^#:]+:)?\s*(#.*)$", text)
+    return after is not None
 
 
 def _find_duplicate(node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> str | None:
@@ -956,7 +975,7 @@ def parse_policy(text: str, filename: str = "releasebot.yml") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        problems = sorted(_problems(exc, root, filename), key=lambda p: p[0])
+        problems = sorted(_problems(exc, root, filename, text), key=lambda p: p[0])
         raise PolicyError(problems[0][1], [p[1] for p in problems]) from None
 
 

@@ -170,8 +170,9 @@ class Settings(BaseSettings):
     @field_validator("port", mode="before")
     @classmethod
     def _port(cls, value: Any) -> int:
-        """A TCP port."""
-        return _int_between(value, 1, 65535, "must be an integer between 1 and 65535")
+        """A TCP port; 0 lets `serve` pick a free one (and log which)."""
+        return _int_between(value, 0, 65535,
+                            "must be an integer between 0 and 65535 (0: any free port)")
 
 
 def _describe(error: Any) -> str:
@@ -180,6 +181,21 @@ def _describe(error: Any) -> str:
     if error["type"] == "invalid_setting":
         return f"{name}: {error['ctx']['reason']}"
     return f"{name}: {error['msg'][0].lower()}{error['msg'][1:]}"
+
+
+# What stops working while an optional setting is unset: `serve` logs it, `check` prints it.
+UNSET_EFFECTS = {
+    "gitlab_token": "GitLab is called without a token, so deploys, rollbacks and commit pins "
+                    "fail on private projects (set a token with api scope)",
+    "gitlab_webhook_secret": "every GitLab webhook is refused with 401, so pipeline results "
+                             "arrive only by polling (every GITLAB_POLL_SECONDS)",
+}
+
+
+def unset_warnings(settings: Settings) -> list[str]:
+    """`NAME is not set: what will not work`, for each optional setting that is unset."""
+    return [f"{field.upper()} is not set: {effect}" for field, effect in UNSET_EFFECTS.items()
+            if getattr(settings, field) is None]
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -16,6 +16,10 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import (
+    warning_client_prioritized_and_token_skipped,
+    warning_token_skipped,
+)
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -80,16 +84,26 @@ def _authorizer(client: AsyncWebClient) -> Any:
 
 
 class _DropTokenSkipped(logging.Filter):
-    """Bolt warns that our authorize function makes it ignore the client's token: by design."""
+    """Bolt warns that the token it read from SLACK_BOT_TOKEN goes unused beside our client,
+    and that our authorize function makes it ignore a token: both by design."""
+
+    texts = (warning_client_prioritized_and_token_skipped(), warning_token_skipped())
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Keep every record but that one."""
-        return "will be ignored" not in record.getMessage()
+        """Keep every record but those two."""
+        return record.getMessage() not in self.texts
+
+
+_TOKEN_SKIPPED = _DropTokenSkipped()
 
 
 def quiet_token_warning() -> None:
-    """Drop Bolt's warning about the token our authorizer hands it, which is harmless."""
-    logging.getLogger("slack_bolt.AsyncApp").addFilter(_DropTokenSkipped())
+    """Drop Bolt's warnings about the token our client and authorizer replace, which are harmless.
+
+    Bolt reads SLACK_BOT_TOKEN from the environment itself whatever it is given, so the warning
+    can't be avoided by passing no token; one shared filter, added once however many apps start.
+    """
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(_TOKEN_SKIPPED)
 
 
 @dataclass
@@ -176,6 +190,7 @@ async def slack_adapter(settings: Settings, policy: Policy, deps: Deps, deployer
     secret = settings.slack_signing_secret.get_secret_value() if (
         settings.slack_signing_secret) else ""
     # Bolt gets a token-less client: our authorize function hands it the token per request.
+    quiet_token_warning()
     # `handle` verifies every HTTP request's signature before Bolt sees it (Socket Mode needs
     # none), so Bolt does not check it again. Our listeners return once they have acked and
     # leave their work running (handlers._bind), so Bolt answers as soon as they return.

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from bot.policy import PolicyError, load_policy
-from bot.settings import Settings, SettingsError, load_settings, require
+from bot.policy import Policy, PolicyError, load_policy
+from bot.settings import Settings, SettingsError, load_settings, require, unset_warnings
+
+log = logging.getLogger(__name__)
 
 
 class CommandError(Exception):
@@ -86,22 +90,52 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     policy = load_policy(settings.releasebot_config)
     if uses_zentao(policy):  # its bugs can't be counted without the bot's ZenTao account
         require(settings, "ZENTAO_ACCOUNT", "ZENTAO_PASSWORD")
+    settings = _claim_port(settings)  # before migrations and the scheduler start
     _reach_database(settings)
     setup_logging()
+    for warning in unset_warnings(settings):
+        log.warning("%s", warning)
     workers = args.workers or default_workers(settings.database_url)
-    if workers > 1:
-        try:
+    try:
+        if workers > 1:
             return serve_workers(settings, policy, workers, socket_mode=args.socket_mode)
-        except WorkersError as exc:
-            raise CommandError(str(exc)) from None
+        return _serve_one(settings, policy, socket_mode=args.socket_mode)
+    except WorkersError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _claim_port(settings: Settings) -> Settings:
+    """The settings with a port known to be free (port 0: one chosen now); one line if not."""
+    from bot.cli.workers import WorkersError, free_port
+
+    try:
+        port = free_port(settings.host, settings.port)
+    except WorkersError as exc:
+        raise CommandError(str(exc)) from None
+    return settings.model_copy(update={"port": port})
+
+
+def _serve_one(settings: Settings, policy: Policy, *, socket_mode: bool) -> int:
+    """Serve in this process until stopped."""
     from aiohttp import web
 
-    from bot.app import create_app, socket_mode
+    from bot.app import create_app
+    from bot.app import socket_mode as socket_ctx
 
     app = create_app(settings, policy)
-    if args.socket_mode:
-        app.cleanup_ctx.append(socket_mode)
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    if socket_mode:
+        app.cleanup_ctx.append(socket_ctx)
+
+    def listening(_banner: str) -> None:  # aiohttp calls it once the socket is bound
+        log.info("listening on %s:%s", settings.host, settings.port)
+
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=listening)
+    except OSError as exc:  # someone took the port between the check and now
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+            raise
+        raise CommandError(f"cannot listen on {settings.host}:{settings.port}: "
+                           f"{os.strerror(exc.errno)}") from None
     return 0
 
 
@@ -130,7 +164,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Two releases end to end, offline, against the built-in emulators."""
+    """Four releases end to end, offline, against the built-in emulators."""
     from bot.cli.demo import run_demo
 
     try:
@@ -161,7 +195,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace, Settings], int]]] =
 }
 # Commands that need no settings at all: they run on a fresh machine whatever the environment.
 STANDALONE: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-    "demo": ("run two releases end to end offline against built-in Slack and GitLab", _demo),
+    "demo": ("run four releases end to end offline against built-in Slack and GitLab", _demo),
     "say": ("send one /release command to a running `demo --keep` and print the answer", _say),
 }
 

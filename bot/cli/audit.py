@@ -50,9 +50,15 @@ async def run_verify(settings: Settings, out: TextIO, err: TextIO) -> int:
         raise CommandError(f"cannot read the audit trail from {shown}: {first} "
                            "(has `releasebot migrate` run?)") from None
     if check.broken_id is None:
-        print(f"audit trail intact: {check.rows} rows chained", file=out)
+        print(f"audit trail intact: {_rows(check.rows)} chained", file=out)
         return 0
+    hold = "holds" if check.rows == 1 else "hold"
     print(f"audit trail broken at row {check.broken_id} (REL-{check.broken_release}): it was "
-          f"changed, or a row before it was removed or changed; {check.rows} rows before it "
-          "hold", file=err)
+          f"changed, or a row before it was removed or changed; {_rows(check.rows)} before it "
+          f"{hold}", file=err)
     return 1
+
+
+def _rows(count: int) -> str:
+    """`1 row`, `2 rows`."""
+    return f"{count} row" if count == 1 else f"{count} rows"

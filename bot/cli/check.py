@@ -7,7 +7,7 @@ from typing import TextIO
 
 from bot.gitlab import GitLabClient, GitLabError
 from bot.policy import Policy, PolicyError, load_policy
-from bot.settings import Settings
+from bot.settings import UNSET_EFFECTS, Settings
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,32 @@ async def check_all(settings: Settings) -> list[CheckLine]:
     lines: list[CheckLine] = []
     policy = _check_policy(settings, lines)
     lines += await check_slack(settings, policy)
+    lines.append(signing_secret_line(settings))
     lines += await check_gitlab(settings, policy)
+    lines.append(webhook_secret_line(settings))
     lines += await check_trackers(settings, policy)
     return lines
+
+
+def signing_secret_line(settings: Settings) -> CheckLine:
+    """HTTP mode refuses to start without the signing secret; Socket Mode needs none."""
+    what = "Slack signing secret"
+    if settings.slack_signing_secret is not None:
+        return CheckLine(True, what, "SLACK_SIGNING_SECRET is set")
+    if settings.slack_app_token is not None:
+        return CheckLine(True, what, "SLACK_SIGNING_SECRET is not set: only `serve --socket-mode` "
+                                     "can start", warn=True)
+    return CheckLine(False, what, "SLACK_SIGNING_SECRET is not set: `serve` will not start "
+                                  "(it verifies every request from Slack)")
+
+
+def webhook_secret_line(settings: Settings) -> CheckLine:
+    """`serve` starts without the webhook secret, but refuses every webhook."""
+    what = "GitLab webhook secret"
+    if settings.gitlab_webhook_secret is not None:
+        return CheckLine(True, what, "GITLAB_WEBHOOK_SECRET is set")
+    return CheckLine(True, what, "GITLAB_WEBHOOK_SECRET is not set: "
+                                 + UNSET_EFFECTS["gitlab_webhook_secret"], warn=True)
 
 
 def _check_policy(settings: Settings, lines: list[CheckLine]) -> Policy | None:
@@ -59,7 +82,8 @@ async def check_gitlab(settings: Settings, policy: Policy | None) -> list[CheckL
     from bot.cli.gitlab_check import check_project  # builds on CheckLine above
 
     if settings.gitlab_token is None:
-        token = CheckLine(False, "GitLab token", "GITLAB_TOKEN is not set")
+        token = CheckLine(False, "GitLab token",
+                          "GITLAB_TOKEN is not set: " + UNSET_EFFECTS["gitlab_token"])
         return [token, *_projects_not_checked(policy, "the GitLab token is not set")]
     gitlab = GitLabClient(settings.gitlab_url, settings.gitlab_token.get_secret_value())
     try:

@@ -18,7 +18,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -393,6 +393,11 @@ async def release_train(d: Demo) -> int:
     return rid
 
 
+# The releases the demo plays, in order; `releasebot --help` and the docs give their number.
+SCRIPT: tuple[Callable[[Demo], Awaitable[int]], ...] = (
+    standard_release, emergency_release, scheduled_release, release_train)
+
+
 # --- did it really happen? ------------------------------------------------------------------------
 
 async def verify(d: Demo, first: int, second: int, third: int | None = None,
@@ -627,10 +632,8 @@ async def _play(d: Demo) -> tuple[list[str], tuple[int, ...]]:
     """The scripted flow; what stopped it, if anything, and the release numbers."""
     rids: list[int] = []
     try:
-        rids.append(await standard_release(d))
-        rids.append(await emergency_release(d))
-        rids.append(await scheduled_release(d))
-        rids.append(await release_train(d))
+        for play in SCRIPT:
+            rids.append(await play(d))
     except DemoStop as exc:
         return [str(exc)], ()
     return [], tuple(rids)

@@ -120,11 +120,12 @@ async def export_audit(database_url: str, out: TextIO, *, fmt: ExportFormat,
                        since: datetime | None = None, page: int = PAGE) -> int:
     """Stream the audit trail to `out`; how many rows were written."""
     check_database(database_url)
-    write, finish = WRITERS[fmt](out)
+    writer = None  # nothing is written before the first read succeeds: no stray `[` or header
     count = 0
     projects: dict[int, str] = {}
     try:
         async for rows in audit_pages(database_url, since, page, projects):
+            write, _ = writer = writer or WRITERS[fmt](out)
             for entry in rows:
                 write(audit_record(entry, projects.get(entry.release_id)))
             count += len(rows)
@@ -133,6 +134,7 @@ async def export_audit(database_url: str, out: TextIO, *, fmt: ExportFormat,
         first = str(getattr(exc, "orig", exc)).splitlines()[0]
         raise CommandError(f"cannot read the audit trail from {shown}: {first} "
                            "(has `releasebot migrate` run?)") from None
+    _, finish = writer or WRITERS[fmt](out)
     finish()
     return count
 
@@ -151,5 +153,5 @@ async def run_export(settings: Settings, *, fmt: ExportFormat, since: datetime |
         except OSError as exc:
             raise CommandError(f"cannot write {output}: {exc.strerror}") from None
     where = f" to {output}" if output else ""
-    print(f"exported {count} audit rows{where}", file=err)
+    print(f"exported {count} audit {'row' if count == 1 else 'rows'}{where}", file=err)
     return 0

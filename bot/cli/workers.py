@@ -56,7 +56,7 @@ def cores(cpu_max: Path = CPU_MAX) -> int:
 def serve_workers(settings: Settings, policy: Policy, workers: int, *,
                   socket_mode: bool = False) -> int:
     """Migrate, check the port, fork `workers` replicas of the app; their exit code."""
-    port = _free_port(settings.host, settings.port)
+    port = free_port(settings.host, settings.port)
     shared = _shared_metrics()
     try:
         from bot.app import create_app  # before forking: shared pages
@@ -95,7 +95,7 @@ def _fork(workers: int, host: str, port: int,
                 logging.shutdown()
                 os._exit(code)
         children.add(pid)
-    log.info("serving on %s:%s with %d workers", host, port, workers)
+    log.info("listening on %s:%s with %d workers", host, port, workers)
     return children
 
 
@@ -113,7 +113,7 @@ def _shared_metrics() -> Path | None:
     return shared
 
 
-def _free_port(host: str, port: int) -> int:
+def free_port(host: str, port: int) -> int:
     """The port, once it is known nobody else holds it (port 0: a free one, chosen now)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -121,7 +121,7 @@ def _free_port(host: str, port: int) -> int:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind((host, port))
-        except OSError as exc:
+        except OSError as exc:  # taken, not this machine's address, or no such host
             raise WorkersError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         return int(probe.getsockname()[1])
 

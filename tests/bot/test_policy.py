@@ -558,3 +558,23 @@ def test_a_bug_tracker_that_cannot_count_is_refused(tracker: dict[str, Any],
         sample_policy(projects={"web": {"bug_tracker": tracker}})
     assert str(err.value).endswith(f"projects.web.{message}")
     assert "pw@" not in str(err.value)
+
+
+def test_a_channel_name_read_as_a_comment_gets_a_hint() -> None:
+    """`release_channel: #releases` is a YAML comment: the error says so and what to write."""
+    assert error_of(with_line("release_channel:", "release_channel: #releases")) == (
+        "releasebot.yml:1: release_channel: must be text (got nothing); a # starts a YAML "
+        "comment, so quote a value that begins with one; a channel is given by its ID (like "
+        "C0123ABCD), not its #name")
+
+
+def test_an_empty_value_without_a_comment_gets_no_hint() -> None:
+    assert error_of(with_line("release_channel:", "release_channel:")) == (
+        "releasebot.yml:1: release_channel: must be text (got nothing)")
+
+
+def test_validator_errors_read_without_pydantics_prefix() -> None:
+    """A validator's reason is shown as written, without "value error, " before it."""
+    message = error_of(SAMPLE + "tag_prefix: 'bad prefix '\n")
+    assert ": tag_prefix: must be " in message
+    assert "value error" not in message.lower()

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError, load_settings, require, shown_url
+from bot.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    require,
+    shown_url,
+    unset_warnings,
+)
 
 NAMES = [name.upper() for name in Settings.model_fields]
 
@@ -105,14 +112,17 @@ def test_gitlab_url_loses_its_trailing_slash() -> None:
 
 def test_bad_port_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "abc")
-    assert error_of() == "PORT: must be an integer between 1 and 65535 (got 'abc')"
+    assert error_of() == ("PORT: must be an integer between 0 and 65535 (0: any free port) "
+                          "(got 'abc')")
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"port": "0"}, "PORT: must be an integer between 1 and 65535 (got '0')"),
-        ({"port": 70000}, "PORT: must be an integer between 1 and 65535 (got '70000')"),
+        ({"port": "-1"}, "PORT: must be an integer between 0 and 65535 (0: any free port) "
+                         "(got '-1')"),
+        ({"port": 70000}, "PORT: must be an integer between 0 and 65535 (0: any free port) "
+                          "(got '70000')"),
         (
             {"gitlab_poll_seconds": "0"},
             "GITLAB_POLL_SECONDS: must be a whole number of seconds, at least 1 (got '0')",
@@ -201,3 +211,16 @@ def test_require_names_every_missing_setting_on_one_line() -> None:
 def test_require_refuses_an_unknown_name() -> None:
     with pytest.raises(ValueError, match="SLACK_TOKEN is not a setting"):
         require(load_settings(), "SLACK_TOKEN")
+
+
+def test_port_zero_means_any_free_port() -> None:
+    assert load_settings(port="0").port == 0
+
+
+def test_unset_gitlab_settings_are_named_with_what_will_not_work() -> None:
+    warnings = unset_warnings(load_settings())
+    assert [w.split(":")[0] for w in warnings] == ["GITLAB_TOKEN is not set",
+                                                   "GITLAB_WEBHOOK_SECRET is not set"]
+    assert "refused with 401" in warnings[1]
+    both = load_settings(gitlab_token="glpat-x", gitlab_webhook_secret="hook")
+    assert unset_warnings(both) == []

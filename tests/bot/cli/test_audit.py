@@ -107,3 +107,13 @@ async def test_migration_chains_rows_written_before_it(tmp_path: Path) -> None:
     await engine.dispose()
     await asyncio.to_thread(upgrade, url)
     assert await verify_chain(url) == ChainCheck(3)
+
+
+async def test_one_row_before_the_break_is_one_row(deps: Deps, db_url: str, clock: FakeClock,
+                                                   tmp_path: Path) -> None:
+    """The count reads as English: `1 row before it holds`."""
+    await trail(deps, clock)
+    second = (await stored_rows(deps))[1]
+    await tamper(db_url, f"UPDATE audit_trail SET actor = 'U0X' WHERE id = {second['id']}")
+    code, _, err = await verify_command(db_url, tmp_path)
+    assert code == 1 and err.strip().endswith("; 1 row before it holds"), err

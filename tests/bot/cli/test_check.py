@@ -40,7 +40,8 @@ def check_env(tmp_path: Path, slack: SlackEmulator, gitlab: GitLabEmulator,
     path = tmp_path / "releasebot.yml"
     path.write_text(policy)
     return {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.base_url,
-            "GITLAB_URL": gitlab.url, "GITLAB_TOKEN": "glpat-test",
+            "SLACK_SIGNING_SECRET": "signing", "GITLAB_URL": gitlab.url,
+            "GITLAB_TOKEN": "glpat-test", "GITLAB_WEBHOOK_SECRET": "hook",
             "RELEASEBOT_CONFIG": str(path), **override}
 
 
@@ -75,12 +76,12 @@ async def test_good_config_passes_every_check(tmp_path: Path, emus: Any) -> None
     lines = stdout.decode().splitlines()
     expected = ["policy file", "Slack token", "release channel", "role tech_director",
                 "role test_lead", "role tester", "role executive", "role release_manager",
-                "role dba", "role operations", "GitLab token", *project_lines("payments"),
-                *project_lines("web")]
-    assert [line_for(lines, what).startswith("ok  ") for what in expected] == [True] * 21
+                "role dba", "role operations", "Slack signing secret", "GitLab token",
+                *project_lines("payments"), *project_lines("web"), "GitLab webhook secret"]
+    assert [line_for(lines, what).startswith("ok  ") for what in expected] == [True] * 23
     assert "U0TESTLEAD (User U0TESTLEAD), U0TESTER" in line_for(lines, "role tester")
     assert "acme/payments (id 1, default branch main)" in line_for(lines, "project payments")
-    assert lines[-1] == "all 21 checks passed"
+    assert lines[-1] == "all 23 checks passed"
 
 
 def project_lines(key: str) -> list[str]:
@@ -181,7 +182,27 @@ async def test_bad_policy_and_no_tokens(tmp_path: Path, emus: Any) -> None:
     assert code == 1
     assert line_for(lines, "policy file").startswith(f"FAIL  policy file: {tmp_path}")
     assert line_for(lines, "Slack token") == "FAIL  Slack token: SLACK_BOT_TOKEN is not set"
-    assert line_for(lines, "GitLab token") == "FAIL  GitLab token: GITLAB_TOKEN is not set"
+    assert line_for(lines, "GitLab token").startswith(
+        "FAIL  GitLab token: GITLAB_TOKEN is not set: GitLab is called without a token")
+
+
+@pytest.mark.parametrize(("unset", "app_token", "line"), [
+    ("SLACK_SIGNING_SECRET", None, "FAIL  Slack signing secret: SLACK_SIGNING_SECRET is not set: "
+                                   "`serve` will not start (it verifies every request from Slack)"),
+    ("SLACK_SIGNING_SECRET", "xapp-1", "WARN  Slack signing secret: SLACK_SIGNING_SECRET is not "
+                                       "set: only `serve --socket-mode` can start"),
+    ("GITLAB_WEBHOOK_SECRET", None, "WARN  GitLab webhook secret: GITLAB_WEBHOOK_SECRET is not "
+                                    "set: every GitLab webhook is refused with 401, so pipeline "
+                                    "results arrive only by polling (every GITLAB_POLL_SECONDS)"),
+])
+async def test_unset_secrets_are_lines(tmp_path: Path, emus: Any, unset: str,
+                                       app_token: str | None, line: str) -> None:
+    """Each secret `serve` needs (or works badly without) has its line."""
+    env = check_env(tmp_path, *emus, **({"SLACK_APP_TOKEN": app_token} if app_token else {}))
+    del env[unset]
+    code, lines = await checked(env)
+    assert line in lines
+    assert code == (1 if line.startswith("FAIL") else 0)
 
 
 # ---------------------------------------------------------------- GitLab settings per project
@@ -213,7 +234,7 @@ async def test_unprotected_release_tags_and_production_warn(tmp_path: Path, emus
     gitlab.projects[2].protected_tags.clear()
     gitlab.projects[2].protected_environments.clear()
     code, lines = await checked(check_env(tmp_path, *emus))
-    assert code == 0 and lines[-1] == "all 21 checks passed, 2 warnings"
+    assert code == 0 and lines[-1] == "all 23 checks passed, 2 warnings"
     assert line_for(lines, "web release tags").startswith(
         "WARN  web release tags: no protected tag covers release/*: anyone with the Developer "
         "role can create a release tag; protect release/* in Settings > Repository > "

@@ -42,7 +42,8 @@ def free_port() -> int:
     ({}, ["serve"], "SLACK_BOT_TOKEN is not set"),
     ({"SLACK_BOT_TOKEN": "xoxb-1"}, ["serve"], "SLACK_SIGNING_SECRET is not set"),
     ({"SLACK_BOT_TOKEN": "xoxb-1"}, ["serve", "--socket-mode"], "SLACK_APP_TOKEN is not set"),
-    ({"PORT": "abc"}, ["migrate"], "PORT: must be an integer between 1 and 65535 (got 'abc')"),
+    ({"PORT": "abc"}, ["migrate"],
+     "PORT: must be an integer between 0 and 65535 (0: any free port) (got 'abc')"),
     ({"SLACK_BOT_TOKEN": "xoxp-1"}, ["migrate"], "SLACK_BOT_TOKEN: must start with xoxb-"),
     ({"DATABASE_URL": "mysql://x"}, ["migrate"], "DATABASE_URL"),
 ])
@@ -158,3 +159,61 @@ async def _healthy(url: str, within: float = 30.0) -> None:
                 pass
             await asyncio.sleep(0.2)
     raise AssertionError("the bot never became healthy")
+
+
+def serve_env(tmp_path: Path) -> dict[str, str]:
+    """Enough settings for `serve` to start, with the sample policy; no GitLab settings."""
+    policy = tmp_path / "releasebot.yml"
+    policy.write_text(SAMPLE_POLICY_YAML)
+    return {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
+            "RELEASEBOT_CONFIG": str(policy), "DATABASE_URL": f"sqlite:///{tmp_path}/rb.db"}
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
+def test_one_worker_on_a_port_someone_holds_is_one_line(tmp_path: Path,
+                                                         workers: list[str]) -> None:
+    """Checked before migrations or the scheduler start: exit 1, one line, no traceback."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = releasebot("serve", *workers, "--host", "127.0.0.1", "--port", str(port),
+                            env=serve_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"releasebot: cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert not (tmp_path / "rb.db").exists()
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "no.such.host.invalid", "192.0.2.1"])
+def test_a_host_this_machine_cannot_listen_on_is_one_line(tmp_path: Path, host: str) -> None:
+    """An unknown name, a malformed address or another machine's address: one line."""
+    env = {**serve_env(tmp_path), "HOST": host}
+    result = releasebot("serve", "--port", "3000", env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"releasebot: cannot listen on {host}:3000: ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "rb.db").exists()
+
+
+async def test_serve_on_port_zero_says_where_it_listens_and_what_is_unset(tmp_path: Path) -> None:
+    """Port 0 picks a free port and logs it; unset GitLab settings are warned about by name."""
+    env = {"PATH": os.environ["PATH"], **serve_env(tmp_path)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0",
+        env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    seen: list[str] = []
+    try:
+        while not any("listening on" in line for line in seen):
+            line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+            assert line, "".join(seen)
+            seen.append(line)
+        port = int(seen[-1].split("listening on 127.0.0.1:")[1].split('"')[0])
+        await _healthy(f"http://127.0.0.1:{port}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    log = "".join(seen)
+    assert "GITLAB_TOKEN is not set" in log and "GITLAB_WEBHOOK_SECRET is not set" in log
+    assert "token` will be unused" not in log  # Bolt's warning about our client: by design

@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from bot.cli.demo import plain, staged, standard_release, verify
+import pytest
+
+from bot.cli import parser
+from bot.cli.demo import SCRIPT, plain, staged, standard_release, verify
 
 TRANSCRIPT = "═══ #releases, as people read it ═══"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def clean_env(home: Path) -> dict[str, str]:
@@ -157,3 +161,18 @@ def test_plain_reads_like_slack() -> None:
     text = ("*Sign-off* ✅ tech_director <@U0DIRECTOR> · _approved_ <https://ci/r/1|report> "
             "&lt;x&gt;")
     assert plain(text) == "Sign-off ✅ tech_director Diego (tech director) · approved report <x>"
+
+
+def test_help_and_docs_give_the_number_of_releases_the_demo_plays(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """One number everywhere a new user reads about the demo: the length of its script."""
+    count = {3: "three", 4: "four", 5: "five"}[len(SCRIPT)]
+    for argv in (["--help"], ["demo", "--help"]):
+        with pytest.raises(SystemExit):
+            parser().parse_args(argv)
+        assert f"run {count} releases" in " ".join(capsys.readouterr().out.split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    operations = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    assert f"plays {count} whole releases" in readme
+    assert f"plays {count} releases" in operations
+    assert f"| {count} releases end to end" in operations

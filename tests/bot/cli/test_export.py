@@ -147,3 +147,28 @@ def test_since_must_be_a_date() -> None:
     with pytest.raises(ValueError, match="not a date like 2026-01-31"):
         parse_since("last tuesday")
     assert utc_iso(parse_since("2026-11-23")) == "2026-11-23T00:00:00Z"
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_export_of_an_unmigrated_database_writes_nothing_to_stdout(tmp_path: Path,
+                                                                  fmt: str) -> None:
+    """The error is one line on stderr; stdout stays empty (no stray `[` or header row)."""
+    db = tmp_path / "empty.db"
+    db.touch()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{db}"}
+    result = subprocess.run([sys.executable, "-m", "bot", "export", "--format", fmt],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("releasebot: cannot read the audit trail from ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+async def test_an_empty_trail_is_still_a_whole_document(db_url: str) -> None:
+    """No rows: `[]` for JSON, the header alone for CSV."""
+    out = io.StringIO()
+    assert await export_audit(db_url, out, fmt="json") == 0
+    assert json.loads(out.getvalue()) == []
+    out = io.StringIO()
+    await export_audit(db_url, out, fmt="csv")
+    assert out.getvalue().splitlines()[0].startswith("id,release,at")

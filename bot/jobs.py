@@ -86,10 +86,21 @@ class Jobs:
             except bugs.SentBack:
                 continue  # new bugs: back in testing, and its thread says why
             except Refused as exc:
-                if view.state is State.DEPLOYED:
-                    continue
-                await releases.hold(self.deps, release_id=view.release.id, reason=exc.sentence)
+                if view.state is not State.DEPLOYED:
+                    await self._hold(view.release.id, exc.sentence)
         return started
+
+    async def _hold(self, release_id: int, reason: str) -> None:
+        """Say why a due release can't go, unless it moved on meanwhile.
+
+        Two ticks overlapping (a slow one on another replica) both find it due: the one whose
+        deploy lost the race is refused because the other started it, and there is nothing
+        left to hold.
+        """
+        try:
+            await releases.hold(self.deps, release_id=release_id, reason=reason)
+        except Refused:
+            log.info("REL-%s moved on before it could be held", release_id)
 
     async def _ask_to_arm(self, release: Release) -> int:
         """Ask the release managers, once an interval, to arm a release whose time has come."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -154,6 +154,43 @@ async def test_armed_in_a_freeze_it_goes_when_the_freeze_ends(
     assert "Sales week" in held["detail"]["reason"]
     clock.now = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 the day after the freeze
     assert await jobs.deploy_due() == 1 and await state(deps, rid) is State.DEPLOYING
+
+
+async def test_held_only_by_a_freeze_arming_plans_the_next_allowed_time(
+        deps: Deps, jobs: Jobs, clock: FakeClock, gitlab: GitLabEmulator) -> None:
+    """No planned time, refused for a freeze: arming plans it for the time the refusal names,
+    in one transaction with its audit row; an extended freeze holds it; then it goes once."""
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
+    rid = await signed_off(deps, project="web")
+    with pytest.raises(Refused, match="The next allowed time is 2026-12-01 00:00 CST"):
+        await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
+    out = await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    assert out.detail["when"] == "2026-12-01 00:00 CST" and "Sales week" in out.detail["held"]
+    async with deps.sessions() as session:
+        rel = await q.get_release(session, rid)
+        arming = next(a for a in await q.audit_of(session, rid) if a.action == "arm")
+    assert rel.scheduled_at == datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
+    assert (rel.armed_by, arming.actor) == (OPS, OPS)
+    with pytest.raises(Refused, match="already armed"):
+        await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    assert await jobs.deploy_due() == 0 and await notices(deps, "held") == []
+
+    deps.policy = sample_policy(freezes=[{**SALES_WEEK, "to": date(2026, 12, 2)}])
+    clock.now = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)  # the planned time, still frozen
+    assert await jobs.deploy_due() == 0 and await jobs.deploy_due() == 0
+    [held] = await notices(deps, "held")
+    assert "The next allowed time is 2026-12-03 00:00 CST." in held["detail"]["reason"]
+    clock.now = datetime(2026, 12, 2, 16, 0, tzinfo=UTC)  # the extended freeze is over
+    assert await asyncio.gather(jobs.deploy_due(), jobs.deploy_due()) in ([1, 0], [0, 1])
+    assert await jobs.deploy_due() == 0
+    assert await state(deps, rid) is State.DEPLOYING and len(gitlab.pipelines) == 1
+
+
+async def test_with_deploys_open_an_unplanned_release_has_nothing_to_arm(deps: Deps) -> None:
+    """Nothing holds it: it is deployed from the card, not armed."""
+    rid = await signed_off(deps, project="web")
+    with pytest.raises(Refused, match="has no planned time, so there is nothing to arm"):
+        await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
 
 
 async def test_a_new_revision_voids_arming(deps: Deps, jobs: Jobs, clock: FakeClock) -> None:

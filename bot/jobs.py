@@ -86,10 +86,21 @@ class Jobs:
             except bugs.SentBack:
                 continue  # new bugs: back in testing, and its thread says why
             except Refused as exc:
-                if view.state is State.DEPLOYED:
-                    continue
-                await releases.hold(self.deps, release_id=view.release.id, reason=exc.sentence)
+                if view.state is not State.DEPLOYED:
+                    await self._hold(view.release.id, exc.sentence)
         return started
+
+    async def _hold(self, release_id: int, reason: str) -> None:
+        """Say why a due release can't go, unless it moved on meanwhile.
+
+        Two ticks overlapping (a slow one on another replica) both find it due: the one whose
+        deploy lost the race is refused because the other started it, and there is nothing
+        left to hold.
+        """
+        try:
+            await releases.hold(self.deps, release_id=release_id, reason=reason)
+        except Refused:
+            log.info("REL-%s moved on before it could be held", release_id)
 
     async def _ask_to_arm(self, release: Release) -> int:
         """Ask the release managers, once an interval, to arm a release whose time has come."""
@@ -119,26 +130,31 @@ class Jobs:
         async with self.deps.sessions() as session:
             rels = await q.releases_in(session, [*BEFORE_DEPLOY, State.DEPLOYED])
             views = [await load_view(session, self.deps.policy, rel) for rel in rels]
-        return [w for view in views if (w := self._waits_on(view, now)) is not None]
+        return [w for view in views for w in self._waits_on(view, now)]
 
-    def _waits_on(self, view: ReleaseView, now: datetime) -> Waiting | None:
-        """What one release waits for, past the policy's time for it (None: nothing yet)."""
+    def _waits_on(self, view: ReleaseView, now: datetime) -> list[Waiting]:
+        """What one release waits for, past the policy's time for it (empty: nothing yet).
+
+        An escalation tells the release manager besides, not instead: the release still waits
+        on the people who have to act, and their digests keep naming it.
+        """
         r, age = self.deps.policy.reminders, now - view.release.state_since
+        waits: list[Waiting] = []
         if view.state is State.READY_FOR_SIGNOFF and view.missing_roles:
             if age >= timedelta(hours=r.escalation_hours):
-                return Waiting(view, "escalation", ("release_manager",),
-                               {"waiting_on": view.missing_roles})
+                waits.append(Waiting(view, "escalation", ("release_manager",),
+                                     {"waiting_on": view.missing_roles}))
             if age >= timedelta(hours=r.approval_hours):
-                return Waiting(view, "approval", tuple(view.missing_roles))
+                waits.append(Waiting(view, "approval", tuple(view.missing_roles)))
         elif view.state in UNTESTED and view.report is None:
             if age >= timedelta(hours=r.report_hours):
-                return Waiting(view, "report", ("tester",))
+                waits.append(Waiting(view, "report", ("tester",)))
         elif view.state is State.DEPLOYED and view.next_env is None:
             if age >= timedelta(minutes=r.verify_deadline_minutes):
-                return Waiting(view, "verify_deadline", ("release_manager",))
+                waits.append(Waiting(view, "verify_deadline", ("release_manager",)))
             if age >= timedelta(minutes=r.verify_minutes):
-                return Waiting(view, "verify", ("tester",))
-        return None
+                waits.append(Waiting(view, "verify", ("tester",)))
+        return waits
 
     async def _by_person(self, waiting: list[Waiting]) -> dict[str, list[Waiting]]:
         """Each person's waiting releases, most pressing first; sign-offs only theirs to give."""

@@ -531,6 +531,9 @@ async def arm(deps: Deps, *, release_id: int, actor: Actor,
               revision: int | None = None) -> Outcome:
     """The release manager lets a scheduled or held release deploy on its own at its time.
 
+    A release with no planned time that a freeze or window holds is planned for the next
+    allowed time, the one the deploy refusal names: from then on the scheduler deploys it as
+    any armed scheduled release, and a freeze extended meanwhile holds it again.
     Arming is for the current revision: a new ref or report voids it, as it voids approvals.
     """
 
@@ -538,11 +541,15 @@ async def arm(deps: Deps, *, release_id: int, actor: Actor,
         now = deps.clock()
         release.armed_by, release.armed_at = actor.user, now
         release.armed_revision = release.revision
+        held = release.hold_reason
+        if release.scheduled_at is None:  # armable let it through: the gate holds it
+            release.scheduled_at = calendar.next_allowed(now, deps.policy)
+            held = facts.gate_reason
         planned = release.scheduled_at
         return {"at": now.isoformat(), "revision": release.revision,
                 "scheduled_at": planned and planned.isoformat(),
                 "when": planned and calendar.format_local(planned, deps.policy),
-                "held": release.hold_reason}
+                "held": held}
 
     return await transition(deps, release_id, Event.ARM, Ctx(actor, revision=revision), apply)
 

@@ -558,10 +558,14 @@ def acceptance_due(facts: Facts, ctx: Ctx) -> str | None:
 
 
 def armable(facts: Facts, ctx: Ctx) -> str | None:
-    """Only a planned deploy is armed, once in each revision, until production is reached."""
-    if not facts.has_schedule:
+    """A planned deploy, or one a freeze or window holds, is armed once in each revision,
+    until production is reached."""
+    if not facts.has_schedule and (facts.gate_open or facts.gate_overridden):
         return (f"{_rel(facts)} has no planned time, so there is nothing to arm; deploy it "
                 "from the card when ready.")
+    if not facts.has_schedule and facts.gate_next is None:
+        return (f"Deploys are closed now ({facts.gate_reason}) and no allowed time is in sight, "
+                f"so {_rel(facts)} has nothing to be armed for.")
     if facts.production in facts.deployed_envs:
         return f"{_rel(facts)} is already deployed to {facts.production}."
     if facts.armed:
@@ -838,7 +842,8 @@ EVENTS: dict[Event, EventSpec] = {
     Event.EDIT_PLAN: _reads("approvals", "report"),  # voids approvals; keeps the report
     Event.PLAN_OK: _reads(),
     Event.PLAN_CHANGES: _reads(),
-    Event.ARM: _reads("deployments"),  # nothing to arm once production is reached
+    # Nothing to arm once production is reached; unplanned, only what the gate holds.
+    Event.ARM: _reads("deployments", "gate"),
     Event.NEW_BUGS: _reads("approvals", "deployments"),  # voids these; not once production began
 }
 

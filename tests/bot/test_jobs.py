@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -156,6 +156,43 @@ async def test_armed_in_a_freeze_it_goes_when_the_freeze_ends(
     assert await jobs.deploy_due() == 1 and await state(deps, rid) is State.DEPLOYING
 
 
+async def test_held_only_by_a_freeze_arming_plans_the_next_allowed_time(
+        deps: Deps, jobs: Jobs, clock: FakeClock, gitlab: GitLabEmulator) -> None:
+    """No planned time, refused for a freeze: arming plans it for the time the refusal names,
+    in one transaction with its audit row; an extended freeze holds it; then it goes once."""
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
+    rid = await signed_off(deps, project="web")
+    with pytest.raises(Refused, match="The next allowed time is 2026-12-01 00:00 CST"):
+        await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
+    out = await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    assert out.detail["when"] == "2026-12-01 00:00 CST" and "Sales week" in out.detail["held"]
+    async with deps.sessions() as session:
+        rel = await q.get_release(session, rid)
+        arming = next(a for a in await q.audit_of(session, rid) if a.action == "arm")
+    assert rel.scheduled_at == datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
+    assert (rel.armed_by, arming.actor) == (OPS, OPS)
+    with pytest.raises(Refused, match="already armed"):
+        await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    assert await jobs.deploy_due() == 0 and await notices(deps, "held") == []
+
+    deps.policy = sample_policy(freezes=[{**SALES_WEEK, "to": date(2026, 12, 2)}])
+    clock.now = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)  # the planned time, still frozen
+    assert await jobs.deploy_due() == 0 and await jobs.deploy_due() == 0
+    [held] = await notices(deps, "held")
+    assert "The next allowed time is 2026-12-03 00:00 CST." in held["detail"]["reason"]
+    clock.now = datetime(2026, 12, 2, 16, 0, tzinfo=UTC)  # the extended freeze is over
+    assert await asyncio.gather(jobs.deploy_due(), jobs.deploy_due()) in ([1, 0], [0, 1])
+    assert await jobs.deploy_due() == 0
+    assert await state(deps, rid) is State.DEPLOYING and len(gitlab.pipelines) == 1
+
+
+async def test_with_deploys_open_an_unplanned_release_has_nothing_to_arm(deps: Deps) -> None:
+    """Nothing holds it: it is deployed from the card, not armed."""
+    rid = await signed_off(deps, project="web")
+    with pytest.raises(Refused, match="has no planned time, so there is nothing to arm"):
+        await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+
+
 async def test_a_new_revision_voids_arming(deps: Deps, jobs: Jobs, clock: FakeClock) -> None:
     """A new ref needs testing, sign-off and arming again; arming waits for sign-off."""
     rid = await signed_off(deps, project="web", scheduled_at=clock.now + timedelta(hours=2),
@@ -209,7 +246,7 @@ async def test_campaign_needs_its_time(deps: Deps) -> None:
 async def test_approval_reminder_then_escalation_each_once(deps: Deps, jobs: Jobs,
                                                           clock: FakeClock) -> None:
     """After 4 h the missing approver gets a digest, again each 4 h; after 24 h the release
-    manager's digest says so instead."""
+    manager's digest says so too, and the approver's still names it."""
     rid = await signed_off(deps, approvers=(DIRECTOR,))
     clock.advance(hours=3)
     assert await jobs.remind() == 0
@@ -223,8 +260,9 @@ async def test_approval_reminder_then_escalation_each_once(deps: Deps, jobs: Job
     assert [(d["user"], waits(d)) for d in await digests(deps)] == [
         (LEAD, [(rid, "approval")]), (LEAD, [(rid, "approval")])]
     clock.advance(hours=16)
-    assert await jobs.remind() == 1
-    escalation = (await digests(deps))[-1]
+    assert await jobs.remind() == 2
+    *_, still, escalation = sorted(await digests(deps), key=lambda d: d["user"] == OPS)
+    assert still["user"] == LEAD and waits(still) == [(rid, "approval")]
     assert escalation["user"] == OPS and waits(escalation) == [(rid, "escalation")]
     assert escalation["items"][0]["detail"]["waiting_on"] == ["test_lead"]
     await releases.approve(deps, release_id=rid, actor=who(deps, LEAD))
@@ -244,8 +282,10 @@ async def test_report_reminder_goes_to_testers(deps: Deps, jobs: Jobs, clock: Fa
                             report=ReportInput("https://r/1", {}))
     clock.advance(hours=24)
     await jobs.remind()  # now it waits on sign-off (24 h: escalated), not on testers
-    assert [(d["user"], waits(d)) for d in (await digests(deps))[2:]] == [
-        (OPS, [(out.release.id, "escalation")])]
+    rid = out.release.id
+    assert sorted((d["user"], waits(d)) for d in (await digests(deps))[2:]) == sorted([
+        (OPS, [(rid, "escalation")]), (DIRECTOR, [(rid, "approval")]),
+        (LEAD, [(rid, "approval")])])
 
 
 async def test_verification_reminder_then_rollback_prompt(deps: Deps, jobs: Jobs,

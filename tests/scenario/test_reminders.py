@@ -71,15 +71,45 @@ async def test_reminders_come_as_one_digest_per_person_and_interval(db_url: str,
 
         clock.jump_to(START + timedelta(hours=25))  # reports 24 h late, sign-offs escalated
         await wait_for(lambda: digests(h, TESTER) and digests(h, OPS) and
-                       len(digests(h, LEAD)) == 2, 10)
-        await counts_hold(h, {DIRECTOR: 1, LEAD: 2, TESTER: 1, OPS: 1})
+                       len(digests(h, LEAD)) == 2 and len(digests(h, DIRECTOR)) == 2, 10)
+        await counts_hold(h, {DIRECTOR: 2, LEAD: 2, TESTER: 1, OPS: 1})
         assert named(digests(h, TESTER)[0]) == untested
-        assert named(digests(h, LEAD)[1]) == untested  # the test lead tests too
+        # Escalated sign-offs still wait on their approvers: the test lead's digest names all
+        # three before the untested ones (they are more pressing), the director's the two left.
+        assert named(digests(h, LEAD)[1]) == [*unsigned, *untested]  # the test lead tests too
+        assert named(digests(h, DIRECTOR)[1]) == unsigned[1:]
         assert named(digests(h, OPS)[0]) == unsigned
         assert "still waits for sign-off by test_lead" in digests(h, OPS)[0].blocks[1][
             "text"]["text"]
 
         clock.jump_to(START + timedelta(hours=29))  # one interval later: once more each
         await wait_for(lambda: len(digests(h, TESTER)) == 2, 10)
-        await counts_hold(h, {DIRECTOR: 1, LEAD: 3, TESTER: 2, OPS: 2})
+        await counts_hold(h, {DIRECTOR: 3, LEAD: 3, TESTER: 2, OPS: 2})
         assert len(h.slack.dms(TESTER)) == 2  # nothing but the two digests, for 12 releases
+
+
+async def test_an_escalated_sign_off_stays_in_the_approvers_digests(db_url: str,
+                                                                   policy: Policy) -> None:
+    """A day on, REL-1 still waits for the lead's and the director's sign-off: each digest names
+    everything waiting on that person then, not only what became due since the last one."""
+    clock = ShiftClock()
+    clock.jump_to(START)
+    async with running_app(db_url, policy, clock=clock, scheduler_seconds=1) as h:
+        first = await filed(h, "Checkout")
+        await h.says(TESTER, f"report {first} https://ci/r/1")
+        clock.jump_to(START + timedelta(hours=2))
+        second = await filed(h, "Search")  # waits for a report
+        await h.settle()
+
+        clock.jump_to(START + timedelta(hours=5))  # the sign-off is 4 h late
+        await wait_for(lambda: all(digests(h, u) for u in (DIRECTOR, LEAD)), 10)
+        await counts_hold(h, {DIRECTOR: 1, LEAD: 1, OPS: 0})
+        assert [named(digests(h, u)[0]) for u in (DIRECTOR, LEAD)] == [[first], [first]]
+
+        clock.jump_to(START + timedelta(hours=30))  # escalated; the report is 28 h late
+        await wait_for(lambda: len(digests(h, DIRECTOR)) == 2 and len(digests(h, LEAD)) == 2
+                       and digests(h, OPS), 10)
+        await counts_hold(h, {DIRECTOR: 2, LEAD: 2, OPS: 1})
+        assert named(digests(h, LEAD)[1]) == [first, second]
+        assert named(digests(h, DIRECTOR)[1]) == [first]
+        assert named(digests(h, OPS)[0]) == [first]

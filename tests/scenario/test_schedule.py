@@ -9,9 +9,10 @@ from bot.app import DEPS
 from bot.policy import Policy
 from bot.transition import ShiftClock
 from emulators.gitlab import variable
-from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER
+from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.blocks import ActionId
 from storage import queries as q
+from tests.fixtures import SALES_WEEK
 from tests.scenario.harness import Harness, readable, running_app, wait_for
 from tests.scenario.test_gitlab_flow import state
 
@@ -123,3 +124,37 @@ async def test_unarmed_it_waits_and_asks_then_armed_it_goes_and_waits_for_accept
         await started(h, 1, 2)
         await h.settle()
         assert pipelines(h) == ["staging", "production"]
+
+
+async def test_held_by_a_freeze_armed_it_goes_on_its_own_when_deploys_open(db_url: str) -> None:
+    """No planned time and a freeze over today: the refusal names the next allowed time, and
+    arming lets the release go on its own then, said in the thread and on the card."""
+    clock = ShiftClock()
+    clock.jump_to(NOON)
+    async with running_app(db_url, sample_policy(freezes=[SALES_WEEK]), clock=clock,
+                           scheduler_seconds=1) as h:
+        assert "Filed REL-1" in await h.says(DEV, "request web v1.1.0 Checkout")
+        await h.says(TESTER, "report REL-1 https://ci/r/1")
+        await h.says(DIRECTOR, "approve REL-1")
+        await h.says(LEAD, "approve REL-1")
+        await h.settle()
+        assert await state(h, 1) == "approved"
+        refusal = await h.says(OPS, "deploy REL-1")
+        assert "Deploys are closed now: Sales week" in refusal
+        assert "The next allowed time is 2026-12-01 00:00 CST." in refusal
+        assert await h.says(OPS, "arm REL-1") == (
+            "Armed: REL-1 deploys on its own at 2026-12-01 00:00 CST.")
+        await h.settle()
+        assert any("it goes on its own at 2026-12-01 00:00 CST once deploys are open again"
+                   in t for t in h.thread(1))
+        card = readable(h.card(1))
+        assert f"*Deploys at* 2026-12-01 00:00 CST   ·   armed by <@{OPS}>" in card, card
+        await asyncio.sleep(2.5)  # the scheduler ticks, and leaves it until then
+        assert h.gitlab.pipelines == {} and await state(h, 1) == "approved"
+
+        clock.jump_to(datetime(2026, 11, 30, 16, 0, tzinfo=UTC))  # 2026-12-01 00:00 CST
+        await started(h, 1, 1)
+        await asyncio.sleep(2.5)
+        await h.settle()
+        assert await state(h, 1) == "deploying" and len(h.gitlab.pipelines) == 1
+        assert all("not armed" not in m.text for m in h.slack.dms(OPS))  # never asked to arm

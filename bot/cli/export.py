@@ -147,11 +147,17 @@ async def run_export(settings: Settings, *, fmt: ExportFormat, since: datetime |
         count = await export_audit(settings.database_url, out, fmt=fmt, since=since)
         out.flush()
     else:
+        # Written beside the target and renamed at the end: a failed export leaves no file,
+        # and an earlier export at that path stays whole until the new one is.
+        part = output.with_name(f".{output.name}.part")
         try:
-            with output.open("w", encoding="utf-8", newline="") as file:
+            with part.open("w", encoding="utf-8", newline="") as file:
                 count = await export_audit(settings.database_url, file, fmt=fmt, since=since)
+            part.replace(output)
         except OSError as exc:
             raise CommandError(f"cannot write {output}: {exc.strerror}") from None
+        finally:
+            part.unlink(missing_ok=True)
     where = f" to {output}" if output else ""
     print(f"exported {count} audit {'row' if count == 1 else 'rows'}{where}", file=err)
     return 0

@@ -164,6 +164,22 @@ def test_export_of_an_unmigrated_database_writes_nothing_to_stdout(tmp_path: Pat
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+def test_a_failed_export_to_a_file_leaves_no_file_and_keeps_the_old_one(tmp_path: Path) -> None:
+    """An unreadable trail: no new file, no part file, and an earlier export stays whole."""
+    db = tmp_path / "empty.db"
+    db.touch()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{db}"}
+    fresh, kept = tmp_path / "new.csv", tmp_path / "kept.json"
+    kept.write_text("[]\n", encoding="utf-8")
+    for target in (fresh, kept):
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "export", "--format", "json", "--output", str(target)],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        assert result.returncode == 1 and "cannot read the audit trail" in result.stderr
+    assert not fresh.exists() and kept.read_text(encoding="utf-8") == "[]\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "kept.json"]
+
+
 async def test_an_empty_trail_is_still_a_whole_document(db_url: str) -> None:
     """No rows: `[]` for JSON, the header alone for CSV."""
     out = io.StringIO()

@@ -70,7 +70,18 @@ def escape(text: str) -> str:
 def safe_url(url: str) -> str:
     """A URL safe inside <url|label>: the delimiters percent-encoded, & escaped."""
     return (url.replace("&", "&amp;").replace("|", "%7C").replace("<", "%3C")
-            .replace(">", "%3E"))
+            .replace(">", "%3E").replace(" ", "%20"))
+
+
+def link(url: object, label: str, fallback: str | None = None) -> str:
+    """`<url|label>` for an http(s) URL, its delimiters made inert; else `fallback` or the label.
+
+    Every stored URL reaches mrkdwn through here: a `|` or `>` in it must not set the label or
+    end the link. `label` is mrkdwn already (escape user text first).
+    """
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return f"<{safe_url(url)}|{label}>"
+    return label if fallback is None else fallback
 
 
 def clip(text: str, limit: int = MAX_TEXT) -> str:

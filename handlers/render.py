@@ -7,16 +7,14 @@ from typing import Any
 
 from bot.policy import Ground
 from bot.workflow import Event
-from handlers.blocks import clip, escape, mention, safe_url
+from handlers.blocks import clip, escape, link, mention
 
 Payload = dict[str, Any]
 
 
 def _link(url: Any, label: str) -> str:
-    """A link only to http(s) URLs, which the bot itself recorded."""
-    if isinstance(url, str) and url.startswith(("http://", "https://")):
-        return f"<{safe_url(url)}|{label}>"
-    return label
+    """A link only to http(s) URLs (see `handlers.blocks.link`)."""
+    return link(url, label)
 
 
 def sole_signer_sentence(roles: list[str]) -> str:
@@ -343,11 +341,11 @@ def event_text(payload: Payload) -> str:
     return clip(RENDERERS[event](payload, payload.get("detail") or {}))
 
 
-def tell_text(rel_id: str, what: str, payload: Payload, link: str | None) -> str:
+def tell_text(rel_id: str, what: str, payload: Payload, card_url: str | None) -> str:
     """The policy's `notify` line: which release, what happened, and a link to its card."""
     detail = {k: v for k, v in (payload.get("detail") or {}).items() if k != "notes"}
     line = event_text({**payload, "detail": detail})
-    card = f" <{safe_url(link)}|Open the card>" if link else ""
+    card = f" {link(card_url, 'Open the card')}" if card_url else ""
     return clip(f"*{rel_id}* {escape(clip(what, 150))}: {line}{card}")
 
 
@@ -417,7 +415,7 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
         f"`/release plan {rid}`; it is then reviewed again."),
     "plan_review": lambda rid, d: (
         f"🗒 The go-live plan of {rid} is complete and waits for your review: Plan OK on the "
-        f"card, or `/release review {rid} ok|changes <note>`."),
+        f"card, or `/release review {rid} ok|changes &lt;note&gt;`."),
     "accept": lambda rid, d: (
         f"🧪 {rid} is deployed to {escape(str(d.get('environment')))}: please run the "
         f"acceptance cases there, then pass or fail it from the card or with "

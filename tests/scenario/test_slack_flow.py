@@ -275,6 +275,10 @@ async def test_app_home_lists_what_waits_for_me(db_url: str, policy: Policy) -> 
         texts = str(home["blocks"])
         assert "Waiting for your sign-off" in texts and f"REL-{rid}" in texts
         assert ActionId.APPROVE in texts
+        named = [b["text"]["text"] for b in home["blocks"] if b["type"] == "section"
+                 and b["text"]["text"].startswith("*<https://")]
+        assert len(named) == 2  # waiting for her sign-off, and in flight: each names REL-n
+        assert all(f"|REL-{rid}>* · " in t and "\n✍️ *Ready for sign-off*" in t for t in named)
         await h.driver.event({"type": "app_home_opened", "user": DEV, "tab": "home"},
                              event_id="EvHome2")
         await h.settle()

@@ -84,6 +84,20 @@ def link(url: object, label: str, fallback: str | None = None) -> str:
     return label if fallback is None else fallback
 
 
+def duration(seconds: float) -> str:
+    """How long something took, as people say it: under a second, 12 s, 3 min 5 s, 2 h 10 min."""
+    secs = int(seconds)
+    if secs < 1:
+        return "under a second"
+    if secs < 60:
+        return f"{secs} s"
+    if secs < 3600:
+        minutes, rest = divmod(secs, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, minutes = divmod(secs // 60, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     """At most `limit` characters, with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

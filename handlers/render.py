@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bot.plan import listed
 from bot.policy import Ground
 from bot.workflow import Event
-from handlers.blocks import clip, escape, link, mention
+from handlers.blocks import clip, duration, escape, link, mention
 
 Payload = dict[str, Any]
 
@@ -20,7 +21,7 @@ def _link(url: Any, label: str) -> str:
 def sole_signer_sentence(roles: list[str]) -> str:
     """Roles only the requester holds: someone else must be given them to sign (plain text)."""
     them = "it" if len(roles) == 1 else "them"
-    return (f"⚠️ Only the requester holds {' and '.join(roles)}, so nobody can sign {them} "
+    return (f"⚠️ Only the requester holds {listed(roles)}, so nobody can sign {them} "
             "(four eyes): add another holder to the policy's roles.")
 
 
@@ -107,7 +108,7 @@ def _approve(p: Payload, d: Payload) -> str:
     if p["to"] == "scheduled":
         return line + " All sign-offs are in: *scheduled*."
     missing = d.get("missing") or []
-    return line + (f" Still waiting for {escape(', '.join(missing))}." if missing else "")
+    return line + (f" Still waiting for {escape(listed(missing))}." if missing else "")
 
 
 def _version(d: Payload) -> str:
@@ -152,7 +153,7 @@ def _pipeline(p: Payload, d: Payload) -> str:
 
 def _deployed(p: Payload, d: Payload) -> str:
     secs = d.get("seconds")
-    took = f" in {secs // 60} min {secs % 60} s" if isinstance(secs, int) else ""
+    took = f" in {duration(secs)}" if isinstance(secs, int | float) else ""
     return (f"📦 Deployed {_of(d)}{_version(d)} to {escape(str(d.get('environment')))}"
             f"{took} ({_link(d.get('url'), 'pipeline')}).{_then(d)}")
 

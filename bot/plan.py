@@ -73,4 +73,6 @@ def too_long(plan: Mapping[str, str]) -> tuple[PlanField, str] | None:
 def listed(labels: Sequence[str]) -> str:
     """'impact scope, rollback steps and database scripts'."""
     items = list(labels)
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} and {items[-1]}"

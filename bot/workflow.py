@@ -467,7 +467,7 @@ def bypass_allowed(facts: Facts, ctx: Ctx) -> str | None:
 def signed_off(facts: Facts, ctx: Ctx) -> str | None:
     """Every required role has approved the current revision."""
     missing = facts.missing_roles
-    return f"Still waiting for sign-off by {', '.join(missing)}." if missing else None
+    return f"Still waiting for sign-off by {listed(missing)}." if missing else None
 
 
 def commit_pinned(facts: Facts, ctx: Ctx) -> str | None:
@@ -973,7 +973,7 @@ def _signing(facts: Facts) -> str:
     rel, missing = facts.rel_id, facts.missing_roles
     if not missing:
         return f"{rel} is ready for sign-off."
-    return (f"{rel} is ready for sign-off: waiting for {' and '.join(missing)}. It is approved "
+    return (f"{rel} is ready for sign-off: waiting for {listed(missing)}. It is approved "
             f"once {'they approve' if len(missing) > 1 else 'that role approves'} "
             f"(`/release approve {rel}`).")
 

@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.errors import SlackApiError
 
 from bot import bugs, deploys, golive, releases, transition
 from bot.workflow import Event, Refused, verdict_event
 from handlers import answer
 from handlers.answer import STALE_BUTTON, Asker, Reply, answer_after, open_form, tell
-from handlers.blocks import ActionId, FormId, parse_value, value_environment
+from handlers.blocks import ActionId, FormId, parse_value, section, value_environment
 from handlers.commands import close_release, release_notes
 from handlers.modals import build_reason_modal, build_report_modal
 from handlers.plan_form import open_plan_form
@@ -101,7 +102,22 @@ async def _redraw(rt: Runtime, release_id: int, force: bool = False) -> None:
 async def _approve(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     out = await releases.approve(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
                             revision=rev)
-    return answer.approved(out)
+    said = answer.approved(out)
+    await _settle_ask(rt, body, f"✅ {said} It is now {out.to_state.label}.")
+    return said
+
+
+async def _settle_ask(rt: Runtime, body: Body, text: str) -> None:
+    """A click on a sign-off DM's buttons: replace that DM by what was done, without buttons."""
+    action = (body.get("actions") or [{}])[0]
+    where = body.get("container") or {}
+    if not str(action.get("block_id", "")).startswith("ask:") or not where.get("message_ts"):
+        return
+    try:
+        await rt.client.chat_update(channel=where.get("channel_id"), ts=where["message_ts"],
+                                    text=text, blocks=[section(text)])
+    except SlackApiError as exc:  # the answer below still says what happened
+        log.info("ask not updated: %s", exc.response.get("error"))
 
 
 async def _start_testing(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:

@@ -70,7 +70,32 @@ def escape(text: str) -> str:
 def safe_url(url: str) -> str:
     """A URL safe inside <url|label>: the delimiters percent-encoded, & escaped."""
     return (url.replace("&", "&amp;").replace("|", "%7C").replace("<", "%3C")
-            .replace(">", "%3E"))
+            .replace(">", "%3E").replace(" ", "%20"))
+
+
+def link(url: object, label: str, fallback: str | None = None) -> str:
+    """`<url|label>` for an http(s) URL, its delimiters made inert; else `fallback` or the label.
+
+    Every stored URL reaches mrkdwn through here: a `|` or `>` in it must not set the label or
+    end the link. `label` is mrkdwn already (escape user text first).
+    """
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return f"<{safe_url(url)}|{label}>"
+    return label if fallback is None else fallback
+
+
+def duration(seconds: float) -> str:
+    """How long something took, as people say it: under a second, 12 s, 3 min 5 s, 2 h 10 min."""
+    secs = int(seconds)
+    if secs < 1:
+        return "under a second"
+    if secs < 60:
+        return f"{secs} s"
+    if secs < 3600:
+        minutes, rest = divmod(secs, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, minutes = divmod(secs // 60, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def clip(text: str, limit: int = MAX_TEXT) -> str:

@@ -29,10 +29,10 @@ from handlers.blocks import (
     confirm,
     context,
     escape,
+    link,
     local_time,
     mention,
     ref_text,
-    safe_url,
     section,
     title_line,
 )
@@ -79,13 +79,12 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
     elif rel.planned_window:
         lines.append(f"*Planned* {escape(rel.planned_window)}")
     if dep := view.active_deployment:
-        url = dep.pipeline_url
-        link = f"<{safe_url(url)}|pipeline>" if url else "pipeline starting"
+        pipeline = link(dep.pipeline_url, "pipeline", "pipeline starting")
         ref = dep.ref if dep.rollback else _ref_of(view, dep.project)
         what = f" {escape(dep.project)}" if view.is_train else ""
         kind = f"Rolling back{what} to" if dep.rollback else f"Deploying{what}"
         at = f" @ `{escape(dep.sha[:7])}`" if dep.sha else ""
-        lines.append(f"{kind} `{escape(ref)}`{at} to {escape(dep.environment)}: {link}")
+        lines.append(f"{kind} `{escape(ref)}`{at} to {escape(dep.environment)}: {pipeline}")
     return "\n".join(lines)
 
 
@@ -155,7 +154,8 @@ def report_line(view: ReleaseView) -> str:
     verdict = "meets the go-live standard" if rep.passes else "does not meet the standard"
     if not rep.passes and view.release.risk_accepted_by:
         verdict += f"; risk accepted by {mention(view.release.risk_accepted_by)}"
-    return (f"*Test report* <{escape(rep.url)}|link> by {mention(rep.reporter)}: "
+    shown = link(rep.url, "link", f"`{escape(clip(rep.url, 200))}`")
+    return (f"*Test report* {shown} by {mention(rep.reporter)}: "
             f"A {rep.bugs_a} · B {rep.bugs_b} · C {rep.bugs_c} — {verdict}")
 
 
@@ -164,7 +164,7 @@ def tracker_line(view: ReleaseView, tz: ZoneInfo) -> str:
     row = view.bug_count
     if row is None:
         return ""
-    source = f"<{safe_url(row.url)}|{escape(row.source)}>" if row.url else escape(row.source)
+    source = link(row.url, escape(row.source))
     return (f"*Open bugs* A {row.bugs_a} · B {row.bugs_b} · C {row.bugs_c} in {source} "
             f"({escape(clip(row.scope, 200))}), read {local_time(row.read_at, tz)}")
 
@@ -194,6 +194,8 @@ def deploys_line(view: ReleaseView) -> str:
 def env_mark(view: ReleaseView, env: str) -> str:
     """One environment: not reached, reached, or reached and passed or failed by a tester."""
     name = escape(env)
+    if trouble := _env_trouble(view, env):
+        return f"{CELL_ICON[trouble]} {name} ({trouble})"
     if env not in view.done_envs:
         return f"▫️ {name}"
     verdict = view.accepted.get(env)
@@ -203,6 +205,16 @@ def env_mark(view: ReleaseView, env: str) -> str:
     if env == view.awaiting_acceptance:
         return f"📦 {name} (awaiting acceptance)"
     return f"✅ {name}"
+
+
+# What overrides "reached" for one environment, the worst first: the matrix's cell states.
+_TROUBLE = ("rollback failed", "failed", "rolling back", "deploying", "rolled back")
+
+
+def _env_trouble(view: ReleaseView, env: str) -> str | None:
+    """The worst pipeline state of any component in `env` this revision, if not plain done."""
+    cells = {view.cell(p, env) for p in view.train.projects_in(env)}
+    return next((state for state in _TROUBLE if state in cells), None)
 
 
 def notes_text(view: ReleaseView) -> str:
@@ -224,7 +236,7 @@ def notes_text(view: ReleaseView) -> str:
                      f"{escape(rel.gate_override_reason or '')}")
     if view.state is State.ACCEPTANCE_FAILED and (failed := _failed_acceptance(view)):
         notes.append(f"🚧 Failed acceptance on {escape(failed.environment)}: "
-                     f"{escape(failed.note)}. A new ref (`/release ref {rel.rel_id} <ref>`) "
+                     f"{escape(failed.note)}. A new ref (`/release ref {rel.rel_id} &lt;ref&gt;`) "
                      "restarts testing; or cancel it.")
     if rel.verification_note and view.state is State.VERIFICATION_FAILED:
         notes.append(f"⚠️ Verification failed: {escape(rel.verification_note)}")

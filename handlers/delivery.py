@@ -16,10 +16,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.plan import listed
 from bot.readmodel import ReleaseView, read_view
 from bot.transition import Deps
 from bot.workflow import Event, State
 from handlers.blocks import ActionId, button, escape, mention, section, subject_text
+from handlers.blocks import link as card_link
 from handlers.cards import (
     abandon_button,
     acceptance_buttons,
@@ -549,10 +551,10 @@ def ask_blocks(view: ReleaseView, link: str | None) -> list[dict[str, Any]]:
     """The direct ask: what, where, and the same Approve/Reject buttons as the card."""
 
     rel = view.release
-    where = f" (<{link}|see the card>)" if link else ""
+    where = f" ({card_link(link, 'see the card')})" if link else ""
     text = (f"*{rel.rel_id}* · {subject_text(view)} — "
             f"{escape(rel.title[:500])}\nRequested by {mention(rel.requester)}; "
-            f"needs sign-off by {escape(', '.join(view.missing_roles))}{where}.")
+            f"needs sign-off by {escape(listed(view.missing_roles))}{where}.")
     # The notes' button carries the release alone: reading them stays possible as it moves on.
     notes = button("Release notes", ActionId.NOTES, str(rel.id))
     return [section(text), {"type": "actions", "block_id": f"ask:{rel.id}",

@@ -15,7 +15,7 @@ from handlers.blocks import (
     clip,
     context,
     escape,
-    safe_url,
+    link,
     section,
     subject_text,
 )
@@ -42,7 +42,7 @@ WAITS: dict[str, Callable[[ReleaseView, Detail], str]] = {
         f"`/release verify {view.release.rel_id} pass|fail`"),
     "report": lambda view, d: (
         "🧪 in test, waits for a test report: "
-        f"`/release report {view.release.rel_id} <url> A=0 B=0 C=0`"),
+        f"`/release report {view.release.rel_id} &lt;url&gt; A=0 B=0 C=0`"),
 }
 
 
@@ -84,7 +84,7 @@ def line_text(line: DigestLine, now: datetime) -> str:
     """`REL-5 · payments v1.1.0 — Title`, linked to its card, then what it waits for."""
     view = line.view
     rel = view.release
-    name = f"<{safe_url(line.link)}|{rel.rel_id}>" if line.link else rel.rel_id
+    name = link(line.link, rel.rel_id)
     waits = WAITS[line.waits](view, line.detail) if line.waits in WAITS else escape(line.waits)
     return (f"*{name}* · {subject_text(view)} — {escape(clip(rel.title, 200))}"
             f"\n{waits} · {view.state.label} for {waited(now - rel.state_since)}")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.errors import SlackApiError
 
 from bot.readmodel import ReleaseView, load_view
 from bot.workflow import ACTIVE, Actor
-from handlers.blocks import Block, context, section
+from handlers.blocks import Block, context, escape, link, section, title_line
 from handlers.cards import build_release_card
 from handlers.runtime import Runtime
 from storage import queries as q
@@ -24,9 +27,21 @@ def awaiting(view: ReleaseView, actor: Actor) -> bool:
     return view.may_sign(actor) is not None
 
 
+def home_entry(view: ReleaseView, tz: Any, card_url: str | None = None) -> list[Block]:
+    """One release on Home: its card without the header, the first line naming it instead
+    (`REL-42 · payments — Title`, the ID linked to the card when its permalink is known)."""
+    rel = view.release
+    # The header is for the channel; a train's matrix stays on its card and `status`.
+    blocks = build_release_card(view, tz, matrix=False)[1][1:]
+    rest = title_line(view).removeprefix(rel.rel_id)
+    name = f"*{link(card_url, rel.rel_id)}*{escape(rest)}"
+    return [section(f"{name}\n{blocks[0]['text']['text']}"), *blocks[1:]]
+
+
 def build_home(pending: list[ReleaseView], mine: list[ReleaseView], flight: list[ReleaseView],
-               tz: Any) -> dict[str, Any]:
-    """The Home tab view."""
+               tz: Any, links: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """The Home tab view; `links` maps a release's id to its card's permalink."""
+    links = links or {}
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text",
                                                        "text": "ReleaseBot"}}]
     for title, views, empty in (
@@ -35,8 +50,7 @@ def build_home(pending: list[ReleaseView], mine: list[ReleaseView], flight: list
             ("Releases in flight", flight, "No releases in flight.")):
         blocks += [{"type": "divider"}, section(f"*{title}*")]
         for view in views[:PER_SECTION]:
-            # The header is for the channel; a train's matrix stays on its card and `status`.
-            blocks += build_release_card(view, tz, matrix=False)[1][1:]
+            blocks += home_entry(view, tz, links.get(view.release.id or 0))
         if not views:
             blocks.append(context(empty))
     blocks.append(context("Type `/release help` anywhere for every command."))
@@ -51,8 +65,26 @@ async def publish_home(rt: Runtime, user: str) -> None:
         views = [await load_view(session, rt.deps.policy, r) for r in rows]
     pending = [v for v in views if awaiting(v, actor)]
     mine = [v for v in views if v.release.requester == user]
-    home = build_home(pending, mine, views, rt.deps.policy.tz)
+    shown = {v.release.id: v for part in (pending, mine, views) for v in part[:PER_SECTION]}
+    links = await card_links(rt, list(shown.values()))
+    home = build_home(pending, mine, views, rt.deps.policy.tz, links)
     await rt.client.views_publish(user_id=user, view=home)
+
+
+async def card_links(rt: Runtime, views: list[ReleaseView]) -> dict[int, str]:
+    """Release id → its card's permalink, for the cards Slack gives one for."""
+    async def one(view: ReleaseView) -> tuple[int, str | None]:
+        rel = view.release
+        if not rel.card_channel or not rel.card_ts:
+            return rel.id or 0, None
+        try:
+            resp = await rt.client.chat_getPermalink(channel=rel.card_channel,
+                                                     message_ts=rel.card_ts)
+        except SlackApiError:
+            return rel.id or 0, None
+        return rel.id or 0, resp.get("permalink")
+    pairs = await asyncio.gather(*(one(v) for v in views))
+    return {rid: url for rid, url in pairs if url}
 
 
 async def on_home_opened(ack: AsyncAck, body: dict[str, Any], runtime: Runtime) -> None:

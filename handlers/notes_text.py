@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.notes import IMPACT, KNOWN_ISSUES, OTHER_COMMITS, NotesUnavailable, ReleaseNotes
-from handlers.blocks import clip, escape, mention, safe_url
+from handlers.blocks import clip, escape, link, mention
 
 
 def notes_mrkdwn(notes: ReleaseNotes | NotesUnavailable, limit: int = 2900) -> str:
@@ -21,10 +21,10 @@ def _lines(notes: ReleaseNotes) -> list[tuple[str, bool]]:
               False)]
     for heading, mrs in notes.sections():
         lines.append((f"*{heading}*", False))
-        lines += [(f"• <{safe_url(mr.web_url)}|!{mr.iid} {escape(mr.title)}>", True) for mr in mrs]
+        lines += [(f"• {link(mr.web_url, f'!{mr.iid} {escape(mr.title)}')}", True) for mr in mrs]
     if others := notes.other_commits():
         lines.append((f"*{OTHER_COMMITS}*", False))
-        lines += [(f"• <{safe_url(c.web_url)}|{escape(c.short_id)}> {escape(c.title)}", True)
+        lines += [(f"• {link(c.web_url, escape(c.short_id))} {escape(c.title)}", True)
                   for c in others]
     if not notes.merge_requests and not others:
         lines.append(("No changes.", False))

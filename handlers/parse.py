@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.releases import parse_release_id
 from bot.workflow import Refused
+from handlers.blocks import escape
 
 Handler = Callable[..., Awaitable[Any]]  # a subcommand's work (handlers/commands.py)
 
@@ -149,6 +150,6 @@ def parse_verdict(sub: Sub, words: tuple[str, ...]) -> tuple[bool, str]:
 
 def help_text(subcommands: Mapping[str, Sub]) -> str:
     """Every subcommand with its usage, for `/release help`."""
-    lines = [f"• `{s.usage}` — {s.about}" for s in subcommands.values()]
+    lines = [f"• `{escape(s.usage)}` — {escape(s.about)}" for s in subcommands.values()]
     return "*ReleaseBot* — release IDs look like REL-42 (the number alone works too).\n" + (
         "\n".join(lines))

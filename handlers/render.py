@@ -5,24 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bot.plan import listed
 from bot.policy import Ground
 from bot.workflow import Event
-from handlers.blocks import clip, escape, mention, safe_url
+from handlers.blocks import clip, duration, escape, link, mention
 
 Payload = dict[str, Any]
 
 
 def _link(url: Any, label: str) -> str:
-    """A link only to http(s) URLs, which the bot itself recorded."""
-    if isinstance(url, str) and url.startswith(("http://", "https://")):
-        return f"<{safe_url(url)}|{label}>"
-    return label
+    """A link only to http(s) URLs (see `handlers.blocks.link`)."""
+    return link(url, label)
 
 
 def sole_signer_sentence(roles: list[str]) -> str:
     """Roles only the requester holds: someone else must be given them to sign (plain text)."""
     them = "it" if len(roles) == 1 else "them"
-    return (f"⚠️ Only the requester holds {' and '.join(roles)}, so nobody can sign {them} "
+    return (f"⚠️ Only the requester holds {listed(roles)}, so nobody can sign {them} "
             "(four eyes): add another holder to the policy's roles.")
 
 
@@ -109,7 +108,7 @@ def _approve(p: Payload, d: Payload) -> str:
     if p["to"] == "scheduled":
         return line + " All sign-offs are in: *scheduled*."
     missing = d.get("missing") or []
-    return line + (f" Still waiting for {escape(', '.join(missing))}." if missing else "")
+    return line + (f" Still waiting for {escape(listed(missing))}." if missing else "")
 
 
 def _version(d: Payload) -> str:
@@ -154,7 +153,7 @@ def _pipeline(p: Payload, d: Payload) -> str:
 
 def _deployed(p: Payload, d: Payload) -> str:
     secs = d.get("seconds")
-    took = f" in {secs // 60} min {secs % 60} s" if isinstance(secs, int) else ""
+    took = f" in {duration(secs)}" if isinstance(secs, int | float) else ""
     return (f"📦 Deployed {_of(d)}{_version(d)} to {escape(str(d.get('environment')))}"
             f"{took} ({_link(d.get('url'), 'pipeline')}).{_then(d)}")
 
@@ -343,11 +342,11 @@ def event_text(payload: Payload) -> str:
     return clip(RENDERERS[event](payload, payload.get("detail") or {}))
 
 
-def tell_text(rel_id: str, what: str, payload: Payload, link: str | None) -> str:
+def tell_text(rel_id: str, what: str, payload: Payload, card_url: str | None) -> str:
     """The policy's `notify` line: which release, what happened, and a link to its card."""
     detail = {k: v for k, v in (payload.get("detail") or {}).items() if k != "notes"}
     line = event_text({**payload, "detail": detail})
-    card = f" <{safe_url(link)}|Open the card>" if link else ""
+    card = f" {link(card_url, 'Open the card')}" if card_url else ""
     return clip(f"*{rel_id}* {escape(clip(what, 150))}: {line}{card}")
 
 
@@ -417,7 +416,7 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
         f"`/release plan {rid}`; it is then reviewed again."),
     "plan_review": lambda rid, d: (
         f"🗒 The go-live plan of {rid} is complete and waits for your review: Plan OK on the "
-        f"card, or `/release review {rid} ok|changes <note>`."),
+        f"card, or `/release review {rid} ok|changes &lt;note&gt;`."),
     "accept": lambda rid, d: (
         f"🧪 {rid} is deployed to {escape(str(d.get('environment')))}: please run the "
         f"acceptance cases there, then pass or fail it from the card or with "

@@ -17,14 +17,14 @@ from handlers.blocks import (
     components_line,
     context,
     escape,
+    link,
     local_time,
     member,
     mention,
-    safe_url,
     section,
     subject_text,
 )
-from handlers.cards import build_release_card, item_text, plan_line
+from handlers.cards import build_release_card, item_text
 from handlers.render import remaining_text
 from storage import queries as q
 from storage.db import one_read
@@ -84,7 +84,7 @@ def _running(view: ReleaseView, shipped: Shipped | None) -> str:
 def details_text(view: ReleaseView) -> str:
     """Request fields and the checklist item by item."""
     rel = view.release
-    lines = [plan_line(view)]
+    lines = []  # the go-live plan's line is on the card above
     for f in PlanField:
         text = escape(clip(rel.plan.get(f.value, ""), 400))
         if not text:
@@ -106,10 +106,10 @@ def deploys_text(view: ReleaseView, tz: Any) -> str:
     lines = ["*Deploys*"]
     for d in view.deployments[-10:]:
         kind = "rollback" if d.rollback else "deploy"
-        link = f" <{safe_url(d.pipeline_url)}|#{d.pipeline_id}>" if d.pipeline_url else ""
+        pipeline = f" {link(d.pipeline_url, f'#{d.pipeline_id}')}" if d.pipeline_url else ""
         of = f" of {escape(d.project)}" if view.is_train else ""
         lines.append(f"• {local_time(d.started_at, tz)} {kind}{of} `{escape(d.ref)}` to "
-                     f"{escape(d.environment)}: {d.status}{link}")
+                     f"{escape(d.environment)}: {d.status}{pipeline}")
     return clip("\n".join(lines))
 
 
@@ -158,8 +158,8 @@ def close_summary(view: ReleaseView, tz: Any, detail: dict[str, Any],
     rel = view.release
     signoffs = ", ".join(f"{escape(a.role)} {mention(a.approver)}" for a in view.approvals)
     rep = view.report
-    report = (f"<{escape(rep.url)}|test report> (A {rep.bugs_a} · B {rep.bugs_b} · "
-              f"C {rep.bugs_c})" if rep else "no test report")
+    report = (f"{link(rep.url, 'test report', escape(clip(rep.url, 200)))} "
+              f"(A {rep.bugs_a} · B {rep.bugs_b} · C {rep.bugs_c})" if rep else "no test report")
     parts = [f"🏁 *{rel.rel_id} is closed.* {subject_text(view)} — "
              f"{escape(clip(rel.title, 200))}",
              f"*Signed off by* {signoffs or 'nobody'}   *Report* {report}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,13 +22,14 @@ from handlers.blocks import (
     button_value,
     clip,
     escape,
+    link,
     mention,
     parse_value,
     value_environment,
 )
 from handlers.cards import build_release_card, card_buttons, checklist_block
 from handlers.home import awaiting, build_home
-from handlers.status import deploys_text, details_text, timeline_text
+from handlers.status import close_summary, deploys_text, details_text, timeline_text
 from storage.models import (
     Acceptance,
     Approval,
@@ -36,6 +38,7 @@ from storage.models import (
     Deployment,
     Release,
     TestReport,
+    TrackerCount,
     WorkItem,
 )
 
@@ -504,7 +507,7 @@ def test_deploy_progress_per_environment() -> None:
     _, blocks = card(failed)
     assert blocks[3]["elements"][0]["text"] == (
         "🚧 Failed acceptance on staging: totals off &lt;!here&gt;. A new ref "
-        "(`/release ref REL-42 <ref>`) restarts testing; or cancel it.")
+        "(`/release ref REL-42 &lt;ref&gt;`) restarts testing; or cancel it.")
 
 
 def test_summary_shows_state_people_and_timing() -> None:
@@ -610,3 +613,72 @@ def test_awaiting_is_only_for_a_missing_approver(actor: Actor, view: ReleaseView
                                                  expected: bool) -> None:
     """Home lists a release as pending only for someone whose sign-off it still needs."""
     assert awaiting(view, actor) is expected
+
+
+# --- links from stored URLs ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://qa/r|APPROVED-BY-CTO", "<https://qa/r%7CAPPROVED-BY-CTO|link>"),
+    ("https://qa/r>x<y", "<https://qa/r%3Ex%3Cy|link>"),
+    ("https://qa/a b", "<https://qa/a%20b|link>"),
+    ("https://qa/r?a=1&b=2", "<https://qa/r?a=1&amp;b=2|link>"),
+    ("qa/r|<!here>", "`qa/r|&lt;!here&gt;`"),
+])
+def test_report_link_cannot_set_its_label(url: str, shown: str) -> None:
+    """A `|`, `<`, `>` or space in a report URL is encoded: nobody picks the link's label."""
+    line = progress(make_view(test_report=report(url=url)))[0]
+    assert line.startswith(f"*Test report* {shown} by <@U0TESTER>")
+
+
+@pytest.mark.parametrize("url", ["https://ci/p|APPROVED", "https://ci/p>x", "https://ci/p q"])
+def test_every_stored_url_goes_through_the_link_helper(url: str) -> None:
+    """Pipeline, tracker and report links on the card, status and close summary: one helper."""
+    expected = link(url, "x").removesuffix("|x>")
+    assert "|" not in expected.removeprefix("<") and " " not in expected
+    view = make_view(State.DEPLOYING, test_report=report(url=url),
+                     deployments=[deployment("staging", "running", pipeline_url=url,
+                                             pipeline_id=7)])
+    view = replace(view, bug_count=TrackerCount(
+        release_id=42, revision=1, moment="report", source="GitLab issues", url=url,
+        scope="milestone", read_at=T0))
+    texts = [*mrkdwn_texts(card(view)[1]), deploys_text(view, TZ), close_summary(view, TZ, {})]
+    joined = "\n".join(texts)
+    assert joined.count(expected + "|") >= 4
+    assert url not in joined
+
+
+@pytest.mark.parametrize(("state", "deploys", "line"), [
+    (State.DEPLOYING, [deployment("staging"), deployment("production", "running")],
+     "*Deploys* ✅ staging  →  ⏳ production (deploying)"),
+    (State.DEPLOY_FAILED, [deployment("staging"), deployment("production", "failed")],
+     "*Deploys* ✅ staging  →  ❌ production (failed)"),
+    (State.ROLLING_BACK, [deployment("staging"), deployment("production"),
+                          deployment("production", "running", rollback=True)],
+     "*Deploys* ✅ staging  →  ⏪ production (rolling back)"),
+    (State.ROLLED_BACK, [deployment("staging"), deployment("production"),
+                         deployment("production", rollback=True)],
+     "*Deploys* ✅ staging  →  ↩️ production (rolled back)"),
+    (State.ROLLED_BACK, [deployment("staging"), deployment("production"),
+                         deployment("production", "failed", rollback=True)],
+     "*Deploys* ✅ staging  →  🔥 production (rollback failed)"),
+])
+def test_a_single_release_shows_failures_and_rollbacks_as_a_train_does(
+        state: State, deploys: list[Deployment], line: str) -> None:
+    """A failed deploy is ❌, not ▫️ waiting; a rolled-back production is ↩️, not ✅."""
+    view = make_view(state, deployments=deploys, acceptances=[verdict()])
+    assert progress(view)[3] == line.replace("✅ staging", "✅ staging (accepted by <@U0TESTER>)")
+
+
+def test_every_home_entry_names_its_release() -> None:
+    """Each section's entry starts `REL-42 · payments — Title`, the ID linked to its card."""
+    url = "https://example.slack.com/archives/C0/p1|x"
+    view = make_view()
+    home = build_home([view], [view], [view], TZ, {42: url})
+    firsts = [t for t in mrkdwn_texts(home["blocks"]) if "REL-42" in t and "?" not in t]
+    assert len(firsts) == 3
+    assert all(t.startswith(f"*{link(url, 'REL-42')}* · payments — Faster checkout\n✍️ ")
+               for t in firsts)
+    plain = build_home([view], [], [], TZ)
+    assert any(t.startswith("*REL-42* · payments — Faster checkout\n")
+               for t in mrkdwn_texts(plain["blocks"]))
+    assert_no_raw_markup(mrkdwn_texts(build_home([hostile_view(State.TESTING)], [], [], TZ)))

@@ -39,7 +39,7 @@ def test_many_releases_stay_within_slacks_50_blocks_and_count_the_rest() -> None
     assert len(blocks) == MAX_BLOCKS and not block_errors(blocks)
     assert blocks[0]["text"]["text"] == "⏰ *75 releases are waiting on you*"
     assert blocks[-1]["elements"][0]["text"].startswith("…and 27 more")
-    assert "`/release report REL-42 <url> A=0 B=0 C=0`" in blocks[1]["text"]["text"]
+    assert "`/release report REL-42 &lt;url&gt; A=0 B=0 C=0`" in blocks[1]["text"]["text"]
     assert all("accessory" not in b for b in blocks)  # a report is attached from the card
     assert text.startswith("Reminder: 75 releases are waiting on you: REL-42, REL-43")
     assert text.endswith("…") and len(text) <= 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.workflow import Refused
+from handlers.blocks import escape
 from handlers.commands import SUBCOMMANDS
 from handlers.parse import (
     Parsed,
@@ -262,8 +263,9 @@ def test_a_verdict_other_than_pass_or_fail_is_refused() -> None:
 
 
 def test_help_lists_every_subcommand() -> None:
-    """`/release help` shows each usage line."""
+    """`/release help` shows each usage line, its `<placeholders>` escaped (not links)."""
     text = help_text(SUBCOMMANDS)
     assert "REL-42" in text
+    assert "<" not in text and "`/release status &lt;ID&gt;`" in text
     for sub in SUBCOMMANDS.values():
-        assert f"`{sub.usage}` — {sub.about}" in text
+        assert f"`{escape(sub.usage)}` — {escape(sub.about)}" in text

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from handlers.blocks import MAX_TEXT, escape
-from handlers.render import RENDERERS, event_text, notice_text
+from handlers.blocks import MAX_TEXT, duration, escape
+from handlers.render import RENDERERS, event_text, notice_text, sole_signer_sentence
 
 RAW_MARKUP = ("<!channel>", "<!here>", "<!everyone>", "<@U123>", "<https://evil")
 HOSTILE = "<!here> <!channel> <@U123> <https://evil.example|click> & co"
@@ -236,7 +236,7 @@ def test_approve_says_who_is_still_missing() -> None:
     """Until the last sign-off, the line names the roles still missing."""
     detail = {"role": "tech_director", "comment": "", "missing": ["test_lead", "executive"]}
     assert event_text(payload("approve", detail)) == (
-        "✅ <@U0ACTOR> approved as tech_director. Still waiting for test_lead, executive.")
+        "✅ <@U0ACTOR> approved as tech_director. Still waiting for test_lead and executive.")
 
 
 @pytest.mark.parametrize("to", ["approved", "scheduled"])
@@ -335,3 +335,24 @@ def test_testers_are_asked_to_accept_and_the_release_manager_to_arm() -> None:
         "own only after the release manager arms it. Arm it from the card or with "
         "`/release arm REL-5`.")
     assert "<!here>" not in notice_text("accept", "REL-5", {"environment": HOSTILE})
+
+
+@pytest.mark.parametrize(("seconds", "said"), [
+    (0, "under a second"), (0.4, "under a second"), (12, "12 s"), (60, "1 min"),
+    (754, "12 min 34 s"), (3600, "1 h"), (7260, "2 h 1 min")])
+def test_durations_read_as_people_say_them(seconds: float, said: str) -> None:
+    """One formatter for how long a pipeline took: never `0 min 0 s`."""
+    assert duration(seconds) == said
+    line = event_text({"event": "deploy succeeded", "actor": "releasebot", "to": "deployed",
+                       "detail": {"environment": "staging", "ref": "v1", "seconds": seconds}})
+    assert f" in {said} " in line and "0 min 0 s" not in line
+
+
+def test_role_lists_read_a_b_and_c() -> None:
+    """Sign-offs still missing are joined as `a, b and c`, never `a and b and c`."""
+    line = event_text({"event": "approve", "actor": "U0ACTOR", "to": "ready_for_signoff",
+                       "detail": {"role": "qa", "missing": ["executive", "tech_director",
+                                                            "test_lead"]}})
+    assert line.endswith("Still waiting for executive, tech_director and test_lead.")
+    assert sole_signer_sentence(["a", "b", "c"]).startswith("⚠️ Only the requester holds a, b "
+                                                            "and c,")

@@ -54,6 +54,8 @@ async def test_the_plan_holds_sign_off_until_written_and_reviewed(db_url: str,
         await h.says(DEV, f"plan REL-{rid} rollback Redeploy the previous tag; Olga purges "
                           "the CDN cache")
         assert "approved" in await h.click(DIRECTOR, ActionId.PLAN_OK)
+        status = await h.says(DEV, f"status REL-{rid}")
+        assert status.count("Go-live plan* ✅ approved by") == 1  # the card's line, once
         await h.click(LEAD, ActionId.APPROVE)
         await h.click(DIRECTOR, ActionId.APPROVE)
         assert await state(h, rid) == "approved"

@@ -275,8 +275,28 @@ async def test_app_home_lists_what_waits_for_me(db_url: str, policy: Policy) -> 
         texts = str(home["blocks"])
         assert "Waiting for your sign-off" in texts and f"REL-{rid}" in texts
         assert ActionId.APPROVE in texts
+        named = [b["text"]["text"] for b in home["blocks"] if b["type"] == "section"
+                 and b["text"]["text"].startswith("*<https://")]
+        assert len(named) == 2  # waiting for her sign-off, and in flight: each names REL-n
+        assert all(f"|REL-{rid}>* · " in t and "\n✍️ *Ready for sign-off*" in t for t in named)
         await h.driver.event({"type": "app_home_opened", "user": DEV, "tab": "home"},
                              event_id="EvHome2")
         await h.settle()
         dev_home = str(h.slack.home(DEV)["blocks"])
         assert "Nothing waits for you." in dev_home and f"REL-{rid}" in dev_home
+
+
+async def test_approving_from_the_ask_dm_replaces_its_buttons(db_url: str,
+                                                              policy: Policy) -> None:
+    """The DM Diego approved from says what he did and the release's state, without buttons."""
+    async with running_app(db_url, policy) as h:
+        rid = await to_signoff(h)
+        ask = h.slack.dms(DIRECTOR)[-1]
+        assert ActionId.APPROVE in str(ask.blocks)
+        answer = await h.click(DIRECTOR, ActionId.APPROVE, channel=ask.channel,
+                               message_ts=ask.ts)
+        assert "You approved" in answer
+        now = h.slack.message(ask.channel, ask.ts)
+        assert now is not None and ActionId.APPROVE not in str(now.blocks)
+        assert now.text.startswith(f"✅ You approved REL-{rid} as tech_director. It is now ")
+        assert "needs sign-off" not in str(now.blocks)

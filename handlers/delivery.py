@@ -72,6 +72,7 @@ class _Hold:
     token: str
     renewed: datetime  # when it was taken or last extended
     posted: list[int] = field(default_factory=list)  # rows posted, not yet marked sent
+    number: int = 0  # which posting pass of this process it is
 
 
 class LeaseLost(Exception):
@@ -103,6 +104,8 @@ class Deliverer:
         # Slack's last word on the release channel when it refused our posts there
         # (not_in_channel, channel_not_found); None since a delivery went through.
         self.channel_problem: str | None = None
+        self._posts = 0  # posting passes begun, numbered
+        self._ok_from = 0  # the newest pass that went through: older failures are stale news
 
     def kick(self, release_ids: Iterable[int | None] | None = None) -> None:
         """Deliver soon: something was just committed (for these releases, when known)."""
@@ -174,19 +177,27 @@ class Deliverer:
         if view is None or not rows:
             return 0
         self._busy.pop(release_id, None)
+        self._posts += 1
+        this_pass = self._posts
         try:
-            posted = await self._post_all(view, list(rows), _Hold(release_id, token, now))
+            posted = await self._post_all(view, list(rows),
+                                          _Hold(release_id, token, now, number=this_pass))
         except (SlackApiError, LeaseLost) as exc:
             error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else "lost"
             log.warning("REL-%s: delivery stopped (%s); will retry", release_id, error)
             if error in NOT_IN_CHANNEL:
-                self.channel_problem = error
+                if this_pass > self._ok_from:  # not a pass begun before a later one went through
+                    self.channel_problem = error
                 if rows[0].last_error != error:  # news: say it once
                     await self._invite_me(view)
             await self._give_back(release_id, token, error, rows[0].attempts)
             return 0
-        self.channel_problem = None
         return posted
+
+    def _in_channel(self, number: int) -> None:
+        """Slack took a post in the release channel during pass `number`: the bot is in."""
+        self._ok_from = max(self._ok_from, number)
+        self.channel_problem = None
 
     def _look_again(self, release_id: int) -> None:
         """Kick this release again shortly, backing off while another worker keeps it."""
@@ -300,6 +311,7 @@ class Deliverer:
         if not view.release.card_ts:  # a stall since the lease must not let two cards out
             await self._renew(hold)
         await self._ensure_card(view, card, retrying=rows[0].attempts > 1)
+        self._in_channel(hold.number)  # said at once: a filing meanwhile is told where its card is
         for row in rows:
             await self._renew(hold)
             await self._post_row(view, row)

@@ -71,5 +71,6 @@ async def test_a_request_filed_meanwhile_is_not_told_its_card_is_there(db_url: s
         assert "Its card is in" not in answer
         h.slack.outside_channels.discard(CHANNEL)
         await h.says(TESTER, "request web v1.3.0 Third")
-        await wait_for(lambda: h.card(3) is not None)  # its card went out: the bot is in
+        # Its card and then its thread line went out: the bot knows it is in.
+        await wait_for(lambda: h.card(3) is not None and bool(h.thread(3)))
         assert "Filed REL-4. Its card is in" in await h.says(TESTER, "request web v1.4.0 Four")

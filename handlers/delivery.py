@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,6 +53,7 @@ PARALLEL = 4  # releases delivered at once; each one's lease keeps its own posts
 # Failed deliveries wait 5 s, then twice as long each time, at most 10 minutes: a channel the
 # bot is not in may stay so for days, and must not cost a call every few seconds meanwhile.
 RETRY_FIRST, RETRY_MOST = 5.0, 600.0
+PERMALINKS_KEPT = 2048  # cards whose links are remembered: every release in flight and more
 NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
 VERIFY_ASKS = frozenset({"verify_now", "verify"})  # testers' asks carry the verify buttons
 
@@ -104,6 +106,7 @@ class Deliverer:
         # Slack's last word on the release channel when it refused our posts there
         # (not_in_channel, channel_not_found); None since a delivery went through.
         self.channel_problem: str | None = None
+        self._permalinks: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._posts = 0  # posting passes begun, numbered
         self._ok_from = 0  # the newest pass that went through: older failures are stale news
 
@@ -257,7 +260,7 @@ class Deliverer:
             if item.get("waits") == "approval" and view.may_sign(actor) is None:
                 continue  # signed meanwhile, or the role is gone
             rel = view.release
-            link = await self._permalink(rel.card_channel, rel.card_ts)
+            link = await self.permalink(rel.card_channel, rel.card_ts)
             lines.append(DigestLine(view, str(item.get("waits")), link, item.get("detail") or {}))
         return lines
 
@@ -432,7 +435,7 @@ class Deliverer:
         what = (", ".join(c.project for c in view.components) if view.is_train else
                 f"{rel.project} @ {view.pin.short}" if view.pin else rel.project)
         text = f"{rel.rel_id} ({escape(what)}) needs your sign-off: {escape(rel.title[:200])}"
-        link = await self._permalink(rel.card_channel, rel.card_ts)
+        link = await self.permalink(rel.card_channel, rel.card_ts)
         users = row.payload.get("users") or await self.directory.users_in_roles(
             view.missing_roles)
         blocks = ask_blocks(view, link)  # the same for every approver: drawn once
@@ -461,7 +464,7 @@ class Deliverer:
     async def _tell(self, view: ReleaseView, row: OutboxMessage) -> None:
         """The policy's `notify`: a line linking the card to channels, a DM to people and groups."""
         rel = view.release
-        link = await self._permalink(rel.card_channel, rel.card_ts)
+        link = await self.permalink(rel.card_channel, rel.card_ts)
         names = ", ".join(c.project for c in view.components) if view.is_train else rel.project
         text = tell_text(rel.rel_id, f"{names} — {rel.title[:100]}", row.payload, link)
         groups = await self.directory.groups()
@@ -496,15 +499,24 @@ class Deliverer:
             log.warning("%s: direct message %s to %s failed: %s%s", about, key, user, error,
                         maybe)
 
-    async def _permalink(self, channel: str | None, ts: str | None) -> str | None:
-        """A link to the card, when Slack gives one."""
+    async def permalink(self, channel: str | None, ts: str | None) -> str | None:
+        """A link to the card, when Slack gives one; asked once per card, since a message's
+        permalink never changes (App Home shows up to 15 at each opening)."""
         if not channel or not ts:
             return None
+        if (found := self._permalinks.get((channel, ts))) is not None:
+            self._permalinks.move_to_end((channel, ts))
+            return found
         try:
             resp = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
-            return resp.get("permalink")
         except SlackApiError:
             return None
+        link = resp.get("permalink")
+        if isinstance(link, str):
+            self._permalinks[(channel, ts)] = link
+            if len(self._permalinks) > PERMALINKS_KEPT:
+                self._permalinks.popitem(last=False)
+        return link
 
     async def _post(self, channel: str | None, release_id: int | None, key: str,
                     **kw: Any) -> str:

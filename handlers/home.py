@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_sdk.errors import SlackApiError
 
 from bot.readmodel import ReleaseView, load_view
 from bot.workflow import ACTIVE, Actor
@@ -73,18 +72,9 @@ async def publish_home(rt: Runtime, user: str) -> None:
 
 async def card_links(rt: Runtime, views: list[ReleaseView]) -> dict[int, str]:
     """Release id → its card's permalink, for the cards Slack gives one for."""
-    async def one(view: ReleaseView) -> tuple[int, str | None]:
-        rel = view.release
-        if not rel.card_channel or not rel.card_ts:
-            return rel.id or 0, None
-        try:
-            resp = await rt.client.chat_getPermalink(channel=rel.card_channel,
-                                                     message_ts=rel.card_ts)
-        except SlackApiError:
-            return rel.id or 0, None
-        return rel.id or 0, resp.get("permalink")
-    pairs = await asyncio.gather(*(one(v) for v in views))
-    return {rid: url for rid, url in pairs if url}
+    found = await asyncio.gather(*(rt.deliverer.permalink(v.release.card_channel,
+                                                          v.release.card_ts) for v in views))
+    return {v.release.id or 0: url for v, url in zip(views, found, strict=True) if url}
 
 
 async def on_home_opened(ack: AsyncAck, body: dict[str, Any], runtime: Runtime) -> None:

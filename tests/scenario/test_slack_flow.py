@@ -279,6 +279,11 @@ async def test_app_home_lists_what_waits_for_me(db_url: str, policy: Policy) -> 
                  and b["text"]["text"].startswith("*<https://")]
         assert len(named) == 2  # waiting for her sign-off, and in flight: each names REL-n
         assert all(f"|REL-{rid}>* · " in t and "\n✍️ *Ready for sign-off*" in t for t in named)
+        asked = len(h.slack.calls_to("chat.getPermalink"))
+        await h.driver.event({"type": "app_home_opened", "user": LEAD, "tab": "home"},
+                             event_id="EvHomeAgain")
+        await h.settle()
+        assert len(h.slack.calls_to("chat.getPermalink")) == asked  # a card's link is kept
         await h.driver.event({"type": "app_home_opened", "user": DEV, "tab": "home"},
                              event_id="EvHome2")
         await h.settle()

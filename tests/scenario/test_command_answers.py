@@ -1,0 +1,60 @@
+"""Commands and forms answer what is wrong, in one sentence, and write nothing when refused."""
+
+from __future__ import annotations
+
+from bot.app import DEPS
+from bot.policy import Policy
+from emulators.sample import CHANNEL, DEV, sample_policy
+from storage import queries as q
+from tests.fixtures import THREE_PROJECTS
+from tests.scenario.harness import Harness, running_app
+from tests.scenario.test_slack_flow import select, submit_modal, text_values
+
+
+async def released(h: Harness) -> int:
+    """How many releases are on file."""
+    async with h.app[DEPS].sessions() as session:
+        return len(await q.list_releases(session, limit=100))
+
+
+async def refs(h: Harness, rid: int) -> list[tuple[str, str]]:
+    """Each component's (project, ref)."""
+    async with h.app[DEPS].sessions() as session:
+        release = await q.get_release(session, rid)
+        assert release is not None
+        return [(c.project, c.ref) for c in await q.components_of(session, release)]
+
+
+async def test_a_ref_gitlab_lacks_is_refused_for_one_project_too(db_url: str,
+                                                                 policy: Policy) -> None:
+    """A release of one project is a train of one: its ref is looked up before filing."""
+    async with running_app(db_url, policy) as h:
+        missing = "GitLab has no ref `v9.9.9` in payments."
+        assert await h.says(DEV, "request payments v9.9.9 X") == missing
+        assert await h.says(DEV, "request payments@v9.9.9 X") == missing
+        await h.command(DEV, "request")
+        await h.settle()
+        values = {"project": select("payments"), "type": select("standard"),
+                  **text_values(ref="v9.9.9", title="Missing ref")}
+        reply = await submit_modal(h, DEV, values)
+        assert missing in str(reply.json) + " ".join(e.text for e in h.slack.ephemerals(DEV))
+        assert await released(h) == 0 and h.slack.messages(CHANNEL) == []
+        assert (await h.says(DEV, "request payments v1.1.0 Real")).startswith("Filed REL-1")
+        assert await h.says(DEV, "ref 1 v9.9.9") == missing
+        assert await refs(h, 1) == [("payments", "v1.1.0")]
+        assert "now points at `v2.0.0`" in await h.says(DEV, "ref 1 v2.0.0")
+
+
+async def test_a_train_ref_change_is_looked_up_and_names_the_project(db_url: str,
+                                                                     policy: Policy) -> None:
+    """`web@v9.9.9` is refused as missing; `ledger@…` is not part of a payments+web train."""
+    async with running_app(db_url, policy) as h:
+        assert "Filed REL-1" in await h.says(DEV, "request payments@v1.1.0 web@v1.1.0 Train")
+        assert await h.says(DEV, "ref 1 web@v9.9.9") == "GitLab has no ref `v9.9.9` in web."
+        assert await h.says(DEV, "ref 1 ledger@v1.0.0") == (
+            "ledger is not part of REL-1 (payments, web).")
+        assert await refs(h, 1) == [("payments", "v1.1.0"), ("web", "v1.1.0")]
+        assert "web in REL-1 now points at `v2.0.0`" in await h.says(DEV, "ref 1 web@v2.0.0")
+    async with running_app(db_url, sample_policy(projects=THREE_PROJECTS)) as h:
+        assert await h.says(DEV, "ref 1 ledger@v1.0.0") == (  # ledger is a project here
+            "ledger is not part of REL-1 (payments, web).")

@@ -25,6 +25,7 @@ from handlers.parse import (
     parse_command,
     parse_items,
     parse_verdict,
+    unescape,
 )
 from handlers.plan_form import open_plan_form
 from handlers.runtime import Runtime
@@ -36,7 +37,7 @@ Body = dict[str, Any]
 async def on_release_command(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     """Ack at once, then do the work and answer the person privately."""
     user = body.get("user_id", "")
-    text = body.get("text") or ""
+    text = unescape(body.get("text") or "")  # forms' values come unescaped; commands' don't
 
     async def work() -> Reply:
         parsed = parse_command(text, SUBCOMMANDS)

@@ -63,6 +63,11 @@ class UsageError(Refused):
         self.sub = sub
 
 
+def unescape(text: str) -> str:
+    """Slash-command text as typed: Slack sends `&`, `<` and `>` as `&amp;`, `&lt;`, `&gt;`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def split_words(text: str) -> list[str]:
     """Split on spaces; double quotes (straight or curly) group words, apostrophes are text."""
     lexer = shlex.shlex(text.translate(_QUOTES), posix=True)

@@ -58,3 +58,20 @@ async def test_a_train_ref_change_is_looked_up_and_names_the_project(db_url: str
     async with running_app(db_url, sample_policy(projects=THREE_PROJECTS)) as h:
         assert await h.says(DEV, "ref 1 ledger@v1.0.0") == (  # ledger is a project here
             "ledger is not part of REL-1 (payments, web).")
+
+
+async def test_ampersand_and_angle_brackets_in_a_command_are_text(db_url: str,
+                                                                 policy: Policy) -> None:
+    """Slack sends `R&D <team>` as `R&amp;D &lt;team&gt;`: stored as typed, shown escaped once."""
+    async with running_app(db_url, policy) as h:
+        assert "Filed REL-1" in await h.says(DEV, "request payments v1.1.0 R&D <team> fix")
+        async with h.app[DEPS].sessions() as session:
+            release = await q.get_release(session, 1)
+        assert release is not None and release.title == "R&D <team> fix"
+        await h.settle()
+        card = str(h.card(1))
+        assert "R&amp;D &lt;team&gt; fix" in card and "&amp;amp;" not in card
+        listed = await h.command(DEV, "list")
+        await h.settle()
+        shown = " ".join(e.text + str(e.blocks) for e in h.slack.ephemerals(DEV))
+        assert "R&amp;D &lt;team&gt; fix" in shown and "&amp;amp;" not in shown, listed

@@ -925,6 +925,10 @@ def verdict_event(facts: Facts, passed: bool, environment: str | None = None) ->
 def refusal(event: Event, facts: Facts) -> str:
     """Why the release's state never allows `event`: what holds it and what would free it."""
     state = facts.state
+    if event is Event.CANCEL and state is State.DEPLOYING and (
+            facts.production not in facts.started_envs):
+        return ("A deploy is running: wait for it to end, or have the release manager abandon "
+                "it, then cancel.")
     if event is Event.CANCEL and state not in TERMINAL:
         return "A release can only be cancelled until its production deploy starts."
     if event is Event.PUBLISH_NOTES and state not in TERMINAL:

@@ -325,11 +325,17 @@ def test_who_deploys() -> None:
 
 def test_cancel_until_production_starts() -> None:
     """Cancel frees staging; once production has begun, only a rollback undoes it."""
+    envs = ("staging", "production")
     for state in (S.DEPLOYING, S.VERIFIED, S.OBSERVING):
-        facts = replace(BASE, state=state)
+        facts = replace(BASE, state=state, environments=envs,
+                        started_envs=frozenset({"staging", "production"}))
         assert refused(facts, E.CANCEL, Ctx(DEV)) == (
             "A release can only be cancelled until its production deploy starts.")
-    envs = ("staging", "production")
+    staging = replace(BASE, state=S.DEPLOYING, environments=envs,
+                      started_envs=frozenset({"staging"}))
+    assert refused(staging, E.CANCEL, Ctx(DEV)) == (  # what holds it is the running deploy
+        "A deploy is running: wait for it to end, or have the release manager abandon it, "
+        "then cancel.")
     for state in (S.DEPLOYED, S.DEPLOY_FAILED):
         staged = replace(BASE, state=state, environments=envs, started_envs=frozenset({"staging"}))
         assert decide(staged, E.CANCEL, Ctx(DEV)) is S.CANCELLED

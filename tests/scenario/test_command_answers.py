@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from bot.app import DEPS
 from bot.policy import Policy
-from emulators.sample import CHANNEL, DEV, sample_policy
+from emulators.sample import CHANNEL, DEV, OPS, sample_policy
 from storage import queries as q
+from tests.adversarial.common import signed
 from tests.fixtures import THREE_PROJECTS
 from tests.scenario.harness import Harness, running_app
 from tests.scenario.test_slack_flow import select, submit_modal, text_values
@@ -75,3 +76,14 @@ async def test_ampersand_and_angle_brackets_in_a_command_are_text(db_url: str,
         await h.settle()
         shown = " ".join(e.text + str(e.blocks) for e in h.slack.ephemerals(DEV))
         assert "R&amp;D &lt;team&gt; fix" in shown and "&amp;amp;" not in shown, listed
+
+
+async def test_cancel_during_a_staging_deploy_names_the_running_deploy(db_url: str,
+                                                                      policy: Policy) -> None:
+    """While staging deploys, cancelling is held by that deploy, not by production."""
+    async with running_app(db_url, policy) as h:
+        rid = await signed(h, "payments v1.1.0 Faster checkout")
+        assert "staging" in await h.says(OPS, f"deploy REL-{rid}")
+        assert await h.says(DEV, f"cancel REL-{rid}") == (
+            "A deploy is running: wait for it to end, or have the release manager abandon it, "
+            "then cancel.")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bot.app import DEPS
 from bot.policy import Policy
-from emulators.sample import CHANNEL, DEV, OPS, sample_policy
+from emulators.sample import CHANNEL, DEV, OPS, TESTER, sample_policy
+from handlers.blocks import ActionId
 from storage import queries as q
 from tests.adversarial.common import signed
 from tests.fixtures import THREE_PROJECTS
@@ -87,3 +88,17 @@ async def test_cancel_during_a_staging_deploy_names_the_running_deploy(db_url: s
         assert await h.says(DEV, f"cancel REL-{rid}") == (
             "A deploy is running: wait for it to end, or have the release manager abandon it, "
             "then cancel.")
+
+
+async def test_a_huge_bug_count_in_the_report_form_stays_in_the_form(db_url: str,
+                                                                    policy: Policy) -> None:
+    """C=99999999999999999999 is an error under C; the form stays open, no DM."""
+    async with running_app(db_url, policy) as h:
+        assert "Filed REL-1" in await h.says(DEV, "request payments v1.1.0 Faster checkout")
+        await h.settle()
+        await h.click(TESTER, ActionId.REPORT)
+        await h.settle()
+        reply = await submit_modal(h, TESTER, text_values(
+            url="https://ci.example/report/7", A="0", B="0", C="99999999999999999999"))
+        assert reply.json == {"response_action": "errors", "errors": {"C": "At most 99999."}}
+        assert not h.slack.ephemerals(TESTER)

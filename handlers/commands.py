@@ -167,7 +167,7 @@ async def _override(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def _cancel(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """Withdraw before deploy."""
+    """Withdraw it, until its production deploy starts."""
     out = await releases.cancel(rt.deps, release_id=p.release_id or 0,
                            actor=await rt.directory.actor(user), reason=p.rest)
     return f"{out.release.rel_id} is cancelled."
@@ -282,10 +282,11 @@ async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def _help(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """Usage, only for the person who asked."""
-    return help_text(SUBCOMMANDS)
+    """Usage, only for the person who asked (`<ID>` shown, not read as markup)."""
+    return escape(help_text(SUBCOMMANDS))
 
 
+REASON = "Please give a reason"
 SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
     Sub("request", '/release request [<project> <ref> | <project>@<ref> <project>@<ref>…] '
         '[title…] [--type standard|emergency|hotfix|campaign] [--at "YYYY-MM-DD HH:MM"] '
@@ -294,42 +295,53 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
         _request, takes_id=False),
     Sub("list", "/release list [active|mine|all]", "releases, newest first", _list,
         takes_id=False),
-    Sub("status", "/release status <ID>", "one release in full", _status),
-    Sub("test", "/release test <ID>", "pick a release up for testing", _test),
+    Sub("status", "/release status <ID>",
+        "one release: state, sign-offs, report, checklist, deploys, timeline", _status),
+    Sub("test", "/release test <ID>", "a tester picks it up", _test),
     Sub("report", "/release report <ID> <url> [A=n B=n C=n]",
         "attach a test report and open-bug counts (a bug tracker's, when there is one)",
-        _report, min_args=1),
+        _report, min_args=1, needs="Give the test report link"),
     Sub("accept", "/release accept <ID> <reason…>",
-        "executive: ship with known issues", _accept, min_args=1),
+        "executive: ship an emergency release with its open bugs", _accept, min_args=1,
+        needs=REASON),
     Sub("approve", "/release approve <ID> [comment…]", "sign off for your role", _approve),
-    Sub("reject", "/release reject <ID> <reason…>", "send it back for rework", _reject, min_args=1),
+    Sub("reject", "/release reject <ID> <reason…>", "send it back for rework", _reject,
+        min_args=1, needs=REASON),
     Sub("ref", "/release ref <ID> <new ref> | <project>@<new ref>",
-        "point the release (or one project of a train) at another ref", _ref, min_args=1),
+        "point it (or one project of a train) at another ref (testing and sign-off start "
+        "again)", _ref, min_args=1, needs="Give the new ref"),
     Sub("plan", "/release plan <ID> [impact|rollback|db_scripts|stop_services|deploy_order|"
         "planned_time|on_duty <text…>]", "the go-live plan (no part: a form)", _plan),
     Sub("review", "/release review <ID> ok|changes [note…]",
         "the plan's reviewer: approve the go-live plan or ask for changes", _review,
-        min_args=1),
-    Sub("check", "/release check <ID> <item number…>", "tick checklist items", _check,
-        min_args=1),
+        min_args=1, needs="Say ok or changes"),
+    Sub("check", "/release check <ID> <item number…>",
+        "tick checklist items (each by its role: the release manager, or e.g. the DBA)", _check,
+        min_args=1, needs="Give the checklist item numbers"),
     Sub("override", "/release override <ID> <reason…>",
-        "executive: deploy in a freeze or outside windows", _override, min_args=1),
-    Sub("deploy", "/release deploy <ID> [environment]", "start the deploy pipeline", _deploy),
+        "executive: let an emergency release deploy in a freeze or outside windows", _override,
+        min_args=1, needs=REASON),
+    Sub("deploy", "/release deploy <ID> [environment]",
+        "start the deploy pipeline (the next environment by default)", _deploy),
     Sub("verify", "/release verify <ID> pass|fail [note…]",
         "a tester's verdict on the newest environment: acceptance before production, "
-        "online verification in it", _verify, min_args=1),
+        "online verification in it", _verify, min_args=1, needs="Say pass or fail"),
     Sub("arm", "/release arm <ID>",
         "release manager: let a scheduled or held release deploy on its own", _arm),
-    Sub("rollback", "/release rollback <ID> [reason…]", "redeploy the previous version",
-        _rollback),
+    Sub("rollback", "/release rollback <ID> [reason…]",
+        "redeploy the version that was live before", _rollback),
     Sub("abandon", "/release abandon <ID> <reason…>",
-        "release manager: cancel a stuck deploy pipeline; the deploy counts as failed", _abandon,
-        min_args=1),
-    Sub("cancel", "/release cancel <ID> [reason…]", "withdraw a release before deploy", _cancel),
+        "release manager: cancel a stuck deploy or rollback pipeline in GitLab; the deploy "
+        "counts as failed", _abandon, min_args=1, needs=REASON),
+    Sub("cancel", "/release cancel <ID> [reason…]",
+        "withdraw it, until its production deploy starts", _cancel),
     Sub("close", "/release close <ID> [reason…]",
         "close after observation (an executive may end it early, with a reason)", _close),
-    Sub("notes", "/release notes <ID>", "release notes since what was live", _notes),
-    Sub("calendar", "/release calendar", "scheduled releases, windows and freezes", _calendar,
-        takes_id=False),
-    Sub("help", "/release help", "this list", _help, takes_id=False),
+    Sub("notes", "/release notes <ID> [publish]",
+        "release notes from what was live in production to the pinned commit; `publish` "
+        "makes a GitLab Release of a tag", _notes),
+    Sub("calendar", "/release calendar",
+        "scheduled releases (armed or not), windows, freezes, and whether deploys are open now",
+        _calendar, takes_id=False),
+    Sub("help", "/release help", "all of this", _help, takes_id=False),
 )}

@@ -31,6 +31,7 @@ class Sub:
     handler: Handler
     takes_id: bool = True
     min_args: int = 0
+    needs: str = ""  # what to ask for when the words after the ID are missing
 
 
 _QUOTES = str.maketrans({"“": '"', "”": '"', "\u00a0": " "})
@@ -57,8 +58,9 @@ class Parsed:
 class UsageError(Refused):
     """Input that doesn't fit the subcommand; the sentence ends with its usage line."""
 
-    def __init__(self, sub: Sub | None, problem: str) -> None:
-        usage = f"Usage: `{sub.usage}`" if sub else "Try `/release help`."
+    def __init__(self, sub: Sub | None, problem: str, *, usage: str | None = None) -> None:
+        if usage is None:
+            usage = f"Usage: `{sub.usage}`" if sub else "Try `/release help`."
         super().__init__(f"{problem} {usage}".strip())
         self.sub = sub
 
@@ -89,7 +91,8 @@ def parse_command(text: str, subcommands: Mapping[str, Sub]) -> Parsed:
     name = words[0].lower()
     sub = subcommands.get(name)
     if sub is None:
-        raise UsageError(None, f"Unknown subcommand {name[:30]!r}.")
+        raise UsageError(None, f"Unknown subcommand {name[:30]!r}.",
+                         usage="\n" + help_text(subcommands))
     words, options = _options(sub, words[1:])
     if not sub.takes_id:
         return Parsed(sub, None, tuple(words), options)
@@ -100,7 +103,8 @@ def parse_command(text: str, subcommands: Mapping[str, Sub]) -> Parsed:
     except Refused as exc:
         raise UsageError(sub, exc.sentence) from None
     if len(words) - 1 < sub.min_args:
-        raise UsageError(sub, "Something is missing.")
+        usage = sub.usage.replace("<ID>", f"REL-{release_id}")
+        raise UsageError(sub, f"{sub.needs or 'Something is missing'}:", usage=f"`{usage}`")
     return Parsed(sub, release_id, tuple(words[1:]), options)
 
 

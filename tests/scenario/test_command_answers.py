@@ -102,3 +102,15 @@ async def test_a_huge_bug_count_in_the_report_form_stays_in_the_form(db_url: str
             url="https://ci.example/report/7", A="0", B="0", C="99999999999999999999"))
         assert reply.json == {"response_action": "errors", "errors": {"C": "At most 99999."}}
         assert not h.slack.ephemerals(TESTER)
+
+
+async def test_anything_unknown_shows_the_usage_and_a_missing_reason_is_named(
+        db_url: str, policy: Policy) -> None:
+    """`/release foo` answers with every usage line; `reject 1` asks for the reason."""
+    async with running_app(db_url, policy) as h:
+        unknown = await h.says(DEV, "foo")
+        assert unknown.startswith("Unknown subcommand 'foo'.")
+        assert "`/release notes &lt;ID&gt; [publish]`" in unknown
+        assert "`/release notes &lt;ID&gt; [publish]`" in await h.says(DEV, "help")
+        assert await h.says(DEV, "reject 1") == (
+            "Please give a reason: `/release reject REL-1 &lt;reason…&gt;`")

@@ -351,6 +351,8 @@ def who_sentence(who: tuple[Who, ...], facts: Facts | None = None) -> str:
     words = [_WHO_WORDS[w] for w in who if w is not Who.SYSTEM] or ["the bot"]
     if Who.ITEM_OWNER in who and facts is not None:
         words += [_a(role) for role in sorted(facts.item_owners - {"release_manager"})]
+    if Who.DEPLOYER in who and facts is not None and facts.requester_can_deploy:
+        words.append("the requester")  # the policy lets the requester deploy too
     return f"Only {' or '.join(dict.fromkeys(words))} can do that."
 
 

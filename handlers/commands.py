@@ -74,6 +74,11 @@ async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 def _components(p: Parsed) -> tuple[list[tuple[str, str]], list[str]]:
     """The (project, ref) pairs a request names, and the words of its title after them."""
     words = list(p.words)
+    for word in words:  # the leading project@ref words, before the title
+        if word.endswith("@") and len(word) > 1:
+            raise UsageError(p.sub, f"The ref after `{word}` is missing.")
+        if not is_component(word):
+            break
     if not is_component(words[0]):
         if len(words) < 2:
             raise UsageError(p.sub, "Give at least a project and a ref (or project@ref).")

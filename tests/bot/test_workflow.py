@@ -321,6 +321,11 @@ def test_who_deploys() -> None:
     ctx = Ctx(DEV, environment="staging")
     assert "release manager" in refused(facts, E.DEPLOY, ctx)
     assert decide(replace(facts, requester_can_deploy=True), E.DEPLOY, ctx) is S.DEPLOYING
+    assert refused(facts, E.DEPLOY, Ctx(TESTER, environment="staging")) == (
+        "Only the release manager can do that.")
+    assert refused(replace(facts, requester_can_deploy=True), E.DEPLOY,
+                   Ctx(TESTER, environment="staging")) == (
+        "Only the release manager or the requester can do that.")
 
 
 def test_cancel_until_production_starts() -> None:

@@ -114,3 +114,11 @@ async def test_anything_unknown_shows_the_usage_and_a_missing_reason_is_named(
         assert "`/release notes &lt;ID&gt; [publish]`" in await h.says(DEV, "help")
         assert await h.says(DEV, "reject 1") == (
             "Please give a reason: `/release reject REL-1 &lt;reason…&gt;`")
+
+
+async def test_a_train_component_without_its_ref_is_named(db_url: str, policy: Policy) -> None:
+    """`web@` is a project whose ref is missing, not an unknown project `web@`."""
+    async with running_app(db_url, policy) as h:
+        assert (await h.says(DEV, "request web@ payments@v1.1.0 X")).startswith(
+            "The ref after `web@` is missing.")
+        assert await released(h) == 0

@@ -103,6 +103,8 @@ async def _list(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 async def _status(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """One release in full."""
+    if p.words:
+        raise UsageError(p.sub, f"{p.words[0][:30]!r} is not part of it.")
     return await status_blocks(rt.deps, p.release_id or 0)
 
 
@@ -234,7 +236,10 @@ async def close_release(rt: Runtime, release_id: int, actor: Actor,
 
 async def _notes(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Release notes since what was live; `publish` makes a GitLab Release of a tag."""
-    if p.words and p.words[0].lower() == "publish":
+    if p.words and (len(p.words) > 1 or p.words[0].lower() != "publish"):
+        word = next(w for w in p.words if w.lower() != "publish")
+        raise UsageError(p.sub, f"{word[:30]!r} is not part of it; only `publish` may follow.")
+    if p.words:
         return await _publish(rt, p.release_id or 0, user)
     return await release_notes(rt, p.release_id or 0)
 

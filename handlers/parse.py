@@ -137,7 +137,10 @@ def parse_bug_counts(sub: Sub, words: tuple[str, ...]) -> dict[str, int]:
         match = _BUG.match(word)
         if not match:
             raise UsageError(sub, f"{word[:30]!r} is not a bug count.")
-        counts[match.group(1).upper()] = int(match.group(2))
+        severity = match.group(1).upper()
+        if severity in counts:  # which one was meant is a guess we don't make
+            raise UsageError(sub, f"{severity} is given twice.")
+        counts[severity] = int(match.group(2))
     return counts
 
 

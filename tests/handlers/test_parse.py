@@ -290,3 +290,10 @@ def test_help_lists_every_subcommand() -> None:
     assert "<" not in text and "`/release status &lt;ID&gt;`" in text
     for sub in SUBCOMMANDS.values():
         assert f"`{escape(sub.usage)}` — {escape(sub.about)}" in text
+
+
+def test_a_repeated_severity_is_refused() -> None:
+    """`A=0 A=3` is refused rather than one count silently winning."""
+    with pytest.raises(UsageError) as caught:
+        parse_bug_counts(SUBCOMMANDS["report"], ("A=0", "A=3"))
+    assert caught.value.sentence.startswith("A is given twice. Usage: `/release report")

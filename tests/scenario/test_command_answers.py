@@ -122,3 +122,16 @@ async def test_a_train_component_without_its_ref_is_named(db_url: str, policy: P
         assert (await h.says(DEV, "request web@ payments@v1.1.0 X")).startswith(
             "The ref after `web@` is missing.")
         assert await released(h) == 0
+
+
+async def test_extra_or_repeated_words_are_refused(db_url: str, policy: Policy) -> None:
+    """`A=0 A=3`, `status 1 extra` and `notes 1 bogus` are refused with the usage line."""
+    async with running_app(db_url, policy) as h:
+        assert "Filed REL-1" in await h.says(DEV, "request payments v1.1.0 Faster checkout")
+        assert (await h.says(TESTER, "report 1 https://qa/r A=0 A=3")).startswith(
+            "A is given twice. Usage: `/release report")
+        assert (await h.says(DEV, "status 1 extra")) == (
+            "'extra' is not part of it. Usage: `/release status &lt;ID&gt;`")
+        assert (await h.says(DEV, "notes 1 bogus")) == (
+            "'bogus' is not part of it; only `publish` may follow. "
+            "Usage: `/release notes &lt;ID&gt; [publish]`")

@@ -25,11 +25,13 @@ from bot.transition import (
     Outcome,
     ask_approvers,
     check_event,
+    load_facts,
     locked,
     notify,
     record,
     run_in_transaction,
     step,
+    traced_decide,
     transition,
     type_limits,
     void_approvals,
@@ -45,6 +47,7 @@ from bot.workflow import (
     Report,
     State,
     can_sign,
+    reads_for,
 )
 from storage import queries as q
 from storage.models import Approval, Release, ReleaseComponent, TestReport, WorkItem
@@ -494,7 +497,8 @@ def _component(release: Release, comps: list[ReleaseComponent],
 
 
 async def tick(deps: Deps, *, release_id: int, actor: Actor, items: tuple[int, ...]) -> Outcome:
-    """Tick pre-release checklist items (ticking one twice changes nothing)."""
+    """Tick pre-release checklist items; ticking one twice changes and announces nothing."""
+    ctx = Ctx(actor, items=tuple(items))
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         new = sorted(set(items) - facts.checklist_done)
@@ -502,7 +506,18 @@ async def tick(deps: Deps, *, release_id: int, actor: Actor, items: tuple[int, .
         done = len(facts.checklist_done) + len(new)
         return {"items": new, "done": done, "total": facts.checklist_total}
 
-    return await transition(deps, release_id, Event.TICK, Ctx(actor, items=tuple(items)), apply)
+    async def work(session: AsyncSession) -> Outcome:
+        release = await locked(session, release_id)
+        state = State(release.state)
+        facts = await load_facts(session, deps, release, reads_for(Event.TICK, state))
+        if not set(items) <= facts.checklist_done:
+            return await step(session, deps, release, Event.TICK, ctx, apply)
+        traced_decide(deps, release, facts, Event.TICK, ctx)  # who may not is still told so
+        detail = {"items": [], "done": len(facts.checklist_done),
+                  "total": facts.checklist_total}
+        return Outcome(release, Event.TICK, state, state, detail, changed=False)
+
+    return await run_in_transaction(deps, work)
 
 
 async def override_gate(deps: Deps, *, release_id: int, actor: Actor, reason: str) -> Outcome:

@@ -135,3 +135,21 @@ async def test_extra_or_repeated_words_are_refused(db_url: str, policy: Policy) 
         assert (await h.says(DEV, "notes 1 bogus")) == (
             "'bogus' is not part of it; only `publish` may follow. "
             "Usage: `/release notes &lt;ID&gt; [publish]`")
+
+
+async def test_ticking_a_ticked_item_again_writes_nothing(db_url: str, policy: Policy) -> None:
+    """`check 1 1` on a ticked item: no thread line, no audit row; the answer says ticks stay."""
+    async with running_app(db_url, policy) as h:
+        rid = await signed(h, "payments v1.1.0 Faster checkout")  # items 1-3 ticked
+        await h.settle()
+        lines = len(h.thread(rid))
+        async with h.app[DEPS].sessions() as session:
+            audited = len(await q.audit_of(session, rid))
+        assert await h.says(OPS, f"check REL-{rid} 1") == (
+            "Nothing new was ticked; ticks can't be undone (who ticked what is audited). "
+            f"Checklist of REL-{rid}: 3/3 ticked.")
+        await h.settle()
+        assert len(h.thread(rid)) == lines
+        assert not [t for t in h.thread(rid) if "(none new)" in t]
+        async with h.app[DEPS].sessions() as session:
+            assert len(await q.audit_of(session, rid)) == audited

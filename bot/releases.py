@@ -22,6 +22,7 @@ from bot.trains import deploy_order, is_component, split_component, train_proble
 from bot.transition import (
     Apply,
     Deps,
+    MergeBackNeeded,
     Outcome,
     ask_approvers,
     check_event,
@@ -510,12 +511,15 @@ async def tick(deps: Deps, *, release_id: int, actor: Actor, items: tuple[int, .
         release = await locked(session, release_id)
         state = State(release.state)
         facts = await load_facts(session, deps, release, reads_for(Event.TICK, state))
-        if not set(items) <= facts.checklist_done:
-            return await step(session, deps, release, Event.TICK, ctx, apply)
-        traced_decide(deps, release, facts, Event.TICK, ctx)  # who may not is still told so
-        detail = {"items": [], "done": len(facts.checklist_done),
-                  "total": facts.checklist_total}
-        return Outcome(release, Event.TICK, state, state, detail, changed=False)
+        dest = traced_decide(deps, release, facts, Event.TICK, ctx)  # who may not is told so
+        if set(items) <= facts.checklist_done:  # nothing new: no audit row, no thread line
+            detail = {"items": [], "done": len(facts.checklist_done),
+                      "total": facts.checklist_total}
+            return Outcome(release, Event.TICK, state, state, detail, changed=False)
+        if not facts.merge_back_checked:  # as `step` does: ask GitLab, then decide again
+            raise MergeBackNeeded(release.id)
+        return await record(session, deps, release, Event.TICK, actor, dest,
+                            await apply(session, release, facts))
 
     return await run_in_transaction(deps, work)
 

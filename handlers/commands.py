@@ -292,8 +292,10 @@ async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def _help(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """Usage, only for the person who asked (`<ID>` shown, not read as markup)."""
-    return escape(help_text(SUBCOMMANDS))
+    """Usage, only for the person who asked; anything unknown says so first."""
+    if p.unknown:
+        return f"Unknown subcommand {escape(repr(p.unknown))}.\n{help_text(SUBCOMMANDS)}"
+    return help_text(SUBCOMMANDS)
 
 
 REASON = "Please give a reason"

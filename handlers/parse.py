@@ -48,6 +48,7 @@ class Parsed:
     release_id: int | None = None
     words: tuple[str, ...] = ()
     options: dict[str, str] = field(default_factory=dict)
+    unknown: str = ""  # the word typed, when it named no subcommand
 
     @property
     def rest(self) -> str:
@@ -91,8 +92,7 @@ def parse_command(text: str, subcommands: Mapping[str, Sub]) -> Parsed:
     name = words[0].lower()
     sub = subcommands.get(name)
     if sub is None:
-        raise UsageError(None, f"Unknown subcommand {name[:30]!r}.",
-                         usage="\n" + help_text(subcommands))
+        return Parsed(subcommands["help"], unknown=name[:30])  # anything unknown: the usage
     words, options = _options(sub, words[1:])
     if not sub.takes_id:
         return Parsed(sub, None, tuple(words), options)

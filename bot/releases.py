@@ -18,17 +18,21 @@ from bot.plan import clean_plan
 from bot.plan import too_long as plan_too_long
 from bot.policy import Ground, Policy, PolicyError, ReleaseType
 from bot.trackers import BugCount
-from bot.trains import deploy_order, train_problems
+from bot.trains import deploy_order, is_component, split_component, train_problems
 from bot.transition import (
     Apply,
     Deps,
+    MergeBackNeeded,
     Outcome,
     ask_approvers,
+    check_event,
+    load_facts,
     locked,
     notify,
     record,
     run_in_transaction,
     step,
+    traced_decide,
     transition,
     type_limits,
     void_approvals,
@@ -44,6 +48,7 @@ from bot.workflow import (
     Report,
     State,
     can_sign,
+    reads_for,
 )
 from storage import queries as q
 from storage.models import Approval, Release, ReleaseComponent, TestReport, WorkItem
@@ -235,7 +240,7 @@ def _git_ref_rule(ref: str) -> str | None:
 async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outcome:
     """File a new release (`REL-n`), announce it, and ask testers or approvers.
 
-    A train's refs are looked up in GitLab first: one missing is refused, nothing filed.
+    Every ref is looked up in GitLab first: one missing is refused, nothing filed.
     """
     if problems := request_problems(new, policy=deps.policy, now=deps.clock()):
         raise Refused(" ".join(problems.values()))
@@ -245,7 +250,7 @@ async def request_release(deps: Deps, *, actor: Actor, new: NewRelease) -> Outco
     refs = dict(new.parts)
     parts = [(p, refs[p]) for p in deploy_order(list(refs), new.order,
                                                 deps.policy.dependencies)]
-    if len(parts) > 1:  # a person past their limits gets no GitLab look-ups either
+    if deps.gitlab is not None:  # a person past their limits gets no GitLab look-ups either
         async with deps.sessions() as session:
             await _within_limits(session, deps.policy, actor.user, deps.clock())
         await _refs_exist(deps, parts)
@@ -452,10 +457,17 @@ async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str,
     ref = ref.strip()
     if sentence := ref_problem(ref):
         raise Refused(sentence)
+    if deps.gitlab is not None:  # nothing is written for a ref GitLab doesn't have
+        await check_event(deps, release_id=release_id, event=Event.CHANGE_REF, actor=actor)
+        async with deps.sessions() as session:
+            release = await q.get_release(session, release_id)
+            comps = await q.components_of(session, release) if release else []
+        if release is not None:
+            await _refs_exist(deps, [(_component(release, comps, project, ref).project, ref)])
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         comps = await q.components_of(session, release)
-        comp = _component(release, comps, project)
+        comp = _component(release, comps, project, ref)
         old = comp.ref
         voided = void_approvals(release, facts)
         comp.ref = ref
@@ -469,9 +481,11 @@ async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str,
 
 
 def _component(release: Release, comps: list[ReleaseComponent],
-               project: str | None) -> ReleaseComponent:
+               project: str | None, ref: str = "") -> ReleaseComponent:
     """The component a ref change names (a one-project release's own when none is named)."""
     names = ", ".join(c.project for c in comps)
+    if project is None and len(comps) > 1 and is_component(ref):
+        project = split_component(ref)[0]  # `other@ref`: a project, just not one of this train
     if project is None:
         if len(comps) > 1:
             raise Refused(f"{release.rel_id} is a train of {names}: name the project, e.g. "
@@ -484,7 +498,8 @@ def _component(release: Release, comps: list[ReleaseComponent],
 
 
 async def tick(deps: Deps, *, release_id: int, actor: Actor, items: tuple[int, ...]) -> Outcome:
-    """Tick pre-release checklist items (ticking one twice changes nothing)."""
+    """Tick pre-release checklist items; ticking one twice changes and announces nothing."""
+    ctx = Ctx(actor, items=tuple(items))
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         new = sorted(set(items) - facts.checklist_done)
@@ -492,7 +507,21 @@ async def tick(deps: Deps, *, release_id: int, actor: Actor, items: tuple[int, .
         done = len(facts.checklist_done) + len(new)
         return {"items": new, "done": done, "total": facts.checklist_total}
 
-    return await transition(deps, release_id, Event.TICK, Ctx(actor, items=tuple(items)), apply)
+    async def work(session: AsyncSession) -> Outcome:
+        release = await locked(session, release_id)
+        state = State(release.state)
+        facts = await load_facts(session, deps, release, reads_for(Event.TICK, state))
+        dest = traced_decide(deps, release, facts, Event.TICK, ctx)  # who may not is told so
+        if set(items) <= facts.checklist_done:  # nothing new: no audit row, no thread line
+            detail = {"items": [], "done": len(facts.checklist_done),
+                      "total": facts.checklist_total}
+            return Outcome(release, Event.TICK, state, state, detail, changed=False)
+        if not facts.merge_back_checked:  # as `step` does: ask GitLab, then decide again
+            raise MergeBackNeeded(release.id)
+        return await record(session, deps, release, Event.TICK, actor, dest,
+                            await apply(session, release, facts))
+
+    return await run_in_transaction(deps, work)
 
 
 async def override_gate(deps: Deps, *, release_id: int, actor: Actor, reason: str) -> Outcome:

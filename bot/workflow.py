@@ -351,6 +351,8 @@ def who_sentence(who: tuple[Who, ...], facts: Facts | None = None) -> str:
     words = [_WHO_WORDS[w] for w in who if w is not Who.SYSTEM] or ["the bot"]
     if Who.ITEM_OWNER in who and facts is not None:
         words += [_a(role) for role in sorted(facts.item_owners - {"release_manager"})]
+    if Who.DEPLOYER in who and facts is not None and facts.requester_can_deploy:
+        words.append("the requester")  # the policy lets the requester deploy too
     return f"Only {' or '.join(dict.fromkeys(words))} can do that."
 
 
@@ -925,6 +927,10 @@ def verdict_event(facts: Facts, passed: bool, environment: str | None = None) ->
 def refusal(event: Event, facts: Facts) -> str:
     """Why the release's state never allows `event`: what holds it and what would free it."""
     state = facts.state
+    if event is Event.CANCEL and state is State.DEPLOYING and (
+            facts.production not in facts.started_envs):
+        return ("A deploy is running: wait for it to end, or have the release manager abandon "
+                "it, then cancel.")
     if event is Event.CANCEL and state not in TERMINAL:
         return "A release can only be cancelled until its production deploy starts."
     if event is Event.PUBLISH_NOTES and state not in TERMINAL:

@@ -118,7 +118,8 @@ class SlackDriver:
 
     async def command(self, user: str, text: str, *, command: str = "/release",
                       channel: str = "C0RELEASES", **opts: Unpack[SendOptions]) -> Reply:
-        """A slash command, form-encoded as Slack sends it."""
+        """A slash command, form-encoded as Slack sends it: `text` as typed, escaped by Slack."""
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         form = {
             "token": VERIFICATION_TOKEN, "team_id": self.team_id, "team_domain": TEAM_DOMAIN,
             "channel_id": channel, "channel_name": channel.lower(), "user_id": user,

@@ -137,8 +137,13 @@ def rejected(out: Outcome) -> str:
 
 
 def ticked(out: Outcome) -> str:
-    """Checklist progress."""
-    return f"Checklist of {out.release.rel_id}: {out.detail['done']}/{out.detail['total']} ticked."
+    """Checklist progress; a tick that adds nothing says that ticks stay."""
+    detail = out.detail
+    progress = f"Checklist of {out.release.rel_id}: {detail['done']}/{detail['total']} ticked."
+    if detail.get("items"):
+        return progress
+    return (f"Nothing new was ticked; ticks can't be undone (who ticked what is audited). "
+            f"{progress}")
 
 
 def deploy_started(out: Outcome) -> str:

@@ -25,6 +25,7 @@ from handlers.parse import (
     parse_command,
     parse_items,
     parse_verdict,
+    unescape,
 )
 from handlers.plan_form import open_plan_form
 from handlers.runtime import Runtime
@@ -36,7 +37,7 @@ Body = dict[str, Any]
 async def on_release_command(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
     """Ack at once, then do the work and answer the person privately."""
     user = body.get("user_id", "")
-    text = body.get("text") or ""
+    text = unescape(body.get("text") or "")  # forms' values come unescaped; commands' don't
 
     async def work() -> Reply:
         parsed = parse_command(text, SUBCOMMANDS)
@@ -73,6 +74,11 @@ async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 def _components(p: Parsed) -> tuple[list[tuple[str, str]], list[str]]:
     """The (project, ref) pairs a request names, and the words of its title after them."""
     words = list(p.words)
+    for word in words:  # the leading project@ref words, before the title
+        if word.endswith("@") and len(word) > 1:
+            raise UsageError(p.sub, f"The ref after `{word}` is missing.")
+        if not is_component(word):
+            break
     if not is_component(words[0]):
         if len(words) < 2:
             raise UsageError(p.sub, "Give at least a project and a ref (or project@ref).")
@@ -97,6 +103,8 @@ async def _list(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 async def _status(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """One release in full."""
+    if p.words:
+        raise UsageError(p.sub, f"{p.words[0][:30]!r} is not part of it.")
     return await status_blocks(rt.deps, p.release_id or 0)
 
 
@@ -166,7 +174,7 @@ async def _override(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def _cancel(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """Withdraw before deploy."""
+    """Withdraw it, until its production deploy starts."""
     out = await releases.cancel(rt.deps, release_id=p.release_id or 0,
                            actor=await rt.directory.actor(user), reason=p.rest)
     return f"{out.release.rel_id} is cancelled."
@@ -228,7 +236,10 @@ async def close_release(rt: Runtime, release_id: int, actor: Actor,
 
 async def _notes(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """Release notes since what was live; `publish` makes a GitLab Release of a tag."""
-    if p.words and p.words[0].lower() == "publish":
+    if p.words and (len(p.words) > 1 or p.words[0].lower() != "publish"):
+        word = next(w for w in p.words if w.lower() != "publish")
+        raise UsageError(p.sub, f"{word[:30]!r} is not part of it; only `publish` may follow.")
+    if p.words:
         return await _publish(rt, p.release_id or 0, user)
     return await release_notes(rt, p.release_id or 0)
 
@@ -281,10 +292,13 @@ async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def _help(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """Usage, only for the person who asked."""
+    """Usage, only for the person who asked; anything unknown says so first."""
+    if p.unknown:
+        return f"Unknown subcommand {escape(repr(p.unknown))}.\n{help_text(SUBCOMMANDS)}"
     return help_text(SUBCOMMANDS)
 
 
+REASON = "Please give a reason"
 SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
     Sub("request", '/release request [<project> <ref> | <project>@<ref> <project>@<ref>…] '
         '[title…] [--type standard|emergency|hotfix|campaign] [--at "YYYY-MM-DD HH:MM"] '
@@ -293,42 +307,53 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
         _request, takes_id=False),
     Sub("list", "/release list [active|mine|all]", "releases, newest first", _list,
         takes_id=False),
-    Sub("status", "/release status <ID>", "one release in full", _status),
-    Sub("test", "/release test <ID>", "pick a release up for testing", _test),
+    Sub("status", "/release status <ID>",
+        "one release: state, sign-offs, report, checklist, deploys, timeline", _status),
+    Sub("test", "/release test <ID>", "a tester picks it up", _test),
     Sub("report", "/release report <ID> <url> [A=n B=n C=n]",
         "attach a test report and open-bug counts (a bug tracker's, when there is one)",
-        _report, min_args=1),
+        _report, min_args=1, needs="Give the test report link"),
     Sub("accept", "/release accept <ID> <reason…>",
-        "executive: ship with known issues", _accept, min_args=1),
+        "executive: ship an emergency release with its open bugs", _accept, min_args=1,
+        needs=REASON),
     Sub("approve", "/release approve <ID> [comment…]", "sign off for your role", _approve),
-    Sub("reject", "/release reject <ID> <reason…>", "send it back for rework", _reject, min_args=1),
+    Sub("reject", "/release reject <ID> <reason…>", "send it back for rework", _reject,
+        min_args=1, needs=REASON),
     Sub("ref", "/release ref <ID> <new ref> | <project>@<new ref>",
-        "point the release (or one project of a train) at another ref", _ref, min_args=1),
+        "point it (or one project of a train) at another ref (testing and sign-off start "
+        "again)", _ref, min_args=1, needs="Give the new ref"),
     Sub("plan", "/release plan <ID> [impact|rollback|db_scripts|stop_services|deploy_order|"
         "planned_time|on_duty <text…>]", "the go-live plan (no part: a form)", _plan),
     Sub("review", "/release review <ID> ok|changes [note…]",
         "the plan's reviewer: approve the go-live plan or ask for changes", _review,
-        min_args=1),
-    Sub("check", "/release check <ID> <item number…>", "tick checklist items", _check,
-        min_args=1),
+        min_args=1, needs="Say ok or changes"),
+    Sub("check", "/release check <ID> <item number…>",
+        "tick checklist items (each by its role: the release manager, or e.g. the DBA)", _check,
+        min_args=1, needs="Give the checklist item numbers"),
     Sub("override", "/release override <ID> <reason…>",
-        "executive: deploy in a freeze or outside windows", _override, min_args=1),
-    Sub("deploy", "/release deploy <ID> [environment]", "start the deploy pipeline", _deploy),
+        "executive: let an emergency release deploy in a freeze or outside windows", _override,
+        min_args=1, needs=REASON),
+    Sub("deploy", "/release deploy <ID> [environment]",
+        "start the deploy pipeline (the next environment by default)", _deploy),
     Sub("verify", "/release verify <ID> pass|fail [note…]",
         "a tester's verdict on the newest environment: acceptance before production, "
-        "online verification in it", _verify, min_args=1),
+        "online verification in it", _verify, min_args=1, needs="Say pass or fail"),
     Sub("arm", "/release arm <ID>",
         "release manager: let a scheduled or held release deploy on its own", _arm),
-    Sub("rollback", "/release rollback <ID> [reason…]", "redeploy the previous version",
-        _rollback),
+    Sub("rollback", "/release rollback <ID> [reason…]",
+        "redeploy the version that was live before", _rollback),
     Sub("abandon", "/release abandon <ID> <reason…>",
-        "release manager: cancel a stuck deploy pipeline; the deploy counts as failed", _abandon,
-        min_args=1),
-    Sub("cancel", "/release cancel <ID> [reason…]", "withdraw a release before deploy", _cancel),
+        "release manager: cancel a stuck deploy or rollback pipeline in GitLab; the deploy "
+        "counts as failed", _abandon, min_args=1, needs=REASON),
+    Sub("cancel", "/release cancel <ID> [reason…]",
+        "withdraw it, until its production deploy starts", _cancel),
     Sub("close", "/release close <ID> [reason…]",
         "close after observation (an executive may end it early, with a reason)", _close),
-    Sub("notes", "/release notes <ID>", "release notes since what was live", _notes),
-    Sub("calendar", "/release calendar", "scheduled releases, windows and freezes", _calendar,
-        takes_id=False),
-    Sub("help", "/release help", "this list", _help, takes_id=False),
+    Sub("notes", "/release notes <ID> [publish]",
+        "release notes from what was live in production to the pinned commit; `publish` "
+        "makes a GitLab Release of a tag", _notes),
+    Sub("calendar", "/release calendar",
+        "scheduled releases (armed or not), windows, freezes, and whether deploys are open now",
+        _calendar, takes_id=False),
+    Sub("help", "/release help", "all of this", _help, takes_id=False),
 )}

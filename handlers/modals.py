@@ -226,8 +226,10 @@ def parse_report_view(values: dict[str, Any]) -> tuple[tuple[str, dict[str, int]
     counts: dict[str, int] = {}  # a count left empty is not given: 0, or the tracker's
     for sev in ("A", "B", "C"):
         raw = field_value(values, sev)
-        if raw and not raw.isdecimal():
+        if raw and not (raw.isascii() and raw.isdecimal()):
             errors[sev] = "A whole number, 0 or more."
+        elif len(raw) > 5:  # as the command takes them; the bot refuses more
+            errors[sev] = "At most 99999."
         elif raw:
             counts[sev] = int(raw)
     return (None, errors) if errors else ((url, counts), {})

@@ -31,6 +31,7 @@ class Sub:
     handler: Handler
     takes_id: bool = True
     min_args: int = 0
+    needs: str = ""  # what to ask for when the words after the ID are missing
 
 
 _QUOTES = str.maketrans({"“": '"', "”": '"', "\u00a0": " "})
@@ -47,6 +48,7 @@ class Parsed:
     release_id: int | None = None
     words: tuple[str, ...] = ()
     options: dict[str, str] = field(default_factory=dict)
+    unknown: str = ""  # the word typed, when it named no subcommand
 
     @property
     def rest(self) -> str:
@@ -57,10 +59,16 @@ class Parsed:
 class UsageError(Refused):
     """Input that doesn't fit the subcommand; the sentence ends with its usage line."""
 
-    def __init__(self, sub: Sub | None, problem: str) -> None:
-        usage = f"Usage: `{sub.usage}`" if sub else "Try `/release help`."
+    def __init__(self, sub: Sub | None, problem: str, *, usage: str | None = None) -> None:
+        if usage is None:
+            usage = f"Usage: `{sub.usage}`" if sub else "Try `/release help`."
         super().__init__(f"{problem} {usage}".strip())
         self.sub = sub
+
+
+def unescape(text: str) -> str:
+    """Slash-command text as typed: Slack sends `&`, `<` and `>` as `&amp;`, `&lt;`, `&gt;`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def split_words(text: str) -> list[str]:
@@ -84,7 +92,7 @@ def parse_command(text: str, subcommands: Mapping[str, Sub]) -> Parsed:
     name = words[0].lower()
     sub = subcommands.get(name)
     if sub is None:
-        raise UsageError(None, f"Unknown subcommand {name[:30]!r}.")
+        return Parsed(subcommands["help"], unknown=name[:30])  # anything unknown: the usage
     words, options = _options(sub, words[1:])
     if not sub.takes_id:
         return Parsed(sub, None, tuple(words), options)
@@ -95,7 +103,8 @@ def parse_command(text: str, subcommands: Mapping[str, Sub]) -> Parsed:
     except Refused as exc:
         raise UsageError(sub, exc.sentence) from None
     if len(words) - 1 < sub.min_args:
-        raise UsageError(sub, "Something is missing.")
+        usage = sub.usage.replace("<ID>", f"REL-{release_id}")
+        raise UsageError(sub, f"{sub.needs or 'Something is missing'}:", usage=f"`{usage}`")
     return Parsed(sub, release_id, tuple(words[1:]), options)
 
 
@@ -128,7 +137,10 @@ def parse_bug_counts(sub: Sub, words: tuple[str, ...]) -> dict[str, int]:
         match = _BUG.match(word)
         if not match:
             raise UsageError(sub, f"{word[:30]!r} is not a bug count.")
-        counts[match.group(1).upper()] = int(match.group(2))
+        severity = match.group(1).upper()
+        if severity in counts:  # which one was meant is a guess we don't make
+            raise UsageError(sub, f"{severity} is given twice.")
+        counts[severity] = int(match.group(2))
     return counts
 
 

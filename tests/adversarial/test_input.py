@@ -105,6 +105,9 @@ async def test_a_ref_holding_markup_is_shown_inert(db_url: str, policy: Any) -> 
     """`<` `!` `>` are allowed in git ref names: a ref `<!channel>` is filed, changed to
     `<!here>` and looked at, and no answer, card or thread line pings anyone."""
     async with running_app(db_url, policy) as h:
+        web = h.gitlab.project("acme/web")
+        for ref in ("<!channel>", "<!here>"):
+            h.gitlab.add_tag(web, ref, "main")
         rid = await filed(h, "web <!channel> Ping")
         assert "now points at `&lt;!here&gt;`" in await h.says(DEV, f"ref REL-{rid} <!here>")
         await h.says(DEV, f"status REL-{rid}")

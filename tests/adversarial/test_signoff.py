@@ -83,7 +83,7 @@ async def test_an_executive_acceptance_of_open_bugs_is_audited(db_url: str,
                 (DIRECTOR, f"accept REL-{rid} ship it", "Only an executive"),
                 (OPS, f"accept REL-{rid} ship it", "Only an executive"),
                 (DEV, f"accept REL-{rid} ship it", "Only an executive"),
-                (CTO, f"accept REL-{rid}", "Usage"),
+                (CTO, f"accept REL-{rid}", "Please give a reason"),
                 (CTO, f'accept REL-{rid} "  "', "Please give a reason")):
             assert refusal in await h.says(user, text), (user, text)
         assert (await release(h, rid)).state == "testing"
@@ -128,7 +128,7 @@ async def test_freeze_bypass_needs_the_executive_and_a_reason(db_url: str) -> No
         for user, text, refusal in (
                 (DIRECTOR, f"override REL-{urgent} outage", "Only an executive"),
                 (OPS, f"override REL-{urgent} outage", "Only an executive"),
-                (CTO, f"override REL-{urgent}", "Usage"),
+                (CTO, f"override REL-{urgent}", "Please give a reason"),
                 (CTO, f'override REL-{urgent} " "', "Please give a reason")):
             assert refusal in await h.says(user, text), (user, text)
         assert h.gitlab.pipelines == {}

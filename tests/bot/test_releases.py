@@ -248,6 +248,7 @@ async def test_every_way_into_sign_off_pins_the_commit(deps: Deps, gitlab: GitLa
     gitlab.reset_calls()
     by_sha = await new_release(deps, type="hotfix", ref=old.sha)
     assert await pinned(deps, by_sha) == old.sha
-    assert gitlab.count("/projects/1/repository/commits") == 1  # it exists: asked once
-    with pytest.raises(Refused, match=r"GitLab can't resolve `f{40}` in payments"):
-        await new_release(deps, type="hotfix", ref="f" * 40)  # no such commit: nothing signed
+    # looked up when requested, then pinned when it reaches sign-off
+    assert gitlab.count("/projects/1/repository/commits") == 2
+    with pytest.raises(Refused, match=r"GitLab has no ref `f{40}` in payments"):
+        await new_release(deps, type="hotfix", ref="f" * 40)  # no such commit: nothing filed

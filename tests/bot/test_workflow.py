@@ -321,15 +321,26 @@ def test_who_deploys() -> None:
     ctx = Ctx(DEV, environment="staging")
     assert "release manager" in refused(facts, E.DEPLOY, ctx)
     assert decide(replace(facts, requester_can_deploy=True), E.DEPLOY, ctx) is S.DEPLOYING
+    assert refused(facts, E.DEPLOY, Ctx(TESTER, environment="staging")) == (
+        "Only the release manager can do that.")
+    assert refused(replace(facts, requester_can_deploy=True), E.DEPLOY,
+                   Ctx(TESTER, environment="staging")) == (
+        "Only the release manager or the requester can do that.")
 
 
 def test_cancel_until_production_starts() -> None:
     """Cancel frees staging; once production has begun, only a rollback undoes it."""
+    envs = ("staging", "production")
     for state in (S.DEPLOYING, S.VERIFIED, S.OBSERVING):
-        facts = replace(BASE, state=state)
+        facts = replace(BASE, state=state, environments=envs,
+                        started_envs=frozenset({"staging", "production"}))
         assert refused(facts, E.CANCEL, Ctx(DEV)) == (
             "A release can only be cancelled until its production deploy starts.")
-    envs = ("staging", "production")
+    staging = replace(BASE, state=S.DEPLOYING, environments=envs,
+                      started_envs=frozenset({"staging"}))
+    assert refused(staging, E.CANCEL, Ctx(DEV)) == (  # what holds it is the running deploy
+        "A deploy is running: wait for it to end, or have the release manager abandon it, "
+        "then cancel.")
     for state in (S.DEPLOYED, S.DEPLOY_FAILED):
         staged = replace(BASE, state=state, environments=envs, started_envs=frozenset({"staging"}))
         assert decide(staged, E.CANCEL, Ctx(DEV)) is S.CANCELLED

@@ -348,6 +348,8 @@ async def test_command_is_signed_and_carries_slack_fields(
     assert form["response_url"].startswith(slack.url + "/response/")
     assert {"token", "team_id", "team_domain", "channel_name", "user_name", "api_app_id",
             "is_enterprise_install"} <= form.keys()
+    typed = (await driver.command("U0OPS", "request web v1.1.0 R&D <team> fix")).json["body"]
+    assert typed["text"] == "request web v1.1.0 R&amp;D &lt;team&gt; fix"  # as Slack sends it
     opened = await client.views_open(trigger_id=form["trigger_id"], view={"type": "modal"})
     assert opened["ok"] is True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,8 +58,12 @@ def parse_or_refuse(text: str) -> Parsed | None:
         parsed = parse_command(text, SUBCOMMANDS)
     except UsageError as exc:
         assert exc.sentence.strip()
-        assert exc.sentence.endswith("`/release help`." if exc.sub is None else
-                                     f"Usage: `{exc.sub.usage}`")
+        if exc.sub is None:  # unknown words show every usage line
+            assert exc.sentence.endswith("`/release help`.")
+        else:  # the usage line, or it with the release's ID when words are missing
+            assert exc.sentence.endswith(f"Usage: `{exc.sub.usage}`") or re.search(
+                "`" + re.escape(exc.sub.usage).replace("<ID>", "REL-\\d+") + "`$",
+                exc.sentence)
         return None
     assert parsed.sub in SUBCOMMANDS.values()
     assert (parsed.release_id is None) is (not parsed.sub.takes_id)

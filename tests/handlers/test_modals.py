@@ -283,6 +283,16 @@ def test_a_count_that_is_not_a_whole_number_is_an_error(count: str) -> None:
     assert errors == {"B": "A whole number, 0 or more."}
 
 
+@pytest.mark.parametrize("count", ["100000", "99999999999999999999"])
+def test_a_count_past_the_bots_limit_is_an_error_under_its_field(count: str) -> None:
+    """A count the bot would refuse is shown in the form, not after it closes."""
+    result, errors = parse_report_view(submitted(url="https://ci.example/r", C=count))
+    assert result is None
+    assert errors == {"C": "At most 99999."}
+    assert parse_report_view(submitted(url="https://ci.example/r", C="99999"))[0] == (
+        "https://ci.example/r", {"C": 99999})
+
+
 def test_every_modal_text_fits_slack() -> None:
     """Labels, placeholders and options stay within Slack's limits."""
     for modal in (build_request_modal(POLICY), build_report_modal(1, 1),

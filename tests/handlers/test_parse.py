@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bot.workflow import Refused
@@ -117,10 +120,11 @@ def test_missing_id_names_the_usage(name: str) -> None:
 
 @pytest.mark.parametrize("name", [s.name for s in SUBCOMMANDS.values() if s.min_args])
 def test_missing_arguments_name_the_usage(name: str) -> None:
-    """A subcommand that needs words after the ID is refused without them."""
+    """A subcommand that needs words after the ID is refused naming what is missing."""
     sentence = refusal(f"{name} REL-42")
-    assert sentence.startswith("Something is missing.")
-    assert sentence.endswith(usage_of(name))
+    sub = SUBCOMMANDS[name]
+    assert sub.needs and sentence == (
+        f"{sub.needs}: `{sub.usage.replace('<ID>', 'REL-42')}`")
 
 
 @pytest.mark.parametrize("bad", ["PR-42", "REL-", "REL-x", "4 2", "-1", "1234567890"])
@@ -131,10 +135,27 @@ def test_a_bad_release_id_is_refused(bad: str) -> None:
     assert sentence.endswith(usage_of("status"))
 
 
-def test_an_unknown_subcommand_points_to_help() -> None:
-    """A typo names the word and suggests `/release help`."""
-    sentence = refusal("deploi REL-42")
-    assert sentence == "Unknown subcommand 'deploi'. Try `/release help`."
+def test_an_unknown_subcommand_shows_the_usage() -> None:
+    """A typo names the word and shows every subcommand, as `/release help` does."""
+    parsed = parse("deploi REL-42")
+    assert (parsed.sub.name, parsed.unknown) == ("help", "deploi")
+
+
+def test_a_missing_reason_is_named() -> None:
+    """`reject 1` asks for the reason, with the command to type."""
+    assert refusal("reject 1") == "Please give a reason: `/release reject REL-1 <reason…>`"
+    assert refusal("ref 2").startswith("Give the new ref: `/release ref REL-2 <new ref>")
+
+
+def test_help_agrees_with_the_readme() -> None:
+    """Every subcommand of README's table is in help, with the same arguments and limits."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = [line.split(" | ")[0] for line in readme.splitlines() if line.startswith("| `/release")]
+    named = {name for row in rows for name in re.findall(r"`/release (\w+)", row)}
+    assert named == set(SUBCOMMANDS)
+    text = help_text(SUBCOMMANDS)
+    assert "`/release notes &lt;ID&gt; [publish]`" in text
+    assert "until its production deploy starts" in SUBCOMMANDS["cancel"].about
 
 
 def test_request_options() -> None:
@@ -269,3 +290,10 @@ def test_help_lists_every_subcommand() -> None:
     assert "<" not in text and "`/release status &lt;ID&gt;`" in text
     for sub in SUBCOMMANDS.values():
         assert f"`{escape(sub.usage)}` — {escape(sub.about)}" in text
+
+
+def test_a_repeated_severity_is_refused() -> None:
+    """`A=0 A=3` is refused rather than one count silently winning."""
+    with pytest.raises(UsageError) as caught:
+        parse_bug_counts(SUBCOMMANDS["report"], ("A=0", "A=3"))
+    assert caught.value.sentence.startswith("A is given twice. Usage: `/release report")

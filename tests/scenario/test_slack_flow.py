@@ -97,7 +97,7 @@ SUBCOMMANDS = [
     Say(DEV, "help", "/release request"),
     Say(DEV, "", "/release request"),
     Say(DEV, "frobnicate", "Unknown subcommand 'frobnicate'"),
-    Say(TESTER, "report REL-1", "Usage: `/release report"),
+    Say(TESTER, "report REL-1", "Give the test report link: `/release report REL-1"),
     Say(DEV, "request web v1.1.0 Outage --type emergency", "An emergency release needs its "
         "ground: --ground live_bug (a serious bug is live), urgent_revision"),
     Say(DEV, "request web v1.1.0 Copy fix --type hotfix", "Filed REL-1", moves=True),

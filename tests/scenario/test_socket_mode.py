@@ -7,15 +7,15 @@ from aiohttp import web
 from bot.app import create_app, socket_mode
 from bot.policy import Policy
 from bot.settings import load_settings
-from emulators.slack import SlackEmulator
-from tests.scenario.harness import wait_for
+from tests.scenario.harness import emulators, wait_for
 
 
 async def test_a_command_over_socket_mode(db_url: str, policy: Policy) -> None:
     """The app connects with its xapp token, acks the envelope, answers and posts the card."""
-    async with SlackEmulator() as slack:
+    async with emulators() as (slack, gitlab):
         settings = load_settings(slack_bot_token="xoxb-test", slack_app_token="xapp-test",
                                  slack_api_url=slack.base_url, database_url=db_url,
+                                 gitlab_url=gitlab.url, gitlab_token="glpat-test",
                                  gitlab_poll_seconds=3600)
         app = create_app(settings, policy)
         app.cleanup_ctx.append(socket_mode)

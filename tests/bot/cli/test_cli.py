@@ -120,6 +120,7 @@ async def test_serve_answers_slack_and_stops_cleanly(tmp_path: Path) -> None:
     policy.write_text(SAMPLE_POLICY_YAML)
     port = free_port()
     async with SlackEmulator() as slack, GitLabEmulator() as gitlab:
+        gitlab.seed_demo()  # web's v1.1.0, which the request names
         env = {"PATH": os.environ["PATH"], "SLACK_BOT_TOKEN": "xoxb-test",
                "SLACK_SIGNING_SECRET": "secret", "SLACK_API_URL": slack.base_url,
                "GITLAB_URL": gitlab.url, "GITLAB_TOKEN": "glpat-test",

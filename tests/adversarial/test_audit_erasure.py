@@ -58,6 +58,17 @@ async def audit_count(url: str) -> int:
         await conn.close()
 
 
+async def file_as(url: str, policy: Policy, clock: FakeClock) -> None:
+    """File one release through `url`'s role, as `serve` running as that role would."""
+    engine = make_engine(url)
+    deps = Deps(sessions=make_sessionmaker(engine), policy=policy, clock=clock)
+    try:
+        await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
+            project="payments", ref="v1.1.0", title="Faster checkout"))
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.parametrize("sql", [
     "TRUNCATE audit_trail",
     "TRUNCATE audit_trail CASCADE",
@@ -72,13 +83,7 @@ async def test_app_role_cannot_erase_the_trail(app_role: tuple[str, str], policy
                                               clock: FakeClock, sql: str) -> None:
     """The role `serve` runs as files releases (audit rows written) but is refused each attack."""
     owner_url, app_url = app_role
-    engine = make_engine(app_url)
-    deps = Deps(sessions=make_sessionmaker(engine), policy=policy, clock=clock)
-    try:
-        await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
-            project="payments", ref="v1.1.0", title="Faster checkout"))
-    finally:
-        await engine.dispose()
+    await file_as(app_url, policy, clock)
     before = await audit_count(owner_url)
     assert before == 1
     conn = await asyncpg.connect(dsn(owner_url, make_url(app_url).username or ""))
@@ -109,13 +114,7 @@ async def test_an_update_through_a_disabled_trigger_is_still_refused(
     """With the owner's row trigger switched off, the app role still may not edit or delete
     audit rows: its grants refuse, and the chain still holds."""
     owner_url, app_url = app_role
-    engine = make_engine(app_url)
-    deps = Deps(sessions=make_sessionmaker(engine), policy=policy, clock=clock)
-    try:
-        await releases.request_release(deps, actor=who(deps, DEV), new=NewRelease(
-            project="payments", ref="v1.1.0", title="Faster checkout"))
-    finally:
-        await engine.dispose()
+    await file_as(app_url, policy, clock)
     owner = await asyncpg.connect(dsn(owner_url))
     app = await asyncpg.connect(dsn(owner_url, make_url(app_url).username or ""))
     try:

@@ -22,17 +22,14 @@ from bot.trains import deploy_order, is_component, split_component, train_proble
 from bot.transition import (
     Apply,
     Deps,
-    MergeBackNeeded,
     Outcome,
     ask_approvers,
     check_event,
-    load_facts,
     locked,
     notify,
     record,
     run_in_transaction,
     step,
-    traced_decide,
     transition,
     type_limits,
     void_approvals,
@@ -48,7 +45,6 @@ from bot.workflow import (
     Report,
     State,
     can_sign,
-    reads_for,
 )
 from storage import queries as q
 from storage.models import Approval, Release, ReleaseComponent, TestReport, WorkItem
@@ -507,21 +503,13 @@ async def tick(deps: Deps, *, release_id: int, actor: Actor, items: tuple[int, .
         done = len(facts.checklist_done) + len(new)
         return {"items": new, "done": done, "total": facts.checklist_total}
 
-    async def work(session: AsyncSession) -> Outcome:
-        release = await locked(session, release_id)
-        state = State(release.state)
-        facts = await load_facts(session, deps, release, reads_for(Event.TICK, state))
-        dest = traced_decide(deps, release, facts, Event.TICK, ctx)  # who may not is told so
-        if set(items) <= facts.checklist_done:  # nothing new: no audit row, no thread line
-            detail = {"items": [], "done": len(facts.checklist_done),
-                      "total": facts.checklist_total}
-            return Outcome(release, Event.TICK, state, state, detail, changed=False)
-        if not facts.merge_back_checked:  # as `step` does: ask GitLab, then decide again
-            raise MergeBackNeeded(release.id)
-        return await record(session, deps, release, Event.TICK, actor, dest,
-                            await apply(session, release, facts))
+    def nothing_new(facts: Facts) -> dict[str, Any] | None:
+        """Every item already ticked: no audit row, no thread line."""
+        if not set(items) <= facts.checklist_done:
+            return None
+        return {"items": [], "done": len(facts.checklist_done), "total": facts.checklist_total}
 
-    return await run_in_transaction(deps, work)
+    return await transition(deps, release_id, Event.TICK, ctx, apply, unchanged=nothing_new)
 
 
 async def override_gate(deps: Deps, *, release_id: int, actor: Actor, reason: str) -> Outcome:

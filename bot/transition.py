@@ -357,6 +357,8 @@ def type_limits(deps: Deps, release: Release) -> dict[str, int]:
 # --- one event ----------------------------------------------------------------------------------
 
 Apply = Callable[[AsyncSession, Release, Facts], Awaitable[dict[str, Any]]]
+# Given the facts, the detail of an allowed event that would change nothing; else None.
+Unchanged = Callable[[Facts], dict[str, Any] | None]
 
 
 async def _no_effect(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
@@ -374,23 +376,30 @@ def detail_of(detail: dict[str, Any]) -> Apply:
 
 
 async def transition(deps: Deps, release_id: int, event: Event, ctx: Ctx,
-                     apply: Apply = _no_effect) -> Outcome:
+                     apply: Apply = _no_effect, *, unchanged: Unchanged | None = None) -> Outcome:
     """Decide, apply, audit and announce one event, all in one transaction."""
 
     async def work(session: AsyncSession) -> Outcome:
         release = await locked(session, release_id)
         check_drawn(release, _DRAWN.get())
-        return await step(session, deps, release, event, ctx, apply)
+        return await step(session, deps, release, event, ctx, apply, unchanged=unchanged)
 
     return await run_in_transaction(deps, work)
 
 
 async def step(session: AsyncSession, deps: Deps, release: Release, event: Event, ctx: Ctx,
-               apply: Apply = _no_effect) -> Outcome:
-    """Inside a transaction: check the event against the table, apply it and record it."""
+               apply: Apply = _no_effect, *, unchanged: Unchanged | None = None) -> Outcome:
+    """Inside a transaction: check the event against the table, apply it and record it.
+
+    `unchanged`, given the facts, may answer that an allowed event would change nothing: then
+    its detail is the outcome, with no audit row and no announcement.
+    """
     check_revision(release, ctx.revision)
-    facts = await load_facts(session, deps, release, reads_for(event, State(release.state)))
+    state = State(release.state)
+    facts = await load_facts(session, deps, release, reads_for(event, state))
     dest = traced_decide(deps, release, facts, event, ctx)
+    if unchanged is not None and (same := unchanged(facts)) is not None:
+        return Outcome(release, event, state, state, same, changed=False)
     if not facts.merge_back_checked:  # allowed but for merge-back: ask GitLab, then decide again
         raise MergeBackNeeded(release.id)
     detail = await apply(session, release, facts)

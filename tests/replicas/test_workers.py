@@ -176,7 +176,8 @@ async def both_workers_answer(p: Pair) -> None:
         assert all(r.status == 200 for r in replies)
         p.commands += len(replies)
         held = connections_by_worker(p.workers, p.port)
-        assert sum(held.values()) == CONNECTIONS and all(held.values()), held
+        # At least ours: a health probe's or a closed session's socket may linger a moment.
+        assert sum(held.values()) >= CONNECTIONS and all(held.values()), held
     finally:
         for s in sessions:
             await s.close()

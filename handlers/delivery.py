@@ -330,10 +330,14 @@ class Deliverer:
             await self._renew(hold)
             await self._post_row(view, row)
             hold.posted.append(int(row.id or 0))
-        fresh = await self._finish(hold, view, await self._redrawn(hold, view, card))
-        if fresh is not None:  # the release moved on while we posted: show that too
-            await self._finish(hold, None, await self._redrawn(hold, fresh, self._render(fresh)))
-        await self.settle_asks(fresh or view, asks)
+        fresh = None
+        try:
+            fresh = await self._finish(hold, view, await self._redrawn(hold, view, card))
+            if fresh is not None:  # the release moved on while we posted: show that too
+                await self._finish(hold, None,
+                                   await self._redrawn(hold, fresh, self._render(fresh)))
+        finally:  # the DMs are other messages: a card Slack refused leaves them no less over
+            await self.settle_asks(fresh or view, asks)
         return len(rows)
 
     async def _redrawn(self, hold: _Hold, view: ReleaseView, card: Card) -> str | None:

@@ -498,6 +498,12 @@ class SlackEmulator:
         return {"enterprise_user": {"id": "", "enterprise_id": self.enterprise_id,
                                     "enterprise_name": "Emulated Org", "teams": [TEAM_ID]}}
 
+    def post_as(self, user: str, channel: str, text: str) -> Message:
+        """A message a person wrote (in a channel, or their DM with the bot)."""
+        message = self._store(channel, text, [])
+        message.user = user
+        return message
+
     def dm_channel(self, user: str) -> str:
         """The DM channel id conversations.open gives for a user."""
         return f"D{user}"
@@ -604,10 +610,14 @@ class SlackEmulator:
         return _page([parent, *self.thread(channel, parent.ts)], args, 1000)
 
     def _chat_update(self, args: Json) -> Json:
-        channel = self._resolve_channel(args.get("channel"))
+        # Unlike chat.postMessage, a user id is no channel here: a DM is updated by its IM's id
+        # (the `channel` chat.postMessage answered), else Slack says channel_not_found.
+        channel = self._resolve_channel(args.get("channel"), allow_user=False)
         message = self.message(channel, str(args.get("ts") or ""))
         if message is None:
             raise SlackError("message_not_found")
+        if message.user != BOT_USER_ID:  # a bot may edit only its own messages
+            raise SlackError("cant_update_message")
         if not args.get("text") and not args.get("blocks"):
             raise SlackError("no_text")
         _check_content(str(args.get("text") or ""), args.get("blocks") or [])

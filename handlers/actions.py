@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -19,6 +20,7 @@ from handlers.modals import build_reason_modal, build_report_modal
 from handlers.plan_form import open_plan_form
 from handlers.runtime import Runtime
 from storage import queries as q
+from storage.db import transaction
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
@@ -100,22 +102,49 @@ async def _redraw(rt: Runtime, release_id: int, force: bool = False) -> None:
 
 
 async def _approve(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
-    out = await releases.approve(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
-                            revision=rev)
+    async with _answering_ask(rt, body):
+        out = await releases.approve(rt.deps, release_id=rid,
+                                     actor=await rt.directory.actor(user), revision=rev)
     said = answer.approved(out)
     await _settle_ask(rt, body, f"✅ {said} It is now {out.to_state.label}.")
     return said
 
 
-async def _settle_ask(rt: Runtime, body: Body, text: str) -> None:
-    """A click on a sign-off DM's buttons: replace that DM by what was done, without buttons."""
+def _ask_dm(body: Body) -> tuple[str, str] | None:
+    """The sign-off DM a click came from (its IM channel and ts), if it came from one."""
     action = (body.get("actions") or [{}])[0]
     where = body.get("container") or {}
     if not str(action.get("block_id", "")).startswith("ask:") or not where.get("message_ts"):
+        return None
+    return str(where.get("channel_id") or ""), str(where["message_ts"])
+
+
+@asynccontextmanager
+async def _answering_ask(rt: Runtime, body: Body) -> AsyncIterator[None]:
+    """Mark the clicked ask DM settled while its click is acted on, so the redraw the change
+    brings leaves it to `_settle_ask`; given back if the click is refused or fails."""
+    dm = _ask_dm(body)
+    claimed = None
+    if dm is not None:
+        async with transaction(rt.deps.sessions) as session:
+            claimed = await q.claim_ask_message(session, channel=dm[0], ts=dm[1],
+                                                at=rt.deps.clock())
+    try:
+        yield
+    except Exception:
+        if claimed is not None:  # a refused click's redraw settles it if it is over
+            async with transaction(rt.deps.sessions) as session:
+                await q.reopen_ask(session, claimed)
+        raise
+
+
+async def _settle_ask(rt: Runtime, body: Body, text: str) -> None:
+    """A click on a sign-off DM's buttons: replace that DM by what was done, without buttons."""
+    dm = _ask_dm(body)
+    if dm is None:
         return
     try:
-        await rt.client.chat_update(channel=where.get("channel_id"), ts=where["message_ts"],
-                                    text=text, blocks=[section(text)])
+        await rt.client.chat_update(channel=dm[0], ts=dm[1], text=text, blocks=[section(text)])
     except SlackApiError as exc:  # the answer below still says what happened
         log.info("ask not updated: %s", exc.response.get("error"))
 

@@ -8,11 +8,12 @@ import json
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,6 +22,7 @@ from bot.plan import listed
 from bot.readmodel import ReleaseView, read_view
 from bot.transition import Deps
 from bot.workflow import Event, State
+from handlers.asks import ask_over, ask_over_line
 from handlers.blocks import ActionId, button, escape, mention, section, subject_text
 from handlers.blocks import link as card_link
 from handlers.cards import (
@@ -38,7 +40,7 @@ from handlers.render import event_text, notice_text, payload_event, tell_text
 from handlers.status import close_summary
 from storage import queries as q
 from storage.db import one_read, transaction
-from storage.models import OutboxMessage
+from storage.models import AskMessage, OutboxMessage
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=20)  # renewed while posting, so a dead replica's hold ends soon
@@ -56,6 +58,12 @@ RETRY_FIRST, RETRY_MOST = 5.0, 600.0
 PERMALINKS_KEPT = 2048  # cards whose links are remembered: every release in flight and more
 NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
 VERIFY_ASKS = frozenset({"verify_now", "verify"})  # testers' asks carry the verify buttons
+# An ask DM whose update Slack may accept later is tried again at the card's next redraw, up
+# to this many times in all: a live button there only leads to a refusal, but a DM Slack keeps
+# refusing must not cost a call on every pass. Any other refusal (message_not_found,
+# cant_update_message, channel_not_found) will not change: that DM is left settled.
+SETTLE_TRIES = 3
+PASSING = AMBIGUOUS | {"ratelimited", "connection"}
 
 
 class Card(NamedTuple):
@@ -173,7 +181,9 @@ class Deliverer:
         async with transaction(self.deps.sessions) as session:
             rows = await q.lease_release_outbox(session, release_id, owner=token, now=now,
                                                 until=now + LEASE)
-            # What to post, read in the lease's transaction: one database session fewer.
+            # What to post, read in the lease's transaction: one database session fewer. The
+            # open asks first: the view read after them is as new as what each was sent on.
+            asks = await q.open_asks(session, release_id) if rows else []
             view = await self._load(session, release_id) if rows else None
         if rows is None:  # another worker is posting it: look again soon for what it missed
             self._look_again(release_id)
@@ -184,7 +194,7 @@ class Deliverer:
         this_pass = self._posts
         try:
             posted = await self._post_all(view, list(rows),
-                                          _Hold(release_id, token, now, number=this_pass))
+                                          _Hold(release_id, token, now, number=this_pass), asks)
         except (SlackApiError, LeaseLost) as exc:
             error = str(exc.response.get("error")) if isinstance(exc, SlackApiError) else "lost"
             log.warning("REL-%s: delivery stopped (%s); will retry", release_id, error)
@@ -304,8 +314,9 @@ class Deliverer:
         if not ours:
             raise LeaseLost(hold.release_id)
 
-    async def _post_all(self, view: ReleaseView, rows: list[OutboxMessage], hold: _Hold) -> int:
-        """Ensure the card, post each row, then redraw the card once.
+    async def _post_all(self, view: ReleaseView, rows: list[OutboxMessage], hold: _Hold,
+                        asks: Sequence[AskMessage] = ()) -> int:
+        """Ensure the card, post each row, redraw the card once, then settle the `asks` over.
 
         The rows stay leased until the card is redrawn, so no other worker redraws it at the
         same time; they are marked sent with the new card's hash in one transaction.
@@ -319,9 +330,14 @@ class Deliverer:
             await self._renew(hold)
             await self._post_row(view, row)
             hold.posted.append(int(row.id or 0))
-        fresh = await self._finish(hold, view, await self._redrawn(hold, view, card))
-        if fresh is not None:  # the release moved on while we posted: show that too
-            await self._finish(hold, None, await self._redrawn(hold, fresh, self._render(fresh)))
+        fresh = None
+        try:
+            fresh = await self._finish(hold, view, await self._redrawn(hold, view, card))
+            if fresh is not None:  # the release moved on while we posted: show that too
+                await self._finish(hold, None,
+                                   await self._redrawn(hold, fresh, self._render(fresh)))
+        finally:  # the DMs are other messages: a card Slack refused leaves them no less over
+            await self.settle_asks(fresh or view, asks)
         return len(rows)
 
     async def _redrawn(self, hold: _Hold, view: ReleaseView, card: Card) -> str | None:
@@ -390,11 +406,16 @@ class Deliverer:
         rel.card_channel, rel.card_ts, rel.card_hash = channel, ts, card.digest
 
     async def refresh_card(self, release_id: int, force: bool = False) -> bool:
-        """Redraw the card in place if what it shows changed; whether an update was sent."""
+        """Redraw the card in place if what it shows changed, and settle the asks that are
+        over; whether the card was updated."""
         async with one_read(self.deps.sessions) as session:
+            asks = await q.open_asks(session, release_id)  # before the view, as in a pass
             view = await self._load(session, release_id)
-        if view is None or not view.release.card_ts:  # no such release (a forged button), or
-            return False  # no card yet
+        if view is None:  # no such release (a forged button)
+            return False
+        await self.settle_asks(view, asks)
+        if not view.release.card_ts:  # no card yet
+            return False
         shown = await self._update_card(view, self._render(view), force)
         if shown is None:
             return False
@@ -439,10 +460,71 @@ class Deliverer:
         users = row.payload.get("users") or await self.directory.users_in_roles(
             view.missing_roles)
         blocks = ask_blocks(view, link)  # the same for every approver: drawn once
+        asked = await self._asked(row)
+        sent: list[tuple[str, str, str]] = []
         for user in users:
-            if view.may_sign(await self.directory.actor(user)) is None:
-                continue  # the requester, or someone whose every role here is signed
-            await self._direct(user, rel.id, f"ask:{row.id}:{user}", text=text, blocks=blocks)
+            if user in asked or view.may_sign(await self.directory.actor(user)) is None:
+                continue  # asked before a retry, the requester, or every role here signed
+            where = await self._direct(user, rel.id, f"ask:{row.id}:{user}", text=text,
+                                       blocks=blocks)
+            if where is not None:
+                sent.append((user, *where))
+        if sent:  # kept at once, so a later redraw can take the buttons away again
+            async with transaction(self.deps.sessions) as session:
+                for user, channel, ts in sent:
+                    q.add_ask_message(session, release_id=rel.id, revision=rel.revision,
+                                      outbox_id=row.id, user=user, channel=channel, ts=ts,
+                                      at=self.deps.clock())
+
+    async def _asked(self, row: OutboxMessage) -> set[str]:
+        """Who got this ask already, when it is being retried (none on the first try)."""
+        if row.attempts <= 1 or row.id is None:
+            return set()
+        async with self.deps.sessions() as session:
+            return await q.asked_users(session, row.id)
+
+    async def settle_asks(self, view: ReleaseView, asks: Sequence[AskMessage]) -> int:
+        """Replace each of these ask DMs that no longer stands by one line saying why.
+
+        Each is claimed (marked settled) before its update, so replicas settling the same
+        release update it once; how many this call updated.
+        """
+        over: dict[int, tuple[AskMessage, str]] = {}
+        for ask in asks:
+            reason = ask_over(view, ask.revision, await self.directory.actor(ask.user))
+            if reason is not None and ask.id is not None:
+                over[ask.id] = (ask, reason)
+        if not over:
+            return 0
+        async with transaction(self.deps.sessions) as session:
+            mine = await q.claim_asks(session, list(over), self.deps.clock())
+        link = await self.permalink(view.release.card_channel, view.release.card_ts)
+        done = 0
+        for ask_id in mine:
+            ask, reason = over[ask_id]
+            done += await self._close_ask(ask, ask_over_line(view, reason, link))
+        return done
+
+    async def _close_ask(self, ask: AskMessage, text: str) -> bool:
+        """Update one claimed ask DM to `text`, without buttons; a failure Slack may get over
+        is given back for the next redraw, up to SETTLE_TRIES tries."""
+        try:
+            await self.client.chat_update(channel=ask.channel, ts=ask.ts, text=text,
+                                          blocks=[section(text)])
+            return True
+        except SlackApiError as exc:
+            error = str(exc.response.get("error"))
+        except (aiohttp.ClientError, TimeoutError):
+            error = "connection"
+        again = error in PASSING and ask.attempts + 1 < SETTLE_TRIES
+        log.warning("REL-%s: ask DM to %s not settled: %s%s", ask.release_id, ask.user, error,
+                    " (tried again at the next redraw)" if again else "")
+        async with transaction(self.deps.sessions) as session:
+            if again:
+                await q.reopen_ask(session, int(ask.id or 0), error=error)
+            else:
+                await q.note_ask_error(session, int(ask.id or 0), error)
+        return False
 
     async def _notify(self, view: ReleaseView, row: OutboxMessage) -> None:
         """A direct message to people and roles (and the thread, if asked), with a prompt button."""
@@ -484,20 +566,23 @@ class Deliverer:
             return
         await self._post(rel.card_channel, rel.id, key, text=text, thread_ts=rel.card_ts)
 
-    async def _direct(self, user: str, release_id: int | None, key: str, **kw: Any) -> None:
+    async def _direct(self, user: str, release_id: int | None, key: str,
+                      **kw: Any) -> tuple[str, str] | None:
         """A direct message, at most once: a refusal or an error skips this one person.
+        Where it went: the IM's channel id and the message's ts.
 
         Retrying the row would repeat the messages already sent to the others, forever if
         this person can't be reached, and hold back the release's later announcements.
         """
         try:
-            await self._post(user, release_id, key, **kw)
+            return await self._posted(user, release_id, key, **kw)
         except SlackApiError as exc:
             error = exc.response.get("error")
             maybe = " (it may have arrived)" if error in AMBIGUOUS else ""
             about = f"REL-{release_id}" if release_id is not None else "reminder digest"
             log.warning("%s: direct message %s to %s failed: %s%s", about, key, user, error,
                         maybe)
+            return None
 
     async def permalink(self, channel: str | None, ts: str | None) -> str | None:
         """A link to the card, when Slack gives one; asked once per card, since a message's
@@ -520,11 +605,17 @@ class Deliverer:
 
     async def _post(self, channel: str | None, release_id: int | None, key: str,
                     **kw: Any) -> str:
-        """chat.postMessage with metadata; mentions in user text stay inert (no link_names)."""
+        """chat.postMessage with metadata; the new message's ts."""
+        return (await self._posted(channel, release_id, key, **kw))[1]
+
+    async def _posted(self, channel: str | None, release_id: int | None, key: str,
+                      **kw: Any) -> tuple[str, str]:
+        """chat.postMessage with metadata; the channel (a DM's is the IM, not the user) and
+        ts. Mentions in user text stay inert (no link_names)."""
         resp = await self.client.chat_postMessage(
             channel=channel, metadata=_metadata(release_id, key), unfurl_links=False,
             unfurl_media=False, **kw)
-        return str(resp["ts"])
+        return str(resp["channel"]), str(resp["ts"])
 
     async def _find_post(self, channel: str | None, release_id: int, key: str,
                          thread_ts: str | None = None) -> str | None:

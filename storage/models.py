@@ -372,3 +372,24 @@ class GitLabProject(SQLModel, table=True):
     path: str = Field(primary_key=True, max_length=255)  # as the policy names it, lower case
     gitlab_id: int
     learned_at: datetime = _ts(default_factory=utcnow)
+
+
+class AskMessage(SQLModel, table=True):
+    """A sign-off ask sent as a DM, until it is settled: its buttons replaced by what happened."""
+
+    __tablename__ = "ask_messages"
+    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_ask_message"),
+                      Index("ix_ask_messages_open", "release_id", "settled_at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id")
+    revision: int  # the revision it asked to sign
+    outbox_id: int | None = Field(default=None, index=True)  # the ask announcement it came from
+    user: str = Field(max_length=32)
+    # The IM's id as chat.postMessage answered it: chat.update takes no user id.
+    channel: str = Field(max_length=32)
+    ts: str = Field(max_length=32)
+    asked_at: datetime = _ts(default_factory=utcnow)
+    settled_at: datetime | None = _ts(default=None)  # buttons gone, or claimed to remove them
+    attempts: int = 0  # chat.update tries that failed and were given back
+    last_error: str | None = Field(default=None, max_length=100)

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.models import (
     Acceptance,
     Approval,
+    AskMessage,
     AuditEntry,
     ChecklistTick,
     DeployLock,
@@ -723,6 +724,67 @@ async def outbox_backlog(session: AsyncSession) -> int:
     stmt = select(func.count()).select_from(OutboxMessage).where(
         col(OutboxMessage.sent_at).is_(None))
     return (await session.exec(stmt)).one()
+
+
+def add_ask_message(session: AsyncSession, *, release_id: int, revision: int,
+                    outbox_id: int | None, user: str, channel: str, ts: str,
+                    at: datetime) -> None:
+    """Remember a sign-off ask sent as a DM, to settle it once the ask is over."""
+    session.add(AskMessage(release_id=release_id, revision=revision, outbox_id=outbox_id,
+                           user=user, channel=channel, ts=ts, asked_at=at))
+
+
+async def asked_users(session: AsyncSession, outbox_id: int) -> set[str]:
+    """Who already got a DM for this ask announcement (a retried one skips them)."""
+    stmt = select(AskMessage.user).where(AskMessage.outbox_id == outbox_id)
+    return set((await session.exec(stmt)).all())
+
+
+async def open_asks(session: AsyncSession, release_id: int) -> Sequence[AskMessage]:
+    """A release's ask DMs not yet settled, oldest first."""
+    stmt = (select(AskMessage)
+            .where(AskMessage.release_id == release_id, col(AskMessage.settled_at).is_(None))
+            .order_by(col(AskMessage.id)))
+    return (await session.exec(stmt)).all()
+
+
+async def claim_asks(session: AsyncSession, ask_ids: Sequence[int],
+                     at: datetime) -> list[int]:
+    """Mark these ask DMs settled; those this call marked (another replica may have)."""
+    if not ask_ids:
+        return []
+    stmt = (update(AskMessage)
+            .where(col(AskMessage.id).in_(ask_ids), col(AskMessage.settled_at).is_(None))
+            .values(settled_at=at).returning(AskMessage.id).execution_options(**_NO_SYNC))
+    return list((await session.exec(stmt)).scalars().all())  # type: ignore[call-overload]
+
+
+async def claim_ask_message(session: AsyncSession, *, channel: str, ts: str,
+                            at: datetime) -> int | None:
+    """Mark the ask DM posted as `ts` in `channel` settled; its id, if this call marked it."""
+    stmt = (update(AskMessage)
+            .where(AskMessage.channel == channel, AskMessage.ts == ts,
+                   col(AskMessage.settled_at).is_(None))
+            .values(settled_at=at).returning(AskMessage.id).execution_options(**_NO_SYNC))
+    return (await session.exec(stmt)).scalars().first()  # type: ignore[call-overload]
+
+
+async def reopen_ask(session: AsyncSession, ask_id: int, *, error: str | None = None) -> None:
+    """Give a claimed ask DM back to be settled later; `error`: a failed try, counted."""
+    values: dict[str, Any] = {"settled_at": None}
+    if error is not None:
+        values |= {"attempts": AskMessage.attempts + 1, "last_error": error[:100]}
+    stmt = (update(AskMessage).where(col(AskMessage.id) == ask_id).values(**values)
+            .execution_options(**_NO_SYNC))
+    await session.exec(stmt)  # type: ignore[call-overload]
+
+
+async def note_ask_error(session: AsyncSession, ask_id: int, error: str) -> None:
+    """Keep why a settled ask DM could not be updated."""
+    stmt = (update(AskMessage).where(col(AskMessage.id) == ask_id)
+            .values(attempts=AskMessage.attempts + 1, last_error=error[:100])
+            .execution_options(**_NO_SYNC))
+    await session.exec(stmt)  # type: ignore[call-overload]
 
 
 async def gitlab_project_ids(session: AsyncSession) -> dict[str, int]:

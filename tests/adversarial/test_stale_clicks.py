@@ -111,6 +111,11 @@ async def test_stale_buttons_change_nothing_before_and_after_a_restart(
             await click_each(h2, stale)
 
 
+def card_updates(h: Harness, ts: str) -> int:
+    """How many chat.update calls went to the card."""
+    return len([c for c in h.slack.calls_to("chat.update") if c.args["ts"] == ts])
+
+
 async def test_a_click_before_the_card_caught_up_redraws_it_at_once(
         db_url: str, policy: Policy) -> None:
     """Cancelled while delivery lags: an old Approve is refused and the card redrawn then."""
@@ -120,11 +125,13 @@ async def test_a_click_before_the_card_caught_up_redraws_it_at_once(
         async with h.app[RUNTIME].deliverer._pass:  # delivery held back: the card lags
             await h.says(DEV, f"cancel REL-{rid}")
             assert button_value(h, rid) == approve  # still drawn for sign-off
-            updates = len(h.slack.calls_to("chat.update"))
+            updates = card_updates(h, card.ts)
             before = len(h.slack.ephemerals(LEAD))
             await h.driver.click(LEAD, ActionId.APPROVE, approve, message_ts=card.ts)
             await wait_for(lambda: len(h.slack.ephemerals(LEAD)) > before)
             assert "cancelled" in h.slack.ephemerals(LEAD)[-1].text
-            assert len(h.slack.calls_to("chat.update")) == updates + 1
+            assert card_updates(h, card.ts) == updates + 1
+            # The redraw takes the buttons off the sign-off DMs as well.
+            assert ActionId.APPROVE not in str(h.slack.dms(LEAD)[-1].blocks)
             assert h.card(rid).blocks == await drawn_now(h, rid)
         assert (await release(h, rid)).state == "cancelled"

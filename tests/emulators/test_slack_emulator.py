@@ -161,6 +161,25 @@ async def test_users_groups_channels_and_dms(slack: SlackEmulator, client: Async
     assert [e.text for e in slack.ephemerals("U0CTO")] == ["only you"]
 
 
+async def test_a_dm_is_updated_by_its_im_id_and_only_the_bots_own(
+        slack: SlackEmulator, client: AsyncWebClient) -> None:
+    """As Slack: chat.update of a DM takes the IM id chat.postMessage answered, not the user
+    id; a person's message can't be edited by the bot; a gone ts is message_not_found."""
+    posted = await client.chat_postMessage(channel="U0CTO", text="sign REL-1?")
+    assert posted["channel"] == "DU0CTO"
+    for channel, ts, error in [("U0CTO", posted["ts"], "channel_not_found"),
+                               ("DU0CTO", "1.2", "message_not_found"),
+                               ("DU0CTO", slack.post_as("U0CTO", "DU0CTO", "hi").ts,
+                                "cant_update_message")]:
+        with pytest.raises(SlackApiError) as err:
+            await client.chat_update(channel=channel, ts=ts, text="x")
+        assert err.value.response["error"] == error
+    updated = await client.chat_update(channel=posted["channel"], ts=posted["ts"], text="done",
+                                       blocks=[])
+    assert (updated["channel"], slack.dms("U0CTO")[0].text) == ("DU0CTO", "done")
+    assert slack.dms("U0CTO")[0].blocks == [] and slack.dms("U0CTO")[1].text == "hi"
+
+
 async def test_rate_limit_retry_after_is_honoured_and_posts_once(
         slack: SlackEmulator, client: AsyncWebClient) -> None:
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))

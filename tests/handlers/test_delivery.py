@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import event
 from sqlmodel import col, select
@@ -16,18 +17,19 @@ from bot import releases
 from bot.deploys import Deployer
 from bot.jobs import Jobs
 from bot.people import actor_for
+from bot.readmodel import ReleaseView, read_view
 from bot.releases import NewRelease, ReportInput
 from bot.transition import Deps
 from emulators.gitlab import GitLabEmulator
 from emulators.sample import DEV, DIRECTOR, LEAD, TESTER, sample_policy
 from emulators.slack import SlackEmulator
 from handlers.blocks import ActionId
-from handlers.delivery import LEASE, PARALLEL, Deliverer, LeaseLost, _Hold
+from handlers.delivery import LEASE, PARALLEL, SETTLE_TRIES, Deliverer, LeaseLost, _Hold
 from handlers.directory import Directory
 from handlers.notes_text import notes_mrkdwn
 from storage import queries as q
 from storage.db import transaction
-from storage.models import OutboxMessage
+from storage.models import AskMessage, OutboxMessage
 from tests.fixtures import FakeClock, gitlab_client
 
 
@@ -73,8 +75,8 @@ async def outbox(deps: Deps, rid: int) -> list[OutboxMessage]:
 
 async def test_an_approval_is_delivered_in_few_round_trips(deps: Deps,
                                                            slack: SlackEmulator) -> None:
-    """One sign-off, kicked by its click: a thread reply and a card redraw in 2 transactions
-    and at most 5 statements (it was 5 and 17)."""
+    """One sign-off, kicked by its click: a thread reply, a card redraw and the approver's
+    own ask DM settled, in 3 transactions and at most 7 statements (it was 5 and 17)."""
     d = deliverer(deps, slack)
     rid = await filed(deps)
     await d.deliver_pending()
@@ -95,10 +97,12 @@ async def test_an_approval_is_delivered_in_few_round_trips(deps: Deps,
     finally:
         event.remove(engine, "begin", on_begin)
         event.remove(engine, "before_cursor_execute", on_sql)
-    # Claim the rows (PostgreSQL: under its advisory lock) and read the release in one
-    # statement each; then keep the card's hash (reading the version), mark the row sent.
-    assert seen["begin"] <= 2 and seen["sql"] <= 5, seen
-    assert len(slack.calls_to("chat.update")) == 1
+    # Claim the rows (PostgreSQL: under its advisory lock), read the open asks and the
+    # release in one statement each; then keep the card's hash (reading the version), mark
+    # the row sent; then claim the ask DM the approver no longer needs.
+    assert seen["begin"] <= 3 and seen["sql"] <= 7, seen
+    assert [c.args["channel"] for c in slack.calls_to("chat.update")] == ["C0RELEASES",
+                                                                         "DU0DIRECTOR"]
     assert all(m.sent_at is not None for m in await outbox(deps, rid))
 
 
@@ -303,3 +307,80 @@ async def test_a_user_groups_members_get_their_digest(
     await d.deliver_pending()
     [qa] = digest_dms(slack, "U0QA")
     assert qa.text == f"Reminder: {out.release.rel_id} is waiting on you: {out.release.rel_id}"
+
+
+
+async def open_asks(deps: Deps, rid: int) -> list[AskMessage]:
+    """The release's ask DMs not yet settled."""
+    async with deps.sessions() as session:
+        return list(await q.open_asks(session, rid))
+
+
+async def cancelled(deps: Deps, slack: SlackEmulator) -> tuple[int, ReleaseView]:
+    """A release whose two asks went out, then cancelled (not yet delivered); its view."""
+    rid = await filed(deps)
+    await deliverer(deps, slack).deliver_pending()
+    await releases.cancel(deps, release_id=rid, actor=actor_for(deps.policy, DEV))
+    async with deps.sessions() as session:
+        view = await read_view(session, deps.policy, rid)
+    assert view is not None and len(await open_asks(deps, rid)) == 2
+    return rid, view
+
+
+def dm_updates(slack: SlackEmulator) -> list[str]:
+    """The channel of each chat.update of a DM, in order."""
+    return [c.args["channel"] for c in slack.calls_to("chat.update")
+            if c.args["channel"].startswith("D")]
+
+
+async def test_two_replicas_settle_each_ask_dm_once(deps: Deps, slack: SlackEmulator) -> None:
+    """Two deliverers settling the same asks at once: each DM is updated by one of them."""
+    rid, view = await cancelled(deps, slack)
+    one, two = deliverer(deps, slack), deliverer(deps, slack)
+    asks = await open_asks(deps, rid)
+    done = await asyncio.gather(one.settle_asks(view, asks), two.settle_asks(view, asks))
+    assert sum(done) == 2 and sorted(dm_updates(slack)) == [f"D{DIRECTOR}", f"D{LEAD}"]
+    assert await open_asks(deps, rid) == []
+    assert await one.settle_asks(view, asks) == 0 and len(dm_updates(slack)) == 2
+
+
+async def test_an_ask_slack_refuses_for_good_is_left(deps: Deps, slack: SlackEmulator) -> None:
+    """message_not_found will not change: that DM is left settled, never tried again."""
+    rid, view = await cancelled(deps, slack)
+    d = deliverer(deps, slack)
+    slack.fail("chat.update", error="message_not_found")
+    assert await d.settle_asks(view, await open_asks(deps, rid)) == 1
+    assert await open_asks(deps, rid) == [] and len(dm_updates(slack)) == 2
+
+
+async def test_a_passing_failure_is_tried_a_few_times(deps: Deps, slack: SlackEmulator) -> None:
+    """service_unavailable may pass: tried again at each redraw, SETTLE_TRIES times in all."""
+    rid, view = await cancelled(deps, slack)
+    d = deliverer(deps, slack)
+    slack.fail("chat.update", times=100, error="service_unavailable")
+    for _ in range(SETTLE_TRIES):
+        assert len(await open_asks(deps, rid)) == 2
+        assert await d.settle_asks(view, await open_asks(deps, rid)) == 0
+    assert await open_asks(deps, rid) == []
+    assert len(dm_updates(slack)) == 2 * SETTLE_TRIES
+
+
+async def test_a_retried_ask_skips_those_asked(deps: Deps, slack: SlackEmulator,
+                                               clock: FakeClock) -> None:
+    """Slack fails after the ask went out, so the ask is retried: nobody is asked twice."""
+    d = deliverer(deps, slack)
+    rid = await filed(deps)
+    post_row = d._post_row
+
+    async def post_then_fail(view: Any, row: OutboxMessage) -> None:
+        await post_row(view, row)
+        if row.kind == "ask":  # as if the next row failed: the rows held are given back
+            raise SlackApiError("internal_error", {"ok": False, "error": "internal_error"})
+
+    d._post_row = post_then_fail  # type: ignore[method-assign]
+    assert await d.deliver_pending() == 0
+    d._post_row = post_row  # type: ignore[method-assign]
+    clock.advance(seconds=600)
+    assert await d.deliver_pending() > 0
+    assert [len(slack.dms(u)) for u in (DIRECTOR, LEAD)] == [1, 1]
+    assert len(await open_asks(deps, rid)) == 2

@@ -19,7 +19,7 @@ from storage.models import Approval, AuditEntry, Deployment, Release, TestReport
 
 TABLES = {"releases", "work_items", "test_reports", "approvals", "checklist_ticks",
           "deployments", "deploy_locks", "audit_trail", "outbox", "seen_deliveries", "leases",
-          "reminders", "reminder_digests", "gitlab_projects"}
+          "reminders", "reminder_digests", "gitlab_projects", "ask_messages"}
 
 
 async def test_migrated_from_empty_to_head(db_url: str) -> None:

@@ -94,6 +94,7 @@ async def review_plan(deps: Deps, *, release_id: int, actor: Actor, ok: bool, no
     """
     note = clean_text(note).strip()
     event = Event.PLAN_OK if ok else Event.PLAN_CHANGES
+    corrected: dict[str, str] = {}  # the type before a correction, for the verdict's detail
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         release.plan_review = "ok" if ok else "changes"
@@ -102,17 +103,19 @@ async def review_plan(deps: Deps, *, release_id: int, actor: Actor, ok: bool, no
             release.type_confirmed_by, release.type_confirmed_as = actor.user, release.type
         else:
             notify(session, deps, release, "plan_changes", users=[release.requester], note=note)
-        return {"note": note, "role": facts.plan_reviewer, "type": release.type}
+        return {"note": note, "role": facts.plan_reviewer, "type": release.type, **corrected}
 
     async def work(session: AsyncSession) -> Outcome:
         release = await locked(session, release_id)
         check_drawn(release, drawn_state())
-        rev = revision
-        if release_type is not None and release_type != release.type:
+        rev, old = revision, release.type
+        corrected.clear()  # a retried attempt starts over
+        if release_type is not None and release_type != old:
             retype = await _judge(session, deps, release, release_type, ground, note)
             ctx = Ctx(actor, reason=note, revision=rev, retype=retype)
             await step(session, deps, release, Event.RETYPE, ctx,
                        _retyped(deps, actor, retype.to, ground, note))
+            corrected["old_type"] = old
             rev = None  # the correction made the new revision this verdict is on
         return await step(session, deps, release, event, Ctx(actor, reason=note, revision=rev),
                           apply)
@@ -130,9 +133,11 @@ async def _judge(session: AsyncSession, deps: Deps, release: Release, to: str, g
     except (ValueError, PolicyError):
         allowed = ", ".join(t.value for t in ReleaseType if t in deps.policy.policies)
         return Retype(to[:30], f"Unknown release type {to[:30]!r}; use one of {allowed}.")
+    grounds = deps.policy.grounds_of(to)
+    kept = (release.ground or "") if grounds else ""  # a ground stays only where one is named
     ask = NewRelease(project=release.project, ref=release.ref, title=release.title, type=to,
-                     ground=ground or release.ground or "", reason=note)
-    problems = list(ground_problems(ask, deps.policy.grounds_of(to)).values())
+                     ground=ground or kept, reason=note)
+    problems = list(ground_problems(ask, grounds).values())
     if to == ReleaseType.CAMPAIGN and release.scheduled_at is None:
         problems.append(f"A campaign release needs its launch time, and {release.rel_id} has "
                         "none.")

@@ -102,9 +102,15 @@ def plan_edited(out: Outcome) -> str:
 def plan_reviewed(out: Outcome) -> str:
     """The reviewer's verdict on the plan."""
     rid = out.release.rel_id
+    kind = _an(out.release.type)
+    if old := out.detail.get("old_type"):
+        done = f"You changed {rid} from {escape(str(old))} to {escape(out.release.type)}"
+        if out.event is Event.PLAN_OK:
+            return (f"{done}, approved its go-live plan and confirmed it as {kind} release; "
+                    "its approvers sign again.")
+        return f"{done} and asked for changes to its go-live plan; the requester is told."
     if out.event is Event.PLAN_OK:
-        return (f"You approved {rid}'s go-live plan and confirmed it as {_an(out.release.type)} "
-                "release.")
+        return f"You approved {rid}'s go-live plan and confirmed it as {kind} release."
     return f"You asked for changes to {rid}'s go-live plan; the requester is told."
 
 

@@ -41,7 +41,7 @@ async def test_a_self_declared_emergency_is_corrected_at_review(db_url: str) -> 
         assert answer == (f"You changed REL-{rid} from emergency to standard and asked for "
                           "changes to its go-live plan; the requester is told.")
         await h.settle()
-        assert any(f"changed the release type from emergency to standard at review: Not "
+        assert any("changed the release type from emergency to standard at review: Not "
                    "urgent: the workaround holds" in line for line in h.thread(rid))
         assert any(f"REL-{rid} is now a standard release, not emergency" in m.text
                    for m in h.slack.dms(DEV)[told:])

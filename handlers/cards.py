@@ -426,7 +426,12 @@ def plan_buttons(view: ReleaseView) -> list[Block]:
     value = button_value(view)
     out = [button("Edit plan", ActionId.EDIT_PLAN, value)]
     if view.plan_waits_for_review and not view.plan_missing:
-        out += [button("Plan OK", ActionId.PLAN_OK, value),
+        rel = view.release
+        kind = f"{'an' if rel.type[:1] in 'aeiou' else 'a'} {escape(rel.type)}"
+        out += [button("Plan OK", ActionId.PLAN_OK, value, confirm=confirm(
+                    "Approve the plan?", f"Approve {rel.rel_id}'s go-live plan and confirm it as "
+                    f"{kind} release? To change its type, use `/release review {rel.rel_id} "
+                    "ok --type &lt;type&gt; &lt;why…&gt;`.", "Approve")),
                 button("Plan changes", ActionId.PLAN_CHANGES, value)]
     return out
 

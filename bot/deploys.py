@@ -648,7 +648,8 @@ async def verify(deps: Deps, *, release_id: int, actor: Actor, passed: bool,
         if event in (Event.ACCEPTANCE_PASS, Event.ACCEPTANCE_FAIL):
             return await step(session, deps, release, event, ctx,
                               _accepted(deps, actor, str(env), passed, note))
-        return await step(session, deps, release, event, ctx, _verified(note))
+        failed = event is Event.VERIFY_FAIL
+        return await step(session, deps, release, event, ctx, _verified(deps, note, failed))
 
     return await run_in_transaction(deps, work)
 
@@ -665,14 +666,41 @@ def _accepted(deps: Deps, actor: Actor, env: str, passed: bool, note: str) -> Ap
     return apply
 
 
-def _verified(note: str) -> Apply:
-    """Record the online verification's note."""
+def _verified(deps: Deps, note: str, failed: bool) -> Apply:
+    """Record the online verification's note; where the type may ship with known issues, a
+    failure asks the executives whether its problems get fixed (S3's emergency flow)."""
 
     async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
         rel.verification_note = note or None
+        if failed and facts.allow_known_issues:
+            notify(session, deps, rel, "decide", roles=["executive"], thread=True, found=note,
+                   rollback=facts.rollback_ref is not None)
         return {"note": note}
 
     return apply
+
+
+async def decide(deps: Deps, *, release_id: int, actor: Actor, fix: bool, reason: str,
+                 revision: int | None = None) -> Outcome:
+    """The executive's decision after a failed online verification, with the reason.
+
+    Fix: the requester (the developers) is told to set the fixed ref, which restarts testing
+    as any rework does. Accept: the release stays live, its problems recorded as known issues.
+    """
+    reason = clean_text(reason).strip()
+    event = Event.DECIDE_FIX if fix else Event.DECIDE_ACCEPT
+
+    async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
+        rel.decision, rel.decided_by = ("fix" if fix else "accept"), actor.user
+        rel.decision_reason, rel.decided_revision = reason, rel.revision
+        if fix:
+            notify(session, deps, rel, "fix", users=[rel.requester], reason=reason,
+                   found=rel.verification_note or "")
+        return {"reason": reason, "found": rel.verification_note or "",
+                "requester": rel.requester}
+
+    ctx = Ctx(actor, reason=reason, revision=revision)
+    return await transition(deps, release_id, event, ctx, apply)
 
 
 async def close(deps: Deps, *, release_id: int, actor: Actor, revision: int | None = None,

@@ -29,7 +29,7 @@ MAX_BACKOFF = 300.0
 
 
 # What a release can wait on someone for, most pressing first: the order a digest lists them in.
-URGENCY = ("escalation", "verify_deadline", "approval", "verify", "report")
+URGENCY = ("escalation", "verify_deadline", "decide", "approval", "verify", "report")
 # The most releases one digest names; the rest are counted. Slack shows at most 50 blocks.
 DIGEST_ITEMS = 40
 
@@ -128,7 +128,8 @@ class Jobs:
     async def _waiting(self, now: datetime) -> list[Waiting]:
         """Every release that has waited long enough on someone, and on whom."""
         async with self.deps.sessions() as session:
-            rels = await q.releases_in(session, [*BEFORE_DEPLOY, State.DEPLOYED])
+            rels = await q.releases_in(session, [*BEFORE_DEPLOY, State.DEPLOYED,
+                                                 State.VERIFICATION_FAILED])
             views = [await load_view(session, self.deps.policy, rel) for rel in rels]
         return [w for view in views for w in self._waits_on(view, now)]
 
@@ -149,6 +150,9 @@ class Jobs:
         elif view.state in UNTESTED and view.report is None:
             if age >= timedelta(hours=r.report_hours):
                 waits.append(Waiting(view, "report", ("tester",)))
+        elif view.decision_due:  # the executive's call after a failed online verification
+            if age >= timedelta(hours=r.approval_hours):
+                waits.append(Waiting(view, "decide", ("executive",)))
         elif view.state is State.DEPLOYED and view.next_env is None:
             if age >= timedelta(minutes=r.verify_deadline_minutes):
                 waits.append(Waiting(view, "verify_deadline", ("release_manager",)))

@@ -40,6 +40,8 @@ class KnownIssues:
     failures: tuple[str, ...] = ()  # beyond the go-live standard, e.g. '1 open B bugs (limit 0)'
     accepted_by: str | None = None  # the executive who accepted them (a Slack user ID)
     reason: str | None = None
+    # What online verification found that an executive let the release keep: found, by, why.
+    online: tuple[str, str, str] | None = None
 
     @property
     def open_bugs(self) -> str | None:
@@ -118,6 +120,10 @@ class ReleaseNotes:
             over = f" ({'; '.join(issues.failures)})" if issues.failures else ""
             lines.append(f"Shipped with known issues{over}, accepted by "
                          f"{issues.accepted_by}: {issues.reason or 'no reason given'}")
+        if issues.online:
+            found, by, why = issues.online
+            lines.append(f"Found in online verification: {found or 'no note'}; kept live as it "
+                         f"is by {by}: {why}")
         return lines
 
 
@@ -252,11 +258,15 @@ def shipped_label(shipped: Shipped) -> str:
 def known_issues(report: TestReport | None, release: Release,
                  limits: dict[str, int]) -> KnownIssues | None:
     """The report's open bugs, and the executive's acceptance of those over the standard."""
+    online = None
+    if release.decision == "accept" and release.decided_revision == release.revision:
+        online = (release.verification_note or "", release.decided_by or "",
+                  release.decision_reason or "")
     if report is None:
-        return None
+        return KnownIssues({}, online=online) if online else None
     bugs = {"A": report.bugs_a, "B": report.bugs_b, "C": report.bugs_c}
     failures = tuple(Report(bugs=bugs, limits=limits).failures)
-    return KnownIssues(bugs, failures, release.risk_accepted_by, release.risk_reason)
+    return KnownIssues(bugs, failures, release.risk_accepted_by, release.risk_reason, online)
 
 
 def plan_impact(release: Release) -> str | None:

@@ -54,6 +54,7 @@ class ReleaseView:
     one_person_many_roles: bool = False
     plan_required: tuple[str, ...] = ()  # go-live plan fields the type requires
     plan_reviewer: str | None = None  # the role that reviews the plan; None: no review
+    executive_decides: bool = False  # the type may ship with known issues (executive's call)
     sole_signers: tuple[str, ...] = ()  # required roles only the requester holds
     components: Sequence[ReleaseComponent] = ()  # in deploy order; one unless a train
     component_envs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -62,6 +63,18 @@ class ReleaseView:
     def plan_missing(self) -> tuple[str, ...]:
         """Labels of required plan fields left empty."""
         return plan_missing(self.release.plan, self.plan_required)
+
+    @property
+    def type_confirmed(self) -> bool:
+        """The plan's reviewer confirmed the type the release has now."""
+        return self.release.type_confirmed_as == self.release.type
+
+    @property
+    def decision_due(self) -> bool:
+        """Online verification failed and an executive's decision on it is awaited."""
+        rel = self.release
+        return (self.state is State.VERIFICATION_FAILED and self.executive_decides
+                and not (rel.decision and rel.decided_revision == rel.revision))
 
     @property
     def plan_waits_for_review(self) -> bool:
@@ -231,6 +244,7 @@ def view_of(policy: Policy, rows: ViewRows) -> ReleaseView:
         audit=rows.audit, one_person_many_roles=policy.one_person_many_roles,
         plan_required=tuple(rules.plan.required) if rules else (),
         plan_reviewer=rules.plan.reviewer if rules else None,
+        executive_decides=rules.allow_known_issues if rules else False,
         sole_signers=tuple(policy.sole_signer_roles(release.type, release.requester))
         if rules else (),
         acceptances=rows.acceptances,

@@ -147,7 +147,7 @@ def request_problems(new: NewRelease, *, policy: Policy, now: datetime) -> dict[
         allowed = ", ".join(t.value for t in ReleaseType if t in policy.policies)
         problems["type"] = f"Unknown release type {new.type[:30]!r}; use one of {allowed}."
     else:
-        problems.update(_ground_problems(new, policy.grounds_of(new.type)))
+        problems.update(ground_problems(new, policy.grounds_of(new.type)))
     if sentence := ref_problem(new.ref):
         problems["ref"] = sentence
     if sentence := next((f"{project}: {s}" for project, ref in new.more
@@ -167,7 +167,7 @@ def request_problems(new: NewRelease, *, policy: Policy, now: datetime) -> dict[
     return problems
 
 
-def _ground_problems(new: NewRelease, grounds: list[Ground]) -> dict[str, str]:
+def ground_problems(new: NewRelease, grounds: list[Ground]) -> dict[str, str]:
     """An emergency names one of its grounds and why; other types take none."""
     if not grounds:
         if new.ground:

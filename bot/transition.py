@@ -256,6 +256,8 @@ async def load_facts(session: AsyncSession, deps: Deps, release: Release,
                                 if rules.allow_known_issues),
         checklist_roles=tuple(step.owner for step in checklist_of(release.checklist)),
         observing_until=_observing_until(deps, release),
+        release_type=release.type, type_confirmed=release.type_confirmed_as == release.type,
+        decided=release.decision if release.decided_revision == release.revision else None,
         **_plan_facts(release, type_policy.plan),
         **stored, **gate, **(await _merge_back_facts(session, deps, release, reads)),
     )
@@ -462,6 +464,11 @@ def drawn_for(release_id: int, state: str | None) -> Iterator[None]:
         _DRAWN.reset(token)
 
 
+def drawn_state() -> tuple[int, str] | None:
+    """The release and state the button being handled was drawn for, if any."""
+    return _DRAWN.get()
+
+
 def check_drawn(release: Release, drawn: tuple[int, str] | None) -> None:
     """A button drawn in another state: the same Deploy means another environment now."""
     if drawn is not None and drawn[0] == release.id and release.state != drawn[1]:
@@ -617,14 +624,22 @@ async def remaining_issues(session: AsyncSession, deps: Deps,
                            release: Release) -> dict[str, Any] | None:
     """The open bugs the release ships with and, where they broke the standard, who accepted."""
     report = await q.latest_report(session, release)
-    if report is None:
-        return None
-    bugs = {"A": report.bugs_a, "B": report.bugs_b, "C": report.bugs_c}
+    problems = accepted_problems(release)
+    bugs = ({"A": report.bugs_a, "B": report.bugs_b, "C": report.bugs_c} if report else {})
     if not any(bugs.values()):
-        return None
+        return {"problems": problems} if problems else None
     failures = Report(bugs=bugs, limits=type_limits(deps, release)).failures
-    return {"bugs": bugs, "failures": failures, "accepted_by": release.risk_accepted_by,
-            "reason": release.risk_reason}
+    found = {"bugs": bugs, "failures": failures, "accepted_by": release.risk_accepted_by,
+             "reason": release.risk_reason}
+    return {**found, "problems": problems} if problems else found
+
+
+def accepted_problems(release: Release) -> dict[str, Any] | None:
+    """What online verification found that an executive let the release keep, and why."""
+    if release.decision != "accept" or release.decided_revision != release.revision:
+        return None
+    return {"found": release.verification_note or "", "accepted_by": release.decided_by,
+            "reason": release.decision_reason or ""}
 
 
 def notify(session: AsyncSession, deps: Deps, release: Release, notice: str, *,

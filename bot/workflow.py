@@ -88,6 +88,9 @@ class Event(StrEnum):
     PLAN_CHANGES = "ask plan changes"
     ARM = "arm"  # the release manager lets a scheduled or held release deploy on its own
     NEW_BUGS = "new bugs"  # the bug tracker shows open bugs the test report did not
+    RETYPE = "retype"  # the plan's reviewer corrects the release type at review
+    DECIDE_FIX = "decide fix"  # after a failed online verification: the problems get fixed
+    DECIDE_ACCEPT = "accept problems"  # ... or the release stays live with them as known issues
 
 
 class Who(StrEnum):
@@ -159,6 +162,9 @@ class Facts:
     plan_reviewer: str | None = None  # the role that reviews the plan; None: no review
     plan_review: str | None = None  # the plan as it is: "ok", "changes" or not reviewed
     plan_review_note: str = ""
+    release_type: str = "standard"
+    type_confirmed: bool = False  # the plan's reviewer confirmed the release's current type
+    decided: str | None = None  # the executive's decision on this revision's failed verification
     rollback_steps: bool = False  # the plan says how to roll back by hand
     previous_known: bool = True  # the environment's live version before a deploy is known
     # Shipped hotfixes of the project that the pinned commit lacks, e.g. "REL-5 (`hotfix/1.2.1`
@@ -259,6 +265,16 @@ class Ctx:
     items: tuple[int, ...] = ()
     report: Report | None = None
     revision: int | None = None  # the revision a button was drawn for; None from commands
+    retype: Retype | None = None  # a correction of the release type: the type it would be
+
+
+@dataclass(frozen=True)
+class Retype:
+    """The type a reviewer corrects a release to, as that type's policy judges the release."""
+
+    to: str
+    problem: str | None = None  # why the release can't be of that type (no ground, no time)
+    signable: bool = True  # its test report meets that type's standard, or it needs none
 
 
 class Refused(Exception):
@@ -589,8 +605,13 @@ def nothing_to_roll_back(facts: Facts, ctx: Ctx) -> str | None:
     Otherwise production would keep a version that failed while the new ref is tested, and the
     release could even be cancelled from testing, leaving it there: roll back first.
     """
-    if facts.rollback_ref is None:
+    if facts.rollback_ref is None or facts.decided == "fix":
         return None
+    if facts.allow_known_issues:
+        return (f"{facts.rel_id} failed its online verification and still runs in "
+                f"{facts.production}: an executive decides first whether its problems get "
+                f"fixed (`/release decide {facts.rel_id} fix|accept <reason…>`), or the "
+                f"release manager rolls it back (`/release rollback {facts.rel_id}`).")
     return (f"{facts.rel_id} failed its online verification and still runs in "
             f"{facts.production}: roll it back first (`/release rollback {facts.rel_id}`), "
             "then ship the fix as a new release.")
@@ -633,6 +654,42 @@ def plan_ready(facts: Facts, ctx: Ctx) -> str | None:
             "Plan OK on the card or `/release review`.")
 
 
+def type_confirmed(facts: Facts, ctx: Ctx) -> str | None:
+    """Where the plan is reviewed, its reviewer confirms the release type before sign-off."""
+    if facts.plan_reviewer is None or facts.type_confirmed:
+        return None
+    rel = facts.rel_id
+    return (f"{rel}'s release type ({facts.release_type}) is not confirmed yet: the "
+            f"{facts.plan_reviewer} confirms it by approving the go-live plan "
+            f"(`/release review {rel} ok`) or corrects it "
+            f"(`/release review {rel} changes --type <type> <why…>`).")
+
+
+def retype_possible(facts: Facts, ctx: Ctx) -> str | None:
+    """A correction names another type the release can be (a campaign needs its time …)."""
+    if ctx.retype is None:
+        return "Name the release type, e.g. `--type standard`."
+    if ctx.retype.to == facts.release_type:
+        return f"{facts.rel_id} is already {ctx.retype.to}."
+    return ctx.retype.problem
+
+
+def executive_decides(facts: Facts, ctx: Ctx) -> str | None:
+    """Only a type that may ship with known issues has the executive decide after verification."""
+    if facts.allow_known_issues:
+        return None
+    return (f"A {facts.release_type} release that fails its online verification is rolled "
+            f"back or fixed as a new revision; no executive decision is taken for it.")
+
+
+def not_decided(facts: Facts, ctx: Ctx) -> str | None:
+    """One decision per failed verification; it is in the audit trail and the thread."""
+    if facts.decided is None:
+        return None
+    what = "the problems get fixed" if facts.decided == "fix" else "it stays live as it is"
+    return f"The executive already decided for {facts.rel_id}: {what}."
+
+
 def plan_reviewed_by_policy(facts: Facts, ctx: Ctx) -> str | None:
     """Only a type whose policy names a reviewer has its plan reviewed."""
     return None if facts.plan_reviewer else "This release type's go-live plan needs no review."
@@ -673,6 +730,11 @@ def completes_signoff(facts: Facts, ctx: Ctx) -> bool:
     return role is not None and facts.missing_roles == [role]
 
 
+def retype_signable(facts: Facts, ctx: Ctx) -> bool:
+    """The corrected type's standard still lets the release be signed off."""
+    return ctx.retype is not None and ctx.retype.signable
+
+
 def scheduled(facts: Facts, ctx: Ctx) -> bool:
     """The release has a planned deploy time."""
     return facts.has_schedule
@@ -701,13 +763,16 @@ def more_to_roll_back(facts: Facts, ctx: Ctx) -> bool:
 # --- the table ------------------------------------------------------------------------------------
 
 _S, _W = State, Who
-_SIGN = (plan_ready, may_sign, hotfixes_merged)
+_SIGN = (plan_ready, type_confirmed, may_sign, hotfixes_merged)
 # Unarmed comes first: the scheduler asks the release manager to arm before it holds a release
 # for a freeze, so "it goes as soon as that is resolved" is then true.
-_DEPLOY_GUARDS = (armed_if_unattended, signed_off, commit_pinned, plan_ready, checklist_done,
-                  environment_in_order, way_back, gate_open)
+_DEPLOY_GUARDS = (armed_if_unattended, signed_off, commit_pinned, plan_ready, type_confirmed,
+                  checklist_done, environment_in_order, way_back, gate_open)
 _EDITORS = (_W.REQUESTER, _W.RELEASE_MANAGER)
 _REWORK = (*REWORKABLE, State.ACCEPTANCE_FAILED)  # a new ref restarts testing
+_RETYPE = (plan_reviewed_by_policy, not_own_release, needs_reason, retype_possible)
+_DECIDE = (executive_decides, not_own_release, not_decided, needs_reason)
+_TO_SIGN = (_S.READY_FOR_SIGNOFF, *SIGNED_OFF)
 
 TABLE: tuple[Transition, ...] = (
     Transition((_S.REQUESTED,), Event.START_TESTING, _S.TESTING, (_W.TESTER,), (own_test,)),
@@ -722,6 +787,12 @@ TABLE: tuple[Transition, ...] = (
                (plan_reviewed_by_policy, not_own_release, plan_complete, plan_not_approved)),
     Transition(REWORKABLE, Event.PLAN_CHANGES, None, (_W.PLAN_REVIEWER,),
                (plan_reviewed_by_policy, not_own_release, needs_reason)),
+    # The reviewer corrects the type (判定是否紧急): a new revision, signed again for that type's
+    # roles; a report that fails that type's standard sends it back to testing.
+    Transition((*UNTESTED, _S.REJECTED), Event.RETYPE, None, (_W.PLAN_REVIEWER,), _RETYPE),
+    Transition(_TO_SIGN, Event.RETYPE, _S.READY_FOR_SIGNOFF, (_W.PLAN_REVIEWER,), _RETYPE,
+               when=(retype_signable,)),
+    Transition(_TO_SIGN, Event.RETYPE, _S.TESTING, (_W.PLAN_REVIEWER,), _RETYPE),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.SCHEDULED, (_W.APPROVER,), _SIGN,
                when=(completes_signoff, scheduled)),
     Transition((_S.READY_FOR_SIGNOFF,), Event.APPROVE, _S.APPROVED, (_W.APPROVER,), _SIGN,
@@ -761,6 +832,11 @@ TABLE: tuple[Transition, ...] = (
                (own_verification, production_deployed)),
     Transition((_S.DEPLOYED,), Event.VERIFY_FAIL, _S.VERIFICATION_FAILED, (_W.TESTER,),
                (own_verification, production_deployed, needs_reason)),
+    # Emergency (高管人员决定是否修改问题): the executive has the problems fixed in a new
+    # revision, or keeps the release live with them as known issues; rollback stays open.
+    Transition((_S.VERIFICATION_FAILED,), Event.DECIDE_FIX, None, (_W.EXECUTIVE,), _DECIDE),
+    Transition((_S.VERIFICATION_FAILED,), Event.DECIDE_ACCEPT, _S.VERIFIED, (_W.EXECUTIVE,),
+               _DECIDE),
     Transition((_S.VERIFIED,), Event.OBSERVE, _S.OBSERVING, (_W.SYSTEM,)),
     Transition((_S.VERIFIED, _S.OBSERVING), Event.CLOSE, _S.CLOSED,
                (_W.RELEASE_MANAGER, _W.EXECUTIVE, _W.SYSTEM),
@@ -847,6 +923,9 @@ EVENTS: dict[Event, EventSpec] = {
     # Nothing to arm once production is reached; unplanned, only what the gate holds.
     Event.ARM: _reads("deployments", "gate"),
     Event.NEW_BUGS: _reads("approvals", "deployments"),  # voids these; not once production began
+    Event.RETYPE: _reads("approvals"),  # how many approvals the correction voids
+    Event.DECIDE_FIX: _reads(broadcast=True),
+    Event.DECIDE_ACCEPT: _reads(broadcast=True),
 }
 
 
@@ -944,6 +1023,11 @@ def refusal(event: Event, facts: Facts) -> str:
         return _no_acceptance(state)
     if event is Event.ARM:
         return f"A release is armed once it is signed off; this one is {state.label}."
+    if event is Event.RETYPE:
+        return f"The release type is settled once deploys start; this release is {state.label}."
+    if event in (Event.DECIDE_FIX, Event.DECIDE_ACCEPT):
+        return (f"The executive decides once an online verification has failed; "
+                f"{facts.rel_id} is {state.label}.")
     return standing(facts)
 
 
@@ -1022,6 +1106,14 @@ def _failed_verification(facts: Facts) -> str:
     """A verdict stays a verdict: the way on is rollback, or a new revision."""
     rel = facts.rel_id
     where = f"{rel} failed its online verification, and that verdict stands."
+    if facts.decided == "fix":
+        return (f"{where} The executive decided its problems get fixed: set the fixed ref with "
+                f"`/release ref {rel} <ref>`; it is tested and signed off again.")
+    if facts.allow_known_issues:
+        back = (f", or the release manager rolls it back (`/release rollback {rel}`)"
+                if facts.rollback_ref else "")
+        return (f"{where} An executive decides whether its problems get fixed or it stays "
+                f"live with them (`/release decide {rel} fix|accept <reason…>`){back}.")
     if facts.rollback_ref:
         return (f"{where} Roll it back with `/release rollback {rel}`, then ship the fix as a "
                 "new release.")

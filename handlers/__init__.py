@@ -19,6 +19,7 @@ from handlers.home import on_home_opened
 from handlers.runtime import Runtime
 from handlers.views import (
     on_abandon_submit,
+    on_decide_submit,
     on_plan_changes_submit,
     on_plan_submit,
     on_reject_submit,
@@ -124,4 +125,6 @@ def register_listeners(app: AsyncApp, runtime: Runtime) -> None:
     app.view(FormId.PLAN)(form(on_plan_submit))
     app.view(FormId.PLAN_CHANGES)(form(on_plan_changes_submit))
     app.view(FormId.ABANDON)(form(on_abandon_submit))
+    app.view(FormId.DECIDE_FIX)(form(on_decide_submit))
+    app.view(FormId.DECIDE_ACCEPT)(form(on_decide_submit))
     app.event("app_home_opened")(bind(on_home_opened))

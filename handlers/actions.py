@@ -263,6 +263,23 @@ async def _plan_changes(rt: Runtime, user: str, rid: int, rev: int | None, body:
     view = build_reason_modal(FormId.PLAN_CHANGES, "Plan changes", "What must change?", rid,
                               rev)
     return await _open(rt, body, view, f"/release review REL-{rid} changes <note>")
+def _decision(fix: bool) -> Click:
+    """Fix the problems / Accept as is: ask the table first (who, state), then why."""
+    event, form = ((Event.DECIDE_FIX, FormId.DECIDE_FIX) if fix
+                   else (Event.DECIDE_ACCEPT, FormId.DECIDE_ACCEPT))
+    title, label = (("Fix the problems", "Why fix them? The requester is told.") if fix else
+                    ("Accept as is", "Why may it stay live with these problems?"))
+
+    async def click(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
+        await transition.check_event(rt.deps, release_id=rid, event=event, revision=rev,
+                                     actor=await rt.directory.actor(user))
+        view = build_reason_modal(form, title, label, rid, rev)
+        word = "fix" if fix else "accept"
+        return await _open(rt, body, view, f"/release decide REL-{rid} {word} <reason>")
+
+    return click
+
+
 async def _notes(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     """The release notes, privately: approvers read them before they sign."""
     return await release_notes(rt, rid)
@@ -272,7 +289,8 @@ async def _notes(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) 
 # stale card in its own transaction, so no read goes ahead of it.
 CHECKED_INSIDE = frozenset({ActionId.APPROVE, ActionId.START_TESTING, ActionId.ARM,
                             ActionId.PLAN_OK, ActionId.VERIFY_FAIL, ActionId.ABANDON,
-                            ActionId.PLAN_CHANGES})
+                            ActionId.PLAN_CHANGES, ActionId.DECIDE_FIX,
+                            ActionId.DECIDE_ACCEPT})
 
 BUTTONS: dict[str, Click] = {
     ActionId.APPROVE: _approve, ActionId.REJECT: _reject, ActionId.REPORT: _report,
@@ -284,4 +302,6 @@ BUTTONS: dict[str, Click] = {
     ActionId.NOTES: _notes,
     ActionId.ABANDON: _abandon,
     ActionId.ARM: _arm,
+    ActionId.DECIDE_FIX: _decision(fix=True),
+    ActionId.DECIDE_ACCEPT: _decision(fix=False),
 }

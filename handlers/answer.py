@@ -102,9 +102,31 @@ def plan_edited(out: Outcome) -> str:
 def plan_reviewed(out: Outcome) -> str:
     """The reviewer's verdict on the plan."""
     rid = out.release.rel_id
+    kind = _an(out.release.type)
+    if old := out.detail.get("old_type"):
+        done = f"You changed {rid} from {escape(str(old))} to {escape(out.release.type)}"
+        if out.event is Event.PLAN_OK:
+            return (f"{done}, approved its go-live plan and confirmed it as {kind} release; "
+                    "its approvers sign again.")
+        return f"{done} and asked for changes to its go-live plan; the requester is told."
     if out.event is Event.PLAN_OK:
-        return f"You approved {rid}'s go-live plan."
+        return f"You approved {rid}'s go-live plan and confirmed it as {kind} release."
     return f"You asked for changes to {rid}'s go-live plan; the requester is told."
+
+
+def decided(out: Outcome) -> str:
+    """The executive's decision after a failed online verification."""
+    rid = out.release.rel_id
+    if out.event is Event.DECIDE_FIX:
+        return (f"Recorded: {rid}'s problems get fixed. The requester is told to set the fixed "
+                "ref; it is tested and signed off again.")
+    return (f"Recorded: {rid} stays live with its problems as known issues; they are in its "
+            "close summary and release notes.")
+
+
+def _an(word: str) -> str:
+    """'an emergency', 'a standard'."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {escape(word)}"
 
 
 def testing(out: Outcome) -> str:

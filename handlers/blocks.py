@@ -39,6 +39,8 @@ class ActionId:
     PLAN_OK = "release_plan_ok"
     PLAN_CHANGES = "release_plan_changes"
     NOTES = "release_notes"
+    DECIDE_FIX = "release_decide_fix"
+    DECIDE_ACCEPT = "release_decide_accept"
 
 
 class FormId:
@@ -51,6 +53,8 @@ class FormId:
     PLAN = "release_plan_form"
     PLAN_CHANGES = "release_plan_changes_form"
     ABANDON = "release_abandon_form"
+    DECIDE_FIX = "release_decide_fix_form"
+    DECIDE_ACCEPT = "release_decide_accept_form"
 
 
 STATE_ICON = {

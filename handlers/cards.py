@@ -69,7 +69,7 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
     rel = view.release
     lines = [
         f"{STATE_ICON[view.state]} *{view.state.label.capitalize()}*"
-        f"   ·   {escape(rel.type)} release   ·   requested by {mention(rel.requester)}",
+        f"   ·   {type_text(view)}   ·   requested by {mention(rel.requester)}",
         (f"*Train* {len(view.components)} projects, deployed in this order: "
          f"{escape(' → '.join(c.project for c in view.components))}" if view.is_train else
          f"*Project* {escape(rel.project)}   *Ref* {ref_text(view)}"),
@@ -86,6 +86,39 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
         at = f" @ `{escape(dep.sha[:7])}`" if dep.sha else ""
         lines.append(f"{kind} `{escape(ref)}`{at} to {escape(dep.environment)}: {pipeline}")
     return "\n".join(lines)
+
+
+def type_text(view: ReleaseView) -> str:
+    """'emergency release — confirmed by @dir at review', or that it waits for that review."""
+    rel = view.release
+    kind = f"{escape(rel.type)} release"
+    if view.type_confirmed and rel.type_confirmed_by:
+        return f"{kind} — confirmed by {mention(rel.type_confirmed_by)} at review"
+    if view.plan_reviewer:
+        return f"{kind} — type not confirmed yet ({escape(view.plan_reviewer)} at plan review)"
+    return kind
+
+
+def decision_line(view: ReleaseView) -> str | None:
+    """After a failed online verification: the executive's decision, or that it is awaited."""
+    rel = view.release
+    if rel.decision and rel.decided_revision == rel.revision and rel.decided_by:
+        what = ("the problems get fixed" if rel.decision == "fix"
+                else "it stays live with them as known issues")
+        why = escape(clip(rel.decision_reason or "", 300))
+        return f"*Executive's decision* {mention(rel.decided_by)}: {what} — {why}"
+    if view.decision_due:
+        return "*Executive's decision* ⏳ fix the problems found online, or accept them"
+    return None
+
+
+def decide_buttons(view: ReleaseView) -> list[Block]:
+    """The executive's Fix / Accept as is, while that decision is awaited (each asks why)."""
+    if not view.decision_due:
+        return []
+    value = button_value(view)
+    return [button("Fix the problems", ActionId.DECIDE_FIX, value, "primary"),
+            button("Accept as is", ActionId.DECIDE_ACCEPT, value)]
 
 
 def _ref_of(view: ReleaseView, project: str) -> str:
@@ -127,8 +160,9 @@ def arming_text(view: ReleaseView, tz: ZoneInfo) -> str:
 def progress_text(view: ReleaseView, tz: ZoneInfo) -> str:
     """Test report (and the tracker's count), sign-offs, checklist and deploys, a line each."""
     bugs = [line] if (line := tracker_line(view, tz)) else []
+    decision = [line] if (line := decision_line(view)) else []
     return "\n".join([report_line(view), *bugs, signoff_line(view), checklist_line(view),
-                      deploys_line(view), plan_line(view)])
+                      deploys_line(view), plan_line(view), *decision])
 
 
 def plan_line(view: ReleaseView) -> str:
@@ -392,7 +426,12 @@ def plan_buttons(view: ReleaseView) -> list[Block]:
     value = button_value(view)
     out = [button("Edit plan", ActionId.EDIT_PLAN, value)]
     if view.plan_waits_for_review and not view.plan_missing:
-        out += [button("Plan OK", ActionId.PLAN_OK, value),
+        rel = view.release
+        kind = f"{'an' if rel.type[:1] in 'aeiou' else 'a'} {escape(rel.type)}"
+        out += [button("Plan OK", ActionId.PLAN_OK, value, confirm=confirm(
+                    "Approve the plan?", f"Approve {rel.rel_id}'s go-live plan and confirm it as "
+                    f"{kind} release? To change its type, use `/release review {rel.rel_id} "
+                    "ok --type &lt;type&gt; &lt;why…&gt;`.", "Approve")),
                 button("Plan changes", ActionId.PLAN_CHANGES, value)]
     return out
 
@@ -412,4 +451,5 @@ _BUTTONS: dict[Event, Callable[[ReleaseView], list[Block]]] = {
     Event.ROLLBACK: lambda view: [rollback_button(view)] if view.rollback_order else [],
     Event.CLOSE: _button("Close", ActionId.CLOSE),
     Event.ABANDON: lambda view: [abandon_button(view)],
+    Event.DECIDE_FIX: decide_buttons,
 }

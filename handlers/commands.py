@@ -276,14 +276,29 @@ async def _plan(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 
 
 async def _review(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
-    """The plan's reviewer: `ok [note…]` or `changes <note…>`."""
+    """The plan's reviewer: `ok [note…]` (confirms the type) or `changes <note…>`; with
+    `--type T [--ground G]` the type is corrected first."""
     verdict = p.words[0].lower()
     if verdict not in ("ok", "changes"):
         raise UsageError(p.sub, "Say ok or changes.")
     note = p.rest.strip()[len(p.words[0]):].strip()
+    kind = p.options.get("type")
     out = await golive.review_plan(rt.deps, release_id=p.release_id or 0, ok=verdict == "ok",
-                                   note=note, actor=await rt.directory.actor(user))
+                                   note=note, actor=await rt.directory.actor(user),
+                                   release_type=kind.lower() if kind else None,
+                                   ground=p.options.get("ground", "").lower())
     return answer.plan_reviewed(out)
+
+
+async def _decide(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
+    """The executive, after a failed online verification: `fix <reason…>` or `accept <reason…>`."""
+    verdict = p.words[0].lower()
+    if verdict not in ("fix", "accept"):
+        raise UsageError(p.sub, f"{p.words[0][:20]!r} is not fix or accept.")
+    reason = p.rest.strip()[len(p.words[0]):].strip()
+    out = await deploys.decide(rt.deps, release_id=p.release_id or 0, fix=verdict == "fix",
+                               reason=reason, actor=await rt.directory.actor(user))
+    return answer.decided(out)
 
 
 async def _calendar(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
@@ -324,8 +339,9 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
         "again)", _ref, min_args=1, needs="Give the new ref"),
     Sub("plan", "/release plan <ID> [impact|rollback|db_scripts|stop_services|deploy_order|"
         "planned_time|on_duty <text…>]", "the go-live plan (no part: a form)", _plan),
-    Sub("review", "/release review <ID> ok|changes [note…]",
-        "the plan's reviewer: approve the go-live plan or ask for changes", _review,
+    Sub("review", "/release review <ID> ok|changes [note…] [--type T [--ground G]]",
+        "the plan's reviewer: approve the go-live plan and confirm the release type, or ask "
+        "for changes; `--type` corrects the type (with why; sign-off starts again)", _review,
         min_args=1, needs="Say ok or changes"),
     Sub("check", "/release check <ID> <item number…>",
         "tick checklist items (each by its role: the release manager, or e.g. the DBA)", _check,
@@ -338,6 +354,10 @@ SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
     Sub("verify", "/release verify <ID> pass|fail [note…]",
         "a tester's verdict on the newest environment: acceptance before production, "
         "online verification in it", _verify, min_args=1, needs="Say pass or fail"),
+    Sub("decide", "/release decide <ID> fix|accept <reason…>",
+        "executive, after a failed online verification of an emergency release: have the "
+        "problems fixed (back for rework) or keep it live with them as known issues", _decide,
+        min_args=1, needs="Say fix or accept, and why"),
     Sub("arm", "/release arm <ID>",
         "release manager: let a scheduled or held release deploy on its own", _arm),
     Sub("rollback", "/release rollback <ID> [reason…]",

@@ -31,6 +31,7 @@ from handlers.cards import (
     approval_buttons,
     arm_button,
     build_release_card,
+    decide_buttons,
     rollback_button,
     verify_buttons,
 )
@@ -659,6 +660,8 @@ def prompt_buttons(view: ReleaseView, notice: str) -> list[dict[str, Any]]:
         return acceptance_buttons(view)
     if notice == "arm":
         return arm_button(view)
+    if notice == "decide":
+        return decide_buttons(view)
     return []
 
 

@@ -37,6 +37,9 @@ WAITS: dict[str, Callable[[ReleaseView, Detail], str]] = {
     "verify_deadline": lambda view, d: (
         "⚠️ live in production and still not verified: if in doubt, roll it back"),
     "approval": lambda view, d: "✍️ waits for your sign-off",
+    "decide": lambda view, d: (
+        "🧭 failed its online verification, waits for an executive's decision: "
+        f"`/release decide {view.release.rel_id} fix|accept &lt;reason&gt;`"),
     "verify": lambda view, d: (
         "✔️ live in production, waits for verification: "
         f"`/release verify {view.release.rel_id} pass|fail`"),

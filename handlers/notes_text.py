@@ -44,6 +44,11 @@ def _issues_and_impact(notes: ReleaseNotes) -> list[tuple[str, bool]]:
             reason = escape(clip(issues.reason or "no reason given", 1000))
             lines.append((f"• Shipped with known issues{over}, accepted by "
                           f"{mention(issues.accepted_by)}: {reason}", False))
+        if issues.online:
+            found, by, why = issues.online
+            lines.append((f"• Found in online verification: "
+                          f"{escape(clip(found or 'no note', 500))}; kept live as it is by "
+                          f"{mention(by)}: {escape(clip(why, 500))}", False))
     if notes.impact:
         lines += [(f"*{IMPACT}*", False), (escape(clip(notes.impact, 1000)), False)]
     return lines

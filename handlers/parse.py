@@ -38,6 +38,8 @@ _QUOTES = str.maketrans({"“": '"', "”": '"', "\u00a0": " "})
 MAX_COMMAND = 4000  # Slack's own limit for slash command text is about this
 _OPTIONS = {"--type": "type", "--at": "at", "--version": "version", "--ground": "ground",
             "--reason": "reason", "--order": "order"}
+# The subcommands that take options, and which: a reviewer corrects the type with its ground.
+_TAKES = {"request": frozenset(_OPTIONS.values()), "review": frozenset({"type", "ground"})}
 
 
 @dataclass(frozen=True)
@@ -109,16 +111,16 @@ def parse_command(text: str, subcommands: Mapping[str, Sub]) -> Parsed:
 
 
 def _options(sub: Sub, words: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Take `--name value` pairs out (only `request` has options)."""
+    """Take `--name value` pairs out (only `request` and `review` have options)."""
     rest: list[str] = []
     options: dict[str, str] = {}
     it = iter(words)
     for word in it:
-        if not word.startswith("--") or sub.name != "request":
+        if not word.startswith("--") or sub.name not in _TAKES:
             rest.append(word)
             continue
         key = _OPTIONS.get(word.lower().split("=", 1)[0])
-        if key is None:
+        if key is None or key not in _TAKES[sub.name]:
             raise UsageError(sub, f"Unknown option {word[:30]!r}.")
         value = word.split("=", 1)[1] if "=" in word else next(it, None)
         if value is None:

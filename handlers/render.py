@@ -33,6 +33,11 @@ def ground_text(ground: str) -> str:
         return f"Emergency: {ground}"
 
 
+def _an(word: str) -> str:
+    """'an emergency', 'a standard' (escaped)."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {escape(word)}"
+
+
 def _reason(d: Payload, key: str = "reason") -> str:
     """`: reason` when there is one."""
     text = str(d.get(key) or "").strip()
@@ -247,7 +252,34 @@ def _plan(p: Payload, d: Payload) -> str:
 
 def _plan_ok(p: Payload, d: Payload) -> str:
     role = f" as {escape(str(d['role']))}" if d.get("role") else ""
-    return f"🗒 {mention(p['actor'])} approved the go-live plan{role}{_reason(d, 'note')}."
+    kind = f" and confirmed the release type: {escape(str(d['type']))}" if d.get("type") else ""
+    return f"🗒 {mention(p['actor'])} approved the go-live plan{role}{kind}{_reason(d, 'note')}."
+
+
+def _retyped(p: Payload, d: Payload) -> str:
+    """The reviewer's correction of the type, and the sign-offs it voided."""
+    voided = int(d.get("voided_approvals") or 0)
+    void = (f" {voided} sign-off{'' if voided == 1 else 's'} no longer "
+            f"count{'s' if voided == 1 else ''}; the approvers sign again." if voided else "")
+    ground = f" 🚨 {escape(ground_text(str(d['ground'])))}." if d.get("ground") else ""
+    return (f"🏷 {mention(p['actor'])} changed the release type from "
+            f"{escape(str(d.get('old_type')))} to {escape(str(d.get('type')))} at review"
+            f"{_reason(d)}.{ground}{void}")
+
+
+def _decided_fix(p: Payload, d: Payload) -> str:
+    """The executive has the problems found online fixed."""
+    back = mention(str(d["requester"])) + ", the" if d.get("requester") else "The"
+    return (f"🛠 {mention(p['actor'])} decided the problems found in production get "
+            f"fixed{_reason(d)}. {back} fixed ref goes in with `/release ref`; it is tested and "
+            "signed off again.")
+
+
+def _decided_accept(p: Payload, d: Payload) -> str:
+    """The executive keeps the release live with its problems, as known issues."""
+    found = f" ({escape(clip(str(d['found']), 300))})" if d.get("found") else ""
+    return (f"📌 {mention(p['actor'])} accepted the problems found in production{found} as "
+            f"known issues{_reason(d)}. The release stays live and goes on to observation.")
 
 
 def _accepted(p: Payload, d: Payload) -> str:
@@ -323,6 +355,9 @@ RENDERERS: dict[Event, Callable[[Payload, Payload], str]] = {
     _E.PUBLISH_NOTES: lambda p, d: _published(p, d),
     _E.ARM: _armed,
     _E.NEW_BUGS: _new_bugs,
+    _E.RETYPE: _retyped,
+    _E.DECIDE_FIX: _decided_fix,
+    _E.DECIDE_ACCEPT: _decided_accept,
 }
 
 
@@ -391,6 +426,24 @@ def remaining_text(remaining: Any) -> str:
     """The open bugs a release ships with, and who accepted those over the standard."""
     if not isinstance(remaining, dict):
         return "none known (no open bugs in the test report)"
+    online = problems_text(remaining.get("problems"))
+    if not remaining.get("bugs"):
+        return online.removeprefix("; ")
+    return bug_text(remaining) + online
+
+
+def problems_text(problems: Any) -> str:
+    """'; found in online verification: … — kept live as it is by @cto: …', or nothing."""
+    if not isinstance(problems, dict):
+        return ""
+    found = escape(clip(str(problems.get("found") or "no note"), 500))
+    why = escape(clip(str(problems.get("reason") or ""), 500))
+    return (f"; found in online verification: {found} — kept live as it is by "
+            f"{mention(str(problems.get('accepted_by')))}: {why}")
+
+
+def bug_text(remaining: dict[str, Any]) -> str:
+    """The open bugs of the test report, and who accepted those over the standard."""
     bugs = remaining.get("bugs") or {}
     counts = " · ".join(f"{sev} {bugs.get(sev, 0)}" for sev in "ABC")
     failures = remaining.get("failures") or []
@@ -430,6 +483,19 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
         f"branch yet{' and is overdue' if d.get('overdue') else ''}: please merge it back."),
     "stuck": _stuck,
     "handover": _handover,
+    "retyped": lambda rid, d: (
+        f"🏷 {rid} is now {_an(str(d.get('type')))} release, not "
+        f"{escape(str(d.get('old_type')))}: the go-live plan's reviewer changed it"
+        f"{_reason(d)}. Its sign-offs start again."),
+    "decide": lambda rid, d: (
+        f"🧭 {rid} failed its online verification{_reason(d, 'found')}. An executive "
+        f"decides: have the problems fixed (`/release decide {rid} fix &lt;reason&gt;`) or keep "
+        f"it live with them as known issues (`/release decide {rid} accept &lt;reason&gt;`)"
+        f"{'; the release manager may also roll it back' if d.get('rollback') else ''}."),
+    "fix": lambda rid, d: (
+        f"🛠 The executive decided the problems {rid} showed in production get fixed"
+        f"{_reason(d)}. Set the fixed ref with `/release ref {rid} &lt;ref&gt;`; it is tested "
+        "and signed off again."),
 }
 
 

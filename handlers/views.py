@@ -10,7 +10,7 @@ from bot import deploys, golive, releases
 from bot.workflow import Refused, reason_sentence
 from handlers import answer
 from handlers.answer import STALE_FORM, Asker, Reply, Work, answer_after
-from handlers.blocks import clip, value_environment
+from handlers.blocks import FormId, clip, value_environment
 from handlers.modals import (
     field_value,
     parse_metadata,
@@ -147,6 +147,23 @@ async def on_plan_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
                                      replace_all=True, revision=revision,
                                      actor=await runtime.directory.actor(_user(body)))
         return answer.plan_edited(out)
+
+    await _finish(ack, runtime, body, act, None)
+
+
+async def on_decide_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None:
+    """The executive's reason to have the problems fixed, or to keep them."""
+    reason = field_value(_values(body), "reason")
+    if await _note_refused(ack, reason):
+        return
+    fix = (body.get("view") or {}).get("callback_id") == FormId.DECIDE_FIX
+
+    async def act() -> Reply:
+        release_id, revision = _target(body)
+        out = await deploys.decide(runtime.deps, release_id=release_id, fix=fix, reason=reason,
+                                   actor=await runtime.directory.actor(_user(body)),
+                                   revision=revision)
+        return answer.decided(out)
 
     await _finish(ack, runtime, body, act, None)
 

@@ -78,6 +78,10 @@ class Release(SQLModel, table=True):
     plan_review: str | None = Field(default=None, max_length=10)  # "ok" or "changes"
     plan_reviewed_by: str | None = Field(default=None, max_length=32)
     plan_review_note: str | None = Field(default=None, max_length=4000)
+    # The reviewer who confirmed the release type at plan review, and the type they confirmed:
+    # a confirmation counts only for the type the release still has.
+    type_confirmed_by: str | None = Field(default=None, max_length=32)
+    type_confirmed_as: str | None = Field(default=None, max_length=20)
     # Copied from the policy at request: an item's text, or {item, role} when a role ticks it.
     checklist: list[str | dict[str, str]] = Field(default_factory=list,
                                                  sa_column=Column(JSON, nullable=False))
@@ -93,6 +97,12 @@ class Release(SQLModel, table=True):
     gate_override_reason: str | None = Field(default=None, max_length=4000)
     hold_reason: str | None = Field(default=None, max_length=4000)
     verification_note: str | None = Field(default=None, max_length=4000)
+    # The executive's decision after a failed online verification: "fix" or "accept", for
+    # the revision that failed (a fixed revision that fails again is decided again).
+    decision: str | None = Field(default=None, max_length=10)
+    decided_by: str | None = Field(default=None, max_length=32)
+    decision_reason: str | None = Field(default=None, max_length=4000)
+    decided_revision: int | None = None
     # Who let the scheduled deploy of which revision go on its own, and when.
     armed_by: str | None = Field(default=None, max_length=32)
     armed_at: datetime | None = _ts(default=None)

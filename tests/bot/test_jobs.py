@@ -431,3 +431,24 @@ async def test_emergency_override_is_audited_and_shown(deps: Deps, clock: FakeCl
     assert (audit[-1].action, audit[-1].actor) == ("override gate", CTO)
     assert audit[-1].detail["reason"] == "card outage" and "Sales week" in audit[-1].detail["gate"]
     assert release.gate_override_by == CTO
+
+
+async def test_an_undecided_failed_emergency_reminds_the_executive(deps: Deps, jobs: Jobs,
+                                                                   clock: FakeClock) -> None:
+    """After the policy's approval hours the executives' digest names it; decided, it stops."""
+    rid = await signed_off(deps, approvers=(CTO, DIRECTOR, LEAD), project="web",
+                           type="emergency")
+    start = await deploys.start_deploy(deps, release_id=rid, actor=who(deps, OPS))
+    await deploys.finish_deploy(deps, deployment_id=start.deployment.id, status="success")
+    await deploys.verify(deps, release_id=rid, actor=who(deps, TESTER), passed=False,
+                         note="Refunds charged twice")
+    assert [n["roles"] for n in await notices(deps, "decide")] == [["executive"]]
+    clock.advance(hours=3, minutes=59)
+    assert await jobs.remind() == 0
+    clock.advance(minutes=1)
+    assert await jobs.remind() == 1
+    assert [(d["user"], waits(d)) for d in await digests(deps)] == [(CTO, [(rid, "decide")])]
+    await deploys.decide(deps, release_id=rid, actor=who(deps, CTO), fix=True,
+                         reason="Refunds must be exact")
+    clock.advance(hours=5)
+    assert await jobs.remind() == 0

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from bot.gitlab import GitLabClient
-from bot.notes import ReleaseNotes, build_notes, plan_impact
+from bot.notes import ReleaseNotes, build_notes, known_issues, plan_impact
 from emulators.gitlab import GitLabEmulator
 from tests.fixtures import NOTES_URL, commit, merged_mr, sample_notes
 
@@ -82,3 +82,18 @@ def test_impact_comes_from_the_plan() -> None:
     assert plan_impact(SimpleNamespace(plan={"impact": " Checkout, all users "})) == (
         "Checkout, all users")
     assert plan_impact(SimpleNamespace(plan={"rollback": "x"})) is None
+
+
+def test_problems_kept_live_by_the_executive_are_known_issues() -> None:
+    """What online verification found, who kept the release live with it and why."""
+    rel = SimpleNamespace(decision="accept", decided_revision=2, revision=2,
+                          verification_note="Receipt logo is blurry", decided_by="U0CTO",
+                          decision_reason="Cosmetic", risk_accepted_by=None, risk_reason=None)
+    issues = known_issues(None, rel, {"A": 0, "B": 0, "C": 5})  # type: ignore[arg-type]
+    notes = ReleaseNotes("acme/web", "v1", "v2", [], [], known_issues=issues)
+    assert notes.issue_lines() == [
+        "None known.",
+        "Found in online verification: Receipt logo is blurry; kept live as it is by U0CTO: "
+        "Cosmetic"]
+    fixed = SimpleNamespace(**{**vars(rel), "decision": "fix"})
+    assert known_issues(None, fixed, {}) is None  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from bot.workflow import (
     Event,
     Facts,
     Report,
+    Retype,
     State,
     TransitionError,
     allowed_events,
@@ -35,7 +36,7 @@ BASE = Facts(state=S.REQUESTED, requester=DEV.user, required_roles=("tech_direct
              report=GOOD, checklist_total=2, checklist_done=frozenset({1, 2}),
              environments=("staging", "production"), rollback_ref="v1.0.0",
              allow_known_issues=True, bypass_allowed=True, plan_reviewer="tech_director",
-             plan_review="ok", rel_id="REL-5")
+             plan_review="ok", rel_id="REL-5", type_confirmed=True)
 
 # The specification, written out independently of the table: (state, event) -> destination
 # with facts where every guard holds. Pairs missing here must be refused.
@@ -92,6 +93,13 @@ EXPECTED: dict[tuple[State, Event], State] = {
     # The bug tracker shows new open bugs before production began: back to testing.
     **{(s, E.NEW_BUGS): S.TESTING for s in
        (S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED, S.DEPLOYED, S.DEPLOY_FAILED)},
+    # The plan's reviewer corrects the type before deploy; sign-off starts again.
+    **{(s, E.RETYPE): s for s in (S.REQUESTED, S.TESTING, S.REJECTED)},
+    **{(s, E.RETYPE): S.READY_FOR_SIGNOFF for s in
+       (S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED)},
+    # After a failed online verification the executive has it fixed, or keeps it live.
+    (S.VERIFICATION_FAILED, E.DECIDE_FIX): S.VERIFICATION_FAILED,
+    (S.VERIFICATION_FAILED, E.DECIDE_ACCEPT): S.VERIFIED,
 }
 
 ACTOR = {
@@ -100,6 +108,7 @@ ACTOR = {
     E.VERIFY_PASS: TESTER, E.VERIFY_FAIL: TESTER, E.CLOSE: OPS, E.ROLLBACK: OPS, E.CANCEL: DEV,
     E.PUBLISH_NOTES: OPS, E.EDIT_PLAN: DEV, E.PLAN_OK: DIRECTOR, E.PLAN_CHANGES: DIRECTOR,
     E.ABANDON: OPS, E.ACCEPTANCE_PASS: TESTER, E.ACCEPTANCE_FAIL: TESTER, E.ARM: OPS,
+    E.RETYPE: DIRECTOR, E.DECIDE_FIX: CTO, E.DECIDE_ACCEPT: CTO,
 }
 
 
@@ -130,6 +139,8 @@ def happy(state: State, event: Event) -> tuple[Facts, Ctx]:
         facts = replace(facts, deployed_envs=frozenset({"staging", "production"}))
     if event is E.ROLLBACK_SUCCEEDED:  # nothing else waits to be rolled back
         facts = replace(facts, rollback_ref=None)
+    if event is E.RETYPE:
+        ctx = replace(ctx, retype=Retype("emergency"))
     return facts, ctx
 
 
@@ -732,3 +743,88 @@ def test_observation_ends_early_only_by_an_executive_with_a_reason() -> None:
     over = replace(observing, observing_until=None)
     assert decide(over, E.CLOSE, Ctx(OPS)) is S.CLOSED
     assert "Only the release manager or an executive" in refused(over, E.CLOSE, Ctx(TESTER))
+
+
+# --- the release type is confirmed at review (B9) ------------------------------------------------
+
+def test_sign_off_and_deploy_wait_for_the_type_confirmed_at_review() -> None:
+    """Where the plan is reviewed, an unconfirmed type holds every approval and the deploy."""
+    facts, ctx = happy(S.READY_FOR_SIGNOFF, E.APPROVE)
+    unconfirmed = replace(facts, type_confirmed=False, release_type="emergency")
+    assert refused(unconfirmed, E.APPROVE, ctx) == (
+        "REL-5's release type (emergency) is not confirmed yet: the tech_director confirms it "
+        "by approving the go-live plan (`/release review REL-5 ok`) or corrects it "
+        "(`/release review REL-5 changes --type <type> <why…>`).")
+    deploy, dctx = happy(S.APPROVED, E.DEPLOY)
+    assert "is not confirmed yet" in refused(replace(deploy, type_confirmed=False), E.DEPLOY,
+                                             dctx)
+    unreviewed = replace(unconfirmed, plan_reviewer=None)  # no review: nobody confirms it
+    assert decide(unreviewed, E.APPROVE, ctx) is S.APPROVED
+
+
+def test_only_the_plans_reviewer_corrects_the_type_with_a_reason() -> None:
+    """Another role, the requester, no reason, the same type or an impossible one: refused."""
+    facts, ctx = happy(S.READY_FOR_SIGNOFF, E.RETYPE)
+    assert refused(facts, E.RETYPE, replace(ctx, actor=TESTER)) == (
+        "Only the go-live plan's reviewer can do that.")
+    own = Actor(DEV.user, frozenset({"tech_director"}))
+    assert "You requested this release" in refused(facts, E.RETYPE, replace(ctx, actor=own))
+    assert refused(facts, E.RETYPE, replace(ctx, reason=" ")) == "Please give a reason."
+    assert refused(facts, E.RETYPE, replace(ctx, retype=Retype("standard"))) == (
+        "REL-5 is already standard.")
+    no_time = Retype("campaign", "A campaign release needs its launch time, and REL-5 has none.")
+    assert refused(facts, E.RETYPE, replace(ctx, retype=no_time)) == no_time.problem
+    assert refused(replace(facts, plan_reviewer=None), E.RETYPE, ctx) == (
+        "This release type's go-live plan needs no review.")
+
+
+def test_a_type_whose_standard_the_report_fails_goes_back_to_testing() -> None:
+    """Corrected to a stricter type, a signed-off release is tested again; else signed again."""
+    for state in (S.READY_FOR_SIGNOFF, S.APPROVED, S.SCHEDULED):
+        facts, ctx = happy(state, E.RETYPE)
+        strict = replace(ctx, retype=Retype("standard", signable=False))
+        assert decide(replace(facts, release_type="emergency"), E.RETYPE, strict) is S.TESTING
+        assert decide(facts, E.RETYPE, ctx) is S.READY_FOR_SIGNOFF
+    assert "settled once deploys start" in refused(
+        replace(BASE, state=S.DEPLOYED), E.RETYPE, Ctx(DIRECTOR, reason="x",
+                                                      retype=Retype("standard")))
+
+
+# --- after online verification the executive decides (E5) ----------------------------------------
+
+def test_only_an_executive_decides_and_only_where_known_issues_may_ship() -> None:
+    """Who, which types, once, with a reason; never on their own release."""
+    facts, ctx = happy(S.VERIFICATION_FAILED, E.DECIDE_FIX)
+    for event in (E.DECIDE_FIX, E.DECIDE_ACCEPT):
+        assert refused(facts, event, replace(ctx, actor=OPS)) == (
+            "Only an executive can do that.")
+        assert refused(facts, event, replace(ctx, reason="")) == "Please give a reason."
+        assert refused(replace(facts, allow_known_issues=False, release_type="standard"),
+                       event, ctx) == (
+            "A standard release that fails its online verification is rolled back or fixed "
+            "as a new revision; no executive decision is taken for it.")
+        assert refused(replace(facts, decided="fix"), event, ctx) == (
+            "The executive already decided for REL-5: the problems get fixed.")
+        assert "someone else must decide" in refused(replace(facts, requester=CTO.user),
+                                                     event, ctx)
+        assert "once an online verification has failed" in refused(
+            replace(facts, state=S.DEPLOYED), event, ctx)
+
+
+def test_a_fix_decision_opens_the_way_to_a_new_revision() -> None:
+    """Undecided, a failed emergency is rolled back or decided; decided fix, a new ref tests."""
+    failed = replace(REL5, state=S.VERIFICATION_FAILED, allow_known_issues=True,
+                     deployed_envs=frozenset({"staging", "production"}))
+    assert refused(failed, E.CHANGE_REF, Ctx(DEV)) == (
+        "REL-5 failed its online verification and still runs in production: an executive "
+        "decides first whether its problems get fixed (`/release decide REL-5 fix|accept "
+        "<reason…>`), or the release manager rolls it back (`/release rollback REL-5`).")
+    assert "An executive decides whether its problems get fixed" in refused(
+        failed, E.VERIFY_PASS, Ctx(TESTER))
+    fixing = replace(failed, decided="fix")
+    assert decide(fixing, E.CHANGE_REF, Ctx(DEV)) is S.TESTING
+    assert "The executive decided its problems get fixed" in refused(
+        fixing, E.VERIFY_PASS, Ctx(TESTER))
+    assert decide(fixing, E.ROLLBACK, Ctx(OPS)) is S.ROLLING_BACK  # rollback stays open
+    assert decide(failed, E.DECIDE_ACCEPT, Ctx(CTO, reason="Cosmetic; fix in 1.3")) is (
+        S.VERIFIED)

@@ -682,3 +682,38 @@ def test_every_home_entry_names_its_release() -> None:
     assert any(t.startswith("*REL-42* · payments — Faster checkout\n")
                for t in mrkdwn_texts(plain["blocks"]))
     assert_no_raw_markup(mrkdwn_texts(build_home([hostile_view(State.TESTING)], [], [], TZ)))
+
+
+# --- the type confirmed at review; the executive's decision ------------------------------------
+
+def test_the_card_says_who_confirmed_the_type_and_plan_ok_asks_to_confirm_it() -> None:
+    """Unconfirmed: whose review it waits for; confirmed: by whom; Plan OK names the type."""
+    rel = make_release(State.TESTING, type="emergency", plan={"impact": "payouts"})
+    waiting = replace(make_view(release=rel), plan_reviewer="tech_director")
+    text = build_release_card(waiting, TZ)[1][1]["text"]["text"]
+    assert "emergency release — type not confirmed yet (tech_director at plan review)" in text
+    plan_ok = next(b for b in card_buttons(waiting) if b["action_id"] == ActionId.PLAN_OK)
+    assert plan_ok["confirm"]["text"]["text"].startswith(
+        "Approve REL-42's go-live plan and confirm it as an emergency release?")
+    rel.plan_review, rel.type_confirmed_by, rel.type_confirmed_as = "ok", "U0DIRECTOR", "emergency"
+    text = build_release_card(waiting, TZ)[1][1]["text"]["text"]
+    assert "emergency release — confirmed by <@U0DIRECTOR> at review" in text
+    rel.type = "standard"  # a confirmation counts for the type it confirmed only
+    assert "standard release — type not confirmed yet" in build_release_card(
+        waiting, TZ)[1][1]["text"]["text"]
+
+
+def test_fix_and_accept_are_drawn_only_while_the_decision_is_awaited() -> None:
+    """An emergency that failed verification: the buttons; decided, or another type: none."""
+    rel = make_release(State.VERIFICATION_FAILED, type="emergency")
+    failed = replace(make_view(release=rel), executive_decides=True)
+    ids = [b["action_id"] for b in card_buttons(failed)]
+    assert ActionId.DECIDE_FIX in ids and ActionId.DECIDE_ACCEPT in ids
+    assert ActionId.DECIDE_FIX not in [b["action_id"] for b in card_buttons(
+        replace(failed, executive_decides=False))]
+    rel.decision, rel.decided_by, rel.decision_reason, rel.decided_revision = (
+        "accept", "U0CTO", "Cosmetic", rel.revision)
+    assert ActionId.DECIDE_FIX not in [b["action_id"] for b in card_buttons(failed)]
+    text = build_release_card(failed, TZ)[1][2]["text"]["text"]
+    assert ("*Executive's decision* <@U0CTO>: it stays live with them as known issues — "
+            "Cosmetic") in text

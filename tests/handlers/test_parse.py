@@ -56,6 +56,9 @@ EVERY_SUBCOMMAND = [
     ("review REL-42 ok", "review", 42, ("ok",)),
     ("review REL-42 changes add the DB rollback", "review", 42,
      ("changes", "add", "the", "DB", "rollback")),
+    ("review REL-42 changes --type standard not urgent", "review", 42,
+     ("changes", "not", "urgent")),
+    ("decide REL-42 fix payouts must work", "decide", 42, ("fix", "payouts", "must", "work")),
     ("help", "help", None, ()),
     ("calendar", "calendar", None, ()),
     ("STATUS Rel-7", "status", 7, ()),
@@ -164,6 +167,16 @@ def test_request_options() -> None:
                    '--at "2026-12-24 20:00" --version 1.1.0')
     assert parsed.words == ("payments", "v1.1.0", "Faster", "checkout")
     assert parsed.options == {"type": "hotfix", "at": "2026-12-24 20:00", "version": "1.1.0"}
+
+
+def test_review_takes_the_type_and_ground_only() -> None:
+    """A reviewer corrects the type (with a ground for an emergency); other options refuse."""
+    parsed = parse("review REL-6 ok --type emergency --ground live_bug Payouts hang")
+    assert parsed.words == ("ok", "Payouts", "hang")
+    assert parsed.options == {"type": "emergency", "ground": "live_bug"}
+    assert refusal("review REL-6 ok --at 20:00") == (
+        f"Unknown option '--at'. {usage_of('review')}")
+    assert parse("decide REL-6 fix --type wrong").words == ("fix", "--type", "wrong")
 
 
 def test_request_options_with_equals_and_any_case() -> None:

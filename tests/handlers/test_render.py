@@ -146,6 +146,23 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
     "ask plan changes": ("testing", "testing", {"note": "Add the DB rollback <!here>"},
                                 "🗒 <@U0ACTOR> asked for changes to the go-live plan: Add the DB "
                                 "rollback &lt;!here&gt;."),
+    "retype": ("ready_for_signoff", "ready_for_signoff",
+               {"old_type": "emergency", "type": "standard", "reason": "Not urgent <!here>",
+                "voided_approvals": 1},
+               "🏷 <@U0ACTOR> changed the release type from emergency to standard at review: "
+               "Not urgent &lt;!here&gt;. 1 sign-off no longer counts; the approvers sign "
+               "again."),
+    "decide fix": ("verification_failed", "verification_failed",
+                   {"reason": "Payouts must work", "found": "500s on /pay",
+                    "requester": "U0DEV"},
+                   "🛠 <@U0ACTOR> decided the problems found in production get fixed: Payouts "
+                   "must work. <@U0DEV>, the fixed ref goes in with `/release ref`; it is tested "
+                   "and signed off again."),
+    "accept problems": ("verification_failed", "verified",
+                        {"reason": "Cosmetic", "found": "Logo blurry", "requester": "U0DEV"},
+                        "📌 <@U0ACTOR> accepted the problems found in production (Logo blurry) "
+                        "as known issues: Cosmetic. The release stays live and goes on to "
+                        "observation."),
 }
 
 

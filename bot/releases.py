@@ -551,22 +551,23 @@ async def arm(deps: Deps, *, release_id: int, actor: Actor,
     A release with no planned time that a freeze or window holds is planned for the next
     allowed time, the one the deploy refusal names: from then on the scheduler deploys it as
     any armed scheduled release, and a freeze extended meanwhile holds it again.
-    Arming is for the current revision: a new ref or report voids it, as it voids approvals.
+    Arming is for the current revision: a new ref or report voids it, as it voids approvals,
+    and takes back the planned time it chose (bot.transition.void_arming).
     """
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         now = deps.clock()
         release.armed_by, release.armed_at = actor.user, now
         release.armed_revision = release.revision
-        held = release.hold_reason
+        held, chosen = release.hold_reason, dict[str, Any]()
         if release.scheduled_at is None:  # armable let it through: the gate holds it
             release.scheduled_at = calendar.next_allowed(now, deps.policy)
-            held = facts.gate_reason
+            held, chosen = facts.gate_reason, {"planned": True}  # a new revision undoes it
         planned = release.scheduled_at
         return {"at": now.isoformat(), "revision": release.revision,
                 "scheduled_at": planned and planned.isoformat(),
                 "when": planned and calendar.format_local(planned, deps.policy),
-                "held": held}
+                "held": held, **chosen}
 
     return await transition(deps, release_id, Event.ARM, Ctx(actor, revision=revision), apply)
 

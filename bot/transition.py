@@ -402,8 +402,30 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
         return Outcome(release, event, state, state, same, changed=False)
     if not facts.merge_back_checked:  # allowed but for merge-back: ask GitLab, then decide again
         raise MergeBackNeeded(release.id)
+    revision = release.revision
     detail = await apply(session, release, facts)
+    if release.revision != revision:
+        detail = {**detail, **await void_arming(session, deps, release, revision)}
     return await record(session, deps, release, event, ctx.actor, dest, detail)
+
+
+async def void_arming(session: AsyncSession, deps: Deps, release: Release,
+                      revision: int) -> dict[str, Any]:
+    """A new revision voids the arming of `revision`, and the planned time only it chose.
+
+    Arming a release the gate held planned it for the next allowed time; left behind, that
+    time would show on the card and calendar and fall due though nobody chose it. A time the
+    requester gave stays. Returns the time taken back, for the thread line.
+    """
+    if release.armed_revision != revision or release.scheduled_at is None:
+        return {}
+    arming = await q.last_audit(session, release.id, Event.ARM.value)
+    if (arming is None or not arming.detail.get("planned")
+            or arming.detail.get("scheduled_at") != release.scheduled_at.isoformat()):
+        return {}
+    when = calendar.format_local(release.scheduled_at, deps.policy)
+    release.scheduled_at = None
+    return {"unplanned": when}
 
 
 async def check_event(deps: Deps, *, release_id: int, event: Event | Callable[[Facts], Event],

@@ -24,7 +24,7 @@ from bot.transition import (
     Deps,
     Outcome,
     ask_approvers,
-    check_event,
+    checked_release,
     locked,
     notify,
     record,
@@ -454,12 +454,11 @@ async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str,
     if sentence := ref_problem(ref):
         raise Refused(sentence)
     if deps.gitlab is not None:  # nothing is written for a ref GitLab doesn't have
-        await check_event(deps, release_id=release_id, event=Event.CHANGE_REF, actor=actor)
         async with deps.sessions() as session:
-            release = await q.get_release(session, release_id)
-            comps = await q.components_of(session, release) if release else []
-        if release is not None:
-            await _refs_exist(deps, [(_component(release, comps, project, ref).project, ref)])
+            release, _ = await checked_release(session, deps, release_id=release_id,
+                                               event=Event.CHANGE_REF, actor=actor)
+            comps = await q.components_of(session, release)
+        await _refs_exist(deps, [(_component(release, comps, project, ref).project, ref)])
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         comps = await q.components_of(session, release)

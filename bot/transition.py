@@ -441,18 +441,29 @@ async def check_event(deps: Deps, *, release_id: int, event: Event | Callable[[F
     can't be undone).
     """
     async with deps.sessions() as session:
-        release = await q.get_release(session, release_id)
-        if release is None:
-            raise Refused(f"There is no release REL-{release_id}.")
-        check_revision(release, revision)
-        check_drawn(release, _DRAWN.get())
-        reads = (reads_for(event, State(release.state)) if isinstance(event, Event)
-                 else EVERYTHING)
-        facts = await load_facts(session, deps, release, reads)
+        return (await checked_release(session, deps, release_id=release_id, event=event,
+                                      actor=actor, revision=revision, environment=environment,
+                                      reason=reason))[1]
+
+
+async def checked_release(session: AsyncSession, deps: Deps, *, release_id: int,
+                          event: Event | Callable[[Facts], Event], actor: Actor,
+                          revision: int | None = None, environment: str | None = None,
+                          reason: str | None = None) -> tuple[Release, Event]:
+    """`check_event` in the caller's session: the release read for it, and the event checked,
+    so a caller that needs more of the release before asking GitLab reads it only once."""
+    release = await q.get_release(session, release_id)
+    if release is None:
+        raise Refused(f"There is no release REL-{release_id}.")
+    check_revision(release, revision)
+    check_drawn(release, _DRAWN.get())
+    reads = (reads_for(event, State(release.state)) if isinstance(event, Event)
+             else EVERYTHING)
+    facts = await load_facts(session, deps, release, reads)
     chosen = event if isinstance(event, Event) else event(facts)
     ctx = Ctx(actor, reason=reason or "", revision=revision, environment=environment)
     traced_decide(deps, release, facts, chosen, ctx, reason_follows=reason is None)
-    return chosen
+    return release, chosen
 
 
 def traced_decide(deps: Deps, release: Release, facts: Facts, event: Event, ctx: Ctx, *,

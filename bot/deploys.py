@@ -280,6 +280,10 @@ async def _roll_back(session: AsyncSession, deps: Deps, release: Release, undo: 
                      actor: Actor) -> Deployment:
     """Hold the environment again and record the redeploy of what `undo` replaced."""
     await _still_ours(session, release, undo.project, undo.environment)
+    if not undo.previous_sha:  # the guard refuses the first; a train's later ones end here
+        raise Refused(f"{undo.project} {undo.environment} ran `{undo.previous_ref}` before, "
+                      "recorded with no commit, so it can't be put back as it was; follow the "
+                      "go-live plan's rollback steps by hand.")
     back = _rollback_ref(deps, release, undo)
     ships = Shipped(back, undo.previous_sha, undo.previous_release_id)
     return await _hold(session, deps, release, undo.project, undo.environment, actor,
@@ -375,7 +379,7 @@ async def _still_ours(session: AsyncSession, release: Release, project: str, env
 def _rollback_ref(deps: Deps, release: Release, undo: Deployment) -> str:
     """A ref at exactly the commit that ran before: the bot's own tag, or one made for it."""
     previous = undo.previous_ref or ""
-    if not undo.previous_sha or previous.startswith(deps.policy.tag_prefix):
+    if previous.startswith(deps.policy.tag_prefix):
         return previous or str(undo.previous_sha)
     return f"{release_tag(deps, release.id)}-rollback"
 
@@ -390,7 +394,9 @@ async def record_pipeline(deps: Deps, *, deployment_id: int, pipeline_id: int, u
             raise Refused(f"No deployment {deployment_id}.")
         release = await locked(session, dep.release_id)
         dep.pipeline_id, dep.pipeline_url, dep.status = pipeline_id, url, "running"
-        if dep.previous_ref is None and dep.previous_sha is None and previous is not None:
+        if dep.previous_sha is None and previous is not None:  # GitLab knows its commit
+            if dep.previous_ref not in (None, previous.ref):  # not the release the bot recorded
+                dep.previous_release_id = None
             dep.previous_ref, dep.previous_sha = previous.ref, previous.sha
         comps = await q.components_of(session, release)
         if not dep.rollback:
@@ -792,8 +798,8 @@ class Deployer:
                               "remove or rename that tag, then deploy again")
 
     async def _live_in_gitlab(self, project: str | int, dep: Deployment) -> Shipped | None:
-        """What GitLab last deployed there, when the bot has no record of its own."""
-        if dep.previous_ref or dep.previous_sha:
+        """What GitLab last deployed there, when the bot has no commit of its own for it."""
+        if dep.previous_sha:
             return None
         return await self._ask_gitlab_live(project, dep.environment)
 

@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.plan import missing as plan_missing
 from bot.policy import ChecklistItem, Policy, ReleaseType, TypePolicy, checklist_of
-from bot.trains import Train, rollback_targets, train_of
+from bot.trains import Train, rollback_targets, train_of, unpinned
 from bot.transition import is_armed
 from bot.workflow import (
     Actor,
@@ -132,6 +132,11 @@ class ReleaseView:
     def rollback_order(self) -> list[str]:
         """The components a rollback would undo now, in the order it undoes them."""
         return [d.project for d in rollback_targets(self.deployments, self.train.projects)]
+
+    @property
+    def rollback_unpinned(self) -> str | None:
+        """The ref a rollback would put back when no commit is recorded for it."""
+        return unpinned(rollback_targets(self.deployments, self.train.projects))
 
     def cell(self, project: str, env: str) -> str | None:
         """Where one component stands in one environment in this revision: None (not going

@@ -24,7 +24,7 @@ from bot.transition import (
     Deps,
     Outcome,
     ask_approvers,
-    check_event,
+    checked_release,
     locked,
     notify,
     record,
@@ -454,12 +454,11 @@ async def change_ref(deps: Deps, *, release_id: int, actor: Actor, ref: str,
     if sentence := ref_problem(ref):
         raise Refused(sentence)
     if deps.gitlab is not None:  # nothing is written for a ref GitLab doesn't have
-        await check_event(deps, release_id=release_id, event=Event.CHANGE_REF, actor=actor)
         async with deps.sessions() as session:
-            release = await q.get_release(session, release_id)
-            comps = await q.components_of(session, release) if release else []
-        if release is not None:
-            await _refs_exist(deps, [(_component(release, comps, project, ref).project, ref)])
+            release, _ = await checked_release(session, deps, release_id=release_id,
+                                               event=Event.CHANGE_REF, actor=actor)
+            comps = await q.components_of(session, release)
+        await _refs_exist(deps, [(_component(release, comps, project, ref).project, ref)])
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         comps = await q.components_of(session, release)
@@ -551,22 +550,23 @@ async def arm(deps: Deps, *, release_id: int, actor: Actor,
     A release with no planned time that a freeze or window holds is planned for the next
     allowed time, the one the deploy refusal names: from then on the scheduler deploys it as
     any armed scheduled release, and a freeze extended meanwhile holds it again.
-    Arming is for the current revision: a new ref or report voids it, as it voids approvals.
+    Arming is for the current revision: a new ref or report voids it, as it voids approvals,
+    and takes back the planned time it chose (bot.transition.void_arming).
     """
 
     async def apply(session: AsyncSession, release: Release, facts: Facts) -> dict[str, Any]:
         now = deps.clock()
         release.armed_by, release.armed_at = actor.user, now
         release.armed_revision = release.revision
-        held = release.hold_reason
+        held, chosen = release.hold_reason, dict[str, Any]()
         if release.scheduled_at is None:  # armable let it through: the gate holds it
             release.scheduled_at = calendar.next_allowed(now, deps.policy)
-            held = facts.gate_reason
+            held, chosen = facts.gate_reason, {"planned": True}  # a new revision undoes it
         planned = release.scheduled_at
         return {"at": now.isoformat(), "revision": release.revision,
                 "scheduled_at": planned and planned.isoformat(),
                 "when": planned and calendar.format_local(planned, deps.policy),
-                "held": held}
+                "held": held, **chosen}
 
     return await transition(deps, release_id, Event.ARM, Ctx(actor, revision=revision), apply)
 

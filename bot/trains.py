@@ -193,3 +193,9 @@ def rollback_targets(deployments: Sequence[Deployment],
                    for d in mine):
             targets.append(last)
     return targets
+
+
+def unpinned(targets: Sequence[Deployment]) -> str | None:
+    """The ref a rollback would put back with no commit recorded for it (rows from before
+    commits were pinned): redeploying it now would deploy its head, not what ran."""
+    return next((d.previous_ref for d in targets if not d.previous_sha), None)

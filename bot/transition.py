@@ -22,7 +22,7 @@ from bot.gitlab import GitLabClient, GitLabError
 from bot.plan import PlanField
 from bot.plan import missing as plan_missing
 from bot.policy import Notice, PlanPolicy, Policy, ReleaseType, checklist_of
-from bot.trains import Train, rollback_targets, train_of
+from bot.trains import Train, rollback_targets, train_of, unpinned
 from bot.workflow import (
     EVENTS,
     EVERYTHING,
@@ -313,6 +313,7 @@ async def _stored_facts(session: AsyncSession, release: Release, train: Train,
                                           if not d.rollback and d.revision == release.revision)
         undo = rollback_targets(deployments, train.projects)
         facts["rollback_ref"] = undo[0].previous_ref or undo[0].previous_sha if undo else None
+        facts["rollback_unpinned"] = unpinned(undo)
     if "acceptances" in reads:
         verdicts = await q.acceptances_of(session, release)
         facts["accepted_envs"] = frozenset(a.environment for a in verdicts if a.passed)
@@ -404,8 +405,30 @@ async def step(session: AsyncSession, deps: Deps, release: Release, event: Event
         return Outcome(release, event, state, state, same, changed=False)
     if not facts.merge_back_checked:  # allowed but for merge-back: ask GitLab, then decide again
         raise MergeBackNeeded(release.id)
+    revision = release.revision
     detail = await apply(session, release, facts)
+    if release.revision != revision:
+        detail = {**detail, **await void_arming(session, deps, release, revision)}
     return await record(session, deps, release, event, ctx.actor, dest, detail)
+
+
+async def void_arming(session: AsyncSession, deps: Deps, release: Release,
+                      revision: int) -> dict[str, Any]:
+    """A new revision voids the arming of `revision`, and the planned time only it chose.
+
+    Arming a release the gate held planned it for the next allowed time; left behind, that
+    time would show on the card and calendar and fall due though nobody chose it. A time the
+    requester gave stays. Returns the time taken back, for the thread line.
+    """
+    if release.armed_revision != revision or release.scheduled_at is None:
+        return {}
+    arming = await q.last_audit(session, release.id, Event.ARM.value)
+    if (arming is None or not arming.detail.get("planned")
+            or arming.detail.get("scheduled_at") != release.scheduled_at.isoformat()):
+        return {}
+    when = calendar.format_local(release.scheduled_at, deps.policy)
+    release.scheduled_at = None
+    return {"unplanned": when}
 
 
 async def check_event(deps: Deps, *, release_id: int, event: Event | Callable[[Facts], Event],
@@ -420,18 +443,29 @@ async def check_event(deps: Deps, *, release_id: int, event: Event | Callable[[F
     can't be undone).
     """
     async with deps.sessions() as session:
-        release = await q.get_release(session, release_id)
-        if release is None:
-            raise Refused(f"There is no release REL-{release_id}.")
-        check_revision(release, revision)
-        check_drawn(release, _DRAWN.get())
-        reads = (reads_for(event, State(release.state)) if isinstance(event, Event)
-                 else EVERYTHING)
-        facts = await load_facts(session, deps, release, reads)
+        return (await checked_release(session, deps, release_id=release_id, event=event,
+                                      actor=actor, revision=revision, environment=environment,
+                                      reason=reason))[1]
+
+
+async def checked_release(session: AsyncSession, deps: Deps, *, release_id: int,
+                          event: Event | Callable[[Facts], Event], actor: Actor,
+                          revision: int | None = None, environment: str | None = None,
+                          reason: str | None = None) -> tuple[Release, Event]:
+    """`check_event` in the caller's session: the release read for it, and the event checked,
+    so a caller that needs more of the release before asking GitLab reads it only once."""
+    release = await q.get_release(session, release_id)
+    if release is None:
+        raise Refused(f"There is no release REL-{release_id}.")
+    check_revision(release, revision)
+    check_drawn(release, _DRAWN.get())
+    reads = (reads_for(event, State(release.state)) if isinstance(event, Event)
+             else EVERYTHING)
+    facts = await load_facts(session, deps, release, reads)
     chosen = event if isinstance(event, Event) else event(facts)
     ctx = Ctx(actor, reason=reason or "", revision=revision, environment=environment)
     traced_decide(deps, release, facts, chosen, ctx, reason_follows=reason is None)
-    return chosen
+    return release, chosen
 
 
 def traced_decide(deps: Deps, release: Release, facts: Facts, event: Event, ctx: Ctx, *,

@@ -155,6 +155,9 @@ class Facts:
     started_envs: frozenset[str] = frozenset()  # deploys of this revision begun, however ended
     has_schedule: bool = False
     rollback_ref: str | None = None
+    # The version a rollback would put back, when it is recorded only as a ref (rows from before
+    # commits were pinned): redeploying the ref now would not bring back what ran.
+    rollback_unpinned: str | None = None
     requester_can_deploy: bool = False
     one_person_many_roles: bool = False
     pinned: bool = True  # this revision's commit was pinned at sign-off
@@ -605,7 +608,8 @@ def nothing_to_roll_back(facts: Facts, ctx: Ctx) -> str | None:
     Otherwise production would keep a version that failed while the new ref is tested, and the
     release could even be cancelled from testing, leaving it there: roll back first.
     """
-    if facts.rollback_ref is None or facts.decided == "fix":
+    if (facts.rollback_ref is None or facts.rollback_unpinned is not None
+            or facts.decided == "fix"):
         return None
     if facts.allow_known_issues:
         return (f"{facts.rel_id} failed its online verification and still runs in "
@@ -632,7 +636,14 @@ def production_not_started(facts: Facts, ctx: Ctx) -> str | None:
 
 
 def can_roll_back(facts: Facts, ctx: Ctx) -> str | None:
-    """Rollback needs the version that was live before."""
+    """Rollback needs the version that was live before, known as a commit."""
+    if facts.rollback_unpinned is not None:
+        ref = facts.rollback_unpinned
+        by_hand = ("follow the rollback steps in its go-live plan by hand" if facts.rollback_steps
+                   else "roll back by hand (its go-live plan has no rollback steps)")
+        return (f"{_rel(facts)} can't be rolled back here: the version that ran before is "
+                f"recorded only as `{ref}`, not as a commit, and deploying `{ref}` now would "
+                f"not bring back what ran; {by_hand}.")
     if facts.rollback_ref:
         return None
     return ("There is no recorded previous version to roll back to; follow the go-live plan's "

@@ -153,6 +153,23 @@ class SlackDriver:
         payload["actions"] = [action]
         return await self._send_payload(payload, opts)
 
+    async def set_checkboxes(self, user: str, action_id: str, block_id: str, values: list[str],
+                             *, channel: str = "C0RELEASES",
+                             **opts: Unpack[SendOptions]) -> Reply:
+        """A click on checkboxes (`block_actions`): Slack sends every box now selected, in
+        `selected_options`, and no `value`; `values` are the options' values left selected."""
+        payload = await self._actor_payload("block_actions", user)
+        messages = [m for m in await self._messages(channel)
+                    if any(b.get("block_id") == block_id for b in m.get("blocks") or [])]
+        message = messages[-1]
+        block = next(b for b in message["blocks"] if b.get("block_id") == block_id)
+        options = next(e for e in block["elements"] if e.get("action_id") == action_id)["options"]
+        payload.update(await self._message_context(user, channel, message))
+        payload["actions"] = [{"type": "checkboxes", "action_id": action_id, "block_id": block_id,
+                               "selected_options": [o for o in options if o["value"] in values],
+                               "action_ts": f"{time.time():.6f}"}]
+        return await self._send_payload(payload, opts)
+
     async def submit_view(self, user: str, callback_id: str, values: Json, *,
                           private_metadata: str = "", view_id: str = "V1",
                           **opts: Unpack[SendOptions]) -> Reply:

@@ -178,14 +178,29 @@ async def _report(rt: Runtime, user: str, rid: int, rev: int | None, body: Body)
 async def _checklist(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:
     """Ticks whatever boxes are now selected; unticking isn't possible, the redraw restores it."""
     action = body["actions"][0]
-    items = tuple(parse_value(o["value"])[1] or 0 for o in action.get("selected_options") or [])
+    items = tuple(_item(o) for o in action.get("selected_options") or [])
     if not items:
         await _redraw(rt, rid, force=True)
         return "Checklist ticks can't be undone."
     out = await releases.tick(rt.deps, release_id=rid, actor=await rt.directory.actor(user),
                          items=items)
     await _redraw(rt, rid, force=True)
-    return answer.ticked(out)
+    return answer.ticked(out, unticked=sorted(_drawn_ticked(body, action) - set(items)))
+
+
+def _item(option: dict[str, Any]) -> int:
+    """The checklist item a checkbox option stands for."""
+    return parse_value(str(option.get("value", "")))[1] or 0
+
+
+def _drawn_ticked(body: Body, action: dict[str, Any]) -> set[int]:
+    """The items the clicked message showed as ticked: a box among them not selected now is
+    one the clicker unticked."""
+    blocks = (body.get("message") or {}).get("blocks") or []
+    block = next((b for b in blocks if b.get("block_id") == action.get("block_id")), {})
+    return {_item(o) for e in block.get("elements") or []
+            if e.get("action_id") == action.get("action_id")
+            for o in e.get("initial_options") or []}
 
 
 async def _deploy(rt: Runtime, user: str, rid: int, rev: int | None, body: Body) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.plan import listed
 from bot.transition import Outcome
 from bot.workflow import Event, Refused
 from handlers.blocks import Block, clip, escape
@@ -158,14 +159,20 @@ def rejected(out: Outcome) -> str:
     return f"You rejected {out.release.rel_id}."
 
 
-def ticked(out: Outcome) -> str:
-    """Checklist progress; a tick that adds nothing says that ticks stay."""
+def ticked(out: Outcome, unticked: Sequence[int] = ()) -> str:
+    """Checklist progress; a tick that adds nothing says that ticks stay, and so does a click
+    that unticked a box while ticking another."""
     detail = out.detail
     progress = f"Checklist of {out.release.rel_id}: {detail['done']}/{detail['total']} ticked."
-    if detail.get("items"):
-        return progress
-    return (f"Nothing new was ticked; ticks can't be undone (who ticked what is audited). "
-            f"{progress}")
+    if not detail.get("items"):
+        return (f"Nothing new was ticked; ticks can't be undone (who ticked what is audited). "
+                f"{progress}")
+    if unticked:
+        which = listed([str(i) for i in unticked])
+        item = "item" if len(unticked) == 1 else "items"
+        return (f"{progress} Unticking {item} {which} was ignored: ticks are audited and "
+                "final.")
+    return progress
 
 
 def deploy_started(out: Outcome) -> str:

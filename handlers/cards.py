@@ -278,6 +278,10 @@ def notes_text(view: ReleaseView) -> str:
         notes.append(f"↩️ Nothing ran in {escape(view.environments[-1])} before this release as "
                      "far as ReleaseBot and GitLab know: a rollback is by hand, following the "
                      "go-live plan's rollback steps")
+    elif (ref := view.rollback_unpinned) and view.state in _ROLLBACK_FROM:
+        notes.append(f"↩️ What ran before this release is recorded only as `{escape(ref)}`, "
+                     "with no commit: a rollback is by hand, following the go-live plan's "
+                     "rollback steps")
     if view.state is State.READY_FOR_SIGNOFF and (missing := missing_labels(rel, view.components)):
         notes.append(f"🔀 {escape(merge_back_sentence(rel.rel_id, missing))}")
     for comp in view.components if view.is_train else ():
@@ -294,6 +298,10 @@ def _newer_note(ref: str, count: int, short: str, whose: str = "") -> str:
     many = "commit that is" if count == 1 else "commits that are"
     return (f"📌 {whose}`{escape(ref)}` has {count} newer {many} not in this release (it "
             f"ships `{escape(short)}`)")
+
+
+# Where the table offers a rollback (bot.workflow: Event.ROLLBACK).
+_ROLLBACK_FROM = frozenset({*LIVE, State.DEPLOY_FAILED, State.ACCEPTANCE_FAILED})
 
 
 def _first_in_production(view: ReleaseView) -> bool:
@@ -448,7 +456,8 @@ _BUTTONS: dict[Event, Callable[[ReleaseView], list[Block]]] = {
     Event.DEPLOY: deploy_button,
     Event.ACCEPTANCE_FAIL: acceptance_buttons,
     Event.VERIFY_FAIL: verify_buttons,
-    Event.ROLLBACK: lambda view: [rollback_button(view)] if view.rollback_order else [],
+    Event.ROLLBACK: lambda view: ([rollback_button(view)]
+                                  if view.rollback_order and not view.rollback_unpinned else []),
     Event.CLOSE: _button("Close", ActionId.CLOSE),
     Event.ABANDON: lambda view: [abandon_button(view)],
     Event.DECIDE_FIX: decide_buttons,

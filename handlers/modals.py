@@ -141,6 +141,7 @@ def build_report_modal(release_id: int, revision: int | None, tracker: str | Non
 
 def field_value(values: dict[str, Any], block_id: str) -> str:
     """The text or selected option of one field of a submitted view."""
+    # As typed, not &amp;-escaped: api.slack.com/reference/interaction-payloads/views names none
     state = (values.get(block_id) or {}).get("value") or {}
     if state.get("selected_option"):
         return str(state["selected_option"].get("value") or "")

@@ -374,7 +374,16 @@ def event_text(payload: Payload) -> str:
     event = payload_event(payload)
     if event is None:
         return f"{escape(str(payload.get('event')))} by {mention(str(payload.get('actor')))}"
-    return clip(RENDERERS[event](payload, payload.get("detail") or {}))
+    detail = payload.get("detail") or {}
+    return clip(RENDERERS[event](payload, detail) + _unplanned(detail))
+
+
+def _unplanned(d: Payload) -> str:
+    """A new revision took back the planned time that arming had chosen."""
+    if not d.get("unplanned"):
+        return ""
+    return (f" The planned time {escape(str(d['unplanned']))}, set when it was armed, no "
+            "longer holds: arm it again once signed off.")
 
 
 def tell_text(rel_id: str, what: str, payload: Payload, card_url: str | None) -> str:

@@ -61,11 +61,14 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-async def unreachable(url: str, within: float = 10.0) -> str | None:
-    """Why the database can't be used right now, in a few words; None when it answers."""
+async def unreachable(url: str, within: float = 10.0, *, existing: bool = False) -> str | None:
+    """Why the database can't be used right now, in a few words; None when it answers.
+
+    `existing`: the command only reads, so a SQLite file not made yet is missing, not new.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":  # the stdlib: aiosqlite's thread outlives a failure
-        return _sqlite_unopenable(parsed.database or ":memory:")
+        return _sqlite_unopenable(parsed.database or ":memory:", existing)
     engine = make_engine(url)  # its pool opens one connection, on first use
     try:
         async with asyncio.timeout(within), engine.connect() as conn:
@@ -81,13 +84,15 @@ async def unreachable(url: str, within: float = 10.0) -> str | None:
     return None
 
 
-def _sqlite_unopenable(path: str) -> str | None:
+def _sqlite_unopenable(path: str, existing: bool) -> str | None:
     """Why SQLite can't use the file, or None; nothing is created (migrate does that)."""
     if path in ("", ":memory:"):
         return None
     file = Path(path)
     if not file.exists():
-        return None if file.parent.is_dir() else f"there is no folder {file.parent}"
+        if not file.parent.is_dir():
+            return f"there is no folder {file.parent}"
+        return f"there is no file {file}" if existing else None
     try:
         with closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             conn.execute("SELECT count(*) FROM sqlite_master")

@@ -148,6 +148,14 @@ async def audit_of(session: AsyncSession, release_id: int,
     return list(reversed(newest))
 
 
+async def last_audit(session: AsyncSession, release_id: int, action: str) -> AuditEntry | None:
+    """A release's newest audit row of one action."""
+    stmt = (select(AuditEntry).where(AuditEntry.release_id == release_id,
+                                     AuditEntry.action == action)
+            .order_by(col(AuditEntry.id).desc()).limit(1))
+    return (await session.exec(stmt)).first()
+
+
 async def release_projects(session: AsyncSession, ids: set[int]) -> dict[int, str]:
     """The (first) project of each release, by id."""
     if not ids:

@@ -22,12 +22,16 @@ class CommandError(Exception):
     """A command could not do its job; the message is one line for the operator."""
 
 
-def _reach_database(settings: Settings) -> None:
-    """Stop with one line, not a traceback, when the database can't be reached."""
+def _reach_database(settings: Settings, *, existing: bool = False) -> None:
+    """Stop with one line, not a traceback, when the database can't be reached.
+
+    `existing`: the command only reads (export, audit), so a SQLite file must already be there;
+    nothing is created either way.
+    """
     from storage.db import unreachable
 
     url = settings.database_url
-    why = asyncio.run(unreachable(url))
+    why = asyncio.run(unreachable(url, existing=existing))
     if why:
         server = "" if url.startswith("sqlite") else " and that the server is up"
         raise CommandError(f"cannot use the database {_safe_url(url)}: {why} "
@@ -150,7 +154,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     """Write the audit trail as CSV or JSON."""
     from bot.cli.export import run_export
 
-    _reach_database(settings)
+    _reach_database(settings, existing=True)  # before the output is opened: no empty file left
     return asyncio.run(run_export(settings, fmt=args.format, since=args.since,
                                   output=args.output, out=sys.stdout, err=sys.stderr))
 
@@ -159,7 +163,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     """Check the audit trail's hash chain."""
     from bot.cli.audit import run_verify
 
-    _reach_database(settings)
+    _reach_database(settings, existing=True)
     return asyncio.run(run_verify(settings, sys.stdout, sys.stderr))
 
 

@@ -107,19 +107,9 @@ def _json_writer(out: TextIO) -> tuple[Callable[[dict[str, Any]], None], Callabl
 WRITERS = {"csv": _csv_writer, "json": _json_writer}
 
 
-def check_database(database_url: str) -> None:
-    """Refuse a SQLite path that does not exist: connecting would create an empty file."""
-    url = make_url(database_url)
-    path = url.database
-    if url.get_backend_name() == "sqlite" and path and path != ":memory:" and (
-            not Path(path).exists()):
-        raise CommandError(f"no database at {path} (check DATABASE_URL)")
-
-
 async def export_audit(database_url: str, out: TextIO, *, fmt: ExportFormat,
                        since: datetime | None = None, page: int = PAGE) -> int:
     """Stream the audit trail to `out`; how many rows were written."""
-    check_database(database_url)
     writer = None  # nothing is written before the first read succeeds: no stray `[` or header
     count = 0
     projects: dict[int, str] = {}
@@ -141,8 +131,11 @@ async def export_audit(database_url: str, out: TextIO, *, fmt: ExportFormat,
 
 async def run_export(settings: Settings, *, fmt: ExportFormat, since: datetime | None,
                      output: Path | None, out: TextIO, err: TextIO) -> int:
-    """`releasebot export`: to a file (UTF-8) or to `out`; a count on `err`."""
-    check_database(settings.database_url)  # before opening the output: no empty file is left
+    """`releasebot export`: to a file (UTF-8) or to `out`; a count on `err`.
+
+    The command has checked the database is there (bot.cli._reach_database) before this opens
+    the output, so a wrong SQLite path leaves no empty file behind.
+    """
     if output is None:
         count = await export_audit(settings.database_url, out, fmt=fmt, since=since)
         out.flush()

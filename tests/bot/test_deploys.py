@@ -304,3 +304,62 @@ async def test_a_pipeline_that_ran_another_commit_changes_nothing(
     async with deps.sessions() as session:
         rows = await q.pending_outbox(session, now=deps.clock(), limit=1000)
     assert not [r for r in rows if r.kind == "notify" and r.payload["notice"] == "stuck"]
+
+
+async def _legacy_live(deps: Deps) -> int:
+    """A release live in web production on a row from before commits were pinned: its ref,
+    no commit."""
+    first = await signed_off(deps, project="web", ref="v1.0.0")
+    dep_id = await deployed(deps, first)
+    await deploys.verify(deps, release_id=first, actor=who(deps, TESTER), passed=True)
+    async with deps.sessions() as session:
+        dep = await q.get_deployment(session, deployment_id=dep_id)
+        dep.ref, dep.sha = "v1.0.0", None
+        session.add(dep)
+        await session.commit()
+    return first
+
+
+async def test_a_version_known_only_by_its_ref_is_rolled_back_by_hand(
+        deps: Deps, gitlab: GitLabEmulator) -> None:
+    """Redeploying `v1.0.0` would deploy what it names today, not what ran: refused with the
+    way on, before GitLab is asked; the card offers no Roll back and says why."""
+    gitlab.project("acme/web").deployments.clear()
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
+    await _legacy_live(deps)
+    rid = await signed_off(deps, project="web", ref="v1.1.0")
+    dep_id = (await deployer.deploy(release_id=rid, actor=who(deps, OPS))).detail["deployment"]
+    await deploys.finish_deploy(deps, deployment_id=dep_id, status="failed")
+    async with deps.sessions() as session:
+        dep = await q.get_deployment(session, deployment_id=dep_id)
+    assert (dep.previous_ref, dep.previous_sha) == ("v1.0.0", None)
+    pipelines = len(gitlab.pipelines)
+    with pytest.raises(Refused) as refused:
+        await deployer.rollback(release_id=rid, actor=who(deps, OPS))
+    assert refused.value.sentence == (
+        f"REL-{rid} can't be rolled back here: the version that ran before is recorded only "
+        "as `v1.0.0`, not as a commit, and deploying `v1.0.0` now would not bring back what "
+        "ran; follow the rollback steps in its go-live plan by hand.")
+    assert len(gitlab.pipelines) == pipelines and await state_of(deps, rid) is State.DEPLOY_FAILED
+    async with deps.sessions() as session:
+        view = await load_view(session, deps.policy, await q.get_release(session, rid))
+    _, blocks = build_release_card(view, deps.policy.tz)
+    assert "recorded only as `v1.0.0`, with no commit: a rollback is by hand" in str(blocks)
+    assert ActionId.ROLLBACK not in str(blocks)
+
+
+async def test_a_version_gitlab_knows_as_a_commit_is_rolled_back_to_it(
+        deps: Deps, gitlab: GitLabEmulator) -> None:
+    """The bot's row has no commit, GitLab's last deployment there has: that commit is what
+    the deploy records as before, and what the rollback puts back."""
+    web = gitlab.project("acme/web")
+    web.deployments.clear()
+    deployer = deploys.Deployer(deps, gitlab_client(gitlab))
+    await _legacy_live(deps)
+    ran = gitlab.record_deployment(web, "production", "v1.0.0")
+    rid = await signed_off(deps, project="web", ref="v1.1.0")
+    dep_id = (await deployer.deploy(release_id=rid, actor=who(deps, OPS))).detail["deployment"]
+    await deploys.finish_deploy(deps, deployment_id=dep_id, status="failed")
+    started = await deployer.rollback(release_id=rid, actor=who(deps, OPS))
+    pipeline = gitlab.pipelines[started.detail["pipeline"]]
+    assert pipeline.sha == ran.sha and variable(pipeline.variables, "RELEASE_SHA") == ran.sha

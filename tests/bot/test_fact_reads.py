@@ -36,7 +36,7 @@ from tests.fixtures import SALES_WEEK
 # The Facts fields each kind of stored fact fills in.
 FIELDS: dict[Stored, tuple[str, ...]] = {
     "report": ("report",), "approvals": ("approvals",), "ticks": ("checklist_done",),
-    "deployments": ("deployed_envs", "started_envs", "rollback_ref"),
+    "deployments": ("deployed_envs", "started_envs", "rollback_ref", "rollback_unpinned"),
     "acceptances": ("accepted_envs",),
     "gate": ("gate_open", "gate_reason", "gate_next"),
     "merge_back": ("merge_back_missing", "merge_back_checked"),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from bot import deploys, releases
+from bot import deploys, golive, releases
 from bot.deploys import Deployer
 from bot.gitlab import GitLabClient
 from bot.jobs import DIGEST_ITEMS, Jobs
@@ -184,6 +185,52 @@ async def test_held_only_by_a_freeze_arming_plans_the_next_allowed_time(
     assert await asyncio.gather(jobs.deploy_due(), jobs.deploy_due()) in ([1, 0], [0, 1])
     assert await jobs.deploy_due() == 0
     assert await state(deps, rid) is State.DEPLOYING and len(gitlab.pipelines) == 1
+
+
+async def _new_ref(deps: Deps, rid: int) -> None:
+    await releases.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v1.2.0")
+
+
+async def _new_report(deps: Deps, rid: int) -> None:
+    await releases.attach_report(deps, release_id=rid, actor=who(deps, TESTER),
+                                 report=ReportInput("https://ci/r/2", {}))
+
+
+async def _new_plan(deps: Deps, rid: int) -> None:
+    await golive.edit_plan(deps, release_id=rid, actor=who(deps, DEV),
+                           changes={"rollback": "Redeploy v1.0.0 by hand"})
+
+
+@pytest.mark.parametrize("revise", [_new_ref, _new_report, _new_plan])
+async def test_a_new_revision_takes_back_the_time_arming_planned(
+        deps: Deps, jobs: Jobs, clock: FakeClock, revise: Callable[[Deps, int], Awaitable[None]]
+        ) -> None:
+    """Arming in a freeze planned the next allowed time; voiding the arming unplans it, in the
+    same audit row, so it never falls due and nobody is asked to arm it."""
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
+    rid = await signed_off(deps, project="web")
+    await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    await revise(deps, rid)
+    async with deps.sessions() as session:
+        rel = await q.get_release(session, rid)
+        revised = (await q.audit_of(session, rid))[-1]
+    assert rel.scheduled_at is None and rel.armed_revision == rel.revision - 1
+    assert revised.detail["unplanned"] == "2026-12-01 00:00 CST"
+    clock.now = datetime(2026, 12, 2, 16, 0, tzinfo=UTC)
+    assert await jobs.deploy_due() == 0 and await notices(deps, "arm") == []
+
+
+async def test_a_new_revision_keeps_the_time_the_requester_chose(deps: Deps) -> None:
+    """A time given with --at is the requester's: voiding the arming leaves it planned."""
+    deps.policy = sample_policy(freezes=[SALES_WEEK])
+    at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # in the freeze: held then, yet chosen
+    rid = await signed_off(deps, project="web", scheduled_at=at)
+    await releases.arm(deps, release_id=rid, actor=who(deps, OPS))
+    await _new_ref(deps, rid)
+    async with deps.sessions() as session:
+        rel = await q.get_release(session, rid)
+        revised = (await q.audit_of(session, rid))[-1]
+    assert rel.scheduled_at == at and "unplanned" not in revised.detail
 
 
 async def test_with_deploys_open_an_unplanned_release_has_nothing_to_arm(deps: Deps) -> None:

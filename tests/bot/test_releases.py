@@ -176,6 +176,24 @@ async def test_new_report_or_ref_voids_approvals(deps: Deps) -> None:
         assert await q.latest_report(session, release) is None
 
 
+async def test_a_new_ref_reads_the_release_once_before_gitlab(
+        deps: Deps, gitlab: GitLabEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check and the component the ref is for come from one read, then GitLab is asked."""
+    rid = await new_release(deps)
+    reads: list[int] = []
+    read_release = q.get_release
+
+    async def counted(session: object, release_id: int) -> object:
+        reads.append(release_id)
+        return await read_release(session, release_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(q, "get_release", counted)
+    out = await releases.change_ref(deps, release_id=rid, actor=who(deps, DEV), ref="v1.1.1")
+    assert reads == [rid] and out.detail["ref"] == "v1.1.1"
+    with pytest.raises(Refused, match="no release REL-999"):
+        await releases.change_ref(deps, release_id=999, actor=who(deps, DEV), ref="v1.1.1")
+
+
 async def test_cancel_until_production_starts(deps: Deps) -> None:
     """Cancel works before deploy and after staging, and is refused once production began."""
     rid = await new_release(deps)

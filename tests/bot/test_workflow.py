@@ -724,6 +724,9 @@ def test_a_failed_verification_is_never_passed_later() -> None:
     assert decide(first_ever, E.CHANGE_REF, Ctx(DEV)) is S.TESTING
     assert decide(replace(first_ever, report_required=False), E.CHANGE_REF,
                   Ctx(DEV)) is S.READY_FOR_SIGNOFF
+    by_ref = replace(failed, rollback_unpinned="v1.0.0")  # recorded with no commit
+    assert "recorded only as `v1.0.0`, not as a commit" in refused(by_ref, E.ROLLBACK, Ctx(OPS))
+    assert decide(by_ref, E.CHANGE_REF, Ctx(DEV)) is S.TESTING
 
 
 # --- observation means observation ---------------------------------------------------------------

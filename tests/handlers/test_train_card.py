@@ -37,7 +37,7 @@ def deployment(project: str, env: str, status: str = "success", *, id: int,
     """One pipeline of release 42, revision 1."""
     return Deployment(id=id, release_id=42, revision=1, project=project, environment=env,
                       ref="release/REL-42", status=status, rollback=rollback,
-                      previous_ref="v1.0.0", started_by="U0OPS")
+                      previous_ref="v1.0.0", previous_sha="0a1b2c3d4e" * 4, started_by="U0OPS")
 
 
 def train_view(state: State, comps: list[ReleaseComponent],

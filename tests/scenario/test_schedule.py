@@ -158,3 +158,26 @@ async def test_held_by_a_freeze_armed_it_goes_on_its_own_when_deploys_open(db_ur
         await h.settle()
         assert await state(h, 1) == "deploying" and len(h.gitlab.pipelines) == 1
         assert all("not armed" not in m.text for m in h.slack.dms(OPS))  # never asked to arm
+
+
+async def test_a_new_ref_takes_back_the_time_arming_planned(db_url: str) -> None:
+    """Armed in a freeze, the release was planned for the next allowed time; a new ref voids
+    the arming and that time with it: card, status and calendar show no planned time."""
+    clock = ShiftClock()
+    clock.jump_to(NOON)
+    async with running_app(db_url, sample_policy(freezes=[SALES_WEEK]), clock=clock) as h:
+        assert "Filed REL-1" in await h.says(DEV, "request web v1.1.0 Checkout")
+        await h.says(TESTER, "report REL-1 https://ci/r/1")
+        await h.says(DIRECTOR, "approve REL-1")
+        await h.says(LEAD, "approve REL-1")
+        assert await h.says(OPS, "arm REL-1") == (
+            "Armed: REL-1 deploys on its own at 2026-12-01 00:00 CST.")
+        assert "2026-12-01 00:00 CST *REL-1*" in await h.says(DEV, "calendar")
+        assert "needs testing and sign-off again" in await h.says(DEV, "ref REL-1 v1.2.0")
+        await h.settle()
+        assert "Deploys at" not in readable(h.card(1))
+        assert "2026-12-01" not in await h.says(DEV, "status REL-1")
+        calendar = await h.says(DEV, "calendar")
+        assert "REL-1" not in calendar and "*Scheduled releases*\n• none" in calendar, calendar
+        assert any("The planned time 2026-12-01 00:00 CST, set when it was armed, no longer "
+                   "holds" in line for line in h.thread(1)), h.thread(1)

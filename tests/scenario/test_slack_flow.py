@@ -81,6 +81,34 @@ async def test_happy_path_to_ready_to_deploy(db_url: str, policy: Policy) -> Non
         assert len(h.slack.messages(CHANNEL)) == 1
 
 
+async def test_a_click_that_unticks_one_box_and_ticks_another_says_the_untick_was_ignored(
+        db_url: str, policy: Policy) -> None:
+    """Slack sends the boxes left selected: the new one is ticked, the unticked one stays, and
+    the clicker is told so in one sentence."""
+    async with running_app(db_url, policy) as h:
+        rid = await to_signoff(h)
+        for user in (DIRECTOR, LEAD):
+            await h.click(user, ActionId.APPROVE)
+        block = f"checklist:{rid}"
+
+        async def boxes(*items: int) -> str:
+            before = len(h.slack.ephemerals(OPS))
+            reply = await h.driver.set_checkboxes(OPS, ActionId.CHECKLIST, block,
+                                                  [f"{rid}:{i}" for i in items])
+            assert reply.status == 200, reply.body
+            await h.settle()
+            return h.slack.ephemerals(OPS)[before].text
+
+        assert await boxes(1) == f"Checklist of REL-{rid}: 1/3 ticked."
+        assert await boxes(2) == (f"Checklist of REL-{rid}: 2/3 ticked. Unticking item 1 was "
+                                  "ignored: ticks are audited and final.")
+        card = next(b for b in h.card(rid).blocks if b.get("block_id") == block)
+        assert [o["value"] for o in card["elements"][0]["initial_options"]] == [
+            f"{rid}:1", f"{rid}:2"]
+        async with h.app[DEPS].sessions() as session:
+            assert sorted(t.item for t in await q.ticks_of(session, rid)) == [1, 2]
+
+
 @dataclass(frozen=True)
 class Say:
     """One subcommand, who says it and a piece of the private answer."""

@@ -79,6 +79,20 @@ def test_a_database_out_of_reach_is_one_line(tmp_path: Path, command: list[str],
     assert len(result.stderr.strip().splitlines()) == 1 and "hunter2" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["audit", "verify"], ["export", "--format", "json"]])
+def test_a_missing_sqlite_file_is_named_by_the_commands_that_only_read(
+        tmp_path: Path, command: list[str]) -> None:
+    """`export` and `audit verify` say it as every command does a database out of reach, and
+    create nothing (migrate makes the file; these would read an empty one)."""
+    db = tmp_path / "nope.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    result = releasebot(*command, env={"DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (f"releasebot: cannot use the database {url}: there is no file "
+                             f"{db} (check DATABASE_URL)\n")
+    assert not db.exists() and result.stdout == ""
+
+
 def test_bad_policy_file_names_file_line_and_reason(tmp_path: Path) -> None:
     """An invalid policy stops start-up with the file, the line and the reason."""
     bad = tmp_path / "policy.yml"

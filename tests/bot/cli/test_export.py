@@ -138,7 +138,9 @@ def test_export_of_a_missing_database_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "bot", "export", "--format", "json"],
                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"releasebot: no database at {db} (check DATABASE_URL)"
+    assert result.stderr.strip() == (
+        f"releasebot: cannot use the database sqlite+aiosqlite:///{db}: there is no file {db} "
+        "(check DATABASE_URL)")
     assert not db.exists()
 
 

@@ -15,6 +15,8 @@ def ask_over(view: ReleaseView, revision: int, actor: Actor) -> str | None:
     if state is State.CANCELLED:
         return "it was cancelled."
     if state is State.REJECTED:
+        if rel.rejected_by == actor.user:
+            return "you rejected it."
         by = f" by {mention(rel.rejected_by)}" if rel.rejected_by else ""
         return f"it was rejected{by}."
     if rel.revision != revision:
@@ -26,7 +28,8 @@ def ask_over(view: ReleaseView, revision: int, actor: Actor) -> str | None:
     if state is State.READY_FOR_SIGNOFF:
         return None if view.may_sign(actor) is not None else _signed_for(view, actor)
     if approvers := list(dict.fromkeys(view.approved_by.values())):
-        return f"approved by {listed([mention(u) for u in approvers])}."
+        named = [("you" if u == actor.user else mention(u)) for u in approvers]
+        return f"approved by {listed(named)}."
     return f"it is {state.label} now."
 
 

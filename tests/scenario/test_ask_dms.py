@@ -80,7 +80,7 @@ async def test_signed_on_the_card_the_dms_say_who_approved(db_url: str, policy: 
         await h.click(DIRECTOR, ActionId.APPROVE)
         assert await release_state(h, rid) == "approved"
         assert ask(h, DIRECTOR).text.endswith(
-            f"no longer needs your sign-off: approved by <@{LEAD}> and <@{DIRECTOR}>.")
+            f"no longer needs your sign-off: approved by <@{LEAD}> and you.")
         assert "you signed as test_lead" in ask(h, LEAD).text  # settled once, not again
         assert not live(ask(h, DIRECTOR)) and not live(ask(h, LEAD))
 
@@ -105,7 +105,7 @@ async def test_a_new_ref_settles_the_asks_of_the_old_revision(db_url: str,
 
 
 async def test_a_rejection_from_a_dm_settles_every_ask(db_url: str, policy: Policy) -> None:
-    """Diego rejects from his DM (a form): his DM and Lena's say who rejected it."""
+    """Diego rejects from his DM (a form): his DM says he did, Lena's who rejected it."""
     async with running_app(db_url, policy) as h:
         rid = await to_signoff(h)
         asks = {u: ask(h, u) for u in (DIRECTOR, LEAD)}
@@ -114,7 +114,8 @@ async def test_a_rejection_from_a_dm_settles_every_ask(db_url: str, policy: Poli
         assert await release_state(h, rid) == "rejected"
         for user, message in asks.items():
             now = h.slack.message(message.channel, message.ts)
-            assert now.text.endswith(f": it was rejected by <@{DIRECTOR}>."), user
+            said = "you rejected it." if user == DIRECTOR else f"it was rejected by <@{DIRECTOR}>."
+            assert now.text.endswith(f": {said}"), user
             assert not live(now)
 
 

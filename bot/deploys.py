@@ -365,7 +365,9 @@ async def _reached(session: AsyncSession, deps: Deps, release: Release, env: str
 async def _still_ours(session: AsyncSession, release: Release, project: str, env: str) -> None:
     """Roll back only what this release put in a project's env, while it is still there."""
     latest = await q.latest_deployment(session, project, env)
-    if latest is None or (latest.release_id == release.id and not latest.rollback):
+    # A rollback of ours that failed left this release's change in place: try it again.
+    if latest is None or (latest.release_id == release.id and (
+            not latest.rollback or latest.status in FINAL - {"success"})):
         return
     runs = running(await q.live_deployment(session, project, env))
     holder = runs.release_id if runs else None

@@ -198,7 +198,8 @@ def _rollback_failed(p: Payload, d: Payload) -> str:
     where = f"{escape(str(d.get('component')))} in {env}" if d.get("train") else env
     why = (escape(clip(str(d["error"]), 500)) if d.get("train") and not d.get("pipeline")
            and d.get("error") else _link(d.get("url"), "pipeline"))
-    return f"🔥 Rollback of {where} failed ({why}). Someone needs to look now."
+    return (f"🔥 Rollback of {where} failed ({why}). Someone needs to look now; once the "
+            "cause is fixed, roll back again from the card.")
 
 
 def _abandon(p: Payload, d: Payload) -> str:

@@ -995,12 +995,12 @@ def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False
     return row.dest or facts.state
 
 
-def _no_acceptance(state: State) -> str:
-    """Why there is no acceptance verdict to give in this state."""
-    if state is State.ACCEPTANCE_FAILED:
-        return ("This release already failed acceptance: give it a new ref "
-                "(`/release ref <ID> <ref>`) to test again, or cancel it.")
-    return f"There is nothing to accept while a release is {state.label}."
+def _no_acceptance(facts: Facts) -> str:
+    """Why there is no acceptance verdict to give: a failed one stands, else where it is."""
+    if facts.state is State.ACCEPTANCE_FAILED:
+        return (f"{facts.rel_id} already failed acceptance: give it a new ref "
+                f"(`/release ref {facts.rel_id} <ref>`) to test again, or cancel it.")
+    return standing(facts)
 
 
 def verdict_event(facts: Facts, passed: bool, environment: str | None = None) -> Event:
@@ -1031,7 +1031,7 @@ def refusal(event: Event, facts: Facts) -> str:
     if event is Event.ABANDON:
         return f"Only a running deploy or rollback can be abandoned; this release is {state.label}."
     if event in (Event.ACCEPTANCE_PASS, Event.ACCEPTANCE_FAIL):
-        return _no_acceptance(state)
+        return _no_acceptance(facts)
     if event is Event.ARM:
         return f"A release is armed once it is signed off; this one is {state.label}."
     if event is Event.RETYPE:
@@ -1178,6 +1178,5 @@ _STANDING: dict[State, Callable[[Facts], str]] = {
     State.VERIFIED: _observed, State.OBSERVING: _observed,
     State.DEPLOY_FAILED: _deploy_failed, State.ROLLING_BACK: _rolling_back,
     State.REJECTED: _rejected,
-    State.ACCEPTANCE_FAILED: lambda facts: _no_acceptance(facts.state).replace(
-        "This release", facts.rel_id, 1),
+    State.ACCEPTANCE_FAILED: _no_acceptance,
 }

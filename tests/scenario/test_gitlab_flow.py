@@ -167,6 +167,22 @@ async def test_a_failed_rollback_can_be_tried_again(db_url: str, policy: Policy)
         assert await state(h, rid) == "rolled_back"
 
 
+async def test_a_verdict_on_a_failed_deploy_says_where_the_release_stands(
+        db_url: str, policy: Policy) -> None:
+    """Production failed to deploy: a tester's pass is refused with what the release manager
+    does next, not as an acceptance with nothing to accept."""
+    async with running_app(db_url, policy) as h:
+        rid = await approved(h)
+        await deploy_and_finish(h, rid)
+        await h.says(TESTER, f"verify REL-{rid} pass")
+        await h.settle()
+        await deploy_and_finish(h, rid, "failed")
+        assert await state(h, rid) == "deploy_failed"
+        assert await h.says(TESTER, f"verify REL-{rid} pass") == (
+            f"REL-{rid}'s last deploy failed. The release manager deploys again with "
+            f"`/release deploy REL-{rid}`, or rolls it back.")
+
+
 async def test_webhook_alone_reports_the_result(db_url: str, policy: Policy) -> None:
     """With no polling at all, the Pipeline Hook moves the release; a duplicate does nothing."""
     async with running_app(db_url, policy) as h:

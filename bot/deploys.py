@@ -498,10 +498,11 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
         follow_up = await continue_rollback(session, deps, release, dep, undo[0])
     elif out.event is Event.DEPLOY_SUCCEEDED and dep.environment != train.environments[-1]:
         # Testers accept there before anything goes further: ask them now, not on a timer.
-        notify(session, deps, release, "accept", roles=["tester"], environment=dep.environment)
+        notify(session, deps, release, "accept", roles=["tester"], not_requester=True,
+               environment=dep.environment)
     elif out.event is Event.DEPLOY_SUCCEEDED:
         # Testers verify online as soon as production runs it; reminders follow as before.
-        notify(session, deps, release, "verify_now", roles=["tester"])
+        notify(session, deps, release, "verify_now", roles=["tester"], not_requester=True)
     return replace(out, follow_up=follow_up)
 
 

@@ -335,6 +335,16 @@ async def test_report_reminder_goes_to_testers(deps: Deps, jobs: Jobs, clock: Fa
         (LEAD, [(rid, "approval")])])
 
 
+async def test_a_tester_who_requested_is_not_reminded_to_test_it(deps: Deps, jobs: Jobs,
+                                                                  clock: FakeClock) -> None:
+    """The test lead, a tester too, filed it: only the other tester's digest names it."""
+    await releases.request_release(deps, actor=who(deps, LEAD), new=NewRelease(
+        project="web", ref="v1.1.0", title="Lead's own"))
+    clock.advance(hours=24)
+    assert await jobs.remind() == 1
+    assert [d["user"] for d in await digests(deps)] == [TESTER]
+
+
 async def test_verification_reminder_then_rollback_prompt(deps: Deps, jobs: Jobs,
                                                          clock: FakeClock) -> None:
     """Deployed but unverified: testers after 60 min, the release manager after 240 min."""

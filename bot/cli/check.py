@@ -72,9 +72,15 @@ def _check_policy(settings: Settings, lines: list[CheckLine]) -> Policy | None:
     except PolicyError as exc:
         lines.append(CheckLine(False, "policy file", str(exc)))
         return None
-    lines.append(CheckLine(True, "policy file", f"{where} ({len(policy.projects)} projects, "
-                                                f"{len(policy.roles)} roles)"))
+    lines.append(CheckLine(True, "policy file", f"{where} ({policy_size(policy)})"))
     return policy
+
+
+def policy_size(policy: Policy) -> str:
+    """`2 projects, 5 roles`, or `1 project, 1 role`."""
+    projects, roles = len(policy.projects), len(policy.roles)
+    return (f"{projects} project{'s' if projects != 1 else ''}, "
+            f"{roles} role{'s' if roles != 1 else ''}")
 
 
 async def check_gitlab(settings: Settings, policy: Policy | None) -> list[CheckLine]:

@@ -182,6 +182,7 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
                   "deployment": dep.id}
         if len(comps) > 1:
             detail["components"] = list(waiting)
+            detail["there"] = [p for p in train.projects_in(env) if p not in waiting]
         outcome = await record(session, deps, release, Event.DEPLOY, actor, dest, detail)
         return DeployStart(outcome, dep)
 

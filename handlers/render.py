@@ -145,8 +145,12 @@ def _deploy(p: Payload, d: Payload) -> str:
         return (f"🚀 {mention(p['actor'])} started the deploy to {env}, one pipeline at a "
                 f"time: {order} (first {_of(d)}{_version(d)}).")
     if d.get("train"):
+        there = d.get("there")
+        why = (f"; {', '.join(escape(str(t)) for t in there)} deployed there already"
+               if isinstance(there, list) and there else
+               ", the only project of the train that deploys there")
         return (f"🚀 {mention(p['actor'])} started the deploy of {_of(d)}{_version(d)} to "
-                f"{env}, the only project of the train still to go there.")
+                f"{env}{why}.")
     return f"🚀 {mention(p['actor'])} started the deploy of {_version(d)} to {env}."
 
 

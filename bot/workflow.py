@@ -514,9 +514,25 @@ def merge_back_sentence(rel_id: str, missing: Sequence[str]) -> str:
 
 
 def checklist_done(facts: Facts, ctx: Ctx) -> str | None:
-    """The pre-release checklist is complete."""
+    """The pre-release checklist is complete; else the open items, who ticks them and how."""
     left = [str(i) for i in range(1, facts.checklist_total + 1) if i not in facts.checklist_done]
-    return f"Checklist items still open: {', '.join(left)}." if left else None
+    if not left:
+        return None
+    by_role: dict[str, list[str]] = {}
+    for item in left:
+        by_role.setdefault(facts.item_role(int(item)), []).append(item)
+    many = len(left) > 1
+    named = [("the release manager" if role == "release_manager" else _a(role), items)
+             for role, items in by_role.items()]
+    if len(named) == 1:
+        who, typed = f"{named[0][0]} ticks {'them' if many else 'it'}", " ".join(left)
+    else:
+        parts = [f"{name}{' ticks' if i == 0 else ''} {', '.join(items)}"
+                 for i, (name, items) in enumerate(named)]
+        who, typed = f"{', '.join(parts[:-1])} and {parts[-1]},", "<n…>"
+    return (f"Checklist item{'s' if many else ''} {', '.join(left)} "
+            f"{'are' if many else 'is'} still open: {who} with "
+            f"`/release check {facts.rel_id} {typed}` or on the card.")
 
 
 def gate_open(facts: Facts, ctx: Ctx) -> str | None:

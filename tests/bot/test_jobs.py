@@ -105,7 +105,7 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
     held = await notices(deps, "held")
     assert len(held) == 1 and held[0]["users"] == [DEV] and held[0]["roles"] == [
         "release_manager"]
-    assert "Checklist items still open: 1, 2" in held[0]["detail"]["reason"]
+    assert "Checklist items 1, 2, 3 are still open" in held[0]["detail"]["reason"]
     async with deps.sessions() as session:
         assert (await q.get_release(session, rid)).hold_reason
     await tick_all(deps, rid)

@@ -280,11 +280,20 @@ def test_deploy_needs_all_signoffs() -> None:
 
 
 def test_checklist_must_be_complete() -> None:
-    """Unticked items block deploy and are named."""
+    """Unticked items block deploy and are named, with who ticks each and how."""
     facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"},
                     checklist_total=3, checklist_done=frozenset({2}))
     assert refused(facts, E.DEPLOY, Ctx(OPS, environment="staging")) == (
-        "Checklist items still open: 1, 3.")
+        "Checklist items 1, 3 are still open: the release manager ticks them with "
+        "`/release check REL-5 1 3` or on the card.")
+    dba = replace(facts, checklist_roles=("release_manager", "release_manager", "dba"))
+    assert refused(dba, E.DEPLOY, Ctx(OPS, environment="staging")) == (
+        "Checklist items 1, 3 are still open: the release manager ticks 1 and a dba 3, with "
+        "`/release check REL-5 <n…>` or on the card.")
+    one = replace(dba, checklist_done=frozenset({1, 2}))
+    assert refused(one, E.DEPLOY, Ctx(OPS, environment="staging")) == (
+        "Checklist item 3 is still open: a dba ticks it with `/release check REL-5 3` or on "
+        "the card.")
 
 
 def test_checklist_item_numbers_are_checked() -> None:
@@ -609,7 +618,8 @@ def test_approved_names_the_checklist_and_the_gate() -> None:
                     checklist_total=3, checklist_done=frozenset({1}), gate_open=False,
                     gate_reason="Sales week", bypass_allowed=False)
     assert refused(facts, E.VERIFY_PASS, Ctx(TESTER)) == (
-        "REL-5 is approved and not deployed yet. Checklist items still open: 2, 3. Deploys "
+        "REL-5 is approved and not deployed yet. Checklist items 2, 3 are still open: the "
+        "release manager ticks them with `/release check REL-5 2 3` or on the card. Deploys "
         "are closed now: Sales week. It can deploy once these are cleared.")
     clear = replace(facts, checklist_done=frozenset({1, 2, 3}), gate_open=True)
     assert refused(clear, E.CLOSE, Ctx(OPS)) == (

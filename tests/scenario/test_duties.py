@@ -61,9 +61,10 @@ async def test_refusals_name_what_holds_the_release(db_url: str, policy: Policy)
         await h.says(DIRECTOR, f"approve REL-{rid}")
         await h.says(LEAD, f"approve REL-{rid}")
         await h.says(OPS, f"check REL-{rid} 1")
-        assert await h.says(TESTER, f"verify REL-{rid} pass") == (
-            f"REL-{rid} is approved and not deployed yet. Checklist items still open: 2, 3. "
-            "It can deploy once that is cleared.")
+        assert unescaped(await h.says(TESTER, f"verify REL-{rid} pass")) == (
+            f"REL-{rid} is approved and not deployed yet. Checklist items 2, 3 are still open: "
+            f"the release manager ticks 2 and a dba 3, with `/release check REL-{rid} <n…>` or "
+            "on the card. It can deploy once that is cleared.")
         assert await state(h, rid) == "approved"
 
 

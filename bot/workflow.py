@@ -540,7 +540,10 @@ def gate_open(facts: Facts, ctx: Ctx) -> str | None:
     if facts.gate_open or facts.gate_overridden:
         return None
     when = f" The next allowed time is {facts.gate_next}." if facts.gate_next else ""
-    return f"Deploys are closed now: {facts.gate_reason or 'outside the release windows'}.{when}"
+    lift = (f" An executive may let it deploy now, with a reason: "
+            f"`/release override {facts.rel_id} <reason…>`." if facts.bypass_allowed else "")
+    return (f"Deploys are closed now: {facts.gate_reason or 'outside the release windows'}."
+            f"{when}{lift}")
 
 
 def valid_items(facts: Facts, ctx: Ctx) -> str | None:

@@ -566,7 +566,8 @@ def environment_in_order(facts: Facts, ctx: Ctx) -> str | None:
     earlier = facts.environments[: facts.environments.index(env)]
     missing = [e for e in earlier if e not in facts.deployed_envs]
     if missing:
-        return f"Deploy to {', '.join(missing)} first."
+        return (f"{facts.rel_id} goes to {', '.join(missing)} before {env}: deploy "
+                f"{missing[0]} first (`/release deploy {facts.rel_id} {missing[0]}`).")
     unaccepted = next((e for e in earlier if e not in facts.accepted_envs), None)
     return unaccepted and not_accepted_sentence(facts, unaccepted)
 

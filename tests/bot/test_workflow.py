@@ -319,7 +319,8 @@ def test_staging_before_production() -> None:
     """Production waits for staging; a finished environment is not deployed again."""
     facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"})
     assert refused(facts, E.DEPLOY, Ctx(OPS, environment="production")) == (
-        "Deploy to staging first.")
+        "REL-5 goes to staging before production: deploy staging first "
+        "(`/release deploy REL-5 staging`).")
     after = replace(facts, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}),
                     accepted_envs=frozenset({"staging"}))
     assert decide(after, E.DEPLOY, Ctx(OPS, environment="production")) is S.DEPLOYING

@@ -183,6 +183,17 @@ async def test_a_verdict_on_a_failed_deploy_says_where_the_release_stands(
             f"`/release deploy REL-{rid}`, or rolls it back.")
 
 
+async def test_production_before_staging_names_the_command(db_url: str,
+                                                            policy: Policy) -> None:
+    """Asking for production first answers with the environment that comes before it."""
+    async with running_app(db_url, policy) as h:
+        rid = await approved(h)
+        assert await h.says(OPS, f"deploy REL-{rid} production") == (
+            f"REL-{rid} goes to staging before production: deploy staging first "
+            f"(`/release deploy REL-{rid} staging`).")
+        assert h.pipeline_of(rid) is None
+
+
 async def test_webhook_alone_reports_the_result(db_url: str, policy: Policy) -> None:
     """With no polling at all, the Pipeline Hook moves the release; a duplicate does nothing."""
     async with running_app(db_url, policy) as h:

@@ -182,6 +182,7 @@ async def start_deploy(deps: Deps, *, release_id: int, actor: Actor,
                   "deployment": dep.id}
         if len(comps) > 1:
             detail["components"] = list(waiting)
+            detail["there"] = [p for p in train.projects_in(env) if p not in waiting]
         outcome = await record(session, deps, release, Event.DEPLOY, actor, dest, detail)
         return DeployStart(outcome, dep)
 
@@ -365,7 +366,9 @@ async def _reached(session: AsyncSession, deps: Deps, release: Release, env: str
 async def _still_ours(session: AsyncSession, release: Release, project: str, env: str) -> None:
     """Roll back only what this release put in a project's env, while it is still there."""
     latest = await q.latest_deployment(session, project, env)
-    if latest is None or (latest.release_id == release.id and not latest.rollback):
+    # A rollback of ours that failed left this release's change in place: try it again.
+    if latest is None or (latest.release_id == release.id and (
+            not latest.rollback or latest.status in FINAL - {"success"})):
         return
     runs = running(await q.live_deployment(session, project, env))
     holder = runs.release_id if runs else None
@@ -496,10 +499,11 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
         follow_up = await continue_rollback(session, deps, release, dep, undo[0])
     elif out.event is Event.DEPLOY_SUCCEEDED and dep.environment != train.environments[-1]:
         # Testers accept there before anything goes further: ask them now, not on a timer.
-        notify(session, deps, release, "accept", roles=["tester"], environment=dep.environment)
+        notify(session, deps, release, "accept", roles=["tester"], not_requester=True,
+               environment=dep.environment)
     elif out.event is Event.DEPLOY_SUCCEEDED:
         # Testers verify online as soon as production runs it; reminders follow as before.
-        notify(session, deps, release, "verify_now", roles=["tester"])
+        notify(session, deps, release, "verify_now", roles=["tester"], not_requester=True)
     return replace(out, follow_up=follow_up)
 
 

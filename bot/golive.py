@@ -62,8 +62,11 @@ async def edit_plan(deps: Deps, *, release_id: int, actor: Actor, changes: Mappi
         if facts.approvals or facts.state in SIGNED_OFF:
             detail["voided_approvals"] = await _new_revision(session, release, facts)
         required = deps.policy.type_policy(ReleaseType(release.type)).plan.required
-        if facts.plan_reviewer and not plan_missing(plan, required):
-            notify(session, deps, release, "plan_review", roles=[facts.plan_reviewer])
+        if lacking := plan_missing(plan, required):
+            detail["missing"] = list(lacking)  # the answer says what sign-off still waits for
+        elif facts.plan_reviewer:
+            notify(session, deps, release, "plan_review", roles=[facts.plan_reviewer],
+                   not_requester=True)
         return detail
 
     ctx = Ctx(actor, revision=revision)

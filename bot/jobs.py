@@ -30,6 +30,8 @@ MAX_BACKOFF = 300.0
 
 # What a release can wait on someone for, most pressing first: the order a digest lists them in.
 URGENCY = ("escalation", "verify_deadline", "decide", "approval", "verify", "report")
+# Waits a requester never answers for their own release, whatever roles they hold.
+HANDED_OVER = ("verify", "report")
 # The most releases one digest names; the rest are counted. Slack shows at most 50 blocks.
 DIGEST_ITEMS = 40
 
@@ -169,6 +171,8 @@ class Jobs:
                 actor = await people.actor(user) if item.waits == "approval" else None
                 if actor is not None and item.view.may_sign(actor) is None:
                     continue  # the requester, or someone whose every role here is signed
+                if item.waits in HANDED_OVER and user == item.view.release.requester:
+                    continue  # separated duties: a developer who tests never tests their own
                 mine[user].append(item)
         for items in mine.values():
             items.sort(key=lambda w: (URGENCY.index(w.waits), w.view.release.id))

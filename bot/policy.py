@@ -827,6 +827,8 @@ _REASONS = {
     "greater_than_equal": "must be at least {ge:g}",
     "greater_than": "must be more than {gt:g}",
     "extra_forbidden": "is not an allowed key",
+    "literal_error": "must be {expected}",
+    "enum": "must be {expected}",
 }
 
 

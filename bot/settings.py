@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         if "@" in urlsplit(url).netloc:
             raise _invalid(f"must not hold a user or password; GITLAB_TOKEN authenticates "
                            f"(got {shown_url(url)!r})")
+        if urlsplit(url).path.rstrip("/").endswith("/api/v4"):
+            raise _invalid(f"must be GitLab's address without /api/v4, which the bot adds itself "
+                           f"(got {shown_url(url)!r})")
         return url
 
     @field_validator("database_url")

@@ -678,9 +678,15 @@ def accepted_problems(release: Release) -> dict[str, Any] | None:
 
 def notify(session: AsyncSession, deps: Deps, release: Release, notice: str, *,
            users: Sequence[str] = (), roles: Sequence[str] = (), thread: bool = False,
-           **detail: Any) -> None:
-    """Queue a direct message about a release to people and roles (`thread`: and the card's)."""
+           not_requester: bool = False, **detail: Any) -> None:
+    """Queue a direct message about a release to people and roles (`thread`: and the card's).
+
+    `not_requester`: it asks for what the requester may not do on their own release (review
+    its plan, accept or verify it), so a requester holding the role is not asked.
+    """
     payload = {"notice": notice, "users": list(users), "roles": list(roles), "detail": detail}
     if thread:
         payload["thread"] = True
+    if not_requester:
+        payload["skip"] = [release.requester]
     q.add_outbox(session, release_id=release.id, kind="notify", at=deps.clock(), payload=payload)

@@ -514,9 +514,25 @@ def merge_back_sentence(rel_id: str, missing: Sequence[str]) -> str:
 
 
 def checklist_done(facts: Facts, ctx: Ctx) -> str | None:
-    """The pre-release checklist is complete."""
+    """The pre-release checklist is complete; else the open items, who ticks them and how."""
     left = [str(i) for i in range(1, facts.checklist_total + 1) if i not in facts.checklist_done]
-    return f"Checklist items still open: {', '.join(left)}." if left else None
+    if not left:
+        return None
+    by_role: dict[str, list[str]] = {}
+    for item in left:
+        by_role.setdefault(facts.item_role(int(item)), []).append(item)
+    many = len(left) > 1
+    named = [("the release manager" if role == "release_manager" else _a(role), items)
+             for role, items in by_role.items()]
+    if len(named) == 1:
+        who, typed = f"{named[0][0]} ticks {'them' if many else 'it'}", " ".join(left)
+    else:
+        parts = [f"{name}{' ticks' if i == 0 else ''} {', '.join(items)}"
+                 for i, (name, items) in enumerate(named)]
+        who, typed = f"{', '.join(parts[:-1])} and {parts[-1]},", "<n…>"
+    return (f"Checklist item{'s' if many else ''} {', '.join(left)} "
+            f"{'are' if many else 'is'} still open: {who} with "
+            f"`/release check {facts.rel_id} {typed}` or on the card.")
 
 
 def gate_open(facts: Facts, ctx: Ctx) -> str | None:
@@ -524,7 +540,10 @@ def gate_open(facts: Facts, ctx: Ctx) -> str | None:
     if facts.gate_open or facts.gate_overridden:
         return None
     when = f" The next allowed time is {facts.gate_next}." if facts.gate_next else ""
-    return f"Deploys are closed now: {facts.gate_reason or 'outside the release windows'}.{when}"
+    lift = (f" An executive may let it deploy now, with a reason: "
+            f"`/release override {facts.rel_id} <reason…>`." if facts.bypass_allowed else "")
+    return (f"Deploys are closed now: {facts.gate_reason or 'outside the release windows'}."
+            f"{when}{lift}")
 
 
 def valid_items(facts: Facts, ctx: Ctx) -> str | None:
@@ -547,7 +566,8 @@ def environment_in_order(facts: Facts, ctx: Ctx) -> str | None:
     earlier = facts.environments[: facts.environments.index(env)]
     missing = [e for e in earlier if e not in facts.deployed_envs]
     if missing:
-        return f"Deploy to {', '.join(missing)} first."
+        return (f"{facts.rel_id} goes to {', '.join(missing)} before {env}: deploy "
+                f"{missing[0]} first (`/release deploy {facts.rel_id} {missing[0]}`).")
     unaccepted = next((e for e in earlier if e not in facts.accepted_envs), None)
     return unaccepted and not_accepted_sentence(facts, unaccepted)
 
@@ -995,12 +1015,12 @@ def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False
     return row.dest or facts.state
 
 
-def _no_acceptance(state: State) -> str:
-    """Why there is no acceptance verdict to give in this state."""
-    if state is State.ACCEPTANCE_FAILED:
-        return ("This release already failed acceptance: give it a new ref "
-                "(`/release ref <ID> <ref>`) to test again, or cancel it.")
-    return f"There is nothing to accept while a release is {state.label}."
+def _no_acceptance(facts: Facts) -> str:
+    """Why there is no acceptance verdict to give: a failed one stands, else where it is."""
+    if facts.state is State.ACCEPTANCE_FAILED:
+        return (f"{facts.rel_id} already failed acceptance: give it a new ref "
+                f"(`/release ref {facts.rel_id} <ref>`) to test again, or cancel it.")
+    return standing(facts)
 
 
 def verdict_event(facts: Facts, passed: bool, environment: str | None = None) -> Event:
@@ -1031,7 +1051,7 @@ def refusal(event: Event, facts: Facts) -> str:
     if event is Event.ABANDON:
         return f"Only a running deploy or rollback can be abandoned; this release is {state.label}."
     if event in (Event.ACCEPTANCE_PASS, Event.ACCEPTANCE_FAIL):
-        return _no_acceptance(state)
+        return _no_acceptance(facts)
     if event is Event.ARM:
         return f"A release is armed once it is signed off; this one is {state.label}."
     if event is Event.RETYPE:
@@ -1178,6 +1198,5 @@ _STANDING: dict[State, Callable[[Facts], str]] = {
     State.VERIFIED: _observed, State.OBSERVING: _observed,
     State.DEPLOY_FAILED: _deploy_failed, State.ROLLING_BACK: _rolling_back,
     State.REJECTED: _rejected,
-    State.ACCEPTANCE_FAILED: lambda facts: _no_acceptance(facts.state).replace(
-        "This release", facts.rel_id, 1),
+    State.ACCEPTANCE_FAILED: _no_acceptance,
 }

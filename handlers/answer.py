@@ -93,11 +93,13 @@ def filed(out: Outcome, channel: str, channel_problem: str | None = None) -> str
 def plan_edited(out: Outcome) -> str:
     """A plan change, and what it voided."""
     rid = out.release.rel_id
+    lacking = out.detail.get("missing")
+    still = f" It still lacks {escape(listed(lacking))}." if isinstance(lacking, list) else ""
     if out.detail.get("voided_approvals"):
-        return f"Saved {rid}'s go-live plan; the approvers must sign it off again."
+        return f"Saved {rid}'s go-live plan; the approvers must sign it off again.{still}"
     if out.detail.get("review_voided"):
-        return f"Saved {rid}'s go-live plan; it needs its review again."
-    return f"Saved {rid}'s go-live plan."
+        return f"Saved {rid}'s go-live plan; it needs its review again.{still}"
+    return f"Saved {rid}'s go-live plan.{still}"
 
 
 def plan_reviewed(out: Outcome) -> str:

@@ -278,11 +278,16 @@ async def _plan(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
 async def _review(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     """The plan's reviewer: `ok [note…]` (confirms the type) or `changes <note…>`; with
     `--type T [--ground G]` the type is corrected first."""
-    verdict = p.words[0].lower()
+    verdict, rel = p.words[0].lower(), f"REL-{p.release_id}"
     if verdict not in ("ok", "changes"):
-        raise UsageError(p.sub, "Say ok or changes.")
+        raise UsageError(p.sub, "Say ok or changes:",
+                         usage=f"`{p.sub.usage.replace('<ID>', rel)}`")
     note = p.rest.strip()[len(p.words[0]):].strip()
     kind = p.options.get("type")
+    if verdict == "changes" and not note and not kind:
+        # The requester is told this note; an empty one would tell them nothing to change.
+        raise UsageError(p.sub, "Say what needs changing:",
+                         usage=f"`/release review {rel} changes <note…>`")
     out = await golive.review_plan(rt.deps, release_id=p.release_id or 0, ok=verdict == "ok",
                                    note=note, actor=await rt.directory.actor(user),
                                    release_type=kind.lower() if kind else None,

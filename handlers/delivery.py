@@ -532,7 +532,8 @@ class Deliverer:
         rel = view.release
         payload = row.payload
         in_roles = await self.directory.users_in_roles(payload.get("roles", []))
-        users = list(dict.fromkeys([*payload.get("users", []), *in_roles]))
+        skip = set(payload.get("skip") or ())
+        users = [u for u in dict.fromkeys([*payload.get("users", []), *in_roles]) if u not in skip]
         text = notice_text(payload.get("notice", ""), rel.rel_id, payload.get("detail") or {})
         if payload.get("thread"):
             await self._post_thread_line(view, f"notify:{row.id}:thread", text,

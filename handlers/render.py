@@ -145,8 +145,12 @@ def _deploy(p: Payload, d: Payload) -> str:
         return (f"🚀 {mention(p['actor'])} started the deploy to {env}, one pipeline at a "
                 f"time: {order} (first {_of(d)}{_version(d)}).")
     if d.get("train"):
+        there = d.get("there")
+        why = (f"; {', '.join(escape(str(t)) for t in there)} deployed there already"
+               if isinstance(there, list) and there else
+               ", the only project of the train that deploys there")
         return (f"🚀 {mention(p['actor'])} started the deploy of {_of(d)}{_version(d)} to "
-                f"{env}, the only project of the train still to go there.")
+                f"{env}{why}.")
     return f"🚀 {mention(p['actor'])} started the deploy of {_version(d)} to {env}."
 
 
@@ -198,7 +202,8 @@ def _rollback_failed(p: Payload, d: Payload) -> str:
     where = f"{escape(str(d.get('component')))} in {env}" if d.get("train") else env
     why = (escape(clip(str(d["error"]), 500)) if d.get("train") and not d.get("pipeline")
            and d.get("error") else _link(d.get("url"), "pipeline"))
-    return f"🔥 Rollback of {where} failed ({why}). Someone needs to look now."
+    return (f"🔥 Rollback of {where} failed ({why}). Someone needs to look now; once the "
+            "cause is fixed, roll back again from the card.")
 
 
 def _abandon(p: Payload, d: Payload) -> str:

@@ -75,9 +75,10 @@ def _safe_url(url: str) -> str:
 
 def _check_policy(args: argparse.Namespace, settings: Settings) -> int:
     """Validate the policy file."""
+    from bot.cli.check import policy_size
+
     policy = load_policy(settings.releasebot_config)
-    print(f"{settings.releasebot_config}: ok ({len(policy.projects)} projects, "
-          f"{len(policy.roles)} roles)")
+    print(f"{settings.releasebot_config}: ok ({policy_size(policy)})")
     return 0
 
 

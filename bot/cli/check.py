@@ -72,9 +72,15 @@ def _check_policy(settings: Settings, lines: list[CheckLine]) -> Policy | None:
     except PolicyError as exc:
         lines.append(CheckLine(False, "policy file", str(exc)))
         return None
-    lines.append(CheckLine(True, "policy file", f"{where} ({len(policy.projects)} projects, "
-                                                f"{len(policy.roles)} roles)"))
+    lines.append(CheckLine(True, "policy file", f"{where} ({policy_size(policy)})"))
     return policy
+
+
+def policy_size(policy: Policy) -> str:
+    """`2 projects, 5 roles`, or `1 project, 1 role`."""
+    projects, roles = len(policy.projects), len(policy.roles)
+    return (f"{projects} project{'s' if projects != 1 else ''}, "
+            f"{roles} role{'s' if roles != 1 else ''}")
 
 
 async def check_gitlab(settings: Settings, policy: Policy | None) -> list[CheckLine]:
@@ -89,12 +95,25 @@ async def check_gitlab(settings: Settings, policy: Policy | None) -> list[CheckL
     try:
         user = await gitlab.whoami()
     except GitLabError as exc:
-        token = CheckLine(False, "GitLab token", f"{settings.gitlab_url}: {exc}")
-        return [token, *_projects_not_checked(policy, "the GitLab token does not work")]
+        detail, why = _unusable(settings.gitlab_url, exc)
+        return [CheckLine(False, "GitLab token", detail), *_projects_not_checked(policy, why)]
     lines = [CheckLine(True, "GitLab token", f"{settings.gitlab_url} as @{user.username}")]
     for key in policy.projects if policy is not None else ():
         lines += await check_project(gitlab, policy, key, user)
     return lines
+
+
+def _unusable(url: str, exc: GitLabError) -> tuple[str, str]:
+    """Why GitLab did not name the token's user, and why the projects are therefore unchecked:
+    a refused token, or an address that is not GitLab's, are told apart."""
+    if exc.status == 404:
+        return (f"{url} answered 404 for /api/v4/user, so it is not GitLab's address: set "
+                f"GITLAB_URL to the address you open GitLab at, like https://gitlab.example.com",
+                "GITLAB_URL is not GitLab's address")
+    if exc.status is None:
+        return (f"{url}: {exc}; check GITLAB_URL and that GitLab is up",
+                "GitLab can't be reached at GITLAB_URL")
+    return f"{url}: {exc}", "the GitLab token does not work"
 
 
 def _projects_not_checked(policy: Policy | None, why: str) -> list[CheckLine]:

@@ -33,7 +33,7 @@ async def test_full_standard_path(deps: Deps, clock: FakeClock) -> None:
     rid = await signed_off(deps)
     assert await state_of(deps, rid) is State.APPROVED
     ops = who(deps, OPS)
-    with pytest.raises(Refused, match="Checklist items still open: 1, 2"):
+    with pytest.raises(Refused, match="Checklist items 1, 2, 3 are still open"):
         await deploys.start_deploy(deps, release_id=rid, actor=ops)
     await tick_all(deps, rid)
     for env in ("staging", "production"):

@@ -105,7 +105,7 @@ async def test_scheduled_deploy_held_then_released(deps: Deps, jobs: Jobs, clock
     held = await notices(deps, "held")
     assert len(held) == 1 and held[0]["users"] == [DEV] and held[0]["roles"] == [
         "release_manager"]
-    assert "Checklist items still open: 1, 2" in held[0]["detail"]["reason"]
+    assert "Checklist items 1, 2, 3 are still open" in held[0]["detail"]["reason"]
     async with deps.sessions() as session:
         assert (await q.get_release(session, rid)).hold_reason
     await tick_all(deps, rid)
@@ -333,6 +333,16 @@ async def test_report_reminder_goes_to_testers(deps: Deps, jobs: Jobs, clock: Fa
     assert sorted((d["user"], waits(d)) for d in (await digests(deps))[2:]) == sorted([
         (OPS, [(rid, "escalation")]), (DIRECTOR, [(rid, "approval")]),
         (LEAD, [(rid, "approval")])])
+
+
+async def test_a_tester_who_requested_is_not_reminded_to_test_it(deps: Deps, jobs: Jobs,
+                                                                  clock: FakeClock) -> None:
+    """The test lead, a tester too, filed it: only the other tester's digest names it."""
+    await releases.request_release(deps, actor=who(deps, LEAD), new=NewRelease(
+        project="web", ref="v1.1.0", title="Lead's own"))
+    clock.advance(hours=24)
+    assert await jobs.remind() == 1
+    assert [d["user"] for d in await digests(deps)] == [TESTER]
 
 
 async def test_verification_reminder_then_rollback_prompt(deps: Deps, jobs: Jobs,

@@ -338,6 +338,11 @@ BROKEN = [
         id="bad timezone",
     ),
     pytest.param(
+        edited("observation_hours: 24", "observation_hours: 24\nmerge_back: always"),
+        "releasebot.yml:21: merge_back: must be 'enforce' or 'remind' (got 'always')",
+        id="a word that is not one of the choices is shown",
+    ),
+    pytest.param(
         with_line("freezes:", "freezes:\n  - {from: 2026-12-24, to: 2027-01-02}"),
         "releasebot.yml:23: freezes.0.reason: is required",
         id="freeze without reason",
@@ -549,7 +554,7 @@ def test_a_bug_tracker_per_project_with_its_defaults() -> None:
     ({"kind": "gitlab", "labels": {"A": "P1", "B": "P1", "C": "P3"}},
      "bug_tracker.labels: gives two severities the same label"),
     ({"kind": "zentao", "url": "https://z", "product": 1, "severity_map": {1: "D"}},
-     "bug_tracker.severity_map.1: input should be 'A', 'B' or 'C'"),
+     "bug_tracker.severity_map.1: must be 'A', 'B' or 'C' (got 'D')"),
 ])
 def test_a_bug_tracker_that_cannot_count_is_refused(tracker: dict[str, Any],
                                                     message: str) -> None:

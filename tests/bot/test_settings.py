@@ -177,6 +177,13 @@ def test_credentials_in_a_url_are_never_echoed(overrides: dict[str, object]) -> 
     assert "hunter2" not in message and message.split(":")[0].isupper(), message
 
 
+def test_gitlab_url_with_the_api_path_is_named() -> None:
+    """python-gitlab adds /api/v4 itself: an address holding it would answer 404 to every call."""
+    assert error_of(gitlab_url="https://gitlab.example.com/api/v4/") == (
+        "GITLAB_URL: must be GitLab's address without /api/v4, which the bot adds itself "
+        "(got 'https://gitlab.example.com/api/v4')")
+
+
 def test_shown_url_hides_what_stands_before_the_host() -> None:
     assert shown_url("https://deploy:glpat-x@git.acme.io/x") == "https://***@git.acme.io/x"
     assert shown_url("deploy:glpat-x@git.acme.io") == "***@git.acme.io"

@@ -280,11 +280,20 @@ def test_deploy_needs_all_signoffs() -> None:
 
 
 def test_checklist_must_be_complete() -> None:
-    """Unticked items block deploy and are named."""
+    """Unticked items block deploy and are named, with who ticks each and how."""
     facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"},
                     checklist_total=3, checklist_done=frozenset({2}))
     assert refused(facts, E.DEPLOY, Ctx(OPS, environment="staging")) == (
-        "Checklist items still open: 1, 3.")
+        "Checklist items 1, 3 are still open: the release manager ticks them with "
+        "`/release check REL-5 1 3` or on the card.")
+    dba = replace(facts, checklist_roles=("release_manager", "release_manager", "dba"))
+    assert refused(dba, E.DEPLOY, Ctx(OPS, environment="staging")) == (
+        "Checklist items 1, 3 are still open: the release manager ticks 1 and a dba 3, with "
+        "`/release check REL-5 <n…>` or on the card.")
+    one = replace(dba, checklist_done=frozenset({1, 2}))
+    assert refused(one, E.DEPLOY, Ctx(OPS, environment="staging")) == (
+        "Checklist item 3 is still open: a dba ticks it with `/release check REL-5 3` or on "
+        "the card.")
 
 
 def test_checklist_item_numbers_are_checked() -> None:
@@ -310,7 +319,8 @@ def test_staging_before_production() -> None:
     """Production waits for staging; a finished environment is not deployed again."""
     facts = replace(BASE, state=S.APPROVED, approvals={"tech_director": "a", "test_lead": "b"})
     assert refused(facts, E.DEPLOY, Ctx(OPS, environment="production")) == (
-        "Deploy to staging first.")
+        "REL-5 goes to staging before production: deploy staging first "
+        "(`/release deploy REL-5 staging`).")
     after = replace(facts, state=S.DEPLOYED, deployed_envs=frozenset({"staging"}),
                     accepted_envs=frozenset({"staging"}))
     assert decide(after, E.DEPLOY, Ctx(OPS, environment="production")) is S.DEPLOYING
@@ -524,12 +534,10 @@ def test_a_failed_acceptance_holds_for_a_new_ref_or_cancel() -> None:
     failed = replace(BASE, state=S.ACCEPTANCE_FAILED, deployed_envs=frozenset({"staging"}),
                      started_envs=frozenset({"staging"}))
     assert allowed_events(S.ACCEPTANCE_FAILED) == {E.CHANGE_REF, E.CANCEL, E.ROLLBACK}
-    assert refused(failed, E.ACCEPTANCE_PASS, Ctx(TESTER, environment="staging")) == (
-        "This release already failed acceptance: give it a new ref (`/release ref <ID> <ref>`) "
-        "to test again, or cancel it.")
-    assert refused(failed, E.DEPLOY, Ctx(OPS, environment="production")) == (
-        "REL-5 already failed acceptance: give it a new ref (`/release ref <ID> <ref>`) to test "
-        "again, or cancel it.")
+    held = ("REL-5 already failed acceptance: give it a new ref (`/release ref REL-5 <ref>`) to "
+            "test again, or cancel it.")
+    assert refused(failed, E.ACCEPTANCE_PASS, Ctx(TESTER, environment="staging")) == held
+    assert refused(failed, E.DEPLOY, Ctx(OPS, environment="production")) == held
     assert decide(failed, E.CHANGE_REF, Ctx(DEV)) is S.TESTING
     assert decide(failed, E.CANCEL, Ctx(DEV)) is S.CANCELLED
     assert S.ACCEPTANCE_FAILED.label == "acceptance failed"
@@ -611,7 +619,8 @@ def test_approved_names_the_checklist_and_the_gate() -> None:
                     checklist_total=3, checklist_done=frozenset({1}), gate_open=False,
                     gate_reason="Sales week", bypass_allowed=False)
     assert refused(facts, E.VERIFY_PASS, Ctx(TESTER)) == (
-        "REL-5 is approved and not deployed yet. Checklist items still open: 2, 3. Deploys "
+        "REL-5 is approved and not deployed yet. Checklist items 2, 3 are still open: the "
+        "release manager ticks them with `/release check REL-5 2 3` or on the card. Deploys "
         "are closed now: Sales week. It can deploy once these are cleared.")
     clear = replace(facts, checklist_done=frozenset({1, 2, 3}), gate_open=True)
     assert refused(clear, E.CLOSE, Ctx(OPS)) == (

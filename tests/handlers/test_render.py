@@ -122,7 +122,8 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
                         {"environment": "production", "ref": "v1.0.9",
                          "url": "https://gitlab.example/p/994"},
                         "🔥 Rollback of production failed "
-                        "(<https://gitlab.example/p/994|pipeline>). Someone needs to look now."),
+                        "(<https://gitlab.example/p/994|pipeline>). Someone needs to look now; "
+                        "once the cause is fixed, roll back again from the card."),
     "abandon": ("deploying", "deploy_failed",
                 {"environment": "production", "rollback": False, "pipeline": 995,
                  "url": "https://gitlab.example/p/995", "reason": "nobody can approve the job",

@@ -61,9 +61,10 @@ async def test_refusals_name_what_holds_the_release(db_url: str, policy: Policy)
         await h.says(DIRECTOR, f"approve REL-{rid}")
         await h.says(LEAD, f"approve REL-{rid}")
         await h.says(OPS, f"check REL-{rid} 1")
-        assert await h.says(TESTER, f"verify REL-{rid} pass") == (
-            f"REL-{rid} is approved and not deployed yet. Checklist items still open: 2, 3. "
-            "It can deploy once that is cleared.")
+        assert unescaped(await h.says(TESTER, f"verify REL-{rid} pass")) == (
+            f"REL-{rid} is approved and not deployed yet. Checklist items 2, 3 are still open: "
+            f"the release manager ticks 2 and a dba 3, with `/release check REL-{rid} <n…>` or "
+            "on the card. It can deploy once that is cleared.")
         assert await state(h, rid) == "approved"
 
 
@@ -90,6 +91,34 @@ async def test_a_developer_who_tests_still_hands_their_release_over(db_url: str)
         assert await h.click(DEV, ActionId.VERIFY_FAIL) == f"{own} verify it (separated duties)."
         assert h.slack.modals(DEV) == [] and await state(h, rid) == "deployed"
         assert "Verified" in await h.says(TESTER, f"verify REL-{rid} pass")
+
+
+async def test_nobody_is_asked_to_do_what_their_own_release_forbids(db_url: str) -> None:
+    """The requester holds the tester and reviewer roles: the plan review, the acceptance on
+    staging and the online verification are asked of the others only."""
+    policy = sample_policy(
+        roles={"tester": ["U0TESTLEAD", TESTER, DEV], "tech_director": [DIRECTOR, DEV]},
+        policies={"standard": {"plan": {"required": ["rollback"], "reviewer": "tech_director"}}})
+    async with running_app(db_url, policy) as h:
+        rid = await filed(h, "payments v1.1.0 Checkout")
+        await h.says(DEV, f"plan REL-{rid} rollback Redeploy the previous tag")
+        await h.settle()
+        assert any("waits for your review" in m.text for m in h.slack.dms(DIRECTOR))
+        await h.says(DIRECTOR, f"review REL-{rid} ok")
+        await h.says(TESTER, f"report REL-{rid} https://ci/r/1")
+        await h.says(DIRECTOR, f"approve REL-{rid}")
+        await h.says(LEAD, f"approve REL-{rid}")
+        await h.says(OPS, f"check REL-{rid} 1 2")
+        await h.says(DBA, f"check REL-{rid} 3")
+        await h.settle()
+        await deploy_and_finish(h, rid)
+        await h.says(TESTER, f"verify REL-{rid} pass")
+        await h.settle()
+        await deploy_and_finish(h, rid)
+        assert any("please run the acceptance cases" in m.text for m in h.slack.dms(TESTER))
+        assert any("Please verify it online now" in m.text for m in h.slack.dms(TESTER))
+        asked = [m.text for m in h.slack.dms(DEV) if "needs your sign-off" not in m.text]
+        assert asked == [], asked
 
 
 async def test_the_dba_ticks_the_database_item_and_only_the_dba(db_url: str,

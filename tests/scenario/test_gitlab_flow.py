@@ -144,6 +144,56 @@ async def test_failed_deploy_rolls_back_to_the_recorded_ref(db_url: str, policy:
         assert (deps[0].previous_ref, deps[0].previous_sha) == ("release/REL-1-rollback", old)
 
 
+async def test_a_failed_rollback_can_be_tried_again(db_url: str, policy: Policy) -> None:
+    """A rollback pipeline that fails leaves the release's change in production: Roll back on
+    the card tries it again, to the same commit, and the release ends rolled back."""
+    async with running_app(db_url, policy) as h:
+        rid = await approved(h, "web", "v1.1.0")
+        await deploy_and_finish(h, rid, "failed")
+        await h.click(OPS, ActionId.ROLLBACK)
+        first = h.pipeline_of(rid)
+        h.gitlab.set_status(first.id, "failed", failed_job="deploy")
+        assert await h.poll() == 1
+        assert await state(h, rid) == "deploy_failed"
+        assert broadcasts(h)[-1].endswith(
+            "Someone needs to look now; once the cause is fixed, roll back again from the card.")
+        assert ActionId.ROLLBACK in h.buttons(rid)
+        answer = await h.click(OPS, ActionId.ROLLBACK)
+        assert answer.startswith("Rolling REL-1 back to `release/REL-1-rollback` @ "), answer
+        again = h.pipeline_of(rid)
+        assert again.id != first.id and (again.ref, again.sha) == (first.ref, first.sha)
+        h.gitlab.set_status(again.id, "success")
+        assert await h.poll() == 1
+        assert await state(h, rid) == "rolled_back"
+
+
+async def test_a_verdict_on_a_failed_deploy_says_where_the_release_stands(
+        db_url: str, policy: Policy) -> None:
+    """Production failed to deploy: a tester's pass is refused with what the release manager
+    does next, not as an acceptance with nothing to accept."""
+    async with running_app(db_url, policy) as h:
+        rid = await approved(h)
+        await deploy_and_finish(h, rid)
+        await h.says(TESTER, f"verify REL-{rid} pass")
+        await h.settle()
+        await deploy_and_finish(h, rid, "failed")
+        assert await state(h, rid) == "deploy_failed"
+        assert await h.says(TESTER, f"verify REL-{rid} pass") == (
+            f"REL-{rid}'s last deploy failed. The release manager deploys again with "
+            f"`/release deploy REL-{rid}`, or rolls it back.")
+
+
+async def test_production_before_staging_names_the_command(db_url: str,
+                                                            policy: Policy) -> None:
+    """Asking for production first answers with the environment that comes before it."""
+    async with running_app(db_url, policy) as h:
+        rid = await approved(h)
+        assert await h.says(OPS, f"deploy REL-{rid} production") == (
+            f"REL-{rid} goes to staging before production: deploy staging first "
+            f"(`/release deploy REL-{rid} staging`).")
+        assert h.pipeline_of(rid) is None
+
+
 async def test_webhook_alone_reports_the_result(db_url: str, policy: Policy) -> None:
     """With no polling at all, the Pipeline Hook moves the release; a duplicate does nothing."""
     async with running_app(db_url, policy) as h:

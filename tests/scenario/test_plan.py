@@ -87,3 +87,43 @@ async def test_editing_a_signed_off_plan_asks_for_sign_off_again(db_url: str,
         assert "Its review and earlier approvals no longer count." in "\n".join(h.thread(rid))
         refused = await h.says(OPS, f"plan REL-{rid} bogus text")
         assert refused.startswith("'bogus' is not a part of the go-live plan")
+
+
+async def test_asking_for_changes_needs_the_note_the_requester_reads(db_url: str,
+                                                                     policy: Policy) -> None:
+    """`changes` without a note, or a word that is neither, answers with the command to type;
+    nothing is recorded and the requester is told nothing."""
+    async with running_app(db_url, REVIEWED) as h:
+        rid = await filed_and_tested(h)
+        await h.says(DEV, f"plan REL-{rid} impact Checkout page only")
+        await h.says(DEV, f"plan REL-{rid} rollback Redeploy the previous tag")
+        await h.says(DEV, f"plan REL-{rid} db_scripts none")
+        await h.settle()
+        before = len(h.slack.dms(DEV))
+        assert await h.says(DIRECTOR, f"review REL-{rid} changes") == (
+            f"Say what needs changing: `/release review REL-{rid} changes &lt;note…&gt;`")
+        assert await h.says(DIRECTOR, f"review REL-{rid} maybe") == (
+            f"Say ok or changes: `/release review REL-{rid} ok|changes [note…] "
+            "[--type T [--ground G]]`")
+        await h.settle()
+        assert len(h.slack.dms(DEV)) == before
+        assert "waiting for review by tech_director" in str(h.card(rid).blocks)
+
+
+async def test_saving_part_of_the_plan_says_what_it_still_lacks(db_url: str,
+                                                                policy: Policy) -> None:
+    """Each save names the required parts still empty, by command and by form, until none."""
+    async with running_app(db_url, REVIEWED) as h:
+        rid = await filed_and_tested(h)
+        assert await h.says(DEV, f"plan REL-{rid} impact Checkout page only") == (
+            f"Saved REL-{rid}'s go-live plan. It still lacks rollback steps and database "
+            "scripts.")
+        await h.click(DEV, ActionId.EDIT_PLAN)
+        before = len(h.slack.dms(DEV))
+        await submit_modal(h, DEV, text_values(plan_impact="Checkout page only",
+                                               plan_db_scripts="none"))
+        await h.settle()
+        assert [m.text for m in h.slack.dms(DEV)[before:]] == [
+            f"Saved REL-{rid}'s go-live plan. It still lacks rollback steps."]
+        assert await h.says(DEV, f"plan REL-{rid} rollback Redeploy the previous tag") == (
+            f"Saved REL-{rid}'s go-live plan.")

@@ -9,7 +9,7 @@ from bot.app import DEPS
 from bot.policy import Policy
 from bot.transition import ShiftClock
 from emulators.gitlab import variable
-from emulators.sample import DBA, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
+from emulators.sample import CTO, DBA, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.blocks import ActionId
 from storage import queries as q
 from tests.fixtures import SALES_WEEK
@@ -181,3 +181,26 @@ async def test_a_new_ref_takes_back_the_time_arming_planned(db_url: str) -> None
         assert "REL-1" not in calendar and "*Scheduled releases*\n• none" in calendar, calendar
         assert any("The planned time 2026-12-01 00:00 CST, set when it was armed, no longer "
                    "holds" in line for line in h.thread(1)), h.thread(1)
+
+
+async def test_a_freeze_refusal_names_the_override_where_the_type_has_one(db_url: str) -> None:
+    """An emergency release held by a freeze is told the executive's way through; a standard
+    one, which has none, is not."""
+    clock = ShiftClock()
+    clock.jump_to(NOON)
+    async with running_app(db_url, sample_policy(freezes=[SALES_WEEK]), clock=clock) as h:
+        await h.says(DEV, "request web v1.1.0 Checkout")
+        await h.says(DEV, 'request web v1.1.0 Payouts hang --type emergency --ground live_bug '
+                          '--reason "Payouts hang"')
+        for rid, approvers in ((1, (DIRECTOR, LEAD)), (2, (CTO, DIRECTOR, LEAD))):
+            await h.says(TESTER, f"report REL-{rid} https://ci/r/{rid}")
+            for approver in approvers:
+                await h.says(approver, f"approve REL-{rid}")
+        await h.settle()
+        assert await h.says(OPS, "deploy REL-1") == (
+            "Deploys are closed now: Sales week (freeze from 2026-11-20 to 2026-11-30). The next "
+            "allowed time is 2026-12-01 00:00 CST.")
+        assert await h.says(OPS, "deploy REL-2") == (
+            "Deploys are closed now: Sales week (freeze from 2026-11-20 to 2026-11-30). The next "
+            "allowed time is 2026-12-01 00:00 CST. An executive may let it deploy now, with a "
+            "reason: `/release override REL-2 &lt;reason…&gt;`.")

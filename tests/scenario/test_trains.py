@@ -187,6 +187,31 @@ async def test_a_failed_component_stops_the_train_and_rollback_goes_in_reverse(
                    in t for t in thread)
 
 
+async def test_a_one_project_deploy_of_a_train_says_why_it_is_alone(db_url: str) -> None:
+    """Of web and payments only payments has staging: the thread says so, not that it is the
+    only one 'still to go there'."""
+    async with running_app(db_url, sample_policy()) as h:
+        rid = await signed_off(h, "web@v2.0.0 payments@v2.0.0 Footer and payments")
+        await h.click(OPS, ActionId.DEPLOY)
+        assert any("to staging, the only project of the train that deploys there." in t
+                   for t in h.thread(rid))
+
+
+async def test_a_train_deployed_again_names_who_is_there_already(db_url: str,
+                                                                policy: Policy) -> None:
+    """ledger fails on staging and is deployed again alone: payments is there already."""
+    async with running_app(db_url, policy) as h:
+        rid = await signed_off(h)
+        await h.click(OPS, ActionId.DEPLOY)
+        await finish(h, rid)
+        await finish(h, rid, "failed")  # ledger on staging
+        await h.says(OPS, f"deploy REL-{rid}")
+        await h.settle()
+        line = [t for t in h.thread(rid) if t.startswith("🚀")][-1]
+        assert line.startswith(f"🚀 <@{OPS}> started the deploy of ledger `v2.0.0` @ "), line
+        assert line.endswith("to staging; payments deployed there already."), line
+
+
 async def test_a_restart_with_a_train_in_flight_goes_on_once(db_url: str,
                                                              policy: Policy) -> None:
     """The bot stops while payments deploys to production; after a restart its result is

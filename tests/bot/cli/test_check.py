@@ -110,6 +110,28 @@ async def test_wrong_gitlab_token(tmp_path: Path, emus: Any) -> None:
     assert line_for(lines, "Slack token").startswith("ok  ")
 
 
+async def test_an_address_that_is_not_gitlab_is_told_from_a_bad_token(tmp_path: Path,
+                                                                      emus: Any) -> None:
+    """A GITLAB_URL that answers 404, or nothing, names the address, not the token."""
+    slack, gitlab = emus
+    code, lines = await checked(check_env(tmp_path, slack, gitlab,
+                                          GITLAB_URL=slack.base_url.rstrip("/")))
+    assert code == 1
+    assert line_for(lines, "GitLab token") == (
+        f"FAIL  GitLab token: {slack.base_url.rstrip('/')} answered 404 for /api/v4/user, so it "
+        "is not GitLab's address: set GITLAB_URL to the address you open GitLab at, like "
+        "https://gitlab.example.com")
+    assert line_for(lines, "project web") == (
+        "FAIL  project web: not checked: GITLAB_URL is not GitLab's address")
+    code, lines = await checked(check_env(tmp_path, slack, gitlab,
+                                          GITLAB_URL="http://127.0.0.1:1"))
+    assert code == 1
+    assert line_for(lines, "GitLab token").endswith(
+        "; check GITLAB_URL and that GitLab is up")
+    assert line_for(lines, "project web") == (
+        "FAIL  project web: not checked: GitLab can't be reached at GITLAB_URL")
+
+
 async def test_missing_channel(tmp_path: Path, emus: Any) -> None:
     """A channel Slack doesn't know (or the bot can't see) fails with Slack's reason."""
     emus[0].missing_channels.add("C0RELEASES")

@@ -232,3 +232,11 @@ async def test_serve_on_port_zero_says_where_it_listens_and_what_is_unset(tmp_pa
     log = "".join(seen)
     assert "GITLAB_TOKEN is not set" in log and "GITLAB_WEBHOOK_SECRET is not set" in log
     assert "token` will be unused" not in log  # Bolt's warning about our client: by design
+
+
+def test_policy_counts_in_words(tmp_path: Path) -> None:
+    """`releasebot policy` says what it read: one project is not `1 projects`."""
+    one = sample_policy_yaml(projects={"web": None})
+    (tmp_path / "releasebot.yml").write_text(one)
+    done = releasebot("policy", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, "releasebot.yml: ok (1 project, 7 roles)\n")

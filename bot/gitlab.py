@@ -452,10 +452,24 @@ class GitLabClient:
             release = await self._run(project, lambda: p.releases.create(data))
         except GitLabError as exc:
             if exc.status == 409:
-                raise GitLabError(f"GitLab release {tag} already exists in {project}",
+                url = await self._release_url(project, tag)
+                raise GitLabError(f"GitLab release {tag} already exists in {project}: {url}",
                                   status=409) from exc
             raise
-        links = release.attributes.get("_links") or {}
+        return self._link_of(project, tag, release.attributes)
+
+    async def _release_url(self, project: ProjectRef, tag: str) -> str:
+        """Where an existing release is read (a guess when GitLab won't say)."""
+        p = await self._project(project)
+        try:
+            found = await self._run(project, lambda: p.releases.get(tag).attributes)
+        except GitLabError:
+            found = {}
+        return self._link_of(project, tag, found)
+
+    def _link_of(self, project: ProjectRef, tag: str, release: Mapping[str, Any]) -> str:
+        """A release's web address: GitLab's own link, else the usual path."""
+        links = release.get("_links") or {}
         return str(links.get("self") or f"{self._gl.url}/{project}/-/releases/{tag}")
 
     async def check(self) -> str:
@@ -750,14 +764,23 @@ def _translate(
     exc: Exception, project: ProjectRef | None, what: str | None, retry_after: float | None,
 ) -> GitLabError:
     """One plain sentence for a python-gitlab or requests failure."""
-    if not isinstance(exc, gitlab.GitlabError):
-        return GitLabError(f"GitLab unavailable: {type(exc).__name__}")
+    if not isinstance(exc, gitlab.GitlabError):  # people read this: no exception class names
+        return GitLabError(_unreached(exc))
     code, text = exc.response_code, _text(exc.error_message)
     if code == 429:
         wait = f", retry in {retry_after:g} s" if retry_after is not None else ""
         return GitLabError(f"GitLab is rate limiting us (429){wait}", status=429,
                            retry_after=retry_after)
     return GitLabError(_sentence(code, text, project, what), status=code)
+
+
+def _unreached(exc: Exception) -> str:
+    """Why no answer came from GitLab, as a person would say it."""
+    if isinstance(exc, requests.Timeout):
+        return "GitLab did not answer in time"
+    if isinstance(exc, requests.ConnectionError):
+        return "GitLab can't be reached"
+    return "GitLab unavailable"
 
 
 def _sentence(code: int | None, text: str, project: ProjectRef | None, what: str | None) -> str:

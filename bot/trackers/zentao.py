@@ -100,8 +100,10 @@ class ZenTaoClient:
                         return resp.status, await resp.json(content_type=None)
                     except ValueError:
                         return resp.status, None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TrackerError(f"ZenTao did not answer ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise TrackerError("ZenTao did not answer in time") from None
+        except aiohttp.ClientError:  # people read this: no exception class names
+            raise TrackerError("ZenTao can't be reached") from None
 
 
 def _number(value: Any) -> int:

@@ -183,7 +183,7 @@ async def test_create_release_and_duplicate(emu: GitLabEmulator, client: GitLabC
     with pytest.raises(GitLabError) as err:
         await client.create_release("acme/payments", "v1.1.0", "again", "")
     assert err.value.status == 409
-    assert str(err.value) == "GitLab release v1.1.0 already exists in acme/payments"
+    assert str(err.value) == f"GitLab release v1.1.0 already exists in acme/payments: {url}"
     await client.create_release(1, "v1.2.0", "Payments 1.2.0", "", ref="main")
     assert emu.projects[1].tags["v1.2.0"].sha == emu.projects[1].branches["main"]
 
@@ -260,7 +260,7 @@ async def test_unreachable_gitlab() -> None:
     client = GitLabClient(f"http://127.0.0.1:{port}", TOKEN, timeout=2)
     with pytest.raises(GitLabError) as err:
         await client.check()
-    assert (err.value.status, str(err.value)) == (None, "GitLab unavailable: ConnectionError")
+    assert (err.value.status, str(err.value)) == (None, "GitLab can't be reached")
 
 
 # ---------------------------------------------------------------- project IDs

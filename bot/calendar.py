@@ -164,6 +164,17 @@ def deploy_gate(now: datetime, policy: Policy) -> GateResult:
                       freeze=freeze)
 
 
+def planned_hold(moment: datetime, policy: Policy) -> str | None:
+    """What holds a deploy planned for `moment` then, and when it goes instead; None if free."""
+    gate = deploy_gate(moment, policy)
+    if gate.open:
+        return None
+    why = f"falls in a freeze: {gate.reason}" if gate.freeze else f"is {gate.reason}"
+    if gate.next_allowed is None:
+        return f"{why}, and no allowed time follows it within {SEARCH_DAYS} days"
+    return f"{why}, so it goes at {format_local(gate.next_allowed, policy)} instead"
+
+
 def format_local(moment: datetime, policy: Policy) -> str:
     """`2026-12-24 20:00 CST` on the policy's clock."""
     return _local(moment, policy).strftime("%Y-%m-%d %H:%M %Z")

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import calendar
 from bot.plan import missing as plan_missing
 from bot.policy import ChecklistItem, Policy, ReleaseType, TypePolicy, checklist_of
 from bot.trains import Train, rollback_targets, train_of, unpinned
 from bot.transition import is_armed
 from bot.workflow import (
+    BEFORE_DEPLOY,
     Actor,
     Event,
     Facts,
@@ -58,6 +60,7 @@ class ReleaseView:
     sole_signers: tuple[str, ...] = ()  # required roles only the requester holds
     components: Sequence[ReleaseComponent] = ()  # in deploy order; one unless a train
     component_envs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    planned_hold: str | None = None  # what holds the deploy at its planned time, if anything
 
     @property
     def plan_missing(self) -> tuple[str, ...]:
@@ -254,4 +257,6 @@ def view_of(policy: Policy, rows: ViewRows) -> ReleaseView:
         if rules else (),
         acceptances=rows.acceptances,
         bug_count=rows.bug_count if project and project.bug_tracker else None,
-        live={env: rows.live.get(env) for env in envs} if rows.live else {})
+        live={env: rows.live.get(env) for env in envs} if rows.live else {},
+        planned_hold=calendar.planned_hold(release.scheduled_at, policy)
+        if release.scheduled_at and State(release.state) in BEFORE_DEPLOY else None)

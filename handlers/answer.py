@@ -16,12 +16,15 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import calendar
 from bot.plan import listed
+from bot.policy import Policy
 from bot.transition import Outcome
 from bot.workflow import Event, Refused
 from handlers.blocks import Block, clip, escape
 from handlers.render import sole_signer_sentence
 from storage import queries as q
+from storage.models import Release
 
 if TYPE_CHECKING:  # the runtime imports the deliverer, which must not import listeners' code
     from handlers.runtime import Runtime
@@ -77,9 +80,16 @@ async def open_form(rt: Runtime, trigger_id: str, view: Block, fallback: str) ->
 
 # --- what each change is answered with, whichever way it was asked -------------------------------
 
-def filed(out: Outcome, channel: str, channel_problem: str | None = None) -> str:
-    """A new release, where its card is (or what keeps it out of the channel), and a role
-    nobody else can sign."""
+def planned_hold(release: Release, policy: Policy) -> str | None:
+    """What holds a new release's deploy at its planned time, if it has one."""
+    at = release.scheduled_at
+    return calendar.planned_hold(at, policy) if at is not None else None
+
+
+def filed(out: Outcome, channel: str, channel_problem: str | None = None,
+          hold: str | None = None) -> str:
+    """A new release, where its card is (or what keeps it out of the channel), a role nobody
+    else can sign, and what holds its deploy at its planned time (`hold`)."""
     text = f"Filed {out.release.rel_id}. Its card is in <#{channel}>."
     if channel_problem:  # Slack refused our last post there: say so, not where the card is
         text = (f"Filed {out.release.rel_id}. Slack refused my last post in <#{channel}> "
@@ -87,6 +97,8 @@ def filed(out: Outcome, channel: str, channel_problem: str | None = None) -> str
                 "(`/invite @releasebot`); its card follows once I'm in.")
     if sole := out.detail.get("sole_signers"):
         text += " " + escape(sole_signer_sentence(sole))  # role names come from the policy
+    if hold:
+        text += f" ⚠️ Its planned time {escape(hold)}."
     return text
 
 

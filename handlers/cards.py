@@ -76,6 +76,8 @@ def summary_text(view: ReleaseView, tz: ZoneInfo) -> str:
     ]
     if rel.scheduled_at:
         lines.append(f"*Deploys at* {local_time(rel.scheduled_at, tz)}{arming_text(view, tz)}")
+        if view.planned_hold:
+            lines.append(f"⚠️ The planned time {escape(view.planned_hold)}.")
     elif rel.planned_window:
         lines.append(f"*Planned* {escape(rel.planned_window)}")
     if dep := view.active_deployment:

@@ -68,7 +68,8 @@ async def _request(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
                               ground=p.options.get("ground", "").lower(),
                               reason=p.options.get("reason", ""))
     out = await releases.request_release(rt.deps, actor=await rt.directory.actor(user), new=new)
-    return answer.filed(out, policy.release_channel, rt.deliverer.channel_problem)
+    return answer.filed(out, policy.release_channel, rt.deliverer.channel_problem,
+                            answer.planned_hold(out.release, policy))
 
 
 def _components(p: Parsed) -> tuple[list[tuple[str, str]], list[str]]:

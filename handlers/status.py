@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from bot import calendar
 from bot.deploys import Shipped, running
 from bot.plan import PlanField
+from bot.policy import Policy
 from bot.readmodel import ReleaseView, read_view
 from bot.transition import Deps, is_armed
 from bot.workflow import ACTIVE, BEFORE_DEPLOY, SYSTEM, Refused, State
@@ -191,6 +193,12 @@ def handover_text(operations: Sequence[str]) -> str:
     return f"*Handed over to operations* {', '.join(member(m) for m in operations)}"
 
 
+def held_then(moment: datetime, policy: Policy) -> str:
+    """' · ⚠️ held then: …' for a planned time that a freeze or the windows hold."""
+    hold = calendar.planned_hold(moment, policy)
+    return f" · ⚠️ that time {escape(hold)}" if hold else ""
+
+
 async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:
     """Coming scheduled releases, the windows, the freezes, and whether deploys are open now."""
     policy, now = deps.policy, deps.clock()
@@ -207,7 +215,7 @@ async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:
         f"• {calendar.format_local(r.scheduled_at, policy)} *{r.rel_id}* "
         f"{what_text(r, trains.get(r.id or 0))} — {escape(clip(r.title, 80))} · "
         f"_{State(r.state).label}_ · "
-        f"{'armed' if is_armed(r) else 'not armed'}"
+        f"{'armed' if is_armed(r) else 'not armed'}{held_then(r.scheduled_at, policy)}"
         for r in coming[:20] if r.scheduled_at] or ["• none"]
     lines += ["", f"*Release windows* {escape(calendar.describe_windows(policy))} "
               f"({escape(policy.timezone)})", "*Freezes*"]

@@ -66,7 +66,8 @@ async def on_request_submit(ack: AsyncAck, body: Body, runtime: Runtime) -> None
     async def act() -> Reply:
         out = await releases.request_release(runtime.deps, new=new,
                                         actor=await runtime.directory.actor(_user(body)))
-        return answer.filed(out, policy.release_channel, runtime.deliverer.channel_problem)
+        return answer.filed(out, policy.release_channel, runtime.deliverer.channel_problem,
+                            answer.planned_hold(out.release, policy))
 
     await _finish(ack, runtime, body, act, (body.get("view") or {}).get("private_metadata"))
 

@@ -204,3 +204,25 @@ async def test_a_freeze_refusal_names_the_override_where_the_type_has_one(db_url
             "Deploys are closed now: Sales week (freeze from 2026-11-20 to 2026-11-30). The next "
             "allowed time is 2026-12-01 00:00 CST. An executive may let it deploy now, with a "
             "reason: `/release override REL-2 &lt;reason…&gt;`.")
+
+
+async def test_a_planned_time_in_a_freeze_is_told_where_it_is_shown(db_url: str) -> None:
+    """A time given with --at that the freeze holds: the answer, the card and the calendar say
+    it goes at the next allowed time instead; a time outside the freeze says nothing more."""
+    clock = ShiftClock()
+    clock.jump_to(NOON)
+    held = ("falls in a freeze: Sales week (freeze from 2026-11-20 to 2026-11-30), so it goes "
+            "at 2026-12-01 00:00 CST instead")
+    async with running_app(db_url, sample_policy(freezes=[SALES_WEEK]), clock=clock) as h:
+        answer = await h.says(DEV, 'request web v1.1.0 Checkout --at "2026-11-28 20:00"')
+        assert answer.startswith("Filed REL-1.") and f"⚠️ Its planned time {held}." in answer
+        free = await h.says(DEV, 'request web v1.1.0 Later --at "2026-12-02 20:00"')
+        assert free.startswith("Filed REL-2.") and "⚠️" not in free
+        await h.settle()
+        assert f"⚠️ The planned time {held}." in readable(h.card(1))
+        assert "⚠️" not in readable(h.card(2))
+        calendar = await h.says(DEV, "calendar")
+        assert "*REL-1* web `v1.1.0`" in calendar
+        line = next(t for t in calendar.splitlines() if "*REL-1*" in t)
+        assert line.endswith(f"not armed · ⚠️ that time {held}"), line
+        assert "⚠️" not in next(t for t in calendar.splitlines() if "*REL-2*" in t)

@@ -17,8 +17,8 @@ def _lines(notes: ReleaseNotes) -> list[tuple[str, bool]]:
     """Each line and whether it is an item (a heading is not)."""
     span = f"{escape(notes.shown_from)} → " if notes.shown_from else ""
     first = "" if notes.from_ref else " (first release)"
-    lines = [(f"*Release notes: {escape(notes.project)} {span}{escape(notes.shown_to)}*{first}",
-              False)]
+    # Every place showing this heads it "Release notes" already: the project and span suffice.
+    lines = [(f"*{escape(notes.project)} {span}{escape(notes.shown_to)}*{first}", False)]
     for heading, mrs in notes.sections():
         lines.append((f"*{heading}*", False))
         lines += [(f"• {link(mr.web_url, f'!{mr.iid} {escape(mr.title)}')}", True) for mr in mrs]

@@ -11,7 +11,7 @@ from tests.fixtures import NOTES_URL, merged_mr, sample_notes
 
 def test_slack_groups_and_links() -> None:
     assert notes_mrkdwn(sample_notes()) == "\n".join([
-        "*Release notes: acme/payments v1.0.0 → v1.1.0*",
+        "*acme/payments v1.0.0 → v1.1.0*",
         "*Features*",
         f"• <{NOTES_URL}/-/merge_requests/1|!1 Add refunds API>",
         f"• <{NOTES_URL}/-/merge_requests/4|!4 Faster checkout>",
@@ -51,7 +51,7 @@ def test_known_issues_and_impact_come_first() -> None:
     notes = replace(sample_notes(), known_issues=issues, impact="Checkout for all users",
                     from_label="REL-3 release/REL-3 @ abc1234", to_label="v1.1.0 @ def5678")
     assert notes_mrkdwn(notes).split("\n")[:6] == [
-        "*Release notes: acme/payments REL-3 release/REL-3 @ abc1234 → v1.1.0 @ def5678*",
+        "*acme/payments REL-3 release/REL-3 @ abc1234 → v1.1.0 @ def5678*",
         "*Known issues*",
         "• Open bugs: A 0 · B 1 · C 2",
         "• Shipped with known issues (1 open B bugs (limit 0)), accepted by <@U0CTO>: "

@@ -106,9 +106,9 @@ EVENTS: dict[str, tuple[str | None, str, dict[str, Any], str]] = {
                     "⚠️ <@U0ACTOR> found a problem in production: 500s on /pay."),
     "observe": ("verified", "observing", {"until": "2026-11-24T04:00:00+00:00"},
                 "👀 Observation period started."),
-    "close": ("observing", "closed", {"notes": "*Release notes: payments v1.1.0*\n• fix"},
+    "close": ("observing", "closed", {"notes": "*payments v1.1.0*\n• fix"},
               "🏁 The release is closed and handed over to operations.\n*Release notes*\n"
-              "*Release notes: payments v1.1.0*\n• fix"),
+              "*payments v1.1.0*\n• fix"),
     "rollback": ("deployed", "rolling_back",
                  {"environment": "production", "ref": "v1.0.9", "reason": "error rate doubled",
                   "deployment": 9},

@@ -321,8 +321,8 @@ async def test_release_notes_of_each_component_in_one_message(db_url: str,
     async with running_app(db_url, policy) as h:
         rid = await signed_off(h, "web@v2.0.0 payments@v2.0.0 Footer and payments")
         notes = await h.says(DEV, f"notes REL-{rid}")
-        payments, web = notes.index("Release notes: acme/payments"), notes.index(
-            "Release notes: acme/web")
+        payments, web = notes.index("*acme/payments"), notes.index(
+            "*acme/web")
         assert payments < web
         assert "Add payout webhooks" in notes[payments:web]
         assert "Update footer links" in notes[web:]

@@ -731,7 +731,8 @@ def plan_complete(facts: Facts, ctx: Ctx) -> str | None:
     if not facts.plan_missing:
         return None
     return (f"The go-live plan can't be approved while it is missing "
-            f"{listed(facts.plan_missing)}.")
+            f"{listed(facts.plan_missing)}: the requester or the release manager completes "
+            f"it with `/release plan {facts.rel_id or '<ID>'}`.")
 
 
 def plan_not_approved(facts: Facts, ctx: Ctx) -> str | None:

@@ -441,7 +441,8 @@ def test_the_plan_review_is_the_reviewers_and_not_the_requesters() -> None:
     with pytest.raises(TransitionError, match="four eyes"):
         decide(own, E.PLAN_OK, ctx)
     with pytest.raises(TransitionError, match="can't be approved while it is missing database "
-                                              "scripts"):
+                                              "scripts: the requester or the release manager "
+                                              "completes it with `/release plan REL-"):
         decide(replace(facts, plan_missing=("database scripts",)), E.PLAN_OK, ctx)
     with pytest.raises(TransitionError, match="already approved"):
         decide(replace(facts, plan_review="ok"), E.PLAN_OK, ctx)

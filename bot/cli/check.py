@@ -73,7 +73,22 @@ def _check_policy(settings: Settings, lines: list[CheckLine]) -> Policy | None:
         lines.append(CheckLine(False, "policy file", str(exc)))
         return None
     lines.append(CheckLine(True, "policy file", f"{where} ({policy_size(policy)})"))
+    lines += environment_order_lines(policy)
     return policy
+
+
+def environment_order_lines(policy: Policy) -> list[CheckLine]:
+    """A warning where `production` is listed before the last environment, which is production
+    to the bot: a reversed list would ship to production first and call staging production."""
+    lines = []
+    for key, project in policy.projects.items():
+        envs = project.environments
+        if "production" in envs[:-1]:
+            lines.append(CheckLine(
+                True, f"project {key} environments", f"{', '.join(envs)}: the last one, "
+                f"{envs[-1]}, is what the bot treats as production; list production last",
+                warn=True))
+    return lines
 
 
 def policy_size(policy: Policy) -> str:

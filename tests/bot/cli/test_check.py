@@ -384,3 +384,17 @@ async def test_trackers_credentials_and_mapping_are_checked(tmp_path: Path, emus
         _, lines = await checked(env)
         assert "ZENTAO_ACCOUNT and ZENTAO_PASSWORD are not set" in line_for(
             lines, "payments bug tracker")
+
+
+async def test_production_listed_before_the_last_environment_warns(tmp_path: Path,
+                                                                   emus: Any) -> None:
+    """A reversed list makes staging the production of the bot: warned, not failed."""
+    policy = sample_policy_yaml(projects={"payments": {"environments": ["production",
+                                                                        "staging"]}})
+    _, lines = await checked(check_env(tmp_path, *emus, policy=policy))
+    assert line_for(lines, "project payments environments") == (
+        "WARN  project payments environments: production, staging: the last one, staging, is "
+        "what the bot treats as production; list production last")
+    assert not [line for line in lines if line.startswith("WARN  project web environments")]
+    _, good = await checked(check_env(tmp_path, *emus))
+    assert not [line for line in good if " environments:" in line]

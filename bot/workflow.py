@@ -652,7 +652,15 @@ def production_not_started(facts: Facts, ctx: Ctx) -> str | None:
     """Cancel frees earlier environments; once production has begun, only rollback undoes it."""
     if facts.production not in facts.started_envs:
         return None
-    return f"A {facts.production} deploy has started; roll back instead of cancelling."
+    return too_late_to_cancel(facts)
+
+
+def too_late_to_cancel(facts: Facts) -> str:
+    """Cancel ends before production: after that, the way back is a rollback."""
+    head = f"{facts.rel_id}'s {facts.production} deploy has started, so it can't be cancelled"
+    if facts.state is State.DEPLOYING:
+        return f"{head}: once it ends, roll it back if it must not stay."
+    return f"{head}: roll it back instead (`/release rollback {facts.rel_id}`)."
 
 
 def can_roll_back(facts: Facts, ctx: Ctx) -> str | None:
@@ -1043,7 +1051,7 @@ def refusal(event: Event, facts: Facts) -> str:
         return ("A deploy is running: wait for it to end, or have the release manager abandon "
                 "it, then cancel.")
     if event is Event.CANCEL and state not in TERMINAL:
-        return "A release can only be cancelled until its production deploy starts."
+        return too_late_to_cancel(facts)
     if event is Event.PUBLISH_NOTES and state not in TERMINAL:
         return "Release notes are published once the release is deployed."
     if event in (Event.EDIT_PLAN, Event.PLAN_OK, Event.PLAN_CHANGES):

@@ -208,7 +208,8 @@ async def test_cancel_until_production_starts(deps: Deps) -> None:
     assert out.to_state is State.CANCELLED
     rid = await signed_off(deps, project="web")
     await deploys.start_deploy(deps, release_id=rid, actor=ops)
-    with pytest.raises(Refused, match="only be cancelled until its production deploy starts"):
+    with pytest.raises(Refused, match="production deploy has started, so it can't be "
+                                      "cancelled: once it ends"):
         await releases.cancel(deps, release_id=rid, actor=who(deps, DEV))
 
 

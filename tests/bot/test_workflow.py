@@ -356,7 +356,9 @@ def test_cancel_until_production_starts() -> None:
         facts = replace(BASE, state=state, environments=envs,
                         started_envs=frozenset({"staging", "production"}))
         assert refused(facts, E.CANCEL, Ctx(DEV)) == (
-            "A release can only be cancelled until its production deploy starts.")
+            "REL-5's production deploy has started, so it can't be cancelled: " + (
+                "once it ends, roll it back if it must not stay." if state is S.DEPLOYING else
+                "roll it back instead (`/release rollback REL-5`)."))
     staging = replace(BASE, state=S.DEPLOYING, environments=envs,
                       started_envs=frozenset({"staging"}))
     assert refused(staging, E.CANCEL, Ctx(DEV)) == (  # what holds it is the running deploy
@@ -367,7 +369,8 @@ def test_cancel_until_production_starts() -> None:
         assert decide(staged, E.CANCEL, Ctx(DEV)) is S.CANCELLED
         begun = replace(staged, started_envs=frozenset(envs))
         assert refused(begun, E.CANCEL, Ctx(DEV)) == (
-            "A production deploy has started; roll back instead of cancelling.")
+            "REL-5's production deploy has started, so it can't be cancelled: roll it back "
+            "instead (`/release rollback REL-5`).")
 
 
 def test_new_bugs_send_back_to_testing_until_production_starts() -> None:
@@ -378,8 +381,8 @@ def test_new_bugs_send_back_to_testing_until_production_starts() -> None:
     assert decide(staged, E.NEW_BUGS, Ctx(SYSTEM)) is S.TESTING
     assert refused(staged, E.NEW_BUGS, Ctx(OPS)) == "Only the bot can do that."
     begun = replace(staged, state=S.DEPLOY_FAILED, started_envs=frozenset(envs))
-    assert refused(begun, E.NEW_BUGS, Ctx(SYSTEM)) == (
-        "A production deploy has started; roll back instead of cancelling.")
+    assert refused(begun, E.NEW_BUGS, Ctx(SYSTEM)).startswith(
+        "REL-5's production deploy has started")
 
 
 def test_only_the_release_manager_abandons_with_a_reason() -> None:

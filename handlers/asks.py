@@ -175,7 +175,13 @@ def _moved_on(view: ReleaseView, revision: int) -> str:
         if state in UNTESTED:
             return "it went back to testing for a new revision."
         return f"it has a new revision, {state.label} now."
-    return f"it is {state.label} now."
+    return FAILED.get(state, f"it is {state.label} now.")
+
+
+# Where a state's label reads badly after "it is …".
+FAILED = {State.DEPLOY_FAILED: "its deploy failed.",
+          State.ACCEPTANCE_FAILED: "it failed acceptance.",
+          State.VERIFICATION_FAILED: "it failed its online verification."}
 
 
 def settled_line(view: ReleaseView, kind: str, env: str | None, reason: str,

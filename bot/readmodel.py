@@ -119,6 +119,19 @@ class ReleaseView:
                       one_person_many_roles=self.one_person_many_roles)
         return can_sign(facts, actor)
 
+    def may_review_plan(self, actor: Actor) -> bool:
+        """The plan waits for its review, and this person is its reviewer (not the requester)."""
+        rel = self.release
+        return (self.plan_reviewer is not None and self.plan_reviewer in actor.roles
+                and actor.user != rel.requester and rel.plan_review is None
+                and not self.plan_missing and Event.PLAN_OK in allowed_events(self.state))
+
+    def may_decide(self, actor: Actor) -> bool:
+        """The executive's decision after a failed online verification is due, and this person
+        is an executive who may take it (not the requester)."""
+        return (self.decision_due and "executive" in actor.roles
+                and actor.user != self.release.requester)
+
     @property
     def is_train(self) -> bool:
         """A release of several projects."""

@@ -22,7 +22,16 @@ from bot.plan import listed
 from bot.readmodel import ReleaseView, read_view
 from bot.transition import Deps
 from bot.workflow import Event, State
-from handlers.asks import ask_over, ask_over_line
+from handlers.asks import (
+    DOERS,
+    PROMPTS,
+    SIGNOFF,
+    Doers,
+    ask_over,
+    prompt_over,
+    prompt_stands,
+    settled_line,
+)
 from handlers.blocks import ActionId, button, escape, mention, section, subject_text
 from handlers.blocks import link as card_link
 from handlers.cards import (
@@ -485,14 +494,20 @@ class Deliverer:
             return await q.asked_users(session, row.id)
 
     async def settle_asks(self, view: ReleaseView, asks: Sequence[AskMessage]) -> int:
-        """Replace each of these ask DMs that no longer stands by one line saying why.
+        """Replace each of these DMs with buttons (sign-off asks, prompts) that no longer
+        stands by one line saying why.
 
         Each is claimed (marked settled) before its update, so replicas settling the same
         release update it once; how many this call updated.
         """
+        doers = await self._doers(view, asks)
         over: dict[int, tuple[AskMessage, str]] = {}
         for ask in asks:
-            reason = ask_over(view, ask.revision, await self.directory.actor(ask.user))
+            if ask.kind == SIGNOFF:
+                reason = ask_over(view, ask.revision, await self.directory.actor(ask.user))
+            else:
+                reason = prompt_over(view, ask.kind, ask.revision, ask.environment, ask.user,
+                                     doers)
             if reason is not None and ask.id is not None:
                 over[ask.id] = (ask, reason)
         if not over:
@@ -503,8 +518,18 @@ class Deliverer:
         done = 0
         for ask_id in mine:
             ask, reason = over[ask_id]
-            done += await self._close_ask(ask, ask_over_line(view, reason, link))
+            text = settled_line(view, ask.kind, ask.environment, reason, link)
+            done += await self._close_ask(ask, text)
         return done
+
+    async def _doers(self, view: ReleaseView, asks: Sequence[AskMessage]) -> Doers:
+        """Who last verified, failed or abandoned the release: read only when a prompt among
+        `asks` no longer stands, to name who ended it."""
+        if all(a.kind == SIGNOFF or prompt_stands(view, a.kind, a.revision, a.environment)
+               for a in asks):
+            return {}
+        async with self.deps.sessions() as session:
+            return await q.newest_actors(session, view.release.id or 0, [e.value for e in DOERS])
 
     async def _close_ask(self, ask: AskMessage, text: str) -> bool:
         """Update one claimed ask DM to `text`, without buttons; a failure Slack may get over
@@ -542,8 +567,21 @@ class Deliverer:
         if buttons := prompt_buttons(view, str(payload.get("notice", ""))):
             blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
                            "elements": buttons})
+        sent: list[tuple[str, str, str]] = []
         for user in users:
-            await self._direct(user, rel.id, f"notify:{row.id}:{user}", text=text, blocks=blocks)
+            where = await self._direct(user, rel.id, f"notify:{row.id}:{user}", text=text,
+                                       blocks=blocks)
+            if where is not None and buttons:
+                sent.append((user, *where))
+        notice = str(payload.get("notice", ""))
+        if sent and notice in PROMPTS:  # kept, so a later redraw can take the buttons away
+            env = (payload.get("detail") or {}).get("environment")
+            async with transaction(self.deps.sessions) as session:
+                for user, channel, ts in sent:
+                    q.add_ask_message(session, release_id=rel.id, revision=rel.revision,
+                                      outbox_id=row.id, user=user, channel=channel, ts=ts,
+                                      at=self.deps.clock(), kind=notice,
+                                      environment=str(env) if env else None)
 
     async def _tell(self, view: ReleaseView, row: OutboxMessage) -> None:
         """The policy's `notify`: a line linking the card to channels, a DM to people and groups."""

@@ -1,4 +1,4 @@
-"""App Home: my pending approvals, my releases, releases in flight, each with its buttons."""
+"""App Home: what waits for me, my releases, releases in flight, each with its buttons."""
 
 from __future__ import annotations
 
@@ -22,34 +22,58 @@ PER_SECTION = 5  # three sections of cards stay under Slack's 100-block limit fo
 
 
 def awaiting(view: ReleaseView, actor: Actor) -> bool:
-    """Whether this person's sign-off is what the release waits for."""
-    return view.may_sign(actor) is not None
+    """Whether the release waits for this person: their sign-off, plan review or decision."""
+    return awaited(view, actor) is not None
 
 
-def home_entry(view: ReleaseView, tz: Any, card_url: str | None = None) -> list[Block]:
+def awaited(view: ReleaseView, actor: Actor) -> str | None:
+    """What the release waits for this person to do, as one line for Home (mrkdwn).
+
+    The plan's review comes first: sign-off is refused until it is done.
+    """
+    rid = view.release.rel_id
+    if view.may_review_plan(actor):
+        return (f"🗒 Waits for your review of its go-live plan: Plan OK or Plan changes, or "
+                f"`/release review {rid} ok|changes &lt;note&gt;`.")
+    if view.may_decide(actor):
+        return (f"🧭 Failed its online verification: waits for your decision, fix the problems "
+                f"or accept them as known issues (`/release decide {rid} fix|accept "
+                f"&lt;reason&gt;`).")
+    if role := view.may_sign(actor):
+        return f"✍️ Waits for your sign-off as {escape(role)}."
+    return None
+
+
+def home_entry(view: ReleaseView, tz: Any, card_url: str | None = None,
+               waits: str | None = None) -> list[Block]:
     """One release on Home: its card without the header, the first line naming it instead
-    (`REL-42 · payments — Title`, the ID linked to the card when its permalink is known)."""
+    (`REL-42 · payments — Title`, the ID linked to the card when its permalink is known),
+    and `waits`, what it waits for the reader to do, under that line."""
     rel = view.release
     # The header is for the channel; a train's matrix stays on its card and `status`.
     blocks = build_release_card(view, tz, matrix=False)[1][1:]
     rest = title_line(view).removeprefix(rel.rel_id)
     name = f"*{link(card_url, rel.rel_id)}*{escape(rest)}"
-    return [section(f"{name}\n{blocks[0]['text']['text']}"), *blocks[1:]]
+    said = [context(waits)] if waits else []
+    return [section(f"{name}\n{blocks[0]['text']['text']}"), *said, *blocks[1:]]
 
 
 def build_home(pending: list[ReleaseView], mine: list[ReleaseView], flight: list[ReleaseView],
-               tz: Any, links: Mapping[int, str] | None = None) -> dict[str, Any]:
-    """The Home tab view; `links` maps a release's id to its card's permalink."""
-    links = links or {}
+               tz: Any, links: Mapping[int, str] | None = None,
+               waits: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """The Home tab view; `links` maps a release's id to its card's permalink, `waits` a
+    pending release's id to what it waits for the reader to do."""
+    links, waits = links or {}, waits or {}
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text",
                                                        "text": "ReleaseBot"}}]
-    for title, views, empty in (
-            ("Waiting for your sign-off", pending, "Nothing waits for you."),
-            ("Your releases", mine, "You have no releases in flight."),
-            ("Releases in flight", flight, "No releases in flight.")):
+    for title, views, empty, said in (
+            ("Waiting for you", pending, "Nothing waits for you.", waits),
+            ("Your releases", mine, "You have no releases in flight.", {}),
+            ("Releases in flight", flight, "No releases in flight.", {})):
         blocks += [{"type": "divider"}, section(f"*{title}*")]
         for view in views[:PER_SECTION]:
-            blocks += home_entry(view, tz, links.get(view.release.id or 0))
+            rid = view.release.id or 0
+            blocks += home_entry(view, tz, links.get(rid), said.get(rid))
         if not views:
             blocks.append(context(empty))
     blocks.append(context("Type `/release help` anywhere for every command."))
@@ -62,11 +86,12 @@ async def publish_home(rt: Runtime, user: str) -> None:
     async with rt.deps.sessions() as session:
         rows = await q.list_releases(session, states=ACTIVE, limit=50)
         views = [await load_view(session, rt.deps.policy, r) for r in rows]
-    pending = [v for v in views if awaiting(v, actor)]
+    waits = {v.release.id or 0: line for v in views if (line := awaited(v, actor))}
+    pending = [v for v in views if (v.release.id or 0) in waits]
     mine = [v for v in views if v.release.requester == user]
     shown = {v.release.id: v for part in (pending, mine, views) for v in part[:PER_SECTION]}
     links = await card_links(rt, list(shown.values()))
-    home = build_home(pending, mine, views, rt.deps.policy.tz, links)
+    home = build_home(pending, mine, views, rt.deps.policy.tz, links, waits)
     await rt.client.views_publish(user_id=user, view=home)
 
 

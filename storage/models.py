@@ -385,7 +385,8 @@ class GitLabProject(SQLModel, table=True):
 
 
 class AskMessage(SQLModel, table=True):
-    """A sign-off ask sent as a DM, until it is settled: its buttons replaced by what happened."""
+    """A DM with buttons (a sign-off ask, or a notice's prompt), until it is settled: its
+    buttons replaced by what happened."""
 
     __tablename__ = "ask_messages"
     __table_args__ = (UniqueConstraint("channel", "ts", name="uq_ask_message"),
@@ -393,8 +394,12 @@ class AskMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="releases.id")
-    revision: int  # the revision it asked to sign
+    revision: int  # the revision it asked to sign, or the prompt was sent about
     outbox_id: int | None = Field(default=None, index=True)  # the ask announcement it came from
+    # "signoff", or the notice whose prompt it is (handlers.asks.PROMPTS).
+    kind: str = Field(default="signoff", max_length=20, sa_column_kwargs={
+        "server_default": "signoff"})
+    environment: str | None = Field(default=None, max_length=64)  # where a prompt is about
     user: str = Field(max_length=32)
     # The IM's id as chat.postMessage answered it: chat.update takes no user id.
     channel: str = Field(max_length=32)

@@ -156,6 +156,15 @@ async def last_audit(session: AsyncSession, release_id: int, action: str) -> Aud
     return (await session.exec(stmt)).first()
 
 
+async def newest_actors(session: AsyncSession, release_id: int,
+                        actions: Sequence[str]) -> dict[str, str]:
+    """Who last did each of these actions to a release (actions never done are left out)."""
+    stmt = (select(AuditEntry.action, AuditEntry.actor)
+            .where(AuditEntry.release_id == release_id, col(AuditEntry.action).in_(actions))
+            .order_by(col(AuditEntry.id)))
+    return dict((await session.exec(stmt)).all())
+
+
 async def release_projects(session: AsyncSession, ids: set[int]) -> dict[int, str]:
     """The (first) project of each release, by id."""
     if not ids:
@@ -736,10 +745,11 @@ async def outbox_backlog(session: AsyncSession) -> int:
 
 def add_ask_message(session: AsyncSession, *, release_id: int, revision: int,
                     outbox_id: int | None, user: str, channel: str, ts: str,
-                    at: datetime) -> None:
-    """Remember a sign-off ask sent as a DM, to settle it once the ask is over."""
+                    at: datetime, kind: str = "signoff", environment: str | None = None) -> None:
+    """Remember a DM with buttons (a sign-off ask or a prompt), to settle it once it is over."""
     session.add(AskMessage(release_id=release_id, revision=revision, outbox_id=outbox_id,
-                           user=user, channel=channel, ts=ts, asked_at=at))
+                           user=user, channel=channel, ts=ts, asked_at=at, kind=kind,
+                           environment=environment))
 
 
 async def asked_users(session: AsyncSession, outbox_id: int) -> set[str]:

@@ -28,7 +28,7 @@ from handlers.blocks import (
     value_environment,
 )
 from handlers.cards import build_release_card, card_buttons, checklist_block
-from handlers.home import awaiting, build_home
+from handlers.home import awaited, awaiting, build_home
 from handlers.status import close_summary, deploys_text, details_text, timeline_text
 from storage.models import (
     Acceptance,
@@ -584,7 +584,7 @@ def test_home_shows_three_sections_and_empty_states() -> None:
     home = build_home([], [], [], TZ)
     texts = all_texts(home["blocks"])
     assert home["type"] == "home"
-    for line in ("*Waiting for your sign-off*", "*Your releases*", "*Releases in flight*",
+    for line in ("*Waiting for you*", "*Your releases*", "*Releases in flight*",
                  "Nothing waits for you.", "You have no releases in flight.",
                  "No releases in flight."):
         assert line in texts
@@ -717,3 +717,47 @@ def test_fix_and_accept_are_drawn_only_while_the_decision_is_awaited() -> None:
     text = build_release_card(failed, TZ)[1][2]["text"]["text"]
     assert ("*Executive's decision* <@U0CTO>: it stays live with them as known issues — "
             "Cosmetic") in text
+
+
+REVIEWER = Actor("U0DIRECTOR", frozenset({"tech_director"}))
+EXEC = Actor("U0CTO", frozenset({"executive"}))
+PLAN = {"impact": "Payouts", "rollback_steps": "Redeploy"}
+
+
+def reviewed_by_director(state: State = State.READY_FOR_SIGNOFF, **fields: Any) -> ReleaseView:
+    """A view whose plan is complete and reviewed by the tech director."""
+    return replace(make_view(state, plan=fields.pop("plan", PLAN), **fields),
+                   plan_reviewer="tech_director", plan_required=("impact",))
+
+
+@pytest.mark.parametrize(("actor", "view", "line"), [
+    (REVIEWER, reviewed_by_director(), "🗒 Waits for your review of its go-live plan"),
+    (REVIEWER, reviewed_by_director(State.TESTING), "🗒 Waits for your review"),
+    (REVIEWER, reviewed_by_director(plan={}), "✍️ Waits for your sign-off as tech_director."),
+    (REVIEWER, reviewed_by_director(plan_review="changes"), "✍️ Waits for your sign-off"),
+    (REVIEWER, reviewed_by_director(plan_review="ok"), "✍️ Waits for your sign-off"),
+    (REVIEWER, reviewed_by_director(State.DEPLOYED), None),
+    (Actor("U0DEV", frozenset({"tech_director"})), reviewed_by_director(State.TESTING), None),
+    (EXEC, replace(make_view(State.VERIFICATION_FAILED), executive_decides=True),
+     "🧭 Failed its online verification: waits for your decision"),
+    (EXEC, replace(make_view(State.VERIFICATION_FAILED, decision="fix", decided_revision=1),
+                   executive_decides=True), None),
+    (EXEC, make_view(State.VERIFICATION_FAILED), None),
+    (REVIEWER, replace(make_view(State.VERIFICATION_FAILED), executive_decides=True), None),
+    (Actor("U0DEV", frozenset({"executive"})),
+     replace(make_view(State.VERIFICATION_FAILED), executive_decides=True), None),
+])
+def test_home_says_what_waits_for_the_reader(actor: Actor, view: ReleaseView,
+                                             line: str | None) -> None:
+    """A plan review (before sign-off), an executive's decision, a sign-off; none for the
+    requester, a plan still incomplete or in rework, or a decision taken."""
+    said = awaited(view, actor)
+    assert (said is None) if line is None else (said or "").startswith(line)
+    assert awaiting(view, actor) is (line is not None)
+
+
+def test_home_puts_the_awaited_line_under_the_pending_release_only() -> None:
+    """The line shows in 'Waiting for you', not where the same release is listed again."""
+    view = make_view()
+    home = build_home([view], [view], [view], TZ, waits={42: "✍️ Waits for you."})
+    assert all_texts(home["blocks"]).count("✍️ Waits for you.") == 1

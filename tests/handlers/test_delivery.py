@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlmodel import col, select
 
 from bot import releases
@@ -384,3 +384,20 @@ async def test_a_retried_ask_skips_those_asked(deps: Deps, slack: SlackEmulator,
     assert await d.deliver_pending() > 0
     assert [len(slack.dms(u)) for u in (DIRECTOR, LEAD)] == [1, 1]
     assert len(await open_asks(deps, rid)) == 2
+
+
+async def test_two_replicas_settle_each_prompt_dm_once(deps: Deps, slack: SlackEmulator) -> None:
+    """Prompts are settled as asks are: claimed first, so two deliverers update each once,
+    with the prompt's own line."""
+    rid, view = await cancelled(deps, slack)
+    async with transaction(deps.sessions) as session:  # as if both DMs had prompted arming
+        await session.exec(update(AskMessage).where(col(AskMessage.release_id) == rid)
+                           .values(kind="arm"))  # type: ignore[call-overload]
+    one, two = deliverer(deps, slack), deliverer(deps, slack)
+    asks = await open_asks(deps, rid)
+    assert {a.kind for a in asks} == {"arm"}
+    done = await asyncio.gather(one.settle_asks(view, asks), two.settle_asks(view, asks))
+    assert sum(done) == 2 and sorted(dm_updates(slack)) == [f"D{DIRECTOR}", f"D{LEAD}"]
+    assert {m.text.split("|", 1)[1] for u in (DIRECTOR, LEAD) for m in slack.dms(u)} == {
+        f"REL-{rid}> no longer needs arming: it was cancelled."}
+    assert await open_asks(deps, rid) == []

@@ -17,9 +17,9 @@ def both_roles_policy() -> Policy:
 
 
 def pending_section(home: dict[str, Any]) -> str:
-    """The text of Home's 'Waiting for your sign-off' section, up to the next divider."""
+    """The text of Home's 'Waiting for you' section, up to the next divider."""
     blocks = home["blocks"]
-    start = next(i for i, b in enumerate(blocks) if "Waiting for your sign-off" in str(b))
+    start = next(i for i, b in enumerate(blocks) if "*Waiting for you*" in str(b))
     end = next((i for i, b in enumerate(blocks[start:], start) if b["type"] == "divider"),
                len(blocks))
     return str(blocks[start:end])

@@ -301,7 +301,7 @@ async def test_app_home_lists_what_waits_for_me(db_url: str, policy: Policy) -> 
         await h.settle()
         home = h.slack.home(DIRECTOR)
         texts = str(home["blocks"])
-        assert "Waiting for your sign-off" in texts and f"REL-{rid}" in texts
+        assert "*Waiting for you*" in texts and f"REL-{rid}" in texts
         assert ActionId.APPROVE in texts
         named = [b["text"]["text"] for b in home["blocks"] if b["type"] == "section"
                  and b["text"]["text"].startswith("*<https://")]

@@ -100,8 +100,10 @@ def test_demo_runs_its_releases_and_prints_the_channel(tmp_path: Path) -> None:
                     "web", "Deployed payments `main`", "Next: web.", "pipeline #",
                     "of web is running for production", "Deployed web `main` @ `",
                     "verified the release in production")
-    assert in_order(out, "═══ Direct messages", "to Tariq (tester): 🧪 REL-1 is deployed to "
-                    "staging", "to Olga (release manager): 🔑 REL-3 was due to deploy at")
+    # Each DM as it shows at the end: the prompts with buttons are settled, saying who did it.
+    assert in_order(out, "═══ Direct messages", "to Tariq (tester): REL-1 no longer needs your "
+                    "acceptance on staging: you accepted it on staging.",
+                    "to Olga (release manager): REL-3 no longer needs arming: you armed it.")
     assert "<@" not in out and "U0" not in out and "&lt;" not in out
     assert in_order(out, "═══ Who did what", "REL-1", "Olga (release manager)", "close",
                     "REL-2", "rollback succeeded", "rolling back → rolled back")

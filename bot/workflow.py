@@ -201,7 +201,6 @@ class Facts:
         """The environment before production a tester has yet to pass, if any."""
         return awaiting_acceptance(self.environments, self.deployed_envs, self.accepted_envs)
 
-
     def item_role(self, item: int) -> str:
         """The role that ticks checklist item `item` (1-based)."""
         roles = self.checklist_roles

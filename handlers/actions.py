@@ -278,6 +278,8 @@ async def _plan_changes(rt: Runtime, user: str, rid: int, rev: int | None, body:
     view = build_reason_modal(FormId.PLAN_CHANGES, "Plan changes", "What must change?", rid,
                               rev)
     return await _open(rt, body, view, f"/release review REL-{rid} changes <note>")
+
+
 def _decision(fix: bool) -> Click:
     """Fix the problems / Accept as is: ask the table first (who, state), then why."""
     event, form = ((Event.DECIDE_FIX, FormId.DECIDE_FIX) if fix

@@ -69,6 +69,7 @@ DEMO_POLICY_YAML = sample_policy_yaml(
                                     "reviewer": "tech_director"}}},
     projects={"web": {"bug_tracker": {"kind": "gitlab"}}})
 
+
 class DemoStop(Exception):
     """The scripted flow cannot go on; the message says what did not happen."""
 

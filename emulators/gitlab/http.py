@@ -86,8 +86,6 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     return merged
 
 
-
-
 # ---------------------------------------------------------------- request context
 
 

@@ -69,6 +69,8 @@ def facts_in(states: list[State]) -> st.SearchStrategy[Facts]:
         merge_back_checked=st.booleans(),
         accepted_envs=st.frozensets(st.sampled_from(ENVS)), armed=st.booleans(),
         rel_id=st.sampled_from(("", "REL-7")))
+
+
 ctxs = st.builds(
     Ctx, actor=st.builds(Actor, st.sampled_from(USERS), st.frozensets(st.sampled_from(ROLES))),
     reason=st.sampled_from(("", "why")), environment=st.none() | st.sampled_from(ENVS),

@@ -309,7 +309,6 @@ async def test_a_user_groups_members_get_their_digest(
     assert qa.text == f"Reminder: {out.release.rel_id} is waiting on you: {out.release.rel_id}"
 
 
-
 async def open_asks(deps: Deps, rid: int) -> list[AskMessage]:
     """The release's ask DMs not yet settled."""
     async with deps.sessions() as session:

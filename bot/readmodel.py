@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import calendar
+from bot.plan import PlanField
 from bot.plan import missing as plan_missing
 from bot.policy import ChecklistItem, Policy, ReleaseType, TypePolicy, checklist_of
 from bot.trains import Train, rollback_targets, train_of, unpinned
@@ -15,14 +17,27 @@ from bot.transition import is_armed
 from bot.workflow import (
     BEFORE_DEPLOY,
     Actor,
+    Check,
+    Ctx,
     Event,
     Facts,
     Pin,
     State,
     allowed_events,
+    armable,
     awaiting_acceptance,
+    bypass_allowed,
     can_sign,
+    gate_open,
+    hotfixes_merged,
     newest_env,
+    observation_over,
+    owns_items,
+    permits,
+    report_fails,
+    retype_possible,
+    valid_items,
+    way_back,
 )
 from storage import queries as q
 from storage.models import (
@@ -61,6 +76,7 @@ class ReleaseView:
     components: Sequence[ReleaseComponent] = ()  # in deploy order; one unless a train
     component_envs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     planned_hold: str | None = None  # what holds the deploy at its planned time, if anything
+    requester_can_deploy: bool = False  # the type lets the requester deploy too
 
     @property
     def plan_missing(self) -> tuple[str, ...]:
@@ -118,6 +134,38 @@ class ReleaseView:
                       required_roles=self.required_roles, approvals=self.approved_by,
                       one_person_many_roles=self.one_person_many_roles)
         return can_sign(facts, actor)
+
+    @cached_property
+    def facts(self) -> Facts:
+        """The workflow's facts as far as the view knows them (see `UNKNOWN` for the rest)."""
+        rel = self.release
+        undo = rollback_targets(self.deployments, self.train.projects)
+        return Facts(
+            state=self.state, requester=rel.requester, required_roles=self.required_roles,
+            approvals=self.approved_by, allow_known_issues=self.executive_decides,
+            gate_overridden=rel.gate_override_by is not None,
+            checklist_total=len(rel.checklist), checklist_done=frozenset(self.ticked),
+            checklist_roles=tuple(step.owner for step in self.checklist),
+            environments=self.environments,
+            deployed_envs=frozenset(self.train.reached(self.deployments, rel.revision)),
+            started_envs=frozenset(d.environment for d in self.deployments
+                                   if not d.rollback and d.revision == rel.revision),
+            accepted_envs=frozenset(e for e, a in self.accepted.items() if a.passed),
+            has_schedule=rel.scheduled_at is not None, armed=self.armed,
+            rollback_ref=undo[0].previous_ref or undo[0].previous_sha if undo else None,
+            rollback_unpinned=unpinned(undo), requester_can_deploy=self.requester_can_deploy,
+            one_person_many_roles=self.one_person_many_roles, pinned=self.pin is not None,
+            plan_missing=self.plan_missing, plan_reviewer=self.plan_reviewer,
+            plan_review=rel.plan_review, plan_review_note=rel.plan_review_note or "",
+            rollback_steps=bool(rel.plan.get(PlanField.ROLLBACK)), release_type=rel.type,
+            type_confirmed=self.type_confirmed, rel_id=rel.rel_id,
+            decided=rel.decision if rel.decided_revision == rel.revision else None)
+
+    def may(self, actor: Actor, event: Event, environment: str | None = None) -> bool:
+        """Whether this person may raise `event` on the release now, as the table decides from
+        what the view knows; a guard needing more (the deploy gate, GitLab) counts as met."""
+        ctx = Ctx(actor, environment=environment, revision=self.release.revision)
+        return permits(self.facts, event, ctx, unknown=UNKNOWN)
 
     def may_review_plan(self, actor: Actor) -> bool:
         """The plan waits for its review, and this person is its reviewer (not the requester)."""
@@ -229,6 +277,12 @@ class ReleaseView:
         return {t.item for t in self.ticks}
 
 
+# Guards on facts a view does not hold: the deploy gate and clock, GitLab's merge-back check,
+# the live version before a deploy, the type's bug limits, and what a command or form adds.
+UNKNOWN: frozenset[Check] = frozenset((
+    gate_open, armable, bypass_allowed, observation_over, hotfixes_merged, way_back,
+    report_fails, valid_items, owns_items, retype_possible))
+
 TIMELINE_ROWS = 25  # what a status or a closing summary shows of the trail
 
 
@@ -269,6 +323,7 @@ def view_of(policy: Policy, rows: ViewRows) -> ReleaseView:
         sole_signers=tuple(policy.sole_signer_roles(release.type, release.requester))
         if rules else (),
         acceptances=rows.acceptances,
+        requester_can_deploy=rules.requester_can_deploy if rules else False,
         bug_count=rows.bug_count if project and project.bug_tracker else None,
         live={env: rows.live.get(env) for env in envs} if rows.live else {},
         planned_hold=calendar.planned_hold(release.scheduled_at, policy)

@@ -1002,10 +1002,12 @@ def allowed_events(state: State) -> set[Event]:
     return {t.event for t in TABLE if state in t.sources}
 
 
-def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False) -> State:
+def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False,
+           unknown: Collection[Check] = ()) -> State:
     """The state after `event`, or TransitionError naming the event, the state and the reason.
 
     `reason_follows`: a form will ask for the reason next, so only the other rules are checked.
+    `unknown`: guards whose facts the caller does not have; they are taken as satisfied.
     """
     rows = rows_for(facts.state, event)
     if not rows:
@@ -1016,11 +1018,22 @@ def decide(facts: Facts, event: Event, ctx: Ctx, *, reason_follows: bool = False
     if not any(may(w, facts, ctx.actor) for w in row.who):
         raise TransitionError(event, facts.state, who_sentence(row.who, facts), forbidden=True)
     for guard in row.guards:
-        if reason_follows and guard in REASON_GUARDS:
+        if (reason_follows and guard in REASON_GUARDS) or guard in unknown:
             continue
         if sentence := guard(facts, ctx):
             raise TransitionError(event, facts.state, sentence)
     return row.dest or facts.state
+
+
+def permits(facts: Facts, event: Event, ctx: Ctx, *,
+            unknown: Collection[Check] = ()) -> bool:
+    """Whether `decide` would let the actor raise `event` now, the reason a form asks for
+    aside: the question a view drawn for one reader asks before showing them a button."""
+    try:
+        decide(facts, event, ctx, reason_follows=True, unknown=unknown)
+    except TransitionError:
+        return False
+    return True
 
 
 def _no_acceptance(facts: Facts) -> str:

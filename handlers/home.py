@@ -1,4 +1,5 @@
-"""App Home: what waits for me, my releases, releases in flight, each with its buttons."""
+"""App Home: what waits for me, my releases, releases in flight, each with the buttons the
+reader may use now (the channel card shows everyone all of them)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot.readmodel import ReleaseView, load_view
-from bot.workflow import ACTIVE, Actor
-from handlers.blocks import Block, context, escape, link, section, title_line
+from bot.workflow import ACTIVE, Actor, Event, verdict_event
+from handlers.blocks import (
+    ActionId,
+    Block,
+    context,
+    escape,
+    link,
+    section,
+    title_line,
+    value_environment,
+)
 from handlers.cards import build_release_card
 from handlers.runtime import Runtime
 from storage import queries as q
@@ -44,14 +54,55 @@ def awaited(view: ReleaseView, actor: Actor) -> str | None:
     return None
 
 
+# What each card button raises; a button not named here (Release notes) is anyone's to use.
+_EVENTS: dict[str, Event] = {
+    ActionId.APPROVE: Event.APPROVE, ActionId.REJECT: Event.REJECT,
+    ActionId.REPORT: Event.REPORT, ActionId.START_TESTING: Event.START_TESTING,
+    ActionId.DEPLOY: Event.DEPLOY, ActionId.ROLLBACK: Event.ROLLBACK,
+    ActionId.CLOSE: Event.CLOSE, ActionId.ABANDON: Event.ABANDON, ActionId.ARM: Event.ARM,
+    ActionId.CHECKLIST: Event.TICK, ActionId.EDIT_PLAN: Event.EDIT_PLAN,
+    ActionId.PLAN_OK: Event.PLAN_OK, ActionId.PLAN_CHANGES: Event.PLAN_CHANGES,
+    ActionId.DECIDE_FIX: Event.DECIDE_FIX, ActionId.DECIDE_ACCEPT: Event.DECIDE_ACCEPT,
+}
+_VERDICTS = {ActionId.VERIFY_PASS: True, ActionId.VERIFY_FAIL: False}
+
+
+def usable(view: ReleaseView, actor: Actor, element: Block) -> bool:
+    """Whether the reader may use this card button now, as the transition table decides."""
+    action = str(element.get("action_id", ""))
+    env = value_environment(str(element.get("value", "")))
+    if action in _VERDICTS:
+        return view.may(actor, verdict_event(view.facts, _VERDICTS[action], env), env)
+    if action == ActionId.DEPLOY:  # the button deploys to the next environment
+        env = view.next_env or view.environments[-1]
+    event = _EVENTS.get(action)
+    return event is None or view.may(actor, event, env)
+
+
+def reader_buttons(view: ReleaseView, actor: Actor, blocks: list[Block]) -> list[Block]:
+    """The card's blocks with only the buttons `actor` may use; a row left empty goes."""
+    out = []
+    for block in blocks:
+        if block.get("type") == "actions":
+            mine = [e for e in block["elements"] if usable(view, actor, e)]
+            if not mine:
+                continue
+            block = {**block, "elements": mine}
+        out.append(block)
+    return out
+
+
 def home_entry(view: ReleaseView, tz: Any, card_url: str | None = None,
-               waits: str | None = None) -> list[Block]:
+               waits: str | None = None, reader: Actor | None = None) -> list[Block]:
     """One release on Home: its card without the header, the first line naming it instead
     (`REL-42 · payments — Title`, the ID linked to the card when its permalink is known),
-    and `waits`, what it waits for the reader to do, under that line."""
+    and `waits`, what it waits for the reader to do, under that line. With `reader`, only
+    the buttons they may use now: Home is theirs alone, unlike the channel's card."""
     rel = view.release
     # The header is for the channel; a train's matrix stays on its card and `status`.
     blocks = build_release_card(view, tz, matrix=False)[1][1:]
+    if reader is not None:
+        blocks = reader_buttons(view, reader, blocks)
     rest = title_line(view).removeprefix(rel.rel_id)
     name = f"*{link(card_url, rel.rel_id)}*{escape(rest)}"
     said = [context(waits)] if waits else []
@@ -60,9 +111,10 @@ def home_entry(view: ReleaseView, tz: Any, card_url: str | None = None,
 
 def build_home(pending: list[ReleaseView], mine: list[ReleaseView], flight: list[ReleaseView],
                tz: Any, links: Mapping[int, str] | None = None,
-               waits: Mapping[int, str] | None = None) -> dict[str, Any]:
+               waits: Mapping[int, str] | None = None,
+               reader: Actor | None = None) -> dict[str, Any]:
     """The Home tab view; `links` maps a release's id to its card's permalink, `waits` a
-    pending release's id to what it waits for the reader to do."""
+    pending release's id to what it waits for the reader to do; `reader` is whose buttons."""
     links, waits = links or {}, waits or {}
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text",
                                                        "text": "ReleaseBot"}}]
@@ -73,7 +125,7 @@ def build_home(pending: list[ReleaseView], mine: list[ReleaseView], flight: list
         blocks += [{"type": "divider"}, section(f"*{title}*")]
         for view in views[:PER_SECTION]:
             rid = view.release.id or 0
-            blocks += home_entry(view, tz, links.get(rid), said.get(rid))
+            blocks += home_entry(view, tz, links.get(rid), said.get(rid), reader)
         if not views:
             blocks.append(context(empty))
     blocks.append(context("Type `/release help` anywhere for every command."))
@@ -91,7 +143,7 @@ async def publish_home(rt: Runtime, user: str) -> None:
     mine = [v for v in views if v.release.requester == user]
     shown = {v.release.id: v for part in (pending, mine, views) for v in part[:PER_SECTION]}
     links = await card_links(rt, list(shown.values()))
-    home = build_home(pending, mine, views, rt.deps.policy.tz, links, waits)
+    home = build_home(pending, mine, views, rt.deps.policy.tz, links, waits, actor)
     await rt.client.views_publish(user_id=user, view=home)
 
 

@@ -388,12 +388,13 @@ def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
 
 
 REASON_LIMIT = 4000  # the stored reason's column
+NO_REASON = "Please give a reason."  # a command's answer adds the command to type (handlers)
 
 
 def reason_sentence(reason: str) -> str | None:
     """What a missing or too long reason is refused with (forms show it under their field)."""
     if not reason.strip():
-        return "Please give a reason."
+        return NO_REASON
     if len(reason) > REASON_LIMIT:
         return f"The reason is too long ({len(reason)} characters; at most {REASON_LIMIT})."
     return None

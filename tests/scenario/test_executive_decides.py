@@ -67,7 +67,8 @@ async def test_the_executive_has_the_problems_fixed_and_a_new_revision_is_tested
         assert await h.says(CTO, f"decide REL-{rid} maybe") == (
             "'maybe' is not fix or accept. Usage: `/release decide &lt;ID&gt; fix|accept "
             "&lt;reason…&gt;`")
-        assert await h.says(CTO, f"decide REL-{rid} fix") == "Please give a reason."
+        assert await h.says(CTO, f"decide REL-{rid} fix") == (
+            f"Please give a reason: `/release decide REL-{rid} fix &lt;reason…&gt;`")
         told = len(h.slack.dms(DEV))
         assert await h.says(CTO, f"decide REL-{rid} fix Refunds must be exact") == (
             f"Recorded: REL-{rid}'s problems get fixed. The requester is told to set the fixed "

@@ -106,7 +106,8 @@ async def test_a_failed_verification_is_refused_alike_every_way(db_url: str,
         reply = await submit_modal(h, TESTER, text_values(reason="   "))
         assert reply.json == {"response_action": "errors",
                               "errors": {"reason": "Please give a reason."}}
-        assert "Please give a reason." in await h.says(TESTER, f"verify REL-{rid} fail")
+        assert await h.says(TESTER, f"verify REL-{rid} fail") == (
+            f"Please give a reason: `/release verify REL-{rid} fail &lt;reason…&gt;`")
         assert await state(h, rid) == "deployed"
         await submit_modal(h, TESTER, text_values(reason="checkout returns 500"))
         assert await state(h, rid) == "verification_failed"

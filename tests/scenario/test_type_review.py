@@ -34,7 +34,8 @@ async def test_a_self_declared_emergency_is_corrected_at_review(db_url: str) -> 
         assert await h.says(TESTER, f"review REL-{rid} changes --type standard no") == (
             "Only the go-live plan's reviewer can do that.")
         assert await h.says(DIRECTOR, f"review REL-{rid} changes --type standard") == (
-            "Please give a reason.")
+            f"Please give a reason: `/release review REL-{rid} changes --type standard "
+            "&lt;reason…&gt;`")
         told = len(h.slack.dms(DEV))
         answer = await h.says(DIRECTOR, f"review REL-{rid} changes --type standard Not urgent: "
                                         "the workaround holds; ship in Thursday's window")

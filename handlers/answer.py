@@ -20,7 +20,7 @@ from bot import calendar
 from bot.plan import listed
 from bot.policy import Policy
 from bot.transition import Outcome
-from bot.workflow import Event, Refused
+from bot.workflow import Event, Refused, State
 from handlers.blocks import Block, clip, escape
 from handlers.render import sole_signer_sentence
 from storage import queries as q
@@ -120,6 +120,11 @@ def plan_reviewed(out: Outcome) -> str:
     kind = _an(out.release.type)
     if old := out.detail.get("old_type"):
         done = f"You changed {rid} from {escape(str(old))} to {escape(out.release.type)}"
+        if out.event is Event.RETYPE:  # a type whose plan nobody reviews: nothing more to do
+            then = ("its test report is held to that standard again, so it is back in testing"
+                    if out.to_state is State.TESTING else "its approvers sign again")
+            return (f"{done}; as {kind} release its go-live plan needs no review, and {then}. "
+                    "The requester is told.")
         if out.event is Event.PLAN_OK:
             return (f"{done}, approved its go-live plan and confirmed it as {kind} release; "
                     "its approvers sign again.")

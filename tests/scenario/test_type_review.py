@@ -100,3 +100,23 @@ async def test_a_signed_off_release_made_an_emergency_is_signed_again(db_url: st
         for user in (CTO, LEAD, DIRECTOR):
             assert "You approved" in await h.says(user, f"approve REL-{rid}")
         assert await state(h, rid) == "approved"
+
+
+async def test_a_correction_to_a_type_whose_plan_nobody_reviews_is_the_whole_verdict(
+        db_url: str) -> None:
+    """Emergency → hotfix (no plan review for hotfixes): the correction stands on its own,
+    announced once, and the hotfix's approvers are asked; `changes` says the same."""
+    async with running_app(db_url, REVIEWED) as h:
+        rid = await planned(h, f"web v1.1.0 Payout fix --type emergency {EMERGENCY}")
+        answer = await h.says(DIRECTOR, f"review REL-{rid} ok --type hotfix A plain hotfix")
+        assert answer == (f"You changed REL-{rid} from emergency to hotfix; as a hotfix release "
+                          "its go-live plan needs no review, and its approvers sign again. The "
+                          "requester is told.")
+        await h.settle()
+        card = readable(h.card(rid))
+        assert "hotfix release" in card and "not confirmed" not in card
+        assert len([t for t in h.thread(rid) if "changed the release type" in t]) == 1
+        assert await h.says(LEAD, f"approve REL-{rid}") == f"You approved REL-{rid} as test_lead."
+        other = await planned(h, f"web v1.2.0 Payout fix --type emergency {EMERGENCY}")
+        assert "as a hotfix release its go-live plan needs no review" in await h.says(
+            DIRECTOR, f"review REL-{other} changes --type hotfix Not an emergency")

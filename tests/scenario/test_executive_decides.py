@@ -55,7 +55,10 @@ async def test_the_executive_has_the_problems_fixed_and_a_new_revision_is_tested
                        f"issues (`/release decide REL-{rid} accept &lt;reason&gt;`); the "
                        "release manager may also roll it back.")
         assert dm_buttons(h, CTO) == [ActionId.DECIDE_FIX, ActionId.DECIDE_ACCEPT]
-        assert ask in h.thread(rid)
+        thread = h.thread(rid)
+        assert ask in thread
+        found = next(i for i, line in enumerate(thread) if "found a problem in production" in line)
+        assert found < thread.index(ask)  # the failure first, then what it asks
         assert {ActionId.ROLLBACK, ActionId.DECIDE_FIX, ActionId.DECIDE_ACCEPT} <= set(
             h.buttons(rid))
         assert "*Executive's decision* ⏳" in readable(h.card(rid))

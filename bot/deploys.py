@@ -687,9 +687,13 @@ def _verified(note: str, failed: bool, ask: dict[str, Any]) -> Apply:
 
     async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
         rel.verification_note = note or None
-        if failed and facts.allow_known_issues:
+        if not failed:
+            return {"note": note}
+        if facts.allow_known_issues:
             ask.update(found=note, rollback=facts.rollback_ref is not None)
-        return {"note": note}
+        # What the tester is told comes next: a rollback, and whether an executive decides.
+        return {"note": note, "rollback": facts.rollback_ref is not None,
+                "decides": facts.allow_known_issues}
 
     return apply
 

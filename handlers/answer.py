@@ -221,7 +221,14 @@ def verified(out: Outcome, passed: bool) -> str:
                 f"(`/release ref {rid} &lt;ref&gt;`) or a cancel.")
     if passed:
         return f"Verified {out.release.rel_id}; the observation period has started."
-    return f"Recorded the failed verification of {out.release.rel_id}. Roll back from the card."
+    rid, rollback = out.release.rel_id, out.detail.get("rollback", True)
+    then = ("the release manager rolls it back" if rollback else
+            f"with no earlier version to roll back to, the requester sets the fixed ref "
+            f"(`/release ref {rid} &lt;ref&gt;`)")
+    if out.detail.get("decides"):
+        then = ("an executive decides whether its problems get fixed or it stays live with "
+                "them" + ("; the release manager may roll it back meanwhile" if rollback else ""))
+    return f"Recorded the failed verification of {rid}: {then}."
 
 
 def armed(out: Outcome) -> str:

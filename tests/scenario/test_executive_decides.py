@@ -45,7 +45,10 @@ async def test_the_executive_has_the_problems_fixed_and_a_new_revision_is_tested
         await h.says(TESTER, f"verify REL-{before} pass")  # so there is a version to roll back to
         rid = await live_emergency(h)
         asked = len(h.slack.dms(CTO))
-        await h.says(TESTER, f"verify REL-{rid} fail Refunds are charged twice")
+        assert await h.says(TESTER, f"verify REL-{rid} fail Refunds are charged twice") == (
+            f"Recorded the failed verification of REL-{rid}: an executive decides whether its "
+            "problems get fixed or it stays live with them; the release manager may roll it "
+            "back meanwhile.")
         await h.settle()
         ask = h.slack.dms(CTO)[-1].text
         assert len(h.slack.dms(CTO)) == asked + 1

@@ -116,6 +116,8 @@ async def test_a_correction_to_a_type_whose_plan_nobody_reviews_is_the_whole_ver
         card = readable(h.card(rid))
         assert "hotfix release" in card and "not confirmed" not in card
         assert len([t for t in h.thread(rid) if "changed the release type" in t]) == 1
+        assert h.slack.dms(CTO)[-1].text.endswith(  # the executive's ask, settled
+            "no longer needs your sign-off: it is now a hotfix release, which you don't sign.")
         assert await h.says(LEAD, f"approve REL-{rid}") == f"You approved REL-{rid} as test_lead."
         other = await planned(h, f"web v1.2.0 Payout fix --type emergency {EMERGENCY}")
         assert "as a hotfix release its go-live plan needs no review" in await h.says(

@@ -255,9 +255,15 @@ def _plan(p: Payload, d: Payload) -> str:
     return f"🗒 {mention(p['actor'])} changed the go-live plan: {changed}.{again}"
 
 
+def _article(word: str) -> str:
+    """'an' before 'emergency', 'a' before 'standard'."""
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def _plan_ok(p: Payload, d: Payload) -> str:
     role = f" as {escape(str(d['role']))}" if d.get("role") else ""
-    kind = f" and confirmed the release type: {escape(str(d['type']))}" if d.get("type") else ""
+    kind = (f" and confirmed it as {_article(str(d['type']))} {escape(str(d['type']))} release"
+            if d.get("type") else "")  # a colon here would run into the note's
     return f"🗒 {mention(p['actor'])} approved the go-live plan{role}{kind}{_reason(d, 'note')}."
 
 

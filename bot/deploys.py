@@ -486,8 +486,9 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
     waiting, undo = await _what_follows(session, release, dep, train)
     if len(comps) > 1:
         detail["train"] = True
-        if dep.status != "success" and not dep.rollback:
-            detail |= await _stopped(session, release, train, dep.environment, dep.project)
+    if dep.status != "success" and not dep.rollback:  # the thread names the way on
+        stopped = await _stopped(session, release, train, dep.environment, dep.project)
+        detail |= stopped if len(comps) > 1 else {"undo": stopped["undo"]}
     if nxt := (waiting[0] if waiting else undo[0].project if undo else None):
         detail["next"] = nxt
     out = await step(session, deps, release, _result_event(dep, status),

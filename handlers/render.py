@@ -175,8 +175,9 @@ def _deploy_failed(p: Payload, d: Payload) -> str:
         "train") else ""
     line = (f"❌ Deploy {_of(d, 'of ')}to {escape(str(d.get('environment')))} failed{where}"
             f"{error}{pipeline}.")
-    if not d.get("train"):
-        return line + " Roll back from the card."
+    if not d.get("train"):  # nothing to roll back to (a first deploy there): deploy again
+        return line + (" Roll back from the card." if d.get("undo", True) else
+                       " Deploy again from the card.")
     stopped = f" The train stopped: {_names(d.get('stopped'))} did not deploy." if d.get(
         "stopped") else " The train stopped."
     undo = (f" Roll back from the card: {_names(d.get('undo'))}." if d.get("undo")

@@ -83,7 +83,7 @@ async def open_form(rt: Runtime, trigger_id: str, view: Block, fallback: str) ->
 def planned_hold(release: Release, policy: Policy) -> str | None:
     """What holds a new release's deploy at its planned time, if it has one."""
     at = release.scheduled_at
-    return calendar.planned_hold(at, policy) if at is not None else None
+    return calendar.planned_hold(at, policy, release.type) if at is not None else None
 
 
 def filed(out: Outcome, channel: str, channel_problem: str | None = None,

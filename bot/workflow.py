@@ -1067,6 +1067,9 @@ def refusal(event: Event, facts: Facts) -> str:
     if event is Event.RETYPE:
         return f"The release type is settled once deploys start; this release is {state.label}."
     if event in (Event.DECIDE_FIX, Event.DECIDE_ACCEPT):
+        if facts.decided is not None:  # accepted, it moved on: say what was decided
+            what = "the problems get fixed" if facts.decided == "fix" else "it stays live as it is"
+            return f"The executive already decided for {facts.rel_id}: {what}; it is {state.label}."
         return (f"The executive decides once an online verification has failed; "
                 f"{facts.rel_id} is {state.label}.")
     return standing(facts)

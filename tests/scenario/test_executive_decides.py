@@ -112,6 +112,9 @@ async def test_the_executive_keeps_it_live_and_the_problems_are_known_issues(
         await submit_modal(h, CTO, text_values(reason="Cosmetic; fixed in the next release"))
         await h.settle()
         assert await state(h, rid) == "observing"
+        assert await h.says(CTO, f"decide REL-{rid} fix Second thoughts") == (
+            f"The executive already decided for REL-{rid}: it stays live as it is; it is "
+            "observing.")
         assert any("accepted the problems found in production (Receipt logo is blurry) as "
                    "known issues: Cosmetic; fixed in the next release" in line
                    for line in h.thread(rid))

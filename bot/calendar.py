@@ -164,15 +164,23 @@ def deploy_gate(now: datetime, policy: Policy) -> GateResult:
                       freeze=freeze)
 
 
-def planned_hold(moment: datetime, policy: Policy) -> str | None:
-    """What holds a deploy planned for `moment` then, and when it goes instead; None if free."""
+def planned_hold(moment: datetime, policy: Policy, release_type: str | None = None
+                 ) -> str | None:
+    """What holds a deploy planned for `moment` then, and when it goes instead; None if free.
+
+    A type that may bypass the gate (an emergency) is told an executive may let it go then.
+    """
     gate = deploy_gate(moment, policy)
     if gate.open:
         return None
     why = f"falls in a freeze: {gate.reason}" if gate.freeze else f"is {gate.reason}"
+    unless = ""
+    if release_type in policy.policies and policy.type_policy(str(release_type)).bypass_freeze:
+        held_by = "the freeze" if gate.freeze else "the release windows"
+        unless = f", unless an executive overrides {held_by} for it (`/release override`)"
     if gate.next_allowed is None:
-        return f"{why}, and no allowed time follows it within {SEARCH_DAYS} days"
-    return f"{why}, so it goes at {format_local(gate.next_allowed, policy)} instead"
+        return f"{why}, and no allowed time follows it within {SEARCH_DAYS} days{unless}"
+    return f"{why}, so it goes at {format_local(gate.next_allowed, policy)} instead{unless}"
 
 
 def format_local(moment: datetime, policy: Policy) -> str:

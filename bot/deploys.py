@@ -486,8 +486,9 @@ async def _finish(session: AsyncSession, deps: Deps, release: Release, dep: Depl
     waiting, undo = await _what_follows(session, release, dep, train)
     if len(comps) > 1:
         detail["train"] = True
-        if dep.status != "success" and not dep.rollback:
-            detail |= await _stopped(session, release, train, dep.environment, dep.project)
+    if dep.status != "success" and not dep.rollback:  # the thread names the way on
+        stopped = await _stopped(session, release, train, dep.environment, dep.project)
+        detail |= stopped if len(comps) > 1 else {"undo": stopped["undo"]}
     if nxt := (waiting[0] if waiting else undo[0].project if undo else None):
         detail["next"] = nxt
     out = await step(session, deps, release, _result_event(dep, status),
@@ -658,8 +659,12 @@ async def verify(deps: Deps, *, release_id: int, actor: Actor, passed: bool,
         if event in (Event.ACCEPTANCE_PASS, Event.ACCEPTANCE_FAIL):
             return await step(session, deps, release, event, ctx,
                               _accepted(deps, actor, str(env), passed, note))
-        failed = event is Event.VERIFY_FAIL
-        return await step(session, deps, release, event, ctx, _verified(deps, note, failed))
+        ask: dict[str, Any] = {}  # what the executives are asked, if the failure asks them
+        out = await step(session, deps, release, event, ctx,
+                         _verified(note, event is Event.VERIFY_FAIL, ask))
+        if ask:  # queued after the verdict's own line, so the thread tells the failure first
+            notify(session, deps, release, "decide", roles=["executive"], thread=True, **ask)
+        return out
 
     return await run_in_transaction(deps, work)
 
@@ -676,16 +681,20 @@ def _accepted(deps: Deps, actor: Actor, env: str, passed: bool, note: str) -> Ap
     return apply
 
 
-def _verified(deps: Deps, note: str, failed: bool) -> Apply:
+def _verified(note: str, failed: bool, ask: dict[str, Any]) -> Apply:
     """Record the online verification's note; where the type may ship with known issues, a
-    failure asks the executives whether its problems get fixed (S3's emergency flow)."""
+    failure fills `ask`: the executives decide whether its problems get fixed (S3's
+    emergency flow)."""
 
     async def apply(session: AsyncSession, rel: Release, facts: Facts) -> dict[str, Any]:
         rel.verification_note = note or None
-        if failed and facts.allow_known_issues:
-            notify(session, deps, rel, "decide", roles=["executive"], thread=True, found=note,
-                   rollback=facts.rollback_ref is not None)
-        return {"note": note}
+        if not failed:
+            return {"note": note}
+        if facts.allow_known_issues:
+            ask.update(found=note, rollback=facts.rollback_ref is not None)
+        # What the tester is told comes next: a rollback, and whether an executive decides.
+        return {"note": note, "rollback": facts.rollback_ref is not None,
+                "decides": facts.allow_known_issues}
 
     return apply
 

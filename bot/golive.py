@@ -116,8 +116,10 @@ async def review_plan(deps: Deps, *, release_id: int, actor: Actor, ok: bool, no
         if release_type is not None and release_type != old:
             retype = await _judge(session, deps, release, release_type, ground, note)
             ctx = Ctx(actor, reason=note, revision=rev, retype=retype)
-            await step(session, deps, release, Event.RETYPE, ctx,
-                       _retyped(deps, actor, retype.to, ground, note))
+            out = await step(session, deps, release, Event.RETYPE, ctx,
+                             _retyped(deps, actor, retype.to, ground, note))
+            if deps.policy.type_policy(retype.to).plan.reviewer is None:
+                return out  # the new type's plan has no review: the correction is the verdict
             corrected["old_type"] = old
             rev = None  # the correction made the new revision this verdict is on
         return await step(session, deps, release, event, Ctx(actor, reason=note, revision=rev),

@@ -326,5 +326,5 @@ def view_of(policy: Policy, rows: ViewRows) -> ReleaseView:
         requester_can_deploy=rules.requester_can_deploy if rules else False,
         bug_count=rows.bug_count if project and project.bug_tracker else None,
         live={env: rows.live.get(env) for env in envs} if rows.live else {},
-        planned_hold=calendar.planned_hold(release.scheduled_at, policy)
+        planned_hold=calendar.planned_hold(release.scheduled_at, policy, release.type)
         if release.scheduled_at and State(release.state) in BEFORE_DEPLOY else None)

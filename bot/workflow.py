@@ -387,12 +387,13 @@ def needs_reason(facts: Facts, ctx: Ctx) -> str | None:
 
 
 REASON_LIMIT = 4000  # the stored reason's column
+NO_REASON = "Please give a reason."  # a command's answer adds the command to type (handlers)
 
 
 def reason_sentence(reason: str) -> str | None:
     """What a missing or too long reason is refused with (forms show it under their field)."""
     if not reason.strip():
-        return "Please give a reason."
+        return NO_REASON
     if len(reason) > REASON_LIMIT:
         return f"The reason is too long ({len(reason)} characters; at most {REASON_LIMIT})."
     return None
@@ -1078,6 +1079,9 @@ def refusal(event: Event, facts: Facts) -> str:
     if event is Event.RETYPE:
         return f"The release type is settled once deploys start; this release is {state.label}."
     if event in (Event.DECIDE_FIX, Event.DECIDE_ACCEPT):
+        if facts.decided is not None:  # accepted, it moved on: say what was decided
+            what = "the problems get fixed" if facts.decided == "fix" else "it stays live as it is"
+            return f"The executive already decided for {facts.rel_id}: {what}; it is {state.label}."
         return (f"The executive decides once an online verification has failed; "
                 f"{facts.rel_id} is {state.label}.")
     return standing(facts)

@@ -20,7 +20,7 @@ from bot import calendar
 from bot.plan import listed
 from bot.policy import Policy
 from bot.transition import Outcome
-from bot.workflow import Event, Refused
+from bot.workflow import Event, Refused, State
 from handlers.blocks import Block, clip, escape
 from handlers.render import sole_signer_sentence
 from storage import queries as q
@@ -83,7 +83,7 @@ async def open_form(rt: Runtime, trigger_id: str, view: Block, fallback: str) ->
 def planned_hold(release: Release, policy: Policy) -> str | None:
     """What holds a new release's deploy at its planned time, if it has one."""
     at = release.scheduled_at
-    return calendar.planned_hold(at, policy) if at is not None else None
+    return calendar.planned_hold(at, policy, release.type) if at is not None else None
 
 
 def filed(out: Outcome, channel: str, channel_problem: str | None = None,
@@ -120,6 +120,11 @@ def plan_reviewed(out: Outcome) -> str:
     kind = _an(out.release.type)
     if old := out.detail.get("old_type"):
         done = f"You changed {rid} from {escape(str(old))} to {escape(out.release.type)}"
+        if out.event is Event.RETYPE:  # a type whose plan nobody reviews: nothing more to do
+            then = ("its test report is held to that standard again, so it is back in testing"
+                    if out.to_state is State.TESTING else "its approvers sign again")
+            return (f"{done}; as {kind} release its go-live plan needs no review, and {then}. "
+                    "The requester is told.")
         if out.event is Event.PLAN_OK:
             return (f"{done}, approved its go-live plan and confirmed it as {kind} release; "
                     "its approvers sign again.")
@@ -216,7 +221,14 @@ def verified(out: Outcome, passed: bool) -> str:
                 f"(`/release ref {rid} &lt;ref&gt;`) or a cancel.")
     if passed:
         return f"Verified {out.release.rel_id}; the observation period has started."
-    return f"Recorded the failed verification of {out.release.rel_id}. Roll back from the card."
+    rid, rollback = out.release.rel_id, out.detail.get("rollback", True)
+    then = ("the release manager rolls it back" if rollback else
+            f"with no earlier version to roll back to, the requester sets the fixed ref "
+            f"(`/release ref {rid} &lt;ref&gt;`)")
+    if out.detail.get("decides"):
+        then = ("an executive decides whether its problems get fixed or it stays live with "
+                "them" + ("; the release manager may roll it back meanwhile" if rollback else ""))
+    return f"Recorded the failed verification of {rid}: {then}."
 
 
 def armed(out: Outcome) -> str:

@@ -27,6 +27,9 @@ def ask_over(view: ReleaseView, revision: int, actor: Actor) -> str | None:
     if rel.revision != revision:
         if state in UNTESTED:
             return "it went back to testing for a new revision."
+        if not set(view.required_roles) & actor.roles:  # e.g. retyped: no executive now
+            article = "an" if rel.type[:1] in "aeiou" else "a"
+            return f"it is now {article} {escape(rel.type)} release, which you don't sign."
         if state is State.READY_FOR_SIGNOFF:
             return "a new revision needs signing instead."
         return f"it has a new revision, {state.label} now."

@@ -10,7 +10,7 @@ from bot import calendar, deploys, golive, releases, transition
 from bot.notes import notes_text, publish_notes
 from bot.policy import ReleaseType
 from bot.trains import is_component, parse_order, split_component
-from bot.workflow import Actor, Event
+from bot.workflow import NO_REASON, Actor, Event, Refused
 from handlers import answer
 from handlers.answer import Asker, Reply, answer_after, open_form
 from handlers.blocks import escape, safe_url
@@ -25,6 +25,7 @@ from handlers.parse import (
     parse_command,
     parse_items,
     parse_verdict,
+    reason_command,
     unescape,
 )
 from handlers.plan_form import open_plan_form
@@ -41,7 +42,14 @@ async def on_release_command(ack: AsyncAck, body: Body, runtime: Runtime) -> Non
 
     async def work() -> Reply:
         parsed = parse_command(text, SUBCOMMANDS)
-        return await parsed.sub.handler(runtime, user, parsed, body)
+        try:
+            return await parsed.sub.handler(runtime, user, parsed, body)
+        except Refused as exc:
+            if exc.sentence != NO_REASON or parsed.release_id is None:
+                raise
+            # Whichever rule wants the reason, the person sees where it goes in what they typed.
+            raise UsageError(None, f"{REASON}:",
+                             usage=f"`{reason_command(parsed)}`") from None
 
     asker = Asker(user, body.get("channel_id"), body.get("response_url"))
     await answer_after(ack, runtime, work, asker=asker, doing=f"/release {text[:200]!r}")

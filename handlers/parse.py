@@ -68,6 +68,25 @@ class UsageError(Refused):
         self.sub = sub
 
 
+def reason_command(p: Parsed) -> str:
+    """The command that was typed, with a reason placeholder where its reason goes.
+
+    The words the usage line puts between the ID and the free text (a verdict such as `fix`) are
+    kept as typed, and so are the options; `/release decide REL-3 fix <reason…>`.
+    """
+    between = p.sub.usage.split("<ID>", 1)[-1].split()
+    kept = next((i for i, word in enumerate(between) if "…" in word or word.startswith("[--")),
+                len(between))
+    options = [f"--{key} {_quoted(value)}" for key, value in p.options.items()]
+    return " ".join([f"/release {p.sub.name} REL-{p.release_id}", *p.words[:kept], *options,
+                     "<reason…>"])
+
+
+def _quoted(value: str) -> str:
+    """An option's value as it must be typed again: quoted when it holds a space."""
+    return f'"{value}"' if " " in value else value
+
+
 def unescape(text: str) -> str:
     """Slash-command text as typed: Slack sends `&`, `<` and `>` as `&amp;`, `&lt;`, `&gt;`."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

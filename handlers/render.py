@@ -175,8 +175,9 @@ def _deploy_failed(p: Payload, d: Payload) -> str:
         "train") else ""
     line = (f"❌ Deploy {_of(d, 'of ')}to {escape(str(d.get('environment')))} failed{where}"
             f"{error}{pipeline}.")
-    if not d.get("train"):
-        return line + " Roll back from the card."
+    if not d.get("train"):  # nothing to roll back to (a first deploy there): deploy again
+        return line + (" Roll back from the card." if d.get("undo", True) else
+                       " Deploy again from the card.")
     stopped = f" The train stopped: {_names(d.get('stopped'))} did not deploy." if d.get(
         "stopped") else " The train stopped."
     undo = (f" Roll back from the card: {_names(d.get('undo'))}." if d.get("undo")
@@ -255,9 +256,15 @@ def _plan(p: Payload, d: Payload) -> str:
     return f"🗒 {mention(p['actor'])} changed the go-live plan: {changed}.{again}"
 
 
+def _article(word: str) -> str:
+    """'an' before 'emergency', 'a' before 'standard'."""
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def _plan_ok(p: Payload, d: Payload) -> str:
     role = f" as {escape(str(d['role']))}" if d.get("role") else ""
-    kind = f" and confirmed the release type: {escape(str(d['type']))}" if d.get("type") else ""
+    kind = (f" and confirmed it as {_article(str(d['type']))} {escape(str(d['type']))} release"
+            if d.get("type") else "")  # a colon here would run into the note's
     return f"🗒 {mention(p['actor'])} approved the go-live plan{role}{kind}{_reason(d, 'note')}."
 
 

@@ -193,9 +193,9 @@ def handover_text(operations: Sequence[str]) -> str:
     return f"*Handed over to operations* {', '.join(member(m) for m in operations)}"
 
 
-def held_then(moment: datetime, policy: Policy) -> str:
+def held_then(moment: datetime, policy: Policy, release_type: str | None = None) -> str:
     """' · ⚠️ held then: …' for a planned time that a freeze or the windows hold."""
-    hold = calendar.planned_hold(moment, policy)
+    hold = calendar.planned_hold(moment, policy, release_type)
     return f" · ⚠️ that time {escape(hold)}" if hold else ""
 
 
@@ -215,7 +215,7 @@ async def calendar_text(deps: Deps) -> tuple[str, list[dict[str, Any]]]:
         f"• {calendar.format_local(r.scheduled_at, policy)} *{r.rel_id}* "
         f"{what_text(r, trains.get(r.id or 0))} — {escape(clip(r.title, 80))} · "
         f"_{State(r.state).label}_ · "
-        f"{'armed' if is_armed(r) else 'not armed'}{held_then(r.scheduled_at, policy)}"
+        f"{'armed' if is_armed(r) else 'not armed'}{held_then(r.scheduled_at, policy, r.type)}"
         for r in coming[:20] if r.scheduled_at] or ["• none"]
     lines += ["", f"*Release windows* {escape(calendar.describe_windows(policy))} "
               f"({escape(policy.timezone)})", "*Freezes*"]

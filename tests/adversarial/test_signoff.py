@@ -84,7 +84,8 @@ async def test_an_executive_acceptance_of_open_bugs_is_audited(db_url: str,
                 (OPS, f"accept REL-{rid} ship it", "Only an executive"),
                 (DEV, f"accept REL-{rid} ship it", "Only an executive"),
                 (CTO, f"accept REL-{rid}", "Please give a reason"),
-                (CTO, f'accept REL-{rid} "  "', "Please give a reason")):
+                (CTO, f'accept REL-{rid} "  "',
+                 f"Please give a reason: `/release accept REL-{rid} &lt;reason…&gt;`")):
             assert refusal in await h.says(user, text), (user, text)
         assert (await release(h, rid)).state == "testing"
         assert "may ship with its open bugs" in await h.says(
@@ -129,7 +130,8 @@ async def test_freeze_bypass_needs_the_executive_and_a_reason(db_url: str) -> No
                 (DIRECTOR, f"override REL-{urgent} outage", "Only an executive"),
                 (OPS, f"override REL-{urgent} outage", "Only an executive"),
                 (CTO, f"override REL-{urgent}", "Please give a reason"),
-                (CTO, f'override REL-{urgent} " "', "Please give a reason")):
+                (CTO, f'override REL-{urgent} " "',
+                 f"Please give a reason: `/release override REL-{urgent} &lt;reason…&gt;`")):
             assert refusal in await h.says(user, text), (user, text)
         assert h.gitlab.pipelines == {}
         assert "may deploy outside" in await h.says(CTO, f"override REL-{urgent} card outage")

@@ -37,6 +37,8 @@ BOTH = [approval("tech_director", DIRECTOR), approval("test_lead", LEAD)]
     (make_view(State.TESTING, revision=2), 1, LEAD_ROLE,
      "it went back to testing for a new revision."),
     (make_view(revision=2), 1, LEAD_ROLE, "a new revision needs signing instead."),
+    (make_view(revision=2, required_roles=("tech_director",)), 1, LEAD_ROLE,
+     "it is now a standard release, which you don't sign."),
     (make_view(State.APPROVED, revision=2), 1, LEAD_ROLE, "it has a new revision, approved now."),
     (make_view(State.SCHEDULED), 1, LEAD_ROLE, "it is scheduled now."),
 ])

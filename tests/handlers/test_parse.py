@@ -18,6 +18,7 @@ from handlers.parse import (
     parse_command,
     parse_items,
     parse_verdict,
+    reason_command,
     split_words,
 )
 
@@ -148,6 +149,18 @@ def test_a_missing_reason_is_named() -> None:
     """`reject 1` asks for the reason, with the command to type."""
     assert refusal("reject 1") == "Please give a reason: `/release reject REL-1 <reason…>`"
     assert refusal("ref 2").startswith("Give the new ref: `/release ref REL-2 <new ref>")
+
+
+@pytest.mark.parametrize(("text", "command"), [
+    ("reject 3 x", "/release reject REL-3 <reason…>"),
+    ("decide 3 fix", "/release decide REL-3 fix <reason…>"),
+    ("verify 3 fail", "/release verify REL-3 fail <reason…>"),
+    ("review 3 changes --type emergency --ground live_bug",
+     "/release review REL-3 changes --type emergency --ground live_bug <reason…>"),
+])
+def test_a_reason_refusal_names_the_command_typed(text: str, command: str) -> None:
+    """The verdict and options typed are kept; the placeholder stands where the reason goes."""
+    assert reason_command(parse(text)) == command
 
 
 def test_help_agrees_with_the_readme() -> None:

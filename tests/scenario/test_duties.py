@@ -161,7 +161,8 @@ async def test_a_failed_verification_is_rolled_back_not_passed(db_url: str,
         first = await live(h, "payments", "v1.0.0")
         await h.says(TESTER, f"verify REL-{first} pass")
         rid = await live(h)
-        await h.says(TESTER, f"verify REL-{rid} fail checkout returns 500")
+        assert await h.says(TESTER, f"verify REL-{rid} fail checkout returns 500") == (
+            f"Recorded the failed verification of REL-{rid}: the release manager rolls it back.")
         await h.settle()
         assert await state(h, rid) == "verification_failed"
         assert ActionId.VERIFY_PASS not in h.buttons(rid) and ActionId.ROLLBACK in h.buttons(rid)
@@ -198,7 +199,9 @@ async def test_with_nothing_to_roll_back_a_new_ref_is_the_way_on(db_url: str,
         await h.says(LEAD, f"approve REL-{rid}")
         await h.settle()
         await deploy_and_finish(h, rid)
-        await h.says(TESTER, f"verify REL-{rid} fail footer missing")
+        assert await h.says(TESTER, f"verify REL-{rid} fail footer missing") == (
+            f"Recorded the failed verification of REL-{rid}: with no earlier version to roll "
+            f"back to, the requester sets the fixed ref (`/release ref REL-{rid} &lt;ref&gt;`).")
         assert "There is no recorded previous version" in await h.says(OPS, f"rollback REL-{rid}")
         assert "set the fixed ref with `/release ref" in await h.says(
             TESTER, f"verify REL-{rid} pass")

@@ -45,7 +45,10 @@ async def test_the_executive_has_the_problems_fixed_and_a_new_revision_is_tested
         await h.says(TESTER, f"verify REL-{before} pass")  # so there is a version to roll back to
         rid = await live_emergency(h)
         asked = len(h.slack.dms(CTO))
-        await h.says(TESTER, f"verify REL-{rid} fail Refunds are charged twice")
+        assert await h.says(TESTER, f"verify REL-{rid} fail Refunds are charged twice") == (
+            f"Recorded the failed verification of REL-{rid}: an executive decides whether its "
+            "problems get fixed or it stays live with them; the release manager may roll it "
+            "back meanwhile.")
         await h.settle()
         ask = h.slack.dms(CTO)[-1].text
         assert len(h.slack.dms(CTO)) == asked + 1
@@ -55,7 +58,10 @@ async def test_the_executive_has_the_problems_fixed_and_a_new_revision_is_tested
                        f"issues (`/release decide REL-{rid} accept &lt;reason&gt;`); the "
                        "release manager may also roll it back.")
         assert dm_buttons(h, CTO) == [ActionId.DECIDE_FIX, ActionId.DECIDE_ACCEPT]
-        assert ask in h.thread(rid)
+        thread = h.thread(rid)
+        assert ask in thread
+        found = next(i for i, line in enumerate(thread) if "found a problem in production" in line)
+        assert found < thread.index(ask)  # the failure first, then what it asks
         assert {ActionId.ROLLBACK, ActionId.DECIDE_FIX, ActionId.DECIDE_ACCEPT} <= set(
             h.buttons(rid))
         assert "*Executive's decision* ⏳" in readable(h.card(rid))
@@ -67,7 +73,8 @@ async def test_the_executive_has_the_problems_fixed_and_a_new_revision_is_tested
         assert await h.says(CTO, f"decide REL-{rid} maybe") == (
             "'maybe' is not fix or accept. Usage: `/release decide &lt;ID&gt; fix|accept "
             "&lt;reason…&gt;`")
-        assert await h.says(CTO, f"decide REL-{rid} fix") == "Please give a reason."
+        assert await h.says(CTO, f"decide REL-{rid} fix") == (
+            f"Please give a reason: `/release decide REL-{rid} fix &lt;reason…&gt;`")
         told = len(h.slack.dms(DEV))
         assert await h.says(CTO, f"decide REL-{rid} fix Refunds must be exact") == (
             f"Recorded: REL-{rid}'s problems get fixed. The requester is told to set the fixed "
@@ -105,6 +112,9 @@ async def test_the_executive_keeps_it_live_and_the_problems_are_known_issues(
         await submit_modal(h, CTO, text_values(reason="Cosmetic; fixed in the next release"))
         await h.settle()
         assert await state(h, rid) == "observing"
+        assert await h.says(CTO, f"decide REL-{rid} fix Second thoughts") == (
+            f"The executive already decided for REL-{rid}: it stays live as it is; it is "
+            "observing.")
         assert any("accepted the problems found in production (Receipt logo is blurry) as "
                    "known issues: Cosmetic; fixed in the next release" in line
                    for line in h.thread(rid))

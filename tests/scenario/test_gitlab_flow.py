@@ -106,7 +106,8 @@ async def test_a_failed_verification_is_refused_alike_every_way(db_url: str,
         reply = await submit_modal(h, TESTER, text_values(reason="   "))
         assert reply.json == {"response_action": "errors",
                               "errors": {"reason": "Please give a reason."}}
-        assert "Please give a reason." in await h.says(TESTER, f"verify REL-{rid} fail")
+        assert await h.says(TESTER, f"verify REL-{rid} fail") == (
+            f"Please give a reason: `/release verify REL-{rid} fail &lt;reason…&gt;`")
         assert await state(h, rid) == "deployed"
         await submit_modal(h, TESTER, text_values(reason="checkout returns 500"))
         assert await state(h, rid) == "verification_failed"
@@ -123,6 +124,7 @@ async def test_failed_deploy_rolls_back_to_the_recorded_ref(db_url: str, policy:
         assert await state(h, first) == "deploy_failed"
         failure = next(m for m in broadcasts(h) if "failed" in m)
         assert "deploy:production" in failure and ActionId.ROLLBACK in h.buttons(first)
+        assert failure.endswith(" Roll back from the card.")
         # GitLab's v1.0.0 was live: the rollback runs on a tag the bot makes at that commit.
         old = seeded.sha
         answer = await h.click(OPS, ActionId.ROLLBACK)
@@ -142,6 +144,19 @@ async def test_failed_deploy_rolls_back_to_the_recorded_ref(db_url: str, policy:
         async with h.app[DEPS].sessions() as session:
             deps = await q.deployments_of(session, second)
         assert (deps[0].previous_ref, deps[0].previous_sha) == ("release/REL-1-rollback", old)
+
+
+async def test_a_first_deploy_that_fails_is_deployed_again_not_rolled_back(
+        db_url: str, policy: Policy) -> None:
+    """Staging ran nothing known before: the thread points at the Deploy the card offers,
+    not at a Roll back it does not have."""
+    async with running_app(db_url, policy) as h:
+        rid = await approved(h)
+        await deploy_and_finish(h, rid, "failed")
+        await h.settle()
+        failure = next(m for m in broadcasts(h) if "failed" in m)
+        assert failure.endswith(" Deploy again from the card."), failure
+        assert h.buttons(rid) == [ActionId.DEPLOY]
 
 
 async def test_a_failed_rollback_can_be_tried_again(db_url: str, policy: Policy) -> None:

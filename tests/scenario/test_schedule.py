@@ -12,7 +12,7 @@ from emulators.gitlab import variable
 from emulators.sample import CTO, DBA, DEV, DIRECTOR, LEAD, OPS, TESTER, sample_policy
 from handlers.blocks import ActionId
 from storage import queries as q
-from tests.fixtures import SALES_WEEK
+from tests.fixtures import EMERGENCY, SALES_WEEK
 from tests.scenario.harness import Harness, readable, running_app, wait_for
 from tests.scenario.test_gitlab_flow import state
 
@@ -226,3 +226,21 @@ async def test_a_planned_time_in_a_freeze_is_told_where_it_is_shown(db_url: str)
         line = next(t for t in calendar.splitlines() if "*REL-1*" in t)
         assert line.endswith(f"not armed · ⚠️ that time {held}"), line
         assert "⚠️" not in next(t for t in calendar.splitlines() if "*REL-2*" in t)
+
+
+async def test_an_emergency_planned_in_a_freeze_is_told_an_executive_may_let_it_go(
+        db_url: str) -> None:
+    """An emergency may bypass the freeze with an executive's override: its answer, card and
+    calendar say so beside when it would go instead."""
+    clock = ShiftClock()
+    clock.jump_to(NOON)
+    unless = ("so it goes at 2026-12-01 00:00 CST instead, unless an executive overrides the "
+              "freeze for it (`/release override`)")
+    async with running_app(db_url, sample_policy(freezes=[SALES_WEEK]), clock=clock) as h:
+        answer = await h.says(DEV, f'request web v1.1.0 Outage --type emergency {EMERGENCY} '
+                                   '--at "2026-11-28 20:00"')
+        assert answer.startswith("Filed REL-1.") and answer.endswith(f"{unless}."), answer
+        await h.settle()
+        assert f"{unless}." in readable(h.card(1))
+        line = next(t for t in (await h.says(DEV, "calendar")).splitlines() if "*REL-1*" in t)
+        assert line.endswith(unless), line

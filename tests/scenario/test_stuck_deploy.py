@@ -51,7 +51,8 @@ async def test_a_pipeline_stuck_on_a_manual_job_is_reported_then_abandoned(
             "Only the release manager can do that.")
         assert await h.says(OPS, f"abandon REL-{rid}") == (
             f"Please give a reason: `/release abandon REL-{rid} &lt;reason…&gt;`")
-        assert await h.says(OPS, f'abandon REL-{rid} " "') == "Please give a reason."
+        assert await h.says(OPS, f'abandon REL-{rid} " "') == (
+            f"Please give a reason: `/release abandon REL-{rid} &lt;reason…&gt;`")
         assert cancels(h, pipeline.id) == 0 and await state(h, rid) == "deploying"
 
         answer = await h.says(OPS, f"abandon REL-{rid} nobody may start the deploy job today")

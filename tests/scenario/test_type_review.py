@@ -34,7 +34,8 @@ async def test_a_self_declared_emergency_is_corrected_at_review(db_url: str) -> 
         assert await h.says(TESTER, f"review REL-{rid} changes --type standard no") == (
             "Only the go-live plan's reviewer can do that.")
         assert await h.says(DIRECTOR, f"review REL-{rid} changes --type standard") == (
-            "Please give a reason.")
+            f"Please give a reason: `/release review REL-{rid} changes --type standard "
+            "&lt;reason…&gt;`")
         told = len(h.slack.dms(DEV))
         answer = await h.says(DIRECTOR, f"review REL-{rid} changes --type standard Not urgent: "
                                         "the workaround holds; ship in Thursday's window")
@@ -56,8 +57,8 @@ async def test_a_self_declared_emergency_is_corrected_at_review(db_url: str) -> 
             f"You approved REL-{rid}'s go-live plan and confirmed it as a standard release.")
         await h.settle()
         assert f"standard release — confirmed by <@{DIRECTOR}> at review" in readable(h.card(rid))
-        assert any("approved the go-live plan as tech_director and confirmed the release type: "
-                   "standard" in line for line in h.thread(rid))
+        assert f"🗒 <@{DIRECTOR}> approved the go-live plan as tech_director and confirmed it " \
+            "as a standard release." in h.thread(rid)
         assert "You approved" in await h.says(LEAD, f"approve REL-{rid}")
         assert "You approved" in await h.says(DIRECTOR, f"approve REL-{rid}")
         assert await state(h, rid) == "approved"  # two signatures: the executive's is not needed
@@ -99,3 +100,25 @@ async def test_a_signed_off_release_made_an_emergency_is_signed_again(db_url: st
         for user in (CTO, LEAD, DIRECTOR):
             assert "You approved" in await h.says(user, f"approve REL-{rid}")
         assert await state(h, rid) == "approved"
+
+
+async def test_a_correction_to_a_type_whose_plan_nobody_reviews_is_the_whole_verdict(
+        db_url: str) -> None:
+    """Emergency → hotfix (no plan review for hotfixes): the correction stands on its own,
+    announced once, and the hotfix's approvers are asked; `changes` says the same."""
+    async with running_app(db_url, REVIEWED) as h:
+        rid = await planned(h, f"web v1.1.0 Payout fix --type emergency {EMERGENCY}")
+        answer = await h.says(DIRECTOR, f"review REL-{rid} ok --type hotfix A plain hotfix")
+        assert answer == (f"You changed REL-{rid} from emergency to hotfix; as a hotfix release "
+                          "its go-live plan needs no review, and its approvers sign again. The "
+                          "requester is told.")
+        await h.settle()
+        card = readable(h.card(rid))
+        assert "hotfix release" in card and "not confirmed" not in card
+        assert len([t for t in h.thread(rid) if "changed the release type" in t]) == 1
+        assert h.slack.dms(CTO)[-1].text.endswith(  # the executive's ask, settled
+            "no longer needs your sign-off: it is now a hotfix release, which you don't sign.")
+        assert await h.says(LEAD, f"approve REL-{rid}") == f"You approved REL-{rid} as test_lead."
+        other = await planned(h, f"web v1.2.0 Payout fix --type emergency {EMERGENCY}")
+        assert "as a hotfix release its go-live plan needs no review" in await h.says(
+            DIRECTOR, f"review REL-{other} changes --type hotfix Not an emergency")

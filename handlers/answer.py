@@ -21,7 +21,7 @@ from bot.plan import listed
 from bot.policy import Policy
 from bot.transition import Outcome
 from bot.workflow import Event, Refused, State
-from handlers.blocks import Block, clip, escape
+from handlers.blocks import Block, an, clip, escape
 from handlers.render import sole_signer_sentence
 from storage import queries as q
 from storage.models import Release
@@ -117,7 +117,7 @@ def plan_edited(out: Outcome) -> str:
 def plan_reviewed(out: Outcome) -> str:
     """The reviewer's verdict on the plan."""
     rid = out.release.rel_id
-    kind = _an(out.release.type)
+    kind = an(out.release.type)
     if old := out.detail.get("old_type"):
         done = f"You changed {rid} from {escape(str(old))} to {escape(out.release.type)}"
         if out.event is Event.RETYPE:  # a type whose plan nobody reviews: nothing more to do
@@ -142,11 +142,6 @@ def decided(out: Outcome) -> str:
                 "ref; it is tested and signed off again.")
     return (f"Recorded: {rid} stays live with its problems as known issues; they are in its "
             "close summary and release notes.")
-
-
-def _an(word: str) -> str:
-    """'an emergency', 'a standard'."""
-    return f"{'an' if word[:1] in 'aeiou' else 'a'} {escape(word)}"
 
 
 def testing(out: Outcome) -> str:

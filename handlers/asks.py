@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from bot.plan import listed
 from bot.readmodel import ReleaseView
 from bot.workflow import UNTESTED, Actor, Event, State
-from handlers.blocks import escape, mention
+from handlers.blocks import an, escape, mention
 from handlers.blocks import link as card_link
 
 
@@ -28,16 +28,14 @@ def ask_over(view: ReleaseView, revision: int, actor: Actor) -> str | None:
         if state in UNTESTED:
             return "it went back to testing for a new revision."
         if not set(view.required_roles) & actor.roles:  # e.g. retyped: no executive now
-            article = "an" if rel.type[:1] in "aeiou" else "a"
-            return f"it is now {article} {escape(rel.type)} release, which you don't sign."
+            return f"it is now {an(rel.type)} release, which you don't sign."
         if state is State.READY_FOR_SIGNOFF:
             return "a new revision needs signing instead."
         return f"it has a new revision, {state.label} now."
     if state is State.READY_FOR_SIGNOFF:
         return None if view.may_sign(actor) is not None else _signed_for(view, actor)
     if approvers := list(dict.fromkeys(view.approved_by.values())):
-        named = [("you" if u == actor.user else mention(u)) for u in approvers]
-        return f"approved by {listed(named)}."
+        return f"approved by {listed([_who(u, actor.user) for u in approvers])}."
     return f"it is {state.label} now."
 
 
@@ -47,8 +45,7 @@ def _signed_for(view: ReleaseView, actor: Actor) -> str:
     mine = [r for r in view.required_roles if r in actor.roles and r in signed]
     if not mine:  # the policy no longer gives them a role this release needs
         return "it no longer needs you."
-    said = [f"{'you' if signed[r] == actor.user else mention(signed[r])} signed as {escape(r)}"
-            for r in mine]
+    said = [f"{_who(signed[r], actor.user)} signed as {escape(r)}" for r in mine]
     return f"{listed(said)}."
 
 

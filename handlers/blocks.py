@@ -71,6 +71,11 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def an(word: str) -> str:
+    """'an emergency', 'a standard': user text with its article, escaped."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {escape(word)}"
+
+
 def safe_url(url: str) -> str:
     """A URL safe inside <url|label>: the delimiters percent-encoded, & escaped."""
     return (url.replace("&", "&amp;").replace("|", "%7C").replace("<", "%3C")

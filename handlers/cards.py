@@ -22,6 +22,7 @@ from handlers.blocks import (
     STATE_ICON,
     ActionId,
     Block,
+    an,
     button,
     button_value,
     clip,
@@ -437,7 +438,7 @@ def plan_buttons(view: ReleaseView) -> list[Block]:
     out = [button("Edit plan", ActionId.EDIT_PLAN, value)]
     if view.plan_waits_for_review and not view.plan_missing:
         rel = view.release
-        kind = f"{'an' if rel.type[:1] in 'aeiou' else 'a'} {escape(rel.type)}"
+        kind = an(rel.type)
         out += [button("Plan OK", ActionId.PLAN_OK, value, confirm=confirm(
                     "Approve the plan?", f"Approve {rel.rel_id}'s go-live plan and confirm it as "
                     f"{kind} release? To change its type, use `/release review {rel.rel_id} "

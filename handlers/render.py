@@ -8,7 +8,7 @@ from typing import Any
 from bot.plan import listed
 from bot.policy import Ground
 from bot.workflow import Event
-from handlers.blocks import clip, duration, escape, link, mention
+from handlers.blocks import an, clip, duration, escape, link, mention
 
 Payload = dict[str, Any]
 
@@ -33,11 +33,6 @@ def ground_text(ground: str) -> str:
         return f"Emergency: {ground}"
 
 
-def _an(word: str) -> str:
-    """'an emergency', 'a standard' (escaped)."""
-    return f"{'an' if word[:1] in 'aeiou' else 'a'} {escape(word)}"
-
-
 def _reason(d: Payload, key: str = "reason") -> str:
     """`: reason` when there is one."""
     text = str(d.get(key) or "").strip()
@@ -45,15 +40,14 @@ def _reason(d: Payload, key: str = "reason") -> str:
 
 
 def _request(p: Payload, d: Payload) -> str:
-    kind = escape(str(d.get("type")))
-    article = "an" if kind[:1] in "aeiou" else "a"
+    kind = an(str(d.get("type")))
     if isinstance(parts := d.get("components"), list):
         train = " → ".join(f"{escape(str(c.get('project')))} `{escape(str(c.get('ref')))}`"
                            for c in parts if isinstance(c, dict))
-        line = (f"📝 {mention(p['actor'])} requested {article} {kind} release train of "
+        line = (f"📝 {mention(p['actor'])} requested {kind} release train of "
                 f"{len(parts)} projects, deployed in this order: {train}.")
     else:
-        line = (f"📝 {mention(p['actor'])} requested {article} {kind} release of "
+        line = (f"📝 {mention(p['actor'])} requested {kind} release of "
                 f"{escape(str(d.get('project')))} at `{escape(str(d.get('ref')))}`.")
     if d.get("ground"):
         line += f"\n🚨 {escape(ground_text(str(d['ground'])))}{_reason(d)}."
@@ -256,14 +250,9 @@ def _plan(p: Payload, d: Payload) -> str:
     return f"🗒 {mention(p['actor'])} changed the go-live plan: {changed}.{again}"
 
 
-def _article(word: str) -> str:
-    """'an' before 'emergency', 'a' before 'standard'."""
-    return "an" if word[:1] in "aeiou" else "a"
-
-
 def _plan_ok(p: Payload, d: Payload) -> str:
     role = f" as {escape(str(d['role']))}" if d.get("role") else ""
-    kind = (f" and confirmed it as {_article(str(d['type']))} {escape(str(d['type']))} release"
+    kind = (f" and confirmed it as {an(str(d['type']))} release"
             if d.get("type") else "")  # a colon here would run into the note's
     return f"🗒 {mention(p['actor'])} approved the go-live plan{role}{kind}{_reason(d, 'note')}."
 
@@ -505,7 +494,7 @@ NOTICES: dict[str, Callable[[str, Payload], str]] = {
     "stuck": _stuck,
     "handover": _handover,
     "retyped": lambda rid, d: (
-        f"🏷 {rid} is now {_an(str(d.get('type')))} release, not "
+        f"🏷 {rid} is now {an(str(d.get('type')))} release, not "
         f"{escape(str(d.get('old_type')))}: the go-live plan's reviewer changed it"
         f"{_reason(d)}. Its sign-offs start again."),
     "decide": lambda rid, d: (

@@ -479,12 +479,7 @@ class Deliverer:
                                        blocks=blocks)
             if where is not None:
                 sent.append((user, *where))
-        if sent:  # kept at once, so a later redraw can take the buttons away again
-            async with transaction(self.deps.sessions) as session:
-                for user, channel, ts in sent:
-                    q.add_ask_message(session, release_id=rel.id, revision=rel.revision,
-                                      outbox_id=row.id, user=user, channel=channel, ts=ts,
-                                      at=self.deps.clock())
+        await self._keep_asks(view, row, sent, SIGNOFF)
 
     async def _asked(self, row: OutboxMessage) -> set[str]:
         """Who got this ask already, when it is being retried (none on the first try)."""
@@ -546,10 +541,7 @@ class Deliverer:
         log.warning("REL-%s: ask DM to %s not settled: %s%s", ask.release_id, ask.user, error,
                     " (tried again at the next redraw)" if again else "")
         async with transaction(self.deps.sessions) as session:
-            if again:
-                await q.reopen_ask(session, int(ask.id or 0), error=error)
-            else:
-                await q.note_ask_error(session, int(ask.id or 0), error)
+            await q.note_ask_error(session, int(ask.id or 0), error, reopen=again)
         return False
 
     async def _notify(self, view: ReleaseView, row: OutboxMessage) -> None:
@@ -559,12 +551,13 @@ class Deliverer:
         in_roles = await self.directory.users_in_roles(payload.get("roles", []))
         skip = set(payload.get("skip") or ())
         users = [u for u in dict.fromkeys([*payload.get("users", []), *in_roles]) if u not in skip]
-        text = notice_text(payload.get("notice", ""), rel.rel_id, payload.get("detail") or {})
+        notice = str(payload.get("notice", ""))
+        text = notice_text(notice, rel.rel_id, payload.get("detail") or {})
         if payload.get("thread"):
             await self._post_thread_line(view, f"notify:{row.id}:thread", text,
                                          retrying=row.attempts > 1)
         blocks = [section(text)]
-        if buttons := prompt_buttons(view, str(payload.get("notice", ""))):
+        if buttons := prompt_buttons(view, notice):
             blocks.append({"type": "actions", "block_id": f"prompt:{rel.id}",
                            "elements": buttons})
         sent: list[tuple[str, str, str]] = []
@@ -573,15 +566,23 @@ class Deliverer:
                                        blocks=blocks)
             if where is not None and buttons:
                 sent.append((user, *where))
-        notice = str(payload.get("notice", ""))
-        if sent and notice in PROMPTS:  # kept, so a later redraw can take the buttons away
+        if notice in PROMPTS:
             env = (payload.get("detail") or {}).get("environment")
-            async with transaction(self.deps.sessions) as session:
-                for user, channel, ts in sent:
-                    q.add_ask_message(session, release_id=rel.id, revision=rel.revision,
-                                      outbox_id=row.id, user=user, channel=channel, ts=ts,
-                                      at=self.deps.clock(), kind=notice,
-                                      environment=str(env) if env else None)
+            await self._keep_asks(view, row, sent, notice, str(env) if env else None)
+
+    async def _keep_asks(self, view: ReleaseView, row: OutboxMessage,
+                         sent: list[tuple[str, str, str]], kind: str,
+                         environment: str | None = None) -> None:
+        """Record the DMs with buttons just sent (user, channel, ts), at once, so a later
+        redraw can take their buttons away again."""
+        if not sent:
+            return
+        rel, now = view.release, self.deps.clock()
+        async with transaction(self.deps.sessions) as session:
+            for user, channel, ts in sent:
+                q.add_ask_message(session, release_id=rel.id or 0, revision=rel.revision,
+                                  outbox_id=row.id, user=user, channel=channel, ts=ts, at=now,
+                                  kind=kind, environment=environment)
 
     async def _tell(self, view: ReleaseView, row: OutboxMessage) -> None:
         """The policy's `notify`: a line linking the card to channels, a DM to people and groups."""

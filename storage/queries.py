@@ -787,20 +787,20 @@ async def claim_ask_message(session: AsyncSession, *, channel: str, ts: str,
     return (await session.exec(stmt)).scalars().first()  # type: ignore[call-overload]
 
 
-async def reopen_ask(session: AsyncSession, ask_id: int, *, error: str | None = None) -> None:
-    """Give a claimed ask DM back to be settled later; `error`: a failed try, counted."""
-    values: dict[str, Any] = {"settled_at": None}
-    if error is not None:
-        values |= {"attempts": AskMessage.attempts + 1, "last_error": error[:100]}
-    stmt = (update(AskMessage).where(col(AskMessage.id) == ask_id).values(**values)
+async def reopen_ask(session: AsyncSession, ask_id: int) -> None:
+    """Give a claimed ask DM back, to be settled later."""
+    stmt = (update(AskMessage).where(col(AskMessage.id) == ask_id).values(settled_at=None)
             .execution_options(**_NO_SYNC))
     await session.exec(stmt)  # type: ignore[call-overload]
 
 
-async def note_ask_error(session: AsyncSession, ask_id: int, error: str) -> None:
-    """Keep why a settled ask DM could not be updated."""
-    stmt = (update(AskMessage).where(col(AskMessage.id) == ask_id)
-            .values(attempts=AskMessage.attempts + 1, last_error=error[:100])
+async def note_ask_error(session: AsyncSession, ask_id: int, error: str, *,
+                         reopen: bool = False) -> None:
+    """Count a failed update of a claimed ask DM and keep why; `reopen`: try it again later."""
+    values: dict[str, Any] = {"attempts": AskMessage.attempts + 1, "last_error": error[:100]}
+    if reopen:
+        values["settled_at"] = None
+    stmt = (update(AskMessage).where(col(AskMessage.id) == ask_id).values(**values)
             .execution_options(**_NO_SYNC))
     await session.exec(stmt)  # type: ignore[call-overload]
 

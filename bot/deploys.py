@@ -49,6 +49,7 @@ from storage import queries as q
 from storage.models import Deployment, Release, ReleaseComponent
 
 log = logging.getLogger(__name__)
+FAILED = FINAL - {"success"}  # a deploy or rollback that ended without shipping
 
 
 @dataclass(frozen=True)
@@ -344,8 +345,7 @@ async def _not_left_failed(session: AsyncSession, release: Release, project: str
     """Refuse to deploy over another release's failed deploy there: what runs is unknown, and
     that release's rollback would be refused for good once another deploy went over it."""
     latest = await q.latest_deployment(session, project, env)
-    if latest is None or latest.release_id == release.id or latest.status not in FINAL \
-            or latest.status == "success":
+    if latest is None or latest.release_id == release.id or latest.status not in FAILED:
         return
     other = await q.get_release(session, latest.release_id)
     if other is None or State(other.state) is not State.DEPLOY_FAILED:
@@ -368,7 +368,7 @@ async def _still_ours(session: AsyncSession, release: Release, project: str, env
     latest = await q.latest_deployment(session, project, env)
     # A rollback of ours that failed left this release's change in place: try it again.
     if latest is None or (latest.release_id == release.id and (
-            not latest.rollback or latest.status in FINAL - {"success"})):
+            not latest.rollback or latest.status in FAILED)):
         return
     runs = running(await q.live_deployment(session, project, env))
     holder = runs.release_id if runs else None

@@ -327,7 +327,7 @@ async def _help(rt: Runtime, user: str, p: Parsed, body: Body) -> Reply:
     return help_text(SUBCOMMANDS)
 
 
-REASON = "Please give a reason"
+REASON = NO_REASON.removesuffix(".")  # the same request, followed by what to type
 SUBCOMMANDS: dict[str, Sub] = {s.name: s for s in (
     Sub("request", '/release request [<project> <ref> | <project>@<ref> <project>@<ref>…] '
         '[title…] [--type standard|emergency|hotfix|campaign] [--at "YYYY-MM-DD HH:MM"] '

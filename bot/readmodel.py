@@ -12,7 +12,7 @@ from bot import calendar
 from bot.plan import PlanField
 from bot.plan import missing as plan_missing
 from bot.policy import ChecklistItem, Policy, ReleaseType, TypePolicy, checklist_of
-from bot.trains import Train, rollback_targets, train_of, unpinned
+from bot.trains import Train, previous_version, rollback_targets, train_of, unpinned
 from bot.transition import is_armed
 from bot.workflow import (
     BEFORE_DEPLOY,
@@ -152,8 +152,8 @@ class ReleaseView:
                                    if not d.rollback and d.revision == rel.revision),
             accepted_envs=frozenset(e for e, a in self.accepted.items() if a.passed),
             has_schedule=rel.scheduled_at is not None, armed=self.armed,
-            rollback_ref=undo[0].previous_ref or undo[0].previous_sha if undo else None,
-            rollback_unpinned=unpinned(undo), requester_can_deploy=self.requester_can_deploy,
+            rollback_ref=previous_version(undo), rollback_unpinned=unpinned(undo),
+            requester_can_deploy=self.requester_can_deploy,
             one_person_many_roles=self.one_person_many_roles, pinned=self.pin is not None,
             plan_missing=self.plan_missing, plan_reviewer=self.plan_reviewer,
             plan_review=rel.plan_review, plan_review_note=rel.plan_review_note or "",

@@ -195,6 +195,12 @@ def rollback_targets(deployments: Sequence[Deployment],
     return targets
 
 
+def previous_version(targets: Sequence[Deployment]) -> str | None:
+    """What a rollback would put back first, as people know it (ref, else commit); None: no
+    recorded previous version."""
+    return (targets[0].previous_ref or targets[0].previous_sha) if targets else None
+
+
 def unpinned(targets: Sequence[Deployment]) -> str | None:
     """The ref a rollback would put back with no commit recorded for it (rows from before
     commits were pinned): redeploying it now would deploy its head, not what ran."""

@@ -22,7 +22,7 @@ from bot.gitlab import GitLabClient, GitLabError
 from bot.plan import PlanField
 from bot.plan import missing as plan_missing
 from bot.policy import Notice, PlanPolicy, Policy, ReleaseType, checklist_of
-from bot.trains import Train, rollback_targets, train_of, unpinned
+from bot.trains import Train, previous_version, rollback_targets, train_of, unpinned
 from bot.workflow import (
     EVENTS,
     EVERYTHING,
@@ -312,7 +312,7 @@ async def _stored_facts(session: AsyncSession, release: Release, train: Train,
         facts["started_envs"] = frozenset(d.environment for d in deployments
                                           if not d.rollback and d.revision == release.revision)
         undo = rollback_targets(deployments, train.projects)
-        facts["rollback_ref"] = undo[0].previous_ref or undo[0].previous_sha if undo else None
+        facts["rollback_ref"] = previous_version(undo)
         facts["rollback_unpinned"] = unpinned(undo)
     if "acceptances" in reads:
         verdicts = await q.acceptances_of(session, release)
